@@ -1,0 +1,17 @@
+//! Default `max_entries` of every sized map. The loader may override each one at load time
+//! (`EbpfLoader::map_max_entries`), so operators size maps without rebuilding.
+
+/// Exact /32 block entries.
+pub const BLOCK_V4: u32 = 1 << 20;
+/// Exact /64 block entries.
+pub const BLOCK_V6: u32 = 1 << 20;
+/// IPv4 block prefixes shorter than /32.
+pub const BLOCK_NET_V4: u32 = 16_384;
+/// IPv6 block prefixes other than /64.
+pub const BLOCK_NET_V6: u32 = 16_384;
+/// Allowlist prefixes per family.
+pub const ALLOW: u32 = 4_096;
+/// Tracked IPv4 sources; the LRU evicts the least recently seen beyond this.
+pub const SRC_V4: u32 = 262_144;
+/// Tracked IPv6 /64 prefixes; the LRU evicts the least recently seen beyond this.
+pub const SRC_V6: u32 = 262_144;

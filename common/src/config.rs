@@ -1,0 +1,26 @@
+//! The one-slot configuration array the XDP program reads on every packet.
+
+/// Runtime switches of the data plane, written by user space.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DataplaneConfig {
+    /// Bit set of the `DataplaneConfig::*` flag consts.
+    pub flags: u32,
+    /// Reserved for future switches; always zero.
+    pub _reserved: u32,
+}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for DataplaneConfig {}
+
+const _: () = assert!(core::mem::size_of::<DataplaneConfig>() == 8);
+
+impl DataplaneConfig {
+    /// Monitor (dry-run): would-be drops are counted as such and passed.
+    pub const MONITOR: u32 = 1 << 0;
+
+    /// Whether monitor mode is on.
+    #[inline(always)]
+    pub const fn monitor(&self) -> bool {
+        self.flags & Self::MONITOR != 0
+    }
+}

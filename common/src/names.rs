@@ -1,0 +1,55 @@
+//! Program and map names, the single source of truth for both sides.
+//!
+//! The kernel truncates object names to 15 bytes, so each name here is at most 15 bytes (checked
+//! below). The eBPF crate names its statics identically; the privileged ABI test checks the built
+//! object against this list.
+
+/// The XDP entry point.
+pub const PROGRAM: &str = "ipwarden_xdp";
+
+/// Exact IPv4 /32 block entries: `HASH<SrcV4, BlockEntry>`.
+pub const BLOCK_V4: &str = "BLOCK_V4";
+/// Exact IPv6 /64 block entries: `HASH<SrcV6Prefix, BlockEntry>`.
+pub const BLOCK_V6: &str = "BLOCK_V6";
+/// IPv4 block prefixes shorter than /32: `LPM_TRIE<[u8; 4], BlockEntry>`.
+pub const BLOCK_NET_V4: &str = "BLOCK_NET_V4";
+/// IPv6 block prefixes other than /64 (shorter, or longer up to /128): `LPM_TRIE<[u8; 16], BlockEntry>`.
+pub const BLOCK_NET_V6: &str = "BLOCK_NET_V6";
+/// IPv4 allowlist: `LPM_TRIE<[u8; 4], u32>`.
+pub const ALLOW_V4: &str = "ALLOW_V4";
+/// IPv6 allowlist: `LPM_TRIE<[u8; 16], u32>`.
+pub const ALLOW_V6: &str = "ALLOW_V6";
+/// Per-source IPv4 counters: `LRU_PERCPU_HASH<SrcV4, SrcStats>`.
+pub const SRC_V4: &str = "SRC_V4";
+/// Per-/64 IPv6 counters: `LRU_PERCPU_HASH<SrcV6Prefix, SrcStatsV6>`.
+pub const SRC_V6: &str = "SRC_V6";
+/// Global counters: `PERCPU_ARRAY<u64>` indexed by [`crate::GlobalCounter`].
+pub const GLOBAL: &str = "GLOBAL";
+/// One-slot `ARRAY<DataplaneConfig>` the program reads on every packet.
+pub const CONFIG: &str = "CONFIG";
+
+/// Every map, for loaders that pin, size or check them all.
+pub const MAPS: [&str; 10] = [
+    BLOCK_V4,
+    BLOCK_V6,
+    BLOCK_NET_V4,
+    BLOCK_NET_V6,
+    ALLOW_V4,
+    ALLOW_V6,
+    SRC_V4,
+    SRC_V6,
+    GLOBAL,
+    CONFIG,
+];
+
+/// The kernel keeps `BPF_OBJ_NAME_LEN - 1` = 15 bytes of a name.
+pub const MAX_NAME_LEN: usize = 15;
+
+const _: () = {
+    assert!(PROGRAM.len() <= MAX_NAME_LEN);
+    let mut i = 0;
+    while i < MAPS.len() {
+        assert!(MAPS[i].len() <= MAX_NAME_LEN);
+        i += 1;
+    }
+};

@@ -1,0 +1,177 @@
+//! Counter values: per source, and global.
+
+/// Per-CPU counters of one source, in an LRU per-CPU hash. User space sums the CPUs (and takes
+/// the minimum non-zero `first_seen_ns` and maximum `last_seen_ns`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SrcStats {
+    /// IP packets seen from the source, whatever the verdict.
+    pub packets: u64,
+    /// Frame bytes (from the Ethernet header) of those packets.
+    pub bytes: u64,
+    /// TCP segments with SYN set and ACK clear: connection attempts.
+    pub syn: u64,
+    /// `bpf_ktime_get_ns` of the first packet this CPU counted.
+    pub first_seen_ns: u64,
+    /// `bpf_ktime_get_ns` of the latest packet this CPU counted.
+    pub last_seen_ns: u64,
+}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for SrcStats {}
+
+const _: () = assert!(core::mem::size_of::<SrcStats>() == 40);
+
+impl SrcStats {
+    /// Folds another CPU's counters into `self`.
+    pub fn merge(&mut self, other: &Self) {
+        self.packets += other.packets;
+        self.bytes += other.bytes;
+        self.syn += other.syn;
+        if other.first_seen_ns != 0
+            && (self.first_seen_ns == 0 || other.first_seen_ns < self.first_seen_ns)
+        {
+            self.first_seen_ns = other.first_seen_ns;
+        }
+        if other.last_seen_ns > self.last_seen_ns {
+            self.last_seen_ns = other.last_seen_ns;
+        }
+    }
+}
+
+/// Per-CPU counters of one IPv6 /64, plus the last full address seen in it, so the controller can
+/// ask about a real address of the prefix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SrcStatsV6 {
+    /// The counters.
+    pub stats: SrcStats,
+    /// The full source address of the packet that set `stats.last_seen_ns` on this CPU.
+    pub last_addr: [u8; 16],
+}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for SrcStatsV6 {}
+
+const _: () = assert!(core::mem::size_of::<SrcStatsV6>() == 56);
+
+impl SrcStatsV6 {
+    /// Folds another CPU's counters into `self`, keeping the most recent address.
+    pub fn merge(&mut self, other: &Self) {
+        if other.stats.last_seen_ns > self.stats.last_seen_ns {
+            self.last_addr = other.last_addr;
+        }
+        self.stats.merge(&other.stats);
+    }
+}
+
+/// Indexes of the global per-CPU counter array.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GlobalCounter {
+    /// Every frame the program ran on.
+    Seen = 0,
+    /// Frames passed (including allowlisted and monitor-mode ones).
+    Passed = 1,
+    /// Frames dropped because their source is blocked.
+    Dropped = 2,
+    /// Frames whose source matched the allowlist.
+    Allowed = 3,
+    /// Frames that are not IPv4/IPv6 (ARP, LLDP, other ethertypes, too many VLAN tags).
+    NotIp = 4,
+    /// IP frames too short or malformed to read a source address from.
+    Malformed = 5,
+    /// Frames that would have been dropped but passed because monitor mode is on.
+    Monitored = 6,
+}
+
+impl GlobalCounter {
+    /// Number of slots of the array.
+    pub const COUNT: u32 = 7;
+
+    /// Every counter in index order.
+    pub const ALL: [GlobalCounter; Self::COUNT as usize] = [
+        Self::Seen,
+        Self::Passed,
+        Self::Dropped,
+        Self::Allowed,
+        Self::NotIp,
+        Self::Malformed,
+        Self::Monitored,
+    ];
+
+    /// Stable snake_case name, used in CLI and JSON output.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Seen => "seen",
+            Self::Passed => "passed",
+            Self::Dropped => "dropped",
+            Self::Allowed => "allowed",
+            Self::NotIp => "not_ip",
+            Self::Malformed => "malformed",
+            Self::Monitored => "monitored",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_sums_counts_and_widens_the_time_span() {
+        let mut a = SrcStats {
+            packets: 2,
+            bytes: 100,
+            syn: 1,
+            first_seen_ns: 50,
+            last_seen_ns: 60,
+        };
+        let b = SrcStats {
+            packets: 3,
+            bytes: 10,
+            syn: 0,
+            first_seen_ns: 40,
+            last_seen_ns: 55,
+        };
+        a.merge(&b);
+        assert_eq!(
+            a,
+            SrcStats {
+                packets: 5,
+                bytes: 110,
+                syn: 1,
+                first_seen_ns: 40,
+                last_seen_ns: 60
+            }
+        );
+        // A CPU that never saw the source has all-zero counters and must not reset first_seen.
+        a.merge(&SrcStats::default());
+        assert_eq!(a.first_seen_ns, 40);
+    }
+
+    #[test]
+    fn v6_merge_keeps_the_latest_address() {
+        let mut a = SrcStatsV6 {
+            stats: SrcStats {
+                last_seen_ns: 10,
+                ..Default::default()
+            },
+            last_addr: [1; 16],
+        };
+        let b = SrcStatsV6 {
+            stats: SrcStats {
+                last_seen_ns: 20,
+                ..Default::default()
+            },
+            last_addr: [2; 16],
+        };
+        a.merge(&b);
+        assert_eq!(a.last_addr, [2; 16]);
+    }
+
+    #[test]
+    fn counter_indexes_are_dense() {
+        for (i, c) in GlobalCounter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! `ipwarden detach`.
+
+use anyhow::Context as _;
+use ipwarden::{cli::Target, dataplane};
+
+pub fn run(target: &Target) -> anyhow::Result<()> {
+    dataplane::detach(&super::pins(target))
+        .with_context(|| format!("detaching from {}", target.iface))?;
+    println!("detached from {}", target.iface);
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! Errors of the data-plane layer.
+
+use std::{io, path::PathBuf};
+
+use thiserror::Error;
+
+/// What went wrong talking to the kernel. Each variant names the object it was working on.
+#[derive(Debug, Error)]
+pub enum DataplaneError {
+    /// The controller was built with `AYA_BUILD_SKIP=1` and carries no program.
+    #[error(
+        "this ipwarden binary was built without its XDP program (AYA_BUILD_SKIP); rebuild with `cargo xtask build`"
+    )]
+    ObjectMissing,
+    /// bpffs is not mounted where pins should go, and mounting it failed.
+    #[error("cannot mount bpffs at {path}")]
+    MountBpffs {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A filesystem operation on the pin directory failed.
+    #[error("{op} {path}")]
+    Fs {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The kernel refused the object (verifier, map creation, BTF).
+    #[error("loading the XDP program")]
+    Load {
+        #[source]
+        source: Box<aya::EbpfError>,
+    },
+    /// Program lookup, load, attach or link handling failed.
+    #[error("{op} on {iface}")]
+    Program {
+        op: &'static str,
+        iface: String,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    /// Attaching in any allowed mode failed.
+    #[error("attaching XDP to {iface} ({mode})")]
+    Attach {
+        iface: String,
+        mode: &'static str,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    /// The interface already carries an ipwarden attachment.
+    #[error(
+        "ipwarden is already attached to {iface} (pinned at {path}); run `ipwarden detach --iface {iface}` first"
+    )]
+    AlreadyAttached { iface: String, path: PathBuf },
+    /// No pinned attachment for the interface.
+    #[error(
+        "ipwarden is not attached to {iface} (no pins under {path}); run `ipwarden attach --iface {iface}` first"
+    )]
+    NotAttached { iface: String, path: PathBuf },
+    /// Pinning or unpinning a link failed.
+    #[error("{op} {path}")]
+    Link {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A map operation failed.
+    #[error("{op} on map {map}")]
+    Map {
+        op: &'static str,
+        map: &'static str,
+        #[source]
+        source: Box<aya::maps::MapError>,
+    },
+    /// A raw bpf(2) call failed.
+    #[error("bpf({op}) on map {map}")]
+    Syscall {
+        op: &'static str,
+        map: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// A map is full.
+    #[error("map {map} is full ({capacity} entries); raise its capacity at attach time")]
+    MapFull { map: &'static str, capacity: u32 },
+}
+
+impl DataplaneError {
+    pub(crate) fn map(op: &'static str, map: &'static str, source: aya::maps::MapError) -> Self {
+        Self::Map {
+            op,
+            map,
+            source: Box::new(source),
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! A typed API over the pinned maps of one attachment: block and allow prefixes, read counters,
+//! switch monitor mode. Every process (CLI, daemon, tests) reaches the maps through this.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use aya::maps::{
+    Array, HashMap, IterableMap as _, LpmTrie, Map, MapData, MapError, PerCpuArray, lpm_trie::Key,
+};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipwarden_common::{BlockEntry, DataplaneConfig, GlobalCounter, SrcStats, SrcStatsV6, names};
+
+use super::{DataplaneError, PinDir, batch};
+use crate::net;
+
+/// A block set entry as user space sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockRule {
+    pub net: IpNet,
+    pub entry: BlockEntry,
+}
+
+/// Counters of one IPv4 source, summed over CPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceV4 {
+    pub addr: Ipv4Addr,
+    pub stats: SrcStats,
+}
+
+/// Counters of one IPv6 /64, summed over CPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceV6 {
+    pub net: Ipv6Net,
+    /// The most recent full source address seen in the /64.
+    pub last_addr: Ipv6Addr,
+    pub stats: SrcStats,
+}
+
+/// Global counters summed over CPUs, indexed by [`GlobalCounter`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GlobalCounters(pub [u64; GlobalCounter::COUNT as usize]);
+
+impl GlobalCounters {
+    /// One counter.
+    pub fn get(&self, counter: GlobalCounter) -> u64 {
+        self.0[counter as usize]
+    }
+}
+
+/// Handles on every map of one attachment.
+pub struct Dataplane {
+    pins: PinDir,
+    block_v4: HashMap<MapData, [u8; 4], BlockEntry>,
+    block_v6: HashMap<MapData, [u8; 8], BlockEntry>,
+    block_net_v4: LpmTrie<MapData, [u8; 4], BlockEntry>,
+    block_net_v6: LpmTrie<MapData, [u8; 16], BlockEntry>,
+    allow_v4: LpmTrie<MapData, [u8; 4], u32>,
+    allow_v6: LpmTrie<MapData, [u8; 16], u32>,
+    src_v4: MapData,
+    src_v6: MapData,
+    global: PerCpuArray<MapData, u64>,
+    config: Array<MapData, DataplaneConfig>,
+}
+
+fn open_raw(pins: &PinDir, name: &'static str) -> Result<MapData, DataplaneError> {
+    MapData::from_pin(pins.map(name))
+        .map_err(|e| DataplaneError::map("opening pinned map", name, e))
+}
+
+fn open<T>(pins: &PinDir, name: &'static str) -> Result<T, DataplaneError>
+where
+    T: TryFrom<Map, Error = MapError>,
+{
+    let map = Map::from_map_data(open_raw(pins, name)?)
+        .map_err(|e| DataplaneError::map("reading map type", name, e))?;
+    T::try_from(map).map_err(|e| DataplaneError::map("checking map layout", name, e))
+}
+
+/// `Ok(true)` if removed, `Ok(false)` if it was not there.
+fn removed(result: Result<(), MapError>, map: &'static str) -> Result<bool, DataplaneError> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(MapError::KeyNotFound) => Ok(false),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+            Ok(false)
+        }
+        Err(e) => Err(DataplaneError::map("removing entry", map, e)),
+    }
+}
+
+fn inserted(
+    result: Result<(), MapError>,
+    map: &'static str,
+    data: &MapData,
+) -> Result<(), DataplaneError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::E2BIG) => {
+            Err(DataplaneError::MapFull {
+                map,
+                capacity: max_entries(data),
+            })
+        }
+        Err(e) => Err(DataplaneError::map("inserting entry", map, e)),
+    }
+}
+
+fn max_entries(map: &MapData) -> u32 {
+    map.info().map(|i| i.max_entries()).unwrap_or(0)
+}
+
+impl Dataplane {
+    /// Opens the pinned maps of the attachment described by `pins`.
+    pub fn open(pins: &PinDir) -> Result<Self, DataplaneError> {
+        if !pins.map(names::CONFIG).exists() {
+            return Err(DataplaneError::NotAttached {
+                iface: pins.iface().to_owned(),
+                path: pins.dir(),
+            });
+        }
+        Ok(Self {
+            pins: pins.clone(),
+            block_v4: open(pins, names::BLOCK_V4)?,
+            block_v6: open(pins, names::BLOCK_V6)?,
+            block_net_v4: open(pins, names::BLOCK_NET_V4)?,
+            block_net_v6: open(pins, names::BLOCK_NET_V6)?,
+            allow_v4: open(pins, names::ALLOW_V4)?,
+            allow_v6: open(pins, names::ALLOW_V6)?,
+            src_v4: open_raw(pins, names::SRC_V4)?,
+            src_v6: open_raw(pins, names::SRC_V6)?,
+            global: open(pins, names::GLOBAL)?,
+            config: open(pins, names::CONFIG)?,
+        })
+    }
+
+    /// Where the maps are pinned.
+    pub fn pins(&self) -> &PinDir {
+        &self.pins
+    }
+
+    /// Adds or replaces a block entry. /32 and /64 prefixes go to the exact-match hashes; every
+    /// other length to the LPM tries.
+    pub fn block(&mut self, net: IpNet, entry: BlockEntry) -> Result<(), DataplaneError> {
+        match net.trunc() {
+            IpNet::V4(n) if n.prefix_len() == 32 => {
+                let r = self.block_v4.insert(n.addr().octets(), entry, 0);
+                inserted(r, names::BLOCK_V4, self.block_v4.map())
+            }
+            IpNet::V4(n) => {
+                let key = Key::new(n.prefix_len().into(), n.addr().octets());
+                let r = self.block_net_v4.insert(&key, entry, 0);
+                inserted(r, names::BLOCK_NET_V4, self.block_net_v4.map())
+            }
+            IpNet::V6(n) if n.prefix_len() == net::V6_SOURCE_PREFIX => {
+                let r = self.block_v6.insert(net::v6_prefix_key(&n), entry, 0);
+                inserted(r, names::BLOCK_V6, self.block_v6.map())
+            }
+            IpNet::V6(n) => {
+                let key = Key::new(n.prefix_len().into(), n.addr().octets());
+                let r = self.block_net_v6.insert(&key, entry, 0);
+                inserted(r, names::BLOCK_NET_V6, self.block_net_v6.map())
+            }
+        }
+    }
+
+    /// Removes the block entry for exactly `net`; `false` if there was none.
+    pub fn unblock(&mut self, net: IpNet) -> Result<bool, DataplaneError> {
+        match net.trunc() {
+            IpNet::V4(n) if n.prefix_len() == 32 => {
+                removed(self.block_v4.remove(&n.addr().octets()), names::BLOCK_V4)
+            }
+            IpNet::V4(n) => {
+                let key = Key::new(n.prefix_len().into(), n.addr().octets());
+                removed(self.block_net_v4.remove(&key), names::BLOCK_NET_V4)
+            }
+            IpNet::V6(n) if n.prefix_len() == net::V6_SOURCE_PREFIX => removed(
+                self.block_v6.remove(&net::v6_prefix_key(&n)),
+                names::BLOCK_V6,
+            ),
+            IpNet::V6(n) => {
+                let key = Key::new(n.prefix_len().into(), n.addr().octets());
+                removed(self.block_net_v6.remove(&key), names::BLOCK_NET_V6)
+            }
+        }
+    }
+
+    /// Every block entry, expired ones included (the kernel ignores those).
+    pub fn blocks(&self) -> Result<Vec<BlockRule>, DataplaneError> {
+        let mut out = Vec::new();
+        let read = |e| DataplaneError::map("reading entries", names::BLOCK_V4, e);
+        for item in self.block_v4.iter() {
+            let (k, entry) = item.map_err(read)?;
+            out.push(BlockRule {
+                net: IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::from(k), 32)),
+                entry,
+            });
+        }
+        for item in self.block_v6.iter() {
+            let (k, entry) =
+                item.map_err(|e| DataplaneError::map("reading entries", names::BLOCK_V6, e))?;
+            out.push(BlockRule {
+                net: IpNet::V6(net::v6_prefix_net(k)),
+                entry,
+            });
+        }
+        for item in self.block_net_v4.iter() {
+            let (k, entry) =
+                item.map_err(|e| DataplaneError::map("reading entries", names::BLOCK_NET_V4, e))?;
+            if let Some(n) = net::v4_net(k.prefix_len(), k.data()) {
+                out.push(BlockRule {
+                    net: IpNet::V4(n),
+                    entry,
+                });
+            }
+        }
+        for item in self.block_net_v6.iter() {
+            let (k, entry) =
+                item.map_err(|e| DataplaneError::map("reading entries", names::BLOCK_NET_V6, e))?;
+            if let Some(n) = net::v6_net(k.prefix_len(), k.data()) {
+                out.push(BlockRule {
+                    net: IpNet::V6(n),
+                    entry,
+                });
+            }
+        }
+        out.sort_by_key(|r| r.net);
+        Ok(out)
+    }
+
+    /// Allowlists a prefix: its sources pass even when a block entry matches them.
+    pub fn allow(&mut self, net: IpNet) -> Result<(), DataplaneError> {
+        match net.trunc() {
+            IpNet::V4(n) => {
+                let key = Key::new(n.prefix_len().into(), n.addr().octets());
+                let r = self.allow_v4.insert(&key, 1, 0);
+                inserted(r, names::ALLOW_V4, self.allow_v4.map())
+            }
+            IpNet::V6(n) => {
+                let key = Key::new(n.prefix_len().into(), n.addr().octets());
+                let r = self.allow_v6.insert(&key, 1, 0);
+                inserted(r, names::ALLOW_V6, self.allow_v6.map())
+            }
+        }
+    }
+
+    /// Removes exactly `net` from the allowlist; `false` if it was not there.
+    pub fn disallow(&mut self, net: IpNet) -> Result<bool, DataplaneError> {
+        match net.trunc() {
+            IpNet::V4(n) => {
+                let key = Key::new(n.prefix_len().into(), n.addr().octets());
+                removed(self.allow_v4.remove(&key), names::ALLOW_V4)
+            }
+            IpNet::V6(n) => {
+                let key = Key::new(n.prefix_len().into(), n.addr().octets());
+                removed(self.allow_v6.remove(&key), names::ALLOW_V6)
+            }
+        }
+    }
+
+    /// Every allowlisted prefix.
+    pub fn allows(&self) -> Result<Vec<IpNet>, DataplaneError> {
+        let mut out = Vec::new();
+        for k in self.allow_v4.keys() {
+            let k = k.map_err(|e| DataplaneError::map("reading keys", names::ALLOW_V4, e))?;
+            out.extend(net::v4_net(k.prefix_len(), k.data()).map(IpNet::V4));
+        }
+        for k in self.allow_v6.keys() {
+            let k = k.map_err(|e| DataplaneError::map("reading keys", names::ALLOW_V6, e))?;
+            out.extend(net::v6_net(k.prefix_len(), k.data()).map(IpNet::V6));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Every tracked IPv4 source with its counters summed over CPUs, read in batches.
+    pub fn sources_v4(&self) -> Result<Vec<SourceV4>, DataplaneError> {
+        let mut out = Vec::new();
+        batch::for_each_percpu(
+            &self.src_v4,
+            names::SRC_V4,
+            |key: [u8; 4], cpus: &[SrcStats]| {
+                let mut stats = SrcStats::default();
+                cpus.iter().for_each(|c| stats.merge(c));
+                out.push(SourceV4 {
+                    addr: Ipv4Addr::from(key),
+                    stats,
+                });
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// Every tracked IPv6 /64 with its counters summed over CPUs, read in batches.
+    pub fn sources_v6(&self) -> Result<Vec<SourceV6>, DataplaneError> {
+        let mut out = Vec::new();
+        batch::for_each_percpu(
+            &self.src_v6,
+            names::SRC_V6,
+            |key: [u8; 8], cpus: &[SrcStatsV6]| {
+                let mut merged = SrcStatsV6::default();
+                cpus.iter().for_each(|c| merged.merge(c));
+                out.push(SourceV6 {
+                    net: net::v6_prefix_net(key),
+                    last_addr: Ipv6Addr::from(merged.last_addr),
+                    stats: merged.stats,
+                });
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// `max_entries` of the IPv4 and IPv6 counter maps.
+    pub fn source_capacity(&self) -> (u32, u32) {
+        (max_entries(&self.src_v4), max_entries(&self.src_v6))
+    }
+
+    /// The global counters, summed over CPUs.
+    pub fn globals(&self) -> Result<GlobalCounters, DataplaneError> {
+        let mut out = GlobalCounters::default();
+        for counter in GlobalCounter::ALL {
+            let values = self
+                .global
+                .get(&(counter as u32), 0)
+                .map_err(|e| DataplaneError::map("reading counter", names::GLOBAL, e))?;
+            out.0[counter as usize] = values.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// Whether monitor (dry-run) mode is on.
+    pub fn monitor(&self) -> Result<bool, DataplaneError> {
+        let cfg = self
+            .config
+            .get(&0, 0)
+            .map_err(|e| DataplaneError::map("reading", names::CONFIG, e))?;
+        Ok(cfg.monitor())
+    }
+
+    /// Switches monitor mode: when on, would-be drops are counted as `monitored` and passed.
+    pub fn set_monitor(&mut self, on: bool) -> Result<(), DataplaneError> {
+        let mut cfg = self
+            .config
+            .get(&0, 0)
+            .map_err(|e| DataplaneError::map("reading", names::CONFIG, e))?;
+        if on {
+            cfg.flags |= DataplaneConfig::MONITOR;
+        } else {
+            cfg.flags &= !DataplaneConfig::MONITOR;
+        }
+        self.config
+            .set(0, cfg, 0)
+            .map_err(|e| DataplaneError::map("writing", names::CONFIG, e))
+    }
+}

@@ -1,0 +1,19 @@
+//! The only door to the kernel: loading and attaching the XDP program, and a typed API over its
+//! pinned maps.
+//!
+//! Layout on bpffs (default root `/sys/fs/bpf`): `<root>/ipwarden/<iface>/` holds one pin per map
+//! (named as in `ipwarden_common::names`) and `link`, the pinned XDP link. The pinned link keeps
+//! the program attached when the loading process exits; removing it (`detach`) detaches.
+
+mod batch;
+mod error;
+mod loader;
+mod maps;
+mod object;
+mod pins;
+
+pub use error::DataplaneError;
+pub use loader::{AttachMode, AttachOptions, Attached, Capacities, attach, detach, is_attached};
+pub use maps::{BlockRule, Dataplane, GlobalCounters, SourceV4, SourceV6};
+pub use object::{OBJECT, object_is_stub};
+pub use pins::{DEFAULT_BPFFS, PinDir, ensure_bpffs};

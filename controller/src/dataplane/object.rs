@@ -1,0 +1,9 @@
+//! The XDP object embedded at build time by `build.rs`.
+
+/// The compiled `ipwarden-ebpf` object; empty when built with `AYA_BUILD_SKIP=1`.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipwarden"));
+
+/// Whether this binary carries only the empty stub object (see `build.rs`).
+pub fn object_is_stub() -> bool {
+    OBJECT.is_empty()
+}

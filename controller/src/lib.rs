@@ -1,0 +1,11 @@
+//! ipwarden's user space: the loader and typed map API of the XDP data plane, and the CLI that
+//! drives it.
+//!
+//! The kernel program (crate `ipwarden-ebpf`) is embedded in this crate at build time; see
+//! `build.rs`. Everything that touches the kernel goes through [`dataplane`].
+
+pub mod cli;
+pub mod clock;
+pub mod dataplane;
+pub mod net;
+pub mod output;

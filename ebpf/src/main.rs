@@ -1,0 +1,86 @@
+//! The ipwarden XDP program: parse the source, count it, look it up, return a verdict.
+//!
+//! Failure semantics, decided once: frames that are not IP or cannot be parsed pass (fail open:
+//! the kernel stack drops what is really broken) and are counted as `NotIp` / `Malformed`. There
+//! is no state in which the program returns `XDP_ABORTED`.
+#![no_std]
+#![no_main]
+
+mod count;
+mod frame;
+mod maps;
+mod policy;
+
+use aya_ebpf::{
+    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+};
+use ipwarden_common::{GlobalCounter, Parsed, parse_frame};
+
+use crate::{frame::XdpFrame, maps::CONFIG, policy::Decision};
+
+#[xdp]
+pub fn ipwarden_xdp(ctx: XdpContext) -> u32 {
+    count::global(GlobalCounter::Seen);
+    let frame = XdpFrame(&ctx);
+    let decision = match parse_frame(&frame) {
+        Parsed::V4 { src, syn } => {
+            // SAFETY: a plain helper call without arguments.
+            let now = unsafe { bpf_ktime_get_ns() };
+            count::source_v4(&src, frame.len(), syn, now);
+            policy::ipv4(&src, now)
+        }
+        Parsed::V6 { src, syn } => {
+            // SAFETY: as above.
+            let now = unsafe { bpf_ktime_get_ns() };
+            count::source_v6(&src, frame.len(), syn, now);
+            policy::ipv6(&src, now)
+        }
+        Parsed::NotIp => {
+            count::global(GlobalCounter::NotIp);
+            Decision::Pass
+        }
+        Parsed::Malformed => {
+            count::global(GlobalCounter::Malformed);
+            Decision::Pass
+        }
+    };
+    verdict(decision)
+}
+
+/// The one place a decision becomes an XDP action, with monitor mode applied.
+#[inline(always)]
+fn verdict(decision: Decision) -> u32 {
+    match decision {
+        Decision::Pass => {
+            count::global(GlobalCounter::Passed);
+            xdp_action::XDP_PASS
+        }
+        Decision::Allow => {
+            count::global(GlobalCounter::Allowed);
+            count::global(GlobalCounter::Passed);
+            xdp_action::XDP_PASS
+        }
+        Decision::Block => {
+            // The config is read only on the drop path: passing traffic never pays for it.
+            let monitor = CONFIG.get(0).is_some_and(|c| c.monitor());
+            if monitor {
+                count::global(GlobalCounter::Monitored);
+                count::global(GlobalCounter::Passed);
+                xdp_action::XDP_PASS
+            } else {
+                count::global(GlobalCounter::Dropped);
+                xdp_action::XDP_DROP
+            }
+        }
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,43 @@
+//! Every map of the program, sized from `ipwarden_common::capacity` (the loader may resize them)
+//! and pinned by name so a restarted controller reopens the same maps. Each static's name is the
+//! map name in `ipwarden_common::names`; the privileged ABI test checks the object against it.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, LruPerCpuHashMap, PerCpuArray},
+};
+use ipwarden_common::{
+    BlockEntry, DataplaneConfig, GlobalCounter, SrcStats, SrcStatsV6, SrcV4, SrcV6Prefix, capacity,
+};
+
+#[map]
+pub static BLOCK_V4: HashMap<SrcV4, BlockEntry> = HashMap::pinned(capacity::BLOCK_V4, 0);
+
+#[map]
+pub static BLOCK_V6: HashMap<SrcV6Prefix, BlockEntry> = HashMap::pinned(capacity::BLOCK_V6, 0);
+
+#[map]
+pub static BLOCK_NET_V4: LpmTrie<[u8; 4], BlockEntry> = LpmTrie::pinned(capacity::BLOCK_NET_V4, 0);
+
+#[map]
+pub static BLOCK_NET_V6: LpmTrie<[u8; 16], BlockEntry> = LpmTrie::pinned(capacity::BLOCK_NET_V6, 0);
+
+#[map]
+pub static ALLOW_V4: LpmTrie<[u8; 4], u32> = LpmTrie::pinned(capacity::ALLOW, 0);
+
+#[map]
+pub static ALLOW_V6: LpmTrie<[u8; 16], u32> = LpmTrie::pinned(capacity::ALLOW, 0);
+
+#[map]
+pub static SRC_V4: LruPerCpuHashMap<SrcV4, SrcStats> =
+    LruPerCpuHashMap::pinned(capacity::SRC_V4, 0);
+
+#[map]
+pub static SRC_V6: LruPerCpuHashMap<SrcV6Prefix, SrcStatsV6> =
+    LruPerCpuHashMap::pinned(capacity::SRC_V6, 0);
+
+#[map]
+pub static GLOBAL: PerCpuArray<u64> = PerCpuArray::pinned(GlobalCounter::COUNT, 0);
+
+#[map]
+pub static CONFIG: Array<DataplaneConfig> = Array::pinned(1, 0);
