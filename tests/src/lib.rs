@@ -1,1 +1,25 @@
+//! The privileged test bed: network namespaces, veth topologies, a private bpffs, bounded traffic
+//! generators and a driver for the real `ipwarden` binary.
+//!
+//! Everything here panics on failure with the command or syscall that failed: tests want
+//! backtraces, not `Result`s. Nothing here skips: a missing privilege is a loud failure.
+//!
+//! Addresses come only from 198.51.100.0/24, 203.0.113.0/24, 192.0.2.0/24 and 2001:db8::/32;
+//! every send loop is bounded by a count and a deadline.
 
+pub mod bpffs;
+pub mod cmd;
+pub mod fixture;
+pub mod frames;
+pub mod ipwarden;
+pub mod netns;
+pub mod privilege;
+pub mod topology;
+pub mod traffic;
+
+pub use bpffs::BpfFs;
+pub use fixture::Fixture;
+pub use ipwarden::Ipwarden;
+pub use netns::NetNs;
+pub use privilege::require_privileges;
+pub use topology::Topology;

@@ -1,0 +1,73 @@
+//! The usual start of a packet test: privileges checked, a private bpffs, the two-host topology
+//! and ipwarden attached to the edge interface through its CLI.
+
+use std::net::{IpAddr, SocketAddr};
+
+use ipwarden::dataplane::Dataplane;
+
+use crate::{
+    bpffs::BpfFs,
+    ipwarden::Ipwarden,
+    privilege::require_privileges,
+    topology::{EDGE_IF, EDGE_V4, EDGE_V6, Topology},
+    traffic::UdpSink,
+};
+
+/// UDP port the edge listens on in tests.
+pub const SINK_PORT: u16 = 5353;
+
+/// Field order is drop order: namespaces go first (detaching the program with the veth), then
+/// the bpffs holding the pins.
+pub struct Fixture {
+    pub topo: Topology,
+    pub ipw: Ipwarden,
+    _bpffs: BpfFs,
+}
+
+impl Fixture {
+    /// Everything up, ipwarden attached with `attach_args`.
+    pub fn attached(attach_args: &[&str]) -> Self {
+        require_privileges();
+        let bpffs = BpfFs::new();
+        let topo = Topology::two_hosts();
+        let ipw = Ipwarden::new(&bpffs);
+        ipw.attach(&topo.edge, attach_args);
+        Self {
+            topo,
+            ipw,
+            _bpffs: bpffs,
+        }
+    }
+
+    /// The pinned maps, opened in this process.
+    pub fn dp(&self) -> Dataplane {
+        self.ipw.dataplane()
+    }
+
+    /// `ipwarden args… --iface edge0`, panicking on failure.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let mut all = args.to_vec();
+        all.extend(["--iface", EDGE_IF]);
+        self.ipw.ok(None, &all)
+    }
+
+    /// A UDP sink on the edge's address of `family_of`'s family.
+    pub fn sink_for(&self, family_of: IpAddr) -> UdpSink {
+        let addr: IpAddr = if family_of.is_ipv4() {
+            EDGE_V4.into()
+        } else {
+            EDGE_V6.into()
+        };
+        UdpSink::bind(&self.topo.edge, SocketAddr::new(addr, SINK_PORT))
+    }
+
+    /// Where UDP test traffic of `family_of`'s family goes.
+    pub fn sink_addr(family_of: IpAddr) -> SocketAddr {
+        let addr: IpAddr = if family_of.is_ipv4() {
+            EDGE_V4.into()
+        } else {
+            EDGE_V6.into()
+        };
+        SocketAddr::new(addr, SINK_PORT)
+    }
+}
