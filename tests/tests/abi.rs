@@ -1,0 +1,57 @@
+//! The ABI contract: every map in `ipwarden_common::names` exists in the loaded program with the
+//! kernel type and key/value sizes the `common` types say, and sizes given at attach time apply.
+//!
+//! Privileged: run with `cargo xtask test` (as root).
+
+use std::mem::size_of;
+
+use aya_map_type::expected;
+use ipwarden::dataplane::Capacities;
+use ipwarden_common::{BlockEntry, DataplaneConfig, SrcStats, SrcStatsV6, names};
+use ipwarden_tests::Fixture;
+
+mod aya_map_type {
+    use super::*;
+
+    /// (map type, key size, value size) per map. LPM keys carry a 4-byte prefix length.
+    pub fn expected(name: &str) -> (&'static str, usize, usize) {
+        match name {
+            names::BLOCK_V4 => ("Hash", 4, size_of::<BlockEntry>()),
+            names::BLOCK_V6 => ("Hash", 8, size_of::<BlockEntry>()),
+            names::BLOCK_NET_V4 => ("LpmTrie", 4 + 4, size_of::<BlockEntry>()),
+            names::BLOCK_NET_V6 => ("LpmTrie", 4 + 16, size_of::<BlockEntry>()),
+            names::ALLOW_V4 => ("LpmTrie", 4 + 4, 4),
+            names::ALLOW_V6 => ("LpmTrie", 4 + 16, 4),
+            names::SRC_V4 => ("LruPerCpuHash", 4, size_of::<SrcStats>()),
+            names::SRC_V6 => ("LruPerCpuHash", 8, size_of::<SrcStatsV6>()),
+            names::GLOBAL => ("PerCpuArray", 4, 8),
+            names::CONFIG => ("Array", 4, size_of::<DataplaneConfig>()),
+            other => panic!("no expectation for map {other}"),
+        }
+    }
+}
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn pinned_maps_match_the_common_abi() {
+    let fx = Fixture::attached(&["--sources", "1000", "--blocks", "2000"]);
+    let pins = fx.ipw.pins();
+    let defaults = Capacities::default();
+    for name in names::MAPS {
+        let info = aya::maps::MapInfo::from_pin(pins.map(name))
+            .unwrap_or_else(|e| panic!("map {name} not pinned: {e}"));
+        let (ty, key, value) = expected(name);
+        assert_eq!(format!("{:?}", info.map_type().unwrap()), ty, "{name} type");
+        assert_eq!(info.key_size() as usize, key, "{name} key size");
+        assert_eq!(info.value_size() as usize, value, "{name} value size");
+        assert_eq!(info.name_as_str(), Some(name), "{name} kernel name");
+        let max = info.max_entries();
+        match name {
+            names::SRC_V4 | names::SRC_V6 => assert_eq!(max, 1000, "{name} resized"),
+            names::BLOCK_V4 | names::BLOCK_V6 => assert_eq!(max, 2000, "{name} resized"),
+            names::BLOCK_NET_V4 => assert_eq!(max, defaults.block_net_v4),
+            names::ALLOW_V4 | names::ALLOW_V6 => assert_eq!(max, defaults.allow),
+            _ => {}
+        }
+    }
+}
