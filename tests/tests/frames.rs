@@ -173,11 +173,11 @@ fn random_source_flood_keeps_counter_maps_at_capacity() {
         dp.sources_v6().unwrap().len(),
     );
     assert!(
-        t6 <= CAPACITY && t6 >= CAPACITY / 2,
+        (CAPACITY / 2..=CAPACITY).contains(&t6),
         "IPv6 map holds {t6} of {CAPACITY}"
     );
     assert!(
-        t4 <= CAPACITY && t4 >= CAPACITY / 2,
+        (CAPACITY / 2..=CAPACITY).contains(&t4),
         "IPv4 map holds {t4} of {CAPACITY}"
     );
     let seen = dp.globals().unwrap().get(GlobalCounter::Seen);

@@ -1,1 +1,52 @@
-fn main() {}
+//! `cargo xtask`: set up a machine, build, test, demo and run ipwarden. `main` only dispatches.
+
+mod build;
+mod cmd;
+mod demo;
+mod lint;
+mod run;
+mod setup;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, test and demo ipwarden")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make this machine ready, idempotently: nightly rust-src, bpf-linker, iproute2, ping.
+    Setup,
+    /// Build the controller (and, through it, the XDP object) and the test bed.
+    Build(build::Options),
+    /// Run the tests: unit tier (no privileges) then privileged tier (root, namespaces).
+    Test(test::Options),
+    /// A one-command demonstration on a namespace topology (needs root).
+    Demo,
+    /// Run the `ipwarden` binary: `cargo xtask run -- attach --iface eth0`.
+    Run(run::Options),
+    /// rustfmt and clippy, warnings denied.
+    Lint,
+    /// What CI runs: setup, lint, all tests.
+    Ci,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Setup => setup::run(),
+        Command::Build(opts) => build::run(&opts),
+        Command::Test(opts) => test::run(&opts),
+        Command::Demo => demo::run(),
+        Command::Run(opts) => run::run(&opts),
+        Command::Lint => lint::run(),
+        Command::Ci => {
+            setup::run()?;
+            lint::run()?;
+            test::run(&test::Options::default())
+        }
+    }
+}

@@ -13,7 +13,7 @@ use super::DataplaneError;
 pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf";
 
 /// `statfs(2)` magic of bpffs (`BPF_FS_MAGIC` in linux/magic.h).
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+const BPF_FS_MAGIC: libc::__fsword_t = 0xcafe_4a11;
 
 /// The pin directory of one interface: `<bpffs>/ipwarden/<iface>/`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,11 +66,7 @@ fn is_bpffs(path: &Path) -> io::Result<bool> {
     if unsafe { libc::statfs(c_path.as_ptr(), &mut st) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    #[expect(
-        clippy::unnecessary_cast,
-        reason = "f_type's width differs between libcs"
-    )]
-    Ok(st.f_type as i64 == BPF_FS_MAGIC)
+    Ok(st.f_type == BPF_FS_MAGIC)
 }
 
 /// Mounts bpffs at `path` unless it already is a bpffs mount.

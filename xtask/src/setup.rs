@@ -1,0 +1,171 @@
+//! Idempotent machine setup. Every step checks first and says what it found or did.
+//!
+//! bpf-linker 0.13.0 is built against the nightly toolchain's own libLLVM (there is no LLVM 22
+//! package to link against): `LLVM_PREFIX` points at a directory whose `lib/libLLVM.so` links
+//! to `$(rustc +nightly --print sysroot)/lib/libLLVM.so.22.1-*`. At run time bpf-linker finds
+//! that library because rustc, started through `rustup run nightly`, puts the sysroot's `lib/`
+//! on the library path.
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{Context as _, bail};
+
+use crate::cmd;
+
+const TOOLCHAIN: &str = "nightly";
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const APT_PACKAGES: [(&str, &str); 3] = [
+    ("ip", "iproute2"),
+    ("ping", "iputils-ping"),
+    ("mount", "mount"),
+];
+
+pub fn run() -> anyhow::Result<()> {
+    let sysroot = nightly_sysroot()?;
+    rust_src(&sysroot)?;
+    bpf_linker(&sysroot)?;
+    apt_packages()?;
+    eprintln!("setup: ready");
+    Ok(())
+}
+
+/// Whether everything `setup` installs is present (cheap: no installs).
+pub fn is_ready() -> bool {
+    let Ok(sysroot) = nightly_sysroot() else {
+        return false;
+    };
+    rust_src_dir(&sysroot).exists()
+        && bpf_linker_version().is_some_and(|v| v.contains(BPF_LINKER_VERSION))
+        && APT_PACKAGES.iter().all(|(bin, _)| cmd::on_path(bin))
+}
+
+/// Runs `setup` unless everything is already there.
+pub fn ensure() -> anyhow::Result<()> {
+    if is_ready() { Ok(()) } else { run() }
+}
+
+fn nightly_sysroot() -> anyhow::Result<PathBuf> {
+    let out =
+        cmd::output(Command::new("rustc").args([&format!("+{TOOLCHAIN}"), "--print", "sysroot"]))
+            .context(
+            "the nightly toolchain is needed to build the XDP program; install it with \
+             `rustup toolchain install nightly --profile minimal`",
+        )?;
+    Ok(PathBuf::from(out.trim()))
+}
+
+fn rust_src_dir(sysroot: &std::path::Path) -> PathBuf {
+    sysroot.join("lib/rustlib/src/rust/library/core")
+}
+
+fn rust_src(sysroot: &std::path::Path) -> anyhow::Result<()> {
+    if rust_src_dir(sysroot).exists() {
+        eprintln!("setup: rust-src for {TOOLCHAIN}: present");
+        return Ok(());
+    }
+    cmd::run(Command::new("rustup").args([
+        "component",
+        "add",
+        "rust-src",
+        "--toolchain",
+        TOOLCHAIN,
+    ]))
+    .context("installing rust-src (needed for -Z build-std=core)")
+}
+
+fn bpf_linker_version() -> Option<String> {
+    let out = Command::new("rustup")
+        .args(["run", TOOLCHAIN, "bpf-linker", "--version"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn bpf_linker(sysroot: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(v) = bpf_linker_version().filter(|v| v.contains(BPF_LINKER_VERSION)) {
+        eprintln!("setup: {v}: present");
+        return Ok(());
+    }
+    let lib = sysroot.join("lib");
+    let llvm = std::fs::read_dir(&lib)
+        .with_context(|| format!("reading {}", lib.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with("libLLVM.so.") || (n.starts_with("libLLVM-") && n.ends_with(".so"))
+            })
+        });
+    let Some(llvm) = llvm else {
+        bail!(
+            "no libLLVM shared library in {}: this nightly does not ship one, so bpf-linker \
+             cannot be built against it",
+            lib.display()
+        );
+    };
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/root".into());
+    let prefix = home.join(".cache/ipwarden/llvm-prefix");
+    let link = prefix.join("lib/libLLVM.so");
+    std::fs::create_dir_all(prefix.join("lib"))?;
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&llvm, &link)
+        .with_context(|| format!("linking {} -> {}", link.display(), llvm.display()))?;
+    eprintln!(
+        "setup: building bpf-linker {BPF_LINKER_VERSION} against {} (about a minute)",
+        llvm.display()
+    );
+    cmd::run(
+        Command::new("cargo")
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--force",
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ])
+            .env("LLVM_PREFIX", &prefix)
+            .current_dir(&home),
+    )
+    .context("building bpf-linker; it needs the registry (crates.io) and a C compiler")?;
+    match bpf_linker_version() {
+        Some(v) => {
+            eprintln!("setup: {v}: installed");
+            Ok(())
+        }
+        None => bail!(
+            "bpf-linker was installed but `rustup run {TOOLCHAIN} bpf-linker --version` fails"
+        ),
+    }
+}
+
+fn apt_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .filter(|(bin, _)| !cmd::on_path(bin))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        eprintln!("setup: iproute2, ping, mount: present");
+        return Ok(());
+    }
+    if !cmd::is_root() {
+        bail!(
+            "missing packages {missing:?}; install them (as root: apt-get install {})",
+            missing.join(" ")
+        );
+    }
+    cmd::run(Command::new("apt-get").arg("update").arg("-q"))?;
+    cmd::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
