@@ -1,6 +1,6 @@
 //! The command line, declared with clap derive: doc comments are the help text.
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
@@ -9,13 +9,14 @@ use crate::{dataplane::DEFAULT_BPFFS, net::parse_prefix};
 
 /// Protects a Linux edge host from malicious traffic.
 ///
-/// ipwarden attaches an XDP program to a network interface. The program drops packets whose
-/// source is in the block set (exact /32 and IPv6 /64 entries, and wider prefixes), passes
-/// allowlisted sources even when a block entry matches, and counts packets, bytes and TCP SYNs
-/// per source (IPv4 /32, IPv6 /64) so heavy hitters can be found.
+/// An XDP program drops packets whose source is in the block set (exact /32 and IPv6 /64
+/// entries, and other prefixes), passes allowlisted sources even when a block entry matches, and
+/// counts packets, bytes and TCP SYNs per source (IPv4 /32, IPv6 /64). The daemon (`ipwarden
+/// run`) finds heavy hitters in those counters, keeps decisions with their reasons and TTLs in
+/// a durable store, and serves the other commands over its control socket.
 ///
 /// The program and its maps are pinned under <BPFFS>/ipwarden/<IFACE>/: the program stays
-/// attached, and keeps enforcing, when ipwarden exits. Commands below act on those pins.
+/// attached, and keeps enforcing, when the daemon stops or restarts.
 #[derive(Debug, Parser)]
 #[command(name = "ipwarden", version, propagate_version = true)]
 pub struct Cli {
@@ -47,9 +48,100 @@ pub struct Format {
     pub json: bool,
 }
 
+/// How to reach the daemon.
+#[derive(Debug, Clone, Args)]
+pub struct Conn {
+    /// The daemon's control socket.
+    #[arg(long, value_name = "PATH", env = "IPWARDEN_SOCKET", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+}
+
+/// The daemon's default control socket.
+pub const DEFAULT_SOCKET: &str = "/run/ipwarden/ipwarden.sock";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Load the XDP program, attach it to an interface and pin it.
+    /// Run the daemon: attach, restore decisions, detect heavy hitters, serve the CLI.
+    ///
+    /// Attaches to every interface (or adopts an attachment left pinned by a previous run, with
+    /// no gap in protection), restores the stored decisions and allowlist into the maps, then
+    /// polls the per-source counters every detection.poll_interval. A source above
+    /// detection.pps_threshold or detection.syn_pps_threshold is a heavy hitter; one above
+    /// detection.hard_pps_limit for detection.hard_for is blocked for detection.hard_ttl.
+    /// SIGHUP reloads the configuration; SIGTERM stops and leaves the program attached.
+    Run(RunArgs),
+    /// Show the daemon's state: interfaces, decisions, detection, warnings.
+    Status {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        format: Format,
+    },
+    /// Block a source address or prefix on every interface.
+    ///
+    /// A bare IPv4 address blocks its /32; a bare IPv6 address blocks its /64 (IPv6 hosts rotate
+    /// addresses inside their /64). Give a prefix length to block anything else. Without --ttl
+    /// the block lasts decisions.default_ttl; --permanent makes it last until `unblock`. A block
+    /// overlapping an allowlisted prefix is refused. The decision is stored durably before the
+    /// command returns.
+    Block(BlockArgs),
+    /// Lift the decision for exactly this address or prefix.
+    Unblock {
+        /// Address or prefix, as given to `block` (a bare IPv6 address means its /64).
+        #[arg(value_parser = parse_prefix_arg)]
+        prefix: IpNet,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List decisions: prefix, action, origin, expiry and reason.
+    List {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        format: Format,
+    },
+    /// Manage the allowlist: allowlisted sources are never blocked.
+    Allow {
+        #[command(subcommand)]
+        action: AllowAction,
+    },
+    /// Show the busiest sources now: rates over detection.window, totals and decision.
+    Top {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        format: Format,
+        /// How many sources.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        n: usize,
+    },
+    /// Show the data plane's global counters per interface.
+    Stats {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        format: Format,
+    },
+    /// Explain what ipwarden does with an address and why.
+    Explain {
+        /// The address (IPv6 addresses are judged by their /64).
+        addr: IpAddr,
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        format: Format,
+    },
+    /// Make the daemon re-read its configuration file (as SIGHUP does).
+    Reload {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Check configuration files.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Load the XDP program, attach it to an interface and pin it (without the daemon).
     ///
     /// Native (driver) mode is tried first; if the driver lacks XDP support ipwarden warns and
     /// falls back to generic (skb) mode. Map sizes apply when the maps are created.
@@ -59,30 +151,111 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Block a source address or prefix.
+    /// Direct access to one attachment's maps, bypassing the daemon (debugging, break-glass).
     ///
-    /// A bare IPv4 address blocks its /32; a bare IPv6 address blocks its /64 (IPv6 hosts rotate
-    /// addresses inside their /64). Give a prefix length to block anything else.
-    Block(BlockArgs),
+    /// Entries made here are not stored: a starting daemon makes the maps equal to its store
+    /// and removes them.
+    Map {
+        #[command(subcommand)]
+        action: MapAction,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Configuration file [default: /etc/ipwarden/ipwarden.toml, built-in defaults if absent].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Interface to protect (repeatable); overrides daemon.ifaces.
+    #[arg(long = "iface", short = 'i', value_name = "IFACE")]
+    pub ifaces: Vec<String>,
+    /// Control socket; overrides daemon.socket.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// State directory; overrides daemon.state_dir.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// bpffs mount; overrides daemon.bpffs.
+    #[arg(long, value_name = "DIR", env = "IPWARDEN_BPFFS")]
+    pub bpffs: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BlockArgs {
+    /// Address or CIDR prefix, e.g. 203.0.113.7, 198.51.100.0/24, 2001:db8:2::/48.
+    #[arg(value_parser = parse_prefix_arg)]
+    pub prefix: IpNet,
+    #[command(flatten)]
+    pub conn: Conn,
+    /// How long the block lasts (`90s`, `10m`, `24h`) [default: decisions.default_ttl].
+    #[arg(long, value_parser = parse_ttl, conflicts_with = "permanent")]
+    pub ttl: Option<Duration>,
+    /// Never expire.
+    #[arg(long)]
+    pub permanent: bool,
+    /// Why, recorded with the decision and shown by `list` and `explain`.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AllowAction {
+    /// Allowlist an address or prefix (a bare IPv6 address means its /64).
+    Add {
+        #[arg(value_parser = parse_prefix_arg)]
+        prefix: IpNet,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Remove exactly this runtime entry from the allowlist.
+    Rm {
+        #[arg(value_parser = parse_prefix_arg)]
+        prefix: IpNet,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List the allowlist with each entry's origin (builtin, config, runtime).
+    List {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Validate a configuration file; prints the first error with its line, exits 1 on error.
+    Check {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Print the fully commented default configuration.
+    Example,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MapAction {
+    /// Add a block entry directly to the maps.
+    Block(MapBlockArgs),
     /// Remove the block entry for exactly this address or prefix.
     Unblock {
-        /// Address or prefix, as given to `block`.
         #[arg(value_parser = parse_prefix_arg)]
         prefix: IpNet,
         #[command(flatten)]
         target: Target,
     },
-    /// List block entries with their reason and remaining time.
+    /// List the block entries in the maps.
     List {
         #[command(flatten)]
         target: Target,
         #[command(flatten)]
         format: Format,
     },
-    /// Manage the allowlist: allowlisted sources pass even when a block entry matches.
+    /// Manage the allowlist entries in the maps.
     Allow {
         #[command(subcommand)]
-        action: AllowAction,
+        action: MapAllowAction,
     },
     /// Switch monitor (dry-run) mode: would-be drops are counted as `monitored` and passed.
     Monitor {
@@ -91,8 +264,33 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Show global counters and the busiest sources.
+    /// Show global counters and the busiest sources, from the maps.
     Stats(StatsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MapAllowAction {
+    /// Add an allowlist entry.
+    Add {
+        #[arg(value_parser = parse_prefix_arg)]
+        prefix: IpNet,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove exactly this allowlist entry.
+    Rm {
+        #[arg(value_parser = parse_prefix_arg)]
+        prefix: IpNet,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List allowlist entries.
+    List {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -117,7 +315,7 @@ pub struct AttachArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct BlockArgs {
+pub struct MapBlockArgs {
     /// Address or CIDR prefix, e.g. 203.0.113.7, 198.51.100.0/24, 2001:db8:2::/48.
     #[arg(value_parser = parse_prefix_arg)]
     pub prefix: IpNet,
@@ -140,31 +338,6 @@ pub struct StatsArgs {
     /// How many of the busiest sources to show.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AllowAction {
-    /// Allowlist an address or prefix (a bare IPv6 address means its /64).
-    Add {
-        #[arg(value_parser = parse_prefix_arg)]
-        prefix: IpNet,
-        #[command(flatten)]
-        target: Target,
-    },
-    /// Remove exactly this prefix from the allowlist.
-    Rm {
-        #[arg(value_parser = parse_prefix_arg)]
-        prefix: IpNet,
-        #[command(flatten)]
-        target: Target,
-    },
-    /// List allowlisted prefixes.
-    List {
-        #[command(flatten)]
-        target: Target,
-        #[command(flatten)]
-        format: Format,
-    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

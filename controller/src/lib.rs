@@ -6,6 +6,13 @@
 
 pub mod cli;
 pub mod clock;
+pub mod config;
+pub mod daemon;
 pub mod dataplane;
+pub mod decision;
+pub mod detect;
+pub mod engine;
+pub mod ipc;
 pub mod net;
 pub mod output;
+pub mod store;

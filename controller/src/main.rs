@@ -3,7 +3,7 @@
 
 mod commands;
 
-use std::process::ExitCode;
+use std::{io::IsTerminal as _, process::ExitCode};
 
 use clap::Parser as _;
 use ipwarden::cli::Cli;
@@ -15,13 +15,18 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
     match commands::run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            let unreachable = err
+                .downcast_ref::<ipwarden::ipc::client::ClientError>()
+                .is_some_and(|e| e.is_unreachable());
+            // 3: the daemon could not be reached; 2 is clap's usage error.
+            ExitCode::from(if unreachable { 3 } else { 1 })
         }
     }
 }

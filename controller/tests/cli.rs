@@ -23,7 +23,8 @@ fn help_names_every_command() {
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for verb in [
-        "attach", "detach", "block", "unblock", "list", "allow", "monitor", "stats",
+        "run", "status", "block", "unblock", "list", "allow", "top", "stats", "explain", "reload",
+        "config", "attach", "detach", "map",
     ] {
         assert!(help.contains(verb), "--help lacks {verb}:\n{help}");
     }
@@ -38,7 +39,7 @@ fn bad_addresses_exit_2_and_name_the_input() {
         "example.com",
         "",
     ] {
-        let out = ipwarden(&["block", bad, "--iface", "eth9"]);
+        let out = ipwarden(&["block", bad]);
         assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
         assert!(
             stderr(&out).contains(&format!("`{bad}`")),
@@ -50,21 +51,23 @@ fn bad_addresses_exit_2_and_name_the_input() {
 
 #[test]
 fn bad_ttl_and_missing_iface_are_usage_errors() {
-    let out = ipwarden(&["block", "203.0.113.7", "--iface", "eth9", "--ttl", "0s"]);
+    let out = ipwarden(&["block", "203.0.113.7", "--ttl", "0s"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("omit --ttl"), "{}", stderr(&out));
-    let out = ipwarden(&["block", "203.0.113.7"]);
+    let out = ipwarden(&["block", "203.0.113.7", "--ttl", "1h", "--permanent"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = ipwarden(&["map", "block", "203.0.113.7"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--iface"), "{}", stderr(&out));
 }
 
 #[test]
-fn commands_without_an_attachment_fail_with_a_hint() {
+fn map_commands_without_an_attachment_fail_with_a_hint() {
     for args in [
-        &["list", "--iface", "eth9"][..],
-        &["block", "203.0.113.7", "--iface", "eth9"],
-        &["stats", "--iface", "eth9", "--json"],
-        &["allow", "add", "192.0.2.0/24", "--iface", "eth9"],
+        &["map", "list", "--iface", "eth9"][..],
+        &["map", "block", "203.0.113.7", "--iface", "eth9"],
+        &["map", "stats", "--iface", "eth9", "--json"],
+        &["map", "allow", "add", "192.0.2.0/24", "--iface", "eth9"],
     ] {
         let out = ipwarden(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
@@ -76,4 +79,54 @@ fn commands_without_an_attachment_fail_with_a_hint() {
         );
         assert_eq!(err.lines().count(), 1, "one line: {err}");
     }
+}
+
+#[test]
+fn daemon_commands_without_a_daemon_exit_3_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("nothing.sock");
+    for args in [
+        &["status"][..],
+        &["block", "203.0.113.7"],
+        &["list", "--json"],
+        &["top"],
+        &["explain", "203.0.113.7"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ipwarden"))
+            .args(args)
+            .arg("--socket")
+            .arg(&socket)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("daemon is not running") && err.contains("nothing.sock"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+    }
+}
+
+#[test]
+fn config_check_reports_the_line_of_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&good, ipwarden::config::EXAMPLE).unwrap();
+    std::fs::write(
+        &bad,
+        "[detection]\npoll_interval = \"1s\"\nwindow = \"tomorrow\"\n",
+    )
+    .unwrap();
+    let out = ipwarden(&["config", "check", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ipwarden(&["config", "check", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("line 3"), "{}", stderr(&out));
+    let out = ipwarden(&["config", "example"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        ipwarden::config::EXAMPLE
+    );
 }

@@ -44,9 +44,10 @@ impl Fixture {
         self.ipw.dataplane()
     }
 
-    /// `ipwarden args… --iface edge0`, panicking on failure.
-    pub fn cli(&self, args: &[&str]) -> String {
-        let mut all = args.to_vec();
+    /// `ipwarden map args… --iface edge0` (direct map access), panicking on failure.
+    pub fn map(&self, args: &[&str]) -> String {
+        let mut all = vec!["map"];
+        all.extend_from_slice(args);
         all.extend(["--iface", EDGE_IF]);
         self.ipw.ok(None, &all)
     }

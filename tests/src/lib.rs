@@ -9,6 +9,7 @@
 
 pub mod bpffs;
 pub mod cmd;
+pub mod daemon;
 pub mod fixture;
 pub mod frames;
 pub mod ipwarden;
@@ -18,6 +19,7 @@ pub mod topology;
 pub mod traffic;
 
 pub use bpffs::BpfFs;
+pub use daemon::{Daemon, DaemonHome};
 pub use fixture::Fixture;
 pub use ipwarden::Ipwarden;
 pub use netns::NetNs;

@@ -40,6 +40,29 @@ pub fn udp_send(ns: &NetNs, src: IpAddr, dst: SocketAddr, count: usize, payload:
     })
 }
 
+/// Sends UDP from `src` to `dst` inside `ns` at about `pps` packets per second for `duration`
+/// (at most [`MAX_LOOP`]); returns how many were sent. Paced per millisecond, so the veth ring
+/// never overflows below ~200 kpps.
+pub fn udp_flood(ns: &NetNs, src: IpAddr, dst: SocketAddr, pps: u64, duration: Duration) -> u64 {
+    let duration = duration.min(MAX_LOOP);
+    ns.run(move || {
+        let socket = UdpSocket::bind(SocketAddr::new(src, 0))
+            .unwrap_or_else(|e| panic!("binding UDP to {src}: {e}"));
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while start.elapsed() < duration {
+            let due = (start.elapsed().as_secs_f64() * pps as f64) as u64;
+            while sent < due {
+                // A full queue (ENOBUFS) is a lost packet, not a failure, for a flood.
+                let _ = socket.send_to(&[0x5A; 32], dst);
+                sent += 1;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        sent
+    })
+}
+
 /// Received datagrams per source, shared with the receiving thread.
 type Tally = Arc<Mutex<(BTreeMap<IpAddr, usize>, Instant)>>;
 

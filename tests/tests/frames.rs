@@ -83,7 +83,7 @@ fn vlan_tagged_frames_are_parsed_and_judged() {
     );
 
     // And they are judged: a blocked source behind two tags is dropped.
-    fx.cli(&["block", &double.to_string()]);
+    fx.map(&["block", &double.to_string()]);
     let before = fx.dp().globals().unwrap();
     assert_eq!(sock.send_many(10, |_| tagged(&base4(double), &qinq)), 10);
     wait_seen(&fx, before.get(GlobalCounter::Seen), 10);

@@ -36,10 +36,10 @@ fn program_outlives_its_loader_and_detach_removes_it() {
     // `attach` and `block` are separate processes that have exited by the time traffic flows.
     let fx = Fixture::attached(&[]);
     assert!(xdp_attached(&fx));
-    fx.cli(&["block", &CLIENT_V4.to_string()]);
+    fx.map(&["block", &CLIENT_V4.to_string()]);
     assert_eq!(delivered(&fx, CLIENT_V4.into(), 30), 0);
 
-    fx.cli(&["detach"]);
+    fx.ipw.ok(None, &["detach", "--iface", EDGE_IF]);
     assert!(!xdp_attached(&fx), "program detached");
     assert!(!fx.ipw.pins().dir().exists(), "pins removed");
     assert_eq!(delivered(&fx, CLIENT_V4.into(), 30), 30);
@@ -60,7 +60,7 @@ fn generic_skb_mode_also_filters() {
             .ip(&["link", "show", "dev", EDGE_IF])
             .contains("xdpgeneric")
     );
-    fx.cli(&["block", &CLIENT_V4.to_string()]);
+    fx.map(&["block", &CLIENT_V4.to_string()]);
     assert_eq!(delivered(&fx, CLIENT_V4.into(), 20), 0);
 }
 
@@ -68,7 +68,7 @@ fn generic_skb_mode_also_filters() {
 #[ignore = "privileged: run with `cargo xtask test`"]
 fn attaching_twice_is_refused_and_keeps_the_first_attachment() {
     let fx = Fixture::attached(&[]);
-    fx.cli(&["block", "203.0.113.0/24"]);
+    fx.map(&["block", "203.0.113.0/24"]);
     let out = fx
         .ipw
         .output(Some(&fx.topo.edge), &["attach", "--iface", EDGE_IF]);
@@ -81,8 +81,8 @@ fn attaching_twice_is_refused_and_keeps_the_first_attachment() {
 #[ignore = "privileged: run with `cargo xtask test`"]
 fn bad_input_is_rejected_and_changes_nothing() {
     let fx = Fixture::attached(&[]);
-    fx.cli(&["block", "203.0.113.9"]);
-    let before = fx.cli(&["list", "--json"]);
+    fx.map(&["block", "203.0.113.9"]);
+    let before = fx.map(&["list", "--json"]);
     for (args, code, needle) in [
         (
             vec!["block", "203.0.113.300"],
@@ -102,14 +102,15 @@ fn bad_input_is_rejected_and_changes_nothing() {
             "not on the allowlist",
         ),
     ] {
-        let mut all = args.clone();
+        let mut all = vec!["map"];
+        all.extend(args.iter().copied());
         all.extend(["--iface", EDGE_IF]);
         let out = fx.ipw.output(None, &all);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
-    assert_eq!(fx.cli(&["list", "--json"]), before);
+    assert_eq!(fx.map(&["list", "--json"]), before);
 }
 
 #[test]
@@ -119,7 +120,7 @@ fn commands_on_an_unattached_interface_say_what_to_do() {
     let bpffs = BpfFs::new();
     let _topo = Topology::two_hosts();
     let ipw = Ipwarden::new(&bpffs);
-    let out = ipw.output(None, &["list", "--iface", EDGE_IF]);
+    let out = ipw.output(None, &["map", "list", "--iface", EDGE_IF]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -46,7 +46,7 @@ fn drops_blocked_ipv4_source_and_passes_others() {
     let fx = Fixture::attached(&[]);
     let attacker = v4("203.0.113.7");
     fx.topo.add_source(attacker);
-    fx.cli(&["block", "203.0.113.7"]);
+    fx.map(&["block", "203.0.113.7"]);
 
     let got = exchange(&fx, &[attacker, CLIENT_V4.into()], 100);
     assert_eq!(got, vec![0, 100], "attacker dropped, client delivered");
@@ -67,7 +67,7 @@ fn blocked_prefix_covers_its_hosts() {
     let (a, b) = (v4("203.0.113.7"), v4("203.0.113.200"));
     fx.topo.add_source(a);
     fx.topo.add_source(b);
-    fx.cli(&["block", "203.0.113.0/24"]);
+    fx.map(&["block", "203.0.113.0/24"]);
 
     assert_eq!(exchange(&fx, &[a, b, CLIENT_V4.into()], 50), vec![0, 0, 50]);
     // ICMP too: the attacker's pings die, the client's are answered.
@@ -85,9 +85,9 @@ fn allow_entry_beats_block_entry() {
     let (friend, foe) = (v4("203.0.113.7"), v4("203.0.113.8"));
     fx.topo.add_source(friend);
     fx.topo.add_source(foe);
-    fx.cli(&["block", "203.0.113.0/24"]);
-    fx.cli(&["block", "203.0.113.7"]);
-    fx.cli(&["allow", "add", "203.0.113.7"]);
+    fx.map(&["block", "203.0.113.0/24"]);
+    fx.map(&["block", "203.0.113.7"]);
+    fx.map(&["allow", "add", "203.0.113.7"]);
 
     assert_eq!(exchange(&fx, &[friend, foe], 40), vec![40, 0]);
     let g = fx.dp().globals().unwrap();
@@ -95,7 +95,7 @@ fn allow_entry_beats_block_entry() {
     assert_eq!(g.get(GlobalCounter::Dropped), 40);
 
     // Removing the allow entry lets the blocks apply again.
-    fx.cli(&["allow", "rm", "203.0.113.7"]);
+    fx.map(&["allow", "rm", "203.0.113.7"]);
     assert_eq!(exchange(&fx, &[friend], 10), vec![0]);
 }
 
@@ -111,7 +111,7 @@ fn ipv6_block_covers_its_slash_64_and_not_the_neighbour() {
         fx.topo.add_source(a);
     }
     // A bare IPv6 address means its /64.
-    let out = fx.cli(&["block", "2001:db8:2::5"]);
+    let out = fx.map(&["block", "2001:db8:2::5"]);
     assert!(out.contains("2001:db8:2::/64"), "{out}");
 
     assert_eq!(
@@ -120,7 +120,7 @@ fn ipv6_block_covers_its_slash_64_and_not_the_neighbour() {
     );
 
     // A /128 (kept in the LPM trie) blocks exactly one address of the neighbouring /64.
-    fx.cli(&["block", "2001:db8:2:1::5/128"]);
+    fx.map(&["block", "2001:db8:2:1::5/128"]);
     assert_eq!(exchange(&fx, &[neighbour, neighbour_host], 30), vec![0, 30]);
 }
 
@@ -208,7 +208,7 @@ fn monitor_mode_passes_and_counts_would_be_drops() {
     let fx = Fixture::attached(&["--monitor"]);
     let attacker = v4("203.0.113.7");
     fx.topo.add_source(attacker);
-    fx.cli(&["block", "203.0.113.7"]);
+    fx.map(&["block", "203.0.113.7"]);
     assert!(fx.dp().monitor().unwrap());
 
     assert_eq!(
@@ -220,7 +220,7 @@ fn monitor_mode_passes_and_counts_would_be_drops() {
     assert_eq!(g.get(GlobalCounter::Monitored), 50);
     assert_eq!(g.get(GlobalCounter::Dropped), 0);
 
-    fx.cli(&["monitor", "off"]);
+    fx.map(&["monitor", "off"]);
     assert_eq!(exchange(&fx, &[attacker], 50), vec![0], "enforcing again");
     let g = fx.dp().globals().unwrap();
     assert_eq!(g.get(GlobalCounter::Monitored), 50);
@@ -233,12 +233,12 @@ fn expired_block_no_longer_drops() {
     let fx = Fixture::attached(&[]);
     let attacker = v4("203.0.113.7");
     fx.topo.add_source(attacker);
-    fx.cli(&["block", "203.0.113.7", "--ttl", "1s"]);
+    fx.map(&["block", "203.0.113.7", "--ttl", "1s"]);
     assert_eq!(exchange(&fx, &[attacker], 20), vec![0]);
 
     std::thread::sleep(Duration::from_millis(1500));
     // The kernel checks the deadline itself: nobody removed the entry.
-    let list = fx.cli(&["list", "--json"]);
+    let list = fx.map(&["list", "--json"]);
     let json: serde_json::Value = serde_json::from_str(&list).unwrap();
     assert_eq!(json["blocks"][0]["prefix"], "203.0.113.7/32");
     assert_eq!(json["blocks"][0]["expired"], true);

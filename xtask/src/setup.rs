@@ -14,10 +14,11 @@ use crate::cmd;
 
 const TOOLCHAIN: &str = "nightly";
 const BPF_LINKER_VERSION: &str = "0.13.0";
-const APT_PACKAGES: [(&str, &str); 3] = [
+const APT_PACKAGES: [(&str, &str); 4] = [
     ("ip", "iproute2"),
     ("ping", "iputils-ping"),
     ("mount", "mount"),
+    ("systemd-analyze", "systemd"),
 ];
 
 pub fn run() -> anyhow::Result<()> {
@@ -152,7 +153,7 @@ fn apt_packages() -> anyhow::Result<()> {
         .map(|(_, pkg)| *pkg)
         .collect();
     if missing.is_empty() {
-        eprintln!("setup: iproute2, ping, mount: present");
+        eprintln!("setup: iproute2, ping, mount, systemd-analyze: present");
         return Ok(());
     }
     if !cmd::is_root() {

@@ -1,37 +1,29 @@
-//! `ipwarden allow add|rm|list`.
+//! `ipwarden allow add|rm|list`, through the daemon.
 
-use ipwarden::cli::AllowAction;
-use serde::Serialize;
-
-#[derive(Serialize)]
-struct AllowView {
-    allow: Vec<String>,
-}
+use ipwarden::{
+    cli::AllowAction,
+    ipc::protocol::{Request, Response},
+    output::table,
+};
 
 pub fn run(action: AllowAction) -> anyhow::Result<()> {
     match action {
-        AllowAction::Add { prefix, target } => {
-            super::open(&target)?.allow(prefix)?;
-            println!("allowlisted {prefix}");
-        }
-        AllowAction::Rm { prefix, target } => {
-            if !super::open(&target)?.disallow(prefix)? {
-                anyhow::bail!("{prefix} is not on the allowlist of {}", target.iface);
-            }
-            println!("removed {prefix} from the allowlist");
-        }
-        AllowAction::List { target, format } => {
-            let allow: Vec<String> = super::open(&target)?
-                .allows()?
-                .iter()
-                .map(ToString::to_string)
-                .collect();
+        AllowAction::Add { prefix, conn } => super::done(&conn, Request::AllowAdd { prefix }),
+        AllowAction::Rm { prefix, conn } => super::done(&conn, Request::AllowRm { prefix }),
+        AllowAction::List { conn, format } => {
+            let response = super::call(&conn, Request::AllowList)?;
+            let Response::Allow { allow } = &response else {
+                return super::unexpected(&response);
+            };
             if format.json {
-                return super::print_json(&AllowView { allow });
+                return super::print_json(&response);
             }
-            println!("PREFIX");
-            allow.iter().for_each(|p| println!("{p}"));
+            let rows: Vec<Vec<String>> = allow
+                .iter()
+                .map(|a| vec![a.prefix.to_string(), a.origin.clone()])
+                .collect();
+            print!("{}", table(&["PREFIX", "ORIGIN"], &rows));
+            Ok(())
         }
     }
-    Ok(())
 }

@@ -1,35 +1,42 @@
-//! `ipwarden block` and `ipwarden unblock`.
+//! `ipwarden block` and `ipwarden unblock`, through the daemon.
 
 use ipnet::IpNet;
 use ipwarden::{
-    cli::{BlockArgs, Target},
-    clock,
+    cli::{BlockArgs, Conn},
+    decision::now_unix_ms,
+    ipc::protocol::{Request, Response},
 };
-use ipwarden_common::BlockEntry;
 
 pub fn block(args: &BlockArgs) -> anyhow::Result<()> {
-    let mut dp = super::open(&args.target)?;
-    let entry = BlockEntry::block(args.reason.code(), clock::deadline_ns(args.ttl));
-    dp.block(args.prefix, entry)?;
-    match args.ttl {
-        Some(ttl) => println!(
-            "blocked {} for {}",
-            args.prefix,
-            humantime::format_duration(ttl)
-        ),
-        None => println!("blocked {} permanently", args.prefix),
+    let request = Request::Block {
+        prefix: args.prefix,
+        ttl_secs: args.ttl.map(|t| t.as_secs().max(1)),
+        permanent: args.permanent,
+        reason: args.reason.clone(),
+    };
+    match super::call(&args.conn, request)? {
+        Response::Blocked { decision } => {
+            match decision.remaining(now_unix_ms()) {
+                Some(left) => println!("blocked {} for {}", decision.prefix, super::human(left)),
+                None => println!("blocked {} permanently", decision.prefix),
+            }
+            Ok(())
+        }
+        other => super::unexpected(&other),
     }
-    Ok(())
 }
 
-pub fn unblock(prefix: IpNet, target: &Target) -> anyhow::Result<()> {
-    let mut dp = super::open(target)?;
-    if !dp.unblock(prefix)? {
-        anyhow::bail!(
-            "{prefix} is not blocked on {} (see `ipwarden list`)",
-            target.iface
-        );
+pub fn unblock(prefix: IpNet, conn: &Conn) -> anyhow::Result<()> {
+    match super::call(conn, Request::Unblock { prefix })? {
+        Response::Unblocked { decision } => {
+            println!(
+                "unblocked {} ({} decision: {})",
+                decision.prefix,
+                decision.origin.name(),
+                decision.reason
+            );
+            Ok(())
+        }
+        other => super::unexpected(&other),
     }
-    println!("unblocked {prefix}");
-    Ok(())
 }

@@ -1,38 +1,40 @@
 //! `ipwarden list`.
 
 use ipwarden::{
-    cli::{Format, Target},
-    output::{BlockView, table},
+    cli::{Conn, Format},
+    decision::now_unix_ms,
+    ipc::protocol::{Request, Response},
+    output::table,
 };
-use serde::Serialize;
 
-#[derive(Serialize)]
-struct ListView {
-    blocks: Vec<BlockView>,
-}
-
-pub fn run(target: &Target, format: Format) -> anyhow::Result<()> {
-    let dp = super::open(target)?;
-    let blocks: Vec<BlockView> = dp.blocks()?.iter().map(BlockView::from).collect();
+pub fn run(conn: &Conn, format: Format) -> anyhow::Result<()> {
+    let response = super::call(conn, Request::List)?;
+    let Response::Decisions { decisions } = &response else {
+        return super::unexpected(&response);
+    };
     if format.json {
-        return super::print_json(&ListView { blocks });
+        return super::print_json(&response);
     }
-    let rows: Vec<Vec<String>> = blocks
+    let now = now_unix_ms();
+    let rows: Vec<Vec<String>> = decisions
         .iter()
-        .map(|b| {
-            let expires = match (b.expires_in_secs, b.expired) {
-                (_, true) => "expired".to_owned(),
-                (None, _) => "never".to_owned(),
-                (Some(s), _) => {
-                    humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
-                }
-            };
-            vec![b.prefix.clone(), b.action.into(), b.reason.into(), expires]
+        .map(|d| {
+            vec![
+                d.prefix.to_string(),
+                format!("{:?}", d.action).to_lowercase(),
+                d.origin.name().to_owned(),
+                d.remaining(now)
+                    .map_or_else(|| "never".to_owned(), super::human),
+                d.reason.clone(),
+            ]
         })
         .collect();
     print!(
         "{}",
-        table(&["PREFIX", "ACTION", "REASON", "EXPIRES IN"], &rows)
+        table(
+            &["PREFIX", "ACTION", "ORIGIN", "EXPIRES IN", "REASON"],
+            &rows
+        )
     );
     Ok(())
 }

@@ -1,31 +1,71 @@
 //! One module per verb. Each takes its parsed arguments and prints its result to stdout.
+//! Daemon commands go through [`call`]; `attach`, `detach` and `map` act on the pins directly.
 
 mod allow;
 mod attach;
 mod block;
+mod config;
 mod detach;
+mod explain;
 mod list;
-mod monitor;
-mod stats;
+mod map;
+mod run;
+mod show;
 
 use anyhow::Context as _;
 use ipwarden::{
-    cli::{Command, Target},
+    cli::{Command, Conn, Target},
     dataplane::{Dataplane, PinDir},
+    ipc::{
+        client,
+        protocol::{Request, Response},
+    },
 };
 
 /// Runs one command.
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Run(args) => run::run(&args),
+        Command::Status { conn, format } => show::status(&conn, format),
+        Command::Block(args) => block::block(&args),
+        Command::Unblock { prefix, conn } => block::unblock(prefix, &conn),
+        Command::List { conn, format } => list::run(&conn, format),
+        Command::Allow { action } => allow::run(action),
+        Command::Top { conn, format, n } => show::top(&conn, format, n),
+        Command::Stats { conn, format } => show::stats(&conn, format),
+        Command::Explain { addr, conn, format } => explain::run(addr, &conn, format),
+        Command::Reload { conn } => {
+            done(&conn, Request::Reload)?;
+            Ok(())
+        }
+        Command::Config { action } => config::run(action),
         Command::Attach(args) => attach::run(&args),
         Command::Detach { target } => detach::run(&target),
-        Command::Block(args) => block::block(&args),
-        Command::Unblock { prefix, target } => block::unblock(prefix, &target),
-        Command::List { target, format } => list::run(&target, format),
-        Command::Allow { action } => allow::run(action),
-        Command::Monitor { state, target } => monitor::run(state, &target),
-        Command::Stats(args) => stats::run(&args),
+        Command::Map { action } => map::run(action),
     }
+}
+
+/// Sends a request to the daemon; an error answer becomes an error.
+fn call(conn: &Conn, request: Request) -> anyhow::Result<Response> {
+    match client::call(&conn.socket, request)? {
+        Response::Error { message } => Err(anyhow::anyhow!(message)),
+        other => Ok(other),
+    }
+}
+
+/// Sends a request whose answer is a plain acknowledgement, and prints it.
+fn done(conn: &Conn, request: Request) -> anyhow::Result<()> {
+    match call(conn, request)? {
+        Response::Done { message } => {
+            println!("{message}");
+            Ok(())
+        }
+        other => unexpected(&other),
+    }
+}
+
+fn unexpected(r: &Response) -> anyhow::Result<()> {
+    anyhow::bail!("unexpected answer from the daemon: {r:?}")
 }
 
 /// The pin directory a command targets.
@@ -42,4 +82,9 @@ fn open(target: &Target) -> anyhow::Result<Dataplane> {
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// `3m 20s`-style durations for tables.
+fn human(d: std::time::Duration) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
 }

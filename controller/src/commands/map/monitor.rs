@@ -1,10 +1,10 @@
-//! `ipwarden monitor on|off`.
+//! `ipwarden map monitor on|off`.
 
 use ipwarden::cli::{Switch, Target};
 
 pub fn run(state: Switch, target: &Target) -> anyhow::Result<()> {
     let on = state == Switch::On;
-    super::open(target)?.set_monitor(on)?;
+    super::super::open(target)?.set_monitor(on)?;
     println!(
         "monitor mode {} on {}",
         if on {

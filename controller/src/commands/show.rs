@@ -1,0 +1,117 @@
+//! `ipwarden status`, `ipwarden top` and `ipwarden stats`: read-only views of the daemon.
+
+use ipwarden::{
+    cli::{Conn, Format},
+    ipc::protocol::{Request, Response},
+    output::table,
+};
+
+pub fn status(conn: &Conn, format: Format) -> anyhow::Result<()> {
+    let response = super::call(conn, Request::Status)?;
+    let Response::Status(s) = &response else {
+        return super::unexpected(&response);
+    };
+    if format.json {
+        return super::print_json(&response);
+    }
+    println!(
+        "ipwarden {} (pid {}), up {}",
+        s.version,
+        s.pid,
+        super::human(std::time::Duration::from_secs(s.uptime_secs))
+    );
+    println!(
+        "config:    {}",
+        s.config.as_deref().unwrap_or("built-in defaults")
+    );
+    println!("state:     {}", s.state_db);
+    for i in &s.interfaces {
+        println!(
+            "interface: {} ({}){}",
+            i.iface,
+            i.attach,
+            if i.monitor { ", monitor mode" } else { "" }
+        );
+    }
+    let by: Vec<String> = s
+        .decisions_by_origin
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    println!(
+        "decisions: {}{}",
+        s.decisions,
+        if by.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", by.join(", "))
+        }
+    );
+    println!("allowlist: {} prefixes", s.allow);
+    println!(
+        "sources:   {} tracked, {} heavy hitters",
+        s.tracked_sources, s.heavy_hitters
+    );
+    println!("polls:     {} (last took {} ms)", s.polls, s.last_poll_ms);
+    for w in &s.warnings {
+        println!("warning:   {w}");
+    }
+    Ok(())
+}
+
+pub fn top(conn: &Conn, format: Format, n: usize) -> anyhow::Result<()> {
+    let response = super::call(conn, Request::Top { n })?;
+    let Response::Top { sources } = &response else {
+        return super::unexpected(&response);
+    };
+    if format.json {
+        return super::print_json(&response);
+    }
+    let rows: Vec<Vec<String>> = sources
+        .iter()
+        .map(|s| {
+            vec![
+                s.source.to_string(),
+                format!("{:.0}", s.pps),
+                format!("{:.0}", s.syn_pps),
+                s.packets.to_string(),
+                s.bytes.to_string(),
+                if s.heavy { "yes" } else { "" }.to_owned(),
+                s.decision.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &[
+                "SOURCE", "PPS", "SYN/S", "PACKETS", "BYTES", "HEAVY", "DECISION"
+            ],
+            &rows
+        )
+    );
+    Ok(())
+}
+
+pub fn stats(conn: &Conn, format: Format) -> anyhow::Result<()> {
+    let response = super::call(conn, Request::Stats)?;
+    let Response::Stats { interfaces } = &response else {
+        return super::unexpected(&response);
+    };
+    if format.json {
+        return super::print_json(&response);
+    }
+    for (i, iface) in interfaces.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        println!("{}", iface.iface);
+        let rows: Vec<Vec<String>> = iface
+            .counters
+            .iter()
+            .map(|(k, v)| vec![k.clone(), v.to_string()])
+            .collect();
+        print!("{}", table(&["COUNTER", "FRAMES"], &rows));
+    }
+    Ok(())
+}

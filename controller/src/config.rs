@@ -1,0 +1,398 @@
+//! The daemon's configuration: TOML, one struct per section, every key defaulted, unknown keys
+//! rejected. `dist/ipwarden.toml` documents every key and is also the embedded default, so the
+//! example can never drift from what the code accepts (a unit test parses it).
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::dataplane::{AttachMode, Capacities, DEFAULT_BPFFS};
+
+/// Where `ipwarden run` looks for its configuration when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/ipwarden/ipwarden.toml";
+
+/// The commented example configuration, equal to the built-in defaults.
+pub const EXAMPLE: &str = include_str!("../dist/ipwarden.toml");
+
+/// A configuration that cannot be used. Messages name the file and the key.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file exists but cannot be read.
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not TOML, an unknown key, or a value of the wrong type (the message has line and column).
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    /// A value of the right type but out of range.
+    #[error("{origin}: `{key}` {message}")]
+    Invalid {
+        origin: String,
+        key: &'static str,
+        message: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub dataplane: DataplaneSection,
+    pub detection: DetectionConfig,
+    pub decisions: DecisionsConfig,
+    pub allow: AllowConfig,
+}
+
+/// `[daemon]`: where the daemon runs and what it attaches to.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    pub ifaces: Vec<String>,
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub bpffs: PathBuf,
+    pub detach_on_stop: bool,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            ifaces: Vec::new(),
+            socket: PathBuf::from("/run/ipwarden/ipwarden.sock"),
+            state_dir: PathBuf::from("/var/lib/ipwarden"),
+            bpffs: PathBuf::from(DEFAULT_BPFFS),
+            detach_on_stop: false,
+        }
+    }
+}
+
+/// `[dataplane]`: how the XDP program is attached and sized.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataplaneSection {
+    pub attach_mode: AttachModeConfig,
+    pub monitor: bool,
+    pub max_sources: u32,
+    pub max_blocks: u32,
+    pub max_block_prefixes: u32,
+    pub max_allow: u32,
+}
+
+impl Default for DataplaneSection {
+    fn default() -> Self {
+        let c = Capacities::default();
+        Self {
+            attach_mode: AttachModeConfig::Auto,
+            monitor: false,
+            max_sources: c.src_v4,
+            max_blocks: c.block_v4,
+            max_block_prefixes: c.block_net_v4,
+            max_allow: c.allow,
+        }
+    }
+}
+
+impl DataplaneSection {
+    /// The map sizes to attach with.
+    pub fn capacities(&self) -> Capacities {
+        Capacities {
+            block_v4: self.max_blocks,
+            block_v6: self.max_blocks,
+            block_net_v4: self.max_block_prefixes,
+            block_net_v6: self.max_block_prefixes,
+            allow: self.max_allow,
+            src_v4: self.max_sources,
+            src_v6: self.max_sources,
+        }
+    }
+}
+
+/// `attach_mode` values.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachModeConfig {
+    #[default]
+    Auto,
+    Driver,
+    Skb,
+}
+
+impl From<AttachModeConfig> for AttachMode {
+    fn from(m: AttachModeConfig) -> Self {
+        match m {
+            AttachModeConfig::Auto => AttachMode::Auto,
+            AttachModeConfig::Driver => AttachMode::Driver,
+            AttachModeConfig::Skb => AttachMode::Skb,
+        }
+    }
+}
+
+/// `[detection]`: how heavy hitters are found.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionConfig {
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    pub pps_threshold: u64,
+    pub syn_pps_threshold: u64,
+    pub on_heavy_hitter: HeavyHitterAction,
+    pub hard_pps_limit: u64,
+    #[serde(with = "humantime_serde")]
+    pub hard_for: Duration,
+    #[serde(with = "humantime_serde")]
+    pub hard_ttl: Duration,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(1),
+            window: Duration::from_secs(10),
+            pps_threshold: 1000,
+            syn_pps_threshold: 200,
+            on_heavy_hitter: HeavyHitterAction::Block,
+            hard_pps_limit: 20_000,
+            hard_for: Duration::from_secs(5),
+            hard_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What the velocity-only policy does with a new heavy hitter.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HeavyHitterAction {
+    /// Block it for `hard_ttl` (velocity evidence alone may be spoofed: keep it short).
+    #[default]
+    Block,
+    /// Only record and log it (`ipwarden top` shows it).
+    Observe,
+}
+
+/// `[decisions]`: lifetimes and limits of decisions.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecisionsConfig {
+    #[serde(with = "humantime_serde")]
+    pub default_ttl: Duration,
+    pub max_decisions: usize,
+}
+
+impl Default for DecisionsConfig {
+    fn default() -> Self {
+        Self {
+            default_ttl: Duration::from_secs(24 * 3600),
+            max_decisions: 1_000_000,
+        }
+    }
+}
+
+/// `[allow]`: prefixes that are never blocked.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AllowConfig {
+    pub builtin: bool,
+    pub prefixes: Vec<IpNet>,
+}
+
+impl Default for AllowConfig {
+    fn default() -> Self {
+        Self {
+            builtin: true,
+            prefixes: Vec::new(),
+        }
+    }
+}
+
+/// Loopback and link-local: allowlisted unless `allow.builtin = false`.
+pub const BUILTIN_ALLOW: [&str; 4] = ["127.0.0.0/8", "169.254.0.0/16", "::1/128", "fe80::/10"];
+
+impl Config {
+    /// Parses and validates TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        cfg.validate(origin)?;
+        Ok(cfg)
+    }
+
+    /// Reads `path`. A missing file at the default path means built-in defaults; a missing file
+    /// named explicitly is an error.
+    pub fn load(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, &path.display().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Self::default()),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Range checks that serde cannot express.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            key,
+            message: message.to_owned(),
+        };
+        let d = &self.detection;
+        if d.poll_interval < Duration::from_millis(50) {
+            return Err(invalid("detection.poll_interval", "must be at least 50ms"));
+        }
+        if d.window < d.poll_interval {
+            return Err(invalid(
+                "detection.window",
+                "must be at least detection.poll_interval",
+            ));
+        }
+        for (key, v) in [
+            ("detection.pps_threshold", d.pps_threshold),
+            ("detection.syn_pps_threshold", d.syn_pps_threshold),
+            ("detection.hard_pps_limit", d.hard_pps_limit),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if d.hard_ttl.is_zero() {
+            return Err(invalid("detection.hard_ttl", "must be greater than 0"));
+        }
+        if self.decisions.default_ttl.is_zero() {
+            return Err(invalid("decisions.default_ttl", "must be greater than 0"));
+        }
+        if self.decisions.max_decisions == 0 {
+            return Err(invalid("decisions.max_decisions", "must be greater than 0"));
+        }
+        let dp = &self.dataplane;
+        for (key, v) in [
+            ("dataplane.max_sources", dp.max_sources),
+            ("dataplane.max_blocks", dp.max_blocks),
+            ("dataplane.max_block_prefixes", dp.max_block_prefixes),
+            ("dataplane.max_allow", dp.max_allow),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        for iface in &self.daemon.ifaces {
+            if iface.is_empty() || iface.len() > 15 || iface.contains('/') {
+                return Err(invalid(
+                    "daemon.ifaces",
+                    &format!("has an invalid interface name `{iface}`"),
+                ));
+            }
+        }
+        if let Some(p) = self.allow.prefixes.iter().find(|p| p.prefix_len() == 0) {
+            return Err(invalid(
+                "allow.prefixes",
+                &format!("contains {p}, which would disable all blocking"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The configured allowlist: builtin entries (unless disabled) and `allow.prefixes`.
+    pub fn allow_prefixes(&self) -> Vec<(IpNet, &'static str)> {
+        let mut out = Vec::new();
+        if self.allow.builtin {
+            out.extend(
+                BUILTIN_ALLOW
+                    .iter()
+                    .map(|p| (p.parse().expect("builtin prefixes parse"), "builtin")),
+            );
+        }
+        out.extend(self.allow.prefixes.iter().map(|p| (p.trunc(), "config")));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_is_the_default() {
+        assert_eq!(
+            Config::parse(EXAMPLE, "dist/ipwarden.toml").unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn an_empty_file_means_defaults() {
+        assert_eq!(Config::parse("", "x").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn durations_are_strings() {
+        let c = Config::parse(
+            "[detection]\npoll_interval = \"500ms\"\nwindow = \"2s\"\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(c.detection.poll_interval, Duration::from_millis(500));
+        assert_eq!(c.detection.window, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_line_numbers() {
+        let err = Config::parse(
+            "[detection]\npps_threshold = 5\npps_treshold = 6\n",
+            "f.toml",
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("f.toml: "), "{msg}");
+        assert!(
+            msg.contains("pps_treshold") && msg.contains("line 3"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_ranges_name_the_key() {
+        let msg = Config::parse("[detection]\nwindow = 10\n", "f")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("window") && msg.contains("line 2"), "{msg}");
+        let msg = Config::parse(
+            "[detection]\npoll_interval = \"2s\"\nwindow = \"1s\"\n",
+            "f",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("`detection.window`"), "{msg}");
+        let msg = Config::parse("[allow]\nprefixes = [\"0.0.0.0/0\"]\n", "f")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("`allow.prefixes`"), "{msg}");
+        let msg = Config::parse("[allow]\nprefixes = [\"10.0.0.300/8\"]\n", "f")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn a_missing_default_file_is_fine_a_missing_explicit_one_is_not() {
+        let missing = Path::new("/nonexistent/ipwarden.toml");
+        assert_eq!(Config::load(missing, false).unwrap(), Config::default());
+        assert!(matches!(
+            Config::load(missing, true),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+}

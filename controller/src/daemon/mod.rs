@@ -1,0 +1,232 @@
+//! `ipwarden run`: the long-running daemon.
+//!
+//! Start: load the configuration, open the store (refusing to start on an unreadable one),
+//! attach to or adopt every interface, restore decisions into the maps, listen on the control
+//! socket, tell systemd READY. Then poll the counters every `poll_interval` and feed the engine.
+//! SIGHUP reloads the configuration; SIGTERM/SIGINT stop, leaving the program attached (and
+//! enforcing) unless `daemon.detach_on_stop` is set.
+
+mod notify;
+mod poll;
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use thiserror::Error;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    config::{Config, ConfigError, DEFAULT_PATH},
+    dataplane::{self, AttachOptions, Dataplane, DataplaneError, PinDir},
+    engine::{Engine, EngineError, Plane},
+    ipc::{
+        protocol::{Request, Response},
+        server::{self, ServerError},
+    },
+    store::{Store, StoreError},
+};
+
+pub use notify::notify;
+
+/// What `ipwarden run` was given on the command line; it overrides the file.
+#[derive(Debug, Default, Clone)]
+pub struct RunOptions {
+    pub config: Option<PathBuf>,
+    pub ifaces: Vec<String>,
+    pub socket: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub bpffs: Option<PathBuf>,
+}
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("no interface to protect: give --iface IF or set daemon.ifaces")]
+    NoInterface,
+    #[error(
+        "refusing to start without the decision store (an empty block list would silently replace it); fix or move the file"
+    )]
+    Store(#[from] StoreError),
+    #[error("interface {iface}")]
+    Dataplane {
+        iface: String,
+        #[source]
+        source: DataplaneError,
+    },
+    #[error("restoring decisions into the maps")]
+    Restore(#[source] EngineError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error(
+        "the data plane is gone (program detached or maps removed?); stopping, since nothing is protected"
+    )]
+    Lost(#[source] DataplaneError),
+    #[error("starting the async runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// Loads the configuration and applies the command-line overrides.
+pub fn load_config(opts: &RunOptions) -> Result<(Config, Option<PathBuf>), DaemonError> {
+    let (path, explicit) = match &opts.config {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from(DEFAULT_PATH), false),
+    };
+    let mut cfg = Config::load(&path, explicit)?;
+    let loaded_from = (explicit || path.exists()).then_some(path);
+    if !opts.ifaces.is_empty() {
+        cfg.daemon.ifaces = opts.ifaces.clone();
+    }
+    if let Some(s) = &opts.socket {
+        cfg.daemon.socket = s.clone();
+    }
+    if let Some(s) = &opts.state_dir {
+        cfg.daemon.state_dir = s.clone();
+    }
+    if let Some(b) = &opts.bpffs {
+        cfg.daemon.bpffs = b.clone();
+    }
+    cfg.validate("command line")?;
+    if cfg.daemon.ifaces.is_empty() {
+        return Err(DaemonError::NoInterface);
+    }
+    Ok((cfg, loaded_from))
+}
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub fn run(opts: &RunOptions) -> Result<(), DaemonError> {
+    let (cfg, path) = load_config(opts)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    runtime.block_on(serve(cfg, path))
+}
+
+fn attach_all(cfg: &Config) -> Result<(Vec<Plane>, Vec<Dataplane>), DaemonError> {
+    let mut planes = Vec::new();
+    let mut readers = Vec::new();
+    for iface in &cfg.daemon.ifaces {
+        let err = |source| DaemonError::Dataplane {
+            iface: iface.clone(),
+            source,
+        };
+        let pins = PinDir::new(&cfg.daemon.bpffs, iface);
+        let attach = if dataplane::is_attached(&pins) {
+            tracing::info!(
+                iface,
+                "adopting the existing attachment: no gap in protection"
+            );
+            "adopted".to_owned()
+        } else {
+            let attached = dataplane::attach(&AttachOptions {
+                pins: pins.clone(),
+                mode: cfg.dataplane.attach_mode.into(),
+                capacities: cfg.dataplane.capacities(),
+            })
+            .map_err(err)?;
+            attached.mode.to_owned()
+        };
+        planes.push(Plane {
+            iface: iface.clone(),
+            attach,
+            dp: Dataplane::open(&pins).map_err(err)?,
+        });
+        readers.push(Dataplane::open(&pins).map_err(err)?);
+    }
+    Ok((planes, readers))
+}
+
+async fn serve(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonError> {
+    let store = Store::open(&cfg.daemon.state_dir)?;
+    let (planes, mut readers) = attach_all(&cfg)?;
+    let mut engine = Engine::new(cfg.clone(), config_path, store, planes);
+    let restored = engine.restore().map_err(DaemonError::Restore)?;
+    tracing::info!(
+        decisions = restored.decisions,
+        expired = restored.expired,
+        runtime_allow = restored.allow,
+        "state restored"
+    );
+    let engine = Arc::new(Mutex::new(engine));
+    let listener = server::bind(&cfg.daemon.socket)?;
+    let handler_engine = engine.clone();
+    let server = tokio::spawn(server::serve(
+        listener,
+        Arc::new(move |req| {
+            handler_engine
+                .lock()
+                .expect("engine lock poisoned")
+                .handle(req)
+        }),
+    ));
+    tracing::info!(socket = %cfg.daemon.socket.display(), ifaces = ?cfg.daemon.ifaces, "ipwarden running");
+    notify("READY=1");
+
+    let result = poll_loop(&engine, &mut readers, cfg.detection.poll_interval).await;
+
+    notify("STOPPING=1");
+    server.abort();
+    let _ = std::fs::remove_file(&cfg.daemon.socket);
+    if cfg.daemon.detach_on_stop {
+        for iface in &cfg.daemon.ifaces {
+            if let Err(e) = dataplane::detach(&PinDir::new(&cfg.daemon.bpffs, iface)) {
+                tracing::warn!(iface, error = %e, "detaching on stop");
+            }
+        }
+    } else {
+        tracing::info!("stopped; the XDP program stays attached and keeps enforcing");
+    }
+    result
+}
+
+async fn poll_loop(
+    engine: &Arc<Mutex<Engine>>,
+    readers: &mut Vec<Dataplane>,
+    mut period: std::time::Duration,
+) -> Result<(), DaemonError> {
+    let signal_err = DaemonError::Runtime;
+    let mut hup = signal(SignalKind::hangup()).map_err(signal_err)?;
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Runtime)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Runtime)?;
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let owned = std::mem::take(readers);
+                let (back, poll) = tokio::task::spawn_blocking(move || {
+                    let p = poll::read(&owned);
+                    (owned, p)
+                })
+                .await
+                .expect("poll task panicked");
+                *readers = back;
+                let poll = poll.map_err(DaemonError::Lost)?;
+                let mut e = engine.lock().expect("engine lock poisoned");
+                e.tick(poll.now_ns, poll.snapshots, poll.took);
+                let wanted = e.poll_interval();
+                drop(e);
+                if wanted != period {
+                    period = wanted;
+                    ticker = tokio::time::interval(period);
+                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                }
+            }
+            _ = hup.recv() => {
+                let response = engine.lock().expect("engine lock poisoned").handle(Request::Reload);
+                match response {
+                    Response::Done { message } => tracing::info!("SIGHUP: {message}"),
+                    Response::Error { message } => tracing::error!("SIGHUP: {message}"),
+                    _ => {}
+                }
+            }
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! Velocity detection: per-source packet and SYN rates over a sliding window, heavy-hitter
+//! episodes, and the hard rate limit.
+//!
+//! Input: counter snapshots (cumulative per-source counters read from the kernel, keyed by
+//! IPv4 /32 or IPv6 /64) stamped with the kernel's monotonic clock. Output: [`Event`]s, each
+//! emitted once per episode. Pure logic: no kernel, no I/O, so it is unit-tested exhaustively.
+
+use std::collections::{HashMap, VecDeque};
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::config::DetectionConfig;
+
+/// One source's cumulative counters at one poll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub packets: u64,
+    pub bytes: u64,
+    pub syn: u64,
+    /// Kernel time of the source's first packet (the rate baseline of a new source).
+    pub first_seen_ns: u64,
+}
+
+/// Rates of one source over the window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Rates {
+    pub pps: f64,
+    pub syn_pps: f64,
+}
+
+/// What detection found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A source crossed a heavy-hitter threshold: the start of an episode.
+    HeavyHitter { source: IpNet, rates: Rates },
+    /// A source stayed above the hard limit for `hard_for`.
+    HardLimit { source: IpNet, rates: Rates },
+}
+
+/// A source's state as `top` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SourceView {
+    pub source: IpNet,
+    pub rates: Rates,
+    pub packets: u64,
+    pub bytes: u64,
+    pub syn: u64,
+    pub heavy: bool,
+}
+
+#[derive(Debug)]
+struct Track {
+    /// (time ns, packets, syn), oldest first; the oldest is the window's baseline.
+    samples: VecDeque<(u64, u64, u64)>,
+    bytes: u64,
+    rates: Rates,
+    heavy: bool,
+    over_hard_since: Option<u64>,
+    hard_fired: bool,
+    last_poll: u64,
+}
+
+/// Per-source tracks.
+#[derive(Debug)]
+pub struct Detector {
+    cfg: DetectionConfig,
+    tracks: HashMap<IpNet, Track>,
+    polls: u64,
+}
+
+impl Detector {
+    pub fn new(cfg: DetectionConfig) -> Self {
+        Self {
+            cfg,
+            tracks: HashMap::new(),
+            polls: 0,
+        }
+    }
+
+    /// Applies a reloaded configuration; tracks are kept.
+    pub fn reconfigure(&mut self, cfg: DetectionConfig) {
+        self.cfg = cfg;
+    }
+
+    /// Feeds one poll: every source's cumulative counters at kernel time `now_ns`. Sources
+    /// absent from the poll (evicted from the kernel's LRU map) are forgotten once their window
+    /// has passed.
+    pub fn observe(
+        &mut self,
+        now_ns: u64,
+        snapshots: impl IntoIterator<Item = (IpNet, Snapshot)>,
+    ) -> Vec<Event> {
+        self.polls += 1;
+        let window_ns = self.cfg.window.as_nanos() as u64;
+        let mut events = Vec::new();
+        for (source, s) in snapshots {
+            let track = self.tracks.entry(source).or_insert_with(|| Track {
+                // A new source's baseline is its first packet: a flood is measured at its first
+                // poll instead of its second.
+                samples: VecDeque::from([(s.first_seen_ns.min(now_ns), 0, 0)]),
+                bytes: 0,
+                rates: Rates::default(),
+                heavy: false,
+                over_hard_since: None,
+                hard_fired: false,
+                last_poll: 0,
+            });
+            if let Some(&(_, last_packets, _)) = track.samples.back()
+                && s.packets < last_packets
+            {
+                // Counters went backwards: the kernel evicted and re-created the entry.
+                track.samples.clear();
+                track.samples.push_back((s.first_seen_ns.min(now_ns), 0, 0));
+            }
+            track.samples.push_back((now_ns, s.packets, s.syn));
+            // Keep one sample at or before the window start as the baseline.
+            while track.samples.len() > 2 && track.samples[1].0 + window_ns <= now_ns {
+                track.samples.pop_front();
+            }
+            track.bytes = s.bytes;
+            track.last_poll = self.polls;
+            track.rates = rates(&track.samples);
+            events.extend(self.judge(source, now_ns));
+        }
+        // Forget sources the kernel no longer reports, once their window is over.
+        let polls = self.polls;
+        self.tracks.retain(|_, t| {
+            t.last_poll == polls || t.samples.back().is_some_and(|s| s.0 + window_ns > now_ns)
+        });
+        events
+    }
+
+    fn judge(&mut self, source: IpNet, now_ns: u64) -> Vec<Event> {
+        let cfg = &self.cfg;
+        let track = self.tracks.get_mut(&source).expect("track just updated");
+        let r = track.rates;
+        let mut out = Vec::new();
+        let heavy = r.pps >= cfg.pps_threshold as f64 || r.syn_pps >= cfg.syn_pps_threshold as f64;
+        if heavy && !track.heavy {
+            out.push(Event::HeavyHitter { source, rates: r });
+        }
+        track.heavy = heavy;
+        if r.pps >= cfg.hard_pps_limit as f64 {
+            let since = *track.over_hard_since.get_or_insert(now_ns);
+            if !track.hard_fired && now_ns.saturating_sub(since) >= cfg.hard_for.as_nanos() as u64 {
+                track.hard_fired = true;
+                out.push(Event::HardLimit { source, rates: r });
+            }
+        } else {
+            track.over_hard_since = None;
+            track.hard_fired = false;
+        }
+        out
+    }
+
+    /// Ends a source's episode (its decision expired or was lifted), so continued abuse is
+    /// detected again.
+    pub fn reset(&mut self, source: &IpNet) {
+        if let Some(t) = self.tracks.get_mut(source) {
+            t.heavy = false;
+            t.over_hard_since = None;
+            t.hard_fired = false;
+        }
+    }
+
+    /// The current rates of one source.
+    pub fn get(&self, source: &IpNet) -> Option<SourceView> {
+        self.tracks.get(source).map(|t| view(*source, t))
+    }
+
+    /// The `n` busiest sources by packet rate.
+    pub fn top(&self, n: usize) -> Vec<SourceView> {
+        let mut all: Vec<SourceView> = self.tracks.iter().map(|(s, t)| view(*s, t)).collect();
+        all.sort_by(|a, b| {
+            b.rates
+                .pps
+                .total_cmp(&a.rates.pps)
+                .then_with(|| b.packets.cmp(&a.packets))
+                .then_with(|| a.source.cmp(&b.source))
+        });
+        all.truncate(n);
+        all
+    }
+
+    /// Sources tracked, and how many are heavy hitters now.
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.tracks.len(),
+            self.tracks.values().filter(|t| t.heavy).count(),
+        )
+    }
+}
+
+fn view(source: IpNet, t: &Track) -> SourceView {
+    let (_, packets, syn) = t.samples.back().copied().unwrap_or_default();
+    SourceView {
+        source,
+        rates: t.rates,
+        packets,
+        bytes: t.bytes,
+        syn,
+        heavy: t.heavy,
+    }
+}
+
+fn rates(samples: &VecDeque<(u64, u64, u64)>) -> Rates {
+    let (Some(&(t0, p0, s0)), Some(&(t1, p1, s1))) = (samples.front(), samples.back()) else {
+        return Rates::default();
+    };
+    // Below a millisecond the quotient means nothing; the next poll will tell.
+    let dt = t1.saturating_sub(t0);
+    if dt < 1_000_000 {
+        return Rates::default();
+    }
+    let secs = dt as f64 / 1e9;
+    Rates {
+        pps: p1.saturating_sub(p0) as f64 / secs,
+        syn_pps: s1.saturating_sub(s0) as f64 / secs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn cfg() -> DetectionConfig {
+        DetectionConfig {
+            poll_interval: Duration::from_secs(1),
+            window: Duration::from_secs(10),
+            pps_threshold: 1000,
+            syn_pps_threshold: 200,
+            hard_pps_limit: 20_000,
+            hard_for: Duration::from_secs(5),
+            ..DetectionConfig::default()
+        }
+    }
+
+    fn src() -> IpNet {
+        "203.0.113.7/32".parse().unwrap()
+    }
+
+    fn snap(packets: u64, syn: u64, first: u64) -> Snapshot {
+        Snapshot {
+            packets,
+            bytes: packets * 100,
+            syn,
+            first_seen_ns: first,
+        }
+    }
+
+    /// A source sending `pps` and `sps` from t = 100 s, polled every second for `secs`.
+    fn run(d: &mut Detector, pps: u64, sps: u64, secs: u64) -> Vec<(u64, Event)> {
+        let mut out = Vec::new();
+        for i in 1..=secs {
+            let now = (100 + i) * S;
+            for e in d.observe(now, [(src(), snap(pps * i, sps * i, 100 * S))]) {
+                out.push((i, e));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_flood_is_a_heavy_hitter_at_the_first_poll_and_only_once() {
+        let mut d = Detector::new(cfg());
+        let ev = run(&mut d, 5000, 0, 8);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert!(matches!(ev[0], (1, Event::HeavyHitter { .. })));
+        let top = d.top(1);
+        assert!((top[0].rates.pps - 5000.0).abs() < 1.0, "{top:?}");
+    }
+
+    #[test]
+    fn a_source_below_the_thresholds_is_never_reported() {
+        let mut d = Detector::new(cfg());
+        assert!(run(&mut d, 999, 199, 30).is_empty());
+        assert_eq!(d.counts(), (1, 0));
+    }
+
+    #[test]
+    fn syn_rate_alone_makes_a_heavy_hitter() {
+        let mut d = Detector::new(cfg());
+        let ev = run(&mut d, 300, 300, 3);
+        assert!(
+            matches!(ev.as_slice(), [(1, Event::HeavyHitter { .. })]),
+            "{ev:?}"
+        );
+    }
+
+    #[test]
+    fn the_hard_limit_fires_after_hard_for_once() {
+        let mut d = Detector::new(cfg());
+        let ev = run(&mut d, 30_000, 0, 12);
+        let hard: Vec<u64> = ev
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::HardLimit { .. }))
+            .map(|(i, _)| *i)
+            .collect();
+        // Above the limit from the first poll (t=1 s): fires once 5 s later.
+        assert_eq!(hard, vec![6]);
+    }
+
+    #[test]
+    fn an_episode_ends_when_the_rate_falls_and_a_new_one_is_reported() {
+        let mut d = Detector::new(cfg());
+        let mut packets = 0;
+        let mut heavy = Vec::new();
+        // 5 s flood, 15 s quiet, 5 s flood.
+        for i in 1..=25u64 {
+            if !(6..=20).contains(&i) {
+                packets += 5000;
+            }
+            for e in d.observe((100 + i) * S, [(src(), snap(packets, 0, 100 * S))]) {
+                if let Event::HeavyHitter { .. } = e {
+                    heavy.push(i);
+                }
+            }
+        }
+        assert_eq!(heavy.len(), 2, "{heavy:?}");
+        assert_eq!(heavy[0], 1);
+        assert!(heavy[1] >= 21, "{heavy:?}");
+    }
+
+    #[test]
+    fn reset_allows_a_new_episode_for_a_continuing_flood() {
+        let mut d = Detector::new(cfg());
+        assert_eq!(run(&mut d, 5000, 0, 3).len(), 1);
+        d.reset(&src());
+        let ev = d.observe(104 * S, [(src(), snap(5000 * 4, 0, 100 * S))]);
+        assert!(
+            matches!(ev.as_slice(), [Event::HeavyHitter { .. }]),
+            "{ev:?}"
+        );
+    }
+
+    #[test]
+    fn counters_going_backwards_restart_the_track() {
+        let mut d = Detector::new(cfg());
+        d.observe(101 * S, [(src(), snap(100, 0, 100 * S))]);
+        // Evicted and re-created: small counts from a fresh first_seen.
+        let ev = d.observe(102 * S, [(src(), snap(10, 0, 101_500_000_000))]);
+        assert!(ev.is_empty());
+        assert!(d.get(&src()).unwrap().rates.pps < 100.0);
+    }
+
+    #[test]
+    fn vanished_sources_are_forgotten_after_the_window() {
+        let mut d = Detector::new(cfg());
+        d.observe(101 * S, [(src(), snap(10, 0, 100 * S))]);
+        d.observe(105 * S, []);
+        assert_eq!(d.counts().0, 1);
+        d.observe(112 * S, []);
+        assert_eq!(d.counts().0, 0);
+    }
+
+    #[test]
+    fn old_samples_leave_the_window() {
+        let mut d = Detector::new(cfg());
+        // 20 s at 5000 pps then 20 s silent: the rate must drop to 0 within the window.
+        let mut packets = 0;
+        for i in 1..=40u64 {
+            if i <= 20 {
+                packets += 5000;
+            }
+            d.observe((100 + i) * S, [(src(), snap(packets, 0, 100 * S))]);
+        }
+        let v = d.get(&src()).unwrap();
+        assert_eq!(v.rates.pps, 0.0);
+        assert!(!v.heavy);
+    }
+}

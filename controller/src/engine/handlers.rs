@@ -1,0 +1,207 @@
+//! One function per control-socket request, each turning engine state into a protocol view.
+
+use std::{collections::BTreeMap, net::IpAddr, time::Duration};
+
+use ipwarden_common::GlobalCounter;
+
+use super::{BlockRequest, Engine};
+use crate::{
+    config::{Config, DEFAULT_PATH},
+    decision::Decision,
+    detect::SourceView,
+    ipc::protocol::{
+        AllowView, ExplainView, InterfaceStats, InterfaceView, Request, Response, StatusView,
+        TopRow,
+    },
+};
+
+fn error(e: impl std::fmt::Display) -> Response {
+    Response::Error {
+        message: e.to_string(),
+    }
+}
+
+impl Engine {
+    /// Answers one request. Never panics on bad input: every failure is a `Response::Error`.
+    pub fn handle(&mut self, request: Request) -> Response {
+        match request {
+            Request::Status => Response::Status(self.status()),
+            Request::Block {
+                prefix,
+                ttl_secs,
+                permanent,
+                reason,
+            } => match self.block(BlockRequest {
+                prefix,
+                ttl: ttl_secs.map(Duration::from_secs),
+                permanent,
+                reason,
+            }) {
+                Ok(decision) => Response::Blocked { decision },
+                Err(e) => error(e),
+            },
+            Request::Unblock { prefix } => match self.unblock(prefix) {
+                Ok(decision) => Response::Unblocked { decision },
+                Err(e) => error(e),
+            },
+            Request::List => Response::Decisions {
+                decisions: self.decisions.values().cloned().collect(),
+            },
+            Request::AllowAdd { prefix } => match self.allow_add(prefix) {
+                Ok(()) => Response::Done {
+                    message: format!("allowlisted {}", prefix.trunc()),
+                },
+                Err(e) => error(e),
+            },
+            Request::AllowRm { prefix } => match self.allow_rm(prefix) {
+                Ok(()) => Response::Done {
+                    message: format!("removed {} from the allowlist", prefix.trunc()),
+                },
+                Err(e) => error(e),
+            },
+            Request::AllowList => Response::Allow {
+                allow: self.allow_views(),
+            },
+            Request::Top { n } => Response::Top {
+                sources: self
+                    .detector
+                    .top(n)
+                    .into_iter()
+                    .map(|s| self.row(s))
+                    .collect(),
+            },
+            Request::Stats => match self.stats() {
+                Ok(interfaces) => Response::Stats { interfaces },
+                Err(e) => error(e),
+            },
+            Request::Explain { addr } => Response::Explain(self.explain(addr)),
+            Request::Reload => self.reload_from_file(),
+        }
+    }
+
+    fn allow_views(&self) -> Vec<AllowView> {
+        self.allowlist()
+            .into_iter()
+            .map(|(prefix, origin)| AllowView {
+                prefix,
+                origin: origin.to_owned(),
+            })
+            .collect()
+    }
+
+    fn row(&self, s: SourceView) -> TopRow {
+        let decision = self
+            .covering(s.source.network())
+            .first()
+            .map(|d| format!("{:?}", d.action).to_lowercase());
+        TopRow {
+            source: s.source,
+            pps: (s.rates.pps * 10.0).round() / 10.0,
+            syn_pps: (s.rates.syn_pps * 10.0).round() / 10.0,
+            packets: s.packets,
+            bytes: s.bytes,
+            heavy: s.heavy,
+            decision,
+        }
+    }
+
+    fn status(&self) -> StatusView {
+        let mut by_origin: BTreeMap<String, usize> = BTreeMap::new();
+        for d in self.decisions.values() {
+            *by_origin.entry(d.origin.name().to_owned()).or_default() += 1;
+        }
+        let (tracked, heavy) = self.detector.counts();
+        StatusView {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            config: self.config_path.as_ref().map(|p| p.display().to_string()),
+            state_db: self.store.path().display().to_string(),
+            interfaces: self
+                .planes
+                .iter()
+                .map(|p| InterfaceView {
+                    iface: p.iface.clone(),
+                    attach: p.attach.clone(),
+                    monitor: p.dp.monitor().unwrap_or(false),
+                })
+                .collect(),
+            decisions: self.decisions.len(),
+            decisions_by_origin: by_origin,
+            allow: self.allowlist().len(),
+            tracked_sources: tracked,
+            heavy_hitters: heavy,
+            polls: self.polls,
+            last_poll_ms: (self.last_poll.as_secs_f64() * 1e4).round() / 10.0,
+            warnings: self.warnings.clone(),
+        }
+    }
+
+    fn stats(&self) -> Result<Vec<InterfaceStats>, super::EngineError> {
+        self.planes
+            .iter()
+            .map(|p| {
+                let g = p.dp.globals().map_err(Self::plane_err(&p.iface))?;
+                Ok(InterfaceStats {
+                    iface: p.iface.clone(),
+                    counters: GlobalCounter::ALL
+                        .iter()
+                        .map(|c| (c.name().to_owned(), g.get(*c)))
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+
+    fn explain(&self, addr: IpAddr) -> ExplainView {
+        let source = Self::source_of(addr);
+        let allow: Vec<AllowView> = self
+            .allow_views()
+            .into_iter()
+            .filter(|a| a.prefix.contains(&addr))
+            .collect();
+        let decisions: Vec<Decision> = self.covering(addr).into_iter().cloned().collect();
+        let verdict = if !allow.is_empty() {
+            "allowed"
+        } else if !decisions.is_empty() {
+            "blocked"
+        } else {
+            "no decision"
+        };
+        ExplainView {
+            addr,
+            source,
+            verdict: verdict.to_owned(),
+            allow,
+            decisions,
+            rates: self.detector.get(&source).map(|s| self.row(s)),
+        }
+    }
+
+    fn reload_from_file(&mut self) -> Response {
+        let path = self
+            .config_path
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PATH.into());
+        let explicit = self.config_path.is_some();
+        let mut cfg = match Config::load(&path, explicit) {
+            Ok(c) => c,
+            Err(e) => {
+                return error(format!(
+                    "configuration not reloaded, the old one stays: {e}"
+                ));
+            }
+        };
+        // Command-line overrides given at start stay in force.
+        cfg.daemon = self.cfg.daemon.clone();
+        match self.reload(cfg) {
+            Ok(notes) if notes.is_empty() => Response::Done {
+                message: format!("reloaded {}", path.display()),
+            },
+            Ok(notes) => Response::Done {
+                message: format!("reloaded {} ({})", path.display(), notes.join("; ")),
+            },
+            Err(e) => error(e),
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The control socket between the CLI and the daemon: the protocol (shared), the blocking
+//! client the CLI uses, and the daemon's server.
+
+pub mod client;
+pub mod protocol;
+pub mod server;

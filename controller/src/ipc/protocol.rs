@@ -1,0 +1,212 @@
+//! Requests and responses on the control socket, and their framing.
+//!
+//! Framing: one JSON object per line in each direction (debuggable with `socat - UNIX:PATH`),
+//! at most [`MAX_FRAME`] bytes. A request is `{"version": 1, "cmd": "...", ...}`; the response
+//! payloads are also what the CLI prints for `--json`, so their shape is the documented,
+//! stable JSON schema.
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::decision::Decision;
+
+/// Bumped on incompatible changes; the daemon refuses other versions with a clear error.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest request or response line, newline included.
+pub const MAX_FRAME: usize = 16 << 20;
+
+/// Largest request line the daemon reads (requests are small; this bounds a hostile peer).
+pub const MAX_REQUEST: usize = 64 << 10;
+
+/// A request with its protocol version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub version: u32,
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// Everything the CLI can ask the daemon.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    Block {
+        prefix: IpNet,
+        /// Seconds; `None` means the configured default TTL unless `permanent`.
+        ttl_secs: Option<u64>,
+        #[serde(default)]
+        permanent: bool,
+        reason: Option<String>,
+    },
+    Unblock {
+        prefix: IpNet,
+    },
+    List,
+    AllowAdd {
+        prefix: IpNet,
+    },
+    AllowRm {
+        prefix: IpNet,
+    },
+    AllowList,
+    Top {
+        n: usize,
+    },
+    Stats,
+    Explain {
+        addr: IpAddr,
+    },
+    Reload,
+}
+
+/// Every answer. Internally tagged by `type`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    /// The request failed; `message` is one line for the operator.
+    Error {
+        message: String,
+    },
+    /// A plain acknowledgement.
+    Done {
+        message: String,
+    },
+    Status(StatusView),
+    /// The decision a `block` created.
+    Blocked {
+        decision: Decision,
+    },
+    /// The decision an `unblock` removed.
+    Unblocked {
+        decision: Decision,
+    },
+    Decisions {
+        decisions: Vec<Decision>,
+    },
+    Allow {
+        allow: Vec<AllowView>,
+    },
+    Top {
+        sources: Vec<TopRow>,
+    },
+    Stats {
+        interfaces: Vec<InterfaceStats>,
+    },
+    Explain(ExplainView),
+}
+
+/// `status`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusView {
+    pub version: String,
+    pub pid: u32,
+    pub uptime_secs: u64,
+    pub config: Option<String>,
+    pub state_db: String,
+    pub interfaces: Vec<InterfaceView>,
+    pub decisions: usize,
+    /// Decisions per origin (`manual`, `velocity`, `ipasis`, `feed`).
+    pub decisions_by_origin: BTreeMap<String, usize>,
+    pub allow: usize,
+    pub tracked_sources: usize,
+    pub heavy_hitters: usize,
+    pub polls: u64,
+    pub last_poll_ms: f64,
+    /// Problems worth an operator's attention, newest last.
+    pub warnings: Vec<String>,
+}
+
+/// One attachment in `status`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceView {
+    pub iface: String,
+    /// `driver`, `skb`, or `adopted` when the daemon reused an existing attachment.
+    pub attach: String,
+    pub monitor: bool,
+}
+
+/// One allowlist entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+pub struct AllowView {
+    pub prefix: IpNet,
+    /// `builtin` (loopback, link-local), `config` (`allow.prefixes`) or `runtime` (`allow add`).
+    pub origin: String,
+}
+
+/// One row of `top`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopRow {
+    pub source: IpNet,
+    pub pps: f64,
+    pub syn_pps: f64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub heavy: bool,
+    /// The action of the decision covering the source, if any.
+    pub decision: Option<String>,
+}
+
+/// Global counters of one interface.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceStats {
+    pub iface: String,
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// `explain`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExplainView {
+    pub addr: IpAddr,
+    /// The unit the address is counted and judged as: its /32 or /64.
+    pub source: IpNet,
+    /// `allowed`, `blocked` or `no decision`.
+    pub verdict: String,
+    pub allow: Vec<AllowView>,
+    pub decisions: Vec<Decision>,
+    pub rates: Option<TopRow>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_flat_json_objects() {
+        let e = Envelope {
+            version: PROTOCOL_VERSION,
+            request: Request::Block {
+                prefix: "203.0.113.0/24".parse().unwrap(),
+                ttl_secs: Some(60),
+                permanent: false,
+                reason: None,
+            },
+        };
+        let s = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            s,
+            r#"{"version":1,"cmd":"block","prefix":"203.0.113.0/24","ttl_secs":60,"permanent":false,"reason":null}"#
+        );
+        assert_eq!(serde_json::from_str::<Envelope>(&s).unwrap(), e);
+        let top: Envelope = serde_json::from_str(r#"{"version":1,"cmd":"top","n":5}"#).unwrap();
+        assert_eq!(top.request, Request::Top { n: 5 });
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bad in [
+            "",
+            "{",
+            "null",
+            r#"{"version":1}"#,
+            r#"{"version":1,"cmd":"launch_missiles"}"#,
+            r#"{"version":1,"cmd":"block","prefix":"300.0.0.0/8"}"#,
+            r#"{"version":"one","cmd":"status"}"#,
+        ] {
+            assert!(serde_json::from_str::<Envelope>(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Running the real daemon (`ipwarden run`) inside the edge namespace as a child process, with a
+//! private config, socket and state directory, and talking to it through the real CLI.
+
+use std::{
+    fs::File,
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+use tempfile::TempDir;
+
+use crate::{ipwarden::binary, netns::NetNs, topology::EDGE_IF};
+
+/// A daemon's files; they outlive daemon processes, so restarts find their state.
+pub struct DaemonHome {
+    dir: TempDir,
+    bpffs: PathBuf,
+}
+
+impl DaemonHome {
+    /// A home with `config` as its configuration file, pinning under `bpffs`.
+    pub fn new(config: &str, bpffs: &Path) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("ipw-daemon-")
+            .tempdir()
+            .expect("creating a temporary directory");
+        std::fs::write(dir.path().join("ipwarden.toml"), config).expect("writing the config");
+        Self {
+            dir,
+            bpffs: bpffs.to_owned(),
+        }
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("ipwarden.toml")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("ipwarden.sock")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn log(&self) -> PathBuf {
+        self.dir.path().join("daemon.log")
+    }
+
+    /// `ipwarden args… --socket <this daemon>`.
+    pub fn cli_output(&self, args: &[&str]) -> Output {
+        Command::new(binary())
+            .args(args)
+            .arg("--socket")
+            .arg(self.socket())
+            .output()
+            .unwrap_or_else(|e| panic!("running ipwarden {}: {e}", args.join(" ")))
+    }
+
+    /// `ipwarden args…` against this daemon; stdout, panicking with stderr on failure.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = self.cli_output(args);
+        assert!(
+            out.status.success(),
+            "`ipwarden {}` failed ({}): {}\n--- daemon log ---\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            self.log_text()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `ipwarden args… --json` parsed.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        serde_json::from_str(&self.cli(&all)).expect("JSON output")
+    }
+
+    /// What the daemons of this home have logged.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log()).unwrap_or_default()
+    }
+}
+
+/// A running `ipwarden run`; terminated (SIGTERM, then SIGKILL) on drop.
+pub struct Daemon {
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Starts the daemon in `edge` and waits (bounded) until its socket answers `status`.
+    pub fn start(home: &DaemonHome, edge: &NetNs) -> Self {
+        Self::start_with(home, edge, &[])
+    }
+
+    /// As [`Daemon::start`], with extra environment variables.
+    pub fn start_with(home: &DaemonHome, edge: &NetNs, env: &[(&str, &Path)]) -> Self {
+        let daemon = Self::spawn(home, edge, env);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if UnixStream::connect(home.socket()).is_ok()
+                && home.cli_output(&["status"]).status.success()
+            {
+                return daemon;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not come up within 15 s:\n{}",
+                home.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Spawns the daemon without waiting for it.
+    pub fn spawn(home: &DaemonHome, edge: &NetNs, env: &[(&str, &Path)]) -> Self {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(home.log())
+            .expect("opening the daemon log");
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", edge.name()])
+            .arg(binary())
+            .args(["run", "--iface", EDGE_IF, "--config"])
+            .arg(home.config())
+            .arg("--socket")
+            .arg(home.socket())
+            .arg("--state-dir")
+            .arg(home.state_dir())
+            .env("IPWARDEN_BPFFS", &home.bpffs)
+            .env("IPWARDEN_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        // `ip netns exec` execs the daemon in place, so the child's pid is the daemon's.
+        let child = cmd.spawn().expect("spawning the daemon");
+        Self { child: Some(child) }
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().expect("running").id() as i32)
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: Signal) {
+        kill(self.pid(), sig).expect("signalling the daemon");
+    }
+
+    /// SIGKILL, as a crash would: nothing is cleaned up.
+    pub fn kill9(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait (bounded); returns the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = c.try_wait().expect("waiting for the daemon") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("the daemon ignored SIGTERM for 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
