@@ -15,13 +15,18 @@ pub struct BlockEntry {
     pub reason: u32,
     /// One of the [`Action`] consts.
     pub action: u8,
-    /// Explicit padding to the 8-byte alignment of `expires_at_ns`; always zero.
+    /// Explicit padding before the 4-byte fields; always zero.
     pub _pad: [u8; 3],
+    /// [`Action::CHALLENGE`]: nanoseconds between packets at the allowed rate (1e9 / pps),
+    /// computed in user space so the kernel never divides.
+    pub interval_ns: u32,
+    /// [`Action::CHALLENGE`]: packets allowed back to back before the rate applies.
+    pub burst: u32,
 }
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for BlockEntry {}
 
-const _: () = assert!(core::mem::size_of::<BlockEntry>() == 16);
+const _: () = assert!(core::mem::size_of::<BlockEntry>() == 24);
 
 impl BlockEntry {
     /// `expires_at_ns` of an entry that never expires.
@@ -34,6 +39,22 @@ impl BlockEntry {
             reason,
             action: Action::BLOCK,
             _pad: [0; 3],
+            interval_ns: 0,
+            burst: 0,
+        }
+    }
+
+    /// A rate-limit entry: each source it covers may send `pps` packets per second (at least
+    /// 1), with bursts of `burst` (at least 1); the rest is dropped.
+    pub const fn challenge(reason: u32, expires_at_ns: u64, pps: u32, burst: u32) -> Self {
+        let pps = if pps == 0 { 1 } else { pps };
+        Self {
+            expires_at_ns,
+            reason,
+            action: Action::CHALLENGE,
+            _pad: [0; 3],
+            interval_ns: 1_000_000_000 / pps,
+            burst: if burst == 0 { 1 } else { burst },
         }
     }
 
@@ -50,6 +71,9 @@ pub struct Action;
 impl Action {
     /// Drop every packet from the source.
     pub const BLOCK: u8 = 1;
+    /// Step-up, not ban: rate-limit each covered source with a token bucket (GCRA) and drop
+    /// what exceeds it. Applications serve these sources a CAPTCHA or MFA.
+    pub const CHALLENGE: u8 = 2;
 }
 
 /// Namespace for the `BlockEntry::reason` codes.
@@ -68,6 +92,22 @@ impl Reason {
     pub const FEED: u32 = 4;
 }
 
+/// Generic cell rate algorithm: the token bucket as one number per source, the theoretical
+/// arrival time `tat` of the next packet. A packet at `now` conforms if, after it, `tat` is at
+/// most `burst` intervals ahead of `now`. Returns the new `tat`, or `None` to drop. Shared so
+/// the kernel and the unit tests run the same arithmetic.
+#[inline(always)]
+pub const fn gcra(tat: u64, now: u64, interval_ns: u32, burst: u32) -> Option<u64> {
+    let interval = interval_ns as u64;
+    let base = if tat > now { tat } else { now };
+    let next = base + interval;
+    if next - now > interval * burst as u64 {
+        None
+    } else {
+        Some(next)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +117,42 @@ mod tests {
         let e = BlockEntry::block(Reason::MANUAL, BlockEntry::NEVER);
         assert!(e.is_live(0));
         assert!(e.is_live(u64::MAX));
+    }
+
+    #[test]
+    fn challenge_entries_carry_the_interval() {
+        let e = BlockEntry::challenge(Reason::IPASIS, 0, 50, 10);
+        assert_eq!((e.action, e.interval_ns, e.burst), (Action::CHALLENGE, 20_000_000, 10));
+        let e = BlockEntry::challenge(Reason::IPASIS, 0, 0, 0);
+        assert_eq!((e.interval_ns, e.burst), (1_000_000_000, 1));
+    }
+
+    #[test]
+    fn gcra_admits_the_burst_then_the_rate() {
+        // 10 pps (100 ms interval), burst 3, 100 packets arriving at 1000 pps.
+        let (interval, burst) = (100_000_000, 3);
+        let mut tat = 0;
+        let mut passed = 0;
+        for i in 0..100u64 {
+            let now = 1_000_000_000 + i * 1_000_000;
+            if let Some(next) = gcra(tat, now, interval, burst) {
+                tat = next;
+                passed += 1;
+            }
+        }
+        // 3 at once, then one per 100 ms over the 99 ms that follow: none.
+        assert_eq!(passed, 3);
+        // One second later the bucket has refilled.
+        assert!(gcra(tat, 2_200_000_000, interval, burst).is_some());
+        // Over 10 s at 1000 pps: the burst plus about 10 per second.
+        let (mut tat, mut passed) = (0, 0);
+        for i in 0..10_000u64 {
+            if let Some(next) = gcra(tat, 5_000_000_000 + i * 1_000_000, interval, burst) {
+                tat = next;
+                passed += 1;
+            }
+        }
+        assert!((100..=103).contains(&passed), "{passed}");
     }
 
     #[test]

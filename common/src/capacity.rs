@@ -15,3 +15,5 @@ pub const ALLOW: u32 = 4_096;
 pub const SRC_V4: u32 = 262_144;
 /// Tracked IPv6 /64 prefixes; the LRU evicts the least recently seen beyond this.
 pub const SRC_V6: u32 = 262_144;
+/// Challenge token buckets per family; the LRU evicts idle sources' buckets.
+pub const BUCKETS: u32 = 65_536;

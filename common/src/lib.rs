@@ -18,7 +18,7 @@ pub mod names;
 pub mod parse;
 pub mod stats;
 
-pub use block::{Action, BlockEntry, Reason};
+pub use block::{Action, BlockEntry, Reason, gcra};
 pub use config::DataplaneConfig;
 pub use key::{SrcV4, SrcV6Prefix};
 pub use parse::{Frame, Parsed, parse_frame};

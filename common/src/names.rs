@@ -27,9 +27,13 @@ pub const SRC_V6: &str = "SRC_V6";
 pub const GLOBAL: &str = "GLOBAL";
 /// One-slot `ARRAY<DataplaneConfig>` the program reads on every packet.
 pub const CONFIG: &str = "CONFIG";
+/// Challenge token buckets per IPv4 source: `LRU_HASH<SrcV4, u64>` (GCRA arrival time).
+pub const BUCKET_V4: &str = "BUCKET_V4";
+/// Challenge token buckets per IPv6 /64: `LRU_HASH<SrcV6Prefix, u64>`.
+pub const BUCKET_V6: &str = "BUCKET_V6";
 
 /// Every map, for loaders that pin, size or check them all.
-pub const MAPS: [&str; 10] = [
+pub const MAPS: [&str; 12] = [
     BLOCK_V4,
     BLOCK_V6,
     BLOCK_NET_V4,
@@ -40,6 +44,8 @@ pub const MAPS: [&str; 10] = [
     SRC_V6,
     GLOBAL,
     CONFIG,
+    BUCKET_V4,
+    BUCKET_V6,
 ];
 
 /// The kernel keeps `BPF_OBJ_NAME_LEN - 1` = 15 bytes of a name.

@@ -81,11 +81,13 @@ pub enum GlobalCounter {
     Malformed = 5,
     /// Frames that would have been dropped but passed because monitor mode is on.
     Monitored = 6,
+    /// Frames dropped because their source exceeded a challenge rate.
+    Limited = 7,
 }
 
 impl GlobalCounter {
     /// Number of slots of the array.
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 8;
 
     /// Every counter in index order.
     pub const ALL: [GlobalCounter; Self::COUNT as usize] = [
@@ -96,6 +98,7 @@ impl GlobalCounter {
         Self::NotIp,
         Self::Malformed,
         Self::Monitored,
+        Self::Limited,
     ];
 
     /// Stable snake_case name, used in CLI and JSON output.
@@ -108,6 +111,7 @@ impl GlobalCounter {
             Self::NotIp => "not_ip",
             Self::Malformed => "malformed",
             Self::Monitored => "monitored",
+            Self::Limited => "limited",
         }
     }
 }

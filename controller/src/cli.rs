@@ -327,6 +327,12 @@ pub struct MapBlockArgs {
     /// Why, recorded with the entry.
     #[arg(long, value_enum, default_value_t = ReasonArg::Manual)]
     pub reason: ReasonArg,
+    /// Rate-limit each covered source to this many packets per second instead of dropping all.
+    #[arg(long, value_name = "PPS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub challenge: Option<u32>,
+    /// With --challenge: packets allowed back to back.
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "challenge", value_parser = clap::value_parser!(u32).range(1..))]
+    pub burst: u32,
 }
 
 #[derive(Debug, Args)]

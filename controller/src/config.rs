@@ -112,6 +112,7 @@ impl DataplaneSection {
             allow: self.max_allow,
             src_v4: self.max_sources,
             src_v6: self.max_sources,
+            buckets: Capacities::default().buckets,
         }
     }
 }

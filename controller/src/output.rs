@@ -40,6 +40,7 @@ impl From<&BlockRule> for BlockView {
 pub fn action_name(action: u8) -> &'static str {
     match action {
         Action::BLOCK => "block",
+        Action::CHALLENGE => "challenge",
         _ => "unknown",
     }
 }

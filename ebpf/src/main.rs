@@ -60,7 +60,7 @@ fn verdict(decision: Decision) -> u32 {
             count::global(GlobalCounter::Passed);
             xdp_action::XDP_PASS
         }
-        Decision::Block => {
+        Decision::Block | Decision::Limit => {
             // The config is read only on the drop path: passing traffic never pays for it.
             let monitor = CONFIG.get(0).is_some_and(|c| c.monitor());
             if monitor {
@@ -68,7 +68,11 @@ fn verdict(decision: Decision) -> u32 {
                 count::global(GlobalCounter::Passed);
                 xdp_action::XDP_PASS
             } else {
-                count::global(GlobalCounter::Dropped);
+                count::global(if decision == Decision::Block {
+                    GlobalCounter::Dropped
+                } else {
+                    GlobalCounter::Limited
+                });
                 xdp_action::XDP_DROP
             }
         }

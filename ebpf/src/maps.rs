@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruPerCpuHashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray},
 };
 use ipwarden_common::{
     BlockEntry, DataplaneConfig, GlobalCounter, SrcStats, SrcStatsV6, SrcV4, SrcV6Prefix, capacity,
@@ -41,3 +41,11 @@ pub static GLOBAL: PerCpuArray<u64> = PerCpuArray::pinned(GlobalCounter::COUNT, 
 
 #[map]
 pub static CONFIG: Array<DataplaneConfig> = Array::pinned(1, 0);
+
+// Shared (not per-CPU) so a source's rate is limited across CPUs; updates race benignly (a
+// lost update admits at most one extra packet).
+#[map]
+pub static BUCKET_V4: LruHashMap<SrcV4, u64> = LruHashMap::pinned(capacity::BUCKETS, 0);
+
+#[map]
+pub static BUCKET_V6: LruHashMap<SrcV6Prefix, u64> = LruHashMap::pinned(capacity::BUCKETS, 0);

@@ -4,11 +4,15 @@
 //! (/32, /64: the common case, O(1) whatever the set size), then the LPM trie of wider (or, for
 //! IPv6, longer than /64) prefixes. An entry whose `expires_at_ns` has passed is ignored: the
 //! kernel enforces expiry itself, the controller only deletes expired entries to free space.
+//! A challenge entry rate-limits each source it covers (IPv4 address, IPv6 /64) with its own
+//! GCRA bucket, whatever the entry's prefix length.
 
-use aya_ebpf::maps::lpm_trie::Key;
-use ipwarden_common::{Action, BlockEntry, key::v6_prefix};
+use aya_ebpf::maps::{LruHashMap, lpm_trie::Key};
+use ipwarden_common::{Action, BlockEntry, gcra, key::v6_prefix};
 
-use crate::maps::{ALLOW_V4, ALLOW_V6, BLOCK_NET_V4, BLOCK_NET_V6, BLOCK_V4, BLOCK_V6};
+use crate::maps::{
+    ALLOW_V4, ALLOW_V6, BLOCK_NET_V4, BLOCK_NET_V6, BLOCK_V4, BLOCK_V6, BUCKET_V4, BUCKET_V6,
+};
 
 /// The program's judgement of a source, before monitor mode is applied.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -19,13 +23,47 @@ pub enum Decision {
     Allow,
     /// Matched a live block entry.
     Block,
+    /// Matched a live challenge entry and exceeded its rate.
+    Limit,
 }
 
+/// What a live entry says: `Block`, or for a challenge `Pass`/`Limit` from the source's bucket.
 #[inline(always)]
-fn judge(entry: Option<&BlockEntry>, now: u64) -> Option<Decision> {
-    match entry {
-        Some(e) if e.action == Action::BLOCK && e.is_live(now) => Some(Decision::Block),
+fn judge<K>(entry: Option<&BlockEntry>, now: u64, buckets: &LruHashMap<K, u64>, key: &K) -> Option<Decision> {
+    let e = entry?;
+    if !e.is_live(now) {
+        return None;
+    }
+    match e.action {
+        Action::BLOCK => Some(Decision::Block),
+        Action::CHALLENGE => Some(admit(buckets, key, now, e.interval_ns, e.burst)),
         _ => None,
+    }
+}
+
+/// One packet against the source's GCRA bucket.
+#[inline(always)]
+fn admit<K>(buckets: &LruHashMap<K, u64>, key: &K, now: u64, interval_ns: u32, burst: u32) -> Decision {
+    match buckets.get_ptr_mut(key) {
+        Some(tat) => {
+            // SAFETY: a valid map value pointer; a concurrent writer can only make us admit or
+            // drop one packet differently.
+            let current = unsafe { *tat };
+            match gcra(current, now, interval_ns, burst) {
+                Some(next) => {
+                    // SAFETY: as above.
+                    unsafe { *tat = next };
+                    Decision::Pass
+                }
+                None => Decision::Limit,
+            }
+        }
+        None => {
+            if let Some(next) = gcra(0, now, interval_ns, burst) {
+                let _ = buckets.insert(key, next, 0);
+            }
+            Decision::Pass
+        }
     }
 }
 
@@ -36,12 +74,12 @@ pub fn ipv4(src: &[u8; 4], now: u64) -> Decision {
     if ALLOW_V4.get(&key).is_some() {
         return Decision::Allow;
     }
-    // SAFETY: the value is copied out at once; a concurrent update may tear it, which at worst
+    // SAFETY: the value is read at once; a concurrent update may tear it, which at worst
     // mis-times one packet's verdict.
-    if let Some(d) = judge(unsafe { BLOCK_V4.get(src) }, now) {
+    if let Some(d) = judge(unsafe { BLOCK_V4.get(src) }, now, &BUCKET_V4, src) {
         return d;
     }
-    judge(BLOCK_NET_V4.get(&key), now).unwrap_or(Decision::Pass)
+    judge(BLOCK_NET_V4.get(&key), now, &BUCKET_V4, src).unwrap_or(Decision::Pass)
 }
 
 /// Judges an IPv6 source; the exact set is keyed by its /64.
@@ -51,9 +89,10 @@ pub fn ipv6(src: &[u8; 16], now: u64) -> Decision {
     if ALLOW_V6.get(&key).is_some() {
         return Decision::Allow;
     }
+    let prefix = v6_prefix(src);
     // SAFETY: as in `ipv4`.
-    if let Some(d) = judge(unsafe { BLOCK_V6.get(v6_prefix(src)) }, now) {
+    if let Some(d) = judge(unsafe { BLOCK_V6.get(prefix) }, now, &BUCKET_V6, &prefix) {
         return d;
     }
-    judge(BLOCK_NET_V6.get(&key), now).unwrap_or(Decision::Pass)
+    judge(BLOCK_NET_V6.get(&key), now, &BUCKET_V6, &prefix).unwrap_or(Decision::Pass)
 }

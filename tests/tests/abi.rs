@@ -26,6 +26,8 @@ mod aya_map_type {
             names::SRC_V6 => ("LruPerCpuHash", 8, size_of::<SrcStatsV6>()),
             names::GLOBAL => ("PerCpuArray", 4, 8),
             names::CONFIG => ("Array", 4, size_of::<DataplaneConfig>()),
+            names::BUCKET_V4 => ("LruHash", 4, 8),
+            names::BUCKET_V6 => ("LruHash", 8, 8),
             other => panic!("no expectation for map {other}"),
         }
     }

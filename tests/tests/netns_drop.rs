@@ -244,3 +244,46 @@ fn expired_block_no_longer_drops() {
     assert_eq!(json["blocks"][0]["expired"], true);
     assert_eq!(exchange(&fx, &[attacker], 20), vec![20]);
 }
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn challenge_rate_limits_each_source_to_about_its_rate() {
+    use ipwarden_tests::traffic::{UdpSink, udp_flood};
+
+    let fx = Fixture::attached(&[]);
+    let (a, b) = (v4("203.0.113.7"), v4("203.0.113.8"));
+    fx.topo.add_source(a);
+    fx.topo.add_source(b);
+    // 50 pps with bursts of 10, for every source in the /24, each with its own bucket.
+    fx.map(&["block", "203.0.113.0/24", "--challenge", "50", "--burst", "10"]);
+    let list = fx.map(&["list", "--json"]);
+    assert!(list.contains("\"action\": \"challenge\""), "{list}");
+
+    let sink = UdpSink::bind(&fx.topo.edge, Fixture::sink_addr(a));
+    let secs = 2.0;
+    let (sent_a, sent_b) = std::thread::scope(|s| {
+        let ta = s.spawn(|| udp_flood(&fx.topo.client, a, Fixture::sink_addr(a), 500, Duration::from_secs_f64(secs)));
+        let tb = s.spawn(|| udp_flood(&fx.topo.client, b, Fixture::sink_addr(b), 500, Duration::from_secs_f64(secs)));
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    let got = sink.drain(QUIET);
+    drop(sink);
+    for (src, sent) in [(a, sent_a), (b, sent_b)] {
+        let delivered = got.get(&src).copied().unwrap_or(0) as f64;
+        eprintln!("challenge: {src} sent {sent}, delivered {delivered}");
+        // Burst + rate x duration = 10 + 100; allow for timer slack on a busy 2-vCPU VM.
+        assert!(
+            (70.0..=150.0).contains(&delivered),
+            "{src}: {delivered} of {sent} delivered, expected about 110"
+        );
+    }
+    let g = fx.dp().globals().unwrap();
+    let delivered_total: usize = got.values().sum();
+    assert_eq!(
+        g.get(GlobalCounter::Limited),
+        sent_a + sent_b - delivered_total as u64,
+        "everything not delivered was rate-limited"
+    );
+    // A source outside the challenged prefix is not limited.
+    assert_eq!(exchange(&fx, &[CLIENT_V4.into()], 100), vec![100]);
+}

@@ -46,6 +46,7 @@ pub struct Capacities {
     pub allow: u32,
     pub src_v4: u32,
     pub src_v6: u32,
+    pub buckets: u32,
 }
 
 impl Default for Capacities {
@@ -58,12 +59,13 @@ impl Default for Capacities {
             allow: capacity::ALLOW,
             src_v4: capacity::SRC_V4,
             src_v6: capacity::SRC_V6,
+            buckets: capacity::BUCKETS,
         }
     }
 }
 
 impl Capacities {
-    fn by_name(&self) -> [(&'static str, u32); 8] {
+    fn by_name(&self) -> [(&'static str, u32); 10] {
         [
             (names::BLOCK_V4, self.block_v4),
             (names::BLOCK_V6, self.block_v6),
@@ -73,6 +75,8 @@ impl Capacities {
             (names::ALLOW_V6, self.allow),
             (names::SRC_V4, self.src_v4),
             (names::SRC_V6, self.src_v6),
+            (names::BUCKET_V4, self.buckets),
+            (names::BUCKET_V6, self.buckets),
         ]
     }
 }

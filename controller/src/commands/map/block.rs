@@ -9,15 +9,20 @@ use ipwarden_common::BlockEntry;
 
 pub fn block(args: &MapBlockArgs) -> anyhow::Result<()> {
     let mut dp = super::super::open(&args.target)?;
-    let entry = BlockEntry::block(args.reason.code(), clock::deadline_ns(args.ttl));
+    let deadline = clock::deadline_ns(args.ttl);
+    let entry = match args.challenge {
+        Some(pps) => BlockEntry::challenge(args.reason.code(), deadline, pps, args.burst),
+        None => BlockEntry::block(args.reason.code(), deadline),
+    };
     dp.block(args.prefix, entry)?;
+    let verb = if args.challenge.is_some() { "challenged" } else { "blocked" };
     match args.ttl {
         Some(ttl) => println!(
-            "blocked {} for {}",
+            "{verb} {} for {}",
             args.prefix,
             humantime::format_duration(ttl)
         ),
-        None => println!("blocked {} permanently", args.prefix),
+        None => println!("{verb} {} permanently", args.prefix),
     }
     Ok(())
 }
