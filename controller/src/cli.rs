@@ -94,7 +94,25 @@ pub enum Command {
         conn: Conn,
     },
     /// List decisions: prefix, action, origin, expiry and reason.
+    ///
+    /// `list --action challenge --json` is the set an L7 proxy or application should serve a
+    /// CAPTCHA or MFA step to.
     List {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        format: Format,
+        /// Only decisions with this action.
+        #[arg(long, value_enum)]
+        action: Option<ActionArg>,
+    },
+    /// Show what IPASIS says about an address (the cached answer, or a fresh lookup).
+    Lookup {
+        /// The address (IPv6 answers are cached per /64).
+        addr: IpAddr,
+        /// Ask the API even when a cached answer exists.
+        #[arg(long)]
+        fresh: bool,
         #[command(flatten)]
         conn: Conn,
         #[command(flatten)]
@@ -344,6 +362,13 @@ pub struct StatsArgs {
     /// How many of the busiest sources to show.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+}
+
+/// Decision actions, for filtering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ActionArg {
+    Block,
+    Challenge,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

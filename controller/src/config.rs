@@ -50,6 +50,8 @@ pub struct Config {
     pub detection: DetectionConfig,
     pub decisions: DecisionsConfig,
     pub allow: AllowConfig,
+    pub ipasis: IpasisConfig,
+    pub scoring: ScoringConfig,
 }
 
 /// `[daemon]`: where the daemon runs and what it attaches to.
@@ -216,6 +218,119 @@ impl Default for AllowConfig {
     }
 }
 
+/// `[ipasis]`: the IP-intelligence API.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IpasisConfig {
+    pub enabled: bool,
+    pub base_url: String,
+    pub path: String,
+    pub auth_header: String,
+    pub key_file: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub retries: u32,
+    #[serde(with = "humantime_serde")]
+    pub backoff: Duration,
+    pub max_body: usize,
+    pub concurrency: usize,
+    pub requests_per_second: u32,
+    pub daily_quota: u64,
+    pub queue_size: usize,
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    pub on_error: OnError,
+    #[serde(with = "humantime_serde")]
+    pub closed_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_failed_after: Duration,
+    #[serde(with = "humantime_serde")]
+    pub unauthorized_cooldown: Duration,
+    #[serde(with = "humantime_serde")]
+    pub quota_cooldown: Duration,
+}
+
+impl Default for IpasisConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            base_url: "https://api.ipasis.com".into(),
+            path: "/v1/lookup?ip={ip}".into(),
+            auth_header: "X-API-Key".into(),
+            key_file: None,
+            timeout: Duration::from_secs(2),
+            retries: 2,
+            backoff: Duration::from_millis(250),
+            max_body: 64 * 1024,
+            concurrency: 4,
+            requests_per_second: 5,
+            daily_quota: 1000,
+            queue_size: 1024,
+            cache_ttl: Duration::from_secs(24 * 3600),
+            on_error: OnError::Open,
+            closed_ttl: Duration::from_secs(600),
+            retry_failed_after: Duration::from_secs(60),
+            unauthorized_cooldown: Duration::from_secs(600),
+            quota_cooldown: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// What happens to a heavy hitter whose enrichment failed.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// No enrichment decision; only the velocity rules apply.
+    #[default]
+    Open,
+    /// Block it for `closed_ttl` with reason `enrichment-failed`.
+    Closed,
+}
+
+/// `[scoring]`: the weighted model turning an answer into block / challenge / allow.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoringConfig {
+    pub hosting_or_crawler: i32,
+    pub proxy_or_tor: i32,
+    pub vpn: i32,
+    pub abusive_vpn: i32,
+    pub high_risk_operator: i32,
+    pub velocity: i32,
+    /// Rate above which the velocity weight applies; 0 means 5 x detection.pps_threshold.
+    pub velocity_pps: u64,
+    pub block_at: i32,
+    pub challenge_at: i32,
+    pub tor_always_block: bool,
+    pub high_risk_operators: Vec<String>,
+    pub high_risk_asns: Vec<u32>,
+    pub abusive_vpn_operators: Vec<String>,
+    pub challenge_pps: u32,
+    pub challenge_burst: u32,
+}
+
+impl Default for ScoringConfig {
+    fn default() -> Self {
+        Self {
+            hosting_or_crawler: 50,
+            proxy_or_tor: 30,
+            vpn: 0,
+            abusive_vpn: 30,
+            high_risk_operator: 20,
+            velocity: 20,
+            velocity_pps: 0,
+            block_at: 80,
+            challenge_at: 50,
+            tor_always_block: true,
+            high_risk_operators: Vec::new(),
+            high_risk_asns: Vec::new(),
+            abusive_vpn_operators: Vec::new(),
+            challenge_pps: 50,
+            challenge_burst: 20,
+        }
+    }
+}
+
 /// Loopback and link-local: allowlisted unless `allow.builtin = false`.
 pub const BUILTIN_ALLOW: [&str; 4] = ["127.0.0.0/8", "169.254.0.0/16", "::1/128", "fe80::/10"];
 
@@ -297,6 +412,37 @@ impl Config {
                 ));
             }
         }
+        let ip = &self.ipasis;
+        if !ip.path.contains("{ip}") {
+            return Err(invalid("ipasis.path", "must contain {ip}"));
+        }
+        if !(ip.base_url.starts_with("http://") || ip.base_url.starts_with("https://")) {
+            return Err(invalid("ipasis.base_url", "must start with http:// or https://"));
+        }
+        if reqwest::header::HeaderName::from_bytes(ip.auth_header.as_bytes()).is_err() {
+            return Err(invalid("ipasis.auth_header", "is not a valid HTTP header name"));
+        }
+        for (key, v) in [
+            ("ipasis.concurrency", ip.concurrency as u64),
+            ("ipasis.requests_per_second", ip.requests_per_second as u64),
+            ("ipasis.daily_quota", ip.daily_quota),
+            ("ipasis.queue_size", ip.queue_size as u64),
+            ("ipasis.max_body", ip.max_body as u64),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if ip.timeout.is_zero() {
+            return Err(invalid("ipasis.timeout", "must be greater than 0"));
+        }
+        let sc = &self.scoring;
+        if sc.challenge_at > sc.block_at {
+            return Err(invalid("scoring.challenge_at", "must not exceed scoring.block_at"));
+        }
+        if sc.challenge_pps == 0 || sc.challenge_burst == 0 {
+            return Err(invalid("scoring.challenge_pps", "and scoring.challenge_burst must be greater than 0"));
+        }
         if let Some(p) = self.allow.prefixes.iter().find(|p| p.prefix_len() == 0) {
             return Err(invalid(
                 "allow.prefixes",
@@ -304,6 +450,15 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The rate above which the scorer's velocity weight applies.
+    pub fn velocity_pps(&self) -> u64 {
+        if self.scoring.velocity_pps == 0 {
+            self.detection.pps_threshold.saturating_mul(5)
+        } else {
+            self.scoring.velocity_pps
+        }
     }
 
     /// The configured allowlist: builtin entries (unless disabled) and `allow.prefixes`.

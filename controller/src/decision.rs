@@ -13,6 +13,26 @@ use serde::{Deserialize, Serialize};
 pub enum Action {
     /// Drop every packet.
     Block,
+    /// Step-up: rate-limit each covered source (see `rate`); an L7 proxy serves it a CAPTCHA
+    /// or MFA step.
+    Challenge,
+}
+
+impl Action {
+    /// Stable lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Block => "block",
+            Self::Challenge => "challenge",
+        }
+    }
+}
+
+/// The rate a challenged source may keep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeRate {
+    pub pps: u32,
+    pub burst: u32,
 }
 
 /// Who made the decision.
@@ -59,9 +79,15 @@ pub struct Decision {
     pub origin: Origin,
     /// Human-readable reason, e.g. "heavy hitter: 4200 pps".
     pub reason: String,
-    /// Risk score when a scorer made the decision.
+    /// Risk score when the scorer made the decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub score: Option<u32>,
+    pub score: Option<i32>,
+    /// The score's contributions, for `explain`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub factors: Vec<crate::score::Factor>,
+    /// For `challenge`: the rate each covered source keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<ChallengeRate>,
     /// Wall-clock creation time, Unix milliseconds.
     pub created_unix_ms: u64,
     /// Wall-clock expiry, Unix milliseconds; `None` for a permanent decision.
@@ -94,6 +120,10 @@ impl Decision {
         let deadline = crate::clock::deadline_ns(self.remaining(now_ms));
         match self.action {
             Action::Block => BlockEntry::block(self.origin.reason_code(), deadline),
+            Action::Challenge => {
+                let rate = self.rate.unwrap_or(ChallengeRate { pps: 50, burst: 20 });
+                BlockEntry::challenge(self.origin.reason_code(), deadline, rate.pps, rate.burst)
+            }
         }
     }
 }
@@ -109,6 +139,8 @@ mod tests {
             origin: Origin::Manual,
             reason: "test".into(),
             score: None,
+            factors: Vec::new(),
+            rate: None,
             created_unix_ms: 1000,
             expires_unix_ms: expires,
         }

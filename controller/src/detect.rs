@@ -5,7 +5,10 @@
 //! IPv4 /32 or IPv6 /64) stamped with the kernel's monotonic clock. Output: [`Event`]s, each
 //! emitted once per episode. Pure logic: no kernel, no I/O, so it is unit-tested exhaustively.
 
-use std::collections::{HashMap, VecDeque};
+use std::{
+    collections::{HashMap, VecDeque},
+    net::IpAddr,
+};
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -20,6 +23,8 @@ pub struct Snapshot {
     pub syn: u64,
     /// Kernel time of the source's first packet (the rate baseline of a new source).
     pub first_seen_ns: u64,
+    /// A real address of the source: the address itself, or for an IPv6 /64 the last one seen.
+    pub addr: IpAddr,
 }
 
 /// Rates of one source over the window.
@@ -33,7 +38,11 @@ pub struct Rates {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     /// A source crossed a heavy-hitter threshold: the start of an episode.
-    HeavyHitter { source: IpNet, rates: Rates },
+    HeavyHitter {
+        source: IpNet,
+        addr: IpAddr,
+        rates: Rates,
+    },
     /// A source stayed above the hard limit for `hard_for`.
     HardLimit { source: IpNet, rates: Rates },
 }
@@ -54,6 +63,7 @@ struct Track {
     /// (time ns, packets, syn), oldest first; the oldest is the window's baseline.
     samples: VecDeque<(u64, u64, u64)>,
     bytes: u64,
+    addr: IpAddr,
     rates: Rates,
     heavy: bool,
     over_hard_since: Option<u64>,
@@ -100,6 +110,7 @@ impl Detector {
                 // poll instead of its second.
                 samples: VecDeque::from([(s.first_seen_ns.min(now_ns), 0, 0)]),
                 bytes: 0,
+                addr: s.addr,
                 rates: Rates::default(),
                 heavy: false,
                 over_hard_since: None,
@@ -119,6 +130,7 @@ impl Detector {
                 track.samples.pop_front();
             }
             track.bytes = s.bytes;
+            track.addr = s.addr;
             track.last_poll = self.polls;
             track.rates = rates(&track.samples);
             events.extend(self.judge(source, now_ns));
@@ -138,7 +150,11 @@ impl Detector {
         let mut out = Vec::new();
         let heavy = r.pps >= cfg.pps_threshold as f64 || r.syn_pps >= cfg.syn_pps_threshold as f64;
         if heavy && !track.heavy {
-            out.push(Event::HeavyHitter { source, rates: r });
+            out.push(Event::HeavyHitter {
+                source,
+                addr: track.addr,
+                rates: r,
+            });
         }
         track.heavy = heavy;
         if r.pps >= cfg.hard_pps_limit as f64 {
@@ -250,6 +266,7 @@ mod tests {
             bytes: packets * 100,
             syn,
             first_seen_ns: first,
+            addr: IpAddr::from([203, 0, 113, 7]),
         }
     }
 

@@ -8,10 +8,19 @@ use ipnet::IpNet;
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
 use thiserror::Error;
 
-use crate::decision::Decision;
+use crate::{decision::Decision, enrich::Record};
 
 const DECISIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("decisions");
 const ALLOW: TableDefinition<&str, &[u8]> = TableDefinition::new("allow");
+const ANSWERS: TableDefinition<&str, &[u8]> = TableDefinition::new("ipasis_answers");
+
+/// A cached IPASIS answer for one source unit (/32, /64).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CachedAnswer {
+    /// `None`: the API rejected the address (400); that is permanent.
+    pub record: Option<Record>,
+    pub fetched_unix_ms: u64,
+}
 
 /// A store operation that failed. The database file is named so the operator can act.
 #[derive(Debug, Error)]
@@ -84,6 +93,7 @@ impl Store {
         let tx = db!("begin", store.db.begin_write())?;
         db!("open table", tx.open_table(DECISIONS))?;
         db!("open table", tx.open_table(ALLOW))?;
+        db!("open table", tx.open_table(ANSWERS))?;
         db!("commit", tx.commit())?;
         Ok(store)
     }
@@ -182,10 +192,57 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Caches an answer, durably (the cache survives restarts).
+    pub fn put_answer(&self, source: IpNet, answer: &CachedAnswer) -> Result<(), StoreError> {
+        let tx = db!("begin", self.db.begin_write())?;
+        {
+            let mut t = db!("open table", tx.open_table(ANSWERS))?;
+            let bytes = serde_json::to_vec(answer).expect("answers serialize");
+            db!("insert", t.insert(source.to_string().as_str(), bytes.as_slice()))?;
+        }
+        db!("commit", tx.commit())
+    }
+
+    /// The cached answer for a source unit, whatever its age.
+    pub fn answer(&self, source: IpNet) -> Result<Option<CachedAnswer>, StoreError> {
+        let tx = db!("begin", self.db.begin_read())?;
+        let t = db!("open table", tx.open_table(ANSWERS))?;
+        let key = source.to_string();
+        match db!("read", t.get(key.as_str()))? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(v.value())
+                .map(Some)
+                .map_err(|source| StoreError::Corrupt {
+                    table: "ipasis answer",
+                    key,
+                    source,
+                }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::decision::{Action, Origin};
+
+    #[test]
+    fn answers_are_cached_per_source_across_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let src: IpNet = "2001:db8:2::/64".parse().unwrap();
+        let a = CachedAnswer {
+            record: Some(Record {
+                tor: Some(true),
+                ..Default::default()
+            }),
+            fetched_unix_ms: 42,
+        };
+        Store::open(dir.path()).unwrap().put_answer(src, &a).unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.answer(src).unwrap(), Some(a));
+        assert_eq!(s.answer("203.0.113.7/32".parse().unwrap()).unwrap(), None);
+    }
 
     fn decision(p: &str) -> Decision {
         Decision {
@@ -194,6 +251,8 @@ mod tests {
             origin: Origin::Velocity,
             reason: "heavy hitter".into(),
             score: Some(90),
+            factors: Vec::new(),
+            rate: None,
             created_unix_ms: 1,
             expires_unix_ms: Some(2),
         }

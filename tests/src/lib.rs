@@ -12,6 +12,7 @@ pub mod cmd;
 pub mod daemon;
 pub mod fixture;
 pub mod frames;
+pub mod ipasis_stub;
 pub mod ipwarden;
 pub mod netns;
 pub mod privilege;

@@ -33,14 +33,25 @@ pub fn run(addr: IpAddr, conn: &Conn, format: Format) -> anyhow::Result<()> {
             |t| format!("expires in {}", super::human(t)),
         );
         println!(
-            "  {} {} by {} ({}): {}{}",
-            format!("{:?}", d.action).to_lowercase(),
+            "  {} {} by {} ({}): {}",
+            d.action.name(),
             d.prefix,
             d.origin.name(),
             expiry,
             d.reason,
-            d.score.map(|s| format!(", score {s}")).unwrap_or_default()
         );
+        if let Some(score) = d.score {
+            println!("    score {score}:");
+            for f in &d.factors {
+                println!("      {:+4}  {}", f.weight, f.name);
+            }
+        }
+        if let Some(rate) = d.rate {
+            println!("    each source may send {} pps (bursts of {})", rate.pps, rate.burst);
+        }
+    }
+    if let Some(v) = &e.enrichment {
+        super::lookup::print(v, "  ");
     }
     match &e.rates {
         Some(r) => println!(

@@ -8,6 +8,7 @@ mod config;
 mod detach;
 mod explain;
 mod list;
+mod lookup;
 mod map;
 mod run;
 mod show;
@@ -29,7 +30,13 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Status { conn, format } => show::status(&conn, format),
         Command::Block(args) => block::block(&args),
         Command::Unblock { prefix, conn } => block::unblock(prefix, &conn),
-        Command::List { conn, format } => list::run(&conn, format),
+        Command::List { conn, format, action } => list::run(&conn, format, action),
+        Command::Lookup {
+            addr,
+            fresh,
+            conn,
+            format,
+        } => lookup::run(addr, fresh, &conn, format),
         Command::Allow { action } => allow::run(action),
         Command::Top { conn, format, n } => show::top(&conn, format, n),
         Command::Stats { conn, format } => show::stats(&conn, format),

@@ -53,6 +53,19 @@ pub fn status(conn: &Conn, format: Format) -> anyhow::Result<()> {
         s.tracked_sources, s.heavy_hitters
     );
     println!("polls:     {} (last took {} ms)", s.polls, s.last_poll_ms);
+    println!("ipasis:    {}", s.enrichment);
+    if let Some(p) = &s.ipasis {
+        println!(
+            "           queue {} (dropped {}), in flight {}, requests today {}/{}, answers {}, failures {}, cache hits {}",
+            p.queued, p.dropped, p.in_flight, p.requests_today, p.daily_quota, p.stats.answers, p.stats.failures, p.stats.cache_hits
+        );
+        if let (Some(secs), Some(why)) = (p.paused_secs, &p.pause_reason) {
+            println!("           paused for {secs}s: {why}");
+        }
+        if let Some(e) = &p.stats.last_error {
+            println!("           last error: {e}");
+        }
+    }
     for w in &s.warnings {
         println!("warning:   {w}");
     }

@@ -21,8 +21,9 @@ use crate::{
     config::{Config, ConfigError, DEFAULT_PATH},
     dataplane::{self, AttachOptions, Dataplane, DataplaneError, PinDir},
     engine::{Engine, EngineError, Plane},
+    enrich::{ApiKey, IpasisClient, Pipeline},
     ipc::{
-        protocol::{Request, Response},
+        protocol::{LookupView, Request, Response},
         server::{self, ServerError},
     },
     store::{Store, StoreError},
@@ -67,6 +68,10 @@ pub enum DaemonError {
     Lost(#[source] DataplaneError),
     #[error("starting the async runtime")]
     Runtime(#[source] std::io::Error),
+    #[error("the IPASIS API key")]
+    Key(#[source] crate::enrich::key::KeyError),
+    #[error("the IPASIS client")]
+    Client(#[source] crate::enrich::client::ClientBuildError),
 }
 
 /// Loads the configuration and applies the command-line overrides.
@@ -152,17 +157,27 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonEr
         runtime_allow = restored.allow,
         "state restored"
     );
+    let pipeline = enrichment(&cfg)?;
+    match &pipeline {
+        Some(p) => {
+            engine.set_enrichment(p.clone());
+            tracing::info!(base_url = %cfg.ipasis.base_url, "IPASIS enrichment on");
+        }
+        None if !cfg.ipasis.enabled => engine.set_enrichment_off("disabled in [ipasis]"),
+        None => {
+            engine.set_enrichment_off("no API key (ipasis.key_file, credential ipasis.key or IPASIS_KEY)");
+            tracing::warn!("IPASIS enrichment off: no API key; the velocity-only policy applies");
+        }
+    }
     let engine = Arc::new(Mutex::new(engine));
+    let worker = pipeline
+        .clone()
+        .map(|p| tokio::spawn(p.run(engine.clone())));
     let listener = server::bind(&cfg.daemon.socket)?;
     let handler_engine = engine.clone();
     let server = tokio::spawn(server::serve(
         listener,
-        Arc::new(move |req| {
-            handler_engine
-                .lock()
-                .expect("engine lock poisoned")
-                .handle(req)
-        }),
+        Arc::new(move |req| handle(&handler_engine, pipeline.as_deref(), req)),
     ));
     tracing::info!(socket = %cfg.daemon.socket.display(), ifaces = ?cfg.daemon.ifaces, "ipwarden running");
     notify("READY=1");
@@ -171,6 +186,9 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonEr
 
     notify("STOPPING=1");
     server.abort();
+    if let Some(w) = worker {
+        w.abort();
+    }
     let _ = std::fs::remove_file(&cfg.daemon.socket);
     if cfg.daemon.detach_on_stop {
         for iface in &cfg.daemon.ifaces {
@@ -182,6 +200,51 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonEr
         tracing::info!("stopped; the XDP program stays attached and keeps enforcing");
     }
     result
+}
+
+/// The enrichment stage, if enabled and a key is available.
+fn enrichment(cfg: &Config) -> Result<Option<Arc<Pipeline>>, DaemonError> {
+    if !cfg.ipasis.enabled {
+        return Ok(None);
+    }
+    let Some(key) = ApiKey::load(cfg.ipasis.key_file.as_deref()).map_err(DaemonError::Key)? else {
+        return Ok(None);
+    };
+    let client = IpasisClient::new(&cfg.ipasis, &key).map_err(DaemonError::Client)?;
+    Ok(Some(Arc::new(Pipeline::new(cfg.ipasis.clone(), client))))
+}
+
+/// Answers one control-socket request (on a blocking thread). Fresh lookups go to the API
+/// without holding the engine lock.
+fn handle(engine: &Mutex<Engine>, pipeline: Option<&Pipeline>, req: Request) -> Response {
+    let Request::Lookup { addr, fresh } = req else {
+        return engine.lock().expect("engine lock poisoned").handle(req);
+    };
+    if !fresh && let Some(v) = engine.lock().expect("engine lock poisoned").lookup_view(addr) {
+        return Response::Lookup(v);
+    }
+    let Some(pipeline) = pipeline else {
+        return Response::Error {
+            message: "enrichment is off (no IPASIS API key, or [ipasis] enabled = false)".into(),
+        };
+    };
+    let result = tokio::runtime::Handle::current().block_on(pipeline.lookup_now(addr));
+    let source = Engine::source_of(addr);
+    let record = match result {
+        Ok(r) => Some(r),
+        Err(message) if message.contains("(400)") => None,
+        Err(message) => return Response::Error { message: format!("lookup failed: {message}") },
+    };
+    match engine.lock().expect("engine lock poisoned").store_answer(source, record.clone()) {
+        Ok(_) => Response::Lookup(LookupView {
+            addr,
+            source,
+            cached: false,
+            age_secs: 0,
+            record,
+        }),
+        Err(e) => Response::Error { message: e.to_string() },
+    }
 }
 
 async fn poll_loop(

@@ -19,12 +19,13 @@ pub struct Poll {
     pub took: std::time::Duration,
 }
 
-fn add(map: &mut HashMap<IpNet, Snapshot>, key: IpNet, s: &ipwarden_common::SrcStats) {
+fn add(map: &mut HashMap<IpNet, Snapshot>, key: IpNet, addr: IpAddr, s: &ipwarden_common::SrcStats) {
     let e = map.entry(key).or_insert(Snapshot {
         packets: 0,
         bytes: 0,
         syn: 0,
         first_seen_ns: u64::MAX,
+        addr,
     });
     e.packets += s.packets;
     e.bytes += s.bytes;
@@ -41,10 +42,10 @@ pub fn read(readers: &[Dataplane]) -> Result<Poll, DataplaneError> {
     let mut snapshots = HashMap::new();
     for dp in readers {
         for s in dp.sources_v4()? {
-            add(&mut snapshots, host_prefix(IpAddr::V4(s.addr)), &s.stats);
+            add(&mut snapshots, host_prefix(IpAddr::V4(s.addr)), IpAddr::V4(s.addr), &s.stats);
         }
         for s in dp.sources_v6()? {
-            add(&mut snapshots, IpNet::V6(s.net), &s.stats);
+            add(&mut snapshots, IpNet::V6(s.net), IpAddr::V6(s.last_addr), &s.stats);
         }
     }
     for s in snapshots.values_mut() {

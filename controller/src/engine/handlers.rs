@@ -76,7 +76,28 @@ impl Engine {
             },
             Request::Explain { addr } => Response::Explain(self.explain(addr)),
             Request::Reload => self.reload_from_file(),
+            Request::Lookup { addr, .. } => {
+                // The daemon answers fresh lookups itself, outside the engine lock; here only
+                // the cache is consulted.
+                match self.lookup_view(addr) {
+                    Some(v) => Response::Lookup(v),
+                    None => error(format!("no cached IPASIS answer for {addr}")),
+                }
+            }
         }
+    }
+
+    /// The cached answer for an address's source unit, as `lookup` and `explain` show it.
+    pub fn lookup_view(&self, addr: IpAddr) -> Option<crate::ipc::protocol::LookupView> {
+        let source = Self::source_of(addr);
+        let a = self.cached_answer(source)?;
+        Some(crate::ipc::protocol::LookupView {
+            addr,
+            source,
+            cached: true,
+            age_secs: crate::decision::now_unix_ms().saturating_sub(a.fetched_unix_ms) / 1000,
+            record: a.record,
+        })
     }
 
     fn allow_views(&self) -> Vec<AllowView> {
@@ -93,7 +114,7 @@ impl Engine {
         let decision = self
             .covering(s.source.network())
             .first()
-            .map(|d| format!("{:?}", d.action).to_lowercase());
+            .map(|d| d.action.name().to_owned());
         TopRow {
             source: s.source,
             pps: (s.rates.pps * 10.0).round() / 10.0,
@@ -133,6 +154,8 @@ impl Engine {
             heavy_hitters: heavy,
             polls: self.polls,
             last_poll_ms: (self.last_poll.as_secs_f64() * 1e4).round() / 10.0,
+            enrichment: self.enrichment_state.clone(),
+            ipasis: self.enrichment().map(|p| p.view()),
             warnings: self.warnings.clone(),
         }
     }
@@ -175,6 +198,7 @@ impl Engine {
             allow,
             decisions,
             rates: self.detector.get(&source).map(|s| self.row(s)),
+            enrichment: self.lookup_view(addr),
         }
     }
 

@@ -11,6 +11,7 @@ use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
     path::PathBuf,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -18,12 +19,14 @@ use ipnet::IpNet;
 use thiserror::Error;
 
 use crate::{
-    config::{Config, HeavyHitterAction},
+    config::{Config, HeavyHitterAction, OnError},
     dataplane::{Dataplane, DataplaneError},
-    decision::{Action, Decision, Origin, now_unix_ms},
-    detect::{Detector, Event, Snapshot},
+    decision::{Action, ChallengeRate, Decision, Origin, now_unix_ms},
+    detect::{Detector, Event, Rates, Snapshot},
+    enrich::{EnrichError, Pipeline, Record, queue::Candidate},
     net::host_prefix,
-    store::{Store, StoreError},
+    score::{self, Verdict},
+    store::{CachedAnswer, Store, StoreError},
 };
 
 /// Why a request was refused or failed.
@@ -94,6 +97,11 @@ pub struct Engine {
     polls: u64,
     last_poll: Duration,
     warnings: Vec<String>,
+    enrich: Option<Arc<Pipeline>>,
+    /// `on`, or `off: <why>`, for `status`.
+    enrichment_state: String,
+    /// Sources whose failed enrichment is retried (their episode reset) at this Unix ms.
+    retry_at: HashMap<IpNet, u64>,
 }
 
 fn overlaps(a: &IpNet, b: &IpNet) -> bool {
@@ -120,7 +128,26 @@ impl Engine {
             polls: 0,
             last_poll: Duration::ZERO,
             warnings: Vec::new(),
+            enrich: None,
+            enrichment_state: "off: velocity-only policy".to_owned(),
+            retry_at: HashMap::new(),
         }
+    }
+
+    /// Turns enrichment on: heavy hitters go to `pipeline` instead of the velocity-only policy.
+    pub fn set_enrichment(&mut self, pipeline: Arc<Pipeline>) {
+        self.enrich = Some(pipeline);
+        self.enrichment_state = "on".to_owned();
+    }
+
+    /// Records why enrichment is off, for `status`.
+    pub fn set_enrichment_off(&mut self, why: &str) {
+        self.enrichment_state = format!("off: {why}");
+    }
+
+    /// The enrichment stage, when enabled.
+    pub fn enrichment(&self) -> Option<&Arc<Pipeline>> {
+        self.enrich.as_ref()
     }
 
     /// The effective allowlist: configured entries and runtime ones, with their origin.
@@ -223,6 +250,19 @@ impl Engine {
         Ok(())
     }
 
+    /// Records an automatic decision unless an operator's decision for the prefix exists.
+    fn enact_auto(&mut self, d: Decision) -> Result<(), EngineError> {
+        if self.decisions.get(&d.prefix).is_some_and(|x| x.origin == Origin::Manual) {
+            return Ok(());
+        }
+        if !self.decisions.contains_key(&d.prefix) && self.decisions.len() >= self.cfg.decisions.max_decisions {
+            return Err(EngineError::Full {
+                limit: self.cfg.decisions.max_decisions,
+            });
+        }
+        self.enact(d).map(drop)
+    }
+
     /// Records a decision durably, then enforces it everywhere.
     fn enact(&mut self, d: Decision) -> Result<Decision, EngineError> {
         self.store.put_decisions(&[&d])?;
@@ -237,7 +277,7 @@ impl Engine {
             .remaining(now_unix_ms())
             .map(|t| humantime::format_duration(Duration::from_secs(t.as_secs())).to_string())
             .unwrap_or_else(|| "permanent".into());
-        tracing::info!(prefix = %d.prefix, origin = d.origin.name(), reason = %d.reason, ttl, "decision: block");
+        tracing::info!(prefix = %d.prefix, origin = d.origin.name(), reason = %d.reason, ttl, "decision: {}", d.action.name());
         self.decisions.insert(d.prefix, d.clone());
         Ok(d)
     }
@@ -265,6 +305,8 @@ impl Engine {
             origin: Origin::Manual,
             reason: req.reason.unwrap_or_else(|| "manual block".into()),
             score: None,
+            factors: Vec::new(),
+            rate: None,
             created_unix_ms: now,
             expires_unix_ms: ttl.map(|t| now.saturating_add(t.as_millis() as u64)),
         })
@@ -356,6 +398,18 @@ impl Engine {
         self.polls += 1;
         self.last_poll = took;
         self.expire();
+        let now_ms = now_unix_ms();
+        let due: Vec<IpNet> = self
+            .retry_at
+            .iter()
+            .filter(|(_, t)| **t <= now_ms)
+            .map(|(s, _)| *s)
+            .collect();
+        for source in due {
+            self.retry_at.remove(&source);
+            // A new episode if it is still a heavy hitter: enrichment is tried again.
+            self.detector.reset(&source);
+        }
         let events = self.detector.observe(now_ns, snapshots);
         for event in &events {
             if let Err(e) = self.on_event(event) {
@@ -401,43 +455,164 @@ impl Engine {
     }
 
     fn on_event(&mut self, event: &Event) -> Result<(), EngineError> {
-        let (source, rates, what) = match event {
-            Event::HeavyHitter { source, rates } => (*source, *rates, "heavy hitter"),
-            Event::HardLimit { source, rates } => (*source, *rates, "hard rate limit"),
+        let (source, addr, rates, what) = match event {
+            Event::HeavyHitter { source, addr, rates } => (*source, Some(*addr), *rates, "heavy hitter"),
+            Event::HardLimit { source, rates } => (*source, None, *rates, "hard rate limit"),
         };
         tracing::info!(%source, pps = rates.pps.round(), syn_pps = rates.syn_pps.round(), "{what}");
-        let hard = matches!(event, Event::HardLimit { .. });
-        if !hard && self.cfg.detection.on_heavy_hitter == HeavyHitterAction::Observe {
-            return Ok(());
-        }
-        if !self.covering(source.network()).is_empty() {
-            return Ok(());
-        }
-        if let Some((allow, origin)) = self
-            .allowlist()
-            .into_iter()
-            .find(|(a, _)| overlaps(a, &source))
+        if self
+            .covering(source.network())
+            .iter()
+            .any(|d| d.action == Action::Block)
         {
+            return Ok(());
+        }
+        if let Some((allow, origin)) = self.allowlist().into_iter().find(|(a, _)| overlaps(a, &source)) {
             tracing::info!(%source, %allow, origin, "{what} is allowlisted: not blocked");
             return Ok(());
         }
-        if self.decisions.len() >= self.cfg.decisions.max_decisions {
-            return Err(EngineError::Full {
-                limit: self.cfg.decisions.max_decisions,
-            });
+        if let (Some(addr), Some(pipeline)) = (addr, self.enrich.clone()) {
+            return self.enrich_or_queue(&pipeline, source, addr, rates);
+        }
+        if addr.is_some() && self.cfg.detection.on_heavy_hitter == HeavyHitterAction::Observe {
+            return Ok(());
         }
         let now = now_unix_ms();
         let ttl = self.cfg.detection.hard_ttl;
-        self.enact(Decision {
+        self.enact_auto(Decision {
             prefix: source,
             action: Action::Block,
             origin: Origin::Velocity,
             reason: format!("{what}: {:.0} pps, {:.0} SYN/s", rates.pps, rates.syn_pps),
             score: None,
+            factors: Vec::new(),
+            rate: None,
             created_unix_ms: now,
             expires_unix_ms: Some(now.saturating_add(ttl.as_millis() as u64)),
-        })?;
+        })
+    }
+
+    /// Decides from a fresh cached answer, or queues the source for a lookup.
+    fn enrich_or_queue(&mut self, pipeline: &Pipeline, source: IpNet, addr: IpAddr, rates: Rates) -> Result<(), EngineError> {
+        if let Some(answer) = self.fresh_answer(source)? {
+            pipeline.cache_hit();
+            return self.decide(source, answer.record.as_ref(), rates.pps);
+        }
+        if pipeline.submit(Candidate {
+            source,
+            addr,
+            pps: rates.pps,
+        }) {
+            tracing::debug!(%source, %addr, "queued for enrichment");
+        }
         Ok(())
+    }
+
+    /// The cached answer for a source if it is still within `ipasis.cache_ttl` (a 400 answer
+    /// never expires).
+    pub fn fresh_answer(&self, source: IpNet) -> Result<Option<CachedAnswer>, EngineError> {
+        let Some(a) = self.store.answer(source)? else {
+            return Ok(None);
+        };
+        let age = now_unix_ms().saturating_sub(a.fetched_unix_ms);
+        let fresh = a.record.is_none() || age < self.cfg.ipasis.cache_ttl.as_millis() as u64;
+        Ok(fresh.then_some(a))
+    }
+
+    /// The cached answer for a source whatever its age (for `explain`).
+    pub fn cached_answer(&self, source: IpNet) -> Option<CachedAnswer> {
+        self.store.answer(source).ok().flatten()
+    }
+
+    /// Caches a fresh answer (from `ipwarden lookup`).
+    pub fn store_answer(&self, source: IpNet, record: Option<Record>) -> Result<CachedAnswer, EngineError> {
+        let answer = CachedAnswer {
+            record,
+            fetched_unix_ms: now_unix_ms(),
+        };
+        self.store.put_answer(source, &answer)?;
+        Ok(answer)
+    }
+
+    /// Scores an answer and enacts the verdict.
+    fn decide(&mut self, source: IpNet, record: Option<&Record>, pps: f64) -> Result<(), EngineError> {
+        let Some(record) = record else {
+            tracing::debug!(%source, "IPASIS rejected the address earlier; no enrichment decision");
+            return Ok(());
+        };
+        let sc = score::score(record, pps, self.cfg.velocity_pps(), &self.cfg.scoring);
+        let signals: Vec<String> = sc
+            .factors
+            .iter()
+            .map(|f| format!("{} {:+}", f.name, f.weight))
+            .collect();
+        let reason = format!(
+            "ipasis: {} ({}){}",
+            sc.because,
+            if signals.is_empty() { "no risk signals".to_owned() } else { signals.join(", ") },
+            record.operator.as_ref().map(|o| format!(", operator {o}")).unwrap_or_default()
+        );
+        let action = match sc.verdict {
+            Verdict::Allow => {
+                tracing::info!(%source, score = sc.value, "ipasis: allowed ({reason})");
+                return Ok(());
+            }
+            Verdict::Block => Action::Block,
+            Verdict::Challenge => Action::Challenge,
+        };
+        let now = now_unix_ms();
+        self.enact_auto(Decision {
+            prefix: source,
+            action,
+            origin: Origin::Ipasis,
+            reason,
+            score: Some(sc.value),
+            factors: sc.factors,
+            rate: (action == Action::Challenge).then_some(ChallengeRate {
+                pps: self.cfg.scoring.challenge_pps,
+                burst: self.cfg.scoring.challenge_burst,
+            }),
+            created_unix_ms: now,
+            expires_unix_ms: Some(now.saturating_add(self.cfg.decisions.default_ttl.as_millis() as u64)),
+        })
+    }
+
+    /// An answer (or failure) for a queued candidate.
+    pub fn on_enriched(&mut self, c: &Candidate, result: Result<Record, EnrichError>) {
+        let outcome = match result {
+            Ok(record) => self
+                .store_answer(c.source, Some(record.clone()))
+                .and_then(|_| self.decide(c.source, Some(&record), c.pps)),
+            Err(EnrichError::Invalid) => self.store_answer(c.source, None).map(drop),
+            Err(e) => self.enrichment_failed(c, &e),
+        };
+        if let Err(e) = outcome {
+            self.warn(format!("enrichment of {}: {e}", c.source));
+        }
+    }
+
+    fn enrichment_failed(&mut self, c: &Candidate, e: &EnrichError) -> Result<(), EngineError> {
+        tracing::warn!(source = %c.source, error = %e, "enrichment failed");
+        let retry = now_unix_ms() + self.cfg.ipasis.retry_failed_after.as_millis() as u64;
+        self.retry_at.insert(c.source, retry);
+        if self.cfg.ipasis.on_error == OnError::Open {
+            return Ok(());
+        }
+        if self.allowlist().keys().any(|a| overlaps(a, &c.source)) {
+            return Ok(());
+        }
+        let now = now_unix_ms();
+        self.enact_auto(Decision {
+            prefix: c.source,
+            action: Action::Block,
+            origin: Origin::Ipasis,
+            reason: format!("enrichment-failed: {e}"),
+            score: None,
+            factors: Vec::new(),
+            rate: None,
+            created_unix_ms: now,
+            expires_unix_ms: Some(now.saturating_add(self.cfg.ipasis.closed_ttl.as_millis() as u64)),
+        })
     }
 
     /// Applies a new configuration. Sections that only take effect at start are reported.
@@ -450,6 +625,9 @@ impl Engine {
         new_dp.monitor = self.cfg.dataplane.monitor;
         if new_dp != self.cfg.dataplane {
             notes.push("[dataplane] sizes and attach mode apply at the next attach".to_owned());
+        }
+        if cfg.ipasis != self.cfg.ipasis {
+            notes.push("[ipasis] changes apply at the next start".to_owned());
         }
         self.detector.reconfigure(cfg.detection.clone());
         self.cfg = cfg;

@@ -61,6 +61,12 @@ pub enum Request {
         addr: IpAddr,
     },
     Reload,
+    /// What IPASIS says about an address: the cached answer, or a fresh lookup.
+    Lookup {
+        addr: IpAddr,
+        #[serde(default)]
+        fresh: bool,
+    },
 }
 
 /// Every answer. Internally tagged by `type`.
@@ -97,6 +103,19 @@ pub enum Response {
         interfaces: Vec<InterfaceStats>,
     },
     Explain(ExplainView),
+    Lookup(LookupView),
+}
+
+/// An IPASIS answer and where it came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LookupView {
+    pub addr: IpAddr,
+    /// The unit answers are cached and decisions made for.
+    pub source: IpNet,
+    pub cached: bool,
+    pub age_secs: u64,
+    /// `null` when IPASIS rejected the address (400).
+    pub record: Option<crate::enrich::Record>,
 }
 
 /// `status`.
@@ -116,6 +135,10 @@ pub struct StatusView {
     pub heavy_hitters: usize,
     pub polls: u64,
     pub last_poll_ms: f64,
+    /// `on`, or `off` with the reason (no API key, disabled).
+    pub enrichment: String,
+    /// The enrichment stage, when on.
+    pub ipasis: Option<crate::enrich::pipeline::PipelineView>,
     /// Problems worth an operator's attention, newest last.
     pub warnings: Vec<String>,
 }
@@ -168,6 +191,8 @@ pub struct ExplainView {
     pub allow: Vec<AllowView>,
     pub decisions: Vec<Decision>,
     pub rates: Option<TopRow>,
+    /// The cached IPASIS answer for the source, if any.
+    pub enrichment: Option<LookupView>,
 }
 
 #[cfg(test)]

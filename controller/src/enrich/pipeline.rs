@@ -1,0 +1,211 @@
+//! The enrichment stage: heavy hitters wait in a bounded queue, a worker takes them
+//! highest-rate-first within the rate, quota and concurrency limits, looks each up once (no
+//! second request for a source in flight or waiting), and hands the answer to the engine.
+//!
+//! Lookups never block the data path or the control socket: the engine only queues, and
+//! answers come back through [`Engine::on_enriched`].
+
+use std::{
+    collections::HashSet,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, Semaphore};
+
+use super::{
+    EnrichError, IpasisClient, Record,
+    limits::{Hold, Limits},
+    queue::{Candidate, Queue},
+};
+use crate::{config::IpasisConfig, engine::Engine};
+
+/// Counters for `status`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EnrichStats {
+    /// Lookups sent (each may include retries).
+    pub requests: u64,
+    pub answers: u64,
+    pub failures: u64,
+    /// Heavy hitters decided from the cache, without a request.
+    pub cache_hits: u64,
+    pub last_error: Option<String>,
+}
+
+/// Shared state of the stage.
+pub struct Pipeline {
+    pub cfg: IpasisConfig,
+    client: IpasisClient,
+    queue: Mutex<Queue>,
+    inflight: Mutex<HashSet<IpNet>>,
+    limits: Mutex<Limits>,
+    stats: Mutex<EnrichStats>,
+    wake: Notify,
+}
+
+/// The stage's state as `status` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PipelineView {
+    pub queued: usize,
+    pub in_flight: usize,
+    /// Candidates dropped because the queue was full.
+    pub dropped: u64,
+    pub requests_today: u64,
+    pub daily_quota: u64,
+    /// Seconds until requests resume, when paused (429, bad key, quota).
+    pub paused_secs: Option<u64>,
+    pub pause_reason: Option<String>,
+    #[serde(flatten)]
+    pub stats: EnrichStats,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().expect("enrichment lock poisoned")
+}
+
+impl Pipeline {
+    pub fn new(cfg: IpasisConfig, client: IpasisClient) -> Self {
+        Self {
+            queue: Mutex::new(Queue::new(cfg.queue_size)),
+            inflight: Mutex::new(HashSet::new()),
+            limits: Mutex::new(Limits::new(cfg.requests_per_second, cfg.daily_quota)),
+            stats: Mutex::new(EnrichStats::default()),
+            wake: Notify::new(),
+            client,
+            cfg,
+        }
+    }
+
+    /// Queues a heavy hitter unless it is already waiting or in flight.
+    pub fn submit(&self, c: Candidate) -> bool {
+        if lock(&self.inflight).contains(&c.source) {
+            return false;
+        }
+        let queued = lock(&self.queue).push(c);
+        if queued {
+            self.wake.notify_one();
+        }
+        queued
+    }
+
+    /// Counts a decision taken from the cache.
+    pub fn cache_hit(&self) {
+        lock(&self.stats).cache_hits += 1;
+    }
+
+    pub fn view(&self) -> PipelineView {
+        let now = Instant::now();
+        let limits = lock(&self.limits);
+        let queue = lock(&self.queue);
+        let (used, quota) = limits.usage();
+        PipelineView {
+            queued: queue.len(),
+            in_flight: lock(&self.inflight).len(),
+            dropped: queue.dropped,
+            requests_today: used,
+            daily_quota: quota,
+            paused_secs: limits.paused_for(now).map(|d| d.as_secs()),
+            pause_reason: limits.pause_reason.clone(),
+            stats: lock(&self.stats).clone(),
+        }
+    }
+
+    /// Applies what a failure says about the API: pauses after 429, 401/403 and 402, logged
+    /// once per pause.
+    fn note(&self, result: &Result<Record, EnrichError>) {
+        let mut stats = lock(&self.stats);
+        match result {
+            Ok(_) => stats.answers += 1,
+            Err(e) => {
+                stats.failures += 1;
+                stats.last_error = Some(e.to_string());
+                let pause = match e {
+                    EnrichError::Unauthorized { .. } => Some(self.cfg.unauthorized_cooldown),
+                    EnrichError::QuotaExhausted => Some(self.cfg.quota_cooldown),
+                    EnrichError::RateLimited { retry_after } => {
+                        Some(retry_after.unwrap_or(Duration::from_secs(30)).min(self.cfg.quota_cooldown))
+                    }
+                    _ => None,
+                };
+                if let Some(pause) = pause {
+                    let mut limits = lock(&self.limits);
+                    let now = Instant::now();
+                    if limits.paused_for(now).is_none() {
+                        tracing::error!(error = %e, pause = ?pause, "IPASIS unusable: pausing lookups");
+                    }
+                    limits.pause(now, pause, format!("{e}"));
+                }
+            }
+        }
+    }
+
+    /// A lookup for `ipwarden lookup`, within the same limits.
+    pub async fn lookup_now(&self, addr: IpAddr) -> Result<Record, String> {
+        match lock(&self.limits).acquire(Instant::now()) {
+            Ok(()) => {}
+            Err(Hold::Quota) => return Err("the daily quota (ipasis.daily_quota) is used up".into()),
+            Err(Hold::Until(_)) => {
+                let reason = lock(&self.limits).pause_reason.clone();
+                return Err(match reason {
+                    Some(r) => format!("lookups are paused: {r}"),
+                    None => "the request rate limit is reached; try again in a second".into(),
+                });
+            }
+        }
+        lock(&self.stats).requests += 1;
+        let result = self.client.lookup(addr).await;
+        self.note(&result);
+        result.map_err(|e| e.to_string())
+    }
+
+    /// The worker: runs until the task is aborted.
+    pub async fn run(self: Arc<Self>, engine: Arc<Mutex<Engine>>) {
+        let slots = Arc::new(Semaphore::new(self.cfg.concurrency));
+        loop {
+            let next = lock(&self.queue).pop();
+            let Some(candidate) = next else {
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified()).await;
+                continue;
+            };
+            let hold = lock(&self.limits).acquire(Instant::now());
+            match hold {
+                Ok(()) => {}
+                Err(Hold::Until(until)) => {
+                    lock(&self.queue).push(candidate);
+                    tokio::time::sleep_until(until.into()).await;
+                    continue;
+                }
+                Err(Hold::Quota) => {
+                    lock(&self.queue).push(candidate);
+                    lock(&self.stats).last_error = Some("daily quota (ipasis.daily_quota) reached".into());
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    continue;
+                }
+            }
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            lock(&self.inflight).insert(candidate.source);
+            lock(&self.stats).requests += 1;
+            let me = self.clone();
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let result = me.client.lookup(candidate.addr).await;
+                drop(permit);
+                me.note(&result);
+                let source = candidate.source;
+                let _ = tokio::task::spawn_blocking(move || {
+                    engine
+                        .lock()
+                        .expect("engine lock poisoned")
+                        .on_enriched(&candidate, result);
+                })
+                .await;
+                lock(&me.inflight).remove(&source);
+            });
+        }
+    }
+}
