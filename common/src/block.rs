@@ -122,7 +122,10 @@ mod tests {
     #[test]
     fn challenge_entries_carry_the_interval() {
         let e = BlockEntry::challenge(Reason::IPASIS, 0, 50, 10);
-        assert_eq!((e.action, e.interval_ns, e.burst), (Action::CHALLENGE, 20_000_000, 10));
+        assert_eq!(
+            (e.action, e.interval_ns, e.burst),
+            (Action::CHALLENGE, 20_000_000, 10)
+        );
         let e = BlockEntry::challenge(Reason::IPASIS, 0, 0, 0);
         assert_eq!((e.interval_ns, e.burst), (1_000_000_000, 1));
     }

@@ -417,10 +417,16 @@ impl Config {
             return Err(invalid("ipasis.path", "must contain {ip}"));
         }
         if !(ip.base_url.starts_with("http://") || ip.base_url.starts_with("https://")) {
-            return Err(invalid("ipasis.base_url", "must start with http:// or https://"));
+            return Err(invalid(
+                "ipasis.base_url",
+                "must start with http:// or https://",
+            ));
         }
         if reqwest::header::HeaderName::from_bytes(ip.auth_header.as_bytes()).is_err() {
-            return Err(invalid("ipasis.auth_header", "is not a valid HTTP header name"));
+            return Err(invalid(
+                "ipasis.auth_header",
+                "is not a valid HTTP header name",
+            ));
         }
         for (key, v) in [
             ("ipasis.concurrency", ip.concurrency as u64),
@@ -438,10 +444,16 @@ impl Config {
         }
         let sc = &self.scoring;
         if sc.challenge_at > sc.block_at {
-            return Err(invalid("scoring.challenge_at", "must not exceed scoring.block_at"));
+            return Err(invalid(
+                "scoring.challenge_at",
+                "must not exceed scoring.block_at",
+            ));
         }
         if sc.challenge_pps == 0 || sc.challenge_burst == 0 {
-            return Err(invalid("scoring.challenge_pps", "and scoring.challenge_burst must be greater than 0"));
+            return Err(invalid(
+                "scoring.challenge_pps",
+                "and scoring.challenge_burst must be greater than 0",
+            ));
         }
         if let Some(p) = self.allow.prefixes.iter().find(|p| p.prefix_len() == 0) {
             return Err(invalid(

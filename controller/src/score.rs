@@ -35,7 +35,8 @@ pub struct Score {
 fn listed(operator: Option<&str>, list: &[String]) -> bool {
     let Some(op) = operator else { return false };
     let op = op.to_lowercase();
-    list.iter().any(|l| !l.is_empty() && op.contains(&l.to_lowercase()))
+    list.iter()
+        .any(|l| !l.is_empty() && op.contains(&l.to_lowercase()))
 }
 
 /// Scores an answer for a source sending `pps`; `velocity_pps` is where the velocity weight
@@ -50,7 +51,10 @@ pub fn score(r: &Record, pps: f64, velocity_pps: u64, cfg: &ScoringConfig) -> Sc
         })
     };
     if yes(r.hosting) || yes(r.crawler) {
-        add(if yes(r.hosting) { "hosting" } else { "crawler" }, cfg.hosting_or_crawler);
+        add(
+            if yes(r.hosting) { "hosting" } else { "crawler" },
+            cfg.hosting_or_crawler,
+        );
     }
     if yes(r.proxy) || yes(r.tor) {
         add(if yes(r.tor) { "tor" } else { "proxy" }, cfg.proxy_or_tor);
@@ -76,9 +80,15 @@ pub fn score(r: &Record, pps: f64, velocity_pps: u64, cfg: &ScoringConfig) -> Sc
     } else if value >= cfg.block_at {
         (Verdict::Block, format!("score {value} >= {}", cfg.block_at))
     } else if value >= cfg.challenge_at {
-        (Verdict::Challenge, format!("score {value} >= {}", cfg.challenge_at))
+        (
+            Verdict::Challenge,
+            format!("score {value} >= {}", cfg.challenge_at),
+        )
     } else {
-        (Verdict::Allow, format!("score {value} < {}", cfg.challenge_at))
+        (
+            Verdict::Allow,
+            format!("score {value} < {}", cfg.challenge_at),
+        )
     };
     Score {
         value,
@@ -108,9 +118,15 @@ mod tests {
             r.hosting = Some(true);
             r.proxy = Some(true);
         });
-        assert_eq!((s(&hosting_proxy, 0.0).value, s(&hosting_proxy, 0.0).verdict), (80, Verdict::Block));
+        assert_eq!(
+            (s(&hosting_proxy, 0.0).value, s(&hosting_proxy, 0.0).verdict),
+            (80, Verdict::Block)
+        );
         let hosting = rec(|r| r.hosting = Some(true));
-        assert_eq!((s(&hosting, 0.0).value, s(&hosting, 0.0).verdict), (50, Verdict::Challenge));
+        assert_eq!(
+            (s(&hosting, 0.0).value, s(&hosting, 0.0).verdict),
+            (50, Verdict::Challenge)
+        );
         let crawler = rec(|r| r.crawler = Some(true));
         assert_eq!(s(&crawler, 0.0).value, 50);
         let both = rec(|r| {
@@ -126,7 +142,10 @@ mod tests {
     fn tor_is_blocked_whatever_the_score_unless_configured_otherwise() {
         let tor = rec(|r| r.tor = Some(true));
         let sc = s(&tor, 0.0);
-        assert_eq!((sc.value, sc.verdict, sc.because.as_str()), (30, Verdict::Block, "tor exit"));
+        assert_eq!(
+            (sc.value, sc.verdict, sc.because.as_str()),
+            (30, Verdict::Block, "tor exit")
+        );
         let cfg = ScoringConfig {
             tor_always_block: false,
             ..Default::default()
@@ -168,7 +187,11 @@ mod tests {
         let hosting = rec(|r| r.hosting = Some(true));
         let fast = score(&hosting, 6000.0, 5000, &cfg);
         assert_eq!((fast.value, fast.verdict), (70, Verdict::Challenge));
-        assert!(fast.factors.iter().any(|f| f.name == "velocity" && f.weight == 20));
+        assert!(
+            fast.factors
+                .iter()
+                .any(|f| f.name == "velocity" && f.weight == 20)
+        );
         assert_eq!(score(&hosting, 4999.0, 5000, &cfg).value, 50);
     }
 

@@ -199,7 +199,10 @@ impl Store {
         {
             let mut t = db!("open table", tx.open_table(ANSWERS))?;
             let bytes = serde_json::to_vec(answer).expect("answers serialize");
-            db!("insert", t.insert(source.to_string().as_str(), bytes.as_slice()))?;
+            db!(
+                "insert",
+                t.insert(source.to_string().as_str(), bytes.as_slice())
+            )?;
         }
         db!("commit", tx.commit())
     }
@@ -238,7 +241,10 @@ mod tests {
             }),
             fetched_unix_ms: 42,
         };
-        Store::open(dir.path()).unwrap().put_answer(src, &a).unwrap();
+        Store::open(dir.path())
+            .unwrap()
+            .put_answer(src, &a)
+            .unwrap();
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.answer(src).unwrap(), Some(a));
         assert_eq!(s.answer("203.0.113.7/32".parse().unwrap()).unwrap(), None);

@@ -29,7 +29,12 @@ pub enum Decision {
 
 /// What a live entry says: `Block`, or for a challenge `Pass`/`Limit` from the source's bucket.
 #[inline(always)]
-fn judge<K>(entry: Option<&BlockEntry>, now: u64, buckets: &LruHashMap<K, u64>, key: &K) -> Option<Decision> {
+fn judge<K>(
+    entry: Option<&BlockEntry>,
+    now: u64,
+    buckets: &LruHashMap<K, u64>,
+    key: &K,
+) -> Option<Decision> {
     let e = entry?;
     if !e.is_live(now) {
         return None;
@@ -43,7 +48,13 @@ fn judge<K>(entry: Option<&BlockEntry>, now: u64, buckets: &LruHashMap<K, u64>, 
 
 /// One packet against the source's GCRA bucket.
 #[inline(always)]
-fn admit<K>(buckets: &LruHashMap<K, u64>, key: &K, now: u64, interval_ns: u32, burst: u32) -> Decision {
+fn admit<K>(
+    buckets: &LruHashMap<K, u64>,
+    key: &K,
+    now: u64,
+    interval_ns: u32,
+    burst: u32,
+) -> Decision {
     match buckets.get_ptr_mut(key) {
         Some(tat) => {
             // SAFETY: a valid map value pointer; a concurrent writer can only make us admit or

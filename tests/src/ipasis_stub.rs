@@ -105,7 +105,9 @@ impl IpasisStub {
 
     fn serve(listener: TcpListener) -> Self {
         let addr = listener.local_addr().expect("local address");
-        listener.set_nonblocking(true).expect("non-blocking listener");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
         let state = Arc::new(Mutex::new(State {
             fallback: Some(Reply::json(answers::RESIDENTIAL)),
             ..State::default()
@@ -141,7 +143,11 @@ impl IpasisStub {
 
     /// How requests for `ip` are answered.
     pub fn set(&self, ip: &str, reply: Reply) {
-        self.state.lock().unwrap().fixtures.insert(ip.to_owned(), reply);
+        self.state
+            .lock()
+            .unwrap()
+            .fixtures
+            .insert(ip.to_owned(), reply);
     }
 
     /// How requests for addresses without a fixture are answered (default: residential).

@@ -37,7 +37,10 @@ async fn answers_are_parsed_and_the_key_travels_only_in_the_header() {
     let seen = stub.seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].target, "/v1/lookup?ip=203.0.113.7");
-    assert_eq!(seen[0].headers.get("x-api-key").map(String::as_str), Some(KEY));
+    assert_eq!(
+        seen[0].headers.get("x-api-key").map(String::as_str),
+        Some(KEY)
+    );
     assert!(!seen[0].target.contains(KEY));
     assert!(!format!("{c:?}").contains(KEY));
 }
@@ -51,7 +54,10 @@ async fn the_articles_endpoint_works_by_configuration() {
         cfg.auth_header = "X-Key".into();
     });
     let r = c.lookup(ip("2001:db8:2::1")).await.unwrap();
-    assert_eq!((r.hosting, r.proxy, r.asn), (Some(true), Some(true), Some(64502)));
+    assert_eq!(
+        (r.hosting, r.proxy, r.asn),
+        (Some(true), Some(true), Some(64502))
+    );
     let seen = stub.seen();
     assert_eq!(seen[0].target, "/json/2001:db8:2::1");
     assert_eq!(seen[0].headers.get("x-key").map(String::as_str), Some(KEY));
@@ -71,7 +77,11 @@ async fn status_codes_map_to_errors() {
         (503, EnrichError::Server { status: 503 }),
     ] {
         stub.set("192.0.2.1", Reply::status(status, "<html>no</html>"));
-        assert_eq!(c.lookup(ip("192.0.2.1")).await.unwrap_err(), expected, "{status}");
+        assert_eq!(
+            c.lookup(ip("192.0.2.1")).await.unwrap_err(),
+            expected,
+            "{status}"
+        );
     }
     stub.set("192.0.2.1", Reply::status(429, "").retry_after(7));
     assert_eq!(
@@ -87,7 +97,10 @@ async fn server_errors_are_retried_a_bounded_number_of_times() {
     let stub = IpasisStub::start();
     stub.set("192.0.2.2", Reply::status(500, "oops"));
     let c = client(&stub, |cfg| cfg.retries = 2);
-    assert_eq!(c.lookup(ip("192.0.2.2")).await.unwrap_err(), EnrichError::Server { status: 500 });
+    assert_eq!(
+        c.lookup(ip("192.0.2.2")).await.unwrap_err(),
+        EnrichError::Server { status: 500 }
+    );
     assert_eq!(stub.count("192.0.2.2"), 3, "one try and two retries");
     // 400 is permanent: never retried.
     stub.set("192.0.2.3", Reply::status(400, ""));
@@ -102,18 +115,45 @@ async fn slow_malformed_and_oversized_answers_are_errors() {
         cfg.retries = 0;
         cfg.max_body = 1024;
     });
-    stub.set("192.0.2.4", Reply::json(answers::TOR).delayed(Duration::from_secs(2)));
-    assert!(matches!(c.lookup(ip("192.0.2.4")).await, Err(EnrichError::Timeout(_))));
+    stub.set(
+        "192.0.2.4",
+        Reply::json(answers::TOR).delayed(Duration::from_secs(2)),
+    );
+    assert!(matches!(
+        c.lookup(ip("192.0.2.4")).await,
+        Err(EnrichError::Timeout(_))
+    ));
     stub.set("192.0.2.5", Reply::json("{\"privacy\": {\"Tor\": tr"));
-    assert!(matches!(c.lookup(ip("192.0.2.5")).await, Err(EnrichError::Body(_))));
-    stub.set("192.0.2.6", Reply::json("<html><h1>Bad Gateway</h1></html>"));
-    assert!(matches!(c.lookup(ip("192.0.2.6")).await, Err(EnrichError::Body(_))));
-    stub.set("192.0.2.7", Reply::json(&format!("{{\"pad\":\"{}\"}}", "x".repeat(10_000))));
-    assert_eq!(c.lookup(ip("192.0.2.7")).await.unwrap_err(), EnrichError::TooLarge { limit: 1024 });
+    assert!(matches!(
+        c.lookup(ip("192.0.2.5")).await,
+        Err(EnrichError::Body(_))
+    ));
+    stub.set(
+        "192.0.2.6",
+        Reply::json("<html><h1>Bad Gateway</h1></html>"),
+    );
+    assert!(matches!(
+        c.lookup(ip("192.0.2.6")).await,
+        Err(EnrichError::Body(_))
+    ));
+    stub.set(
+        "192.0.2.7",
+        Reply::json(&format!("{{\"pad\":\"{}\"}}", "x".repeat(10_000))),
+    );
+    assert_eq!(
+        c.lookup(ip("192.0.2.7")).await.unwrap_err(),
+        EnrichError::TooLarge { limit: 1024 }
+    );
     let mut slow = Reply::json(answers::TOR);
     slow.trickle = Some(8);
     stub.set("192.0.2.8", slow);
-    assert!(matches!(c.lookup(ip("192.0.2.8")).await, Err(EnrichError::Timeout(_))), "slowloris body");
+    assert!(
+        matches!(
+            c.lookup(ip("192.0.2.8")).await,
+            Err(EnrichError::Timeout(_))
+        ),
+        "slowloris body"
+    );
 }
 
 #[tokio::test]

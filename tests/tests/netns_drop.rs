@@ -255,15 +255,38 @@ fn challenge_rate_limits_each_source_to_about_its_rate() {
     fx.topo.add_source(a);
     fx.topo.add_source(b);
     // 50 pps with bursts of 10, for every source in the /24, each with its own bucket.
-    fx.map(&["block", "203.0.113.0/24", "--challenge", "50", "--burst", "10"]);
+    fx.map(&[
+        "block",
+        "203.0.113.0/24",
+        "--challenge",
+        "50",
+        "--burst",
+        "10",
+    ]);
     let list = fx.map(&["list", "--json"]);
     assert!(list.contains("\"action\": \"challenge\""), "{list}");
 
     let sink = UdpSink::bind(&fx.topo.edge, Fixture::sink_addr(a));
     let secs = 2.0;
     let (sent_a, sent_b) = std::thread::scope(|s| {
-        let ta = s.spawn(|| udp_flood(&fx.topo.client, a, Fixture::sink_addr(a), 500, Duration::from_secs_f64(secs)));
-        let tb = s.spawn(|| udp_flood(&fx.topo.client, b, Fixture::sink_addr(b), 500, Duration::from_secs_f64(secs)));
+        let ta = s.spawn(|| {
+            udp_flood(
+                &fx.topo.client,
+                a,
+                Fixture::sink_addr(a),
+                500,
+                Duration::from_secs_f64(secs),
+            )
+        });
+        let tb = s.spawn(|| {
+            udp_flood(
+                &fx.topo.client,
+                b,
+                Fixture::sink_addr(b),
+                500,
+                Duration::from_secs_f64(secs),
+            )
+        });
         (ta.join().unwrap(), tb.join().unwrap())
     });
     let got = sink.drain(QUIET);

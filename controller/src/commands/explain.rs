@@ -47,7 +47,10 @@ pub fn run(addr: IpAddr, conn: &Conn, format: Format) -> anyhow::Result<()> {
             }
         }
         if let Some(rate) = d.rate {
-            println!("    each source may send {} pps (bursts of {})", rate.pps, rate.burst);
+            println!(
+                "    each source may send {} pps (bursts of {})",
+                rate.pps, rate.burst
+            );
         }
     }
     if let Some(v) = &e.enrichment {

@@ -41,7 +41,8 @@ pub fn print(v: &LookupView, indent: &str) {
     println!(
         "{indent}  operator {}, ASN {}, country {}",
         r.operator.as_deref().unwrap_or("unknown"),
-        r.asn.map_or_else(|| "unknown".to_owned(), |a| format!("AS{a}")),
+        r.asn
+            .map_or_else(|| "unknown".to_owned(), |a| format!("AS{a}")),
         r.country.as_deref().unwrap_or("unknown")
     );
 }

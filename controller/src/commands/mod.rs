@@ -30,7 +30,11 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Status { conn, format } => show::status(&conn, format),
         Command::Block(args) => block::block(&args),
         Command::Unblock { prefix, conn } => block::unblock(prefix, &conn),
-        Command::List { conn, format, action } => list::run(&conn, format, action),
+        Command::List {
+            conn,
+            format,
+            action,
+        } => list::run(&conn, format, action),
         Command::Lookup {
             addr,
             fresh,

@@ -57,7 +57,14 @@ pub fn status(conn: &Conn, format: Format) -> anyhow::Result<()> {
     if let Some(p) = &s.ipasis {
         println!(
             "           queue {} (dropped {}), in flight {}, requests today {}/{}, answers {}, failures {}, cache hits {}",
-            p.queued, p.dropped, p.in_flight, p.requests_today, p.daily_quota, p.stats.answers, p.stats.failures, p.stats.cache_hits
+            p.queued,
+            p.dropped,
+            p.in_flight,
+            p.requests_today,
+            p.daily_quota,
+            p.stats.answers,
+            p.stats.failures,
+            p.stats.cache_hits
         );
         if let (Some(secs), Some(why)) = (p.paused_secs, &p.pause_reason) {
             println!("           paused for {secs}s: {why}");

@@ -165,7 +165,9 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonEr
         }
         None if !cfg.ipasis.enabled => engine.set_enrichment_off("disabled in [ipasis]"),
         None => {
-            engine.set_enrichment_off("no API key (ipasis.key_file, credential ipasis.key or IPASIS_KEY)");
+            engine.set_enrichment_off(
+                "no API key (ipasis.key_file, credential ipasis.key or IPASIS_KEY)",
+            );
             tracing::warn!("IPASIS enrichment off: no API key; the velocity-only policy applies");
         }
     }
@@ -220,7 +222,12 @@ fn handle(engine: &Mutex<Engine>, pipeline: Option<&Pipeline>, req: Request) -> 
     let Request::Lookup { addr, fresh } = req else {
         return engine.lock().expect("engine lock poisoned").handle(req);
     };
-    if !fresh && let Some(v) = engine.lock().expect("engine lock poisoned").lookup_view(addr) {
+    if !fresh
+        && let Some(v) = engine
+            .lock()
+            .expect("engine lock poisoned")
+            .lookup_view(addr)
+    {
         return Response::Lookup(v);
     }
     let Some(pipeline) = pipeline else {
@@ -233,9 +240,17 @@ fn handle(engine: &Mutex<Engine>, pipeline: Option<&Pipeline>, req: Request) -> 
     let record = match result {
         Ok(r) => Some(r),
         Err(message) if message.contains("(400)") => None,
-        Err(message) => return Response::Error { message: format!("lookup failed: {message}") },
+        Err(message) => {
+            return Response::Error {
+                message: format!("lookup failed: {message}"),
+            };
+        }
     };
-    match engine.lock().expect("engine lock poisoned").store_answer(source, record.clone()) {
+    match engine
+        .lock()
+        .expect("engine lock poisoned")
+        .store_answer(source, record.clone())
+    {
         Ok(_) => Response::Lookup(LookupView {
             addr,
             source,
@@ -243,7 +258,9 @@ fn handle(engine: &Mutex<Engine>, pipeline: Option<&Pipeline>, req: Request) -> 
             age_secs: 0,
             record,
         }),
-        Err(e) => Response::Error { message: e.to_string() },
+        Err(e) => Response::Error {
+            message: e.to_string(),
+        },
     }
 }
 

@@ -19,7 +19,12 @@ pub struct Poll {
     pub took: std::time::Duration,
 }
 
-fn add(map: &mut HashMap<IpNet, Snapshot>, key: IpNet, addr: IpAddr, s: &ipwarden_common::SrcStats) {
+fn add(
+    map: &mut HashMap<IpNet, Snapshot>,
+    key: IpNet,
+    addr: IpAddr,
+    s: &ipwarden_common::SrcStats,
+) {
     let e = map.entry(key).or_insert(Snapshot {
         packets: 0,
         bytes: 0,
@@ -42,10 +47,20 @@ pub fn read(readers: &[Dataplane]) -> Result<Poll, DataplaneError> {
     let mut snapshots = HashMap::new();
     for dp in readers {
         for s in dp.sources_v4()? {
-            add(&mut snapshots, host_prefix(IpAddr::V4(s.addr)), IpAddr::V4(s.addr), &s.stats);
+            add(
+                &mut snapshots,
+                host_prefix(IpAddr::V4(s.addr)),
+                IpAddr::V4(s.addr),
+                &s.stats,
+            );
         }
         for s in dp.sources_v6()? {
-            add(&mut snapshots, IpNet::V6(s.net), IpAddr::V6(s.last_addr), &s.stats);
+            add(
+                &mut snapshots,
+                IpNet::V6(s.net),
+                IpAddr::V6(s.last_addr),
+                &s.stats,
+            );
         }
     }
     for s in snapshots.values_mut() {

@@ -184,12 +184,11 @@ impl Engine {
             .filter(|a| a.prefix.contains(&addr))
             .collect();
         let decisions: Vec<Decision> = self.covering(addr).into_iter().cloned().collect();
-        let verdict = if !allow.is_empty() {
-            "allowed"
-        } else if !decisions.is_empty() {
-            "blocked"
-        } else {
-            "no decision"
+        let verdict = match (allow.is_empty(), decisions.first().map(|d| d.action)) {
+            (false, _) => "allowed",
+            (true, Some(crate::decision::Action::Block)) => "blocked",
+            (true, Some(crate::decision::Action::Challenge)) => "challenged",
+            (true, None) => "no decision",
         };
         ExplainView {
             addr,

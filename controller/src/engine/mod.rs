@@ -252,10 +252,16 @@ impl Engine {
 
     /// Records an automatic decision unless an operator's decision for the prefix exists.
     fn enact_auto(&mut self, d: Decision) -> Result<(), EngineError> {
-        if self.decisions.get(&d.prefix).is_some_and(|x| x.origin == Origin::Manual) {
+        if self
+            .decisions
+            .get(&d.prefix)
+            .is_some_and(|x| x.origin == Origin::Manual)
+        {
             return Ok(());
         }
-        if !self.decisions.contains_key(&d.prefix) && self.decisions.len() >= self.cfg.decisions.max_decisions {
+        if !self.decisions.contains_key(&d.prefix)
+            && self.decisions.len() >= self.cfg.decisions.max_decisions
+        {
             return Err(EngineError::Full {
                 limit: self.cfg.decisions.max_decisions,
             });
@@ -456,7 +462,11 @@ impl Engine {
 
     fn on_event(&mut self, event: &Event) -> Result<(), EngineError> {
         let (source, addr, rates, what) = match event {
-            Event::HeavyHitter { source, addr, rates } => (*source, Some(*addr), *rates, "heavy hitter"),
+            Event::HeavyHitter {
+                source,
+                addr,
+                rates,
+            } => (*source, Some(*addr), *rates, "heavy hitter"),
             Event::HardLimit { source, rates } => (*source, None, *rates, "hard rate limit"),
         };
         tracing::info!(%source, pps = rates.pps.round(), syn_pps = rates.syn_pps.round(), "{what}");
@@ -467,7 +477,11 @@ impl Engine {
         {
             return Ok(());
         }
-        if let Some((allow, origin)) = self.allowlist().into_iter().find(|(a, _)| overlaps(a, &source)) {
+        if let Some((allow, origin)) = self
+            .allowlist()
+            .into_iter()
+            .find(|(a, _)| overlaps(a, &source))
+        {
             tracing::info!(%source, %allow, origin, "{what} is allowlisted: not blocked");
             return Ok(());
         }
@@ -493,7 +507,13 @@ impl Engine {
     }
 
     /// Decides from a fresh cached answer, or queues the source for a lookup.
-    fn enrich_or_queue(&mut self, pipeline: &Pipeline, source: IpNet, addr: IpAddr, rates: Rates) -> Result<(), EngineError> {
+    fn enrich_or_queue(
+        &mut self,
+        pipeline: &Pipeline,
+        source: IpNet,
+        addr: IpAddr,
+        rates: Rates,
+    ) -> Result<(), EngineError> {
         if let Some(answer) = self.fresh_answer(source)? {
             pipeline.cache_hit();
             return self.decide(source, answer.record.as_ref(), rates.pps);
@@ -525,7 +545,11 @@ impl Engine {
     }
 
     /// Caches a fresh answer (from `ipwarden lookup`).
-    pub fn store_answer(&self, source: IpNet, record: Option<Record>) -> Result<CachedAnswer, EngineError> {
+    pub fn store_answer(
+        &self,
+        source: IpNet,
+        record: Option<Record>,
+    ) -> Result<CachedAnswer, EngineError> {
         let answer = CachedAnswer {
             record,
             fetched_unix_ms: now_unix_ms(),
@@ -535,7 +559,12 @@ impl Engine {
     }
 
     /// Scores an answer and enacts the verdict.
-    fn decide(&mut self, source: IpNet, record: Option<&Record>, pps: f64) -> Result<(), EngineError> {
+    fn decide(
+        &mut self,
+        source: IpNet,
+        record: Option<&Record>,
+        pps: f64,
+    ) -> Result<(), EngineError> {
         let Some(record) = record else {
             tracing::debug!(%source, "IPASIS rejected the address earlier; no enrichment decision");
             return Ok(());
@@ -549,8 +578,16 @@ impl Engine {
         let reason = format!(
             "ipasis: {} ({}){}",
             sc.because,
-            if signals.is_empty() { "no risk signals".to_owned() } else { signals.join(", ") },
-            record.operator.as_ref().map(|o| format!(", operator {o}")).unwrap_or_default()
+            if signals.is_empty() {
+                "no risk signals".to_owned()
+            } else {
+                signals.join(", ")
+            },
+            record
+                .operator
+                .as_ref()
+                .map(|o| format!(", operator {o}"))
+                .unwrap_or_default()
         );
         let action = match sc.verdict {
             Verdict::Allow => {
@@ -573,7 +610,9 @@ impl Engine {
                 burst: self.cfg.scoring.challenge_burst,
             }),
             created_unix_ms: now,
-            expires_unix_ms: Some(now.saturating_add(self.cfg.decisions.default_ttl.as_millis() as u64)),
+            expires_unix_ms: Some(
+                now.saturating_add(self.cfg.decisions.default_ttl.as_millis() as u64),
+            ),
         })
     }
 
@@ -611,7 +650,9 @@ impl Engine {
             factors: Vec::new(),
             rate: None,
             created_unix_ms: now,
-            expires_unix_ms: Some(now.saturating_add(self.cfg.ipasis.closed_ttl.as_millis() as u64)),
+            expires_unix_ms: Some(
+                now.saturating_add(self.cfg.ipasis.closed_ttl.as_millis() as u64),
+            ),
         })
     }
 

@@ -39,7 +39,10 @@ pub enum EnrichError {
 impl EnrichError {
     /// Worth retrying within the same lookup.
     pub fn transient(&self) -> bool {
-        matches!(self, Self::Timeout(_) | Self::Connect(_) | Self::Server { .. })
+        matches!(
+            self,
+            Self::Timeout(_) | Self::Connect(_) | Self::Server { .. }
+        )
     }
 }
 
@@ -104,7 +107,8 @@ impl IpasisClient {
             http,
             base_url: cfg.base_url.trim_end_matches('/').to_owned(),
             path: cfg.path.clone(),
-            header: HeaderName::from_bytes(cfg.auth_header.as_bytes()).map_err(|_| ClientBuildError::Header)?,
+            header: HeaderName::from_bytes(cfg.auth_header.as_bytes())
+                .map_err(|_| ClientBuildError::Header)?,
             key,
             timeout: cfg.timeout,
             retries: cfg.retries,
@@ -115,7 +119,11 @@ impl IpasisClient {
 
     /// The URL for an address (no key in it, by construction).
     pub fn url(&self, addr: IpAddr) -> String {
-        format!("{}{}", self.base_url, self.path.replace("{ip}", &addr.to_string()))
+        format!(
+            "{}{}",
+            self.base_url,
+            self.path.replace("{ip}", &addr.to_string())
+        )
     }
 
     /// Looks `addr` up, retrying transient failures.
@@ -159,13 +167,20 @@ impl IpasisClient {
             500..=599 => return Err(EnrichError::Server { status }),
             _ => return Err(EnrichError::Status { status }),
         }
-        if response.content_length().is_some_and(|n| n > self.max_body as u64) {
-            return Err(EnrichError::TooLarge { limit: self.max_body });
+        if response
+            .content_length()
+            .is_some_and(|n| n > self.max_body as u64)
+        {
+            return Err(EnrichError::TooLarge {
+                limit: self.max_body,
+            });
         }
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(&e))? {
             if body.len() + chunk.len() > self.max_body {
-                return Err(EnrichError::TooLarge { limit: self.max_body });
+                return Err(EnrichError::TooLarge {
+                    limit: self.max_body,
+                });
             }
             body.extend_from_slice(&chunk);
         }

@@ -123,7 +123,10 @@ mod tests {
         std::fs::write(&path, "ipasis_secret\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = ApiKey::from_file(&path).unwrap_err().to_string();
-        assert!(err.contains("chmod 600") && !err.contains("ipasis_secret"), "{err}");
+        assert!(
+            err.contains("chmod 600") && !err.contains("ipasis_secret"),
+            "{err}"
+        );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(ApiKey::from_file(&path).unwrap().expose(), "ipasis_secret");
     }

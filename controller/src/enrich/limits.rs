@@ -119,7 +119,10 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Limits::new(100, 100);
         l.pause(t0, Duration::from_secs(30), "429".into());
-        assert!(matches!(l.acquire(t0 + Duration::from_secs(29)), Err(Hold::Until(_))));
+        assert!(matches!(
+            l.acquire(t0 + Duration::from_secs(29)),
+            Err(Hold::Until(_))
+        ));
         assert_eq!(l.pause_reason.as_deref(), Some("429"));
         assert!(l.acquire(t0 + Duration::from_secs(31)).is_ok());
         assert_eq!(l.pause_reason, None);

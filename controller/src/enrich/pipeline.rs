@@ -125,9 +125,11 @@ impl Pipeline {
                 let pause = match e {
                     EnrichError::Unauthorized { .. } => Some(self.cfg.unauthorized_cooldown),
                     EnrichError::QuotaExhausted => Some(self.cfg.quota_cooldown),
-                    EnrichError::RateLimited { retry_after } => {
-                        Some(retry_after.unwrap_or(Duration::from_secs(30)).min(self.cfg.quota_cooldown))
-                    }
+                    EnrichError::RateLimited { retry_after } => Some(
+                        retry_after
+                            .unwrap_or(Duration::from_secs(30))
+                            .min(self.cfg.quota_cooldown),
+                    ),
                     _ => None,
                 };
                 if let Some(pause) = pause {
@@ -146,7 +148,9 @@ impl Pipeline {
     pub async fn lookup_now(&self, addr: IpAddr) -> Result<Record, String> {
         match lock(&self.limits).acquire(Instant::now()) {
             Ok(()) => {}
-            Err(Hold::Quota) => return Err("the daily quota (ipasis.daily_quota) is used up".into()),
+            Err(Hold::Quota) => {
+                return Err("the daily quota (ipasis.daily_quota) is used up".into());
+            }
             Err(Hold::Until(_)) => {
                 let reason = lock(&self.limits).pause_reason.clone();
                 return Err(match reason {
@@ -180,7 +184,8 @@ impl Pipeline {
                 }
                 Err(Hold::Quota) => {
                     lock(&self.queue).push(candidate);
-                    lock(&self.stats).last_error = Some("daily quota (ipasis.daily_quota) reached".into());
+                    lock(&self.stats).last_error =
+                        Some("daily quota (ipasis.daily_quota) reached".into());
                     tokio::time::sleep(Duration::from_secs(5)).await;
                     continue;
                 }

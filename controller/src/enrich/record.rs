@@ -43,7 +43,9 @@ pub enum RecordError {
 }
 
 fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter().try_fold(v, |v, k| v.get(*k)).filter(|v| !v.is_null())
+    path.iter()
+        .try_fold(v, |v, k| v.get(*k))
+        .filter(|v| !v.is_null())
 }
 
 /// The first of `paths` present, as a bool; a present non-bool is an error.
@@ -70,7 +72,13 @@ fn text(v: &Value, paths: &[&[&str]]) -> Option<String> {
 }
 
 fn asn(v: &Value) -> Result<Option<u32>, RecordError> {
-    let candidates: [&[&str]; 5] = [&["asn", "ASN"], &["asn", "asn"], &["asn", "number"], &["asn", "Number"], &["asn"]];
+    let candidates: [&[&str]; 5] = [
+        &["asn", "ASN"],
+        &["asn", "asn"],
+        &["asn", "number"],
+        &["asn", "Number"],
+        &["asn"],
+    ];
     for path in candidates {
         match get(v, path) {
             None | Some(Value::Object(_)) => continue,
@@ -106,17 +114,59 @@ impl Record {
             return Err(RecordError::NotObject);
         }
         Ok(Self {
-            tor: flag(&v, "tor", &[&["privacy", "Tor"], &["privacy", "tor"], &["is_tor"]])?,
-            vpn: flag(&v, "vpn", &[&["privacy", "VPN"], &["privacy", "vpn"], &["is_vpn"]])?,
-            proxy: flag(&v, "proxy", &[&["privacy", "Proxy"], &["privacy", "proxy"], &["is_proxy"]])?,
-            hosting: flag(&v, "hosting", &[&["privacy", "Hosting"], &["privacy", "hosting"], &["is_hosting"]])?,
-            crawler: flag(&v, "crawler", &[&["privacy", "Crawler"], &["privacy", "crawler"], &["is_crawler"]])?,
-            relay: flag(&v, "relay", &[&["privacy", "Relay"], &["privacy", "relay"], &["is_relay"]])?,
-            abuse: flag(&v, "abuse", &[&["privacy", "Abuse"], &["privacy", "abuse"], &["is_abuse"]])?,
+            tor: flag(
+                &v,
+                "tor",
+                &[&["privacy", "Tor"], &["privacy", "tor"], &["is_tor"]],
+            )?,
+            vpn: flag(
+                &v,
+                "vpn",
+                &[&["privacy", "VPN"], &["privacy", "vpn"], &["is_vpn"]],
+            )?,
+            proxy: flag(
+                &v,
+                "proxy",
+                &[&["privacy", "Proxy"], &["privacy", "proxy"], &["is_proxy"]],
+            )?,
+            hosting: flag(
+                &v,
+                "hosting",
+                &[
+                    &["privacy", "Hosting"],
+                    &["privacy", "hosting"],
+                    &["is_hosting"],
+                ],
+            )?,
+            crawler: flag(
+                &v,
+                "crawler",
+                &[
+                    &["privacy", "Crawler"],
+                    &["privacy", "crawler"],
+                    &["is_crawler"],
+                ],
+            )?,
+            relay: flag(
+                &v,
+                "relay",
+                &[&["privacy", "Relay"], &["privacy", "relay"], &["is_relay"]],
+            )?,
+            abuse: flag(
+                &v,
+                "abuse",
+                &[&["privacy", "Abuse"], &["privacy", "abuse"], &["is_abuse"]],
+            )?,
             asn: asn(&v)?,
             operator: text(
                 &v,
-                &[&["company", "Name"], &["company", "name"], &["asn", "Name"], &["asn", "name"], &["isp"]],
+                &[
+                    &["company", "Name"],
+                    &["company", "name"],
+                    &["asn", "Name"],
+                    &["asn", "name"],
+                    &["isp"],
+                ],
             ),
             country: text(&v, &[&["country"], &["country_code"]]),
         })
@@ -189,7 +239,11 @@ mod tests {
             b"\"a string\"",
             deep.as_bytes(),
         ] {
-            assert!(Record::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                Record::parse(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         assert_eq!(
             Record::parse(br#"{"privacy":{"Tor":"yes"}}"#),

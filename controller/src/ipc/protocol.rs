@@ -186,7 +186,7 @@ pub struct ExplainView {
     pub addr: IpAddr,
     /// The unit the address is counted and judged as: its /32 or /64.
     pub source: IpNet,
-    /// `allowed`, `blocked` or `no decision`.
+    /// `allowed`, `blocked`, `challenged` or `no decision`.
     pub verdict: String,
     pub allow: Vec<AllowView>,
     pub decisions: Vec<Decision>,

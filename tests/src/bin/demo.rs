@@ -1,22 +1,33 @@
 //! `cargo xtask demo`: a one-command tour of ipwarden on a namespace topology.
 //!
-//! Builds `client ── veth ── edge`, runs the daemon on the edge, floods it from an IPv4
-//! attacker and from an IPv6 host rotating addresses inside its /64 while a normal client keeps
-//! talking, and shows the daemon finding and blocking the floods (`top`, `list`, `explain`),
-//! what got through before and after, and that enforcement outlives the daemon.
+//! Builds `client ── veth ── edge`, runs the daemon on the edge with IP intelligence from a
+//! stand-in IPASIS API (no key or network needed), and floods it from a Tor exit, a hosting
+//! provider, a residential line and an IPv6 host rotating addresses inside its /64, while a
+//! normal client keeps talking. Shows the daemon finding the floods (`top`), deciding
+//! (`list`, `explain`, `lookup`), what got through before and after, and that enforcement
+//! outlives the daemon.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     time::Duration,
 };
 
+use std::os::unix::fs::PermissionsExt as _;
+
 use ipwarden_tests::{
-    BpfFs, Daemon, DaemonHome, Ipwarden, Topology, require_privileges,
+    BpfFs, Daemon, DaemonHome, Ipwarden, Topology,
+    ipasis_stub::{IpasisStub, Reply, answers},
+    require_privileges,
     topology::{CLIENT_V4, EDGE_IF, EDGE_V4, EDGE_V6},
     traffic::{UdpSink, udp_flood, udp_send},
 };
 
+/// A Tor exit (the stand-in says so).
 const ATTACKER_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 66);
+/// A hosting provider's address: challenged, not banned.
+const HOSTING_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 88);
+/// A residential line with a busy user: fast, but not blocked by enrichment.
+const HOME_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 77);
 const ATTACKER_V6: [Ipv6Addr; 3] = [
     Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x10),
     Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x11),
@@ -24,13 +35,21 @@ const ATTACKER_V6: [Ipv6Addr; 3] = [
 ];
 
 /// The demo's configuration: faster polls and lower thresholds than production, so a flood a
-/// laptop can generate is found in a second.
+/// laptop can generate is found in a second; IPASIS is the stand-in on the edge's loopback.
 const CONFIG: &str = r#"[detection]
 poll_interval = "500ms"
 window = "3s"
 pps_threshold = 1000
 syn_pps_threshold = 200
 hard_ttl = "10m"
+
+[ipasis]
+base_url = "BASE_URL"
+key_file = "KEY_FILE"
+
+[scoring]
+challenge_pps = 20
+challenge_burst = 10
 "#;
 
 fn step(text: &str) {
@@ -50,10 +69,9 @@ fn round(topo: &Topology, sink4: &UdpSink, sink6: &UdpSink) {
         IpAddr::from(CLIENT_V4),
         udp_send(&topo.client, CLIENT_V4.into(), to4, 50, 64),
     )];
-    sent.push((
-        ATTACKER_V4.into(),
-        udp_send(&topo.client, ATTACKER_V4.into(), to4, 100, 64),
-    ));
+    for a in [ATTACKER_V4, HOSTING_V4, HOME_V4] {
+        sent.push((a.into(), udp_send(&topo.client, a.into(), to4, 100, 64)));
+    }
     for a in ATTACKER_V6 {
         sent.push((a.into(), udp_send(&topo.client, a.into(), to6, 50, 64)));
     }
@@ -75,7 +93,9 @@ fn main() {
     step("building a client and an edge host in network namespaces");
     let bpffs = BpfFs::new();
     let topo = Topology::two_hosts();
-    topo.add_source(ATTACKER_V4.into());
+    for a in [ATTACKER_V4, HOSTING_V4, HOME_V4] {
+        topo.add_source(a.into());
+    }
     for a in ATTACKER_V6 {
         topo.add_source(a.into());
     }
@@ -87,9 +107,26 @@ fn main() {
     let sink4 = UdpSink::bind(&topo.edge, SocketAddr::new(EDGE_V4.into(), 5353));
     let sink6 = UdpSink::bind(&topo.edge, SocketAddr::new(EDGE_V6.into(), 5353));
 
+    step("a stand-in IPASIS API on the edge's loopback, with what it will say");
+    let stub = IpasisStub::start_in(&topo.edge);
+    stub.set(&ATTACKER_V4.to_string(), Reply::json(answers::TOR));
+    stub.set(&HOSTING_V4.to_string(), Reply::json(answers::HOSTING));
+    stub.set(&HOME_V4.to_string(), Reply::json(answers::RESIDENTIAL));
+    stub.set_fallback(Reply::json(answers::HOSTING_PROXY));
+    println!(
+        "{ATTACKER_V4}: Tor exit   {HOSTING_V4}: hosting   {HOME_V4}: residential   2001:db8:2::/64: hosting + proxy"
+    );
+
     step("starting the daemon on the edge (ipwarden run --iface edge0) with this configuration");
-    print!("{CONFIG}");
-    let home = DaemonHome::new(CONFIG, bpffs.path());
+    let home = DaemonHome::new("", bpffs.path());
+    let key_file = home.config().with_file_name("ipasis.key");
+    std::fs::write(&key_file, "ipasis_demo_not_a_real_key").expect("writing the demo key");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let config = CONFIG
+        .replace("BASE_URL", &stub.base_url())
+        .replace("KEY_FILE", key_file.to_str().expect("utf-8 path"));
+    print!("{config}");
+    std::fs::write(home.config(), &config).expect("writing the config");
     let daemon = Daemon::start(&home, &topo.edge);
     show(&home, &["status"]);
 
@@ -97,8 +134,11 @@ fn main() {
     round(&topo, &sink4, &sink6);
 
     step(
-        "floods: 203.0.113.66 at 4000 pps, and 2001:db8:2::/64 at 3 x 800 pps from rotating addresses; 198.51.100.2 stays at 100 pps",
+        "floods: three IPv4 sources at 2000 pps each, and 2001:db8:2::/64 at 3 x 700 pps from rotating addresses; 198.51.100.2 stays at 100 pps",
     );
+    let polls_before = home.json(&["status"])["polls"].as_u64().unwrap_or(0);
+    let tor = format!("{ATTACKER_V4}/32");
+    let mut tor_polls = None;
     std::thread::scope(|s| {
         let dst4 = SocketAddr::new(EDGE_V4.into(), 9);
         let dst6 = SocketAddr::new(EDGE_V6.into(), 9);
@@ -112,27 +152,50 @@ fn main() {
                 Duration::from_secs(3),
             )
         });
-        s.spawn(move || {
-            udp_flood(
-                &t.client,
-                ATTACKER_V4.into(),
-                dst4,
-                4000,
-                Duration::from_secs(3),
-            )
-        });
-        for a in ATTACKER_V6 {
-            s.spawn(move || udp_flood(&t.client, a.into(), dst6, 800, Duration::from_secs(3)));
+        for a in [ATTACKER_V4, HOSTING_V4, HOME_V4] {
+            s.spawn(move || udp_flood(&t.client, a.into(), dst4, 2000, Duration::from_secs(3)));
         }
-        std::thread::sleep(Duration::from_millis(1500));
-        show(&home, &["top", "-n", "5"]);
+        for a in ATTACKER_V6 {
+            s.spawn(move || udp_flood(&t.client, a.into(), dst6, 700, Duration::from_secs(3)));
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while tor_polls.is_none() && std::time::Instant::now() < deadline {
+            let list = home.json(&["list"]);
+            if list["decisions"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|d| d["prefix"] == tor.as_str()))
+            {
+                tor_polls = home.json(&["status"])["polls"]
+                    .as_u64()
+                    .map(|p| p - polls_before);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(800));
+        show(&home, &["top", "-n", "6"]);
     });
+    match tor_polls {
+        Some(p) => println!(
+            "(the Tor flood was blocked {p} poll(s) after it started; poll interval 500ms)"
+        ),
+        None => println!("(the Tor flood was not blocked within 3 s: see `ipwarden status`)"),
+    }
 
-    step("what the daemon decided");
+    step("what the daemon decided, and why");
     show(&home, &["list"]);
-    show(&home, &["explain", &ATTACKER_V6[2].to_string()]);
+    show(&home, &["explain", &ATTACKER_V4.to_string()]);
+    show(&home, &["explain", &HOSTING_V4.to_string()]);
+    show(&home, &["lookup", &HOME_V4.to_string()]);
+    println!(
+        "$ ipwarden list --action challenge --json   # the set an L7 proxy serves a CAPTCHA to"
+    );
+    print!("{}", home.cli(&["list", "--action", "challenge", "--json"]));
 
-    step("the same normal traffic again: the flooders' packets die in XDP, the client's pass");
+    step(
+        "the same normal traffic again: blocked sources' packets die in XDP, the challenged one keeps its rate (burst 10, 20 pps), the residential one and the client pass",
+    );
+    // A challenged source that just flooded has spent its burst; give it a second to refill.
+    std::thread::sleep(Duration::from_millis(1500));
     round(&topo, &sink4, &sink6);
     show(&home, &["stats"]);
 

@@ -15,7 +15,11 @@ pub fn block(args: &MapBlockArgs) -> anyhow::Result<()> {
         None => BlockEntry::block(args.reason.code(), deadline),
     };
     dp.block(args.prefix, entry)?;
-    let verb = if args.challenge.is_some() { "challenged" } else { "blocked" };
+    let verb = if args.challenge.is_some() {
+        "challenged"
+    } else {
+        "blocked"
+    };
     match args.ttl {
         Some(ttl) => println!(
             "{verb} {} for {}",
