@@ -7,7 +7,7 @@
 //! enforcing) unless `daemon.detach_on_stop` is set.
 
 mod notify;
-mod poll;
+pub mod poll;
 
 use std::{
     path::PathBuf,

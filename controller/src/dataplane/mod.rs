@@ -9,7 +9,7 @@ mod batch;
 mod error;
 mod loader;
 mod maps;
-mod object;
+pub mod object;
 mod pins;
 
 pub use error::DataplaneError;

@@ -7,3 +7,13 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 pub fn object_is_stub() -> bool {
     OBJECT.is_empty()
 }
+
+/// Benchmark baselines built from `ebpf/src/bin/`: programs that only return a verdict.
+pub mod baseline {
+    /// Returns `XDP_PASS`.
+    pub static PASS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-pass"));
+    /// Returns `XDP_DROP`.
+    pub static DROP: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-drop"));
+    /// Returns `XDP_TX`: with live frames, a traffic generator.
+    pub static TX: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-tx"));
+}

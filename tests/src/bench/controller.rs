@@ -1,0 +1,202 @@
+//! Controller scale: the CPU time and memory of a poll at 10k–1M active sources, the daemon's
+//! memory with many sources and decisions, bulk loading decisions, and the enrichment client's
+//! throughput against the stand-in with added latency.
+//!
+//! Memory figures come from child processes (`ipwarden-bench probe …`), so each peak RSS is
+//! that of one scenario alone.
+
+use std::{
+    net::IpAddr,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use ipnet::IpNet;
+use ipwarden::{
+    config::Config,
+    daemon::poll,
+    dataplane::{Dataplane, PinDir},
+    decision::Origin,
+    detect::Detector,
+    engine::{BlockRequest, Engine, Plane},
+    store::Store,
+};
+use serde::{Deserialize, Serialize};
+
+use super::kernel;
+
+/// CPU time (user + system) of this process so far, and its peak RSS in bytes.
+pub fn usage() -> (Duration, u64) {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    (tv(ru.ru_utime) + tv(ru.ru_stime), ru.ru_maxrss as u64 * 1024)
+}
+
+/// One poll-cost measurement (from a child process).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PollCost {
+    pub sources: usize,
+    /// CPU time of reading all counters (batched) and computing rates, one steady-state poll.
+    pub cpu_ms: f64,
+    pub wall_ms: f64,
+    /// Of which reading the maps.
+    pub read_ms: f64,
+    pub peak_rss_mb: f64,
+}
+
+/// Child process body: `sources` IPv4 sources plus as many IPv6 /64s, three polls, the third
+/// measured (the first two build the tracks, as a running daemon has).
+pub fn probe_poll(bpffs: &Path, sources: usize) -> anyhow::Result<PollCost> {
+    let per_family = sources / 2;
+    let subject = kernel::ipwarden_sized(bpffs, 1, per_family, (2 * per_family as u32).max(1024))?;
+    let pins = PinDir::new(bpffs, "bench1");
+    let readers = vec![Dataplane::open(&pins)?];
+    let mut detector = Detector::new(Config::default().detection);
+    for _ in 0..2 {
+        let p = poll::read(&readers)?;
+        detector.observe(p.now_ns, p.snapshots);
+    }
+    let (cpu0, _) = usage();
+    let t0 = Instant::now();
+    let p = poll::read(&readers)?;
+    let read = t0.elapsed();
+    let tracked = p.snapshots.len();
+    detector.observe(p.now_ns, p.snapshots);
+    let wall = t0.elapsed();
+    let (cpu1, rss) = usage();
+    anyhow::ensure!(tracked == per_family * 2, "read {tracked} sources, expected {}", per_family * 2);
+    drop(subject);
+    Ok(PollCost {
+        sources: tracked,
+        cpu_ms: (cpu1 - cpu0).as_secs_f64() * 1e3,
+        wall_ms: wall.as_secs_f64() * 1e3,
+        read_ms: read.as_secs_f64() * 1e3,
+        peak_rss_mb: rss as f64 / 1e6,
+    })
+}
+
+/// The daemon core with many decisions and sources (from a child process).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EngineScale {
+    pub decisions: usize,
+    pub sources: usize,
+    /// Seconds to store (one transaction) and enforce all decisions.
+    pub bulk_load_s: f64,
+    pub peak_rss_mb: f64,
+}
+
+/// Child process body: an engine with `decisions` bulk-loaded decisions, then `sources`
+/// sources tracked by its detector.
+pub fn probe_engine(bpffs: &Path, state: &Path, decisions: usize, sources: usize) -> anyhow::Result<EngineScale> {
+    let per_family = sources / 2;
+    let _subject = kernel::ipwarden_sized(bpffs, 1, per_family, (2 * per_family as u32).max(1024))?;
+    let pins = PinDir::new(bpffs, "bench1");
+    let mut cfg = Config::default();
+    cfg.decisions.max_decisions = decisions + 16;
+    let store = Store::open(state)?;
+    let plane = Plane {
+        iface: "bench".into(),
+        attach: "bench".into(),
+        dp: Dataplane::open(&pins)?,
+    };
+    let mut engine = Engine::new(cfg, None, store, vec![plane]);
+    let requests: Vec<BlockRequest> = (0..decisions)
+        .map(|i| BlockRequest {
+            prefix: IpNet::from(IpAddr::from(0x6440_0000u32.wrapping_add(i as u32).to_be_bytes())),
+            ttl: None,
+            permanent: false,
+            reason: None,
+        })
+        .collect();
+    let t0 = Instant::now();
+    let (n, refused) = engine.bulk_block(requests, Origin::Feed)?;
+    let bulk = t0.elapsed();
+    anyhow::ensure!(n == decisions && refused == 0, "{n} enacted, {refused} refused");
+    let readers = vec![Dataplane::open(&pins)?];
+    for _ in 0..2 {
+        let p = poll::read(&readers)?;
+        engine.tick(p.now_ns, p.snapshots, Duration::ZERO);
+    }
+    let (_, rss) = usage();
+    Ok(EngineScale {
+        decisions,
+        sources: per_family * 2,
+        bulk_load_s: bulk.as_secs_f64(),
+        peak_rss_mb: rss as f64 / 1e6,
+    })
+}
+
+/// Enrichment client throughput against the stand-in with `latency` per answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EnrichThroughput {
+    pub lookups: usize,
+    pub concurrency: usize,
+    pub latency_ms: u64,
+    pub per_second: f64,
+}
+
+pub fn enrichment_throughput(lookups: usize, concurrency: usize, latency: Duration) -> anyhow::Result<EnrichThroughput> {
+    use crate::ipasis_stub::{IpasisStub, Reply, answers};
+    let stub = IpasisStub::start();
+    stub.set_fallback(Reply::json(answers::HOSTING).delayed(latency));
+    let cfg = ipwarden::config::IpasisConfig {
+        base_url: stub.base_url(),
+        ..Default::default()
+    };
+    let key = ipwarden::enrich::ApiKey::new("ipasis_bench", "bench")?;
+    let client = ipwarden::enrich::IpasisClient::new(&cfg, &key)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let t0 = Instant::now();
+    rt.block_on(async {
+        let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
+        let mut tasks = Vec::new();
+        for i in 0..lookups {
+            let c = client.clone();
+            let permit = sem.clone().acquire_owned().await.expect("semaphore");
+            tasks.push(tokio::spawn(async move {
+                let addr = IpAddr::from([192, 0, 2, (i % 250) as u8]);
+                let r = c.lookup(addr).await;
+                drop(permit);
+                r
+            }));
+        }
+        for t in tasks {
+            t.await.context("lookup task")?.context("lookup")?;
+        }
+        anyhow::Ok(())
+    })?;
+    let took = t0.elapsed();
+    Ok(EnrichThroughput {
+        lookups,
+        concurrency,
+        latency_ms: latency.as_millis() as u64,
+        per_second: lookups as f64 / took.as_secs_f64(),
+    })
+}
+
+/// CPU use of an idle daemon over `window`, in percent of one core.
+pub fn idle_cpu(pid: i32, window: Duration) -> anyhow::Result<f64> {
+    let ticks = || -> anyhow::Result<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        let after = stat.rsplit_once(')').context("stat format")?.1;
+        let f: Vec<&str> = after.split_whitespace().collect();
+        Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let a = ticks()?;
+    std::thread::sleep(window);
+    let b = ticks()?;
+    Ok((b - a) as f64 / hz / window.as_secs_f64() * 100.0)
+}
+
+/// Parses a probe's JSON line.
+pub fn parse<T: for<'de> Deserialize<'de>>(stdout: &[u8]) -> anyhow::Result<T> {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text.lines().last().context("probe printed nothing")?;
+    serde_json::from_str(line).with_context(|| format!("probe output: {text}"))
+}

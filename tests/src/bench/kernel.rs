@@ -1,0 +1,300 @@
+//! In-kernel cost per packet with BPF_PROG_TEST_RUN: ipwarden at several block-set sizes,
+//! xdp-filter (Debian's xdp-tools objects, loaded with aya) with equivalent exact rules, and
+//! empty XDP_PASS / XDP_DROP programs as the floor, all interleaved in the same rounds.
+//!
+//! Every run checks the program's verdict, so a benchmark of a filter that does not filter
+//! fails instead of reporting a fast number.
+
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::Path,
+};
+
+use anyhow::{Context as _, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Map, MapData, PerCpuHashMap, PerCpuValues},
+    programs::{ProgramError, TestRun, TestRunOptions, Xdp},
+    util::nr_cpus,
+};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipwarden::dataplane::{Capacities, Dataplane, PinDir, object};
+use ipwarden_common::{BlockEntry, Reason, SrcStats, SrcStatsV6, names};
+
+use super::frames::{self, Case};
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+
+/// Where Debian's xdp-tools puts xdp-filter's allow-by-default, drop-on-match IP program (`xdpfilt_alw_ip`: "alw" is the default policy).
+pub const XDP_FILTER_OBJECT: &str = "/usr/lib/x86_64-linux-gnu/bpf/xdpfilt_alw_ip.o";
+
+/// A loaded program under test.
+pub struct Subject {
+    pub name: String,
+    /// Block-set size, for the plot (0 for the empty baselines).
+    pub entries: usize,
+    pub kind: Kind,
+    ebpf: Ebpf,
+    program: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    EmptyPass,
+    EmptyDrop,
+    Ipwarden,
+    XdpFilter,
+}
+
+impl Subject {
+    fn xdp(&self) -> &Xdp {
+        self.ebpf
+            .program(&self.program)
+            .expect("program present")
+            .try_into()
+            .expect("an XDP program")
+    }
+
+    /// Average ns per run over `repeat` runs, and the verdict.
+    pub fn run(&self, frame: &[u8], repeat: u32) -> Result<(u32, f64), ProgramError> {
+        let r = self.xdp().test_run(TestRunOptions {
+            data_in: Some(frame),
+            repeat,
+            ..TestRunOptions::default()
+        })?;
+        Ok((r.return_value, r.duration.as_nanos() as f64))
+    }
+
+    /// Whether this subject should be run on `case`, and the verdict it must give.
+    pub fn expects(&self, case: &Case) -> Option<u32> {
+        match self.kind {
+            Kind::EmptyPass => Some(XDP_PASS),
+            Kind::EmptyDrop => Some(XDP_DROP),
+            Kind::Ipwarden => Some(if case.drop { XDP_DROP } else { XDP_PASS }),
+            Kind::XdpFilter => case.xdp_filter.then_some(if case.drop { XDP_DROP } else { XDP_PASS }),
+        }
+    }
+}
+
+fn load(bytes: &[u8], pin_dir: &Path, sizes: &[(&'static str, u32)]) -> anyhow::Result<Ebpf> {
+    std::fs::create_dir_all(pin_dir)?;
+    let mut loader = EbpfLoader::new();
+    loader.default_map_pin_directory(pin_dir);
+    for (name, size) in sizes {
+        loader.map_max_entries(name, *size);
+    }
+    loader.load(bytes).context("loading the object")
+}
+
+fn load_program(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<()> {
+    let p: &mut Xdp = ebpf
+        .program_mut(name)
+        .with_context(|| format!("no program {name}"))?
+        .try_into()?;
+    p.load().with_context(|| format!("verifying {name}"))?;
+    Ok(())
+}
+
+/// An empty baseline.
+pub fn empty(bpffs: &Path, drop: bool) -> anyhow::Result<Subject> {
+    let (bytes, prog, name, kind) = if drop {
+        (object::baseline::DROP, "bench_drop", "empty XDP_DROP", Kind::EmptyDrop)
+    } else {
+        (object::baseline::PASS, "bench_pass", "empty XDP_PASS", Kind::EmptyPass)
+    };
+    if bytes.is_empty() {
+        bail!("this build has no baseline objects (AYA_BUILD_SKIP); run `cargo xtask bench`");
+    }
+    let mut ebpf = load(bytes, &bpffs.join(prog), &[])?;
+    load_program(&mut ebpf, prog)?;
+    Ok(Subject {
+        name: name.into(),
+        entries: 0,
+        kind,
+        ebpf,
+        program: prog.into(),
+    })
+}
+
+/// Filler keys for large block sets. They are map keys only: no packet is ever sent to or from
+/// them (the benchmark runs frames inside the kernel with BPF_PROG_TEST_RUN).
+fn filler_v4(i: usize) -> Ipv4Addr {
+    Ipv4Addr::from(0x0A00_0000u32 + i as u32)
+}
+
+fn filler_v6(i: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0x8000 | (i >> 16) as u16, i as u16, 0, 0, 0, 0)
+}
+
+/// Distinct /48s for the prefix part of the IPv6 set.
+fn filler_v6_48(i: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0x4000 + i as u16, 0, 0, 0, 0, 0)
+}
+
+/// How many of `entries` are shorter prefixes: 1 %, at most 10k (the mix).
+pub fn prefix_count(entries: usize) -> usize {
+    (entries / 100).min(10_000)
+}
+
+/// ipwarden with `entries` block entries per family (1 % of them prefixes, at most 10k), and
+/// the counter maps warm with `warm` sources per family.
+pub fn ipwarden(bpffs: &Path, entries: usize, warm: usize) -> anyhow::Result<Subject> {
+    ipwarden_sized(bpffs, entries, warm, Capacities::default().src_v4)
+}
+
+/// As [`ipwarden`], with counter maps of `src_capacity` entries.
+pub fn ipwarden_sized(bpffs: &Path, entries: usize, warm: usize, src_capacity: u32) -> anyhow::Result<Subject> {
+    if object::OBJECT.is_empty() {
+        bail!("this build has no XDP object (AYA_BUILD_SKIP); run `cargo xtask bench`");
+    }
+    let pins = PinDir::new(bpffs, format!("bench{entries}"));
+    let caps = Capacities::default();
+    let mut ebpf = load(
+        object::OBJECT,
+        &pins.dir(),
+        &[
+            (names::BLOCK_V4, caps.block_v4.max(entries as u32)),
+            (names::BLOCK_V6, caps.block_v6.max(entries as u32)),
+            (names::SRC_V4, src_capacity),
+            (names::SRC_V6, src_capacity),
+        ],
+    )?;
+    load_program(&mut ebpf, names::PROGRAM)?;
+    let mut dp = Dataplane::open(&pins)?;
+    let prefixes = prefix_count(entries);
+    let entry = BlockEntry::block(Reason::FEED, BlockEntry::NEVER);
+    // The frames' own entries first, so even a size of 1 blocks them.
+    dp.block(IpNet::V4(Ipv4Net::new(frames::DROP_V4, 32)?), entry)?;
+    dp.block(IpNet::V6(Ipv6Net::new(frames::DROP_V6, 64)?), entry)?;
+    dp.block(IpNet::V4(Ipv4Net::new(frames::DROP_V4_PREFIX, 24)?.trunc()), entry)?;
+    for i in 1..entries.saturating_sub(prefixes) {
+        dp.block(IpNet::V4(Ipv4Net::new(filler_v4(i), 32)?), entry)?;
+        dp.block(IpNet::V6(Ipv6Net::new(filler_v6(i), 64)?), entry)?;
+    }
+    for i in 1..prefixes {
+        dp.block(IpNet::V4(Ipv4Net::new(filler_v4(i << 8), 24)?), entry)?;
+        dp.block(IpNet::V6(Ipv6Net::new(filler_v6_48(i), 48)?), entry)?;
+    }
+    warm_counters(&pins, warm)?;
+    Ok(Subject {
+        name: format!("ipwarden {entries}"),
+        entries,
+        kind: Kind::Ipwarden,
+        ebpf,
+        program: names::PROGRAM.into(),
+    })
+}
+
+/// Fills the per-source counter maps with `n` sources per family, as traffic would.
+pub fn warm_counters(pins: &PinDir, n: usize) -> anyhow::Result<()> {
+    let cpus = nr_cpus().map_err(|(_, e)| e)?;
+    let map = Map::from_map_data(MapData::from_pin(pins.map(names::SRC_V4))?)?;
+    let mut v4: PerCpuHashMap<MapData, [u8; 4], SrcStats> = map.try_into()?;
+    let stats = SrcStats {
+        packets: 1,
+        bytes: 64,
+        syn: 1,
+        first_seen_ns: 1,
+        last_seen_ns: 1,
+    };
+    for i in 0..n {
+        v4.insert(filler_v4(i).octets(), PerCpuValues::try_from(vec![stats; cpus])?, 0)?;
+    }
+    let map = Map::from_map_data(MapData::from_pin(pins.map(names::SRC_V6))?)?;
+    let mut v6: PerCpuHashMap<MapData, [u8; 8], SrcStatsV6> = map.try_into()?;
+    let v6_stats = SrcStatsV6 {
+        stats,
+        last_addr: [0; 16],
+    };
+    for i in 0..n {
+        let key = ipwarden_common::key::v6_prefix(&filler_v6(i).octets());
+        v6.insert(key, PerCpuValues::try_from(vec![v6_stats; cpus])?, 0)?;
+    }
+    Ok(())
+}
+
+/// xdp-filter in allow-by-default IP mode, dropping matched sources, with `entries` source rules per family.
+pub fn xdp_filter(bpffs: &Path, entries: usize) -> anyhow::Result<Subject> {
+    let bytes = std::fs::read(XDP_FILTER_OBJECT)
+        .with_context(|| format!("reading {XDP_FILTER_OBJECT} (Debian package xdp-tools)"))?;
+    let size = entries.max(10_000) as u32;
+    let mut ebpf = load(
+        &bytes,
+        &bpffs.join(format!("xdpfilt{entries}")),
+        &[("filter_ipv4", size), ("filter_ipv6", size)],
+    )?;
+    load_program(&mut ebpf, "xdpfilt_alw_ip")?;
+    let cpus = nr_cpus().map_err(|(_, e)| e)?;
+    // MAP_FLAG_SRC (xdp-filter's common_kern_user.h): match the packet's source address.
+    let flag = || PerCpuValues::try_from(vec![1u64; cpus]);
+    {
+        let mut v4: PerCpuHashMap<&mut MapData, u32, u64> = ebpf
+            .map_mut("filter_ipv4")
+            .context("no filter_ipv4 map")?
+            .try_into()?;
+        v4.insert(u32::from_ne_bytes(frames::DROP_V4.octets()), flag()?, 0)?;
+        for i in 1..entries {
+            v4.insert(u32::from_ne_bytes(filler_v4(i).octets()), flag()?, 0)?;
+        }
+    }
+    {
+        let mut v6: PerCpuHashMap<&mut MapData, [u8; 16], u64> = ebpf
+            .map_mut("filter_ipv6")
+            .context("no filter_ipv6 map")?
+            .try_into()?;
+        v6.insert(frames::DROP_V6.octets(), flag()?, 0)?;
+        for i in 1..entries {
+            v6.insert(filler_v6(i).octets(), flag()?, 0)?;
+        }
+    }
+    Ok(Subject {
+        name: format!("xdp-filter {entries}"),
+        entries,
+        kind: Kind::XdpFilter,
+        ebpf,
+        program: "xdpfilt_alw_ip".into(),
+    })
+}
+
+/// One measured cell: a subject on a case.
+#[derive(Clone, Debug)]
+pub struct Cell {
+    pub subject: String,
+    pub kind: Kind,
+    pub entries: usize,
+    pub case: &'static str,
+    pub samples: Vec<f64>,
+}
+
+/// Interleaved rounds over every subject and case.
+pub fn measure(subjects: &[Subject], rounds: usize, repeat: u32) -> anyhow::Result<Vec<Cell>> {
+    let cases = frames::cases();
+    let mut cells: Vec<Cell> = Vec::new();
+    for round in 0..rounds {
+        // Rotate the order each round so no subject always runs first after a pause.
+        for k in 0..subjects.len() {
+            let s = &subjects[(k + round) % subjects.len()];
+            for case in &cases {
+                let Some(want) = s.expects(case) else { continue };
+                let (got, ns) = s
+                    .run(&case.frame, repeat)
+                    .with_context(|| format!("{} on {}", s.name, case.name))?;
+                if got != want {
+                    bail!("{} returned {got} on {}, expected {want}", s.name, case.name);
+                }
+                match cells.iter_mut().find(|c| c.subject == s.name && c.case == case.name) {
+                    Some(c) => c.samples.push(ns),
+                    None => cells.push(Cell {
+                        subject: s.name.clone(),
+                        kind: s.kind,
+                        entries: s.entries,
+                        case: case.name,
+                        samples: vec![ns],
+                    }),
+                }
+            }
+        }
+    }
+    Ok(cells)
+}
