@@ -67,13 +67,15 @@ impl SrcStatsV6 {
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GlobalCounter {
-    /// Every frame the program ran on.
+    /// Every frame the program ran on. Not written by the program: user space computes it as
+    /// `Passed + Dropped + Limited`, which saves one per-CPU update per packet.
     Seen = 0,
     /// Frames passed (including allowlisted and monitor-mode ones).
     Passed = 1,
     /// Frames dropped because their source is blocked.
     Dropped = 2,
-    /// Frames whose source matched the allowlist.
+    /// Frames a block or challenge entry covered but the allowlist let through (a sub-count of
+    /// `Passed`). The allowlist is only consulted when an entry matches.
     Allowed = 3,
     /// Frames that are not IPv4/IPv6 (ARP, LLDP, other ethertypes, too many VLAN tags).
     NotIp = 4,

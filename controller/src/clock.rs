@@ -1,8 +1,9 @@
 //! The clock pairing between kernel and user space.
 //!
-//! The XDP program stamps counters and checks block expiry with `bpf_ktime_get_ns`, which is
-//! `CLOCK_MONOTONIC`. User space therefore computes deadlines on `CLOCK_MONOTONIC` too, here and
-//! nowhere else. The clock stops across suspend and restarts at boot, which is why persisted
+//! The XDP program stamps counters and checks block expiry with `bpf_ktime_get_coarse_ns`, which
+//! is `CLOCK_MONOTONIC` at jiffy resolution (it lags the precise clock by at most a few ms, and
+//! costs less per packet). User space therefore computes deadlines on `CLOCK_MONOTONIC`, here
+//! and nowhere else; a deadline is honoured to within a jiffy. The clock stops across suspend and restarts at boot, which is why persisted
 //! decisions (the daemon's store) keep wall-clock times and are re-armed on start.
 
 use std::time::Duration;

@@ -28,6 +28,9 @@ pub static ALLOW_V4: LpmTrie<[u8; 4], u32> = LpmTrie::pinned(capacity::ALLOW, 0)
 #[map]
 pub static ALLOW_V6: LpmTrie<[u8; 16], u32> = LpmTrie::pinned(capacity::ALLOW, 0);
 
+// A common LRU list, not BPF_F_NO_COMMON_LRU: per-CPU lists measured no faster here, and they
+// split the capacity between CPUs, so a flood landing on one CPU could use only 1/ncpus of it.
+// A non-LRU per-CPU hash measured 7 ns faster but stops counting new sources when full.
 #[map]
 pub static SRC_V4: LruPerCpuHashMap<SrcV4, SrcStats> =
     LruPerCpuHashMap::pinned(capacity::SRC_V4, 0);

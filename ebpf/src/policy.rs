@@ -1,8 +1,9 @@
 //! Allowlist and block set lookups, producing a [`Decision`].
 //!
-//! Order: the allowlist first (an allow entry beats any block entry), then the exact-match hash
-//! (/32, /64: the common case, O(1) whatever the set size), then the LPM trie of wider (or, for
-//! IPv6, longer than /64) prefixes. An entry whose `expires_at_ns` has passed is ignored: the
+//! Order: the exact-match hash (/32, /64: the common case, O(1) whatever the set size), then the
+//! LPM trie of wider (or, for IPv6, longer than /64) prefixes. Only when an entry matches is the
+//! allowlist consulted (an allow entry beats any block entry): traffic that matches nothing, the
+//! bulk of it, never pays for the allowlist's LPM walk. An entry whose `expires_at_ns` has passed is ignored: the
 //! kernel enforces expiry itself, the controller only deletes expired entries to free space.
 //! A challenge entry rate-limits each source it covers (IPv4 address, IPv6 /64) with its own
 //! GCRA bucket, whatever the entry's prefix length.
@@ -82,28 +83,31 @@ fn admit<K>(
 #[inline(always)]
 pub fn ipv4(src: &[u8; 4], now: u64) -> Decision {
     let key = Key::new(32, *src);
-    if ALLOW_V4.get(&key).is_some() {
-        return Decision::Allow;
-    }
     // SAFETY: the value is read at once; a concurrent update may tear it, which at worst
     // mis-times one packet's verdict.
-    if let Some(d) = judge(unsafe { BLOCK_V4.get(src) }, now, &BUCKET_V4, src) {
-        return d;
+    // An expired exact entry must not hide a live prefix entry.
+    let entry = match unsafe { BLOCK_V4.get(src) }.filter(|e| e.is_live(now)) {
+        Some(e) => Some(e),
+        None => BLOCK_NET_V4.get(&key),
+    };
+    match entry {
+        Some(e) if e.is_live(now) && ALLOW_V4.get(&key).is_some() => Decision::Allow,
+        e => judge(e, now, &BUCKET_V4, src).unwrap_or(Decision::Pass),
     }
-    judge(BLOCK_NET_V4.get(&key), now, &BUCKET_V4, src).unwrap_or(Decision::Pass)
 }
 
 /// Judges an IPv6 source; the exact set is keyed by its /64.
 #[inline(always)]
 pub fn ipv6(src: &[u8; 16], now: u64) -> Decision {
     let key = Key::new(128, *src);
-    if ALLOW_V6.get(&key).is_some() {
-        return Decision::Allow;
-    }
     let prefix = v6_prefix(src);
     // SAFETY: as in `ipv4`.
-    if let Some(d) = judge(unsafe { BLOCK_V6.get(prefix) }, now, &BUCKET_V6, &prefix) {
-        return d;
+    let entry = match unsafe { BLOCK_V6.get(prefix) }.filter(|e| e.is_live(now)) {
+        Some(e) => Some(e),
+        None => BLOCK_NET_V6.get(&key),
+    };
+    match entry {
+        Some(e) if e.is_live(now) && ALLOW_V6.get(&key).is_some() => Decision::Allow,
+        e => judge(e, now, &BUCKET_V6, &prefix).unwrap_or(Decision::Pass),
     }
-    judge(BLOCK_NET_V6.get(&key), now, &BUCKET_V6, &prefix).unwrap_or(Decision::Pass)
 }

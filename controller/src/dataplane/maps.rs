@@ -323,6 +323,10 @@ impl Dataplane {
                 .map_err(|e| DataplaneError::map("reading counter", names::GLOBAL, e))?;
             out.0[counter as usize] = values.iter().sum();
         }
+        // The program does not count `Seen`: every frame ends as exactly one of these.
+        out.0[GlobalCounter::Seen as usize] = out.get(GlobalCounter::Passed)
+            + out.get(GlobalCounter::Dropped)
+            + out.get(GlobalCounter::Limited);
         Ok(out)
     }
 

@@ -320,7 +320,11 @@ impl Engine {
 
     /// Many decisions at once (a feed, a migration): one durable transaction, then the maps.
     /// Refusals (allowlist overlap, /0) are skipped and counted. Returns (enacted, refused).
-    pub fn bulk_block(&mut self, requests: Vec<BlockRequest>, origin: Origin) -> Result<(usize, usize), EngineError> {
+    pub fn bulk_block(
+        &mut self,
+        requests: Vec<BlockRequest>,
+        origin: Origin,
+    ) -> Result<(usize, usize), EngineError> {
         let now = now_unix_ms();
         let mut batch = Vec::with_capacity(requests.len());
         let mut refused = 0;
@@ -330,12 +334,18 @@ impl Engine {
                 refused += 1;
                 continue;
             }
-            let ttl = if req.permanent { None } else { Some(req.ttl.unwrap_or(self.cfg.decisions.default_ttl)) };
+            let ttl = if req.permanent {
+                None
+            } else {
+                Some(req.ttl.unwrap_or(self.cfg.decisions.default_ttl))
+            };
             batch.push(Decision {
                 prefix,
                 action: Action::Block,
                 origin,
-                reason: req.reason.unwrap_or_else(|| format!("{} block", origin.name())),
+                reason: req
+                    .reason
+                    .unwrap_or_else(|| format!("{} block", origin.name())),
                 score: None,
                 factors: Vec::new(),
                 rate: None,
@@ -348,15 +358,25 @@ impl Engine {
                 limit: self.cfg.decisions.max_decisions,
             });
         }
-        self.store.put_decisions(&batch.iter().collect::<Vec<_>>())?;
+        self.store
+            .put_decisions(&batch.iter().collect::<Vec<_>>())?;
         for plane in &mut self.planes {
             for d in &batch {
-                plane.dp.block(d.prefix, d.kernel_entry(now)).map_err(Self::plane_err(&plane.iface))?;
+                plane
+                    .dp
+                    .block(d.prefix, d.kernel_entry(now))
+                    .map_err(Self::plane_err(&plane.iface))?;
             }
         }
-        tracing::info!(count = batch.len(), refused, origin = origin.name(), "bulk decisions");
+        tracing::info!(
+            count = batch.len(),
+            refused,
+            origin = origin.name(),
+            "bulk decisions"
+        );
         let n = batch.len();
-        self.decisions.extend(batch.into_iter().map(|d| (d.prefix, d)));
+        self.decisions
+            .extend(batch.into_iter().map(|d| (d.prefix, d)));
         Ok((n, refused))
     }
 

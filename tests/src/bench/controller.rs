@@ -32,8 +32,13 @@ pub fn usage() -> (Duration, u64) {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
-    (tv(ru.ru_utime) + tv(ru.ru_stime), ru.ru_maxrss as u64 * 1024)
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    (
+        tv(ru.ru_utime) + tv(ru.ru_stime),
+        ru.ru_maxrss as u64 * 1024,
+    )
 }
 
 /// One poll-cost measurement (from a child process).
@@ -68,7 +73,11 @@ pub fn probe_poll(bpffs: &Path, sources: usize) -> anyhow::Result<PollCost> {
     detector.observe(p.now_ns, p.snapshots);
     let wall = t0.elapsed();
     let (cpu1, rss) = usage();
-    anyhow::ensure!(tracked == per_family * 2, "read {tracked} sources, expected {}", per_family * 2);
+    anyhow::ensure!(
+        tracked == per_family * 2,
+        "read {tracked} sources, expected {}",
+        per_family * 2
+    );
     drop(subject);
     Ok(PollCost {
         sources: tracked,
@@ -91,7 +100,12 @@ pub struct EngineScale {
 
 /// Child process body: an engine with `decisions` bulk-loaded decisions, then `sources`
 /// sources tracked by its detector.
-pub fn probe_engine(bpffs: &Path, state: &Path, decisions: usize, sources: usize) -> anyhow::Result<EngineScale> {
+pub fn probe_engine(
+    bpffs: &Path,
+    state: &Path,
+    decisions: usize,
+    sources: usize,
+) -> anyhow::Result<EngineScale> {
     let per_family = sources / 2;
     let _subject = kernel::ipwarden_sized(bpffs, 1, per_family, (2 * per_family as u32).max(1024))?;
     let pins = PinDir::new(bpffs, "bench1");
@@ -106,7 +120,9 @@ pub fn probe_engine(bpffs: &Path, state: &Path, decisions: usize, sources: usize
     let mut engine = Engine::new(cfg, None, store, vec![plane]);
     let requests: Vec<BlockRequest> = (0..decisions)
         .map(|i| BlockRequest {
-            prefix: IpNet::from(IpAddr::from(0x6440_0000u32.wrapping_add(i as u32).to_be_bytes())),
+            prefix: IpNet::from(IpAddr::from(
+                0x6440_0000u32.wrapping_add(i as u32).to_be_bytes(),
+            )),
             ttl: None,
             permanent: false,
             reason: None,
@@ -115,7 +131,10 @@ pub fn probe_engine(bpffs: &Path, state: &Path, decisions: usize, sources: usize
     let t0 = Instant::now();
     let (n, refused) = engine.bulk_block(requests, Origin::Feed)?;
     let bulk = t0.elapsed();
-    anyhow::ensure!(n == decisions && refused == 0, "{n} enacted, {refused} refused");
+    anyhow::ensure!(
+        n == decisions && refused == 0,
+        "{n} enacted, {refused} refused"
+    );
     let readers = vec![Dataplane::open(&pins)?];
     for _ in 0..2 {
         let p = poll::read(&readers)?;
@@ -139,7 +158,11 @@ pub struct EnrichThroughput {
     pub per_second: f64,
 }
 
-pub fn enrichment_throughput(lookups: usize, concurrency: usize, latency: Duration) -> anyhow::Result<EnrichThroughput> {
+pub fn enrichment_throughput(
+    lookups: usize,
+    concurrency: usize,
+    latency: Duration,
+) -> anyhow::Result<EnrichThroughput> {
     use crate::ipasis_stub::{IpasisStub, Reply, answers};
     let stub = IpasisStub::start();
     stub.set_fallback(Reply::json(answers::HOSTING).delayed(latency));
@@ -149,7 +172,10 @@ pub fn enrichment_throughput(lookups: usize, concurrency: usize, latency: Durati
     };
     let key = ipwarden::enrich::ApiKey::new("ipasis_bench", "bench")?;
     let client = ipwarden::enrich::IpasisClient::new(&cfg, &key)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let t0 = Instant::now();
     rt.block_on(async {
         let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));

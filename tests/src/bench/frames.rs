@@ -78,11 +78,41 @@ pub struct Case {
 /// Every case, in report order.
 pub fn cases() -> Vec<Case> {
     vec![
-        Case { name: "IPv4 pass", frame: syn_v4(PASS_V4, None), drop: false, xdp_filter: true },
-        Case { name: "IPv4 drop (/32)", frame: syn_v4(DROP_V4, None), drop: true, xdp_filter: true },
-        Case { name: "IPv4 drop (/24 prefix)", frame: syn_v4(DROP_V4_PREFIX, None), drop: true, xdp_filter: false },
-        Case { name: "IPv6 pass", frame: syn_v6(PASS_V6), drop: false, xdp_filter: true },
-        Case { name: "IPv6 drop (/64)", frame: syn_v6(DROP_V6), drop: true, xdp_filter: true },
-        Case { name: "IPv4 VLAN drop", frame: syn_v4(DROP_V4, Some(100)), drop: true, xdp_filter: true },
+        Case {
+            name: "IPv4 pass",
+            frame: syn_v4(PASS_V4, None),
+            drop: false,
+            xdp_filter: true,
+        },
+        Case {
+            name: "IPv4 drop (/32)",
+            frame: syn_v4(DROP_V4, None),
+            drop: true,
+            xdp_filter: true,
+        },
+        Case {
+            name: "IPv4 drop (/24 prefix)",
+            frame: syn_v4(DROP_V4_PREFIX, None),
+            drop: true,
+            xdp_filter: false,
+        },
+        Case {
+            name: "IPv6 pass",
+            frame: syn_v6(PASS_V6),
+            drop: false,
+            xdp_filter: true,
+        },
+        Case {
+            name: "IPv6 drop (/64)",
+            frame: syn_v6(DROP_V6),
+            drop: true,
+            xdp_filter: true,
+        },
+        Case {
+            name: "IPv4 VLAN drop",
+            frame: syn_v4(DROP_V4, Some(100)),
+            drop: true,
+            xdp_filter: true,
+        },
     ]
 }

@@ -72,7 +72,10 @@ impl Subject {
             Kind::EmptyPass => Some(XDP_PASS),
             Kind::EmptyDrop => Some(XDP_DROP),
             Kind::Ipwarden => Some(if case.drop { XDP_DROP } else { XDP_PASS }),
-            Kind::XdpFilter => case.xdp_filter.then_some(if case.drop { XDP_DROP } else { XDP_PASS }),
+            Kind::XdpFilter => {
+                case.xdp_filter
+                    .then_some(if case.drop { XDP_DROP } else { XDP_PASS })
+            }
         }
     }
 }
@@ -99,9 +102,19 @@ fn load_program(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<()> {
 /// An empty baseline.
 pub fn empty(bpffs: &Path, drop: bool) -> anyhow::Result<Subject> {
     let (bytes, prog, name, kind) = if drop {
-        (object::baseline::DROP, "bench_drop", "empty XDP_DROP", Kind::EmptyDrop)
+        (
+            object::baseline::DROP,
+            "bench_drop",
+            "empty XDP_DROP",
+            Kind::EmptyDrop,
+        )
     } else {
-        (object::baseline::PASS, "bench_pass", "empty XDP_PASS", Kind::EmptyPass)
+        (
+            object::baseline::PASS,
+            "bench_pass",
+            "empty XDP_PASS",
+            Kind::EmptyPass,
+        )
     };
     if bytes.is_empty() {
         bail!("this build has no baseline objects (AYA_BUILD_SKIP); run `cargo xtask bench`");
@@ -124,7 +137,16 @@ fn filler_v4(i: usize) -> Ipv4Addr {
 }
 
 fn filler_v6(i: usize) -> Ipv6Addr {
-    Ipv6Addr::new(0x2001, 0xdb8, 0x8000 | (i >> 16) as u16, i as u16, 0, 0, 0, 0)
+    Ipv6Addr::new(
+        0x2001,
+        0xdb8,
+        0x8000 | (i >> 16) as u16,
+        i as u16,
+        0,
+        0,
+        0,
+        0,
+    )
 }
 
 /// Distinct /48s for the prefix part of the IPv6 set.
@@ -144,7 +166,12 @@ pub fn ipwarden(bpffs: &Path, entries: usize, warm: usize) -> anyhow::Result<Sub
 }
 
 /// As [`ipwarden`], with counter maps of `src_capacity` entries.
-pub fn ipwarden_sized(bpffs: &Path, entries: usize, warm: usize, src_capacity: u32) -> anyhow::Result<Subject> {
+pub fn ipwarden_sized(
+    bpffs: &Path,
+    entries: usize,
+    warm: usize,
+    src_capacity: u32,
+) -> anyhow::Result<Subject> {
     if object::OBJECT.is_empty() {
         bail!("this build has no XDP object (AYA_BUILD_SKIP); run `cargo xtask bench`");
     }
@@ -167,7 +194,10 @@ pub fn ipwarden_sized(bpffs: &Path, entries: usize, warm: usize, src_capacity: u
     // The frames' own entries first, so even a size of 1 blocks them.
     dp.block(IpNet::V4(Ipv4Net::new(frames::DROP_V4, 32)?), entry)?;
     dp.block(IpNet::V6(Ipv6Net::new(frames::DROP_V6, 64)?), entry)?;
-    dp.block(IpNet::V4(Ipv4Net::new(frames::DROP_V4_PREFIX, 24)?.trunc()), entry)?;
+    dp.block(
+        IpNet::V4(Ipv4Net::new(frames::DROP_V4_PREFIX, 24)?.trunc()),
+        entry,
+    )?;
     for i in 1..entries.saturating_sub(prefixes) {
         dp.block(IpNet::V4(Ipv4Net::new(filler_v4(i), 32)?), entry)?;
         dp.block(IpNet::V6(Ipv6Net::new(filler_v6(i), 64)?), entry)?;
@@ -199,7 +229,11 @@ pub fn warm_counters(pins: &PinDir, n: usize) -> anyhow::Result<()> {
         last_seen_ns: 1,
     };
     for i in 0..n {
-        v4.insert(filler_v4(i).octets(), PerCpuValues::try_from(vec![stats; cpus])?, 0)?;
+        v4.insert(
+            filler_v4(i).octets(),
+            PerCpuValues::try_from(vec![stats; cpus])?,
+            0,
+        )?;
     }
     let map = Map::from_map_data(MapData::from_pin(pins.map(names::SRC_V6))?)?;
     let mut v6: PerCpuHashMap<MapData, [u8; 8], SrcStatsV6> = map.try_into()?;
@@ -276,14 +310,23 @@ pub fn measure(subjects: &[Subject], rounds: usize, repeat: u32) -> anyhow::Resu
         for k in 0..subjects.len() {
             let s = &subjects[(k + round) % subjects.len()];
             for case in &cases {
-                let Some(want) = s.expects(case) else { continue };
+                let Some(want) = s.expects(case) else {
+                    continue;
+                };
                 let (got, ns) = s
                     .run(&case.frame, repeat)
                     .with_context(|| format!("{} on {}", s.name, case.name))?;
                 if got != want {
-                    bail!("{} returned {got} on {}, expected {want}", s.name, case.name);
+                    bail!(
+                        "{} returned {got} on {}, expected {want}",
+                        s.name,
+                        case.name
+                    );
                 }
-                match cells.iter_mut().find(|c| c.subject == s.name && c.case == case.name) {
+                match cells
+                    .iter_mut()
+                    .find(|c| c.subject == s.name && c.case == case.name)
+                {
                     Some(c) => c.samples.push(ns),
                     None => cells.push(Cell {
                         subject: s.name.clone(),

@@ -33,12 +33,18 @@ fn main() -> anyhow::Result<()> {
 
 fn probe(args: &[String]) -> anyhow::Result<()> {
     let bpffs = BpfFs::new();
-    let n = |i: usize| -> anyhow::Result<usize> { Ok(args.get(i).context("missing size")?.parse()?) };
+    let n =
+        |i: usize| -> anyhow::Result<usize> { Ok(args.get(i).context("missing size")?.parse()?) };
     let json = match args.first().map(String::as_str) {
         Some("poll") => serde_json::to_string(&controller::probe_poll(bpffs.path(), n(1)?)?)?,
         Some("engine") => {
             let state = tempfile::tempdir()?;
-            serde_json::to_string(&controller::probe_engine(bpffs.path(), state.path(), n(1)?, n(2)?)?)?
+            serde_json::to_string(&controller::probe_engine(
+                bpffs.path(),
+                state.path(),
+                n(1)?,
+                n(2)?,
+            )?)?
         }
         other => anyhow::bail!("unknown probe {other:?}"),
     };
@@ -47,7 +53,10 @@ fn probe(args: &[String]) -> anyhow::Result<()> {
 }
 
 fn child(args: &[&str]) -> anyhow::Result<Vec<u8>> {
-    let out = Command::new(std::env::current_exe()?).arg("probe").args(args).output()?;
+    let out = Command::new(std::env::current_exe()?)
+        .arg("probe")
+        .args(args)
+        .output()?;
     anyhow::ensure!(
         out.status.success(),
         "probe {args:?} failed: {}",
@@ -59,34 +68,74 @@ fn child(args: &[&str]) -> anyhow::Result<Vec<u8>> {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0)))
+        .and_then(|m| {
+            m.lines().next().map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+            })
+        })
         .unwrap_or(0);
-    format!("{cores} vCPU ({cpu}), {:.0} GiB, kernel {}", mem as f64 / 1048576.0, kernel.trim())
+    format!(
+        "{cores} vCPU ({cpu}), {:.0} GiB, kernel {}",
+        mem as f64 / 1048576.0,
+        kernel.trim()
+    )
 }
 
 fn run(opts: &bench::Options) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let (rounds, repeat) = if opts.quick { (3, 200_000) } else { (7, 1_000_000) };
+    let (rounds, repeat) = if opts.quick {
+        (3, 200_000)
+    } else {
+        (7, 1_000_000)
+    };
     let sizes: &[usize] = &[1, 10_000, 100_000, 1_000_000];
     let warm = 100_000;
     std::fs::create_dir_all(&opts.out)?;
     let mut md = String::new();
     let _ = writeln!(md, "# ipwarden benchmark results\n");
     let _ = writeln!(md, "- machine: {}", machine());
-    let _ = writeln!(md, "- date: {}", Command::new("date").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default());
-    let _ = writeln!(md, "- command: `cargo xtask bench{}` (as root)", if opts.quick { " --quick" } else { "" });
-    let _ = writeln!(md, "- method: BPF_PROG_TEST_RUN, {repeat} repetitions per run, {rounds} interleaved rounds; medians (min in parentheses); \"net\" = above the empty XDP_PASS (pass cases) or XDP_DROP (drop cases) program of the same run. CPU speed on these VMs varies by up to 2x for seconds at a time: compare within a table, not across runs.\n");
+    let _ = writeln!(
+        md,
+        "- date: {}",
+        Command::new("date")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        md,
+        "- command: `cargo xtask bench{}` (as root)",
+        if opts.quick { " --quick" } else { "" }
+    );
+    let _ = writeln!(
+        md,
+        "- method: BPF_PROG_TEST_RUN, {repeat} repetitions per run, {rounds} interleaved rounds; medians (min in parentheses); \"net\" = above the empty XDP_PASS (pass cases) or XDP_DROP (drop cases) program of the same run. CPU speed on these VMs varies by up to 2x for seconds at a time: compare within a table, not across runs.\n"
+    );
 
     // 1. In-kernel cost.
     eprintln!("in-kernel cost: loading programs and filling maps");
     let bpffs = BpfFs::new();
-    let mut subjects = vec![kernel::empty(bpffs.path(), false)?, kernel::empty(bpffs.path(), true)?];
+    let mut subjects = vec![
+        kernel::empty(bpffs.path(), false)?,
+        kernel::empty(bpffs.path(), true)?,
+    ];
     for &n in sizes {
         eprintln!("  ipwarden with {n} entries per family, counters warm with {warm} sources");
         subjects.push(kernel::ipwarden(bpffs.path(), n, warm)?);
@@ -98,7 +147,11 @@ fn run(opts: &bench::Options) -> anyhow::Result<()> {
             subjects.push(kernel::xdp_filter(bpffs.path(), n)?);
         }
     } else {
-        let _ = writeln!(md, "xdp-filter was not measured: {} is missing (Debian package xdp-tools).\n", kernel::XDP_FILTER_OBJECT);
+        let _ = writeln!(
+            md,
+            "xdp-filter was not measured: {} is missing (Debian package xdp-tools).\n",
+            kernel::XDP_FILTER_OBJECT
+        );
     }
     eprintln!("in-kernel cost: {rounds} rounds");
     let cells = kernel::measure(&subjects, rounds, repeat)?;
@@ -107,30 +160,47 @@ fn run(opts: &bench::Options) -> anyhow::Result<()> {
     let _ = writeln!(md, "## 1. In-kernel cost per packet (ns)\n");
     let floor: Vec<String> = cells
         .iter()
-        .filter(|c| matches!(c.kind, kernel::Kind::EmptyPass | kernel::Kind::EmptyDrop) && c.case == "IPv4 pass")
-        .map(|c| { let (m, mn) = stats(&c.samples); format!("{}: {m:.1} ({mn:.1})", c.subject) })
+        .filter(|c| {
+            matches!(c.kind, kernel::Kind::EmptyPass | kernel::Kind::EmptyDrop)
+                && c.case == "IPv4 pass"
+        })
+        .map(|c| {
+            let (m, mn) = stats(&c.samples);
+            format!("{}: {m:.1} ({mn:.1})", c.subject)
+        })
         .collect();
     let _ = writeln!(md, "Floor: {}.\n", floor.join(", "));
     let cases = bench::frames::cases();
     let mut rows = Vec::new();
     for case in &cases {
         for &n in sizes {
-            let cell = |kind| cells.iter().find(|c| c.kind == kind && c.entries == n && c.case == case.name);
+            let cell = |kind| {
+                cells
+                    .iter()
+                    .find(|c| c.kind == kind && c.entries == n && c.case == case.name)
+            };
             let iw = cell(kernel::Kind::Ipwarden);
             let xf = cell(kernel::Kind::XdpFilter);
-            let fmt = |c: Option<&kernel::Cell>| c.map(|c| {
-                let (m, mn) = stats(&c.samples);
-                format!("{m:.1} ({mn:.1})")
-            }).unwrap_or_else(|| "–".into());
+            let fmt = |c: Option<&kernel::Cell>| {
+                c.map(|c| {
+                    let (m, mn) = stats(&c.samples);
+                    format!("{m:.1} ({mn:.1})")
+                })
+                .unwrap_or_else(|| "–".into())
+            };
             let net_iw = iw.map(|c| report::net(&cells, c, case.drop));
             let net_xf = xf.map(|c| report::net(&cells, c, case.drop));
             rows.push(vec![
                 case.name.to_owned(),
                 n.to_string(),
                 fmt(iw),
-                net_iw.map(|v| format!("{v:+.1}")).unwrap_or_else(|| "–".into()),
+                net_iw
+                    .map(|v| format!("{v:+.1}"))
+                    .unwrap_or_else(|| "–".into()),
                 fmt(xf),
-                net_xf.map(|v| format!("{v:+.1}")).unwrap_or_else(|| "–".into()),
+                net_xf
+                    .map(|v| format!("{v:+.1}"))
+                    .unwrap_or_else(|| "–".into()),
                 match (net_iw, net_xf) {
                     (Some(a), Some(b)) if b > 0.5 => format!("{:.2}", a / b),
                     _ => "–".into(),
@@ -138,30 +208,80 @@ fn run(opts: &bench::Options) -> anyhow::Result<()> {
             ]);
         }
     }
-    md.push_str(&report::table(&["case", "entries", "ipwarden", "ipwarden net", "xdp-filter", "xdp-filter net", "net ratio"], &rows));
-    let _ = writeln!(md, "\nipwarden entries: per family, 1 % of them (at most 10k) shorter prefixes in the LPM tries, the rest exact /32 and /64; counter maps warm with {warm} sources per family. xdp-filter has no prefixes: its entries are all exact.\n");
+    md.push_str(&report::table(
+        &[
+            "case",
+            "entries",
+            "ipwarden",
+            "ipwarden net",
+            "xdp-filter",
+            "xdp-filter net",
+            "net ratio",
+        ],
+        &rows,
+    ));
+    let _ = writeln!(
+        md,
+        "\nipwarden entries: per family, 1 % of them (at most 10k) shorter prefixes in the LPM tries, the rest exact /32 and /64; counter maps warm with {warm} sources per family. xdp-filter has no prefixes: its entries are all exact.\n"
+    );
 
     let series = |kind, case: &str| -> Vec<(usize, f64)> {
-        sizes.iter().filter_map(|&n| {
-            cells.iter().find(|c| c.kind == kind && c.entries == n && c.case == case).map(|c| (n, report::net(&cells, c, case.contains("drop"))))
-        }).collect()
+        sizes
+            .iter()
+            .filter_map(|&n| {
+                cells
+                    .iter()
+                    .find(|c| c.kind == kind && c.entries == n && c.case == case)
+                    .map(|c| (n, report::net(&cells, c, case.contains("drop"))))
+            })
+            .collect()
     };
     let mut plot = vec![
-        ("ipwarden IPv4 drop".to_owned(), "#c0392b", series(kernel::Kind::Ipwarden, "IPv4 drop (/32)")),
-        ("ipwarden IPv4 pass".to_owned(), "#e67e22", series(kernel::Kind::Ipwarden, "IPv4 pass")),
-        ("ipwarden IPv6 drop".to_owned(), "#8e44ad", series(kernel::Kind::Ipwarden, "IPv6 drop (/64)")),
+        (
+            "ipwarden IPv4 drop".to_owned(),
+            "#c0392b",
+            series(kernel::Kind::Ipwarden, "IPv4 drop (/32)"),
+        ),
+        (
+            "ipwarden IPv4 pass".to_owned(),
+            "#e67e22",
+            series(kernel::Kind::Ipwarden, "IPv4 pass"),
+        ),
+        (
+            "ipwarden IPv6 drop".to_owned(),
+            "#8e44ad",
+            series(kernel::Kind::Ipwarden, "IPv6 drop (/64)"),
+        ),
     ];
     if xdp_filter {
-        plot.push(("xdp-filter IPv4 drop".to_owned(), "#2980b9", series(kernel::Kind::XdpFilter, "IPv4 drop (/32)")));
-        plot.push(("xdp-filter IPv4 pass".to_owned(), "#16a085", series(kernel::Kind::XdpFilter, "IPv4 pass")));
+        plot.push((
+            "xdp-filter IPv4 drop".to_owned(),
+            "#2980b9",
+            series(kernel::Kind::XdpFilter, "IPv4 drop (/32)"),
+        ));
+        plot.push((
+            "xdp-filter IPv4 pass".to_owned(),
+            "#16a085",
+            series(kernel::Kind::XdpFilter, "IPv4 pass"),
+        ));
     }
-    std::fs::write(opts.out.join("kernel-cost.svg"), report::svg("In-kernel net cost per packet", &plot))?;
-    let _ = writeln!(md, "![net cost per packet against block-set size](kernel-cost.svg)\n");
+    std::fs::write(
+        opts.out.join("kernel-cost.svg"),
+        report::svg("In-kernel net cost per packet", &plot),
+    )?;
+    let _ = writeln!(
+        md,
+        "![net cost per packet against block-set size](kernel-cost.svg)\n"
+    );
 
     // 2. Controller scale.
     eprintln!("controller: poll cost");
     let _ = writeln!(md, "## 2. Controller\n");
-    let poll_sizes: &[usize] = if opts.quick { &[10_000, 100_000, 1_000_000] } else { &[10_000, 100_000, 1_000_000] };
+    let poll_sizes: &[usize] = if opts.quick {
+        &[10_000, 100_000, 1_000_000]
+    } else {
+        &[10_000, 100_000, 1_000_000]
+    };
     let mut rows = Vec::new();
     for &n in poll_sizes {
         let mut runs: Vec<controller::PollCost> = Vec::new();
@@ -171,19 +291,55 @@ fn run(opts: &bench::Options) -> anyhow::Result<()> {
         let cpu: Vec<f64> = runs.iter().map(|r| r.cpu_ms).collect();
         let read: Vec<f64> = runs.iter().map(|r| r.read_ms).collect();
         let rss: Vec<f64> = runs.iter().map(|r| r.peak_rss_mb).collect();
-        rows.push(vec![n.to_string(), format!("{:.0}", stats(&cpu).0), format!("{:.0}", stats(&read).0), format!("{:.0}", stats(&rss).0)]);
+        rows.push(vec![
+            n.to_string(),
+            format!("{:.0}", stats(&cpu).0),
+            format!("{:.0}", stats(&read).0),
+            format!("{:.0}", stats(&rss).0),
+        ]);
     }
-    let _ = writeln!(md, "One steady-state poll (batched read of every counter, rates over the window), half IPv4 sources, half IPv6 /64s; each size in its own process:\n");
-    md.push_str(&report::table(&["active sources", "CPU ms per poll", "of which map read (wall ms)", "peak RSS MB"], &rows));
+    let _ = writeln!(
+        md,
+        "One steady-state poll (batched read of every counter, rates over the window), half IPv4 sources, half IPv6 /64s; each size in its own process:\n"
+    );
+    md.push_str(&report::table(
+        &[
+            "active sources",
+            "CPU ms per poll",
+            "of which map read (wall ms)",
+            "peak RSS MB",
+        ],
+        &rows,
+    ));
 
     eprintln!("controller: engine with many decisions");
-    let (decisions, sources) = if opts.quick { (100_000, 100_000) } else { (1_000_000, 1_000_000) };
-    let e: controller::EngineScale = controller::parse(&child(&["engine", &decisions.to_string(), &sources.to_string()])?)?;
-    let _ = writeln!(md, "\nDaemon core (engine, store, detector) with {} decisions bulk-loaded (one durable transaction, then the maps) and {} active sources: bulk load {:.1} s, peak RSS {:.0} MB.\n", e.decisions, e.sources, e.bulk_load_s, e.peak_rss_mb);
+    let (decisions, sources) = if opts.quick {
+        (100_000, 100_000)
+    } else {
+        (1_000_000, 1_000_000)
+    };
+    let e: controller::EngineScale = controller::parse(&child(&[
+        "engine",
+        &decisions.to_string(),
+        &sources.to_string(),
+    ])?)?;
+    let _ = writeln!(
+        md,
+        "\nDaemon core (engine, store, detector) with {} decisions bulk-loaded (one durable transaction, then the maps) and {} active sources: bulk load {:.1} s, peak RSS {:.0} MB.\n",
+        e.decisions, e.sources, e.bulk_load_s, e.peak_rss_mb
+    );
 
     eprintln!("controller: enrichment throughput");
-    let t = controller::enrichment_throughput(if opts.quick { 100 } else { 400 }, 4, Duration::from_millis(50))?;
-    let _ = writeln!(md, "Enrichment client against the stand-in API with {} ms added latency, {} lookups at concurrency {}: {:.1} lookups/s (the configured `requests_per_second`, default 5, is the operational bound).\n", t.latency_ms, t.lookups, t.concurrency, t.per_second);
+    let t = controller::enrichment_throughput(
+        if opts.quick { 100 } else { 400 },
+        4,
+        Duration::from_millis(50),
+    )?;
+    let _ = writeln!(
+        md,
+        "Enrichment client against the stand-in API with {} ms added latency, {} lookups at concurrency {}: {:.1} lookups/s (the configured `requests_per_second`, default 5, is the operational bound).\n",
+        t.latency_ms, t.lookups, t.concurrency, t.per_second
+    );
 
     let _ = writeln!(md, "Whole run: {:.0} s.", started.elapsed().as_secs_f64());
     std::fs::write(opts.out.join("RESULTS.md"), &md)?;
