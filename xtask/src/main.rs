@@ -1,5 +1,6 @@
 //! `cargo xtask`: set up a machine, build, test, demo and run ipwarden. `main` only dispatches.
 
+mod bench;
 mod build;
 mod cmd;
 mod demo;
@@ -27,6 +28,8 @@ enum Command {
     Test(test::Options),
     /// A one-command demonstration on a namespace topology (needs root).
     Demo,
+    /// Benchmarks (needs root): writes bench/RESULTS.md and bench/kernel-cost.svg.
+    Bench(bench::Options),
     /// Run the `ipwarden` binary: `cargo xtask run -- attach --iface eth0`.
     Run(run::Options),
     /// rustfmt and clippy, warnings denied.
@@ -41,6 +44,7 @@ fn main() -> anyhow::Result<()> {
         Command::Build(opts) => build::run(&opts),
         Command::Test(opts) => test::run(&opts),
         Command::Demo => demo::run(),
+        Command::Bench(opts) => bench::run(&opts),
         Command::Run(opts) => run::run(&opts),
         Command::Lint => lint::run(),
         Command::Ci => {

@@ -147,13 +147,19 @@ fn bpf_linker(sysroot: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn apt_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES
+    apt(&APT_PACKAGES)
+}
+
+/// Installs the Debian packages providing the given programs, if any is missing.
+pub fn apt(packages: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .filter(|(bin, _)| !cmd::on_path(bin))
         .map(|(_, pkg)| *pkg)
         .collect();
     if missing.is_empty() {
-        eprintln!("setup: iproute2, ping, mount, systemd-analyze: present");
+        let names: Vec<&str> = packages.iter().map(|(_, p)| *p).collect();
+        eprintln!("setup: {}: present", names.join(", "));
         return Ok(());
     }
     if !cmd::is_root() {

@@ -5,6 +5,7 @@
 //! medians, minima and ratios. Nothing here asserts a timing.
 
 pub mod controller;
+pub mod daemon;
 pub mod frames;
 pub mod kernel;
 pub mod report;
