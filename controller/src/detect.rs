@@ -5,10 +5,9 @@
 //! IPv4 /32 or IPv6 /64) stamped with the kernel's monotonic clock. Output: [`Event`]s, each
 //! emitted once per episode. Pure logic: no kernel, no I/O, so it is unit-tested exhaustively.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    net::IpAddr,
-};
+use std::net::IpAddr;
+
+use rustc_hash::FxHashMap;
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -58,32 +57,80 @@ pub struct SourceView {
     pub heavy: bool,
 }
 
+/// Counters at one poll.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sample {
+    t: u64,
+    packets: u64,
+    syn: u64,
+}
+
+/// One source's state: about 120 bytes, so a million sources fit in the daemon's budget.
+///
+/// The sliding window is approximated with two baselines: `mid` is replaced every half window
+/// and `old` takes its place, so rates are measured from a point between half a window and a
+/// window ago. No per-source sample queue: O(1) memory and work per source and poll.
 #[derive(Debug)]
 struct Track {
-    /// (time ns, packets, syn), oldest first; the oldest is the window's baseline.
-    samples: VecDeque<(u64, u64, u64)>,
+    now: Sample,
+    mid: Sample,
+    old: Sample,
     bytes: u64,
     addr: IpAddr,
-    rates: Rates,
+    pps: f32,
+    syn_pps: f32,
+    /// Kernel time the rate first passed the hard limit in this run; 0 when below.
+    over_hard_since: u64,
+    last_poll: u32,
     heavy: bool,
-    over_hard_since: Option<u64>,
     hard_fired: bool,
-    last_poll: u64,
+}
+
+impl Track {
+    fn new(s: &Snapshot, now_ns: u64) -> Self {
+        // A new source's baseline is its first packet: a flood is measured at its first
+        // poll instead of its second.
+        let base = Sample {
+            t: s.first_seen_ns.min(now_ns),
+            packets: 0,
+            syn: 0,
+        };
+        Self {
+            now: base,
+            mid: base,
+            old: base,
+            bytes: 0,
+            addr: s.addr,
+            pps: 0.0,
+            syn_pps: 0.0,
+            over_hard_since: 0,
+            last_poll: 0,
+            heavy: false,
+            hard_fired: false,
+        }
+    }
+
+    fn rates(&self) -> Rates {
+        Rates {
+            pps: f64::from(self.pps),
+            syn_pps: f64::from(self.syn_pps),
+        }
+    }
 }
 
 /// Per-source tracks.
 #[derive(Debug)]
 pub struct Detector {
     cfg: DetectionConfig,
-    tracks: HashMap<IpNet, Track>,
-    polls: u64,
+    tracks: FxHashMap<IpNet, Track>,
+    polls: u32,
 }
 
 impl Detector {
     pub fn new(cfg: DetectionConfig) -> Self {
         Self {
             cfg,
-            tracks: HashMap::new(),
+            tracks: FxHashMap::default(),
             polls: 0,
         }
     }
@@ -101,52 +148,60 @@ impl Detector {
         now_ns: u64,
         snapshots: impl IntoIterator<Item = (IpNet, Snapshot)>,
     ) -> Vec<Event> {
-        self.polls += 1;
+        self.polls = self.polls.wrapping_add(1);
         let window_ns = self.cfg.window.as_nanos() as u64;
+        let half = window_ns / 2;
         let mut events = Vec::new();
         for (source, s) in snapshots {
-            let track = self.tracks.entry(source).or_insert_with(|| Track {
-                // A new source's baseline is its first packet: a flood is measured at its first
-                // poll instead of its second.
-                samples: VecDeque::from([(s.first_seen_ns.min(now_ns), 0, 0)]),
-                bytes: 0,
-                addr: s.addr,
-                rates: Rates::default(),
-                heavy: false,
-                over_hard_since: None,
-                hard_fired: false,
-                last_poll: 0,
-            });
-            if let Some(&(_, last_packets, _)) = track.samples.back()
-                && s.packets < last_packets
-            {
+            let track = self
+                .tracks
+                .entry(source)
+                .or_insert_with(|| Track::new(&s, now_ns));
+            if s.packets < track.now.packets {
                 // Counters went backwards: the kernel evicted and re-created the entry.
-                track.samples.clear();
-                track.samples.push_back((s.first_seen_ns.min(now_ns), 0, 0));
+                let (heavy, fired, since) = (track.heavy, track.hard_fired, track.over_hard_since);
+                *track = Track::new(&s, now_ns);
+                (track.heavy, track.hard_fired, track.over_hard_since) = (heavy, fired, since);
             }
-            track.samples.push_back((now_ns, s.packets, s.syn));
-            // Keep one sample at or before the window start as the baseline.
-            while track.samples.len() > 2 && track.samples[1].0 + window_ns <= now_ns {
-                track.samples.pop_front();
+            track.now = Sample {
+                t: now_ns,
+                packets: s.packets,
+                syn: s.syn,
+            };
+            if now_ns.saturating_sub(track.mid.t) >= half {
+                track.old = track.mid;
+                track.mid = track.now;
             }
             track.bytes = s.bytes;
             track.addr = s.addr;
             track.last_poll = self.polls;
-            track.rates = rates(&track.samples);
+            let r = rates(&track.old, &track.now);
+            track.pps = r.pps as f32;
+            track.syn_pps = r.syn_pps as f32;
             events.extend(self.judge(source, now_ns));
         }
         // Forget sources the kernel no longer reports, once their window is over.
         let polls = self.polls;
-        self.tracks.retain(|_, t| {
-            t.last_poll == polls || t.samples.back().is_some_and(|s| s.0 + window_ns > now_ns)
-        });
+        self.tracks
+            .retain(|_, t| t.last_poll == polls || t.now.t + window_ns > now_ns);
+        for t in self.tracks.values_mut().filter(|t| t.last_poll != polls) {
+            // Silent this poll: the rate decays as if the counters stood still.
+            let still = Sample { t: now_ns, ..t.now };
+            let r = rates(&t.old, &still);
+            t.pps = r.pps as f32;
+            t.syn_pps = r.syn_pps as f32;
+            if now_ns.saturating_sub(t.mid.t) >= half {
+                t.old = t.mid;
+                t.mid = still;
+            }
+        }
         events
     }
 
     fn judge(&mut self, source: IpNet, now_ns: u64) -> Vec<Event> {
         let cfg = &self.cfg;
         let track = self.tracks.get_mut(&source).expect("track just updated");
-        let r = track.rates;
+        let r = track.rates();
         let mut out = Vec::new();
         let heavy = r.pps >= cfg.pps_threshold as f64 || r.syn_pps >= cfg.syn_pps_threshold as f64;
         if heavy && !track.heavy {
@@ -158,13 +213,16 @@ impl Detector {
         }
         track.heavy = heavy;
         if r.pps >= cfg.hard_pps_limit as f64 {
-            let since = *track.over_hard_since.get_or_insert(now_ns);
+            if track.over_hard_since == 0 {
+                track.over_hard_since = now_ns.max(1);
+            }
+            let since = track.over_hard_since;
             if !track.hard_fired && now_ns.saturating_sub(since) >= cfg.hard_for.as_nanos() as u64 {
                 track.hard_fired = true;
                 out.push(Event::HardLimit { source, rates: r });
             }
         } else {
-            track.over_hard_since = None;
+            track.over_hard_since = 0;
             track.hard_fired = false;
         }
         out
@@ -175,7 +233,7 @@ impl Detector {
     pub fn reset(&mut self, source: &IpNet) {
         if let Some(t) = self.tracks.get_mut(source) {
             t.heavy = false;
-            t.over_hard_since = None;
+            t.over_hard_since = 0;
             t.hard_fired = false;
         }
     }
@@ -209,21 +267,19 @@ impl Detector {
 }
 
 fn view(source: IpNet, t: &Track) -> SourceView {
-    let (_, packets, syn) = t.samples.back().copied().unwrap_or_default();
     SourceView {
         source,
-        rates: t.rates,
-        packets,
+        rates: t.rates(),
+        packets: t.now.packets,
         bytes: t.bytes,
-        syn,
+        syn: t.now.syn,
         heavy: t.heavy,
     }
 }
 
-fn rates(samples: &VecDeque<(u64, u64, u64)>) -> Rates {
-    let (Some(&(t0, p0, s0)), Some(&(t1, p1, s1))) = (samples.front(), samples.back()) else {
-        return Rates::default();
-    };
+fn rates(from: &Sample, to: &Sample) -> Rates {
+    let (t0, p0, s0) = (from.t, from.packets, from.syn);
+    let (t1, p1, s1) = (to.t, to.packets, to.syn);
     // Below a millisecond the quotient means nothing; the next poll will tell.
     let dt = t1.saturating_sub(t0);
     if dt < 1_000_000 {

@@ -1,8 +1,9 @@
 //! Reading every attachment's per-source counters into one snapshot per source.
 
-use std::{collections::HashMap, net::IpAddr, time::Instant};
+use std::{net::IpAddr, time::Instant};
 
 use ipnet::IpNet;
+use rustc_hash::FxHashMap;
 
 use crate::{
     clock,
@@ -15,58 +16,58 @@ use crate::{
 pub struct Poll {
     /// Kernel-clock time of the read.
     pub now_ns: u64,
-    pub snapshots: HashMap<IpNet, Snapshot>,
+    /// One entry per source (summed over attachments).
+    pub snapshots: Vec<(IpNet, Snapshot)>,
     pub took: std::time::Duration,
 }
 
-fn add(
-    map: &mut HashMap<IpNet, Snapshot>,
-    key: IpNet,
-    addr: IpAddr,
-    s: &ipwarden_common::SrcStats,
-) {
-    let e = map.entry(key).or_insert(Snapshot {
-        packets: 0,
-        bytes: 0,
-        syn: 0,
-        first_seen_ns: u64::MAX,
+fn snapshot(addr: IpAddr, s: &ipwarden_common::SrcStats, now_ns: u64) -> Snapshot {
+    Snapshot {
+        packets: s.packets,
+        bytes: s.bytes,
+        syn: s.syn,
+        first_seen_ns: if s.first_seen_ns == 0 {
+            now_ns
+        } else {
+            s.first_seen_ns
+        },
         addr,
-    });
-    e.packets += s.packets;
-    e.bytes += s.bytes;
-    e.syn += s.syn;
-    if s.first_seen_ns != 0 {
-        e.first_seen_ns = e.first_seen_ns.min(s.first_seen_ns);
     }
 }
 
-/// Reads all counters of all attachments (batched), summing a source seen on several.
+/// Reads all counters of all attachments (batched). With one attachment (the usual case) the
+/// result is built straight from the batches; with several, a source seen on more than one is
+/// summed.
 pub fn read(readers: &[Dataplane]) -> Result<Poll, DataplaneError> {
     let start = Instant::now();
     let now_ns = clock::monotonic_ns();
-    let mut snapshots = HashMap::new();
+    let mut snapshots = Vec::new();
     for dp in readers {
         for s in dp.sources_v4()? {
-            add(
-                &mut snapshots,
-                host_prefix(IpAddr::V4(s.addr)),
-                IpAddr::V4(s.addr),
-                &s.stats,
-            );
+            let addr = IpAddr::V4(s.addr);
+            snapshots.push((host_prefix(addr), snapshot(addr, &s.stats, now_ns)));
         }
         for s in dp.sources_v6()? {
-            add(
-                &mut snapshots,
+            snapshots.push((
                 IpNet::V6(s.net),
-                IpAddr::V6(s.last_addr),
-                &s.stats,
-            );
+                snapshot(IpAddr::V6(s.last_addr), &s.stats, now_ns),
+            ));
         }
     }
-    for s in snapshots.values_mut() {
-        if s.first_seen_ns == u64::MAX {
-            s.first_seen_ns = now_ns;
+    if readers.len() > 1 {
+        let mut merged: FxHashMap<IpNet, Snapshot> = FxHashMap::default();
+        for (k, s) in snapshots.drain(..) {
+            merged
+                .entry(k)
+                .and_modify(|m| {
+                    m.packets += s.packets;
+                    m.bytes += s.bytes;
+                    m.syn += s.syn;
+                    m.first_seen_ns = m.first_seen_ns.min(s.first_seen_ns);
+                })
+                .or_insert(s);
         }
+        snapshots = merged.into_iter().collect();
     }
     Ok(Poll {
         now_ns,

@@ -460,7 +460,7 @@ impl Engine {
     pub fn tick(
         &mut self,
         now_ns: u64,
-        snapshots: HashMap<IpNet, Snapshot>,
+        snapshots: Vec<(IpNet, Snapshot)>,
         took: Duration,
     ) -> Vec<Event> {
         self.polls += 1;

@@ -41,13 +41,24 @@ fn reaction(topo: &Topology, ipw: &Ipwarden, src: IpAddr) -> anyhow::Result<Dura
     let before = dropped(ipw);
     std::thread::scope(|s| {
         let start = Instant::now();
-        s.spawn(|| udp_flood(&topo.client, src, (EDGE_V4, 9).into(), 5000, Duration::from_secs(4)));
+        s.spawn(|| {
+            udp_flood(
+                &topo.client,
+                src,
+                (EDGE_V4, 9).into(),
+                5000,
+                Duration::from_secs(4),
+            )
+        });
         let deadline = start + Duration::from_secs(4);
         loop {
             if dropped(ipw) > before {
                 return Ok(start.elapsed());
             }
-            anyhow::ensure!(Instant::now() < deadline, "no drop within 4 s of the flood's start");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "no drop within 4 s of the flood's start"
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
     })
@@ -69,7 +80,11 @@ pub fn measure(idle_window: Duration) -> anyhow::Result<DaemonFigures> {
     // Production defaults except the API's address and key.
     std::fs::write(
         home.config(),
-        format!("[ipasis]\nbase_url = \"{}\"\nkey_file = \"{}\"\n", stub.base_url(), key.display()),
+        format!(
+            "[ipasis]\nbase_url = \"{}\"\nkey_file = \"{}\"\n",
+            stub.base_url(),
+            key.display()
+        ),
     )?;
     let daemon = Daemon::start(&home, &topo.edge);
     let ipw = Ipwarden::new(&bpffs);

@@ -23,8 +23,11 @@ pub fn net(cells: &[Cell], cell: &Cell, drop: bool) -> f64 {
     stats(&cell.samples).0 - floor
 }
 
+/// One line of the plot: label, colour, (entries, net ns) points.
+pub type Series<'a> = (String, &'a str, Vec<(usize, f64)>);
+
 /// A line plot (SVG) of net ns per packet against entries (log scale) per series.
-pub fn svg(title: &str, series: &[(String, &str, Vec<(usize, f64)>)]) -> String {
+pub fn svg(title: &str, series: &[Series<'_>]) -> String {
     let (w, h, left, bottom, top, right) = (760.0, 420.0, 70.0, 60.0, 40.0, 200.0);
     let pw = w - left - right;
     let ph = h - top - bottom;

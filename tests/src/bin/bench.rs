@@ -343,13 +343,34 @@ fn run(opts: &bench::Options) -> anyhow::Result<()> {
 
     eprintln!("daemon: idle CPU and reaction time");
     let d = bench::daemon::measure(Duration::from_secs(if opts.quick { 5 } else { 20 }))?;
-    let _ = writeln!(md, "## 3. The daemon
-");
-    let _ = writeln!(md, "- idle CPU (default configuration, one interface, no traffic, {} s): {:.2} % of one core", d.idle_window.as_secs(), d.idle_cpu_percent);
+    let _ = writeln!(
+        md,
+        "## 3. The daemon
+"
+    );
+    let _ = writeln!(
+        md,
+        "- idle CPU (default configuration, one interface, no traffic, {} s): {:.2} % of one core",
+        d.idle_window.as_secs(),
+        d.idle_cpu_percent
+    );
     let poll = d.poll_interval.as_secs_f64() * 1e3;
-    let _ = writeln!(md, "- reaction, first packet of a 5000 pps flood to first dropped packet, poll interval {poll:.0} ms, Tor verdict:");
-    let _ = writeln!(md, "  - answer cached: {:.0} ms ({:.2} poll intervals)", d.reaction_cached.as_secs_f64() * 1e3, d.reaction_cached.as_secs_f64() * 1e3 / poll);
-    let _ = writeln!(md, "  - answer looked up (stand-in API, 50 ms latency): {:.0} ms ({:.2} poll intervals)\n", d.reaction_uncached.as_secs_f64() * 1e3, d.reaction_uncached.as_secs_f64() * 1e3 / poll);
+    let _ = writeln!(
+        md,
+        "- reaction, first packet of a 5000 pps flood to first dropped packet, poll interval {poll:.0} ms, Tor verdict:"
+    );
+    let _ = writeln!(
+        md,
+        "  - answer cached: {:.0} ms ({:.2} poll intervals)",
+        d.reaction_cached.as_secs_f64() * 1e3,
+        d.reaction_cached.as_secs_f64() * 1e3 / poll
+    );
+    let _ = writeln!(
+        md,
+        "  - answer looked up (stand-in API, 50 ms latency): {:.0} ms ({:.2} poll intervals)\n",
+        d.reaction_uncached.as_secs_f64() * 1e3,
+        d.reaction_uncached.as_secs_f64() * 1e3 / poll
+    );
 
     let _ = writeln!(md, "Whole run: {:.0} s.", started.elapsed().as_secs_f64());
     std::fs::write(opts.out.join("RESULTS.md"), &md)?;
