@@ -277,11 +277,7 @@ fn run(opts: &bench::Options) -> anyhow::Result<()> {
     // 2. Controller scale.
     eprintln!("controller: poll cost");
     let _ = writeln!(md, "## 2. Controller\n");
-    let poll_sizes: &[usize] = if opts.quick {
-        &[10_000, 100_000, 1_000_000]
-    } else {
-        &[10_000, 100_000, 1_000_000]
-    };
+    let poll_sizes: &[usize] = &[10_000, 100_000, 1_000_000];
     let mut rows = Vec::new();
     for &n in poll_sizes {
         let mut runs: Vec<controller::PollCost> = Vec::new();
