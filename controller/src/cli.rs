@@ -196,6 +196,10 @@ pub struct RunArgs {
     /// bpffs mount; overrides daemon.bpffs.
     #[arg(long, value_name = "DIR", env = "IPWARDEN_BPFFS")]
     pub bpffs: Option<PathBuf>,
+    /// The state database is unreadable: move it aside and rebuild decisions and the runtime
+    /// allowlist from the pinned maps (reasons and scores are lost; expiry times are kept).
+    #[arg(long)]
+    pub rebuild_store: bool,
 }
 
 #[derive(Debug, Args)]

@@ -103,7 +103,17 @@ impl Daemon {
 
     /// As [`Daemon::start`], with extra environment variables.
     pub fn start_with(home: &DaemonHome, edge: &NetNs, env: &[(&str, &Path)]) -> Self {
-        let daemon = Self::spawn(home, edge, env);
+        Self::start_args(home, edge, env, &[])
+    }
+
+    /// As [`Daemon::start`], with extra environment variables and `run` arguments.
+    pub fn start_args(
+        home: &DaemonHome,
+        edge: &NetNs,
+        env: &[(&str, &Path)],
+        args: &[&str],
+    ) -> Self {
+        let daemon = Self::spawn_args(home, edge, env, args);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if UnixStream::connect(home.socket()).is_ok()
@@ -122,6 +132,16 @@ impl Daemon {
 
     /// Spawns the daemon without waiting for it.
     pub fn spawn(home: &DaemonHome, edge: &NetNs, env: &[(&str, &Path)]) -> Self {
+        Self::spawn_args(home, edge, env, &[])
+    }
+
+    /// Spawns the daemon with extra `run` arguments, without waiting for it.
+    pub fn spawn_args(
+        home: &DaemonHome,
+        edge: &NetNs,
+        env: &[(&str, &Path)],
+        args: &[&str],
+    ) -> Self {
         let log = File::options()
             .create(true)
             .append(true)
@@ -136,6 +156,7 @@ impl Daemon {
             .arg(home.socket())
             .arg("--state-dir")
             .arg(home.state_dir())
+            .args(args)
             .env("IPWARDEN_BPFFS", &home.bpffs)
             .env("IPWARDEN_LOG", "info")
             .stdin(Stdio::null())
@@ -182,6 +203,20 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits (bounded) for the process to exit by itself; its status, or `None` if it is
+    /// still running after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let c = self.child.as_mut()?;
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Whether it is still running.

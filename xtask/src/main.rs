@@ -4,6 +4,7 @@ mod bench;
 mod build;
 mod cmd;
 mod demo;
+mod fuzz;
 mod lint;
 mod run;
 mod setup;
@@ -30,6 +31,8 @@ enum Command {
     Demo,
     /// Benchmarks (needs root): writes bench/RESULTS.md and bench/kernel-cost.svg.
     Bench(bench::Options),
+    /// Fuzz every parser of outside input (nightly, cargo-fuzz) for --time seconds each.
+    Fuzz(fuzz::Options),
     /// Run the `ipwarden` binary: `cargo xtask run -- attach --iface eth0`.
     Run(run::Options),
     /// rustfmt and clippy, warnings denied.
@@ -45,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         Command::Test(opts) => test::run(&opts),
         Command::Demo => demo::run(),
         Command::Bench(opts) => bench::run(&opts),
+        Command::Fuzz(opts) => fuzz::run(&opts),
         Command::Run(opts) => run::run(&opts),
         Command::Lint => lint::run(),
         Command::Ci => {

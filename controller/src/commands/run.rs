@@ -12,6 +12,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         socket: args.socket.clone(),
         state_dir: args.state_dir.clone(),
         bpffs: args.bpffs.clone(),
+        rebuild_store: args.rebuild_store,
     })?;
     Ok(())
 }

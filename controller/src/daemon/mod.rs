@@ -8,6 +8,7 @@
 
 mod notify;
 pub mod poll;
+mod protect;
 
 use std::{
     path::PathBuf,
@@ -39,6 +40,8 @@ pub struct RunOptions {
     pub socket: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub bpffs: Option<PathBuf>,
+    /// Move an unreadable state database aside and rebuild it from the pinned maps.
+    pub rebuild_store: bool,
 }
 
 /// Why the daemon could not start or had to stop.
@@ -49,9 +52,15 @@ pub enum DaemonError {
     #[error("no interface to protect: give --iface IF or set daemon.ifaces")]
     NoInterface,
     #[error(
-        "refusing to start without the decision store (an empty block list would silently replace it); fix or move the file"
+        "refusing to start without the decision store (an empty block list would silently replace it); restore the file, or start once with --rebuild-store to rebuild it from the pinned maps"
     )]
     Store(#[from] StoreError),
+    #[error("moving {path} aside")]
+    Aside {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("interface {iface}")]
     Dataplane {
         iface: String,
@@ -109,7 +118,7 @@ pub fn run(opts: &RunOptions) -> Result<(), DaemonError> {
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
-    runtime.block_on(serve(cfg, path))
+    runtime.block_on(serve(cfg, path, opts.rebuild_store))
 }
 
 fn attach_all(cfg: &Config) -> Result<(Vec<Plane>, Vec<Dataplane>), DaemonError> {
@@ -146,10 +155,47 @@ fn attach_all(cfg: &Config) -> Result<(Vec<Plane>, Vec<Dataplane>), DaemonError>
     Ok((planes, readers))
 }
 
-async fn serve(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonError> {
-    let store = Store::open(&cfg.daemon.state_dir)?;
+/// Opens the store; with `rebuild`, first moves an existing (unreadable) database aside.
+fn open_store(cfg: &Config, rebuild: bool) -> Result<Store, DaemonError> {
+    let path = cfg.daemon.state_dir.join("ipwarden.redb");
+    if rebuild && path.exists() {
+        let aside = path.with_extension(format!(
+            "redb.unreadable-{}",
+            crate::decision::now_unix_ms()
+        ));
+        std::fs::rename(&path, &aside).map_err(|source| DaemonError::Aside {
+            path: path.clone(),
+            source,
+        })?;
+        tracing::warn!(from = %path.display(), to = %aside.display(), "moved the state database aside; rebuilding it from the pinned maps");
+    }
+    Ok(Store::open(&cfg.daemon.state_dir)?)
+}
+
+async fn serve(
+    cfg: Config,
+    config_path: Option<PathBuf>,
+    rebuild: bool,
+) -> Result<(), DaemonError> {
+    // The key is checked first: a bad key file stops the daemon before it touches anything.
+    let pipeline = enrichment(&cfg)?;
+    let store = open_store(&cfg, rebuild)?;
     let (planes, mut readers) = attach_all(&cfg)?;
     let mut engine = Engine::new(cfg.clone(), config_path, store, planes);
+    if cfg.allow.builtin {
+        let mut protected = protect::gateways();
+        if pipeline.is_some() {
+            protected.extend(protect::resolve(&cfg.ipasis.base_url));
+        }
+        if !protected.is_empty() {
+            tracing::info!(addresses = ?protected, "never blocking the gateways and the API's addresses");
+        }
+        engine.set_protected(protect::prefixes(&protected));
+    }
+    if rebuild {
+        let (decisions, allow) = engine.import_from_maps().map_err(DaemonError::Restore)?;
+        tracing::warn!(decisions, allow, "state rebuilt from the pinned maps");
+    }
     let restored = engine.restore().map_err(DaemonError::Restore)?;
     tracing::info!(
         decisions = restored.decisions,
@@ -157,7 +203,6 @@ async fn serve(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonEr
         runtime_allow = restored.allow,
         "state restored"
     );
-    let pipeline = enrichment(&cfg)?;
     match &pipeline {
         Some(p) => {
             engine.set_enrichment(p.clone());

@@ -100,6 +100,8 @@ pub struct Engine {
     enrich: Option<Arc<Pipeline>>,
     /// `on`, or `off: <why>`, for `status`.
     enrichment_state: String,
+    /// Gateways and the daemon's own peers: allowlisted with origin `protected`.
+    protected: Vec<IpNet>,
     /// Sources whose failed enrichment is retried (their episode reset) at this Unix ms.
     retry_at: HashMap<IpNet, u64>,
 }
@@ -130,6 +132,7 @@ impl Engine {
             warnings: Vec::new(),
             enrich: None,
             enrichment_state: "off: velocity-only policy".to_owned(),
+            protected: Vec::new(),
             retry_at: HashMap::new(),
         }
     }
@@ -138,6 +141,11 @@ impl Engine {
     pub fn set_enrichment(&mut self, pipeline: Arc<Pipeline>) {
         self.enrich = Some(pipeline);
         self.enrichment_state = "on".to_owned();
+    }
+
+    /// Addresses that must never be blocked (default gateways, the API's addresses).
+    pub fn set_protected(&mut self, prefixes: Vec<IpNet>) {
+        self.protected = prefixes;
     }
 
     /// Records why enrichment is off, for `status`.
@@ -154,6 +162,7 @@ impl Engine {
     fn allowlist(&self) -> BTreeMap<IpNet, &'static str> {
         let mut out: BTreeMap<IpNet, &'static str> =
             self.runtime_allow.iter().map(|p| (*p, "runtime")).collect();
+        out.extend(self.protected.iter().map(|p| (*p, "protected")));
         // Configured entries win the label: they cannot be removed at runtime.
         out.extend(self.cfg.allow_prefixes());
         out
@@ -187,6 +196,60 @@ impl Engine {
         report.allow = self.runtime_allow.len();
         self.sync_maps()?;
         Ok(report)
+    }
+
+    /// Rebuilds the store from the first attachment's maps (after an unreadable database was
+    /// moved aside): every live block entry becomes a decision with its remaining time, every
+    /// allow entry that is not configured becomes a runtime entry. Returns (decisions, allow).
+    pub fn import_from_maps(&mut self) -> Result<(usize, usize), EngineError> {
+        let Some(plane) = self.planes.first() else {
+            return Ok((0, 0));
+        };
+        let now_ms = now_unix_ms();
+        let now_ns = crate::clock::monotonic_ns();
+        let mut decisions = Vec::new();
+        for rule in plane.dp.blocks().map_err(Self::plane_err(&plane.iface))? {
+            if !rule.entry.is_live(now_ns) {
+                continue;
+            }
+            let origin = match rule.entry.reason {
+                ipwarden_common::Reason::VELOCITY => Origin::Velocity,
+                ipwarden_common::Reason::IPASIS => Origin::Ipasis,
+                ipwarden_common::Reason::FEED => Origin::Feed,
+                _ => Origin::Manual,
+            };
+            let challenge = rule.entry.action == ipwarden_common::Action::CHALLENGE;
+            decisions.push(Decision {
+                prefix: rule.net,
+                action: if challenge {
+                    Action::Challenge
+                } else {
+                    Action::Block
+                },
+                origin,
+                reason: "rebuilt from the data plane after the state database was lost".into(),
+                score: None,
+                factors: Vec::new(),
+                rate: challenge.then(|| ChallengeRate {
+                    pps: (1_000_000_000 / rule.entry.interval_ns.max(1)).max(1),
+                    burst: rule.entry.burst,
+                }),
+                created_unix_ms: now_ms,
+                expires_unix_ms: crate::clock::remaining(rule.entry.expires_at_ns)
+                    .map(|left| now_ms + left.as_millis() as u64),
+            });
+        }
+        let configured: Vec<IpNet> = self.allowlist().into_keys().collect();
+        let mut allow = 0;
+        for net in plane.dp.allows().map_err(Self::plane_err(&plane.iface))? {
+            if !configured.contains(&net) {
+                self.store.put_allow(net)?;
+                allow += 1;
+            }
+        }
+        self.store
+            .put_decisions(&decisions.iter().collect::<Vec<_>>())?;
+        Ok((decisions.len(), allow))
     }
 
     /// Makes the maps equal to the engine's state.

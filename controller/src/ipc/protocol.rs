@@ -156,7 +156,8 @@ pub struct InterfaceView {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
 pub struct AllowView {
     pub prefix: IpNet,
-    /// `builtin` (loopback, link-local), `config` (`allow.prefixes`) or `runtime` (`allow add`).
+    /// `builtin` (loopback, link-local), `protected` (default gateways, the API's addresses),
+    /// `config` (`allow.prefixes`) or `runtime` (`allow add`).
     pub origin: String,
 }
 

@@ -1,0 +1,92 @@
+//! Addresses the daemon must never block, found at start: the default gateways (blocking them
+//! cuts the host off) and the addresses the daemon itself talks to (the IPASIS endpoint).
+//! They join the allowlist with origin `protected`.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs as _};
+
+use ipnet::IpNet;
+
+/// Default gateways from the routing tables of this network namespace.
+pub fn gateways() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    // /proc/net/route: Iface Destination Gateway ... in little-endian hex.
+    if let Ok(text) = std::fs::read_to_string("/proc/net/route") {
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 2
+                && f[1] == "00000000"
+                && f[2] != "00000000"
+                && let Ok(gw) = u32::from_str_radix(f[2], 16)
+            {
+                out.push(IpAddr::V4(Ipv4Addr::from(gw.to_le_bytes())));
+            }
+        }
+    }
+    // /proc/net/ipv6_route: dest, dest_len, src, src_len, next_hop, ...
+    if let Ok(text) = std::fs::read_to_string("/proc/net/ipv6_route") {
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 4
+                && f[1] == "00"
+                && f[0].chars().all(|c| c == '0')
+                && f[4].chars().any(|c| c != '0')
+                && let Ok(v) = u128::from_str_radix(f[4], 16)
+            {
+                out.push(IpAddr::V6(Ipv6Addr::from(v)));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The addresses a URL's host resolves to (empty if it does not resolve now).
+pub fn resolve(url: &str) -> Vec<IpAddr> {
+    let Some(rest) = url.split("://").nth(1) else {
+        return Vec::new();
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let default_port = if url.starts_with("https") { 443 } else { 80 };
+    let (host, port) = match authority.rsplit_once(':') {
+        // A bare IPv6 literal without brackets has no port.
+        Some((h, _)) if !h.ends_with(']') && h.contains(':') => (authority, default_port),
+        Some((h, p)) => (h, p.parse().unwrap_or(default_port)),
+        None => (authority, default_port),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let mut out: Vec<IpAddr> = (host, port)
+        .to_socket_addrs()
+        .map(|a| a.map(|s| s.ip()).collect())
+        .unwrap_or_default();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The host prefixes to protect.
+pub fn prefixes(addrs: &[IpAddr]) -> Vec<IpNet> {
+    addrs.iter().map(|a| IpNet::from(*a)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_resolve_to_their_hosts() {
+        assert_eq!(
+            resolve("http://127.0.0.1:8080/v1"),
+            vec![IpAddr::from([127, 0, 0, 1])]
+        );
+        assert_eq!(
+            resolve("https://[2001:db8::1]/x"),
+            vec!["2001:db8::1".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            resolve("http://[::1]:9/"),
+            vec!["::1".parse::<IpAddr>().unwrap()]
+        );
+        assert!(resolve("not a url").is_empty());
+    }
+}

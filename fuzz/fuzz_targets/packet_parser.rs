@@ -1,0 +1,15 @@
+//! The frame parser the XDP program runs, on arbitrary bytes: never panics, and whatever it
+//! returns is consistent with the frame.
+#![no_main]
+
+use ipwarden_common::{Parsed, parse_frame};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    match parse_frame(data) {
+        // An IP verdict needs at least an Ethernet header and the source address.
+        Parsed::V4 { .. } => assert!(data.len() >= 14 + 20),
+        Parsed::V6 { .. } => assert!(data.len() >= 14 + 40),
+        Parsed::NotIp | Parsed::Malformed => {}
+    }
+});

@@ -1,0 +1,225 @@
+//! Faults an edge filter must survive: repeated crashes mid-flood, a lost state database, and
+//! attempts to block the host's own gateway.
+//!
+//! Privileged: run with `cargo xtask test` (as root).
+
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr},
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
+
+use ipwarden_common::GlobalCounter;
+use ipwarden_tests::{
+    BpfFs, Daemon, DaemonHome, Ipwarden, Topology, require_privileges,
+    topology::{CLIENT_V4, EDGE_IF, EDGE_V4},
+    traffic::{UdpSink, udp_flood},
+};
+
+const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
+
+struct Env {
+    topo: Topology,
+    ipw: Ipwarden,
+    home: DaemonHome,
+    _bpffs: BpfFs,
+}
+
+impl Env {
+    fn new() -> Self {
+        require_privileges();
+        let bpffs = BpfFs::new();
+        let topo = Topology::two_hosts();
+        topo.add_source(ATTACKER);
+        let ipw = Ipwarden::new(&bpffs);
+        let home = DaemonHome::new("[detection]\npoll_interval = \"200ms\"\n", bpffs.path());
+        Self {
+            topo,
+            ipw,
+            home,
+            _bpffs: bpffs,
+        }
+    }
+
+    fn decisions(&self) -> Vec<serde_json::Value> {
+        self.home.json(&["list"])["decisions"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    fn kernel_blocks(&self) -> BTreeSet<String> {
+        self.ipw
+            .dataplane()
+            .blocks()
+            .unwrap()
+            .iter()
+            .map(|r| r.net.to_string())
+            .collect()
+    }
+}
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn repeated_sigkill_mid_flood_never_lets_a_blocked_source_through() {
+    let env = Env::new();
+    let mut daemon = Some(Daemon::start(&env.home, &env.topo.edge));
+    env.home.cli(&["block", "203.0.113.7", "--permanent"]);
+    env.home.cli(&["block", "192.0.2.0/24", "--ttl", "1h"]);
+    let decisions = env.decisions();
+    let kernel = env.kernel_blocks();
+    let sink = UdpSink::bind(&env.topo.edge, (EDGE_V4, 7300).into());
+    let flooding = AtomicBool::new(true);
+    let restarts = 3;
+    let sent = std::thread::scope(|s| {
+        let flood = s.spawn(|| {
+            let mut sent = 0;
+            while flooding.load(Ordering::Relaxed) {
+                sent += udp_flood(
+                    &env.topo.client,
+                    ATTACKER,
+                    (EDGE_V4, 7300).into(),
+                    2000,
+                    Duration::from_millis(500),
+                );
+            }
+            sent
+        });
+        for _ in 0..restarts {
+            std::thread::sleep(Duration::from_millis(400));
+            daemon.take().unwrap().kill9();
+            std::thread::sleep(Duration::from_millis(300));
+            daemon = Some(Daemon::start(&env.home, &env.topo.edge));
+            assert_eq!(env.decisions(), decisions, "no decision lost");
+            assert_eq!(
+                env.kernel_blocks(),
+                kernel,
+                "the maps hold the same entries"
+            );
+        }
+        flooding.store(false, Ordering::Relaxed);
+        flood.join().unwrap()
+    });
+    let got = sink.drain(Duration::from_millis(300));
+    eprintln!(
+        "{restarts} SIGKILLs mid-flood: {sent} packets sent, {} delivered",
+        got.get(&ATTACKER).copied().unwrap_or(0)
+    );
+    assert_eq!(
+        got.get(&ATTACKER),
+        None,
+        "a blocked packet got through during a restart"
+    );
+    let dropped = env
+        .ipw
+        .dataplane()
+        .globals()
+        .unwrap()
+        .get(GlobalCounter::Dropped);
+    assert!(dropped >= sent * 9 / 10, "{dropped} of {sent} dropped");
+    assert!(
+        env.home
+            .log_text()
+            .matches("adopting the existing attachment")
+            .count()
+            >= restarts
+    );
+}
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn an_unreadable_store_stops_the_daemon_and_rebuild_recovers_from_the_maps() {
+    let env = Env::new();
+    let daemon = Daemon::start(&env.home, &env.topo.edge);
+    env.home.cli(&["block", "203.0.113.7", "--ttl", "1h"]);
+    env.home.cli(&["block", "2001:db8:2::/48", "--permanent"]);
+    env.home.cli(&["allow", "add", "198.51.100.128/25"]);
+    assert!(daemon.stop().success());
+    let db = env.home.state_dir().join("ipwarden.redb");
+    std::fs::write(&db, b"this is not a redb file, it was torn or corrupted").unwrap();
+
+    let mut refused = Daemon::spawn(&env.home, &env.topo.edge, &[]);
+    let status = refused
+        .wait_exit(Duration::from_secs(10))
+        .expect("must exit, not run");
+    assert!(!status.success());
+    let log = env.home.log_text();
+    assert!(
+        log.contains("refusing to start")
+            && log.contains("ipwarden.redb")
+            && log.contains("--rebuild-store"),
+        "{log}"
+    );
+    // Meanwhile the data plane kept enforcing.
+    assert!(env.kernel_blocks().contains("203.0.113.7/32"));
+
+    let _d = Daemon::start_args(&env.home, &env.topo.edge, &[], &["--rebuild-store"]);
+    let d = env.decisions();
+    let by = |p: &str| {
+        d.iter()
+            .find(|x| x["prefix"] == p)
+            .cloned()
+            .unwrap_or_else(|| panic!("{p} not rebuilt: {d:?}"))
+    };
+    let ttl = by("203.0.113.7/32")["expires_unix_ms"].as_u64().unwrap()
+        - by("203.0.113.7/32")["created_unix_ms"].as_u64().unwrap();
+    assert!(
+        ttl > 3_500_000 && ttl <= 3_600_000,
+        "expiry kept: {ttl} ms left"
+    );
+    assert!(by("2001:db8:2::/48")["expires_unix_ms"].is_null());
+    let allow = env.home.json(&["allow", "list"]);
+    assert!(
+        allow["allow"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["prefix"] == "198.51.100.128/25" && a["origin"] == "runtime")
+    );
+    let aside: Vec<_> = std::fs::read_dir(env.home.state_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("unreadable"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the unreadable file is kept aside");
+}
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn the_default_gateway_is_never_blocked() {
+    let env = Env::new();
+    env.topo.edge.ip(&[
+        "route",
+        "add",
+        "default",
+        "via",
+        &CLIENT_V4.to_string(),
+        "dev",
+        EDGE_IF,
+    ]);
+    let _d = Daemon::start(&env.home, &env.topo.edge);
+    let allow = env.home.json(&["allow", "list"]);
+    assert!(
+        allow["allow"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["prefix"] == "198.51.100.2/32" && a["origin"] == "protected"),
+        "{allow}"
+    );
+    let out = env.home.cli_output(&["block", "198.51.100.0/24"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to block") && err.contains("protected"),
+        "{err}"
+    );
+    let out = env.home.cli_output(&["allow", "rm", "198.51.100.2/32"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "protected entries cannot be removed"
+    );
+}
