@@ -180,10 +180,12 @@ impl Detector {
             track.syn_pps = r.syn_pps as f32;
             events.extend(self.judge(source, now_ns));
         }
-        // Forget sources the kernel no longer reports, once their window is over.
+        // A source the kernel no longer reports was evicted from its LRU map: forget it at once,
+        // so the tracks stay bounded by the maps' capacity whatever a random-source flood does.
+        // A heavy hitter is kept until its window is over, for `top` and `explain`.
         let polls = self.polls;
         self.tracks
-            .retain(|_, t| t.last_poll == polls || t.now.t + window_ns > now_ns);
+            .retain(|_, t| t.last_poll == polls || (t.heavy && t.now.t + window_ns > now_ns));
         for t in self.tracks.values_mut().filter(|t| t.last_poll != polls) {
             // Silent this poll: the rate decays as if the counters stood still.
             let still = Sample { t: now_ns, ..t.now };
@@ -422,11 +424,22 @@ mod tests {
     }
 
     #[test]
-    fn vanished_sources_are_forgotten_after_the_window() {
+    fn vanished_sources_are_forgotten_heavy_ones_after_the_window() {
         let mut d = Detector::new(cfg());
-        d.observe(101 * S, [(src(), snap(10, 0, 100 * S))]);
+        let heavy: IpNet = "203.0.113.8/32".parse().unwrap();
+        d.observe(
+            101 * S,
+            [
+                (src(), snap(10, 0, 100 * S)),
+                (heavy, snap(9000, 0, 100 * S)),
+            ],
+        );
         d.observe(105 * S, []);
-        assert_eq!(d.counts().0, 1);
+        assert_eq!(
+            d.counts(),
+            (1, 1),
+            "the quiet source is gone at once, the heavy hitter stays"
+        );
         d.observe(112 * S, []);
         assert_eq!(d.counts().0, 0);
     }

@@ -301,8 +301,12 @@ fn an_ipv6_slash_64_is_looked_up_once_and_decided_as_a_whole() {
 #[test]
 #[ignore = "privileged: run with `cargo xtask test`"]
 fn api_faults_never_crash_the_daemon_and_the_open_policy_decides_nothing() {
-    let (slow, limited, broken) = (v4(20), v4(21), v4(22));
-    let env = Env::new("", &[slow, limited, broken]);
+    let (slow, limited, broken, huge) = (v4(20), v4(21), v4(22), v4(24));
+    let env = Env::new("", &[slow, limited, broken, huge]);
+    // 10 MB, trickled: the daemon must stop reading at ipasis.max_body.
+    let mut big = Reply::json(&format!("{{\"pad\":\"{}\"}}", "x".repeat(10 << 20)));
+    big.trickle = Some(1 << 20);
+    env.stub.set("203.0.113.24", big);
     env.stub.set(
         "203.0.113.20",
         Reply::json(answers::TOR).delayed(Duration::from_secs(3)),
@@ -314,14 +318,43 @@ fn api_faults_never_crash_the_daemon_and_the_open_policy_decides_nothing() {
     env.stub
         .set("203.0.113.22", Reply::json("<html>502</html>"));
     let mut d = env.start();
-    env.flood(&[slow, limited, broken], 1500, 1.0);
-    // The status stays quick while lookups hang and fail.
-    let t = Instant::now();
-    env.status();
-    eprintln!("status answered in {:?} during API faults", t.elapsed());
-    env.wait("three failures", || {
-        env.status()["ipasis"]["failures"].as_u64().unwrap_or(0) >= 3
+    let pid = d.pid().as_raw();
+    // `status` stays quick while lookups hang and fail: the slowest answer of 20 over 2 s.
+    let slowest = std::thread::scope(|s| {
+        s.spawn(|| env.flood(&[huge, slow, limited, broken], 1500, 1.0));
+        let mut slowest = Duration::ZERO;
+        for _ in 0..20 {
+            let t = Instant::now();
+            env.status();
+            slowest = slowest.max(t.elapsed());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        slowest
     });
+    env.wait("four failures", || {
+        env.status()["ipasis"]["failures"].as_u64().unwrap_or(0) >= 4
+    });
+    let hwm_kb: u64 = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("VmHWM:")
+                .map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap())
+        })
+        .unwrap();
+    eprintln!(
+        "API faults: slowest status {slowest:?}, daemon peak RSS {} MB",
+        hwm_kb / 1024
+    );
+    assert!(
+        slowest < Duration::from_millis(100),
+        "status took {slowest:?}"
+    );
+    assert!(hwm_kb < 100 * 1024, "memory bounded: {} MB", hwm_kb / 1024);
+    assert!(
+        env.home.log_text().contains("larger than"),
+        "the 10 MB body was cut off"
+    );
     let s = env.status();
     assert!(
         s["ipasis"]["paused_secs"].as_u64().is_some_and(|p| p > 20),
