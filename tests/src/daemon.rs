@@ -219,6 +219,17 @@ impl Daemon {
         None
     }
 
+    /// The daemon's peak resident memory so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("reading the daemon's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc status")
+    }
+
     /// Whether it is still running.
     pub fn running(&mut self) -> bool {
         self.child

@@ -318,7 +318,6 @@ fn api_faults_never_crash_the_daemon_and_the_open_policy_decides_nothing() {
     env.stub
         .set("203.0.113.22", Reply::json("<html>502</html>"));
     let mut d = env.start();
-    let pid = d.pid().as_raw();
     // `status` stays quick while lookups hang and fail: the slowest answer of 20 over 2 s.
     let slowest = std::thread::scope(|s| {
         s.spawn(|| env.flood(&[huge, slow, limited, broken], 1500, 1.0));
@@ -334,14 +333,7 @@ fn api_faults_never_crash_the_daemon_and_the_open_policy_decides_nothing() {
     env.wait("four failures", || {
         env.status()["ipasis"]["failures"].as_u64().unwrap_or(0) >= 4
     });
-    let hwm_kb: u64 = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("VmHWM:")
-                .map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap())
-        })
-        .unwrap();
+    let hwm_kb = d.peak_rss_kb();
     eprintln!(
         "API faults: slowest status {slowest:?}, daemon peak RSS {} MB",
         hwm_kb / 1024

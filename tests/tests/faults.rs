@@ -298,7 +298,6 @@ fn a_million_source_flood_stays_bounded_and_the_client_keeps_connectivity() {
     )
     .unwrap();
     let daemon = Daemon::start(&env.home, &env.topo.edge);
-    let pid = daemon.pid().as_raw();
     let sock = RawSocket::open(&env.topo.client, CLIENT_IF);
     // IPv4 sources from 192.0.2.0/24 only: spoofing the test bed's own 198.51.100.0/24 and
     // 203.0.113.0/24 addresses would make the edge answer (ICMP, ARP) on the client's link.
@@ -348,14 +347,7 @@ fn a_million_source_flood_stays_bounded_and_the_client_keeps_connectivity() {
     let took = started.elapsed();
     std::thread::sleep(Duration::from_millis(600));
     let status = env.home.json(&["status"]);
-    let hwm_kb: u64 = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("VmHWM:")
-                .map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap())
-        })
-        .unwrap();
+    let hwm_kb = daemon.peak_rss_kb();
     let dp = env.ipw.dataplane();
     let (t4, t6) = (
         dp.sources_v4().unwrap().len(),
