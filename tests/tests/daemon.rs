@@ -424,8 +424,27 @@ fn the_socket_refuses_non_root_peers_and_survives_garbage() {
     let mut line = String::new();
     let _ = BufReader::new(&big).read_line(&mut line);
     assert!(line.contains("larger than"), "{line}");
-    // A client that connects and never reads or writes holds nothing up.
+    // A client that connects and never reads or writes holds nothing up, nor one that sends
+    // requests and never reads the answers (its connection is dropped after a write timeout).
     let _idle = UnixStream::connect(&socket).unwrap();
+    let mut deaf = UnixStream::connect(&socket).unwrap();
+    deaf.set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    for _ in 0..2000 {
+        if deaf
+            .write_all(b"{\"version\":1,\"cmd\":\"status\"}\n")
+            .is_err()
+        {
+            break;
+        }
+    }
+    let t = Instant::now();
+    assert!(env.home.cli(&["status"]).contains("ipwarden"));
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "status took {:?} beside a deaf client",
+        t.elapsed()
+    );
     assert!(env.home.cli(&["status"]).contains("ipwarden"));
     assert!(daemon.running());
 

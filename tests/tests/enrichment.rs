@@ -301,8 +301,11 @@ fn an_ipv6_slash_64_is_looked_up_once_and_decided_as_a_whole() {
 #[test]
 #[ignore = "privileged: run with `cargo xtask test`"]
 fn api_faults_never_crash_the_daemon_and_the_open_policy_decides_nothing() {
-    let (slow, limited, broken, huge) = (v4(20), v4(21), v4(22), v4(24));
-    let env = Env::new("", &[slow, limited, broken, huge]);
+    let (slow, limited, broken, huge, failing) = (v4(20), v4(21), v4(22), v4(24), v4(25));
+    let env = Env::new("", &[slow, limited, broken, huge, failing]);
+    // A 5xx storm: every try of this source fails, retried and given up.
+    env.stub
+        .set("203.0.113.25", Reply::status(503, "unavailable"));
     // 10 MB, trickled: the daemon must stop reading at ipasis.max_body.
     let mut big = Reply::json(&format!("{{\"pad\":\"{}\"}}", "x".repeat(10 << 20)));
     big.trickle = Some(1 << 20);
@@ -320,7 +323,7 @@ fn api_faults_never_crash_the_daemon_and_the_open_policy_decides_nothing() {
     let mut d = env.start();
     // `status` stays quick while lookups hang and fail: the slowest answer of 20 over 2 s.
     let slowest = std::thread::scope(|s| {
-        s.spawn(|| env.flood(&[huge, slow, limited, broken], 1500, 1.0));
+        s.spawn(|| env.flood(&[huge, slow, limited, broken, failing], 1500, 1.0));
         let mut slowest = Duration::ZERO;
         for _ in 0..20 {
             let t = Instant::now();
@@ -330,9 +333,11 @@ fn api_faults_never_crash_the_daemon_and_the_open_policy_decides_nothing() {
         }
         slowest
     });
-    env.wait("four failures", || {
-        env.status()["ipasis"]["failures"].as_u64().unwrap_or(0) >= 4
+    env.wait("five failures", || {
+        env.status()["ipasis"]["failures"].as_u64().unwrap_or(0) >= 5
     });
+    // 503 was retried (ipasis.retries = 1 in this configuration): two requests, then failure.
+    assert_eq!(env.stub.count("203.0.113.25"), 2);
     let hwm_kb = d.peak_rss_kb();
     eprintln!(
         "API faults: slowest status {slowest:?}, daemon peak RSS {} MB",
