@@ -254,3 +254,75 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// The usual start of a daemon test: privileges checked, a private bpffs, the two-host
+/// topology with extra client sources, and a daemon home with `config`. Field order is drop
+/// order: namespaces first, then the home, then the bpffs holding the pins.
+pub struct DaemonEnv {
+    pub topo: crate::Topology,
+    pub ipw: crate::Ipwarden,
+    pub home: DaemonHome,
+    _bpffs: crate::BpfFs,
+}
+
+impl DaemonEnv {
+    pub fn new(config: &str, sources: &[std::net::IpAddr]) -> Self {
+        crate::require_privileges();
+        let bpffs = crate::BpfFs::new();
+        let topo = crate::Topology::two_hosts();
+        for s in sources {
+            topo.add_source(*s);
+        }
+        let ipw = crate::Ipwarden::new(&bpffs);
+        let home = DaemonHome::new(config, bpffs.path());
+        Self {
+            topo,
+            ipw,
+            home,
+            _bpffs: bpffs,
+        }
+    }
+
+    /// Starts the daemon in the edge namespace and waits until it answers.
+    pub fn start(&self) -> Daemon {
+        Daemon::start(&self.home, &self.topo.edge)
+    }
+
+    /// `ipwarden list --json`'s decisions.
+    pub fn decisions(&self) -> Vec<serde_json::Value> {
+        self.home.json(&["list"])["decisions"]
+            .as_array()
+            .expect("decisions array")
+            .clone()
+    }
+
+    /// The prefixes of the decisions.
+    pub fn prefixes(&self) -> std::collections::BTreeSet<String> {
+        self.decisions()
+            .iter()
+            .map(|d| d["prefix"].as_str().expect("prefix").to_owned())
+            .collect()
+    }
+
+    /// The exact and prefix block entries in the kernel maps.
+    pub fn kernel_blocks(&self) -> std::collections::BTreeSet<String> {
+        self.ipw
+            .dataplane()
+            .blocks()
+            .expect("reading the block maps")
+            .iter()
+            .map(|r| r.net.to_string())
+            .collect()
+    }
+
+    /// Datagrams delivered out of `n` sent from `src` to the edge's UDP port 7000.
+    pub fn delivered(&self, src: std::net::IpAddr, n: usize) -> usize {
+        let to = (crate::topology::EDGE_V4, 7000).into();
+        let sink = crate::traffic::UdpSink::bind(&self.topo.edge, to);
+        crate::traffic::udp_send(&self.topo.client, src, to, n, 16);
+        sink.drain(Duration::from_millis(300))
+            .get(&src)
+            .copied()
+            .unwrap_or(0)
+    }
+}

@@ -21,7 +21,7 @@ pub mod topology;
 pub mod traffic;
 
 pub use bpffs::BpfFs;
-pub use daemon::{Daemon, DaemonHome};
+pub use daemon::{Daemon, DaemonEnv, DaemonHome};
 pub use fixture::Fixture;
 pub use ipwarden::Ipwarden;
 pub use netns::NetNs;

@@ -6,16 +6,16 @@
 use std::{
     collections::BTreeSet,
     io::{BufRead as _, BufReader, Write as _},
-    net::{IpAddr, Ipv4Addr},
+    net::Ipv4Addr,
     os::unix::{fs::PermissionsExt as _, net::UnixStream, process::CommandExt as _},
     time::{Duration, Instant},
 };
 
 use ipwarden_common::GlobalCounter;
 use ipwarden_tests::{
-    BpfFs, Daemon, DaemonHome, Ipwarden, Topology, require_privileges,
+    Daemon, DaemonEnv,
     topology::{CLIENT_V4, EDGE_IF, EDGE_V4},
-    traffic::{UdpSink, udp_flood, udp_send},
+    traffic::udp_flood,
 };
 use serde_json::Value;
 
@@ -32,71 +32,12 @@ hard_pps_limit = 100000
 hard_ttl = "10m"
 "#;
 
-struct Env {
-    topo: Topology,
-    ipw: Ipwarden,
-    home: DaemonHome,
-    _bpffs: BpfFs,
+fn env(config: &str) -> DaemonEnv {
+    DaemonEnv::new(config, &[ATTACKER.into()])
 }
 
-impl Env {
-    fn new(config: &str) -> Self {
-        require_privileges();
-        let bpffs = BpfFs::new();
-        let topo = Topology::two_hosts();
-        topo.add_source(ATTACKER.into());
-        let ipw = Ipwarden::new(&bpffs);
-        let home = DaemonHome::new(config, bpffs.path());
-        Self {
-            topo,
-            ipw,
-            home,
-            _bpffs: bpffs,
-        }
-    }
-
-    fn start(&self) -> Daemon {
-        Daemon::start(&self.home, &self.topo.edge)
-    }
-
-    /// Datagrams delivered out of `n` sent from `src`.
-    fn delivered(&self, src: IpAddr, n: usize) -> usize {
-        let sink = UdpSink::bind(&self.topo.edge, (EDGE_V4, 7000).into());
-        udp_send(&self.topo.client, src, (EDGE_V4, 7000).into(), n, 16);
-        sink.drain(Duration::from_millis(300))
-            .get(&src)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    fn decisions(&self) -> Vec<Value> {
-        self.home.json(&["list"])["decisions"]
-            .as_array()
-            .expect("decisions array")
-            .clone()
-    }
-
-    fn prefixes(&self) -> BTreeSet<String> {
-        self.decisions()
-            .iter()
-            .map(|d| d["prefix"].as_str().unwrap().to_owned())
-            .collect()
-    }
-
-    fn polls(&self) -> u64 {
-        self.home.json(&["status"])["polls"].as_u64().unwrap()
-    }
-
-    /// The exact and prefix block entries in the kernel maps.
-    fn kernel_blocks(&self) -> BTreeSet<String> {
-        self.ipw
-            .dataplane()
-            .blocks()
-            .unwrap()
-            .iter()
-            .map(|r| r.net.to_string())
-            .collect()
-    }
+fn polls(env: &DaemonEnv) -> u64 {
+    env.home.json(&["status"])["polls"].as_u64().unwrap()
 }
 
 fn stderr(out: &std::process::Output) -> String {
@@ -106,7 +47,7 @@ fn stderr(out: &std::process::Output) -> String {
 #[test]
 #[ignore = "privileged: run with `cargo xtask test`"]
 fn a_flood_is_blocked_within_two_polls_and_a_quiet_source_is_left_alone() {
-    let env = Env::new(CONFIG);
+    let env = env(CONFIG);
     let _daemon = env.start();
     let client = std::thread::scope(|s| {
         // A legitimate source well below the threshold, throughout.
@@ -119,7 +60,7 @@ fn a_flood_is_blocked_within_two_polls_and_a_quiet_source_is_left_alone() {
                 Duration::from_secs(3),
             )
         });
-        let polls_before = env.polls();
+        let polls_before = polls(&env);
         let flood = s.spawn(|| {
             udp_flood(
                 &env.topo.client,
@@ -132,7 +73,7 @@ fn a_flood_is_blocked_within_two_polls_and_a_quiet_source_is_left_alone() {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut polls_at_block = None;
         while Instant::now() < deadline {
-            let polls = env.polls();
+            let polls = polls(&env);
             if env.prefixes().contains("203.0.113.7/32") {
                 polls_at_block = Some(polls);
                 break;
@@ -189,7 +130,7 @@ fn a_flood_is_blocked_within_two_polls_and_a_quiet_source_is_left_alone() {
 #[test]
 #[ignore = "privileged: run with `cargo xtask test`"]
 fn manual_decisions_ttl_expiry_allow_precedence_and_refusals() {
-    let env = Env::new(CONFIG);
+    let env = env(CONFIG);
     let _daemon = env.start();
     let other = Ipv4Addr::new(203, 0, 113, 9);
     env.topo.add_source(other.into());
@@ -260,7 +201,7 @@ fn manual_decisions_ttl_expiry_allow_precedence_and_refusals() {
 #[test]
 #[ignore = "privileged: run with `cargo xtask test`"]
 fn sigkill_mid_flood_keeps_dropping_and_a_restart_restores_everything() {
-    let env = Env::new(CONFIG);
+    let env = env(CONFIG);
     let daemon = env.start();
     env.home.cli(&[
         "block",
@@ -331,7 +272,7 @@ fn sigkill_mid_flood_keeps_dropping_and_a_restart_restores_everything() {
 #[test]
 #[ignore = "privileged: run with `cargo xtask test`"]
 fn a_restart_removes_map_entries_the_store_does_not_have() {
-    let env = Env::new(CONFIG);
+    let env = env(CONFIG);
     let daemon = env.start();
     env.home.cli(&["block", "203.0.113.7"]);
     daemon.stop();
@@ -349,7 +290,7 @@ fn a_restart_removes_map_entries_the_store_does_not_have() {
 #[test]
 #[ignore = "privileged: run with `cargo xtask test`"]
 fn sigterm_leaves_the_program_enforcing() {
-    let env = Env::new(CONFIG);
+    let env = env(CONFIG);
     let daemon = env.start();
     env.home.cli(&["block", "203.0.113.7"]);
     assert!(daemon.stop().success());
@@ -363,7 +304,7 @@ fn sigterm_leaves_the_program_enforcing() {
 #[test]
 #[ignore = "privileged: run with `cargo xtask test`"]
 fn the_socket_refuses_non_root_peers_and_survives_garbage() {
-    let env = Env::new(CONFIG);
+    let env = env(CONFIG);
     let mut daemon = env.start();
     let socket = env.home.socket();
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
@@ -461,7 +402,7 @@ fn the_socket_refuses_non_root_peers_and_survives_garbage() {
 #[test]
 #[ignore = "privileged: run with `cargo xtask test`"]
 fn ready_is_notified_only_once_attached_and_listening() {
-    let env = Env::new(CONFIG);
+    let env = env(CONFIG);
     let dir = tempfile::tempdir().unwrap();
     let notify_path = dir.path().join("notify");
     let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
@@ -493,7 +434,7 @@ fn ready_is_notified_only_once_attached_and_listening() {
 #[test]
 #[ignore = "privileged: run with `cargo xtask test`"]
 fn sighup_reloads_and_a_bad_file_keeps_the_old_configuration() {
-    let env = Env::new(CONFIG);
+    let env = env(CONFIG);
     let daemon = env.start();
     std::fs::write(
         env.home.config(),

@@ -12,59 +12,22 @@ use std::{
 
 use ipwarden_common::GlobalCounter;
 use ipwarden_tests::{
-    BpfFs, Daemon, DaemonHome, Ipwarden, Topology, require_privileges,
+    Daemon, DaemonEnv,
     topology::{CLIENT_V4, EDGE_IF, EDGE_V4},
     traffic::{UdpSink, udp_flood},
 };
 
 const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
 
-struct Env {
-    topo: Topology,
-    ipw: Ipwarden,
-    home: DaemonHome,
-    _bpffs: BpfFs,
-}
-
-impl Env {
-    fn new() -> Self {
-        require_privileges();
-        let bpffs = BpfFs::new();
-        let topo = Topology::two_hosts();
-        topo.add_source(ATTACKER);
-        let ipw = Ipwarden::new(&bpffs);
-        let home = DaemonHome::new("[detection]\npoll_interval = \"200ms\"\n", bpffs.path());
-        Self {
-            topo,
-            ipw,
-            home,
-            _bpffs: bpffs,
-        }
-    }
-
-    fn decisions(&self) -> Vec<serde_json::Value> {
-        self.home.json(&["list"])["decisions"]
-            .as_array()
-            .unwrap()
-            .clone()
-    }
-
-    fn kernel_blocks(&self) -> BTreeSet<String> {
-        self.ipw
-            .dataplane()
-            .blocks()
-            .unwrap()
-            .iter()
-            .map(|r| r.net.to_string())
-            .collect()
-    }
+fn env() -> DaemonEnv {
+    DaemonEnv::new("[detection]\npoll_interval = \"200ms\"\n", &[ATTACKER])
 }
 
 #[test]
 #[ignore = "privileged: run with `cargo xtask test`"]
 fn repeated_sigkill_mid_flood_never_lets_a_blocked_source_through() {
-    let env = Env::new();
-    let mut daemon = Some(Daemon::start(&env.home, &env.topo.edge));
+    let env = env();
+    let mut daemon = Some(env.start());
     env.home.cli(&["block", "203.0.113.7", "--permanent"]);
     env.home.cli(&["block", "192.0.2.0/24", "--ttl", "1h"]);
     let decisions = env.decisions();
@@ -90,7 +53,7 @@ fn repeated_sigkill_mid_flood_never_lets_a_blocked_source_through() {
             std::thread::sleep(Duration::from_millis(400));
             daemon.take().unwrap().kill9();
             std::thread::sleep(Duration::from_millis(300));
-            daemon = Some(Daemon::start(&env.home, &env.topo.edge));
+            daemon = Some(env.start());
             assert_eq!(env.decisions(), decisions, "no decision lost");
             assert_eq!(
                 env.kernel_blocks(),
@@ -130,8 +93,8 @@ fn repeated_sigkill_mid_flood_never_lets_a_blocked_source_through() {
 #[test]
 #[ignore = "privileged: run with `cargo xtask test`"]
 fn an_unreadable_store_stops_the_daemon_and_rebuild_recovers_from_the_maps() {
-    let env = Env::new();
-    let daemon = Daemon::start(&env.home, &env.topo.edge);
+    let env = env();
+    let daemon = env.start();
     env.home.cli(&["block", "203.0.113.7", "--ttl", "1h"]);
     env.home.cli(&["block", "2001:db8:2::/48", "--permanent"]);
     env.home.cli(&["allow", "add", "198.51.100.128/25"]);
@@ -189,7 +152,7 @@ fn an_unreadable_store_stops_the_daemon_and_rebuild_recovers_from_the_maps() {
 #[test]
 #[ignore = "privileged: run with `cargo xtask test`"]
 fn the_default_gateway_is_never_blocked() {
-    let env = Env::new();
+    let env = env();
     env.topo.edge.ip(&[
         "route",
         "add",
@@ -199,7 +162,7 @@ fn the_default_gateway_is_never_blocked() {
         "dev",
         EDGE_IF,
     ]);
-    let _d = Daemon::start(&env.home, &env.topo.edge);
+    let _d = env.start();
     let allow = env.home.json(&["allow", "list"]);
     assert!(
         allow["allow"]
@@ -227,8 +190,8 @@ fn the_default_gateway_is_never_blocked() {
 #[test]
 #[ignore = "privileged: run with `cargo xtask test`"]
 fn acknowledged_blocks_survive_a_kill_during_a_burst() {
-    let env = Env::new();
-    let daemon = Daemon::start(&env.home, &env.topo.edge);
+    let env = env();
+    let daemon = env.start();
     let acked = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -251,7 +214,7 @@ fn acknowledged_blocks_survive_a_kill_during_a_burst() {
         acked.len()
     );
     assert!(acked.len() < 256, "the kill landed mid-burst");
-    let _d = Daemon::start(&env.home, &env.topo.edge);
+    let _d = env.start();
     let listed: BTreeSet<String> = env
         .decisions()
         .iter()
@@ -282,7 +245,7 @@ fn a_million_source_flood_stays_bounded_and_the_client_keeps_connectivity() {
     };
     const CAPACITY: usize = 65_536;
     const FLOOD: usize = 1_000_000;
-    let env = Env::new();
+    let env = env();
     let stub = IpasisStub::start_in(&env.topo.edge);
     stub.set_fallback(Reply::json(answers::RESIDENTIAL));
     let key = env.home.config().with_file_name("ipasis.key");
@@ -297,7 +260,7 @@ fn a_million_source_flood_stays_bounded_and_the_client_keeps_connectivity() {
         ),
     )
     .unwrap();
-    let daemon = Daemon::start(&env.home, &env.topo.edge);
+    let daemon = env.start();
     let sock = RawSocket::open(&env.topo.client, CLIENT_IF);
     // IPv4 sources from 192.0.2.0/24 only: spoofing the test bed's own 198.51.100.0/24 and
     // 203.0.113.0/24 addresses would make the edge answer (ICMP, ARP) on the client's link.
