@@ -14,4 +14,6 @@ pub mod baseline {
     pub static PASS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-pass"));
     /// Returns `XDP_DROP`.
     pub static DROP: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-drop"));
+    /// Returns `XDP_TX`: with live frames, a traffic generator.
+    pub static TX: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-tx"));
 }
