@@ -16,7 +16,11 @@ pub struct Options {
 }
 
 /// Baselines the benchmark compares against, from Debian.
-const BENCH_PACKAGES: [(&str, &str); 1] = [("xdp-filter", "xdp-tools")];
+const BENCH_PACKAGES: [(&str, &str); 3] = [
+    ("xdp-filter", "xdp-tools"),
+    ("nft", "nftables"),
+    ("ethtool", "ethtool"),
+];
 
 pub fn run(opts: &Options) -> anyhow::Result<()> {
     if !cmd::is_root() {

@@ -56,6 +56,15 @@ impl Subject {
             .expect("an XDP program")
     }
 
+    /// The program, for attaching it to an interface.
+    pub fn xdp_mut(&mut self) -> &mut Xdp {
+        self.ebpf
+            .program_mut(&self.program)
+            .expect("program present")
+            .try_into()
+            .expect("an XDP program")
+    }
+
     /// Average ns per run over `repeat` runs, and the verdict.
     pub fn run(&self, frame: &[u8], repeat: u32) -> Result<(u32, f64), ProgramError> {
         let r = self.xdp().test_run(TestRunOptions {

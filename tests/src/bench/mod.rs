@@ -8,6 +8,7 @@ pub mod controller;
 pub mod daemon;
 pub mod frames;
 pub mod kernel;
+pub mod live;
 pub mod report;
 
 use std::path::PathBuf;

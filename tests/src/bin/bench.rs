@@ -9,7 +9,7 @@ use std::{fmt::Write as _, path::PathBuf, process::Command, time::Duration};
 use anyhow::Context as _;
 use ipwarden_tests::{
     BpfFs,
-    bench::{self, controller, kernel, report, stats},
+    bench::{self, controller, kernel, live, report, stats},
     require_privileges,
 };
 
@@ -19,6 +19,7 @@ fn main() -> anyhow::Result<()> {
         return probe(&args[1..]);
     }
     require_privileges();
+    let only_live = args.first().map(String::as_str) == Some("live");
     let opts = bench::Options {
         quick: args.iter().any(|a| a == "--quick"),
         out: args
@@ -28,7 +29,129 @@ fn main() -> anyhow::Result<()> {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("bench")),
     };
+    if args.first().map(String::as_str) == Some("kernel") {
+        // The in-kernel section alone at the smallest and largest size, printed.
+        let bpffs = BpfFs::new();
+        let mut md = String::new();
+        kernel_section(
+            &mut md,
+            bpffs.path(),
+            &[1, 1_000_000],
+            (3, 200_000, 100_000),
+            &std::env::temp_dir(),
+        )?;
+        println!("{md}");
+        return Ok(());
+    }
+    if only_live {
+        // The live section alone, printed, for working on it.
+        let bpffs = BpfFs::new();
+        let n = 1_000_000;
+        let mut subjects = vec![
+            kernel::empty(bpffs.path(), true)?,
+            kernel::ipwarden(bpffs.path(), n, 100_000)?,
+            kernel::xdp_filter(bpffs.path(), n)?,
+        ];
+        let mut md = String::new();
+        live_section(&mut md, &mut subjects, n, &opts)?;
+        println!("{md}");
+        return Ok(());
+    }
     run(&opts)
+}
+
+/// Section 2: live drop rate across a veth pair, interleaved rounds.
+fn live_section(
+    md: &mut String,
+    subjects: &mut [kernel::Subject],
+    entries: usize,
+    opts: &bench::Options,
+) -> anyhow::Result<()> {
+    let (rounds, frames) = if opts.quick {
+        (3, 3_000_000)
+    } else {
+        (5, 10_000_000)
+    };
+    let _ = writeln!(md, "## 2. Live drop rate across a veth pair\n");
+    if !live::tools_present() {
+        anyhow::bail!("the live benchmark needs ethtool and nft (cargo xtask bench installs them)");
+    }
+    eprintln!("live: building the veth pair");
+    let bed = live::Bed::new(ipwarden::dataplane::object::baseline::TX)?;
+    let names = [
+        "no filter (the stack discards)".to_owned(),
+        format!("nftables netdev ingress drop, set of {entries}"),
+        "empty XDP_DROP".to_owned(),
+        format!("ipwarden, {entries} entries per family"),
+        format!("xdp-filter, {entries} entries per family"),
+    ];
+    let mut samples: Vec<Vec<live::Sample>> = vec![Vec::new(); names.len()];
+    let find = |subjects: &mut [kernel::Subject], kind| -> Option<usize> {
+        subjects.iter().position(|s| {
+            s.kind == kind && (kind == kernel::Kind::EmptyDrop || s.entries == entries)
+        })
+    };
+    let drop_i = find(subjects, kernel::Kind::EmptyDrop).context("no empty XDP_DROP subject")?;
+    let iw_i = find(subjects, kernel::Kind::Ipwarden).context("no ipwarden subject")?;
+    let xf_i = find(subjects, kernel::Kind::XdpFilter);
+    for round in 0..rounds {
+        eprintln!("live: round {} of {rounds}", round + 1);
+        for k in 0..names.len() {
+            let which = (k + round) % names.len();
+            let mut receiver = match which {
+                0 => live::Receiver::Stack,
+                1 => live::Receiver::Nftables { entries },
+                2 => live::Receiver::Xdp(&mut subjects[drop_i]),
+                3 => live::Receiver::Xdp(&mut subjects[iw_i]),
+                _ => match xf_i {
+                    Some(i) => live::Receiver::Xdp(&mut subjects[i]),
+                    None => continue,
+                },
+            };
+            let s = bed
+                .measure(&mut receiver, frames)
+                .with_context(|| format!("live: {}", names[which]))?;
+            samples[which].push(s);
+        }
+    }
+    let median = |i: usize| stats(&samples[i].iter().map(|s| s.pps).collect::<Vec<_>>()).0;
+    let empty = median(2);
+    let nft = median(1);
+    let mut rows = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if samples[i].is_empty() {
+            continue;
+        }
+        let pps: Vec<f64> = samples[i].iter().map(|s| s.pps).collect();
+        let cpu: Vec<f64> = samples[i].iter().map(|s| s.cpu * 100.0).collect();
+        let (m, _) = stats(&pps);
+        let max = pps.iter().copied().fold(0.0, f64::max);
+        rows.push(vec![
+            name.clone(),
+            format!("{:.2} ({:.2})", m / 1e6, max / 1e6),
+            format!("{:.0}", stats(&cpu).0),
+            format!("{:.0}", stats(&cpu).0 * 1e7 / m.max(1.0)),
+            format!("{:.2}", m / empty),
+            format!("{:.1}", m / nft),
+        ]);
+    }
+    let _ = writeln!(
+        md,
+        "{rounds} interleaved rounds of {frames} 64-byte UDP frames from one blocked IPv4 source, generated with BPF_PROG_TEST_RUN live frames (XDP_TX) on CPU 0; the receiving veth's threaded NAPI pinned to CPU 1; XDP programs attached in native mode. Rate = frames the receiver processed per second of generation (median, max in parentheses); receiver CPU = busy share of CPU 1; ns/frame = receiver CPU time per processed frame.\n"
+    );
+    md.push_str(&report::table(
+        &[
+            "receiver",
+            "Mpps",
+            "receiver CPU %",
+            "ns/frame",
+            "vs empty XDP_DROP",
+            "vs nftables",
+        ],
+        &rows,
+    ));
+    md.push('\n');
+    Ok(())
 }
 
 fn probe(args: &[String]) -> anyhow::Result<()> {
@@ -129,22 +252,138 @@ fn run(opts: &bench::Options) -> anyhow::Result<()> {
         "- method: BPF_PROG_TEST_RUN, {repeat} repetitions per run, {rounds} interleaved rounds; medians (min in parentheses); \"net\" = above the empty XDP_PASS (pass cases) or XDP_DROP (drop cases) program of the same run. CPU speed on these VMs varies by up to 2x for seconds at a time: compare within a table, not across runs.\n"
     );
 
-    // 1. In-kernel cost.
-    eprintln!("in-kernel cost: loading programs and filling maps");
     let bpffs = BpfFs::new();
-    let mut subjects = vec![
-        kernel::empty(bpffs.path(), false)?,
-        kernel::empty(bpffs.path(), true)?,
-    ];
+    let mut subjects = kernel_section(
+        &mut md,
+        bpffs.path(),
+        sizes,
+        (rounds, repeat, warm),
+        &opts.out,
+    )?;
+    let largest = *sizes.last().expect("sizes");
+    live_section(&mut md, &mut subjects, largest, opts)?;
+    drop(subjects);
+
+    // 3. Controller scale.
+    eprintln!("controller: poll cost");
+    let _ = writeln!(md, "## 3. Controller\n");
+    let poll_sizes: &[usize] = &[10_000, 100_000, 1_000_000];
+    let mut rows = Vec::new();
+    for &n in poll_sizes {
+        let mut runs: Vec<controller::PollCost> = Vec::new();
+        for _ in 0..if opts.quick { 1 } else { 3 } {
+            runs.push(controller::parse(&child(&["poll", &n.to_string()])?)?);
+        }
+        let cpu: Vec<f64> = runs.iter().map(|r| r.cpu_ms).collect();
+        let read: Vec<f64> = runs.iter().map(|r| r.read_ms).collect();
+        let rss: Vec<f64> = runs.iter().map(|r| r.peak_rss_mb).collect();
+        rows.push(vec![
+            n.to_string(),
+            format!("{:.0}", stats(&cpu).0),
+            format!("{:.0}", stats(&read).0),
+            format!("{:.0}", stats(&rss).0),
+        ]);
+    }
+    let _ = writeln!(
+        md,
+        "One steady-state poll (batched read of every counter, rates over the window), half IPv4 sources, half IPv6 /64s; each size in its own process:\n"
+    );
+    md.push_str(&report::table(
+        &[
+            "active sources",
+            "CPU ms per poll",
+            "of which map read (wall ms)",
+            "peak RSS MB",
+        ],
+        &rows,
+    ));
+
+    eprintln!("controller: engine with many decisions");
+    let (decisions, sources) = if opts.quick {
+        (100_000, 100_000)
+    } else {
+        (1_000_000, 1_000_000)
+    };
+    let e: controller::EngineScale = controller::parse(&child(&[
+        "engine",
+        &decisions.to_string(),
+        &sources.to_string(),
+    ])?)?;
+    let _ = writeln!(
+        md,
+        "\nDaemon core (engine, store, detector) with {} decisions bulk-loaded (one durable transaction, then the maps) and {} active sources: bulk load {:.1} s, peak RSS {:.0} MB.\n",
+        e.decisions, e.sources, e.bulk_load_s, e.peak_rss_mb
+    );
+
+    eprintln!("controller: enrichment throughput");
+    let t = controller::enrichment_throughput(
+        if opts.quick { 100 } else { 400 },
+        4,
+        Duration::from_millis(50),
+    )?;
+    let _ = writeln!(
+        md,
+        "Enrichment client against the stand-in API with {} ms added latency, {} lookups at concurrency {}: {:.1} lookups/s (the configured `requests_per_second`, default 5, is the operational bound).\n",
+        t.latency_ms, t.lookups, t.concurrency, t.per_second
+    );
+
+    eprintln!("daemon: idle CPU and reaction time");
+    let d = bench::daemon::measure(Duration::from_secs(if opts.quick { 5 } else { 20 }))?;
+    let _ = writeln!(
+        md,
+        "## 4. The daemon
+"
+    );
+    let _ = writeln!(
+        md,
+        "- idle CPU (default configuration, one interface, no traffic, {} s): {:.2} % of one core",
+        d.idle_window.as_secs(),
+        d.idle_cpu_percent
+    );
+    let poll = d.poll_interval.as_secs_f64() * 1e3;
+    let _ = writeln!(
+        md,
+        "- reaction, first packet of a 5000 pps flood to first dropped packet, poll interval {poll:.0} ms, Tor verdict:"
+    );
+    let _ = writeln!(
+        md,
+        "  - answer cached: {:.0} ms ({:.2} poll intervals)",
+        d.reaction_cached.as_secs_f64() * 1e3,
+        d.reaction_cached.as_secs_f64() * 1e3 / poll
+    );
+    let _ = writeln!(
+        md,
+        "  - answer looked up (stand-in API, 50 ms latency): {:.0} ms ({:.2} poll intervals)\n",
+        d.reaction_uncached.as_secs_f64() * 1e3,
+        d.reaction_uncached.as_secs_f64() * 1e3 / poll
+    );
+
+    let _ = writeln!(md, "Whole run: {:.0} s.", started.elapsed().as_secs_f64());
+    std::fs::write(opts.out.join("RESULTS.md"), &md)?;
+    println!("{md}");
+    eprintln!("wrote {}", opts.out.join("RESULTS.md").display());
+    Ok(())
+}
+
+/// Section 1: in-kernel cost per packet. Returns the loaded subjects for the live section.
+fn kernel_section(
+    md: &mut String,
+    bpffs: &std::path::Path,
+    sizes: &[usize],
+    (rounds, repeat, warm): (usize, u32, usize),
+    out: &std::path::Path,
+) -> anyhow::Result<Vec<kernel::Subject>> {
+    eprintln!("in-kernel cost: loading programs and filling maps");
+    let mut subjects = vec![kernel::empty(bpffs, false)?, kernel::empty(bpffs, true)?];
     for &n in sizes {
         eprintln!("  ipwarden with {n} entries per family, counters warm with {warm} sources");
-        subjects.push(kernel::ipwarden(bpffs.path(), n, warm)?);
+        subjects.push(kernel::ipwarden(bpffs, n, warm)?);
     }
     let xdp_filter = std::path::Path::new(kernel::XDP_FILTER_OBJECT).exists();
     if xdp_filter {
         for &n in sizes {
             eprintln!("  xdp-filter with {n} entries per family");
-            subjects.push(kernel::xdp_filter(bpffs.path(), n)?);
+            subjects.push(kernel::xdp_filter(bpffs, n)?);
         }
     } else {
         let _ = writeln!(
@@ -155,7 +394,6 @@ fn run(opts: &bench::Options) -> anyhow::Result<()> {
     }
     eprintln!("in-kernel cost: {rounds} rounds");
     let cells = kernel::measure(&subjects, rounds, repeat)?;
-    drop(subjects);
 
     let _ = writeln!(md, "## 1. In-kernel cost per packet (ns)\n");
     let floor: Vec<String> = cells
@@ -266,7 +504,7 @@ fn run(opts: &bench::Options) -> anyhow::Result<()> {
         ));
     }
     std::fs::write(
-        opts.out.join("kernel-cost.svg"),
+        out.join("kernel-cost.svg"),
         report::svg("In-kernel net cost per packet", &plot),
     )?;
     let _ = writeln!(
@@ -274,103 +512,5 @@ fn run(opts: &bench::Options) -> anyhow::Result<()> {
         "![net cost per packet against block-set size](kernel-cost.svg)\n"
     );
 
-    // 2. Controller scale.
-    eprintln!("controller: poll cost");
-    let _ = writeln!(md, "## 2. Controller\n");
-    let poll_sizes: &[usize] = &[10_000, 100_000, 1_000_000];
-    let mut rows = Vec::new();
-    for &n in poll_sizes {
-        let mut runs: Vec<controller::PollCost> = Vec::new();
-        for _ in 0..if opts.quick { 1 } else { 3 } {
-            runs.push(controller::parse(&child(&["poll", &n.to_string()])?)?);
-        }
-        let cpu: Vec<f64> = runs.iter().map(|r| r.cpu_ms).collect();
-        let read: Vec<f64> = runs.iter().map(|r| r.read_ms).collect();
-        let rss: Vec<f64> = runs.iter().map(|r| r.peak_rss_mb).collect();
-        rows.push(vec![
-            n.to_string(),
-            format!("{:.0}", stats(&cpu).0),
-            format!("{:.0}", stats(&read).0),
-            format!("{:.0}", stats(&rss).0),
-        ]);
-    }
-    let _ = writeln!(
-        md,
-        "One steady-state poll (batched read of every counter, rates over the window), half IPv4 sources, half IPv6 /64s; each size in its own process:\n"
-    );
-    md.push_str(&report::table(
-        &[
-            "active sources",
-            "CPU ms per poll",
-            "of which map read (wall ms)",
-            "peak RSS MB",
-        ],
-        &rows,
-    ));
-
-    eprintln!("controller: engine with many decisions");
-    let (decisions, sources) = if opts.quick {
-        (100_000, 100_000)
-    } else {
-        (1_000_000, 1_000_000)
-    };
-    let e: controller::EngineScale = controller::parse(&child(&[
-        "engine",
-        &decisions.to_string(),
-        &sources.to_string(),
-    ])?)?;
-    let _ = writeln!(
-        md,
-        "\nDaemon core (engine, store, detector) with {} decisions bulk-loaded (one durable transaction, then the maps) and {} active sources: bulk load {:.1} s, peak RSS {:.0} MB.\n",
-        e.decisions, e.sources, e.bulk_load_s, e.peak_rss_mb
-    );
-
-    eprintln!("controller: enrichment throughput");
-    let t = controller::enrichment_throughput(
-        if opts.quick { 100 } else { 400 },
-        4,
-        Duration::from_millis(50),
-    )?;
-    let _ = writeln!(
-        md,
-        "Enrichment client against the stand-in API with {} ms added latency, {} lookups at concurrency {}: {:.1} lookups/s (the configured `requests_per_second`, default 5, is the operational bound).\n",
-        t.latency_ms, t.lookups, t.concurrency, t.per_second
-    );
-
-    eprintln!("daemon: idle CPU and reaction time");
-    let d = bench::daemon::measure(Duration::from_secs(if opts.quick { 5 } else { 20 }))?;
-    let _ = writeln!(
-        md,
-        "## 3. The daemon
-"
-    );
-    let _ = writeln!(
-        md,
-        "- idle CPU (default configuration, one interface, no traffic, {} s): {:.2} % of one core",
-        d.idle_window.as_secs(),
-        d.idle_cpu_percent
-    );
-    let poll = d.poll_interval.as_secs_f64() * 1e3;
-    let _ = writeln!(
-        md,
-        "- reaction, first packet of a 5000 pps flood to first dropped packet, poll interval {poll:.0} ms, Tor verdict:"
-    );
-    let _ = writeln!(
-        md,
-        "  - answer cached: {:.0} ms ({:.2} poll intervals)",
-        d.reaction_cached.as_secs_f64() * 1e3,
-        d.reaction_cached.as_secs_f64() * 1e3 / poll
-    );
-    let _ = writeln!(
-        md,
-        "  - answer looked up (stand-in API, 50 ms latency): {:.0} ms ({:.2} poll intervals)\n",
-        d.reaction_uncached.as_secs_f64() * 1e3,
-        d.reaction_uncached.as_secs_f64() * 1e3 / poll
-    );
-
-    let _ = writeln!(md, "Whole run: {:.0} s.", started.elapsed().as_secs_f64());
-    std::fs::write(opts.out.join("RESULTS.md"), &md)?;
-    println!("{md}");
-    eprintln!("wrote {}", opts.out.join("RESULTS.md").display());
-    Ok(())
+    Ok(subjects)
 }
