@@ -6,8 +6,10 @@
 pub struct DataplaneConfig {
     /// Bit set of the `DataplaneConfig::*` flag consts.
     pub flags: u32,
-    /// Reserved for future switches; always zero.
-    pub _reserved: u32,
+    /// Changes to a fresh value after every change to the block set or the allowlist: verdicts
+    /// the program cached per source under another generation are recomputed (see
+    /// [`crate::VerdictCache`]).
+    pub generation: u32,
 }
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for DataplaneConfig {}

@@ -1,7 +1,7 @@
 //! The ABI between the ipwarden XDP program and user space.
 //!
 //! Everything both sides read is declared here once: map names ([`names`]), default map sizes
-//! ([`capacity`]), key encodings ([`key`]), map values ([`block`], [`stats`], [`config`]) and the
+//! ([`capacity`]), key encodings ([`key`]), map values ([`block`], [`stats`], [`verdict`], [`config`]) and the
 //! packet parser that decides which source a frame is counted and judged under ([`parse`]).
 //!
 //! Rules for changing it: every map value is `#[repr(C)]`, `Copy`, has no `bool`/`enum`/`Option`,
@@ -17,9 +17,11 @@ pub mod key;
 pub mod names;
 pub mod parse;
 pub mod stats;
+pub mod verdict;
 
 pub use block::{Action, BlockEntry, Reason, gcra};
 pub use config::DataplaneConfig;
 pub use key::{SrcV4, SrcV6Prefix};
 pub use parse::{Frame, Parsed, parse_frame};
 pub use stats::{GlobalCounter, SrcStats, SrcStatsV6};
+pub use verdict::VerdictCache;

@@ -1,7 +1,14 @@
 //! Counter values: per source, and global.
 
+use crate::VerdictCache;
+
 /// Per-CPU counters of one source, in an LRU per-CPU hash. User space sums the CPUs (and takes
-/// the minimum non-zero `first_seen_ns` and maximum `last_seen_ns`).
+/// the minimum non-zero `first_seen_ns`).
+///
+/// There is no per-packet timestamp: reading the clock is a helper call, as costly as the rest of
+/// a cached packet's path, and rates come from the controller's polls anyway. An entry whose
+/// `packets` is zero on every CPU holds only a cached block verdict (blocked packets are not
+/// counted) and is not a source to report.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SrcStats {
@@ -11,15 +18,15 @@ pub struct SrcStats {
     pub bytes: u64,
     /// TCP segments with SYN set and ACK clear: connection attempts.
     pub syn: u64,
-    /// `bpf_ktime_get_ns` of the first packet this CPU counted.
+    /// `bpf_ktime_get_coarse_ns` when this CPU created the entry.
     pub first_seen_ns: u64,
-    /// `bpf_ktime_get_ns` of the latest packet this CPU counted.
-    pub last_seen_ns: u64,
+    /// This CPU's cached verdict for the source (kernel-private; not merged).
+    pub cache: VerdictCache,
 }
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for SrcStats {}
 
-const _: () = assert!(core::mem::size_of::<SrcStats>() == 40);
+const _: () = assert!(core::mem::size_of::<SrcStats>() == 48);
 
 impl SrcStats {
     /// Folds another CPU's counters into `self`.
@@ -32,9 +39,6 @@ impl SrcStats {
         {
             self.first_seen_ns = other.first_seen_ns;
         }
-        if other.last_seen_ns > self.last_seen_ns {
-            self.last_seen_ns = other.last_seen_ns;
-        }
     }
 }
 
@@ -45,18 +49,19 @@ impl SrcStats {
 pub struct SrcStatsV6 {
     /// The counters.
     pub stats: SrcStats,
-    /// The full source address of the packet that set `stats.last_seen_ns` on this CPU.
+    /// The full source address of the latest packet this CPU counted.
     pub last_addr: [u8; 16],
 }
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for SrcStatsV6 {}
 
-const _: () = assert!(core::mem::size_of::<SrcStatsV6>() == 56);
+const _: () = assert!(core::mem::size_of::<SrcStatsV6>() == 64);
 
 impl SrcStatsV6 {
-    /// Folds another CPU's counters into `self`, keeping the most recent address.
+    /// Folds another CPU's counters into `self`, keeping the address of the CPU that counted
+    /// the most packets (CPUs' latest addresses cannot be ordered in time).
     pub fn merge(&mut self, other: &Self) {
-        if other.stats.last_seen_ns > self.stats.last_seen_ns {
+        if other.stats.packets > self.stats.packets {
             self.last_addr = other.last_addr;
         }
         self.stats.merge(&other.stats);
@@ -129,14 +134,14 @@ mod tests {
             bytes: 100,
             syn: 1,
             first_seen_ns: 50,
-            last_seen_ns: 60,
+            cache: VerdictCache::default(),
         };
         let b = SrcStats {
             packets: 3,
             bytes: 10,
             syn: 0,
             first_seen_ns: 40,
-            last_seen_ns: 55,
+            cache: VerdictCache::default(),
         };
         a.merge(&b);
         assert_eq!(
@@ -146,7 +151,7 @@ mod tests {
                 bytes: 110,
                 syn: 1,
                 first_seen_ns: 40,
-                last_seen_ns: 60
+                cache: VerdictCache::default(),
             }
         );
         // A CPU that never saw the source has all-zero counters and must not reset first_seen.
@@ -155,17 +160,17 @@ mod tests {
     }
 
     #[test]
-    fn v6_merge_keeps_the_latest_address() {
+    fn v6_merge_keeps_the_busiest_cpus_address() {
         let mut a = SrcStatsV6 {
             stats: SrcStats {
-                last_seen_ns: 10,
+                packets: 10,
                 ..Default::default()
             },
             last_addr: [1; 16],
         };
         let b = SrcStatsV6 {
             stats: SrcStats {
-                last_seen_ns: 20,
+                packets: 20,
                 ..Default::default()
             },
             last_addr: [2; 16],

@@ -68,7 +68,6 @@ pub struct SourceView {
     pub bytes: u64,
     pub syn: u64,
     pub first_seen_secs_ago: u64,
-    pub last_seen_secs_ago: u64,
 }
 
 impl SourceView {
@@ -80,7 +79,6 @@ impl SourceView {
             bytes: s.bytes,
             syn: s.syn,
             first_seen_secs_ago: clock::age(s.first_seen_ns).as_secs(),
-            last_seen_secs_ago: clock::age(s.last_seen_ns).as_secs(),
         }
     }
 }

@@ -6,78 +6,73 @@
 #![no_std]
 #![no_main]
 
-mod count;
+mod clock;
 mod frame;
 mod maps;
 mod policy;
+mod source;
 
-use aya_ebpf::{
-    bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, macros::xdp, programs::XdpContext,
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use ipwarden_common::{DataplaneConfig, GlobalCounter, Parsed, parse_frame};
+
+use crate::{
+    frame::XdpFrame,
+    maps::CONFIG,
+    policy::Decision,
+    source::{Packet, global},
 };
-use ipwarden_common::{GlobalCounter, Parsed, parse_frame};
-
-use crate::{frame::XdpFrame, maps::CONFIG, policy::Decision};
 
 #[xdp]
 pub fn ipwarden_xdp(ctx: XdpContext) -> u32 {
     // `Seen` is not counted here: it is the sum of the terminal counters (passed, dropped,
     // limited), which user space adds up. One per-CPU update per packet fewer.
     let frame = XdpFrame(&ctx);
+    // Read before any block-set lookup: the generation is what makes cached verdicts safe.
+    let cfg = CONFIG.get(0).copied().unwrap_or_default();
     let decision = match parse_frame(&frame) {
-        Parsed::V4 { src, syn } => {
-            let now = now();
-            count::source_v4(&src, frame.len(), syn, now);
-            policy::ipv4(&src, now)
-        }
-        Parsed::V6 { src, syn } => {
-            let now = now();
-            count::source_v6(&src, frame.len(), syn, now);
-            policy::ipv6(&src, now)
-        }
+        Parsed::V4 { src, syn } => source::ipv4(&src, packet(&frame, syn), &cfg),
+        Parsed::V6 { src, syn } => source::ipv6(&src, packet(&frame, syn), &cfg),
         Parsed::NotIp => {
-            count::global(GlobalCounter::NotIp);
+            global(GlobalCounter::NotIp);
             Decision::Pass
         }
         Parsed::Malformed => {
-            count::global(GlobalCounter::Malformed);
+            global(GlobalCounter::Malformed);
             Decision::Pass
         }
     };
-    verdict(decision)
+    verdict(decision, &cfg)
 }
 
-/// The kernel clock: `CLOCK_MONOTONIC` at jiffy resolution (`bpf_ktime_get_coarse_ns`, Linux
-/// 5.11+). Milliseconds are plenty for rates and expiry, and the coarse clock costs a fraction
-/// of the precise one. User space pairs it with `CLOCK_MONOTONIC` (see controller/src/clock.rs).
 #[inline(always)]
-fn now() -> u64 {
-    // SAFETY: a plain helper call without arguments.
-    unsafe { bpf_ktime_get_coarse_ns() }
+fn packet(frame: &XdpFrame, syn: bool) -> Packet {
+    Packet {
+        bytes: frame.len(),
+        syn,
+    }
 }
 
 /// The one place a decision becomes an XDP action, with monitor mode applied.
 #[inline(always)]
-fn verdict(decision: Decision) -> u32 {
+fn verdict(decision: Decision, cfg: &DataplaneConfig) -> u32 {
     match decision {
         Decision::Pass => {
-            count::global(GlobalCounter::Passed);
+            global(GlobalCounter::Passed);
             xdp_action::XDP_PASS
         }
         Decision::Allow => {
             // Allowed is a sub-count of Passed: entries the allowlist overrode.
-            count::global(GlobalCounter::Allowed);
-            count::global(GlobalCounter::Passed);
+            global(GlobalCounter::Allowed);
+            global(GlobalCounter::Passed);
             xdp_action::XDP_PASS
         }
         Decision::Block | Decision::Limit => {
-            // The config is read only on the drop path: passing traffic never pays for it.
-            let monitor = CONFIG.get(0).is_some_and(|c| c.monitor());
-            if monitor {
-                count::global(GlobalCounter::Monitored);
-                count::global(GlobalCounter::Passed);
+            if cfg.monitor() {
+                global(GlobalCounter::Monitored);
+                global(GlobalCounter::Passed);
                 xdp_action::XDP_PASS
             } else {
-                count::global(if decision == Decision::Block {
+                global(if decision == Decision::Block {
                     GlobalCounter::Dropped
                 } else {
                     GlobalCounter::Limited

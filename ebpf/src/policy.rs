@@ -9,10 +9,13 @@
 //! GCRA bucket, whatever the entry's prefix length.
 
 use aya_ebpf::maps::{LruHashMap, lpm_trie::Key};
-use ipwarden_common::{Action, BlockEntry, gcra, key::v6_prefix};
+use ipwarden_common::{Action, BlockEntry, SrcV6Prefix, VerdictCache, gcra};
 
-use crate::maps::{
-    ALLOW_V4, ALLOW_V6, BLOCK_NET_V4, BLOCK_NET_V6, BLOCK_V4, BLOCK_V6, BUCKET_V4, BUCKET_V6,
+use crate::{
+    clock::{jiffies, now},
+    maps::{
+        ALLOW_V4, ALLOW_V6, BLOCK_NET_V4, BLOCK_NET_V6, BLOCK_V4, BLOCK_V6, BUCKET_V4, BUCKET_V6,
+    },
 };
 
 /// The program's judgement of a source, before monitor mode is applied.
@@ -28,23 +31,82 @@ pub enum Decision {
     Limit,
 }
 
-/// What a live entry says: `Block`, or for a challenge `Pass`/`Limit` from the source's bucket.
+/// A decision, and what of it may be cached beside the source's counters.
+#[derive(Clone, Copy)]
+pub struct Judged {
+    pub decision: Decision,
+    /// A `VerdictCache` verdict, or `NONE` when the decision must be made again per packet.
+    verdict: u32,
+    /// The jiffy at which the cached verdict lapses (0 = never).
+    until_jiffies: u64,
+    /// Whether a source not yet in the counter map gets an entry just to hold this verdict:
+    /// for blocks by an exact (/32, /64) entry, a known source that will keep sending. Not for
+    /// prefix blocks, whose spoofed random sources would only churn the map.
+    pub remember: bool,
+}
+
+impl Judged {
+    /// The cache entry to keep under `generation`.
+    #[inline(always)]
+    pub const fn cache(&self, generation: u32) -> VerdictCache {
+        VerdictCache::new(generation, self.verdict, self.until_jiffies)
+    }
+}
+
+/// Both clocks, read once per judgement.
+#[derive(Clone, Copy)]
+struct Now {
+    ns: u64,
+    jiffies: u64,
+}
+
+impl Now {
+    #[inline(always)]
+    fn read() -> Self {
+        Self {
+            ns: now(),
+            jiffies: jiffies(),
+        }
+    }
+
+    #[inline(always)]
+    fn cached(self, decision: Decision, verdict: u32, expires_at_ns: u64) -> Judged {
+        Judged {
+            decision,
+            verdict,
+            until_jiffies: VerdictCache::lapse(expires_at_ns, self.ns, self.jiffies),
+            remember: false,
+        }
+    }
+}
+
+/// What the matching entry (if any) says about a source that is not allowlisted: `Block`
+/// (cached until the entry lapses), `Pass`/`Limit` from the source's bucket for a challenge
+/// (never cached), or `Pass` when nothing live matched (cached for the generation).
 #[inline(always)]
-fn judge<K>(
-    entry: Option<&BlockEntry>,
-    now: u64,
-    buckets: &LruHashMap<K, u64>,
-    key: &K,
-) -> Option<Decision> {
-    let e = entry?;
-    if !e.is_live(now) {
-        return None;
+fn judge<K>(entry: Option<&BlockEntry>, now: Now, buckets: &LruHashMap<K, u64>, key: &K) -> Judged {
+    let pass = now.cached(Decision::Pass, VerdictCache::PASS, 0);
+    let Some(e) = entry else {
+        return pass;
+    };
+    if !e.is_live(now.ns) {
+        return pass;
     }
     match e.action {
-        Action::BLOCK => Some(Decision::Block),
-        Action::CHALLENGE => Some(admit(buckets, key, now, e.interval_ns, e.burst)),
-        _ => None,
+        Action::BLOCK => now.cached(Decision::Block, VerdictCache::BLOCK, e.expires_at_ns),
+        Action::CHALLENGE => now.cached(
+            admit(buckets, key, now.ns, e.interval_ns, e.burst),
+            VerdictCache::NONE,
+            0,
+        ),
+        _ => pass,
     }
+}
+
+/// A live entry overridden by the allowlist: cached until the entry lapses.
+#[inline(always)]
+fn allowed(e: &BlockEntry, now: Now) -> Judged {
+    now.cached(Decision::Allow, VerdictCache::ALLOW, e.expires_at_ns)
 }
 
 /// One packet against the source's GCRA bucket.
@@ -81,33 +143,42 @@ fn admit<K>(
 
 /// Judges an IPv4 source.
 #[inline(always)]
-pub fn ipv4(src: &[u8; 4], now: u64) -> Decision {
+pub fn ipv4(src: &[u8; 4]) -> Judged {
+    let now = Now::read();
     let key = Key::new(32, *src);
     // SAFETY: the value is read at once; a concurrent update may tear it, which at worst
     // mis-times one packet's verdict.
     // An expired exact entry must not hide a live prefix entry.
-    let entry = match unsafe { BLOCK_V4.get(src) }.filter(|e| e.is_live(now)) {
-        Some(e) => Some(e),
-        None => BLOCK_NET_V4.get(&key),
+    let (entry, exact) = match unsafe { BLOCK_V4.get(src) }.filter(|e| e.is_live(now.ns)) {
+        Some(e) => (Some(e), true),
+        None => (BLOCK_NET_V4.get(&key), false),
     };
     match entry {
-        Some(e) if e.is_live(now) && ALLOW_V4.get(&key).is_some() => Decision::Allow,
-        e => judge(e, now, &BUCKET_V4, src).unwrap_or(Decision::Pass),
+        Some(e) if e.is_live(now.ns) && ALLOW_V4.get(&key).is_some() => allowed(e, now),
+        e => {
+            let mut j = judge(e, now, &BUCKET_V4, src);
+            j.remember = exact;
+            j
+        }
     }
 }
 
-/// Judges an IPv6 source; the exact set is keyed by its /64.
+/// Judges an IPv6 source; the exact set is keyed by its /64 (`prefix`).
 #[inline(always)]
-pub fn ipv6(src: &[u8; 16], now: u64) -> Decision {
+pub fn ipv6(src: &[u8; 16], prefix: &SrcV6Prefix) -> Judged {
+    let now = Now::read();
     let key = Key::new(128, *src);
-    let prefix = v6_prefix(src);
     // SAFETY: as in `ipv4`.
-    let entry = match unsafe { BLOCK_V6.get(prefix) }.filter(|e| e.is_live(now)) {
-        Some(e) => Some(e),
-        None => BLOCK_NET_V6.get(&key),
+    let (entry, exact) = match unsafe { BLOCK_V6.get(prefix) }.filter(|e| e.is_live(now.ns)) {
+        Some(e) => (Some(e), true),
+        None => (BLOCK_NET_V6.get(&key), false),
     };
     match entry {
-        Some(e) if e.is_live(now) && ALLOW_V6.get(&key).is_some() => Decision::Allow,
-        e => judge(e, now, &BUCKET_V6, &prefix).unwrap_or(Decision::Pass),
+        Some(e) if e.is_live(now.ns) && ALLOW_V6.get(&key).is_some() => allowed(e, now),
+        e => {
+            let mut j = judge(e, now, &BUCKET_V6, prefix);
+            j.remember = exact;
+            j
+        }
     }
 }

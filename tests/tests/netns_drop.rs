@@ -170,7 +170,7 @@ fn per_source_counters_are_exact_and_ipv6_is_aggregated_per_slash_64() {
     // Ethernet 14 + IPv4 20 + UDP 8 + payload 64.
     assert_eq!(udp4.bytes, 100 * (14 + 20 + 8 + 64));
     assert_eq!(udp4.syn, 0);
-    assert!(udp4.first_seen_ns > 0 && udp4.first_seen_ns <= udp4.last_seen_ns);
+    assert!(udp4.first_seen_ns > 0);
     let tcp4 = s4
         .iter()
         .find(|s| IpAddr::V4(s.addr) == syn4)

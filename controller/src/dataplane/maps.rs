@@ -140,6 +140,10 @@ impl Dataplane {
     /// Adds or replaces a block entry. /32 and /64 prefixes go to the exact-match hashes; every
     /// other length to the LPM tries.
     pub fn block(&mut self, net: IpNet, entry: BlockEntry) -> Result<(), DataplaneError> {
+        self.changing(|dp| dp.block_entry(net, entry))
+    }
+
+    fn block_entry(&mut self, net: IpNet, entry: BlockEntry) -> Result<(), DataplaneError> {
         match net.trunc() {
             IpNet::V4(n) if n.prefix_len() == 32 => {
                 let r = self.block_v4.insert(n.addr().octets(), entry, 0);
@@ -164,6 +168,10 @@ impl Dataplane {
 
     /// Removes the block entry for exactly `net`; `false` if there was none.
     pub fn unblock(&mut self, net: IpNet) -> Result<bool, DataplaneError> {
+        self.changing(|dp| dp.unblock_entry(net))
+    }
+
+    fn unblock_entry(&mut self, net: IpNet) -> Result<bool, DataplaneError> {
         match net.trunc() {
             IpNet::V4(n) if n.prefix_len() == 32 => {
                 removed(self.block_v4.remove(&n.addr().octets()), names::BLOCK_V4)
@@ -228,6 +236,10 @@ impl Dataplane {
 
     /// Allowlists a prefix: its sources pass even when a block entry matches them.
     pub fn allow(&mut self, net: IpNet) -> Result<(), DataplaneError> {
+        self.changing(|dp| dp.allow_entry(net))
+    }
+
+    fn allow_entry(&mut self, net: IpNet) -> Result<(), DataplaneError> {
         match net.trunc() {
             IpNet::V4(n) => {
                 let key = Key::new(n.prefix_len().into(), n.addr().octets());
@@ -244,6 +256,10 @@ impl Dataplane {
 
     /// Removes exactly `net` from the allowlist; `false` if it was not there.
     pub fn disallow(&mut self, net: IpNet) -> Result<bool, DataplaneError> {
+        self.changing(|dp| dp.disallow_entry(net))
+    }
+
+    fn disallow_entry(&mut self, net: IpNet) -> Result<bool, DataplaneError> {
         match net.trunc() {
             IpNet::V4(n) => {
                 let key = Key::new(n.prefix_len().into(), n.addr().octets());
@@ -328,6 +344,53 @@ impl Dataplane {
             + out.get(GlobalCounter::Dropped)
             + out.get(GlobalCounter::Limited);
         Ok(out)
+    }
+
+    /// Runs a change to the block set or the allowlist, then gives the data plane a new
+    /// generation, whatever the change's outcome: the program recomputes every verdict it cached
+    /// before (see `ipwarden_common::verdict`). The generation is random rather than counted so
+    /// that two processes changing the maps at once cannot both write the same "next" value.
+    fn changing<T>(
+        &mut self,
+        change: impl FnOnce(&mut Self) -> Result<T, DataplaneError>,
+    ) -> Result<T, DataplaneError> {
+        let out = change(self);
+        self.new_generation()?;
+        out
+    }
+
+    fn new_generation(&mut self) -> Result<(), DataplaneError> {
+        let mut cfg = self
+            .config
+            .get(&0, 0)
+            .map_err(|e| DataplaneError::map("reading", names::CONFIG, e))?;
+        let mut fresh = cfg.generation;
+        while fresh == cfg.generation {
+            let mut bytes = [0u8; 4];
+            // SAFETY: the buffer is valid for its length; getrandom(2) writes at most that much.
+            let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+            if n != bytes.len() as isize {
+                return Err(DataplaneError::Syscall {
+                    op: "getrandom",
+                    map: names::CONFIG,
+                    source: std::io::Error::last_os_error(),
+                });
+            }
+            fresh = u32::from_ne_bytes(bytes);
+        }
+        cfg.generation = fresh;
+        self.config
+            .set(0, cfg, 0)
+            .map_err(|e| DataplaneError::map("writing", names::CONFIG, e))
+    }
+
+    /// The data plane's current generation (changes with every block-set or allowlist change).
+    pub fn generation(&self) -> Result<u32, DataplaneError> {
+        let cfg = self
+            .config
+            .get(&0, 0)
+            .map_err(|e| DataplaneError::map("reading", names::CONFIG, e))?;
+        Ok(cfg.generation)
     }
 
     /// Whether monitor (dry-run) mode is on.

@@ -51,14 +51,14 @@ pub fn run(args: &StatsArgs) -> anyhow::Result<()> {
                 s.packets.to_string(),
                 s.bytes.to_string(),
                 s.syn.to_string(),
-                format!("{}s", s.last_seen_secs_ago),
+                format!("{}s", s.first_seen_secs_ago),
             ]
         })
         .collect();
     println!();
     print!(
         "{}",
-        table(&["SOURCE", "PACKETS", "BYTES", "SYN", "LAST SEEN"], &rows)
+        table(&["SOURCE", "PACKETS", "BYTES", "SYN", "FIRST SEEN"], &rows)
     );
     Ok(())
 }

@@ -1,0 +1,130 @@
+//! The verdict cache each per-source counter entry carries, so a packet from a source the
+//! program has already judged costs one map lookup instead of three (counter, exact block hash,
+//! LPM trie).
+//!
+//! Validity is decided by the data plane's generation ([`crate::DataplaneConfig::generation`]):
+//! user space gives it a fresh value after every change to the block set or the allowlist, and
+//! the program reads it *before* it consults those maps. A verdict computed from maps older than
+//! a change therefore carries an older generation and is recomputed on the next packet. Time is
+//! the other input: a cached block lapses no later than its entry, so the kernel's own expiry
+//! still holds.
+//!
+//! The lapse time is kept in jiffies, because `bpf_jiffies64` is inlined by the verifier while
+//! every nanosecond clock is a helper call. When the verdict is computed the program knows both
+//! clocks, and converts the entry's remaining nanoseconds to jiffies as if a jiffy were as long
+//! as on any kernel ([`JIFFY_MAX_NS`], HZ = 100): on a faster tick the cached verdict lapses
+//! early and is simply recomputed, never late.
+//!
+//! Challenge verdicts are never cached: every packet of a challenged source meets its rate
+//! bucket.
+
+/// The longest jiffy of any kernel configuration (CONFIG_HZ = 100).
+pub const JIFFY_MAX_NS: u64 = 10_000_000;
+
+/// A cached verdict, per CPU, inside [`crate::SrcStats`]. Kernel-private: user space ignores it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VerdictCache {
+    /// The generation the verdict was computed under.
+    pub generation: u32,
+    /// One of the `VerdictCache::*` consts; [`VerdictCache::NONE`] when nothing is cached.
+    pub verdict: u32,
+    /// `bpf_jiffies64` at which the verdict lapses; 0 = never.
+    pub until_jiffies: u64,
+}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for VerdictCache {}
+
+const _: () = assert!(core::mem::size_of::<VerdictCache>() == 16);
+
+impl VerdictCache {
+    /// Nothing cached.
+    pub const NONE: u32 = 0;
+    /// Matched nothing: pass.
+    pub const PASS: u32 = 1;
+    /// A live entry matched but the allowlist covers the source: pass, counted as allowed.
+    pub const ALLOW: u32 = 2;
+    /// A live block entry matched: drop.
+    pub const BLOCK: u32 = 3;
+
+    /// A verdict valid under `generation` until `until_jiffies` (0 = for as long as the
+    /// generation).
+    #[inline(always)]
+    pub const fn new(generation: u32, verdict: u32, until_jiffies: u64) -> Self {
+        Self {
+            generation,
+            verdict,
+            until_jiffies,
+        }
+    }
+
+    /// The jiffy by which a verdict decided by an entry lapsing at `expires_at_ns` (0 = never)
+    /// must lapse, given both clocks now. Rounds towards earlier; 0 stays "never"; an entry
+    /// that lapses within a jiffy yields the current jiffy, that is, no caching.
+    #[inline(always)]
+    pub const fn lapse(expires_at_ns: u64, now_ns: u64, now_jiffies: u64) -> u64 {
+        if expires_at_ns == 0 {
+            return 0;
+        }
+        if expires_at_ns <= now_ns {
+            return now_jiffies;
+        }
+        now_jiffies + (expires_at_ns - now_ns) / JIFFY_MAX_NS
+    }
+
+    /// The cached verdict if it was computed under `generation` and has not lapsed by
+    /// `now_jiffies`.
+    #[inline(always)]
+    pub const fn get(&self, generation: u32, now_jiffies: u64) -> Option<u32> {
+        if self.verdict == Self::NONE
+            || self.generation != generation
+            || (self.until_jiffies != 0 && now_jiffies >= self.until_jiffies)
+        {
+            None
+        } else {
+            Some(self.verdict)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_cache_holds_nothing() {
+        assert_eq!(VerdictCache::default().get(0, 0), None);
+    }
+
+    #[test]
+    fn a_new_generation_invalidates() {
+        let c = VerdictCache::new(7, VerdictCache::PASS, 0);
+        assert_eq!(c.get(7, u64::MAX), Some(VerdictCache::PASS));
+        assert_eq!(c.get(8, 0), None);
+    }
+
+    #[test]
+    fn lapse_is_never_later_than_the_entry() {
+        assert_eq!(VerdictCache::lapse(0, 5, 7), 0, "permanent stays permanent");
+        assert_eq!(VerdictCache::lapse(100, 100, 7), 7, "lapsed: no caching");
+        // 25 ms left: two whole 10 ms jiffies; at HZ=1000 that is 2 ms of caching, at HZ=100 20.
+        assert_eq!(VerdictCache::lapse(1_025_000_000, 1_000_000_000, 50), 52);
+        for hz in [100u64, 250, 300, 1000] {
+            let jiffy = 1_000_000_000 / hz;
+            for left in [1u64, 9_999_999, 10_000_000, 123_456_789, 600_000_000_000] {
+                let until = VerdictCache::lapse(1_000 + left, 1_000, 0);
+                assert!(
+                    until * jiffy <= left,
+                    "HZ={hz}, {left} ns left: {until} jiffies"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_cached_block_lapses_with_its_entry() {
+        let c = VerdictCache::new(1, VerdictCache::BLOCK, 1_000);
+        assert_eq!(c.get(1, 999), Some(VerdictCache::BLOCK));
+        assert_eq!(c.get(1, 1_000), None);
+    }
+}
