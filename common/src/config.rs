@@ -20,9 +20,20 @@ impl DataplaneConfig {
     /// Monitor (dry-run): would-be drops are counted as such and passed.
     pub const MONITOR: u32 = 1 << 0;
 
+    /// Some IPv6 block or allow entry is longer than /64, so sources of one /64 can be judged
+    /// differently: IPv6 verdicts are then not cached per /64. Kept by user space with the
+    /// generation.
+    pub const V6_FINE: u32 = 1 << 1;
+
     /// Whether monitor mode is on.
     #[inline(always)]
     pub const fn monitor(&self) -> bool {
         self.flags & Self::MONITOR != 0
+    }
+
+    /// Whether IPv6 verdicts may be cached per /64 (no entry longer than /64 exists).
+    #[inline(always)]
+    pub const fn v6_cacheable(&self) -> bool {
+        self.flags & Self::V6_FINE == 0
     }
 }

@@ -5,6 +5,10 @@
 //! `ipwarden_common::verdict`). Per-CPU maps, so no atomics in the hot path; LRU maps, so a flood
 //! of random sources evicts old entries instead of failing.
 //!
+//! IPv6 verdicts are cached per /64, the unit IPv6 is counted and judged in. That is exact while
+//! every entry covers whole /64s; when some entry is longer than /64 user space sets
+//! `DataplaneConfig::V6_FINE` and IPv6 packets are judged one by one.
+//!
 //! Blocked packets are not counted per source (outside monitor mode): a blocked source needs no
 //! velocity, and a source that is blocked before it is ever seen then costs no counter entry at
 //! all, so a flood from a blocked feed cannot push live sources out of the LRU map. The global
@@ -69,6 +73,7 @@ pub fn ipv4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> Decision {
         &SRC_V4,
         src,
         cfg,
+        true,
         |v: &mut SrcStats| v,
         |v: &mut SrcStats| bump(v, p),
         |counted, cache| first(counted.then_some(p), cache),
@@ -84,6 +89,7 @@ pub fn ipv6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> Decision {
         &SRC_V6,
         &key,
         cfg,
+        cfg.v6_cacheable(),
         |v: &mut SrcStatsV6| &mut v.stats,
         |v: &mut SrcStatsV6| {
             bump(&mut v.stats, p);
@@ -125,6 +131,7 @@ fn visit<K, V>(
     map: &LruPerCpuHashMap<K, V>,
     key: &K,
     cfg: &DataplaneConfig,
+    cacheable: bool,
     stats: impl Fn(&mut V) -> &mut SrcStats,
     count: impl Fn(&mut V),
     first: impl FnOnce(bool, VerdictCache) -> V,
@@ -135,10 +142,14 @@ fn visit<K, V>(
         let value = unsafe { &mut *value };
         let s = stats(value);
         let decision = match s.cache.get(cfg.generation, jiffies()) {
-            Some(verdict) => cached(verdict),
-            None => {
+            Some(verdict) if cacheable => cached(verdict),
+            _ => {
                 let j = judge();
-                s.cache = j.cache(cfg.generation);
+                s.cache = if cacheable {
+                    j.cache(cfg.generation)
+                } else {
+                    VerdictCache::default()
+                };
                 j.decision
             }
         };

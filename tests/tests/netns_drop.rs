@@ -54,10 +54,75 @@ fn drops_blocked_ipv4_source_and_passes_others() {
     let dp = fx.dp();
     let g = dp.globals().unwrap();
     assert_eq!(g.get(GlobalCounter::Dropped), 100);
-    // Dropped packets are still counted against their source: the controller needs their rate.
+    // Blocked packets are not counted per source (a blocked source needs no velocity): the
+    // attacker holds only a cached verdict and is not reported; the client is, exactly.
     let src = dp.sources_v4().unwrap();
-    let attacker_stats = src.iter().find(|s| IpAddr::V4(s.addr) == attacker).unwrap();
-    assert_eq!(attacker_stats.stats.packets, 100);
+    assert!(!src.iter().any(|s| IpAddr::V4(s.addr) == attacker));
+    let client = src
+        .iter()
+        .find(|s| IpAddr::V4(s.addr) == IpAddr::from(CLIENT_V4))
+        .unwrap();
+    assert_eq!(client.stats.packets, 100);
+}
+
+/// Verdicts are cached beside the per-source counters; every change to the block set or the
+/// allowlist must reach sources whose verdict is already cached, in both directions.
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn cached_verdicts_follow_every_change_to_the_maps() {
+    let fx = Fixture::attached(&[]);
+    let a = v4("203.0.113.7");
+    let b = v4("203.0.113.8");
+    let six = v6("2001:db8:2::5");
+    for s in [a, b, six] {
+        fx.topo.add_source(s);
+    }
+    // (`exchange` listens on one family at a time.)
+    let both = |want_v4: Vec<usize>, want_v6: usize| {
+        assert_eq!(exchange(&fx, &[a, b], 20), want_v4);
+        assert_eq!(exchange(&fx, &[six], 20), vec![want_v6]);
+    };
+    // Cached as passing.
+    both(vec![20, 20], 20);
+    // Cached pass → block (exact), for both families.
+    fx.map(&["block", "203.0.113.7"]);
+    fx.map(&["block", "2001:db8:2::/64"]);
+    both(vec![0, 20], 0);
+    // Cached block → pass.
+    fx.map(&["unblock", "203.0.113.7"]);
+    fx.map(&["unblock", "2001:db8:2::/64"]);
+    both(vec![20, 20], 20);
+    // A prefix covers both cached sources.
+    fx.map(&["block", "203.0.113.0/24"]);
+    assert_eq!(exchange(&fx, &[a, b], 20), vec![0, 0]);
+    // An allow entry lifts one of them; removing it blocks it again.
+    fx.map(&["allow", "add", "203.0.113.8"]);
+    assert_eq!(exchange(&fx, &[a, b], 20), vec![0, 20]);
+    assert_eq!(
+        fx.dp().globals().unwrap().get(GlobalCounter::Allowed),
+        20,
+        "allowed is counted from the cached verdict too"
+    );
+    fx.map(&["allow", "rm", "203.0.113.8"]);
+    assert_eq!(exchange(&fx, &[a, b], 20), vec![0, 0]);
+    // A source blocked before it ever sent: dropped, not reported, and passes once lifted,
+    // counted from its first delivered packet.
+    let fresh = v4("192.0.2.9");
+    fx.topo.add_source(fresh);
+    fx.map(&["block", "192.0.2.9"]);
+    assert_eq!(exchange(&fx, &[fresh], 20), vec![0]);
+    let reported = |ip: IpAddr| {
+        fx.dp()
+            .sources_v4()
+            .unwrap()
+            .into_iter()
+            .find(|s| IpAddr::V4(s.addr) == ip)
+            .map(|s| s.stats.packets)
+    };
+    assert_eq!(reported(fresh), None);
+    fx.map(&["unblock", "192.0.2.9"]);
+    assert_eq!(exchange(&fx, &[fresh], 20), vec![20]);
+    assert_eq!(reported(fresh), Some(20));
 }
 
 #[test]
@@ -122,6 +187,13 @@ fn ipv6_block_covers_its_slash_64_and_not_the_neighbour() {
     // A /128 (kept in the LPM trie) blocks exactly one address of the neighbouring /64.
     fx.map(&["block", "2001:db8:2:1::5/128"]);
     assert_eq!(exchange(&fx, &[neighbour, neighbour_host], 30), vec![0, 30]);
+    // Sent in the other order (the /64's cached verdict must not decide for its other host).
+    assert_eq!(exchange(&fx, &[neighbour_host, neighbour], 30), vec![30, 0]);
+    fx.map(&["unblock", "2001:db8:2:1::5/128"]);
+    assert_eq!(
+        exchange(&fx, &[neighbour, neighbour_host], 30),
+        vec![30, 30]
+    );
 }
 
 #[test]

@@ -140,7 +140,7 @@ impl Dataplane {
     /// Adds or replaces a block entry. /32 and /64 prefixes go to the exact-match hashes; every
     /// other length to the LPM tries.
     pub fn block(&mut self, net: IpNet, entry: BlockEntry) -> Result<(), DataplaneError> {
-        self.changing(|dp| dp.block_entry(net, entry))
+        self.changing(net, true, |dp| dp.block_entry(net, entry))
     }
 
     fn block_entry(&mut self, net: IpNet, entry: BlockEntry) -> Result<(), DataplaneError> {
@@ -168,7 +168,7 @@ impl Dataplane {
 
     /// Removes the block entry for exactly `net`; `false` if there was none.
     pub fn unblock(&mut self, net: IpNet) -> Result<bool, DataplaneError> {
-        self.changing(|dp| dp.unblock_entry(net))
+        self.changing(net, false, |dp| dp.unblock_entry(net))
     }
 
     fn unblock_entry(&mut self, net: IpNet) -> Result<bool, DataplaneError> {
@@ -236,7 +236,7 @@ impl Dataplane {
 
     /// Allowlists a prefix: its sources pass even when a block entry matches them.
     pub fn allow(&mut self, net: IpNet) -> Result<(), DataplaneError> {
-        self.changing(|dp| dp.allow_entry(net))
+        self.changing(net, true, |dp| dp.allow_entry(net))
     }
 
     fn allow_entry(&mut self, net: IpNet) -> Result<(), DataplaneError> {
@@ -256,7 +256,7 @@ impl Dataplane {
 
     /// Removes exactly `net` from the allowlist; `false` if it was not there.
     pub fn disallow(&mut self, net: IpNet) -> Result<bool, DataplaneError> {
-        self.changing(|dp| dp.disallow_entry(net))
+        self.changing(net, false, |dp| dp.disallow_entry(net))
     }
 
     fn disallow_entry(&mut self, net: IpNet) -> Result<bool, DataplaneError> {
@@ -287,7 +287,8 @@ impl Dataplane {
         Ok(out)
     }
 
-    /// Every tracked IPv4 source with its counters summed over CPUs, read in batches.
+    /// Every tracked IPv4 source with its counters summed over CPUs, read in batches. Entries
+    /// that only hold a cached block verdict (no packet counted) are left out.
     pub fn sources_v4(&self) -> Result<Vec<SourceV4>, DataplaneError> {
         let mut out = Vec::new();
         batch::for_each_percpu(
@@ -296,6 +297,10 @@ impl Dataplane {
             |key: [u8; 4], cpus: &[SrcStats]| {
                 let mut stats = SrcStats::default();
                 cpus.iter().for_each(|c| stats.merge(c));
+                if stats.packets == 0 {
+                    // Only a cached block verdict: not a source that sent anything countable.
+                    return;
+                }
                 out.push(SourceV4 {
                     addr: Ipv4Addr::from(key),
                     stats,
@@ -314,6 +319,9 @@ impl Dataplane {
             |key: [u8; 8], cpus: &[SrcStatsV6]| {
                 let mut merged = SrcStatsV6::default();
                 cpus.iter().for_each(|c| merged.merge(c));
+                if merged.stats.packets == 0 {
+                    return;
+                }
                 out.push(SourceV6 {
                     net: net::v6_prefix_net(key),
                     last_addr: Ipv6Addr::from(merged.last_addr),
@@ -350,20 +358,63 @@ impl Dataplane {
     /// generation, whatever the change's outcome: the program recomputes every verdict it cached
     /// before (see `ipwarden_common::verdict`). The generation is random rather than counted so
     /// that two processes changing the maps at once cannot both write the same "next" value.
+    ///
+    /// `net` is the entry changed: an IPv6 entry longer than /64 sets
+    /// `DataplaneConfig::V6_FINE` when added and makes us re-read the IPv6 tries when removed
+    /// (rare: every other change keeps the flag as it is, so bulk loads stay cheap). Two
+    /// processes changing such entries at the same instant could leave the flag stale; in normal
+    /// operation the daemon is the only writer.
     fn changing<T>(
         &mut self,
+        net: IpNet,
+        adds: bool,
         change: impl FnOnce(&mut Self) -> Result<T, DataplaneError>,
     ) -> Result<T, DataplaneError> {
         let out = change(self);
-        self.new_generation()?;
+        let fine = match net.trunc() {
+            IpNet::V6(n) if n.prefix_len() > net::V6_SOURCE_PREFIX => {
+                if adds {
+                    Some(true)
+                } else {
+                    Some(self.v6_fine()?)
+                }
+            }
+            _ => None,
+        };
+        self.new_generation(fine)?;
         out
     }
 
-    fn new_generation(&mut self) -> Result<(), DataplaneError> {
+    /// Whether any IPv6 block or allow entry is longer than /64 (see
+    /// `DataplaneConfig::V6_FINE`). Reads the two IPv6 tries' keys.
+    fn v6_fine(&self) -> Result<bool, DataplaneError> {
+        let longer = |k: &Key<[u8; 16]>| u32::from(net::V6_SOURCE_PREFIX) < k.prefix_len();
+        for k in self.block_net_v6.keys() {
+            let k = k.map_err(|e| DataplaneError::map("reading keys", names::BLOCK_NET_V6, e))?;
+            if longer(&k) {
+                return Ok(true);
+            }
+        }
+        for k in self.allow_v6.keys() {
+            let k = k.map_err(|e| DataplaneError::map("reading keys", names::ALLOW_V6, e))?;
+            if longer(&k) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Writes a fresh generation, and the `V6_FINE` flag when `fine` says what it must be.
+    fn new_generation(&mut self, fine: Option<bool>) -> Result<(), DataplaneError> {
         let mut cfg = self
             .config
             .get(&0, 0)
             .map_err(|e| DataplaneError::map("reading", names::CONFIG, e))?;
+        match fine {
+            Some(true) => cfg.flags |= DataplaneConfig::V6_FINE,
+            Some(false) => cfg.flags &= !DataplaneConfig::V6_FINE,
+            None => {}
+        }
         let mut fresh = cfg.generation;
         while fresh == cfg.generation {
             let mut bytes = [0u8; 4];
