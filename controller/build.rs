@@ -33,7 +33,13 @@ fn main() -> anyhow::Result<()> {
     )?;
 
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").context("OUT_DIR not set")?);
-    for name in ["ipwarden", "bench-pass", "bench-drop", "bench-tx"] {
+    for name in [
+        "ipwarden",
+        "bench-pass",
+        "bench-drop",
+        "bench-tx",
+        "bench-touch",
+    ] {
         let object = out_dir.join(name);
         if !object.exists() {
             fs::write(&object, []).with_context(|| format!("writing stub {}", object.display()))?;

@@ -14,6 +14,9 @@ pub mod baseline {
     pub static PASS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-pass"));
     /// Returns `XDP_DROP`.
     pub static DROP: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-drop"));
+    /// Parses the frame with ipwarden's parser and returns `XDP_DROP`: the floor of a filter
+    /// that reads the packet.
+    pub static TOUCH: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-touch"));
     /// Returns `XDP_TX`: with live frames, a traffic generator.
     pub static TX: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-tx"));
 }

@@ -43,6 +43,8 @@ pub struct Subject {
 pub enum Kind {
     EmptyPass,
     EmptyDrop,
+    /// Parses the frame (reads the source) and drops it.
+    Touch,
     Ipwarden,
     XdpFilter,
 }
@@ -79,7 +81,7 @@ impl Subject {
     pub fn expects(&self, case: &Case) -> Option<u32> {
         match self.kind {
             Kind::EmptyPass => Some(XDP_PASS),
-            Kind::EmptyDrop => Some(XDP_DROP),
+            Kind::EmptyDrop | Kind::Touch => Some(XDP_DROP),
             Kind::Ipwarden => Some(if case.drop { XDP_DROP } else { XDP_PASS }),
             Kind::XdpFilter => {
                 case.xdp_filter
@@ -136,6 +138,23 @@ pub fn empty(bpffs: &Path, drop: bool) -> anyhow::Result<Subject> {
         kind,
         ebpf,
         program: prog.into(),
+    })
+}
+
+/// The parse-only baseline: ipwarden's parser reads the source, then `XDP_DROP`.
+pub fn touch(bpffs: &Path) -> anyhow::Result<Subject> {
+    let bytes = object::baseline::TOUCH;
+    if bytes.is_empty() {
+        bail!("this build has no baseline objects (AYA_BUILD_SKIP); run `cargo xtask bench`");
+    }
+    let mut ebpf = load(bytes, &bpffs.join("bench_touch"), &[])?;
+    load_program(&mut ebpf, "bench_touch")?;
+    Ok(Subject {
+        name: "parse-only XDP_DROP".into(),
+        entries: 0,
+        kind: Kind::Touch,
+        ebpf,
+        program: "bench_touch".into(),
     })
 }
 

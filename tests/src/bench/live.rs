@@ -216,11 +216,12 @@ impl Bed {
             })
         });
         let elapsed = started.elapsed();
+        // The receiver's ring (a few hundred frames) drains in microseconds: its CPU time is
+        // read now, its counters after a pause.
+        let cpu1 = cpu_times(DUT_CPU)?;
         sched_setaffinity(Pid::from_raw(0), &previous)?;
         run?.context("live-frames run")?;
-        // Let the receiver drain its ring before reading its counters.
         std::thread::sleep(Duration::from_millis(50));
-        let cpu1 = cpu_times(DUT_CPU)?;
         let (rx1, _) = self.rx()?;
         let processed = rx1 - rx0;
         ensure!(
