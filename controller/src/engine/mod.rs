@@ -267,12 +267,14 @@ impl Engine {
                         .map_err(Self::plane_err(&plane.iface))?;
                 }
             }
-            for d in self.decisions.values() {
-                plane
-                    .dp
-                    .block(d.prefix, d.kernel_entry(now))
-                    .map_err(Self::plane_err(&plane.iface))?;
-            }
+            plane
+                .dp
+                .block_all(
+                    self.decisions
+                        .values()
+                        .map(|d| (d.prefix, d.kernel_entry(now))),
+                )
+                .map_err(Self::plane_err(&plane.iface))?;
             for net in plane.dp.allows().map_err(Self::plane_err(&plane.iface))? {
                 if !allow.contains_key(&net) {
                     plane
@@ -424,12 +426,10 @@ impl Engine {
         self.store
             .put_decisions(&batch.iter().collect::<Vec<_>>())?;
         for plane in &mut self.planes {
-            for d in &batch {
-                plane
-                    .dp
-                    .block(d.prefix, d.kernel_entry(now))
-                    .map_err(Self::plane_err(&plane.iface))?;
-            }
+            plane
+                .dp
+                .block_all(batch.iter().map(|d| (d.prefix, d.kernel_entry(now))))
+                .map_err(Self::plane_err(&plane.iface))?;
         }
         tracing::info!(
             count = batch.len(),

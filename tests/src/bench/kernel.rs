@@ -226,14 +226,19 @@ pub fn ipwarden_sized(
         IpNet::V4(Ipv4Net::new(frames::DROP_V4_PREFIX, 24)?.trunc()),
         entry,
     )?;
-    for i in 1..entries.saturating_sub(prefixes) {
-        dp.block(IpNet::V4(Ipv4Net::new(filler_v4(i), 32)?), entry)?;
-        dp.block(IpNet::V6(Ipv6Net::new(filler_v6(i), 64)?), entry)?;
-    }
-    for i in 1..prefixes {
-        dp.block(IpNet::V4(Ipv4Net::new(filler_v4(i << 8), 24)?), entry)?;
-        dp.block(IpNet::V6(Ipv6Net::new(filler_v6_48(i), 48)?), entry)?;
-    }
+    let exact = (1..entries.saturating_sub(prefixes)).flat_map(|i| {
+        [
+            IpNet::V4(Ipv4Net::new_assert(filler_v4(i), 32)),
+            IpNet::V6(Ipv6Net::new_assert(filler_v6(i), 64)),
+        ]
+    });
+    let wider = (1..prefixes).flat_map(|i| {
+        [
+            IpNet::V4(Ipv4Net::new_assert(filler_v4(i << 8), 24)),
+            IpNet::V6(Ipv6Net::new_assert(filler_v6_48(i), 48)),
+        ]
+    });
+    dp.block_all(exact.chain(wider).map(|net| (net, entry)))?;
     warm_counters(&pins, warm)?;
     Ok(Subject {
         name: format!("ipwarden {entries}"),
