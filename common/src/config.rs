@@ -6,15 +6,19 @@
 pub struct DataplaneConfig {
     /// Bit set of the `DataplaneConfig::*` flag consts.
     pub flags: u32,
-    /// Changes to a fresh value after every change to the block set or the allowlist: verdicts
-    /// the program cached per source under another generation are recomputed (see
-    /// [`crate::VerdictCache`]).
-    pub generation: u32,
+    /// Reserved; always zero.
+    pub _reserved: u32,
+    /// Changes to a fresh random value below 2^62 after every change to the block set or the
+    /// allowlist: verdicts the program cached per source under another generation are
+    /// recomputed (see [`crate::VerdictCache`]). 62 random bits make it practically impossible
+    /// for a new value to equal one some stale cache entry still carries, and random values
+    /// need no read-modify-write that two writers could interleave.
+    pub generation: u64,
 }
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for DataplaneConfig {}
 
-const _: () = assert!(core::mem::size_of::<DataplaneConfig>() == 8);
+const _: () = assert!(core::mem::size_of::<DataplaneConfig>() == 16);
 
 impl DataplaneConfig {
     /// Monitor (dry-run): would-be drops are counted as such and passed.

@@ -25,10 +25,10 @@ pub const JIFFY_MAX_NS: u64 = 10_000_000;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VerdictCache {
-    /// The generation the verdict was computed under.
-    pub generation: u32,
-    /// One of the `VerdictCache::*` consts; [`VerdictCache::NONE`] when nothing is cached.
-    pub verdict: u32,
+    /// The generation the verdict was computed under, shifted left by two, with the verdict
+    /// (one of the `VerdictCache::*` consts) in the low two bits. [`VerdictCache::NONE`] there
+    /// means nothing is cached. One word, so the 62-bit generation costs no extra space.
+    pub tag: u64,
     /// `bpf_jiffies64` at which the verdict lapses; 0 = never.
     pub until_jiffies: u64,
 }
@@ -39,21 +39,22 @@ const _: () = assert!(core::mem::size_of::<VerdictCache>() == 16);
 
 impl VerdictCache {
     /// Nothing cached.
-    pub const NONE: u32 = 0;
+    pub const NONE: u64 = 0;
     /// Matched nothing: pass.
-    pub const PASS: u32 = 1;
+    pub const PASS: u64 = 1;
     /// A live entry matched but the allowlist covers the source: pass, counted as allowed.
-    pub const ALLOW: u32 = 2;
+    pub const ALLOW: u64 = 2;
     /// A live block entry matched: drop.
-    pub const BLOCK: u32 = 3;
+    pub const BLOCK: u64 = 3;
+    const VERDICT: u64 = 3;
 
-    /// A verdict valid under `generation` until `until_jiffies` (0 = for as long as the
+    /// A verdict valid under `generation` (below 2^62, see
+    /// [`crate::DataplaneConfig::generation`]) until `until_jiffies` (0 = for as long as the
     /// generation).
     #[inline(always)]
-    pub const fn new(generation: u32, verdict: u32, until_jiffies: u64) -> Self {
+    pub const fn new(generation: u64, verdict: u64, until_jiffies: u64) -> Self {
         Self {
-            generation,
-            verdict,
+            tag: (generation << 2) | (verdict & Self::VERDICT),
             until_jiffies,
         }
     }
@@ -75,14 +76,15 @@ impl VerdictCache {
     /// The cached verdict if it was computed under `generation` and has not lapsed by
     /// `now_jiffies`.
     #[inline(always)]
-    pub const fn get(&self, generation: u32, now_jiffies: u64) -> Option<u32> {
-        if self.verdict == Self::NONE
-            || self.generation != generation
+    pub const fn get(&self, generation: u64, now_jiffies: u64) -> Option<u64> {
+        let verdict = self.tag & Self::VERDICT;
+        if verdict == Self::NONE
+            || self.tag >> 2 != generation
             || (self.until_jiffies != 0 && now_jiffies >= self.until_jiffies)
         {
             None
         } else {
-            Some(self.verdict)
+            Some(verdict)
         }
     }
 }
@@ -94,6 +96,16 @@ mod tests {
     #[test]
     fn empty_cache_holds_nothing() {
         assert_eq!(VerdictCache::default().get(0, 0), None);
+    }
+
+    #[test]
+    fn every_verdict_round_trips_under_a_62_bit_generation() {
+        let g = (1u64 << 62) - 1;
+        for v in [VerdictCache::PASS, VerdictCache::ALLOW, VerdictCache::BLOCK] {
+            assert_eq!(VerdictCache::new(g, v, 0).get(g, 0), Some(v));
+            assert_eq!(VerdictCache::new(g, v, 0).get(g - 1, 0), None);
+        }
+        assert_eq!(VerdictCache::new(g, VerdictCache::NONE, 0).get(g, 0), None);
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub enum Decision {
 pub struct Judged {
     pub decision: Decision,
     /// A `VerdictCache` verdict, or `NONE` when the decision must be made again per packet.
-    verdict: u32,
+    verdict: u64,
     /// The jiffy at which the cached verdict lapses (0 = never).
     until_jiffies: u64,
     /// Whether a source not yet in the counter map gets an entry just to hold this verdict:
@@ -48,7 +48,7 @@ pub struct Judged {
 impl Judged {
     /// The cache entry to keep under `generation`.
     #[inline(always)]
-    pub const fn cache(&self, generation: u32) -> VerdictCache {
+    pub const fn cache(&self, generation: u64) -> VerdictCache {
         VerdictCache::new(generation, self.verdict, self.until_jiffies)
     }
 }
@@ -70,7 +70,7 @@ impl Now {
     }
 
     #[inline(always)]
-    fn cached(self, decision: Decision, verdict: u32, expires_at_ns: u64) -> Judged {
+    fn cached(self, decision: Decision, verdict: u64, expires_at_ns: u64) -> Judged {
         Judged {
             decision,
             verdict,

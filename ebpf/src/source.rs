@@ -109,7 +109,7 @@ fn counted(decision: Decision, cfg: &DataplaneConfig) -> bool {
 }
 
 #[inline(always)]
-fn cached(verdict: u32) -> Decision {
+fn cached(verdict: u64) -> Decision {
     match verdict {
         VerdictCache::BLOCK => Decision::Block,
         VerdictCache::ALLOW => Decision::Allow,

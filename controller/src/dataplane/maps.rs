@@ -375,8 +375,9 @@ impl Dataplane {
 
     /// Runs a change to the block set or the allowlist, then gives the data plane a new
     /// generation, whatever the change's outcome: the program recomputes every verdict it cached
-    /// before (see `ipwarden_common::verdict`). The generation is random rather than counted so
-    /// that two processes changing the maps at once cannot both write the same "next" value.
+    /// before (see `ipwarden_common::verdict`). The generation is 62 random bits rather than a
+    /// count, so that two processes changing the maps at once cannot both write the same "next"
+    /// value.
     ///
     /// `net` is the entry changed: an IPv6 entry longer than /64 sets
     /// `DataplaneConfig::V6_FINE` when added and makes us re-read the IPv6 tries when removed
@@ -436,7 +437,7 @@ impl Dataplane {
         }
         let mut fresh = cfg.generation;
         while fresh == cfg.generation {
-            let mut bytes = [0u8; 4];
+            let mut bytes = [0u8; 8];
             // SAFETY: the buffer is valid for its length; getrandom(2) writes at most that much.
             let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
             if n != bytes.len() as isize {
@@ -446,7 +447,7 @@ impl Dataplane {
                     source: std::io::Error::last_os_error(),
                 });
             }
-            fresh = u32::from_ne_bytes(bytes);
+            fresh = u64::from_ne_bytes(bytes) >> 2;
         }
         cfg.generation = fresh;
         self.config
@@ -455,7 +456,7 @@ impl Dataplane {
     }
 
     /// The data plane's current generation (changes with every block-set or allowlist change).
-    pub fn generation(&self) -> Result<u32, DataplaneError> {
+    pub fn generation(&self) -> Result<u64, DataplaneError> {
         let cfg = self
             .config
             .get(&0, 0)
