@@ -178,7 +178,7 @@ impl Detector {
             let r = rates(&track.old, &track.now);
             track.pps = r.pps as f32;
             track.syn_pps = r.syn_pps as f32;
-            events.extend(self.judge(source, now_ns));
+            judge(&self.cfg, track, source, now_ns, &mut events);
         }
         // A source the kernel no longer reports was evicted from its LRU map: forget it at once,
         // so the tracks stay bounded by the maps' capacity whatever a random-source flood does.
@@ -198,36 +198,6 @@ impl Detector {
             }
         }
         events
-    }
-
-    fn judge(&mut self, source: IpNet, now_ns: u64) -> Vec<Event> {
-        let cfg = &self.cfg;
-        let track = self.tracks.get_mut(&source).expect("track just updated");
-        let r = track.rates();
-        let mut out = Vec::new();
-        let heavy = r.pps >= cfg.pps_threshold as f64 || r.syn_pps >= cfg.syn_pps_threshold as f64;
-        if heavy && !track.heavy {
-            out.push(Event::HeavyHitter {
-                source,
-                addr: track.addr,
-                rates: r,
-            });
-        }
-        track.heavy = heavy;
-        if r.pps >= cfg.hard_pps_limit as f64 {
-            if track.over_hard_since == 0 {
-                track.over_hard_since = now_ns.max(1);
-            }
-            let since = track.over_hard_since;
-            if !track.hard_fired && now_ns.saturating_sub(since) >= cfg.hard_for.as_nanos() as u64 {
-                track.hard_fired = true;
-                out.push(Event::HardLimit { source, rates: r });
-            }
-        } else {
-            track.over_hard_since = 0;
-            track.hard_fired = false;
-        }
-        out
     }
 
     /// Ends a source's episode (its decision expired or was lifted), so continued abuse is
@@ -276,6 +246,40 @@ fn view(source: IpNet, t: &Track) -> SourceView {
         bytes: t.bytes,
         syn: t.now.syn,
         heavy: t.heavy,
+    }
+}
+
+/// Updates a source's episode state from its fresh rates and emits the events it earns. Works
+/// on the track in hand: one hash-table probe per source and poll, not two.
+fn judge(
+    cfg: &DetectionConfig,
+    track: &mut Track,
+    source: IpNet,
+    now_ns: u64,
+    out: &mut Vec<Event>,
+) {
+    let r = track.rates();
+    let heavy = r.pps >= cfg.pps_threshold as f64 || r.syn_pps >= cfg.syn_pps_threshold as f64;
+    if heavy && !track.heavy {
+        out.push(Event::HeavyHitter {
+            source,
+            addr: track.addr,
+            rates: r,
+        });
+    }
+    track.heavy = heavy;
+    if r.pps >= cfg.hard_pps_limit as f64 {
+        if track.over_hard_since == 0 {
+            track.over_hard_since = now_ns.max(1);
+        }
+        let since = track.over_hard_since;
+        if !track.hard_fired && now_ns.saturating_sub(since) >= cfg.hard_for.as_nanos() as u64 {
+            track.hard_fired = true;
+            out.push(Event::HardLimit { source, rates: r });
+        }
+    } else {
+        track.over_hard_since = 0;
+        track.hard_fired = false;
     }
 }
 

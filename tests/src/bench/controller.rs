@@ -28,6 +28,12 @@ use super::kernel;
 
 /// CPU time (user + system) of this process so far, and its peak RSS in bytes.
 pub fn usage() -> (Duration, u64) {
+    let (user, sys, rss) = usage_split();
+    (user + sys, rss)
+}
+
+/// User CPU, system CPU and peak RSS of this process.
+pub fn usage_split() -> (Duration, Duration, u64) {
     // SAFETY: getrusage fills the struct it is given.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
@@ -35,10 +41,7 @@ pub fn usage() -> (Duration, u64) {
     let tv = |t: libc::timeval| {
         Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
     };
-    (
-        tv(ru.ru_utime) + tv(ru.ru_stime),
-        ru.ru_maxrss as u64 * 1024,
-    )
+    (tv(ru.ru_utime), tv(ru.ru_stime), ru.ru_maxrss as u64 * 1024)
 }
 
 /// One poll-cost measurement (from a child process).
@@ -50,6 +53,8 @@ pub struct PollCost {
     pub wall_ms: f64,
     /// Of which reading the maps.
     pub read_ms: f64,
+    /// Of the CPU time, what the kernel spent (the batched map reads, page faults).
+    pub kernel_ms: f64,
     pub peak_rss_mb: f64,
 }
 
@@ -65,14 +70,14 @@ pub fn probe_poll(bpffs: &Path, sources: usize) -> anyhow::Result<PollCost> {
         let p = poll::read(&readers)?;
         detector.observe(p.now_ns, p.snapshots);
     }
-    let (cpu0, _) = usage();
+    let (user0, sys0, _) = usage_split();
     let t0 = Instant::now();
     let p = poll::read(&readers)?;
     let read = t0.elapsed();
     let tracked = p.snapshots.len();
     detector.observe(p.now_ns, p.snapshots);
     let wall = t0.elapsed();
-    let (cpu1, rss) = usage();
+    let (user1, sys1, rss) = usage_split();
     anyhow::ensure!(
         tracked == per_family * 2,
         "read {tracked} sources, expected {}",
@@ -81,7 +86,8 @@ pub fn probe_poll(bpffs: &Path, sources: usize) -> anyhow::Result<PollCost> {
     drop(subject);
     Ok(PollCost {
         sources: tracked,
-        cpu_ms: (cpu1 - cpu0).as_secs_f64() * 1e3,
+        cpu_ms: ((user1 + sys1) - (user0 + sys0)).as_secs_f64() * 1e3,
+        kernel_ms: (sys1 - sys0).as_secs_f64() * 1e3,
         wall_ms: wall.as_secs_f64() * 1e3,
         read_ms: read.as_secs_f64() * 1e3,
         peak_rss_mb: rss as f64 / 1e6,

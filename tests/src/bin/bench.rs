@@ -288,10 +288,12 @@ fn run(opts: &bench::Options) -> anyhow::Result<()> {
         }
         let cpu: Vec<f64> = runs.iter().map(|r| r.cpu_ms).collect();
         let read: Vec<f64> = runs.iter().map(|r| r.read_ms).collect();
+        let kernel: Vec<f64> = runs.iter().map(|r| r.kernel_ms).collect();
         let rss: Vec<f64> = runs.iter().map(|r| r.peak_rss_mb).collect();
         rows.push(vec![
             n.to_string(),
             format!("{:.0}", stats(&cpu).0),
+            format!("{:.0}", stats(&kernel).0),
             format!("{:.0}", stats(&read).0),
             format!("{:.0}", stats(&rss).0),
         ]);
@@ -304,7 +306,8 @@ fn run(opts: &bench::Options) -> anyhow::Result<()> {
         &[
             "active sources",
             "CPU ms per poll",
-            "of which map read (wall ms)",
+            "of which kernel (sys) ms",
+            "read into snapshots (wall ms)",
             "peak RSS MB",
         ],
         &rows,
