@@ -389,7 +389,11 @@ fn kernel_section(
     out: &std::path::Path,
 ) -> anyhow::Result<Vec<kernel::Subject>> {
     eprintln!("in-kernel cost: loading programs and filling maps");
-    let mut subjects = vec![kernel::empty(bpffs, false)?, kernel::empty(bpffs, true)?];
+    let mut subjects = vec![
+        kernel::empty(bpffs, false)?,
+        kernel::empty(bpffs, true)?,
+        kernel::touch(bpffs)?,
+    ];
     for &n in sizes {
         eprintln!("  ipwarden with {n} entries per family, counters warm with {warm} sources");
         subjects.push(kernel::ipwarden(bpffs, n, warm)?);
@@ -414,15 +418,21 @@ fn kernel_section(
     let floor: Vec<String> = cells
         .iter()
         .filter(|c| {
-            matches!(c.kind, kernel::Kind::EmptyPass | kernel::Kind::EmptyDrop)
-                && c.case == "IPv4 pass"
+            matches!(
+                c.kind,
+                kernel::Kind::EmptyPass | kernel::Kind::EmptyDrop | kernel::Kind::Touch
+            ) && c.case == "IPv4 pass"
         })
         .map(|c| {
             let (m, mn) = stats(&c.samples);
             format!("{}: {m:.1} ({mn:.1})", c.subject)
         })
         .collect();
-    let _ = writeln!(md, "Floor: {}.\n", floor.join(", "));
+    let _ = writeln!(
+        md,
+        "Floor: {} (the parse-only program runs ipwarden's frame parser and drops: the part of any filter's cost that reading the packet takes).\n",
+        floor.join(", ")
+    );
     let cases = bench::frames::cases();
     let mut rows = Vec::new();
     for case in &cases {
