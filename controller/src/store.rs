@@ -14,6 +14,11 @@ const DECISIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("decisions"
 const ALLOW: TableDefinition<&str, &[u8]> = TableDefinition::new("allow");
 const ANSWERS: TableDefinition<&str, &[u8]> = TableDefinition::new("ipasis_answers");
 
+/// redb's page cache. Its default (1 GiB) would keep a large decision set resident a second
+/// time beside the engine's own copy; the store is read in full only at start and otherwise
+/// written, so a small cache costs nothing that matters.
+pub const CACHE_BYTES: usize = 32 << 20;
+
 /// A cached IPASIS answer for one source unit (/32, /64).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CachedAnswer {
@@ -77,17 +82,20 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) `<state_dir>/ipwarden.redb`.
+    /// Opens (or creates) `<state_dir>/ipwarden.redb` with a [`CACHE_BYTES`] page cache.
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(state_dir).map_err(|source| StoreError::StateDir {
             path: state_dir.to_owned(),
             source,
         })?;
         let path = state_dir.join("ipwarden.redb");
-        let db = Database::create(&path).map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source: Box::new(source),
-        })?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source: Box::new(source),
+            })?;
         let store = Self { db, path };
         // Create the tables so read transactions never meet a missing one.
         let tx = db!("begin", store.db.begin_write())?;
