@@ -310,6 +310,20 @@ impl Dataplane {
     /// that only hold a cached block verdict (no packet counted) are left out.
     pub fn sources_v4(&self) -> Result<Vec<SourceV4>, DataplaneError> {
         let mut out = Vec::new();
+        self.visit_sources_v4(|s| out.push(s))?;
+        Ok(out)
+    }
+
+    /// Every tracked IPv6 /64 with its counters summed over CPUs, read in batches.
+    pub fn sources_v6(&self) -> Result<Vec<SourceV6>, DataplaneError> {
+        let mut out = Vec::new();
+        self.visit_sources_v6(|s| out.push(s))?;
+        Ok(out)
+    }
+
+    /// As [`Self::sources_v4`], handing each source to `each` as the batches arrive: the poll
+    /// builds its snapshots without a second copy of a million sources.
+    pub fn visit_sources_v4(&self, mut each: impl FnMut(SourceV4)) -> Result<(), DataplaneError> {
         batch::for_each_percpu(
             &self.src_v4,
             names::SRC_V4,
@@ -320,18 +334,16 @@ impl Dataplane {
                     // Only a cached block verdict: not a source that sent anything countable.
                     return;
                 }
-                out.push(SourceV4 {
+                each(SourceV4 {
                     addr: Ipv4Addr::from(key),
                     stats,
                 });
             },
-        )?;
-        Ok(out)
+        )
     }
 
-    /// Every tracked IPv6 /64 with its counters summed over CPUs, read in batches.
-    pub fn sources_v6(&self) -> Result<Vec<SourceV6>, DataplaneError> {
-        let mut out = Vec::new();
+    /// As [`Self::sources_v6`], streaming (see [`Self::visit_sources_v4`]).
+    pub fn visit_sources_v6(&self, mut each: impl FnMut(SourceV6)) -> Result<(), DataplaneError> {
         batch::for_each_percpu(
             &self.src_v6,
             names::SRC_V6,
@@ -341,14 +353,13 @@ impl Dataplane {
                 if merged.stats.packets == 0 {
                     return;
                 }
-                out.push(SourceV6 {
+                each(SourceV6 {
                     net: net::v6_prefix_net(key),
                     last_addr: Ipv6Addr::from(merged.last_addr),
                     stats: merged.stats,
                 });
             },
-        )?;
-        Ok(out)
+        )
     }
 
     /// `max_entries` of the IPv4 and IPv6 counter maps.
