@@ -13,6 +13,7 @@
 pub mod block;
 pub mod capacity;
 pub mod config;
+pub mod front;
 pub mod key;
 pub mod names;
 pub mod parse;
@@ -21,6 +22,7 @@ pub mod verdict;
 
 pub use block::{Action, BlockEntry, Reason, gcra};
 pub use config::DataplaneConfig;
+pub use front::{FrontV4, FrontV6, Pending};
 pub use key::{SrcV4, SrcV6Prefix};
 pub use parse::{Frame, Parsed, parse_frame};
 pub use stats::{GlobalCounter, SrcStats, SrcStatsV6};

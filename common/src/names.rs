@@ -23,6 +23,10 @@ pub const ALLOW_V6: &str = "ALLOW_V6";
 pub const SRC_V4: &str = "SRC_V4";
 /// Per-/64 IPv6 counters: `LRU_PERCPU_HASH<SrcV6Prefix, SrcStatsV6>`.
 pub const SRC_V6: &str = "SRC_V6";
+/// The IPv4 front table: `PERCPU_ARRAY<FrontV4>` of [`crate::front::FRONT_SLOTS`] slots.
+pub const FRONT_V4: &str = "FRONT_V4";
+/// The IPv6 front table: `PERCPU_ARRAY<FrontV6>`.
+pub const FRONT_V6: &str = "FRONT_V6";
 /// Global counters: `PERCPU_ARRAY<u64>` indexed by [`crate::GlobalCounter`].
 pub const GLOBAL: &str = "GLOBAL";
 /// One-slot `ARRAY<DataplaneConfig>` the program reads on every packet.
@@ -33,7 +37,7 @@ pub const BUCKET_V4: &str = "BUCKET_V4";
 pub const BUCKET_V6: &str = "BUCKET_V6";
 
 /// Every map, for loaders that pin, size or check them all.
-pub const MAPS: [&str; 12] = [
+pub const MAPS: [&str; 14] = [
     BLOCK_V4,
     BLOCK_V6,
     BLOCK_NET_V4,
@@ -42,6 +46,8 @@ pub const MAPS: [&str; 12] = [
     ALLOW_V6,
     SRC_V4,
     SRC_V6,
+    FRONT_V4,
+    FRONT_V6,
     GLOBAL,
     CONFIG,
     BUCKET_V4,

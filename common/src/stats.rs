@@ -1,14 +1,13 @@
 //! Counter values: per source, and global.
 
-use crate::VerdictCache;
+use crate::Pending;
 
 /// Per-CPU counters of one source, in an LRU per-CPU hash. User space sums the CPUs (and takes
 /// the minimum non-zero `first_seen_ns`).
 ///
 /// There is no per-packet timestamp: reading the clock is a helper call, as costly as the rest of
-/// a cached packet's path, and rates come from the controller's polls anyway. An entry whose
-/// `packets` is zero on every CPU holds only a cached block verdict (blocked packets are not
-/// counted) and is not a source to report.
+/// a cached packet's path, and rates come from the controller's polls anyway. Counts reach this map from the per-CPU front table
+/// (see [`crate::front`]) in flushes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SrcStats {
@@ -20,15 +19,20 @@ pub struct SrcStats {
     pub syn: u64,
     /// `bpf_ktime_get_coarse_ns` when this CPU created the entry.
     pub first_seen_ns: u64,
-    /// This CPU's cached verdict for the source (kernel-private; not merged).
-    pub cache: VerdictCache,
 }
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for SrcStats {}
 
-const _: () = assert!(core::mem::size_of::<SrcStats>() == 48);
+const _: () = assert!(core::mem::size_of::<SrcStats>() == 32);
 
 impl SrcStats {
+    /// Adds counts flushed from (or still pending in) the front table.
+    pub fn add(&mut self, p: &Pending) {
+        self.packets += p.packets;
+        self.bytes += p.bytes;
+        self.syn += p.syn;
+    }
+
     /// Folds another CPU's counters into `self`.
     pub fn merge(&mut self, other: &Self) {
         self.packets += other.packets;
@@ -55,7 +59,7 @@ pub struct SrcStatsV6 {
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for SrcStatsV6 {}
 
-const _: () = assert!(core::mem::size_of::<SrcStatsV6>() == 64);
+const _: () = assert!(core::mem::size_of::<SrcStatsV6>() == 48);
 
 impl SrcStatsV6 {
     /// Folds another CPU's counters into `self`, keeping the address of the CPU that counted
@@ -134,14 +138,12 @@ mod tests {
             bytes: 100,
             syn: 1,
             first_seen_ns: 50,
-            cache: VerdictCache::default(),
         };
         let b = SrcStats {
             packets: 3,
             bytes: 10,
             syn: 0,
             first_seen_ns: 40,
-            cache: VerdictCache::default(),
         };
         a.merge(&b);
         assert_eq!(
@@ -151,7 +153,6 @@ mod tests {
                 bytes: 110,
                 syn: 1,
                 first_seen_ns: 40,
-                cache: VerdictCache::default(),
             }
         );
         // A CPU that never saw the source has all-zero counters and must not reset first_seen.

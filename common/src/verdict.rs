@@ -1,6 +1,6 @@
-//! The verdict cache each per-source counter entry carries, so a packet from a source the
-//! program has already judged costs one map lookup instead of three (counter, exact block hash,
-//! LPM trie).
+//! The verdict cache each front-table slot carries, so a packet from a source the program has
+//! already judged costs one inlined array lookup instead of three map lookups (counter, exact
+//! block hash, LPM trie).
 //!
 //! Validity is decided by the data plane's generation ([`crate::DataplaneConfig::generation`]):
 //! user space gives it a fresh value after every change to the block set or the allowlist, and
@@ -21,7 +21,7 @@
 /// The longest jiffy of any kernel configuration (CONFIG_HZ = 100).
 pub const JIFFY_MAX_NS: u64 = 10_000_000;
 
-/// A cached verdict, per CPU, inside [`crate::SrcStats`]. Kernel-private: user space ignores it.
+/// A cached verdict, per CPU, in a front-table slot ([`crate::front`]). Kernel-private.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VerdictCache {

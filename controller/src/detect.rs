@@ -14,6 +14,10 @@ use serde::Serialize;
 
 use crate::config::DetectionConfig;
 
+/// The largest step back of a source's count that is read noise rather than an eviction: one
+/// front-table flush counted twice, on each of up to 64 CPUs.
+const STEP_BACK_NOISE: u64 = ipwarden_common::front::FLUSH_AT * 64;
+
 /// One source's cumulative counters at one poll.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Snapshot {
@@ -157,6 +161,14 @@ impl Detector {
                 .tracks
                 .entry(source)
                 .or_insert_with(|| Track::new(&s, now_ns));
+            let mut s = s;
+            if s.packets < track.now.packets && track.now.packets - s.packets <= STEP_BACK_NOISE {
+                // A front-table flush between the two reads of the last poll counted some
+                // packets twice (see `Dataplane::visit_sources_v4`): keep the higher reading.
+                s.packets = track.now.packets;
+                s.syn = s.syn.max(track.now.syn);
+                s.bytes = s.bytes.max(track.bytes);
+            }
             if s.packets < track.now.packets {
                 // Counters went backwards: the kernel evicted and re-created the entry.
                 let (heavy, fired, since) = (track.heavy, track.hard_fired, track.over_hard_since);
@@ -403,6 +415,21 @@ mod tests {
         assert_eq!(heavy.len(), 2, "{heavy:?}");
         assert_eq!(heavy[0], 1);
         assert!(heavy[1] >= 21, "{heavy:?}");
+    }
+
+    #[test]
+    fn a_small_step_back_is_noise_and_a_large_one_an_eviction() {
+        let mut d = Detector::new(cfg());
+        d.observe(101 * S, [(src(), snap(10_000, 0, 100 * S))]);
+        d.observe(102 * S, [(src(), snap(20_000, 0, 100 * S))]);
+        // 64 packets fewer than last time: the earlier read counted a flush twice.
+        d.observe(103 * S, [(src(), snap(19_936, 0, 100 * S))]);
+        let v = d.get(&src()).unwrap();
+        assert_eq!(v.packets, 20_000, "kept the higher reading");
+        assert!(v.rates.pps > 1000.0, "rate not reset: {:?}", v.rates);
+        // A drop to a handful: the entry was evicted and re-created.
+        d.observe(104 * S, [(src(), snap(5, 0, 103_900_000_000))]);
+        assert_eq!(d.get(&src()).unwrap().packets, 5);
     }
 
     #[test]

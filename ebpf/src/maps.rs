@@ -7,7 +7,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray},
 };
 use ipwarden_common::{
-    BlockEntry, DataplaneConfig, GlobalCounter, SrcStats, SrcStatsV6, SrcV4, SrcV6Prefix, capacity,
+    BlockEntry, DataplaneConfig, FrontV4, FrontV6, GlobalCounter, SrcStats, SrcStatsV6, SrcV4,
+    SrcV6Prefix, capacity, front::FRONT_SLOTS,
 };
 
 #[map]
@@ -38,6 +39,13 @@ pub static SRC_V4: LruPerCpuHashMap<SrcV4, SrcStats> =
 #[map]
 pub static SRC_V6: LruPerCpuHashMap<SrcV6Prefix, SrcStatsV6> =
     LruPerCpuHashMap::pinned(capacity::SRC_V6, 0);
+
+// The front tables (see `ipwarden_common::front`): fixed size, the program's hash depends on it.
+#[map]
+pub static FRONT_V4: PerCpuArray<FrontV4> = PerCpuArray::pinned(FRONT_SLOTS, 0);
+
+#[map]
+pub static FRONT_V6: PerCpuArray<FrontV6> = PerCpuArray::pinned(FRONT_SLOTS, 0);
 
 #[map]
 pub static GLOBAL: PerCpuArray<u64> = PerCpuArray::pinned(GlobalCounter::COUNT, 0);

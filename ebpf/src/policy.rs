@@ -39,10 +39,6 @@ pub struct Judged {
     verdict: u64,
     /// The jiffy at which the cached verdict lapses (0 = never).
     until_jiffies: u64,
-    /// Whether a source not yet in the counter map gets an entry just to hold this verdict:
-    /// for blocks by an exact (/32, /64) entry, a known source that will keep sending. Not for
-    /// prefix blocks, whose spoofed random sources would only churn the map.
-    pub remember: bool,
 }
 
 impl Judged {
@@ -75,7 +71,6 @@ impl Now {
             decision,
             verdict,
             until_jiffies: VerdictCache::lapse(expires_at_ns, self.ns, self.jiffies),
-            remember: false,
         }
     }
 }
@@ -149,17 +144,13 @@ pub fn ipv4(src: &[u8; 4]) -> Judged {
     // SAFETY: the value is read at once; a concurrent update may tear it, which at worst
     // mis-times one packet's verdict.
     // An expired exact entry must not hide a live prefix entry.
-    let (entry, exact) = match unsafe { BLOCK_V4.get(src) }.filter(|e| e.is_live(now.ns)) {
-        Some(e) => (Some(e), true),
-        None => (BLOCK_NET_V4.get(&key), false),
+    let entry = match unsafe { BLOCK_V4.get(src) }.filter(|e| e.is_live(now.ns)) {
+        Some(e) => Some(e),
+        None => BLOCK_NET_V4.get(&key),
     };
     match entry {
         Some(e) if e.is_live(now.ns) && ALLOW_V4.get(&key).is_some() => allowed(e, now),
-        e => {
-            let mut j = judge(e, now, &BUCKET_V4, src);
-            j.remember = exact;
-            j
-        }
+        e => judge(e, now, &BUCKET_V4, src),
     }
 }
 
@@ -169,16 +160,12 @@ pub fn ipv6(src: &[u8; 16], prefix: &SrcV6Prefix) -> Judged {
     let now = Now::read();
     let key = Key::new(128, *src);
     // SAFETY: as in `ipv4`.
-    let (entry, exact) = match unsafe { BLOCK_V6.get(prefix) }.filter(|e| e.is_live(now.ns)) {
-        Some(e) => (Some(e), true),
-        None => (BLOCK_NET_V6.get(&key), false),
+    let entry = match unsafe { BLOCK_V6.get(prefix) }.filter(|e| e.is_live(now.ns)) {
+        Some(e) => Some(e),
+        None => BLOCK_NET_V6.get(&key),
     };
     match entry {
         Some(e) if e.is_live(now.ns) && ALLOW_V6.get(&key).is_some() => allowed(e, now),
-        e => {
-            let mut j = judge(e, now, &BUCKET_V6, prefix);
-            j.remember = exact;
-            j
-        }
+        e => judge(e, now, &BUCKET_V6, prefix),
     }
 }

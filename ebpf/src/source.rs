@@ -1,27 +1,30 @@
-//! Per-source state: the counters (IPv4 /32, IPv6 /64) and the verdict cached beside them.
+//! Per-source state: the front table (a per-CPU direct-mapped slot per recent source, holding
+//! its cached verdict and pending counts) and the LRU counter maps behind it (IPv4 /32, IPv6
+//! /64). See `ipwarden_common::front` and `ipwarden_common::verdict`.
 //!
-//! One lookup in the per-source map serves both: a source the program has already judged under
-//! the current generation is counted and decided without touching the block set (see
-//! `ipwarden_common::verdict`). Per-CPU maps, so no atomics in the hot path; LRU maps, so a flood
-//! of random sources evicts old entries instead of failing.
+//! A packet from the source holding its slot costs one inlined array lookup: no map call and no
+//! clock call. Pending counts go to the LRU map every `FLUSH_AT` packets and when another source
+//! takes the slot. Per-CPU maps, so no atomics; LRU maps, so a flood of random sources evicts
+//! old entries instead of failing.
 //!
 //! IPv6 verdicts are cached per /64, the unit IPv6 is counted and judged in. That is exact while
 //! every entry covers whole /64s; when some entry is longer than /64 user space sets
 //! `DataplaneConfig::V6_FINE` and IPv6 packets are judged one by one.
 //!
 //! Blocked packets are not counted per source (outside monitor mode): a blocked source needs no
-//! velocity, and a source that is blocked before it is ever seen then costs no counter entry at
-//! all, so a flood from a blocked feed cannot push live sources out of the LRU map. The global
-//! `Dropped` counter still counts every one of them.
+//! velocity, and a flood from blocked sources, spoofed or not, never reaches the LRU maps, so it
+//! cannot push live sources out of them. The global `Dropped` counter still counts every one.
 
 use aya_ebpf::{bindings::BPF_NOEXIST, maps::LruPerCpuHashMap};
 use ipwarden_common::{
-    DataplaneConfig, GlobalCounter, SrcStats, SrcStatsV6, VerdictCache, key::v6_prefix,
+    DataplaneConfig, GlobalCounter, Pending, SrcStats, SrcStatsV6, VerdictCache,
+    front::{FLUSH_AT, slot_v4, slot_v6},
+    key::v6_prefix,
 };
 
 use crate::{
     clock::{jiffies, now},
-    maps::{GLOBAL, SRC_V4, SRC_V6},
+    maps::{FRONT_V4, FRONT_V6, GLOBAL, SRC_V4, SRC_V6},
     policy::{self, Decision, Judged},
 };
 
@@ -42,65 +45,10 @@ pub struct Packet {
 }
 
 #[inline(always)]
-fn bump(stats: &mut SrcStats, p: Packet) {
-    stats.packets += 1;
-    stats.bytes += p.bytes;
-    stats.syn += p.syn as u64;
-}
-
-/// A new entry: counting this packet, or (`None`) only holding a verdict.
-#[inline(always)]
-fn first(p: Option<Packet>, cache: VerdictCache) -> SrcStats {
-    match p {
-        Some(p) => SrcStats {
-            packets: 1,
-            bytes: p.bytes,
-            syn: p.syn as u64,
-            first_seen_ns: now(),
-            cache,
-        },
-        None => SrcStats {
-            cache,
-            ..SrcStats::default()
-        },
-    }
-}
-
-/// Counts and judges a packet of an IPv4 source.
-#[inline(always)]
-pub fn ipv4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> Decision {
-    visit(
-        &SRC_V4,
-        src,
-        cfg,
-        true,
-        |v: &mut SrcStats| v,
-        |v: &mut SrcStats| bump(v, p),
-        |counted, cache| first(counted.then_some(p), cache),
-        || policy::ipv4(src),
-    )
-}
-
-/// Counts and judges a packet of an IPv6 source under its /64, remembering the full address.
-#[inline(always)]
-pub fn ipv6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> Decision {
-    let key = v6_prefix(src);
-    visit(
-        &SRC_V6,
-        &key,
-        cfg,
-        cfg.v6_cacheable(),
-        |v: &mut SrcStatsV6| &mut v.stats,
-        |v: &mut SrcStatsV6| {
-            bump(&mut v.stats, p);
-            v.last_addr = *src;
-        },
-        |counted, cache| SrcStatsV6 {
-            stats: first(counted.then_some(p), cache),
-            last_addr: if counted { *src } else { [0; 16] },
-        },
-        || policy::ipv6(src, &key),
-    )
+fn add(p: &mut Pending, packet: Packet) {
+    p.packets += 1;
+    p.bytes += packet.bytes;
+    p.syn += packet.syn as u64;
 }
 
 #[inline(always)]
@@ -117,62 +65,160 @@ fn cached(verdict: u64) -> Decision {
     }
 }
 
-/// Looks the source up once: a valid cached verdict decides the packet; otherwise the block set
-/// does and the verdict is cached. Then counts the packet unless it is blocked. A source seen
-/// for the first time gets an entry when its packet is counted, or when the block that dropped
-/// it asks to be remembered (see `Judged::remember`).
-///
-/// A new entry is inserted with `BPF_NOEXIST`: inserting into an LRU per-CPU hash replaces the
-/// whole element, zeroing other CPUs' values, so when another CPU created the entry first we look
-/// it up again and count in place rather than overwrite it. That keeps per-source counts exact.
-#[allow(clippy::too_many_arguments)]
+/// The slot's cached verdict if valid, else the block set's, which is then cached.
 #[inline(always)]
-fn visit<K, V>(
-    map: &LruPerCpuHashMap<K, V>,
-    key: &K,
+fn decide(
+    cache: &mut VerdictCache,
     cfg: &DataplaneConfig,
     cacheable: bool,
-    stats: impl Fn(&mut V) -> &mut SrcStats,
-    count: impl Fn(&mut V),
-    first: impl FnOnce(bool, VerdictCache) -> V,
     judge: impl FnOnce() -> Judged,
 ) -> Decision {
-    if let Some(value) = map.get_ptr_mut(key) {
-        // SAFETY: the per-CPU slot belongs to this CPU for the duration of the program.
-        let value = unsafe { &mut *value };
-        let s = stats(value);
-        let decision = match s.cache.get(cfg.generation, jiffies()) {
-            Some(verdict) if cacheable => cached(verdict),
-            _ => {
-                let j = judge();
-                s.cache = if cacheable {
-                    j.cache(cfg.generation)
-                } else {
-                    VerdictCache::default()
-                };
-                j.decision
-            }
-        };
-        if counted(decision, cfg) {
-            count(value);
-        }
-        return decision;
+    if cacheable && let Some(verdict) = cache.get(cfg.generation, jiffies()) {
+        return cached(verdict);
     }
     let j = judge();
-    let counts = counted(j.decision, cfg);
-    if counts || j.remember {
-        let inserted = map.insert(
-            key,
-            first(counts, j.cache(cfg.generation)),
-            BPF_NOEXIST as u64,
-        );
-        if counts
-            && inserted.is_err()
-            && let Some(value) = map.get_ptr_mut(key)
-        {
-            // SAFETY: as above.
-            unsafe { count(&mut *value) };
+    *cache = if cacheable {
+        j.cache(cfg.generation)
+    } else {
+        VerdictCache::default()
+    };
+    j.decision
+}
+
+/// Counts and judges a packet of an IPv4 source.
+#[inline(always)]
+pub fn ipv4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> Decision {
+    let Some(slot) = FRONT_V4.get_ptr_mut(slot_v4(src)) else {
+        // Unreachable: the index is below the table's size.
+        return policy::ipv4(src).decision;
+    };
+    // SAFETY: a per-CPU array slot belongs to this CPU for the duration of the program.
+    let slot = unsafe { &mut *slot };
+    if slot.used == 0 || slot.key != *src {
+        if slot.used != 0 {
+            flush_v4(&slot.key, &mut slot.pending, slot.first_seen_ns);
+        }
+        slot.key = *src;
+        slot.used = 1;
+        slot.pending = Pending::default();
+        slot.cache = VerdictCache::default();
+        slot.first_seen_ns = now();
+    }
+    let decision = decide(&mut slot.cache, cfg, true, || policy::ipv4(src));
+    if counted(decision, cfg) {
+        add(&mut slot.pending, p);
+        if slot.pending.packets >= FLUSH_AT {
+            flush_v4(src, &mut slot.pending, slot.first_seen_ns);
         }
     }
-    j.decision
+    decision
+}
+
+/// Counts and judges a packet of an IPv6 source under its /64, remembering the full address.
+#[inline(always)]
+pub fn ipv6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> Decision {
+    let key = v6_prefix(src);
+    let Some(slot) = FRONT_V6.get_ptr_mut(slot_v6(&key)) else {
+        return policy::ipv6(src, &key).decision;
+    };
+    // SAFETY: as in `ipv4`.
+    let slot = unsafe { &mut *slot };
+    if slot.used == 0 || slot.key != key {
+        if slot.used != 0 {
+            flush_v6(
+                &slot.key,
+                &mut slot.pending,
+                &slot.last_addr,
+                slot.first_seen_ns,
+            );
+        }
+        slot.key = key;
+        slot.used = 1;
+        slot.pending = Pending::default();
+        slot.cache = VerdictCache::default();
+        slot.first_seen_ns = now();
+    }
+    let decision = decide(&mut slot.cache, cfg, cfg.v6_cacheable(), || {
+        policy::ipv6(src, &key)
+    });
+    if counted(decision, cfg) {
+        add(&mut slot.pending, p);
+        slot.last_addr = *src;
+        if slot.pending.packets >= FLUSH_AT {
+            flush_v6(&key, &mut slot.pending, src, slot.first_seen_ns);
+        }
+    }
+    decision
+}
+
+#[inline(always)]
+fn flush_v4(key: &[u8; 4], pending: &mut Pending, first_seen_ns: u64) {
+    if pending.packets == 0 {
+        return;
+    }
+    let p = *pending;
+    merge(
+        &SRC_V4,
+        key,
+        |s: &mut SrcStats| s.add(&p),
+        || SrcStats {
+            packets: p.packets,
+            bytes: p.bytes,
+            syn: p.syn,
+            first_seen_ns,
+        },
+    );
+    *pending = Pending::default();
+}
+
+#[inline(always)]
+fn flush_v6(key: &[u8; 8], pending: &mut Pending, last_addr: &[u8; 16], first_seen_ns: u64) {
+    if pending.packets == 0 {
+        return;
+    }
+    let p = *pending;
+    let addr = *last_addr;
+    merge(
+        &SRC_V6,
+        key,
+        |s: &mut SrcStatsV6| {
+            s.stats.add(&p);
+            s.last_addr = addr;
+        },
+        || SrcStatsV6 {
+            stats: SrcStats {
+                packets: p.packets,
+                bytes: p.bytes,
+                syn: p.syn,
+                first_seen_ns,
+            },
+            last_addr: addr,
+        },
+    );
+    *pending = Pending::default();
+}
+
+/// Adds flushed counts to this CPU's value in place, or creates the entry.
+///
+/// The insert uses `BPF_NOEXIST`: inserting into an LRU per-CPU hash replaces the whole element,
+/// zeroing other CPUs' values, so when another CPU created the entry first we look it up again
+/// and add in place rather than overwrite it. That keeps per-source counts exact.
+#[inline(always)]
+fn merge<K, V>(
+    map: &LruPerCpuHashMap<K, V>,
+    key: &K,
+    add: impl Fn(&mut V),
+    new: impl FnOnce() -> V,
+) {
+    if let Some(value) = map.get_ptr_mut(key) {
+        // SAFETY: the per-CPU slot belongs to this CPU for the duration of the program.
+        unsafe { add(&mut *value) };
+        return;
+    }
+    if map.insert(key, new(), BPF_NOEXIST as u64).is_err()
+        && let Some(value) = map.get_ptr_mut(key)
+    {
+        // SAFETY: as above.
+        unsafe { add(&mut *value) };
+    }
 }

@@ -7,7 +7,9 @@ use std::mem::size_of;
 
 use aya_map_type::expected;
 use ipwarden::dataplane::Capacities;
-use ipwarden_common::{BlockEntry, DataplaneConfig, SrcStats, SrcStatsV6, names};
+use ipwarden_common::{
+    BlockEntry, DataplaneConfig, FrontV4, FrontV6, SrcStats, SrcStatsV6, front::FRONT_SLOTS, names,
+};
 use ipwarden_tests::Fixture;
 
 mod aya_map_type {
@@ -24,6 +26,8 @@ mod aya_map_type {
             names::ALLOW_V6 => ("LpmTrie", 4 + 16, 4),
             names::SRC_V4 => ("LruPerCpuHash", 4, size_of::<SrcStats>()),
             names::SRC_V6 => ("LruPerCpuHash", 8, size_of::<SrcStatsV6>()),
+            names::FRONT_V4 => ("PerCpuArray", 4, size_of::<FrontV4>()),
+            names::FRONT_V6 => ("PerCpuArray", 4, size_of::<FrontV6>()),
             names::GLOBAL => ("PerCpuArray", 4, 8),
             names::CONFIG => ("Array", 4, size_of::<DataplaneConfig>()),
             names::BUCKET_V4 => ("LruHash", 4, 8),
@@ -53,6 +57,8 @@ fn pinned_maps_match_the_common_abi() {
             names::BLOCK_V4 | names::BLOCK_V6 => assert_eq!(max, 2000, "{name} resized"),
             names::BLOCK_NET_V4 => assert_eq!(max, defaults.block_net_v4),
             names::ALLOW_V4 | names::ALLOW_V6 => assert_eq!(max, defaults.allow),
+            // The program's slot hash depends on this size: never resized.
+            names::FRONT_V4 | names::FRONT_V6 => assert_eq!(max, FRONT_SLOTS),
             _ => {}
         }
     }

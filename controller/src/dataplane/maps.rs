@@ -7,10 +7,46 @@ use aya::maps::{
     Array, HashMap, IterableMap as _, LpmTrie, Map, MapData, MapError, PerCpuArray, lpm_trie::Key,
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use ipwarden_common::{BlockEntry, DataplaneConfig, GlobalCounter, SrcStats, SrcStatsV6, names};
+use ipwarden_common::{
+    BlockEntry, DataplaneConfig, FrontV4, FrontV6, GlobalCounter, Pending, SrcStats, SrcStatsV6,
+    names,
+};
+use rustc_hash::FxHashMap;
 
 use super::{DataplaneError, PinDir, batch};
 use crate::net;
+
+/// What the front tables hold for one source, summed over CPUs.
+#[derive(Clone, Copy, Default)]
+struct Fronted {
+    pending: Pending,
+    /// The earliest CPU's claim time.
+    first_seen_ns: u64,
+    /// IPv6: the latest address of the CPU that counted the most.
+    last_addr: [u8; 16],
+}
+
+impl Fronted {
+    fn add(&mut self, pending: &Pending, first_seen_ns: u64, last_addr: [u8; 16]) {
+        if pending.packets > self.pending.packets {
+            self.last_addr = last_addr;
+        }
+        self.pending.add(pending);
+        if self.first_seen_ns == 0 || (first_seen_ns != 0 && first_seen_ns < self.first_seen_ns) {
+            self.first_seen_ns = first_seen_ns;
+        }
+    }
+
+    /// Folds the pending counts into `stats` read from the LRU map.
+    fn into_stats(self, stats: &mut SrcStats) {
+        stats.add(&self.pending);
+        if stats.first_seen_ns == 0
+            || (self.first_seen_ns != 0 && self.first_seen_ns < stats.first_seen_ns)
+        {
+            stats.first_seen_ns = self.first_seen_ns;
+        }
+    }
+}
 
 /// A block set entry as user space sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +93,8 @@ pub struct Dataplane {
     allow_v6: LpmTrie<MapData, [u8; 16], u32>,
     src_v4: MapData,
     src_v6: MapData,
+    front_v4: MapData,
+    front_v6: MapData,
     global: PerCpuArray<MapData, u64>,
     config: Array<MapData, DataplaneConfig>,
 }
@@ -126,6 +164,8 @@ impl Dataplane {
             allow_v4: open(pins, names::ALLOW_V4)?,
             allow_v6: open(pins, names::ALLOW_V6)?,
             src_v4: open_raw(pins, names::SRC_V4)?,
+            front_v4: open_raw(pins, names::FRONT_V4)?,
+            front_v6: open_raw(pins, names::FRONT_V6)?,
             src_v6: open_raw(pins, names::SRC_V6)?,
             global: open(pins, names::GLOBAL)?,
             config: open(pins, names::CONFIG)?,
@@ -321,17 +361,64 @@ impl Dataplane {
         Ok(out)
     }
 
+    /// What the IPv4 front tables hold, by source.
+    fn fronted_v4(&self) -> Result<FxHashMap<[u8; 4], Fronted>, DataplaneError> {
+        let mut out: FxHashMap<[u8; 4], Fronted> = FxHashMap::default();
+        batch::for_each_percpu(
+            &self.front_v4,
+            names::FRONT_V4,
+            |_slot: u32, cpus: &[FrontV4]| {
+                for f in cpus
+                    .iter()
+                    .filter(|f| f.used != 0 && f.pending.packets != 0)
+                {
+                    out.entry(f.key)
+                        .or_default()
+                        .add(&f.pending, f.first_seen_ns, [0; 16]);
+                }
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// What the IPv6 front tables hold, by /64.
+    fn fronted_v6(&self) -> Result<FxHashMap<[u8; 8], Fronted>, DataplaneError> {
+        let mut out: FxHashMap<[u8; 8], Fronted> = FxHashMap::default();
+        batch::for_each_percpu(
+            &self.front_v6,
+            names::FRONT_V6,
+            |_slot: u32, cpus: &[FrontV6]| {
+                for f in cpus
+                    .iter()
+                    .filter(|f| f.used != 0 && f.pending.packets != 0)
+                {
+                    out.entry(f.key)
+                        .or_default()
+                        .add(&f.pending, f.first_seen_ns, f.last_addr);
+                }
+            },
+        )?;
+        Ok(out)
+    }
+
     /// As [`Self::sources_v4`], handing each source to `each` as the batches arrive: the poll
     /// builds its snapshots without a second copy of a million sources.
+    ///
+    /// Counts are the LRU map's plus what is pending in the front tables (read first). A flush
+    /// between the two reads can count up to `FLUSH_AT` packets per CPU twice in one poll; the
+    /// detector treats the small step back at the next poll as noise, not as an eviction.
     pub fn visit_sources_v4(&self, mut each: impl FnMut(SourceV4)) -> Result<(), DataplaneError> {
+        let mut fronted = self.fronted_v4()?;
         batch::for_each_percpu(
             &self.src_v4,
             names::SRC_V4,
             |key: [u8; 4], cpus: &[SrcStats]| {
                 let mut stats = SrcStats::default();
                 cpus.iter().for_each(|c| stats.merge(c));
+                if let Some(f) = fronted.remove(&key) {
+                    f.into_stats(&mut stats);
+                }
                 if stats.packets == 0 {
-                    // Only a cached block verdict: not a source that sent anything countable.
                     return;
                 }
                 each(SourceV4 {
@@ -339,17 +426,33 @@ impl Dataplane {
                     stats,
                 });
             },
-        )
+        )?;
+        // Sources so far only in the front tables.
+        for (key, f) in fronted {
+            let mut stats = SrcStats::default();
+            f.into_stats(&mut stats);
+            each(SourceV4 {
+                addr: Ipv4Addr::from(key),
+                stats,
+            });
+        }
+        Ok(())
     }
 
     /// As [`Self::sources_v6`], streaming (see [`Self::visit_sources_v4`]).
     pub fn visit_sources_v6(&self, mut each: impl FnMut(SourceV6)) -> Result<(), DataplaneError> {
+        let mut fronted = self.fronted_v6()?;
         batch::for_each_percpu(
             &self.src_v6,
             names::SRC_V6,
             |key: [u8; 8], cpus: &[SrcStatsV6]| {
                 let mut merged = SrcStatsV6::default();
                 cpus.iter().for_each(|c| merged.merge(c));
+                if let Some(f) = fronted.remove(&key) {
+                    f.into_stats(&mut merged.stats);
+                    // The front table holds the latest packets.
+                    merged.last_addr = f.last_addr;
+                }
                 if merged.stats.packets == 0 {
                     return;
                 }
@@ -359,7 +462,17 @@ impl Dataplane {
                     stats: merged.stats,
                 });
             },
-        )
+        )?;
+        for (key, f) in fronted {
+            let mut stats = SrcStats::default();
+            f.into_stats(&mut stats);
+            each(SourceV6 {
+                net: net::v6_prefix_net(key),
+                last_addr: Ipv6Addr::from(f.last_addr),
+                stats,
+            });
+        }
+        Ok(())
     }
 
     /// `max_entries` of the IPv4 and IPv6 counter maps.

@@ -259,7 +259,6 @@ pub fn warm_counters(pins: &PinDir, n: usize) -> anyhow::Result<()> {
         bytes: 64,
         syn: 1,
         first_seen_ns: 1,
-        cache: Default::default(),
     };
     for i in 0..n {
         v4.insert(
