@@ -97,6 +97,20 @@ pub struct Dataplane {
     front_v6: MapData,
     global: PerCpuArray<MapData, u64>,
     config: Array<MapData, DataplaneConfig>,
+    /// The front tables as last read, and the packet count they were read at: an idle host's
+    /// poll does not read 2 × 16 384 slots per CPU again when no packet arrived since.
+    front_memo: std::sync::Mutex<FrontMemo>,
+}
+
+type FrontedV4 = FxHashMap<[u8; 4], Fronted>;
+type FrontedV6 = FxHashMap<[u8; 8], Fronted>;
+
+#[derive(Default)]
+struct FrontMemo {
+    /// Sum of every global counter when the tables were read.
+    seen: Option<u64>,
+    v4: FrontedV4,
+    v6: FrontedV6,
 }
 
 fn open_raw(pins: &PinDir, name: &'static str) -> Result<MapData, DataplaneError> {
@@ -169,6 +183,7 @@ impl Dataplane {
             src_v6: open_raw(pins, names::SRC_V6)?,
             global: open(pins, names::GLOBAL)?,
             config: open(pins, names::CONFIG)?,
+            front_memo: std::sync::Mutex::new(FrontMemo::default()),
         })
     }
 
@@ -361,6 +376,34 @@ impl Dataplane {
         Ok(out)
     }
 
+    /// Every packet the program finished, on any path: each ends in exactly one terminal global
+    /// counter, after its front-table update.
+    fn packets_finished(&self) -> Result<u64, DataplaneError> {
+        let mut sum = 0u64;
+        for counter in GlobalCounter::ALL {
+            let values = self
+                .global
+                .get(&(counter as u32), 0)
+                .map_err(|e| DataplaneError::map("reading counter", names::GLOBAL, e))?;
+            sum = sum.wrapping_add(values.iter().sum::<u64>());
+        }
+        Ok(sum)
+    }
+
+    /// The front tables' contents, read again only when some packet was finished since the
+    /// last read. The counter is read first: a packet racing the read changes it, so the next
+    /// call reads the tables again.
+    fn fronted(&self) -> Result<(FrontedV4, FrontedV6), DataplaneError> {
+        let seen = self.packets_finished()?;
+        let mut memo = self.front_memo.lock().unwrap_or_else(|p| p.into_inner());
+        if memo.seen != Some(seen) {
+            memo.v4 = self.fronted_v4()?;
+            memo.v6 = self.fronted_v6()?;
+            memo.seen = Some(seen);
+        }
+        Ok((memo.v4.clone(), memo.v6.clone()))
+    }
+
     /// What the IPv4 front tables hold, by source.
     fn fronted_v4(&self) -> Result<FxHashMap<[u8; 4], Fronted>, DataplaneError> {
         let mut out: FxHashMap<[u8; 4], Fronted> = FxHashMap::default();
@@ -408,7 +451,7 @@ impl Dataplane {
     /// between the two reads can count up to `FLUSH_AT` packets per CPU twice in one poll; the
     /// detector treats the small step back at the next poll as noise, not as an eviction.
     pub fn visit_sources_v4(&self, mut each: impl FnMut(SourceV4)) -> Result<(), DataplaneError> {
-        let mut fronted = self.fronted_v4()?;
+        let mut fronted = self.fronted()?.0;
         batch::for_each_percpu(
             &self.src_v4,
             names::SRC_V4,
@@ -441,7 +484,7 @@ impl Dataplane {
 
     /// As [`Self::sources_v6`], streaming (see [`Self::visit_sources_v4`]).
     pub fn visit_sources_v6(&self, mut each: impl FnMut(SourceV6)) -> Result<(), DataplaneError> {
-        let mut fronted = self.fronted_v6()?;
+        let mut fronted = self.fronted()?.1;
         batch::for_each_percpu(
             &self.src_v6,
             names::SRC_V6,
