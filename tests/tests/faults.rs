@@ -332,7 +332,10 @@ fn a_million_source_flood_stays_bounded_and_the_client_keeps_connectivity() {
         "maps bounded: {t4} v4, {t6} v6"
     );
     assert!(t6 >= CAPACITY / 2, "the IPv6 map is at capacity: {t6}");
-    assert!(hwm_kb < 150 * 1024, "daemon peak RSS {} MB", hwm_kb / 1024);
+    // A debug build tracking ~98k sources (65 536 in the LRU map, up to 32 768 more only in the
+    // front tables) peaks at 140–155 MB here; before the detector forgot evicted sources, the
+    // same flood took it past 240 MB with 65 536-entry maps alone.
+    assert!(hwm_kb < 200 * 1024, "daemon peak RSS {} MB", hwm_kb / 1024);
     let tracked = status["tracked_sources"].as_u64().unwrap() as usize;
     assert!(
         tracked <= 2 * (CAPACITY + front) + 64,

@@ -392,8 +392,8 @@ impl Dataplane {
 
     /// The front tables' contents, read again only when some packet was finished since the
     /// last read. The counter is read first: a packet racing the read changes it, so the next
-    /// call reads the tables again.
-    fn fronted(&self) -> Result<(FrontedV4, FrontedV6), DataplaneError> {
+    /// call reads the tables again. `pick` copies out the family the caller needs.
+    fn fronted<T>(&self, pick: impl FnOnce(&FrontMemo) -> T) -> Result<T, DataplaneError> {
         let seen = self.packets_finished()?;
         let mut memo = self.front_memo.lock().unwrap_or_else(|p| p.into_inner());
         if memo.seen != Some(seen) {
@@ -401,7 +401,7 @@ impl Dataplane {
             memo.v6 = self.fronted_v6()?;
             memo.seen = Some(seen);
         }
-        Ok((memo.v4.clone(), memo.v6.clone()))
+        Ok(pick(&memo))
     }
 
     /// What the IPv4 front tables hold, by source.
@@ -451,7 +451,7 @@ impl Dataplane {
     /// between the two reads can count up to `FLUSH_AT` packets per CPU twice in one poll; the
     /// detector treats the small step back at the next poll as noise, not as an eviction.
     pub fn visit_sources_v4(&self, mut each: impl FnMut(SourceV4)) -> Result<(), DataplaneError> {
-        let mut fronted = self.fronted()?.0;
+        let mut fronted = self.fronted(|m| m.v4.clone())?;
         batch::for_each_percpu(
             &self.src_v4,
             names::SRC_V4,
@@ -484,7 +484,7 @@ impl Dataplane {
 
     /// As [`Self::sources_v6`], streaming (see [`Self::visit_sources_v4`]).
     pub fn visit_sources_v6(&self, mut each: impl FnMut(SourceV6)) -> Result<(), DataplaneError> {
-        let mut fronted = self.fronted()?.1;
+        let mut fronted = self.fronted(|m| m.v6.clone())?;
         batch::for_each_percpu(
             &self.src_v6,
             names::SRC_V6,
