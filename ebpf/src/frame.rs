@@ -9,7 +9,7 @@ pub struct XdpFrame<'a>(pub &'a XdpContext);
 impl XdpFrame<'_> {
     /// Frame length, for the byte counters.
     #[inline(always)]
-    pub fn len(&self) -> u64 {
+    pub fn bytes(&self) -> u64 {
         (self.0.data_end() - self.0.data()) as u64
     }
 }

@@ -7,16 +7,15 @@
 #![no_main]
 
 mod clock;
-mod frame;
 mod maps;
 mod policy;
 mod source;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use ipwarden_common::{DataplaneConfig, GlobalCounter, Parsed, parse_frame};
+use ipwarden_ebpf::frame::XdpFrame;
 
 use crate::{
-    frame::XdpFrame,
     maps::CONFIG,
     policy::Decision,
     source::{Packet, global},
@@ -47,7 +46,7 @@ pub fn ipwarden_xdp(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn packet(frame: &XdpFrame, syn: bool) -> Packet {
     Packet {
-        bytes: frame.len(),
+        bytes: frame.bytes(),
         syn,
     }
 }

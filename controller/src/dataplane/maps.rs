@@ -107,7 +107,7 @@ type FrontedV6 = FxHashMap<[u8; 8], Fronted>;
 
 #[derive(Default)]
 struct FrontMemo {
-    /// Sum of every global counter when the tables were read.
+    /// The `Seen` count (packets finished) when the tables were read.
     seen: Option<u64>,
     v4: FrontedV4,
     v6: FrontedV6,
@@ -376,25 +376,12 @@ impl Dataplane {
         Ok(out)
     }
 
-    /// Every packet the program finished, on any path: each ends in exactly one terminal global
-    /// counter, after its front-table update.
-    fn packets_finished(&self) -> Result<u64, DataplaneError> {
-        let mut sum = 0u64;
-        for counter in GlobalCounter::ALL {
-            let values = self
-                .global
-                .get(&(counter as u32), 0)
-                .map_err(|e| DataplaneError::map("reading counter", names::GLOBAL, e))?;
-            sum = sum.wrapping_add(values.iter().sum::<u64>());
-        }
-        Ok(sum)
-    }
-
     /// The front tables' contents, read again only when some packet was finished since the
     /// last read. The counter is read first: a packet racing the read changes it, so the next
     /// call reads the tables again. `pick` copies out the family the caller needs.
     fn fronted<T>(&self, pick: impl FnOnce(&FrontMemo) -> T) -> Result<T, DataplaneError> {
-        let seen = self.packets_finished()?;
+        // Every packet ends in exactly one terminal counter, after its front-table update.
+        let seen = self.globals()?.get(GlobalCounter::Seen);
         let mut memo = self.front_memo.lock().unwrap_or_else(|p| p.into_inner());
         if memo.seen != Some(seen) {
             memo.v4 = self.fronted_v4()?;

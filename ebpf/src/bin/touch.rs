@@ -6,25 +6,12 @@
 #![no_main]
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use ipwarden_common::{Frame, Parsed, parse_frame};
-
-struct Packet<'a>(&'a XdpContext);
-
-impl Frame for Packet<'_> {
-    #[inline(always)]
-    fn load<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
-        let (start, end) = (self.0.data(), self.0.data_end());
-        if start + offset + N > end {
-            return None;
-        }
-        // SAFETY: bounds checked above; packet data has no alignment guarantee.
-        Some(unsafe { core::ptr::read_unaligned((start + offset) as *const [u8; N]) })
-    }
-}
+use ipwarden_common::{Parsed, parse_frame};
+use ipwarden_ebpf::frame::XdpFrame;
 
 #[xdp]
 pub fn bench_touch(ctx: XdpContext) -> u32 {
-    match parse_frame(&Packet(&ctx)) {
+    match parse_frame(&XdpFrame(&ctx)) {
         // The verdict depends on the source, so the read cannot be optimised away.
         Parsed::V4 { src, .. } if src[0] != 0 => xdp_action::XDP_DROP,
         Parsed::V6 { src, .. } if src[0] != 0 => xdp_action::XDP_DROP,
