@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod bpffs;
 pub mod cmd;
+pub mod cpu;
 pub mod daemon;
 pub mod fixture;
 pub mod frames;

@@ -66,7 +66,9 @@ pub struct SourceV4 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SourceV6 {
     pub net: Ipv6Net,
-    /// The most recent full source address seen in the /64.
+    /// A real full source address of the /64: the latest one counted by the CPU that counted the
+    /// most (per-CPU counters carry no timestamp, so CPUs' latest addresses cannot be ordered;
+    /// enrichment only needs an address inside the prefix).
     pub last_addr: Ipv6Addr,
     pub stats: SrcStats,
 }

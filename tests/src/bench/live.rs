@@ -24,12 +24,12 @@ use aya::{
     programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
 use nix::{
-    sched::{CloneFlags, CpuSet, sched_getaffinity, sched_setaffinity, setns},
+    sched::{CloneFlags, CpuSet, sched_setaffinity, setns},
     unistd::Pid,
 };
 
 use super::{frames, kernel::Subject};
-use crate::{cmd, netns::NetNs};
+use crate::{cmd, cpu::on_cpu, netns::NetNs};
 
 /// The generator's transmit program (`ebpf/src/bin/tx.rs`).
 const TX_PROGRAM: &str = "bench_tx";
@@ -201,25 +201,23 @@ impl Bed {
         ctx[12..16].copy_from_slice(&self.gen_ifindex.to_ne_bytes());
         let (rx0, _) = self.rx()?;
         let cpu0 = cpu_times(DUT_CPU)?;
-        let previous = sched_getaffinity(Pid::from_raw(0))?;
-        let mut only = CpuSet::new();
-        only.set(GEN_CPU)?;
-        sched_setaffinity(Pid::from_raw(0), &only)?;
-        let started = Instant::now();
-        let run = self.inside(&self.sender, || {
-            xdp.test_run(TestRunOptions {
-                data_in: Some(&self.frame),
-                ctx_in: Some(&ctx),
-                repeat: frames,
-                attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
-                ..TestRunOptions::default()
-            })
-        });
-        let elapsed = started.elapsed();
-        // The receiver's ring (a few hundred frames) drains in microseconds: its CPU time is
-        // read now, its counters after a pause.
-        let cpu1 = cpu_times(DUT_CPU)?;
-        sched_setaffinity(Pid::from_raw(0), &previous)?;
+        let (run, elapsed, cpu1) = on_cpu(GEN_CPU, || {
+            let started = Instant::now();
+            let run = self.inside(&self.sender, || {
+                xdp.test_run(TestRunOptions {
+                    data_in: Some(&self.frame),
+                    ctx_in: Some(&ctx),
+                    repeat: frames,
+                    attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+                    ..TestRunOptions::default()
+                })
+            });
+            let elapsed = started.elapsed();
+            // The receiver's ring (a few hundred frames) drains in microseconds: its CPU time is
+            // read now, its counters after a pause.
+            (run, elapsed, cpu_times(DUT_CPU))
+        })?;
+        let cpu1 = cpu1?;
         run?.context("live-frames run")?;
         std::thread::sleep(Duration::from_millis(50));
         let (rx1, _) = self.rx()?;
