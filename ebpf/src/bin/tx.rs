@@ -1,13 +1,63 @@
-//! Benchmark baseline: an XDP program that does nothing but return `XDP_TX`.
-//! Run with BPF_PROG_TEST_RUN in live-frames mode it transmits its input frame out of the
-//! interface given in the context: the traffic generator of `cargo xtask bench`.
+//! Benchmark traffic generators, run with BPF_PROG_TEST_RUN in live-frames mode: each returns
+//! `XDP_TX`, which transmits the frame out of the interface given in the context.
+//!
+//! - `bench_tx` sends its input frame unchanged: one source.
+//! - `bench_spray` rewrites the IPv6 source's /64 on every frame, cycling through
+//!   `SPRAY[COUNT]` distinct /64s: many sources, to measure the data plane when sources do not
+//!   stay in its per-CPU front table.
 #![no_std]
 #![no_main]
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::{map, xdp},
+    maps::Array,
+    programs::XdpContext,
+};
+
+/// `[NEXT]`: the index of the next source; `[COUNT]`: how many sources to cycle through
+/// (0 sends the frame unchanged).
+#[map(name = "SPRAY")]
+static SPRAY: Array<u32> = Array::with_max_entries(2, 0);
+const NEXT: u32 = 0;
+const COUNT: u32 = 1;
+
+/// Ethernet (14) + the IPv6 header's bytes before the source (8) + the source's first four
+/// bytes (2001:0db8): the offset of the source's third and fourth 16-bit groups.
+const SOURCE_GROUPS_3_4: usize = 14 + 8 + 4;
 
 #[xdp]
 pub fn bench_tx(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_TX
+}
+
+#[xdp]
+pub fn bench_spray(ctx: XdpContext) -> u32 {
+    let count = SPRAY.get(COUNT).copied().unwrap_or(0);
+    let Some(next) = SPRAY.get_ptr_mut(NEXT) else {
+        return xdp_action::XDP_TX;
+    };
+    if count == 0 {
+        return xdp_action::XDP_TX;
+    }
+    // SAFETY: an array slot, valid for the program's run; one generator CPU writes it.
+    let i = unsafe { *next } % count;
+    unsafe { *next = i + 1 };
+    // Source i + 1 is 2001:db8:(0x8000 | i >> 16):(i & 0xffff)::/64, the encoding of the
+    // benchmark's filler block entries (`tests/src/bench/kernel.rs`, `filler_v6`).
+    let n = i + 1;
+    let groups = (0x8000 | (n >> 16)) << 16 | (n & 0xffff);
+    let start = ctx.data();
+    if start + SOURCE_GROUPS_3_4 + 4 > ctx.data_end() {
+        return xdp_action::XDP_TX;
+    }
+    // SAFETY: the four bytes lie inside the frame, checked above.
+    unsafe {
+        core::ptr::write_unaligned(
+            (start + SOURCE_GROUPS_3_4) as *mut [u8; 4],
+            groups.to_be_bytes(),
+        )
+    };
     xdp_action::XDP_TX
 }
 

@@ -158,13 +158,14 @@ pub fn touch(bpffs: &Path) -> anyhow::Result<Subject> {
     })
 }
 
-/// Filler keys for large block sets. They are map keys only: no packet is ever sent to or from
-/// them (the benchmark runs frames inside the kernel with BPF_PROG_TEST_RUN).
+/// Filler keys for large block sets. The IPv4 ones are map keys only: no packet is ever sent to
+/// or from them. The IPv6 ones lie in 2001:db8::/32 and the live benchmark's spray generator
+/// (`ebpf/src/bin/tx.rs`, which writes the same encoding) sends from them inside its veth pair.
 fn filler_v4(i: usize) -> Ipv4Addr {
     Ipv4Addr::from(0x0A00_0000u32 + i as u32)
 }
 
-fn filler_v6(i: usize) -> Ipv6Addr {
+pub fn filler_v6(i: usize) -> Ipv6Addr {
     Ipv6Addr::new(
         0x2001,
         0xdb8,

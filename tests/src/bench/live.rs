@@ -21,6 +21,7 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 use aya::{
     Ebpf,
+    maps::Array,
     programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
 use nix::{
@@ -31,8 +32,9 @@ use nix::{
 use super::{frames, kernel::Subject};
 use crate::{cmd, cpu::on_cpu, netns::NetNs};
 
-/// The generator's transmit program (`ebpf/src/bin/tx.rs`).
+/// The generator's programs (`ebpf/src/bin/tx.rs`): one source, and many IPv6 /64s.
 const TX_PROGRAM: &str = "bench_tx";
+const SPRAY_PROGRAM: &str = "bench_spray";
 const GEN_IF: &str = "lg0";
 const DUT_IF: &str = "ld0";
 const DUT_ADDR: Ipv4Addr = frames::DST_V4;
@@ -53,6 +55,16 @@ pub enum Receiver<'a> {
     Xdp(&'a mut Subject),
 }
 
+/// What the generator sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Traffic {
+    /// One blocked IPv4 source ([`frames::DROP_V4`]), 64-byte frames.
+    OneSource,
+    /// IPv6 frames (80 bytes) from this many distinct /64s in turn, each one a filler entry
+    /// of the benchmark's block set (see [`super::kernel::filler_v6`]).
+    Spray(u32),
+}
+
 /// One measured run.
 #[derive(Clone, Debug)]
 pub struct Sample {
@@ -62,6 +74,8 @@ pub struct Sample {
     pub cpu: f64,
     /// Frames the generator made.
     pub sent: u64,
+    /// Frames the receiver processed.
+    pub processed: u64,
 }
 
 /// The two namespaces, the veth pair between them and the generator.
@@ -69,6 +83,7 @@ pub struct Bed {
     // Declared before the namespaces so the program is unloaded before they go.
     generator: Ebpf,
     frame: Vec<u8>,
+    frame_v6: Vec<u8>,
     gen_ifindex: u32,
     home: File,
     sender: NetNs,
@@ -130,11 +145,24 @@ impl Bed {
             .context("no generator program")?
             .try_into()?;
         p.load().context("verifying the generator")?;
+        let p: &mut Xdp = generator
+            .program_mut(SPRAY_PROGRAM)
+            .context("no spray generator program")?
+            .try_into()?;
+        p.load().context("verifying the spray generator")?;
         // The destination is the receiver's own address, to a port nobody listens on.
         let frame = crate::frames::udp4(dut_mac, gen_mac, frames::DROP_V4, DUT_ADDR, 18);
+        let frame_v6 = crate::frames::udp6(
+            dut_mac,
+            gen_mac,
+            super::kernel::filler_v6(1),
+            frames::DST_V6,
+            18,
+        );
         Ok(Self {
             generator,
             frame,
+            frame_v6,
             gen_ifindex,
             home: File::open("/proc/self/ns/net")?,
             sender,
@@ -187,17 +215,37 @@ impl Bed {
         ))
     }
 
-    /// Sends `frames` frames and measures what the receiver processed.
-    fn send(&self, frames: u32) -> anyhow::Result<Sample> {
+    /// Sets the spray generator's source count and restarts its cycle.
+    fn set_spray(&mut self, sources: u32) -> anyhow::Result<()> {
+        let mut map: Array<_, u32> = self
+            .generator
+            .map_mut("SPRAY")
+            .context("no SPRAY map in the generator")?
+            .try_into()?;
+        map.set(0, 0, 0)?;
+        map.set(1, sources, 0)?;
+        Ok(())
+    }
+
+    /// Sends `frames` frames of `traffic` and measures what the receiver processed.
+    fn send(&mut self, traffic: Traffic, frames: u32) -> anyhow::Result<Sample> {
         self.pin_napi()?;
+        let (program, frame) = match traffic {
+            Traffic::OneSource => (TX_PROGRAM, &self.frame),
+            Traffic::Spray(sources) => {
+                ensure!(sources > 0, "a spray needs at least one source");
+                self.set_spray(sources)?;
+                (SPRAY_PROGRAM, &self.frame_v6)
+            }
+        };
         let xdp: &Xdp = self
             .generator
-            .program(TX_PROGRAM)
+            .program(program)
             .context("no generator program")?
             .try_into()?;
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
         let mut ctx = [0u8; 24];
-        ctx[4..8].copy_from_slice(&(self.frame.len() as u32).to_ne_bytes());
+        ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
         ctx[12..16].copy_from_slice(&self.gen_ifindex.to_ne_bytes());
         let (rx0, _) = self.rx()?;
         let cpu0 = cpu_times(DUT_CPU)?;
@@ -205,7 +253,7 @@ impl Bed {
             let started = Instant::now();
             let run = self.inside(&self.sender, || {
                 xdp.test_run(TestRunOptions {
-                    data_in: Some(&self.frame),
+                    data_in: Some(frame),
                     ctx_in: Some(&ctx),
                     repeat: frames,
                     attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
@@ -232,16 +280,23 @@ impl Bed {
             pps: processed as f64 / elapsed.as_secs_f64(),
             cpu: if total > 0.0 { busy / total } else { 0.0 },
             sent: u64::from(frames),
+            processed,
         })
     }
 
-    /// Installs `receiver` on the receiving veth, sends `frames` frames and removes it again.
-    pub fn measure(&self, receiver: &mut Receiver<'_>, frames: u32) -> anyhow::Result<Sample> {
+    /// Installs `receiver` on the receiving veth, sends `frames` frames of `traffic` and
+    /// removes it again.
+    pub fn measure(
+        &mut self,
+        receiver: &mut Receiver<'_>,
+        traffic: Traffic,
+        frames: u32,
+    ) -> anyhow::Result<Sample> {
         match receiver {
-            Receiver::Stack => self.send(frames),
+            Receiver::Stack => self.send(traffic, frames),
             Receiver::Nftables { entries } => {
                 self.nft_install(*entries)?;
-                let s = self.send(frames);
+                let s = self.send(traffic, frames);
                 self.dut
                     .exec("nft", &["delete", "table", "netdev", "ipwbench"]);
                 s
@@ -251,7 +306,7 @@ impl Bed {
                 let link = self
                     .inside(&self.dut, || program.attach(DUT_IF, XdpMode::Driver))?
                     .with_context(|| format!("attaching {} natively", subject.name))?;
-                let s = self.send(frames);
+                let s = self.send(traffic, frames);
                 subject.xdp_mut().detach(link)?;
                 s
             }
