@@ -39,6 +39,9 @@ pub struct Judged {
     verdict: u64,
     /// The jiffy at which the cached verdict lapses (0 = never).
     until_jiffies: u64,
+    /// The kernel time of the judgement: a new source's first-seen time, so claiming a
+    /// front-table slot needs no clock call of its own.
+    pub at_ns: u64,
 }
 
 impl Judged {
@@ -71,6 +74,7 @@ impl Now {
             decision,
             verdict,
             until_jiffies: VerdictCache::lapse(expires_at_ns, self.ns, self.jiffies),
+            at_ns: self.ns,
         }
     }
 }

@@ -23,7 +23,7 @@ use ipwarden_common::{
 };
 
 use crate::{
-    clock::{jiffies, now},
+    clock::jiffies,
     maps::{FRONT_V4, FRONT_V6, GLOBAL, SRC_V4, SRC_V6},
     policy::{self, Decision, Judged},
 };
@@ -65,16 +65,17 @@ fn cached(verdict: u64) -> Decision {
     }
 }
 
-/// The slot's cached verdict if valid, else the block set's, which is then cached.
+/// The slot's cached verdict if valid, else the block set's, which is then cached. Also
+/// returns the kernel time of the judgement, 0 when the verdict came from the cache.
 #[inline(always)]
 fn decide(
     cache: &mut VerdictCache,
     cfg: &DataplaneConfig,
     cacheable: bool,
     judge: impl FnOnce() -> Judged,
-) -> Decision {
+) -> (Decision, u64) {
     if cacheable && let Some(verdict) = cache.get(cfg.generation, jiffies()) {
-        return cached(verdict);
+        return (cached(verdict), 0);
     }
     let j = judge();
     *cache = if cacheable {
@@ -82,7 +83,7 @@ fn decide(
     } else {
         VerdictCache::default()
     };
-    j.decision
+    (j.decision, j.at_ns)
 }
 
 /// Counts and judges a packet of an IPv4 source.
@@ -94,17 +95,21 @@ pub fn ipv4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> Decision {
     };
     // SAFETY: a per-CPU array slot belongs to this CPU for the duration of the program.
     let slot = unsafe { &mut *slot };
-    if slot.used == 0 || slot.key != *src {
+    let claim = slot.used == 0 || slot.key != *src;
+    if claim {
         if slot.used != 0 {
             flush_v4(&slot.key, &mut slot.pending, slot.first_seen_ns);
         }
         slot.key = *src;
         slot.used = 1;
         slot.pending = Pending::default();
+        // An empty cache: the source is judged below.
         slot.cache = VerdictCache::default();
-        slot.first_seen_ns = now();
     }
-    let decision = decide(&mut slot.cache, cfg, true, || policy::ipv4(src));
+    let (decision, judged_at) = decide(&mut slot.cache, cfg, true, || policy::ipv4(src));
+    if claim {
+        slot.first_seen_ns = judged_at;
+    }
     if counted(decision, cfg) {
         add(&mut slot.pending, p);
         if slot.pending.packets >= FLUSH_AT {
@@ -123,7 +128,8 @@ pub fn ipv6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> Decision {
     };
     // SAFETY: as in `ipv4`.
     let slot = unsafe { &mut *slot };
-    if slot.used == 0 || slot.key != key {
+    let claim = slot.used == 0 || slot.key != key;
+    if claim {
         if slot.used != 0 {
             flush_v6(
                 &slot.key,
@@ -135,12 +141,15 @@ pub fn ipv6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> Decision {
         slot.key = key;
         slot.used = 1;
         slot.pending = Pending::default();
+        // An empty cache: the source is judged below.
         slot.cache = VerdictCache::default();
-        slot.first_seen_ns = now();
     }
-    let decision = decide(&mut slot.cache, cfg, cfg.v6_cacheable(), || {
+    let (decision, judged_at) = decide(&mut slot.cache, cfg, cfg.v6_cacheable(), || {
         policy::ipv6(src, &key)
     });
+    if claim {
+        slot.first_seen_ns = judged_at;
+    }
     if counted(decision, cfg) {
         add(&mut slot.pending, p);
         slot.last_addr = *src;
