@@ -18,6 +18,9 @@ use crate::config::DetectionConfig;
 /// front-table flush counted twice, on each of up to 64 CPUs.
 const STEP_BACK_NOISE: u64 = ipwarden_common::front::FLUSH_AT * 64;
 
+/// Below this many tracks the table is not worth shrinking.
+const MIN_SHRINK: usize = 4096;
+
 /// One source's cumulative counters at one poll.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Snapshot {
@@ -114,6 +117,39 @@ impl Track {
         }
     }
 
+    /// Brings a track up to this poll's reading `s`.
+    fn update(&mut self, s: &Snapshot, now_ns: u64, half_ns: u64, poll: u32) {
+        let mut s = *s;
+        if s.packets < self.now.packets && self.now.packets - s.packets <= STEP_BACK_NOISE {
+            // A front-table flush between the two reads of the last poll counted some
+            // packets twice (see `Dataplane::visit_sources_v4`): keep the higher reading.
+            s.packets = self.now.packets;
+            s.syn = s.syn.max(self.now.syn);
+            s.bytes = s.bytes.max(self.bytes);
+        }
+        if s.packets < self.now.packets {
+            // Counters went backwards: the kernel evicted and re-created the entry.
+            let (heavy, fired, since) = (self.heavy, self.hard_fired, self.over_hard_since);
+            *self = Track::new(&s, now_ns);
+            (self.heavy, self.hard_fired, self.over_hard_since) = (heavy, fired, since);
+        }
+        self.now = Sample {
+            t: now_ns,
+            packets: s.packets,
+            syn: s.syn,
+        };
+        if now_ns.saturating_sub(self.mid.t) >= half_ns {
+            self.old = self.mid;
+            self.mid = self.now;
+        }
+        self.bytes = s.bytes;
+        self.addr = s.addr;
+        self.last_poll = poll;
+        let r = rates(&self.old, &self.now);
+        self.pps = r.pps as f32;
+        self.syn_pps = r.syn_pps as f32;
+    }
+
     fn rates(&self) -> Rates {
         Rates {
             pps: f64::from(self.pps),
@@ -145,8 +181,13 @@ impl Detector {
     }
 
     /// Feeds one poll: every source's cumulative counters at kernel time `now_ns`. Sources
-    /// absent from the poll (evicted from the kernel's LRU map) are forgotten once their window
-    /// has passed.
+    /// absent from the poll (evicted from the kernel's LRU map) are forgotten at once, heavy
+    /// hitters once their window has passed.
+    ///
+    /// Sources new to this poll are inserted only after the forgotten ones are gone, so the
+    /// table never holds last poll's sources and this poll's newcomers at once: under a
+    /// random-source flood, where most of every poll is new, it stays the size of one poll
+    /// instead of growing to two (and a table never shrinks by itself).
     pub fn observe(
         &mut self,
         now_ns: u64,
@@ -156,41 +197,15 @@ impl Detector {
         let window_ns = self.cfg.window.as_nanos() as u64;
         let half = window_ns / 2;
         let mut events = Vec::new();
+        let mut fresh = Vec::new();
         for (source, s) in snapshots {
-            let track = self
-                .tracks
-                .entry(source)
-                .or_insert_with(|| Track::new(&s, now_ns));
-            let mut s = s;
-            if s.packets < track.now.packets && track.now.packets - s.packets <= STEP_BACK_NOISE {
-                // A front-table flush between the two reads of the last poll counted some
-                // packets twice (see `Dataplane::visit_sources_v4`): keep the higher reading.
-                s.packets = track.now.packets;
-                s.syn = s.syn.max(track.now.syn);
-                s.bytes = s.bytes.max(track.bytes);
+            match self.tracks.get_mut(&source) {
+                Some(track) => {
+                    track.update(&s, now_ns, half, self.polls);
+                    judge(&self.cfg, track, source, now_ns, &mut events);
+                }
+                None => fresh.push((source, s)),
             }
-            if s.packets < track.now.packets {
-                // Counters went backwards: the kernel evicted and re-created the entry.
-                let (heavy, fired, since) = (track.heavy, track.hard_fired, track.over_hard_since);
-                *track = Track::new(&s, now_ns);
-                (track.heavy, track.hard_fired, track.over_hard_since) = (heavy, fired, since);
-            }
-            track.now = Sample {
-                t: now_ns,
-                packets: s.packets,
-                syn: s.syn,
-            };
-            if now_ns.saturating_sub(track.mid.t) >= half {
-                track.old = track.mid;
-                track.mid = track.now;
-            }
-            track.bytes = s.bytes;
-            track.addr = s.addr;
-            track.last_poll = self.polls;
-            let r = rates(&track.old, &track.now);
-            track.pps = r.pps as f32;
-            track.syn_pps = r.syn_pps as f32;
-            judge(&self.cfg, track, source, now_ns, &mut events);
         }
         // A source the kernel no longer reports was evicted from its LRU map: forget it at once,
         // so the tracks stay bounded by the maps' capacity whatever a random-source flood does.
@@ -208,6 +223,19 @@ impl Detector {
                 t.old = t.mid;
                 t.mid = still;
             }
+        }
+        let need = self.tracks.len() + fresh.len();
+        if self.tracks.capacity() / 4 > need.max(MIN_SHRINK) {
+            // Most sources went away: give the memory back.
+            self.tracks.shrink_to(need + need / 2);
+        }
+        // One allocation of the final size, not a series of doublings.
+        self.tracks.reserve(fresh.len());
+        for (source, s) in fresh {
+            let mut track = Track::new(&s, now_ns);
+            track.update(&s, now_ns, half, polls);
+            judge(&self.cfg, &mut track, source, now_ns, &mut events);
+            self.tracks.insert(source, track);
         }
         events
     }
@@ -473,6 +501,55 @@ mod tests {
         );
         d.observe(112 * S, []);
         assert_eq!(d.counts().0, 0);
+    }
+
+    /// `n` distinct quiet sources numbered from `from`.
+    fn quiet(from: u32, n: u32) -> Vec<(IpNet, Snapshot)> {
+        (from..from + n)
+            .map(|i| {
+                let addr = IpAddr::from((0x0A00_0000u32 + i).to_be_bytes());
+                let s = Snapshot {
+                    addr,
+                    ..snap(1, 0, 100 * S)
+                };
+                (IpNet::from(addr), s)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_poll_of_new_sources_replaces_the_old_ones_without_growing_the_table() {
+        let mut d = Detector::new(cfg());
+        d.observe(101 * S, quiet(0, 10_000));
+        let one_poll = d.tracks.capacity();
+        // A random-source flood: every poll brings a new set, the last one is evicted.
+        for round in 1..5u32 {
+            d.observe((101 + u64::from(round)) * S, quiet(round * 10_000, 10_000));
+            assert_eq!(d.counts(), (10_000, 0));
+        }
+        assert_eq!(
+            d.tracks.capacity(),
+            one_poll,
+            "the table holds one poll's sources, never two"
+        );
+        // A new source is judged like any other: a flood at its first poll.
+        let flood: IpNet = "203.0.113.9/32".parse().unwrap();
+        let ev = d.observe(107 * S, [(flood, snap(9000, 0, 106 * S))]);
+        assert!(matches!(ev[..], [Event::HeavyHitter { source, .. }] if source == flood));
+    }
+
+    #[test]
+    fn the_table_gives_memory_back_when_most_sources_go() {
+        let mut d = Detector::new(cfg());
+        d.observe(101 * S, quiet(0, 100_000));
+        let big = d.tracks.capacity();
+        d.observe(102 * S, quiet(0, 100));
+        assert_eq!(d.counts(), (100, 0));
+        assert!(
+            d.tracks.capacity() * 8 < big,
+            "{} of {big}",
+            d.tracks.capacity()
+        );
     }
 
     #[test]
