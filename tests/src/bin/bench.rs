@@ -200,8 +200,15 @@ fn many_sources(
     let slots = ipwarden_common::front::FRONT_SLOTS;
     // The spray cycles through filler entries of the block set, all exact /64s.
     let exact = entries - kernel::prefix_count(entries) - 1;
-    let mut counts = vec![1u32, slots / 4, slots * 4];
-    counts.push(u32::try_from(exact.min(1_000_000))?.max(slots * 4));
+    let mut counts = vec![
+        1u32,
+        slots / 4,
+        slots * 4,
+        u32::try_from(exact.min(1_000_000))?,
+    ];
+    // Only sources the set blocks (a smaller set sprays fewer).
+    counts.retain(|&n| n as usize <= exact);
+    counts.sort_unstable();
     counts.dedup();
     let dp = ipwarden::dataplane::Dataplane::open(&ipwarden::dataplane::PinDir::new(
         bpffs,
