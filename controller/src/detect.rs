@@ -210,10 +210,15 @@ impl Detector {
         // A source the kernel no longer reports was evicted from its LRU map: forget it at once,
         // so the tracks stay bounded by the maps' capacity whatever a random-source flood does.
         // A heavy hitter is kept until its window is over, for `top` and `explain`.
+        // One pass over the table: it is the size of the kernel's maps.
         let polls = self.polls;
-        self.tracks
-            .retain(|_, t| t.last_poll == polls || (t.heavy && t.now.t + window_ns > now_ns));
-        for t in self.tracks.values_mut().filter(|t| t.last_poll != polls) {
+        self.tracks.retain(|_, t| {
+            if t.last_poll == polls {
+                return true;
+            }
+            if !(t.heavy && t.now.t + window_ns > now_ns) {
+                return false;
+            }
             // Silent this poll: the rate decays as if the counters stood still.
             let still = Sample { t: now_ns, ..t.now };
             let r = rates(&t.old, &still);
@@ -223,7 +228,8 @@ impl Detector {
                 t.old = t.mid;
                 t.mid = still;
             }
-        }
+            true
+        });
         let need = self.tracks.len() + fresh.len();
         if self.tracks.capacity() / 4 > need.max(MIN_SHRINK) {
             // Most sources went away: give the memory back.
