@@ -115,6 +115,26 @@ struct FrontMemo {
     v6: FrontedV6,
 }
 
+/// Sums one front table's slots over CPUs by source. `slot` gives an occupied slot's source,
+/// pending counts, claim time and (IPv6) latest address; slots with nothing pending are skipped.
+fn fronted_in<S: aya::Pod, K: Copy + Eq + std::hash::Hash>(
+    map: &MapData,
+    name: &'static str,
+    slot: impl Fn(&S) -> Option<(K, &Pending, u64, [u8; 16])>,
+) -> Result<FxHashMap<K, Fronted>, DataplaneError> {
+    let mut out: FxHashMap<K, Fronted> = FxHashMap::default();
+    batch::for_each_percpu(map, name, |_index: u32, cpus: &[S]| {
+        for (key, pending, first_seen_ns, last_addr) in cpus.iter().filter_map(&slot) {
+            if pending.packets != 0 {
+                out.entry(key)
+                    .or_default()
+                    .add(pending, first_seen_ns, last_addr);
+            }
+        }
+    })?;
+    Ok(out)
+}
+
 fn open_raw(pins: &PinDir, name: &'static str) -> Result<MapData, DataplaneError> {
     MapData::from_pin(pins.map(name))
         .map_err(|e| DataplaneError::map("opening pinned map", name, e))
@@ -394,43 +414,17 @@ impl Dataplane {
     }
 
     /// What the IPv4 front tables hold, by source.
-    fn fronted_v4(&self) -> Result<FxHashMap<[u8; 4], Fronted>, DataplaneError> {
-        let mut out: FxHashMap<[u8; 4], Fronted> = FxHashMap::default();
-        batch::for_each_percpu(
-            &self.front_v4,
-            names::FRONT_V4,
-            |_slot: u32, cpus: &[FrontV4]| {
-                for f in cpus
-                    .iter()
-                    .filter(|f| f.used != 0 && f.pending.packets != 0)
-                {
-                    out.entry(f.key)
-                        .or_default()
-                        .add(&f.pending, f.first_seen_ns, [0; 16]);
-                }
-            },
-        )?;
-        Ok(out)
+    fn fronted_v4(&self) -> Result<FrontedV4, DataplaneError> {
+        fronted_in(&self.front_v4, names::FRONT_V4, |f: &FrontV4| {
+            (f.used != 0).then_some((f.key, &f.pending, f.first_seen_ns, [0; 16]))
+        })
     }
 
     /// What the IPv6 front tables hold, by /64.
-    fn fronted_v6(&self) -> Result<FxHashMap<[u8; 8], Fronted>, DataplaneError> {
-        let mut out: FxHashMap<[u8; 8], Fronted> = FxHashMap::default();
-        batch::for_each_percpu(
-            &self.front_v6,
-            names::FRONT_V6,
-            |_slot: u32, cpus: &[FrontV6]| {
-                for f in cpus
-                    .iter()
-                    .filter(|f| f.used != 0 && f.pending.packets != 0)
-                {
-                    out.entry(f.key)
-                        .or_default()
-                        .add(&f.pending, f.first_seen_ns, f.last_addr);
-                }
-            },
-        )?;
-        Ok(out)
+    fn fronted_v6(&self) -> Result<FrontedV6, DataplaneError> {
+        fronted_in(&self.front_v6, names::FRONT_V6, |f: &FrontV6| {
+            (f.used != 0).then_some((f.key, &f.pending, f.first_seen_ns, f.last_addr))
+        })
     }
 
     /// As [`Self::sources_v4`], handing each source to `each` as the batches arrive: the poll
