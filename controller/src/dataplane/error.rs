@@ -1,6 +1,6 @@
 //! Errors of the data-plane layer.
 
-use std::{io, path::PathBuf};
+use std::{fmt, io, path::PathBuf};
 
 use thiserror::Error;
 
@@ -86,6 +86,42 @@ pub enum DataplaneError {
     /// A map is full.
     #[error("map {map} is full ({capacity} entries); raise its capacity at attach time")]
     MapFull { map: &'static str, capacity: u32 },
+    /// A pinned map that is read raw (in batches, not through an aya typed map) has another
+    /// type, key size or value size than this build reads. Reading it would misread every
+    /// entry, or overrun the read buffers, so it is refused instead.
+    #[error(
+        "pinned map {map} of {iface} has layout {found}, but this ipwarden reads {expected}: it was probably left by another ipwarden version; detach it (`ipwarden detach --iface {iface}`) and attach again"
+    )]
+    LayoutMismatch {
+        map: &'static str,
+        iface: String,
+        expected: MapLayout,
+        found: MapLayout,
+    },
+}
+
+/// A map's type and key and value sizes in bytes: what the kernel reports for a pinned map, or
+/// what our types need.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MapLayout {
+    /// `None`: a type aya does not know.
+    pub map_type: Option<aya::maps::MapType>,
+    pub key_size: u32,
+    pub value_size: u32,
+}
+
+impl fmt::Display for MapLayout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.map_type {
+            Some(t) => write!(f, "{t:?}")?,
+            None => f.write_str("unknown map type")?,
+        }
+        write!(
+            f,
+            " with {}-byte keys and {}-byte values",
+            self.key_size, self.value_size
+        )
+    }
 }
 
 impl DataplaneError {

@@ -1,0 +1,127 @@
+//! The `CONFIG` map: one `DataplaneConfig` holding the generation (which invalidates the
+//! program's cached verdicts), monitor mode and the `V6_FINE` flag.
+
+use aya::maps::lpm_trie::Key;
+use ipnet::IpNet;
+use ipwarden_common::{DataplaneConfig, names};
+
+use super::{Dataplane, DataplaneError};
+use crate::net;
+
+impl Dataplane {
+    /// Runs a change to the block set or the allowlist, then gives the data plane a new
+    /// generation, whatever the change's outcome: the program recomputes every verdict it cached
+    /// before (see `ipwarden_common::verdict`). The generation is 62 random bits rather than a
+    /// count, so that two processes changing the maps at once cannot both write the same "next"
+    /// value.
+    ///
+    /// `net` is the entry changed: an IPv6 entry longer than /64 sets
+    /// `DataplaneConfig::V6_FINE` when added and makes us re-read the IPv6 tries when removed
+    /// (rare: every other change keeps the flag as it is, so bulk loads stay cheap). Two
+    /// processes changing such entries at the same instant could leave the flag stale; in normal
+    /// operation the daemon is the only writer.
+    pub(super) fn changing<T>(
+        &mut self,
+        net: IpNet,
+        adds: bool,
+        change: impl FnOnce(&mut Self) -> Result<T, DataplaneError>,
+    ) -> Result<T, DataplaneError> {
+        let out = change(self);
+        let fine = match net.trunc() {
+            IpNet::V6(n) if n.prefix_len() > net::V6_SOURCE_PREFIX => {
+                if adds {
+                    Some(true)
+                } else {
+                    Some(self.v6_fine()?)
+                }
+            }
+            _ => None,
+        };
+        self.new_generation(fine)?;
+        out
+    }
+
+    /// Whether any IPv6 block or allow entry is longer than /64 (see
+    /// `DataplaneConfig::V6_FINE`). Reads the two IPv6 tries' keys.
+    fn v6_fine(&self) -> Result<bool, DataplaneError> {
+        let longer = |k: &Key<[u8; 16]>| u32::from(net::V6_SOURCE_PREFIX) < k.prefix_len();
+        for k in self.block_net_v6.keys() {
+            let k = k.map_err(|e| DataplaneError::map("reading keys", names::BLOCK_NET_V6, e))?;
+            if longer(&k) {
+                return Ok(true);
+            }
+        }
+        for k in self.allow_v6.keys() {
+            let k = k.map_err(|e| DataplaneError::map("reading keys", names::ALLOW_V6, e))?;
+            if longer(&k) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Writes a fresh generation, and the `V6_FINE` flag when `fine` says what it must be.
+    pub(super) fn new_generation(&mut self, fine: Option<bool>) -> Result<(), DataplaneError> {
+        let mut cfg = self
+            .config
+            .get(&0, 0)
+            .map_err(|e| DataplaneError::map("reading", names::CONFIG, e))?;
+        match fine {
+            Some(true) => cfg.flags |= DataplaneConfig::V6_FINE,
+            Some(false) => cfg.flags &= !DataplaneConfig::V6_FINE,
+            None => {}
+        }
+        let mut fresh = cfg.generation;
+        while fresh == cfg.generation {
+            let mut bytes = [0u8; 8];
+            // SAFETY: the buffer is valid for its length; getrandom(2) writes at most that much.
+            let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+            if n != bytes.len() as isize {
+                return Err(DataplaneError::Syscall {
+                    op: "getrandom",
+                    map: names::CONFIG,
+                    source: std::io::Error::last_os_error(),
+                });
+            }
+            fresh = u64::from_ne_bytes(bytes) >> 2;
+        }
+        cfg.generation = fresh;
+        self.config
+            .set(0, cfg, 0)
+            .map_err(|e| DataplaneError::map("writing", names::CONFIG, e))
+    }
+
+    /// The data plane's current generation (changes with every block-set or allowlist change).
+    pub fn generation(&self) -> Result<u64, DataplaneError> {
+        let cfg = self
+            .config
+            .get(&0, 0)
+            .map_err(|e| DataplaneError::map("reading", names::CONFIG, e))?;
+        Ok(cfg.generation)
+    }
+
+    /// Whether monitor (dry-run) mode is on.
+    pub fn monitor(&self) -> Result<bool, DataplaneError> {
+        let cfg = self
+            .config
+            .get(&0, 0)
+            .map_err(|e| DataplaneError::map("reading", names::CONFIG, e))?;
+        Ok(cfg.monitor())
+    }
+
+    /// Switches monitor mode: when on, would-be drops are counted as `monitored` and passed.
+    pub fn set_monitor(&mut self, on: bool) -> Result<(), DataplaneError> {
+        let mut cfg = self
+            .config
+            .get(&0, 0)
+            .map_err(|e| DataplaneError::map("reading", names::CONFIG, e))?;
+        if on {
+            cfg.flags |= DataplaneConfig::MONITOR;
+        } else {
+            cfg.flags &= !DataplaneConfig::MONITOR;
+        }
+        self.config
+            .set(0, cfg, 0)
+            .map_err(|e| DataplaneError::map("writing", names::CONFIG, e))
+    }
+}

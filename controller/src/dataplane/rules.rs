@@ -1,0 +1,221 @@
+//! The rule sets the program enforces: block entries (exact-match hashes for /32 and /64, LPM
+//! tries for every other length) and the allowlist (LPM tries). Every change ends with a new
+//! generation (see `config`), so cached verdicts are recomputed.
+
+use std::net::Ipv4Addr;
+
+use aya::maps::{IterableMap as _, MapData, MapError, lpm_trie::Key};
+use ipnet::{IpNet, Ipv4Net};
+use ipwarden_common::{BlockEntry, names};
+
+use super::{Dataplane, DataplaneError, maps::max_entries};
+use crate::net;
+
+/// A block set entry as user space sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockRule {
+    pub net: IpNet,
+    pub entry: BlockEntry,
+}
+
+/// `Ok(true)` if removed, `Ok(false)` if it was not there.
+fn removed(result: Result<(), MapError>, map: &'static str) -> Result<bool, DataplaneError> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(MapError::KeyNotFound) => Ok(false),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+            Ok(false)
+        }
+        Err(e) => Err(DataplaneError::map("removing entry", map, e)),
+    }
+}
+
+/// Maps the kernel's `E2BIG` (no room for a new key) to [`DataplaneError::MapFull`], which says
+/// how to raise the capacity.
+fn inserted(
+    result: Result<(), MapError>,
+    map: &'static str,
+    data: &MapData,
+) -> Result<(), DataplaneError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::E2BIG) => {
+            Err(DataplaneError::MapFull {
+                map,
+                capacity: max_entries(data),
+            })
+        }
+        Err(e) => Err(DataplaneError::map("inserting entry", map, e)),
+    }
+}
+
+impl Dataplane {
+    /// Adds or replaces a block entry. /32 and /64 prefixes go to the exact-match hashes; every
+    /// other length to the LPM tries.
+    pub fn block(&mut self, net: IpNet, entry: BlockEntry) -> Result<(), DataplaneError> {
+        self.changing(net, true, |dp| dp.block_entry(net, entry))
+    }
+
+    /// Adds or replaces many block entries, with one generation change at the end (bulk loads
+    /// and restores: a million entries would otherwise also cost a million config writes).
+    pub fn block_all(
+        &mut self,
+        entries: impl IntoIterator<Item = (IpNet, BlockEntry)>,
+    ) -> Result<(), DataplaneError> {
+        let mut fine = false;
+        let mut out = Ok(());
+        for (net, entry) in entries {
+            fine |= matches!(net.trunc(), IpNet::V6(n) if n.prefix_len() > net::V6_SOURCE_PREFIX);
+            out = self.block_entry(net, entry);
+            if out.is_err() {
+                break;
+            }
+        }
+        self.new_generation(fine.then_some(true))?;
+        out
+    }
+
+    fn block_entry(&mut self, net: IpNet, entry: BlockEntry) -> Result<(), DataplaneError> {
+        match net.trunc() {
+            IpNet::V4(n) if n.prefix_len() == 32 => {
+                let r = self.block_v4.insert(n.addr().octets(), entry, 0);
+                inserted(r, names::BLOCK_V4, self.block_v4.map())
+            }
+            IpNet::V4(n) => {
+                let key = Key::new(n.prefix_len().into(), n.addr().octets());
+                let r = self.block_net_v4.insert(&key, entry, 0);
+                inserted(r, names::BLOCK_NET_V4, self.block_net_v4.map())
+            }
+            IpNet::V6(n) if n.prefix_len() == net::V6_SOURCE_PREFIX => {
+                let r = self.block_v6.insert(net::v6_prefix_key(&n), entry, 0);
+                inserted(r, names::BLOCK_V6, self.block_v6.map())
+            }
+            IpNet::V6(n) => {
+                let key = Key::new(n.prefix_len().into(), n.addr().octets());
+                let r = self.block_net_v6.insert(&key, entry, 0);
+                inserted(r, names::BLOCK_NET_V6, self.block_net_v6.map())
+            }
+        }
+    }
+
+    /// Removes the block entry for exactly `net`; `false` if there was none.
+    pub fn unblock(&mut self, net: IpNet) -> Result<bool, DataplaneError> {
+        self.changing(net, false, |dp| dp.unblock_entry(net))
+    }
+
+    fn unblock_entry(&mut self, net: IpNet) -> Result<bool, DataplaneError> {
+        match net.trunc() {
+            IpNet::V4(n) if n.prefix_len() == 32 => {
+                removed(self.block_v4.remove(&n.addr().octets()), names::BLOCK_V4)
+            }
+            IpNet::V4(n) => {
+                let key = Key::new(n.prefix_len().into(), n.addr().octets());
+                removed(self.block_net_v4.remove(&key), names::BLOCK_NET_V4)
+            }
+            IpNet::V6(n) if n.prefix_len() == net::V6_SOURCE_PREFIX => removed(
+                self.block_v6.remove(&net::v6_prefix_key(&n)),
+                names::BLOCK_V6,
+            ),
+            IpNet::V6(n) => {
+                let key = Key::new(n.prefix_len().into(), n.addr().octets());
+                removed(self.block_net_v6.remove(&key), names::BLOCK_NET_V6)
+            }
+        }
+    }
+
+    /// Every block entry, expired ones included (the kernel ignores those).
+    pub fn blocks(&self) -> Result<Vec<BlockRule>, DataplaneError> {
+        let mut out = Vec::new();
+        let read = |e| DataplaneError::map("reading entries", names::BLOCK_V4, e);
+        for item in self.block_v4.iter() {
+            let (k, entry) = item.map_err(read)?;
+            out.push(BlockRule {
+                net: IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::from(k), 32)),
+                entry,
+            });
+        }
+        for item in self.block_v6.iter() {
+            let (k, entry) =
+                item.map_err(|e| DataplaneError::map("reading entries", names::BLOCK_V6, e))?;
+            out.push(BlockRule {
+                net: IpNet::V6(net::v6_prefix_net(k)),
+                entry,
+            });
+        }
+        for item in self.block_net_v4.iter() {
+            let (k, entry) =
+                item.map_err(|e| DataplaneError::map("reading entries", names::BLOCK_NET_V4, e))?;
+            if let Some(n) = net::v4_net(k.prefix_len(), k.data()) {
+                out.push(BlockRule {
+                    net: IpNet::V4(n),
+                    entry,
+                });
+            }
+        }
+        for item in self.block_net_v6.iter() {
+            let (k, entry) =
+                item.map_err(|e| DataplaneError::map("reading entries", names::BLOCK_NET_V6, e))?;
+            if let Some(n) = net::v6_net(k.prefix_len(), k.data()) {
+                out.push(BlockRule {
+                    net: IpNet::V6(n),
+                    entry,
+                });
+            }
+        }
+        out.sort_by_key(|r| r.net);
+        Ok(out)
+    }
+
+    /// Allowlists a prefix: its sources pass even when a block entry matches them.
+    pub fn allow(&mut self, net: IpNet) -> Result<(), DataplaneError> {
+        self.changing(net, true, |dp| dp.allow_entry(net))
+    }
+
+    fn allow_entry(&mut self, net: IpNet) -> Result<(), DataplaneError> {
+        match net.trunc() {
+            IpNet::V4(n) => {
+                let key = Key::new(n.prefix_len().into(), n.addr().octets());
+                let r = self.allow_v4.insert(&key, 1, 0);
+                inserted(r, names::ALLOW_V4, self.allow_v4.map())
+            }
+            IpNet::V6(n) => {
+                let key = Key::new(n.prefix_len().into(), n.addr().octets());
+                let r = self.allow_v6.insert(&key, 1, 0);
+                inserted(r, names::ALLOW_V6, self.allow_v6.map())
+            }
+        }
+    }
+
+    /// Removes exactly `net` from the allowlist; `false` if it was not there.
+    pub fn disallow(&mut self, net: IpNet) -> Result<bool, DataplaneError> {
+        self.changing(net, false, |dp| dp.disallow_entry(net))
+    }
+
+    fn disallow_entry(&mut self, net: IpNet) -> Result<bool, DataplaneError> {
+        match net.trunc() {
+            IpNet::V4(n) => {
+                let key = Key::new(n.prefix_len().into(), n.addr().octets());
+                removed(self.allow_v4.remove(&key), names::ALLOW_V4)
+            }
+            IpNet::V6(n) => {
+                let key = Key::new(n.prefix_len().into(), n.addr().octets());
+                removed(self.allow_v6.remove(&key), names::ALLOW_V6)
+            }
+        }
+    }
+
+    /// Every allowlisted prefix.
+    pub fn allows(&self) -> Result<Vec<IpNet>, DataplaneError> {
+        let mut out = Vec::new();
+        for k in self.allow_v4.keys() {
+            let k = k.map_err(|e| DataplaneError::map("reading keys", names::ALLOW_V4, e))?;
+            out.extend(net::v4_net(k.prefix_len(), k.data()).map(IpNet::V4));
+        }
+        for k in self.allow_v6.keys() {
+            let k = k.map_err(|e| DataplaneError::map("reading keys", names::ALLOW_V6, e))?;
+            out.extend(net::v6_net(k.prefix_len(), k.data()).map(IpNet::V6));
+        }
+        out.sort();
+        Ok(out)
+    }
+}
