@@ -7,16 +7,10 @@
 
 use std::net::IpAddr;
 
-use rustc_hash::FxHashMap;
-
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::config::DetectionConfig;
-
-/// The largest step back of a source's count that is read noise rather than an eviction: one
-/// front-table flush counted twice, on each of up to 64 CPUs.
-const STEP_BACK_NOISE: u64 = ipwarden_common::front::FLUSH_AT * 64;
+use crate::{config::DetectionConfig, dataplane::READ_SLACK_PACKETS};
 
 /// Below this many tracks the table is not worth shrinking.
 const MIN_SHRINK: usize = 4096;
@@ -120,9 +114,8 @@ impl Track {
     /// Brings a track up to this poll's reading `s`.
     fn update(&mut self, s: &Snapshot, now_ns: u64, half_ns: u64, poll: u32) {
         let mut s = *s;
-        if s.packets < self.now.packets && self.now.packets - s.packets <= STEP_BACK_NOISE {
-            // A front-table flush between the two reads of the last poll counted some
-            // packets twice (see `Dataplane::visit_sources_v4`): keep the higher reading.
+        // Last poll's reader counted some packets twice (`READ_SLACK_PACKETS`): keep the higher.
+        if s.packets < self.now.packets && self.now.packets - s.packets <= READ_SLACK_PACKETS {
             s.packets = self.now.packets;
             s.syn = s.syn.max(self.now.syn);
             s.bytes = s.bytes.max(self.bytes);
@@ -162,7 +155,9 @@ impl Track {
 #[derive(Debug)]
 pub struct Detector {
     cfg: DetectionConfig,
-    tracks: FxHashMap<IpNet, Track>,
+    /// Keyed by sources a sender chooses, so seeded per process (foldhash's `RandomState`): a
+    /// fixed hash would let a flood of chosen addresses collide and make every poll quadratic.
+    tracks: foldhash::HashMap<IpNet, Track>,
     polls: u32,
 }
 
@@ -170,7 +165,7 @@ impl Detector {
     pub fn new(cfg: DetectionConfig) -> Self {
         Self {
             cfg,
-            tracks: FxHashMap::default(),
+            tracks: foldhash::HashMap::default(),
             polls: 0,
         }
     }
@@ -234,6 +229,19 @@ impl Detector {
         if self.tracks.capacity() / 4 > need.max(MIN_SHRINK) {
             // Most sources went away: give the memory back.
             self.tracks.shrink_to(need + need / 2);
+        } else if need > self.tracks.capacity() {
+            // Short of room, often only because of the removals above: inside a full probe
+            // group the table marks a removed slot deleted rather than empty, and `capacity()`
+            // does not count deleted slots as room. Under a random-source flood thousands pile
+            // up, and `reserve` would double the table though this poll's sources fit. Rebuild
+            // it instead, sized for what it must hold, which drops them; real growth still
+            // doubles (`capacity() + 1`).
+            let room = need.max(self.tracks.capacity() + 1);
+            let old = std::mem::replace(
+                &mut self.tracks,
+                foldhash::HashMap::with_capacity_and_hasher(room, Default::default()),
+            );
+            self.tracks.extend(old);
         }
         // One allocation of the final size, not a series of doublings.
         self.tracks.reserve(fresh.len());
@@ -533,10 +541,12 @@ mod tests {
             d.observe((101 + u64::from(round)) * S, quiet(round * 10_000, 10_000));
             assert_eq!(d.counts(), (10_000, 0));
         }
-        assert_eq!(
-            d.tracks.capacity(),
-            one_poll,
-            "the table holds one poll's sources, never two"
+        // At most: with a seeded hasher, removals leave a varying number of tombstones, which
+        // `capacity()` does not count as room. A table that grew would show twice the room.
+        assert!(
+            d.tracks.capacity() <= one_poll,
+            "the table holds one poll's sources, never two: {} > {one_poll}",
+            d.tracks.capacity()
         );
         // A new source is judged like any other: a flood at its first poll.
         let flood: IpNet = "203.0.113.9/32".parse().unwrap();

@@ -3,7 +3,6 @@
 use std::{net::IpAddr, time::Instant};
 
 use ipnet::IpNet;
-use rustc_hash::FxHashMap;
 
 use crate::{
     clock,
@@ -64,7 +63,9 @@ pub fn read(readers: &[Dataplane]) -> Result<Poll, DataplaneError> {
         })?;
     }
     if readers.len() > 1 {
-        let mut merged: FxHashMap<IpNet, Snapshot> = FxHashMap::default();
+        // Keyed by sources a sender chooses: a seeded hasher, so that no flood of chosen
+        // addresses can make the merge quadratic.
+        let mut merged: foldhash::HashMap<IpNet, Snapshot> = foldhash::HashMap::default();
         for (k, s) in snapshots.drain(..) {
             merged
                 .entry(k)
