@@ -4,11 +4,19 @@
 //! decisions and the control socket listens, so `systemctl start` returns when the host is
 //! protected and the CLI works.
 
-use std::os::unix::net::UnixDatagram;
+use std::{ffi::OsStr, os::unix::net::UnixDatagram};
 
 /// Sends `state` (e.g. `READY=1`) to the service manager, if there is one.
 pub fn notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+    notify_to(std::env::var_os("NOTIFY_SOCKET").as_deref(), state);
+}
+
+/// Sends `state` to the socket at `path` (`@name` for an abstract socket); does nothing when
+/// `path` is `None`. Split from [`notify`] so that tests pass the path in: setting
+/// `NOTIFY_SOCKET` in a test would race every other thread of the test binary that reads the
+/// environment (which is why `std::env::set_var` is `unsafe`).
+fn notify_to(path: Option<&OsStr>, state: &str) {
+    let Some(path) = path else {
         return;
     };
     let result = (|| -> std::io::Result<()> {
@@ -19,7 +27,7 @@ pub fn notify(state: &str) {
             let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
             socket.send_to_addr(state.as_bytes(), &addr)?;
         } else {
-            socket.send_to(state.as_bytes(), &path)?;
+            socket.send_to(state.as_bytes(), path)?;
         }
         Ok(())
     })();
@@ -37,13 +45,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notify");
         let rx = UnixDatagram::bind(&path).unwrap();
-        // SAFETY (test): the variable is set before any thread reads it in this test binary's
-        // single use of NOTIFY_SOCKET.
-        unsafe { std::env::set_var("NOTIFY_SOCKET", &path) };
-        notify("READY=1");
-        unsafe { std::env::remove_var("NOTIFY_SOCKET") };
+        notify_to(Some(path.as_os_str()), "READY=1");
         let mut buf = [0u8; 64];
         let n = rx.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1");
+    }
+
+    #[test]
+    fn sends_to_an_abstract_socket() {
+        use std::os::linux::net::SocketAddrExt as _;
+        let name = format!("ipwarden-notify-test-{}", std::process::id());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let rx = UnixDatagram::bind_addr(&addr).unwrap();
+        notify_to(Some(OsStr::new(&format!("@{name}"))), "STOPPING=1");
+        let mut buf = [0u8; 64];
+        let n = rx.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"STOPPING=1");
     }
 }
