@@ -7,7 +7,6 @@
 //! Addresses come only from 198.51.100.0/24, 203.0.113.0/24, 192.0.2.0/24 and 2001:db8::/32;
 //! every send loop is bounded by a count and a deadline.
 
-pub mod bench;
 pub mod bpffs;
 pub mod cmd;
 pub mod cpu;

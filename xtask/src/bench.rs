@@ -1,5 +1,6 @@
 //! `cargo xtask bench [--quick]`: builds optimised binaries and runs the benchmark runner
-//! (tests/src/bin/bench.rs) as root; results go to `bench/RESULTS.md` and `bench/kernel-cost.svg`.
+//! (runners/src/bin/bench.rs) as root; results go to `bench/RESULTS.md` and
+//! `bench/kernel-cost.svg`.
 
 use std::process::Command;
 

@@ -1,4 +1,4 @@
-//! `cargo xtask demo`: build, then run the namespace demonstration (tests/src/bin/demo.rs).
+//! `cargo xtask demo`: build, then run the namespace demonstration (runners/src/bin/demo.rs).
 
 use anyhow::bail;
 

@@ -44,7 +44,7 @@ pub fn bench_spray(ctx: XdpContext) -> u32 {
     let i = unsafe { *next } % count;
     unsafe { *next = i + 1 };
     // Source i + 1 is 2001:db8:(0x8000 | i >> 16):(i & 0xffff)::/64, the encoding of the
-    // benchmark's filler block entries (`tests/src/bench/kernel.rs`, `filler_v6`).
+    // benchmark's filler block entries (`runners/src/bench/kernel.rs`, `filler_v6`).
     let n = i + 1;
     let groups = (0x8000 | (n >> 16)) << 16 | (n & 0xffff);
     let start = ctx.data();

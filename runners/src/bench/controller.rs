@@ -17,9 +17,9 @@ use ipwarden::{
     config::Config,
     daemon::poll,
     dataplane::{Dataplane, PinDir},
-    decision::Origin,
+    decision::{Holder, Origin},
     detect::Detector,
-    engine::{BlockRequest, Engine, Plane},
+    engine::{AttachKind, BlockRequest, Engine, Plane},
     store::Store,
 };
 use serde::{Deserialize, Serialize};
@@ -118,11 +118,11 @@ pub fn probe_engine(
     let mut cfg = Config::default();
     cfg.decisions.max_decisions = decisions + 16;
     let store = Store::open(state)?;
-    let plane = Plane {
-        iface: "bench".into(),
-        attach: "bench".into(),
-        dp: Dataplane::open(&pins)?,
-    };
+    let plane = Plane::new(
+        "bench",
+        AttachKind::Adopted,
+        Box::new(Dataplane::open(&pins)?),
+    );
     let mut engine = Engine::new(cfg, None, store, vec![plane]);
     let requests: Vec<BlockRequest> = (0..decisions)
         .map(|i| BlockRequest {
@@ -135,7 +135,7 @@ pub fn probe_engine(
         })
         .collect();
     let t0 = Instant::now();
-    let (n, refused) = engine.bulk_block(requests, Origin::Feed)?;
+    let (n, refused) = engine.bulk_block(requests, Holder::named(Origin::Feed, "bench"))?;
     let bulk = t0.elapsed();
     anyhow::ensure!(
         n == decisions && refused == 0,
@@ -169,7 +169,7 @@ pub fn enrichment_throughput(
     concurrency: usize,
     latency: Duration,
 ) -> anyhow::Result<EnrichThroughput> {
-    use crate::ipasis_stub::{IpasisStub, Reply, answers};
+    use ipwarden_tests::ipasis_stub::{IpasisStub, Reply, answers};
     let stub = IpasisStub::start();
     stub.set_fallback(Reply::json(answers::HOSTING).delayed(latency));
     let cfg = ipwarden::config::IpasisConfig {

@@ -11,7 +11,7 @@ use std::{
 use anyhow::Context as _;
 use ipwarden_common::GlobalCounter;
 
-use crate::{
+use ipwarden_tests::{
     BpfFs, Daemon, DaemonHome, Ipwarden, Topology,
     ipasis_stub::{IpasisStub, Reply, answers},
     topology::EDGE_V4,

@@ -30,7 +30,7 @@ use nix::{
 };
 
 use super::{frames, kernel::Subject};
-use crate::{cmd, cpu::on_cpu, netns::NetNs};
+use ipwarden_tests::{cmd, cpu::on_cpu, netns::NetNs};
 
 /// The generator's programs (`ebpf/src/bin/tx.rs`): one source, and many IPv6 /64s.
 const TX_PROGRAM: &str = "bench_tx";
@@ -151,8 +151,8 @@ impl Bed {
             .try_into()?;
         p.load().context("verifying the spray generator")?;
         // The destination is the receiver's own address, to a port nobody listens on.
-        let frame = crate::frames::udp4(dut_mac, gen_mac, frames::DROP_V4, DUT_ADDR, 18);
-        let frame_v6 = crate::frames::udp6(
+        let frame = ipwarden_tests::frames::udp4(dut_mac, gen_mac, frames::DROP_V4, DUT_ADDR, 18);
+        let frame_v6 = ipwarden_tests::frames::udp6(
             dut_mac,
             gen_mac,
             super::kernel::filler_v6(1),

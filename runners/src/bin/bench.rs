@@ -7,11 +7,8 @@
 use std::{fmt::Write as _, path::PathBuf, process::Command, time::Duration};
 
 use anyhow::Context as _;
-use ipwarden_tests::{
-    BpfFs,
-    bench::{self, controller, kernel, live, report, stats},
-    require_privileges,
-};
+use ipwarden_runners::bench::{self, controller, kernel, live, report, stats};
+use ipwarden_tests::{BpfFs, require_privileges};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

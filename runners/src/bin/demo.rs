@@ -215,6 +215,25 @@ fn main() {
     let out = home.cli_output(&["block", "127.0.0.1"]);
     print!("{}", String::from_utf8_lossy(&out.stderr));
 
+    step(
+        "several origins on one source: the operator also blocks the Tor exit; lifting the manual block leaves IPASIS's in force",
+    );
+    let tor_addr = ATTACKER_V4.to_string();
+    show(
+        &home,
+        &[
+            "block",
+            &tor_addr,
+            "--ttl",
+            "2d",
+            "--reason",
+            "abuse report",
+        ],
+    );
+    show(&home, &["list", "--origin", "manual"]);
+    show(&home, &["unblock", &tor_addr]);
+    show(&home, &["history", &tor_addr]);
+
     step("stopping the daemon: the program stays attached and keeps dropping");
     drop(daemon);
     round(&topo, &sink4, &sink6);
