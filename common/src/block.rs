@@ -90,6 +90,10 @@ impl Reason {
     pub const IPASIS: u32 = 3;
     /// An external feed.
     pub const FEED: u32 = 4;
+    /// A CrowdSec decision (LAPI).
+    pub const CROWDSEC: u32 = 5;
+    /// Another host of the fleet.
+    pub const FLEET: u32 = 6;
 }
 
 /// Generic cell rate algorithm: the token bucket as one number per source, the theoretical

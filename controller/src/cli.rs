@@ -5,7 +5,9 @@ use std::{net::IpAddr, path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
-use crate::{dataplane::DEFAULT_BPFFS, net::parse_prefix};
+use crate::{
+    config::DEFAULT_SOCKET, dataplane::DEFAULT_BPFFS, decision::Origin, net::parse_prefix,
+};
 
 /// Protects a Linux edge host from malicious traffic.
 ///
@@ -56,9 +58,6 @@ pub struct Conn {
     pub socket: PathBuf,
 }
 
-/// The daemon's default control socket.
-pub const DEFAULT_SOCKET: &str = "/run/ipwarden/ipwarden.sock";
-
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: attach, restore decisions, detect heavy hitters, serve the CLI.
@@ -85,15 +84,13 @@ pub enum Command {
     /// overlapping an allowlisted prefix is refused. The decision is stored durably before the
     /// command returns.
     Block(BlockArgs),
-    /// Lift the decision for exactly this address or prefix.
-    Unblock {
-        /// Address or prefix, as given to `block` (a bare IPv6 address means its /64).
-        #[arg(value_parser = parse_prefix_arg)]
-        prefix: IpNet,
-        #[command(flatten)]
-        conn: Conn,
-    },
-    /// List decisions: prefix, action, origin, expiry and reason.
+    /// Lift the manual decision on exactly this address or prefix.
+    ///
+    /// Several origins may hold decisions on one prefix (manual, velocity, ipasis, a feed,
+    /// CrowdSec, the fleet); lifting one never lifts another's, and the command says what still
+    /// holds. --origin lifts another origin's decision, --all-origins every one (logged).
+    Unblock(UnblockArgs),
+    /// List decisions: prefix, action, origin, expiry and reason (every holder of a prefix).
     ///
     /// `list --action challenge --json` is the set an L7 proxy or application should serve a
     /// CAPTCHA or MFA step to.
@@ -105,6 +102,22 @@ pub enum Command {
         /// Only decisions with this action.
         #[arg(long, value_enum)]
         action: Option<ActionArg>,
+        /// Only decisions of this origin.
+        #[arg(long, value_enum)]
+        origin: Option<Origin>,
+    },
+    /// Show expired and lifted decisions (kept for decisions.history_retention), newest last.
+    History {
+        /// Only this exact prefix (a bare IPv4 address means its /32, IPv6 its /64).
+        #[arg(value_parser = parse_prefix_arg)]
+        prefix: Option<IpNet>,
+        /// At most this many entries (the newest).
+        #[arg(short = 'n', long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        format: Format,
     },
     /// Show what IPASIS says about an address (the cached answer, or a fresh lookup).
     Lookup {
@@ -218,6 +231,31 @@ pub struct BlockArgs {
     /// Why, recorded with the decision and shown by `list` and `explain`.
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+    /// Hold the decision as this origin: `manual` (default) or `feed` with --name (a list the
+    /// operator loads by hand); lifted with `unblock --origin feed --name NAME`.
+    #[arg(long, value_enum, hide = true, default_value_t = Origin::Manual)]
+    pub origin: Origin,
+    /// The source within the origin (a feed's name).
+    #[arg(long, value_name = "NAME", hide = true)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnblockArgs {
+    /// Address or prefix, as given to `block` (a bare IPv6 address means its /64).
+    #[arg(value_parser = parse_prefix_arg)]
+    pub prefix: IpNet,
+    #[command(flatten)]
+    pub conn: Conn,
+    /// Lift this origin's decision instead of the manual one.
+    #[arg(long, value_enum, conflicts_with = "all_origins")]
+    pub origin: Option<Origin>,
+    /// The source within the origin (a feed's name, a fleet host).
+    #[arg(long, value_name = "NAME", requires = "origin")]
+    pub name: Option<String>,
+    /// Lift every origin's decision on the prefix.
+    #[arg(long)]
+    pub all_origins: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -347,8 +385,8 @@ pub struct MapBlockArgs {
     #[arg(long, value_parser = parse_ttl)]
     pub ttl: Option<Duration>,
     /// Why, recorded with the entry.
-    #[arg(long, value_enum, default_value_t = ReasonArg::Manual)]
-    pub reason: ReasonArg,
+    #[arg(long, value_enum, default_value_t = Origin::Manual)]
+    pub reason: Origin,
     /// Rate-limit each covered source to this many packets per second instead of dropping all.
     #[arg(long, value_name = "PPS", value_parser = clap::value_parser!(u32).range(1..))]
     pub challenge: Option<u32>,
@@ -379,28 +417,6 @@ pub enum ActionArg {
 pub enum Switch {
     On,
     Off,
-}
-
-/// Reasons an operator may give on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ReasonArg {
-    Manual,
-    Velocity,
-    Ipasis,
-    Feed,
-}
-
-impl ReasonArg {
-    /// The kernel's reason code.
-    pub fn code(self) -> u32 {
-        use ipwarden_common::Reason;
-        match self {
-            Self::Manual => Reason::MANUAL,
-            Self::Velocity => Reason::VELOCITY,
-            Self::Ipasis => Reason::IPASIS,
-            Self::Feed => Reason::FEED,
-        }
-    }
 }
 
 fn parse_prefix_arg(s: &str) -> Result<IpNet, String> {

@@ -11,10 +11,16 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::dataplane::{AttachMode, Capacities, DEFAULT_BPFFS};
+use crate::{
+    allowlist::AllowOrigin,
+    dataplane::{AttachMode, Capacities, DEFAULT_BPFFS},
+};
 
 /// Where `ipwarden run` looks for its configuration when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/ipwarden/ipwarden.toml";
+
+/// The daemon's default control socket (`daemon.socket`, and the CLI's `--socket` default).
+pub const DEFAULT_SOCKET: &str = "/run/ipwarden/ipwarden.sock";
 
 /// The commented example configuration, equal to the built-in defaults.
 pub const EXAMPLE: &str = include_str!("../dist/ipwarden.toml");
@@ -69,7 +75,7 @@ impl Default for DaemonConfig {
     fn default() -> Self {
         Self {
             ifaces: Vec::new(),
-            socket: PathBuf::from("/run/ipwarden/ipwarden.sock"),
+            socket: PathBuf::from(DEFAULT_SOCKET),
             state_dir: PathBuf::from("/var/lib/ipwarden"),
             bpffs: PathBuf::from(DEFAULT_BPFFS),
             detach_on_stop: false,
@@ -190,6 +196,17 @@ pub struct DecisionsConfig {
     #[serde(with = "humantime_serde")]
     pub default_ttl: Duration,
     pub max_decisions: usize,
+    /// A source blocked again by velocity or enrichment within this window is a repeat
+    /// offender: its TTL is multiplied by `recidive_factor` per earlier block.
+    #[serde(with = "humantime_serde")]
+    pub recidive_window: Duration,
+    pub recidive_factor: u32,
+    /// Upper bound of a repeat offender's TTL.
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Duration,
+    /// How long expired and lifted decisions are kept for `ipwarden history` (and recidive).
+    #[serde(with = "humantime_serde")]
+    pub history_retention: Duration,
 }
 
 impl Default for DecisionsConfig {
@@ -197,6 +214,10 @@ impl Default for DecisionsConfig {
         Self {
             default_ttl: Duration::from_secs(24 * 3600),
             max_decisions: 1_000_000,
+            recidive_window: Duration::from_secs(24 * 3600),
+            recidive_factor: 2,
+            max_ttl: Duration::from_secs(7 * 24 * 3600),
+            history_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -393,6 +414,15 @@ impl Config {
         if self.decisions.max_decisions == 0 {
             return Err(invalid("decisions.max_decisions", "must be greater than 0"));
         }
+        if self.decisions.recidive_factor == 0 {
+            return Err(invalid(
+                "decisions.recidive_factor",
+                "must be at least 1 (1 turns longer TTLs for repeat offenders off)",
+            ));
+        }
+        if self.decisions.max_ttl.is_zero() {
+            return Err(invalid("decisions.max_ttl", "must be greater than 0"));
+        }
         let dp = &self.dataplane;
         for (key, v) in [
             ("dataplane.max_sources", dp.max_sources),
@@ -474,16 +504,22 @@ impl Config {
     }
 
     /// The configured allowlist: builtin entries (unless disabled) and `allow.prefixes`.
-    pub fn allow_prefixes(&self) -> Vec<(IpNet, &'static str)> {
+    pub fn allow_prefixes(&self) -> Vec<(IpNet, AllowOrigin)> {
         let mut out = Vec::new();
         if self.allow.builtin {
-            out.extend(
-                BUILTIN_ALLOW
-                    .iter()
-                    .map(|p| (p.parse().expect("builtin prefixes parse"), "builtin")),
-            );
+            out.extend(BUILTIN_ALLOW.iter().map(|p| {
+                (
+                    p.parse().expect("builtin prefixes parse"),
+                    AllowOrigin::Builtin,
+                )
+            }));
         }
-        out.extend(self.allow.prefixes.iter().map(|p| (p.trunc(), "config")));
+        out.extend(
+            self.allow
+                .prefixes
+                .iter()
+                .map(|p| (p.trunc(), AllowOrigin::Config)),
+        );
         out
     }
 }

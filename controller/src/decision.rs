@@ -1,21 +1,26 @@
-//! A decision: what the daemon has decided about a prefix, why, and until when. Decisions are
-//! the daemon's source of truth; the block maps are their projection into the kernel.
+//! A decision: what one holder (an origin, and a source name where the origin has several) has
+//! decided about a prefix, why, and until when. Decisions are the daemon's source of truth;
+//! the block maps are their projection into the kernel (the strongest live holder per prefix,
+//! see [`Decision::stronger_than`]).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    fmt,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use ipnet::IpNet;
 use ipwarden_common::{BlockEntry, Reason};
 use serde::{Deserialize, Serialize};
 
 /// What the data plane does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
-    /// Drop every packet.
-    Block,
     /// Step-up: rate-limit each covered source (see `rate`); an L7 proxy serves it a CAPTCHA
     /// or MFA step.
     Challenge,
+    /// Drop every packet. Ordered after `Challenge`: the stronger action compares greater.
+    Block,
 }
 
 impl Action {
@@ -35,8 +40,27 @@ pub struct ChallengeRate {
     pub burst: u32,
 }
 
-/// Who made the decision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+impl ChallengeRate {
+    /// The one home of the default (`scoring.challenge_pps`, `scoring.challenge_burst`): what a
+    /// challenge without a stated rate keeps.
+    pub const DEFAULT: Self = Self { pps: 50, burst: 20 };
+}
+
+/// Where a decision came from. Each origin holds its own decision on a prefix: lifting or
+/// expiring one never lifts another's.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    PartialOrd,
+    Ord,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Origin {
     /// An operator, through the CLI.
@@ -45,19 +69,40 @@ pub enum Origin {
     Velocity,
     /// IP intelligence.
     Ipasis,
-    /// An external feed.
+    /// An external feed (named by the feed).
     Feed,
+    /// A CrowdSec local API.
+    Crowdsec,
+    /// Another host of the fleet (named by the host).
+    Fleet,
 }
 
 impl Origin {
-    /// The kernel's reason code.
+    /// Every origin, in display order.
+    pub const ALL: [Self; 6] = [
+        Self::Manual,
+        Self::Velocity,
+        Self::Ipasis,
+        Self::Feed,
+        Self::Crowdsec,
+        Self::Fleet,
+    ];
+
+    /// The kernel's reason code, carried in the block entry.
     pub fn reason_code(self) -> u32 {
         match self {
             Self::Manual => Reason::MANUAL,
             Self::Velocity => Reason::VELOCITY,
             Self::Ipasis => Reason::IPASIS,
             Self::Feed => Reason::FEED,
+            Self::Crowdsec => Reason::CROWDSEC,
+            Self::Fleet => Reason::FLEET,
         }
+    }
+
+    /// The origin a kernel reason code stands for.
+    pub fn from_reason_code(code: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.reason_code() == code)
     }
 
     /// Stable lower-case name.
@@ -67,8 +112,69 @@ impl Origin {
             Self::Velocity => "velocity",
             Self::Ipasis => "ipasis",
             Self::Feed => "feed",
+            Self::Crowdsec => "crowdsec",
+            Self::Fleet => "fleet",
         }
     }
+
+    /// Whether repeat offences under this origin lengthen the TTL (`decisions.recidive_*`):
+    /// the daemon's own judgements, not what operators or outside sources decide.
+    pub fn is_recidive_tracked(self) -> bool {
+        matches!(self, Self::Velocity | Self::Ipasis)
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Who holds a decision on a prefix: at most one decision per holder and prefix.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Holder {
+    pub origin: Origin,
+    /// A feed's name, a fleet host; `None` for origins with one source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+impl Holder {
+    /// The holder of an origin with one source.
+    pub const fn of(origin: Origin) -> Self {
+        Self {
+            origin,
+            source: None,
+        }
+    }
+
+    /// A named source of an origin.
+    pub fn named(origin: Origin, source: impl Into<String>) -> Self {
+        Self {
+            origin,
+            source: Some(source.into()),
+        }
+    }
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Some(s) => write!(f, "{}:{s}", self.origin),
+            None => write!(f, "{}", self.origin),
+        }
+    }
+}
+
+/// Why a repeat offender's TTL is longer than its base TTL, for `explain`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recidive {
+    /// Earlier blocks of the prefix by velocity or enrichment within `decisions.recidive_window`.
+    pub earlier: u32,
+    pub base_ttl_secs: u64,
+    pub factor: u32,
+    /// Whether `decisions.max_ttl` cut the multiplied TTL.
+    pub capped: bool,
 }
 
 /// One decision, as stored and as shown by `list --json`.
@@ -77,6 +183,9 @@ pub struct Decision {
     pub prefix: IpNet,
     pub action: Action,
     pub origin: Origin,
+    /// The source within the origin (a feed's name, a fleet host), if it has several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// Human-readable reason, e.g. "heavy hitter: 4200 pps".
     pub reason: String,
     /// Risk score when the scorer made the decision.
@@ -92,6 +201,9 @@ pub struct Decision {
     pub created_unix_ms: u64,
     /// Wall-clock expiry, Unix milliseconds; `None` for a permanent decision.
     pub expires_unix_ms: Option<u64>,
+    /// Set when the TTL was lengthened for a repeat offender.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recidive: Option<Recidive>,
 }
 
 /// Wall-clock now in Unix milliseconds.
@@ -102,7 +214,85 @@ pub fn now_unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// `now + ttl` in Unix milliseconds, saturating.
+pub fn deadline_ms(now_ms: u64, ttl: Duration) -> u64 {
+    now_ms.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+}
+
 impl Decision {
+    /// A decision made now (`now_ms`) lasting `ttl` (`None`: permanent). The prefix is
+    /// truncated to its network; the other fields start empty (see the `with_*` builders).
+    pub fn new(
+        prefix: IpNet,
+        action: Action,
+        holder: Holder,
+        reason: impl Into<String>,
+        now_ms: u64,
+        ttl: Option<Duration>,
+    ) -> Self {
+        Self {
+            prefix: prefix.trunc(),
+            action,
+            origin: holder.origin,
+            source: holder.source,
+            reason: reason.into(),
+            score: None,
+            factors: Vec::new(),
+            rate: match action {
+                Action::Challenge => Some(ChallengeRate::DEFAULT),
+                Action::Block => None,
+            },
+            created_unix_ms: now_ms,
+            expires_unix_ms: ttl.map(|t| deadline_ms(now_ms, t)),
+            recidive: None,
+        }
+    }
+
+    /// A block lasting `ttl`.
+    pub fn block(
+        prefix: IpNet,
+        holder: Holder,
+        reason: impl Into<String>,
+        now_ms: u64,
+        ttl: Option<Duration>,
+    ) -> Self {
+        Self::new(prefix, Action::Block, holder, reason, now_ms, ttl)
+    }
+
+    /// The score that made the decision, with its factors.
+    pub fn with_score(mut self, score: i32, factors: Vec<crate::score::Factor>) -> Self {
+        self.score = Some(score);
+        self.factors = factors;
+        self
+    }
+
+    /// The rate a challenged source keeps (ignored for blocks).
+    pub fn with_rate(mut self, rate: ChallengeRate) -> Self {
+        if self.action == Action::Challenge {
+            self.rate = Some(rate);
+        }
+        self
+    }
+
+    /// Who holds it.
+    pub fn holder(&self) -> Holder {
+        Holder {
+            origin: self.origin,
+            source: self.source.clone(),
+        }
+    }
+
+    /// Whether `holder` holds it (without building a [`Holder`]).
+    pub fn held_by(&self, holder: &Holder) -> bool {
+        self.origin == holder.origin && self.source == holder.source
+    }
+
+    /// The TTL it was made with; `None` when permanent.
+    pub fn ttl(&self) -> Option<Duration> {
+        self.expires_unix_ms
+            .map(|e| Duration::from_millis(e.saturating_sub(self.created_unix_ms)))
+    }
+
     /// Whether it has expired at `now_ms`.
     pub fn expired(&self, now_ms: u64) -> bool {
         self.expires_unix_ms.is_some_and(|e| e <= now_ms)
@@ -114,6 +304,19 @@ impl Decision {
             .map(|e| Duration::from_millis(e.saturating_sub(now_ms)))
     }
 
+    /// Whether the data plane should enforce this decision rather than `other` on the same
+    /// prefix: block over challenge; of equal actions, the later expiry (permanent is latest);
+    /// then the holder, so that the choice is deterministic.
+    pub fn stronger_than(&self, other: &Self) -> bool {
+        let rank = |d: &Self| (d.action, d.expires_unix_ms.unwrap_or(u64::MAX));
+        match rank(self).cmp(&rank(other)) {
+            std::cmp::Ordering::Equal => {
+                (self.origin, &self.source) < (other.origin, &other.source)
+            }
+            o => o.is_gt(),
+        }
+    }
+
     /// The kernel entry: the wall-clock expiry re-expressed on the kernel's monotonic clock.
     /// Done at every (re)insertion, so decisions restored after a reboot get correct deadlines.
     pub fn kernel_entry(&self, now_ms: u64) -> BlockEntry {
@@ -121,7 +324,7 @@ impl Decision {
         match self.action {
             Action::Block => BlockEntry::block(self.origin.reason_code(), deadline),
             Action::Challenge => {
-                let rate = self.rate.unwrap_or(ChallengeRate { pps: 50, burst: 20 });
+                let rate = self.rate.unwrap_or(ChallengeRate::DEFAULT);
                 BlockEntry::challenge(self.origin.reason_code(), deadline, rate.pps, rate.burst)
             }
         }
@@ -133,17 +336,15 @@ mod tests {
     use super::*;
 
     fn d(expires: Option<u64>) -> Decision {
-        Decision {
-            prefix: "203.0.113.7/32".parse().unwrap(),
-            action: Action::Block,
-            origin: Origin::Manual,
-            reason: "test".into(),
-            score: None,
-            factors: Vec::new(),
-            rate: None,
-            created_unix_ms: 1000,
-            expires_unix_ms: expires,
-        }
+        let mut d = Decision::block(
+            "203.0.113.7/32".parse().unwrap(),
+            Holder::of(Origin::Manual),
+            "test",
+            1000,
+            None,
+        );
+        d.expires_unix_ms = expires;
+        d
     }
 
     #[test]
@@ -153,6 +354,7 @@ mod tests {
         assert!(!d(Some(2000)).expired(1999));
         assert_eq!(d(Some(5000)).remaining(2000), Some(Duration::from_secs(3)));
         assert_eq!(d(Some(5000)).remaining(9000), Some(Duration::ZERO));
+        assert_eq!(d(Some(5000)).ttl(), Some(Duration::from_secs(4)));
     }
 
     #[test]
@@ -166,10 +368,56 @@ mod tests {
     }
 
     #[test]
-    fn json_round_trip() {
+    fn json_round_trip_and_the_old_shape_still_reads() {
         let x = d(Some(5));
         let s = serde_json::to_string(&x).unwrap();
         assert!(s.contains("\"origin\":\"manual\""), "{s}");
+        assert!(!s.contains("source"), "no source name is not written: {s}");
         assert_eq!(serde_json::from_str::<Decision>(&s).unwrap(), x);
+        // What the previous release stored and printed.
+        let old = r#"{"prefix":"203.0.113.7/32","action":"block","origin":"velocity","reason":"r","created_unix_ms":1,"expires_unix_ms":null}"#;
+        let o: Decision = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (o.origin, o.source, o.recidive),
+            (Origin::Velocity, None, None)
+        );
+    }
+
+    #[test]
+    fn block_beats_challenge_then_the_later_expiry_wins() {
+        let net: IpNet = "203.0.113.0/24".parse().unwrap();
+        let block = |h: Holder, ttl| Decision::block(net, h, "b", 0, ttl);
+        let challenge = Decision::new(
+            net,
+            Action::Challenge,
+            Holder::of(Origin::Ipasis),
+            "c",
+            0,
+            None,
+        );
+        let short = block(Holder::of(Origin::Velocity), Some(Duration::from_secs(60)));
+        let long = block(
+            Holder::named(Origin::Feed, "drop"),
+            Some(Duration::from_secs(600)),
+        );
+        let forever = block(Holder::of(Origin::Manual), None);
+        assert!(
+            short.stronger_than(&challenge),
+            "any block beats a permanent challenge"
+        );
+        assert!(!challenge.stronger_than(&short));
+        assert!(long.stronger_than(&short) && !short.stronger_than(&long));
+        assert!(forever.stronger_than(&long));
+        // Equal rank: decided by the holder, one way only.
+        let twin = block(Holder::of(Origin::Ipasis), Some(Duration::from_secs(60)));
+        assert!(short.stronger_than(&twin) != twin.stronger_than(&short));
+    }
+
+    #[test]
+    fn reason_codes_round_trip() {
+        for o in Origin::ALL {
+            assert_eq!(Origin::from_reason_code(o.reason_code()), Some(o));
+        }
+        assert_eq!(Origin::from_reason_code(Reason::UNSPECIFIED), None);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use ipwarden_common::{Action, GlobalCounter, Reason, SrcStats};
+use ipwarden_common::{Action, GlobalCounter, SrcStats};
 use serde::Serialize;
 
 use crate::{
@@ -45,15 +45,9 @@ pub fn action_name(action: u8) -> &'static str {
     }
 }
 
-/// Stable name of a reason code.
+/// Stable name of a reason code: the origin it stands for.
 pub fn reason_name(reason: u32) -> &'static str {
-    match reason {
-        Reason::MANUAL => "manual",
-        Reason::VELOCITY => "velocity",
-        Reason::IPASIS => "ipasis",
-        Reason::FEED => "feed",
-        _ => "unspecified",
-    }
+    crate::decision::Origin::from_reason_code(reason).map_or("unspecified", |o| o.name())
 }
 
 /// One source in `stats --json`.

@@ -20,7 +20,7 @@ pub fn run(action: AllowAction) -> anyhow::Result<()> {
             }
             let rows: Vec<Vec<String>> = allow
                 .iter()
-                .map(|a| vec![a.prefix.to_string(), a.origin.clone()])
+                .map(|a| vec![a.prefix.to_string(), a.origin.to_string()])
                 .collect();
             print!("{}", table(&["PREFIX", "ORIGIN"], &rows));
             Ok(())

@@ -34,7 +34,7 @@ pub fn run(args: &AttachArgs) -> anyhow::Result<()> {
     println!(
         "attached to {} in {} mode{}; pins at {}",
         args.target.iface,
-        attached.mode,
+        attached.kind,
         if args.monitor { " (monitor mode)" } else { "" },
         attached.pins.dir().display()
     );

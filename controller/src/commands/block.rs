@@ -1,9 +1,8 @@
 //! `ipwarden block` and `ipwarden unblock`, through the daemon.
 
-use ipnet::IpNet;
 use ipwarden::{
-    cli::{BlockArgs, Conn},
-    decision::now_unix_ms,
+    cli::{BlockArgs, UnblockArgs},
+    decision::{Action, Decision, Origin, now_unix_ms},
     ipc::protocol::{Request, Response},
 };
 
@@ -13,6 +12,8 @@ pub fn block(args: &BlockArgs) -> anyhow::Result<()> {
         ttl_secs: args.ttl.map(|t| t.as_secs().max(1)),
         permanent: args.permanent,
         reason: args.reason.clone(),
+        origin: (args.origin != Origin::Manual).then_some(args.origin),
+        source: args.name.clone(),
     };
     match super::call(&args.conn, request)? {
         Response::Blocked { decision } => {
@@ -26,15 +27,59 @@ pub fn block(args: &BlockArgs) -> anyhow::Result<()> {
     }
 }
 
-pub fn unblock(prefix: IpNet, conn: &Conn) -> anyhow::Result<()> {
-    match super::call(conn, Request::Unblock { prefix })? {
-        Response::Unblocked { decision } => {
-            println!(
-                "unblocked {} ({} decision: {})",
-                decision.prefix,
-                decision.origin.name(),
-                decision.reason
-            );
+/// `manual`, or `feed:NAME`.
+fn holder_of(d: &Decision) -> String {
+    d.holder().to_string()
+}
+
+pub fn unblock(args: &UnblockArgs) -> anyhow::Result<()> {
+    let request = Request::Unblock {
+        prefix: args.prefix,
+        origin: args.origin,
+        source: args.name.clone(),
+        all_origins: args.all_origins,
+    };
+    match super::call(&args.conn, request)? {
+        Response::Unblocked {
+            decision,
+            lifted,
+            still,
+        } => {
+            let lifted = if lifted.is_empty() {
+                vec![decision]
+            } else {
+                lifted
+            };
+            for d in &lifted {
+                println!(
+                    "unblocked {} ({} decision: {})",
+                    d.prefix,
+                    holder_of(d),
+                    d.reason
+                );
+            }
+            if let Some(first) = still.first() {
+                let now = now_unix_ms();
+                let state = match first.action {
+                    Action::Block => "blocked",
+                    Action::Challenge => "challenged",
+                };
+                println!(
+                    "{} is still {state}: {}",
+                    first.prefix,
+                    still
+                        .iter()
+                        .map(|d| format!(
+                            "{} {} ({})",
+                            holder_of(d),
+                            d.action.name(),
+                            d.remaining(now)
+                                .map_or_else(|| "permanent".to_owned(), super::human)
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
             Ok(())
         }
         other => super::unexpected(&other),

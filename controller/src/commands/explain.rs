@@ -36,10 +36,27 @@ pub fn run(addr: IpAddr, conn: &Conn, format: Format) -> anyhow::Result<()> {
             "  {} {} by {} ({}): {}",
             d.action.name(),
             d.prefix,
-            d.origin.name(),
+            d.holder(),
             expiry,
             d.reason,
         );
+        if let Some(r) = d.recidive {
+            let ttl = d.ttl().map_or_else(|| "permanent".to_owned(), super::human);
+            println!(
+                "    repeat offender: blocked {} time{} before within decisions.recidive_window, so {} x {}^{} = {}{}",
+                r.earlier,
+                if r.earlier == 1 { "" } else { "s" },
+                super::human(std::time::Duration::from_secs(r.base_ttl_secs)),
+                r.factor,
+                r.earlier,
+                ttl,
+                if r.capped {
+                    " (capped at decisions.max_ttl)"
+                } else {
+                    ""
+                }
+            );
+        }
         if let Some(score) = d.score {
             println!("    score {score}:");
             for f in &d.factors {

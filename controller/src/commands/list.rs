@@ -1,15 +1,25 @@
-//! `ipwarden list`.
+//! `ipwarden list` and `ipwarden history`.
 
+use ipnet::IpNet;
 use ipwarden::{
     cli::{ActionArg, Conn, Format},
-    decision::Action,
-    decision::now_unix_ms,
+    decision::{Action, Decision, Origin, now_unix_ms},
     ipc::protocol::{Request, Response},
     output::table,
 };
 
-pub fn run(conn: &Conn, format: Format, action: Option<ActionArg>) -> anyhow::Result<()> {
-    let response = super::call(conn, Request::List)?;
+/// `manual`, `velocity`, `feed:NAME`.
+fn holder(d: &Decision) -> String {
+    d.holder().to_string()
+}
+
+pub fn run(
+    conn: &Conn,
+    format: Format,
+    action: Option<ActionArg>,
+    origin: Option<Origin>,
+) -> anyhow::Result<()> {
+    let response = super::call(conn, Request::List { origin })?;
     let Response::Decisions { mut decisions } = response else {
         return super::unexpected(&response);
     };
@@ -30,7 +40,7 @@ pub fn run(conn: &Conn, format: Format, action: Option<ActionArg>) -> anyhow::Re
             vec![
                 d.prefix.to_string(),
                 d.action.name().to_owned(),
-                d.origin.name().to_owned(),
+                holder(d),
                 d.remaining(now)
                     .map_or_else(|| "never".to_owned(), super::human),
                 d.reason.clone(),
@@ -41,6 +51,50 @@ pub fn run(conn: &Conn, format: Format, action: Option<ActionArg>) -> anyhow::Re
         "{}",
         table(
             &["PREFIX", "ACTION", "ORIGIN", "EXPIRES IN", "REASON"],
+            &rows
+        )
+    );
+    Ok(())
+}
+
+pub fn history(
+    prefix: Option<IpNet>,
+    limit: usize,
+    conn: &Conn,
+    format: Format,
+) -> anyhow::Result<()> {
+    let response = super::call(conn, Request::History { prefix, limit })?;
+    let Response::History { entries } = &response else {
+        return super::unexpected(&response);
+    };
+    if format.json {
+        return super::print_json(&response);
+    }
+    let now = now_unix_ms();
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            let d = &e.decision;
+            vec![
+                d.prefix.to_string(),
+                d.action.name().to_owned(),
+                holder(d),
+                format!(
+                    "{} {} ago",
+                    e.end.name(),
+                    super::human(std::time::Duration::from_millis(
+                        now.saturating_sub(e.ended_unix_ms)
+                    ))
+                ),
+                d.ttl().map_or_else(|| "permanent".to_owned(), super::human),
+                d.reason.clone(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["PREFIX", "ACTION", "ORIGIN", "ENDED", "LASTED", "REASON"],
             &rows
         )
     );

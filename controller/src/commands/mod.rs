@@ -29,12 +29,19 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Run(args) => run::run(&args),
         Command::Status { conn, format } => show::status(&conn, format),
         Command::Block(args) => block::block(&args),
-        Command::Unblock { prefix, conn } => block::unblock(prefix, &conn),
+        Command::Unblock(args) => block::unblock(&args),
         Command::List {
             conn,
             format,
             action,
-        } => list::run(&conn, format, action),
+            origin,
+        } => list::run(&conn, format, action, origin),
+        Command::History {
+            prefix,
+            limit,
+            conn,
+            format,
+        } => list::history(prefix, limit, &conn, format),
         Command::Lookup {
             addr,
             fresh,

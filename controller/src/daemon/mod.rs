@@ -16,18 +16,24 @@ use std::{
 };
 
 use thiserror::Error;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
 
 use crate::{
     config::{Config, ConfigError, DEFAULT_PATH},
     dataplane::{self, AttachOptions, Dataplane, DataplaneError, PinDir},
-    engine::{Engine, EngineError, Plane},
-    enrich::{ApiKey, IpasisClient, Pipeline},
+    engine::{AttachKind, Engine, EngineError, EnrichmentState, Plane, SourceEvent},
+    enrich::{
+        ApiKey, EnrichError, IpasisClient, Pipeline,
+        pipeline::{Enriched, LookupError},
+    },
     ipc::{
         protocol::{LookupView, Request, Response},
         server::{self, ServerError},
     },
-    store::{Store, StoreError},
+    store::{self, Store, StoreError},
 };
 
 pub use notify::notify;
@@ -135,7 +141,7 @@ fn attach_all(cfg: &Config) -> Result<(Vec<Plane>, Vec<Dataplane>), DaemonError>
                 iface,
                 "adopting the existing attachment: no gap in protection"
             );
-            "adopted".to_owned()
+            AttachKind::Adopted
         } else {
             let attached = dataplane::attach(&AttachOptions {
                 pins: pins.clone(),
@@ -143,13 +149,13 @@ fn attach_all(cfg: &Config) -> Result<(Vec<Plane>, Vec<Dataplane>), DaemonError>
                 capacities: cfg.dataplane.capacities(),
             })
             .map_err(err)?;
-            attached.mode.to_owned()
+            attached.kind
         };
-        planes.push(Plane {
-            iface: iface.clone(),
+        planes.push(Plane::new(
+            iface.clone(),
             attach,
-            dp: Dataplane::open(&pins).map_err(err)?,
-        });
+            Box::new(Dataplane::open(&pins).map_err(err)?),
+        ));
         readers.push(Dataplane::open(&pins).map_err(err)?);
     }
     Ok((planes, readers))
@@ -157,7 +163,7 @@ fn attach_all(cfg: &Config) -> Result<(Vec<Plane>, Vec<Dataplane>), DaemonError>
 
 /// Opens the store; with `rebuild`, first moves an existing (unreadable) database aside.
 fn open_store(cfg: &Config, rebuild: bool) -> Result<Store, DaemonError> {
-    let path = cfg.daemon.state_dir.join("ipwarden.redb");
+    let path = cfg.daemon.state_dir.join(store::FILE_NAME);
     if rebuild && path.exists() {
         let aside = path.with_extension(format!(
             "redb.unreadable-{}",
@@ -169,7 +175,16 @@ fn open_store(cfg: &Config, rebuild: bool) -> Result<Store, DaemonError> {
         })?;
         tracing::warn!(from = %path.display(), to = %aside.display(), "moved the state database aside; rebuilding it from the pinned maps");
     }
-    Ok(Store::open(&cfg.daemon.state_dir)?)
+    let store = Store::open(&cfg.daemon.state_dir)?;
+    if let Some(n) = store.migrated() {
+        tracing::warn!(
+            decisions = n,
+            schema = store::SCHEMA,
+            path = %store.path().display(),
+            "state database migrated from the previous release's schema"
+        );
+    }
+    Ok(store)
 }
 
 async fn serve(
@@ -208,18 +223,20 @@ async fn serve(
             engine.set_enrichment(p.clone());
             tracing::info!(base_url = %cfg.ipasis.base_url, "IPASIS enrichment on");
         }
-        None if !cfg.ipasis.enabled => engine.set_enrichment_off("disabled in [ipasis]"),
+        None if !cfg.ipasis.enabled => engine.set_enrichment_off(EnrichmentState::Disabled),
         None => {
-            engine.set_enrichment_off(
-                "no API key (ipasis.key_file, credential ipasis.key or IPASIS_KEY)",
-            );
+            engine.set_enrichment_off(EnrichmentState::NoKey);
             tracing::warn!("IPASIS enrichment off: no API key; the velocity-only policy applies");
         }
     }
     let engine = Arc::new(Mutex::new(engine));
-    let worker = pipeline
-        .clone()
-        .map(|p| tokio::spawn(p.run(engine.clone())));
+    // Results flow one way: the enrichment stage and the decision sources send, the poll loop
+    // hands what they sent to the engine.
+    let (answers_tx, answers) = mpsc::channel::<Enriched>(256);
+    let (sources_tx, sources) = mpsc::channel::<SourceEvent>(64);
+    let worker = pipeline.clone().map(|p| tokio::spawn(p.run(answers_tx)));
+    // Outside decision sources (feeds, CrowdSec, the fleet) get a clone of `sources_tx`.
+    let _sources_tx = sources_tx;
     let listener = server::bind(&cfg.daemon.socket)?;
     let handler_engine = engine.clone();
     let server = tokio::spawn(server::serve(
@@ -229,7 +246,8 @@ async fn serve(
     tracing::info!(socket = %cfg.daemon.socket.display(), ifaces = ?cfg.daemon.ifaces, "ipwarden running");
     notify("READY=1");
 
-    let result = poll_loop(&engine, &mut readers, cfg.detection.poll_interval).await;
+    let inbox = Inbox { answers, sources };
+    let result = poll_loop(&engine, &mut readers, inbox, cfg.detection.poll_interval).await;
 
     notify("STOPPING=1");
     server.abort();
@@ -284,10 +302,11 @@ fn handle(engine: &Mutex<Engine>, pipeline: Option<&Pipeline>, req: Request) -> 
     let source = Engine::source_of(addr);
     let record = match result {
         Ok(r) => Some(r),
-        Err(message) if message.contains("(400)") => None,
-        Err(message) => {
+        // The API rejected the address: that answer is cached too.
+        Err(LookupError::Api(EnrichError::Invalid)) => None,
+        Err(e) => {
             return Response::Error {
-                message: format!("lookup failed: {message}"),
+                message: format!("lookup failed: {e}"),
             };
         }
     };
@@ -309,9 +328,16 @@ fn handle(engine: &Mutex<Engine>, pipeline: Option<&Pipeline>, req: Request) -> 
     }
 }
 
+/// What other tasks send the engine.
+struct Inbox {
+    answers: mpsc::Receiver<Enriched>,
+    sources: mpsc::Receiver<SourceEvent>,
+}
+
 async fn poll_loop(
     engine: &Arc<Mutex<Engine>>,
     readers: &mut Vec<Dataplane>,
+    mut inbox: Inbox,
     mut period: std::time::Duration,
 ) -> Result<(), DaemonError> {
     let signal_err = DaemonError::Runtime;
@@ -349,6 +375,24 @@ async fn poll_loop(
                     Response::Error { message } => tracing::error!("SIGHUP: {message}"),
                     _ => {}
                 }
+            }
+            Some(enriched) = inbox.answers.recv() => {
+                let engine = engine.clone();
+                // Scoring writes the cache and maybe a decision (fsync): off the async workers.
+                let _ = tokio::task::spawn_blocking(move || {
+                    engine.lock().expect("engine lock poisoned").on_enriched(enriched);
+                })
+                .await;
+            }
+            Some(event) = inbox.sources.recv() => {
+                let engine = engine.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    let mut e = engine.lock().expect("engine lock poisoned");
+                    if let Err(err) = e.apply(event) {
+                        tracing::error!(error = %err, "applying a decision source's change");
+                    }
+                })
+                .await;
             }
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),

@@ -93,8 +93,39 @@ pub struct AttachOptions {
 #[derive(Clone, Debug)]
 pub struct Attached {
     pub pins: PinDir,
-    /// `"driver"` or `"skb"`: the mode the kernel accepted.
-    pub mode: &'static str,
+    /// The mode the kernel accepted: `Driver` or `Skb`.
+    pub kind: AttachKind,
+}
+
+/// How an interface came to be enforced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachKind {
+    /// Native XDP in the driver.
+    Driver,
+    /// Generic XDP (the driver lacks native support).
+    Skb,
+    /// An attachment a previous daemon left pinned, reused without a gap.
+    Adopted,
+    /// Not a kernel attachment (the engine's in-memory enforcer, in tests and benchmarks).
+    Memory,
+}
+
+impl AttachKind {
+    /// Stable lower-case name, as `status` shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Driver => "driver",
+            Self::Skb => "skb",
+            Self::Adopted => "adopted",
+            Self::Memory => "memory",
+        }
+    }
+}
+
+impl std::fmt::Display for AttachKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Whether `pins` holds a pinned XDP link.
@@ -155,18 +186,21 @@ pub fn attach(opts: &AttachOptions) -> Result<Attached, DataplaneError> {
         .load()
         .map_err(|e| program_err("verifying and loading", e))?;
 
-    let (link_id, mode) = match opts.mode {
-        AttachMode::Driver => (attach_in(program, &iface, XdpMode::Driver)?, "driver"),
-        AttachMode::Skb => (attach_in(program, &iface, XdpMode::Skb)?, "skb"),
+    let (link_id, kind) = match opts.mode {
+        AttachMode::Driver => (
+            attach_in(program, &iface, XdpMode::Driver)?,
+            AttachKind::Driver,
+        ),
+        AttachMode::Skb => (attach_in(program, &iface, XdpMode::Skb)?, AttachKind::Skb),
         AttachMode::Auto => match attach_in(program, &iface, XdpMode::Driver) {
-            Ok(id) => (id, "driver"),
+            Ok(id) => (id, AttachKind::Driver),
             Err(err) => {
                 tracing::warn!(
                     iface,
                     error = %error_chain(&err),
                     "native XDP not available, falling back to generic (skb) mode"
                 );
-                (attach_in(program, &iface, XdpMode::Skb)?, "skb")
+                (attach_in(program, &iface, XdpMode::Skb)?, AttachKind::Skb)
             }
         },
     };
@@ -184,10 +218,10 @@ pub fn attach(opts: &AttachOptions) -> Result<Attached, DataplaneError> {
         path: pins.link(),
         source: io::Error::other(e),
     })?;
-    tracing::info!(iface, mode, pins = %dir.display(), "XDP program attached");
+    tracing::info!(iface, mode = kind.name(), pins = %dir.display(), "XDP program attached");
     Ok(Attached {
         pins: pins.clone(),
-        mode,
+        kind,
     })
 }
 

@@ -6,14 +6,21 @@
 //! the program attached when the loading process exits; removing it (`detach`) detaches.
 
 mod batch;
+mod config;
+mod counters;
 mod error;
 mod loader;
 mod maps;
 pub mod object;
 mod pins;
+mod rules;
 
-pub use error::DataplaneError;
-pub use loader::{AttachMode, AttachOptions, Attached, Capacities, attach, detach, is_attached};
-pub use maps::{BlockRule, Dataplane, GlobalCounters, SourceV4, SourceV6};
+pub use counters::{GlobalCounters, READ_SLACK_PACKETS, SourceV4, SourceV6};
+pub use error::{DataplaneError, MapLayout};
+pub use loader::{
+    AttachKind, AttachMode, AttachOptions, Attached, Capacities, attach, detach, is_attached,
+};
+pub use maps::Dataplane;
 pub use object::{OBJECT, object_is_stub};
 pub use pins::{DEFAULT_BPFFS, PinDir, ensure_bpffs};
+pub use rules::BlockRule;

@@ -1,23 +1,31 @@
 //! One function per control-socket request, each turning engine state into a protocol view.
 
-use std::{collections::BTreeMap, net::IpAddr, time::Duration};
+use std::{net::IpAddr, time::Duration};
 
+use ipnet::IpNet;
 use ipwarden_common::GlobalCounter;
 
-use super::{BlockRequest, Engine};
+use super::{Engine, sources::BlockRequest, sources::Lift};
 use crate::{
     config::{Config, DEFAULT_PATH},
-    decision::Decision,
+    decision::{Action, Decision, Holder, Origin},
     detect::SourceView,
     ipc::protocol::{
-        AllowView, ExplainView, InterfaceStats, InterfaceView, Request, Response, StatusView,
-        TopRow,
+        AllowView, ExplainView, InterfaceStats, InterfaceView, LookupView, Request, Response,
+        StatusView, TopRow,
     },
 };
 
 fn error(e: impl std::fmt::Display) -> Response {
     Response::Error {
         message: e.to_string(),
+    }
+}
+
+fn holder(origin: Option<Origin>, source: Option<String>) -> Holder {
+    Holder {
+        origin: origin.unwrap_or(Origin::Manual),
+        source,
     }
 }
 
@@ -31,22 +39,37 @@ impl Engine {
                 ttl_secs,
                 permanent,
                 reason,
-            } => match self.block(BlockRequest {
+                origin,
+                source,
+            } => self.handle_block(
+                BlockRequest {
+                    prefix,
+                    ttl: ttl_secs.map(Duration::from_secs),
+                    permanent,
+                    reason,
+                },
+                holder(origin, source),
+            ),
+            Request::Unblock {
                 prefix,
-                ttl: ttl_secs.map(Duration::from_secs),
-                permanent,
-                reason,
-            }) {
-                Ok(decision) => Response::Blocked { decision },
-                Err(e) => error(e),
+                origin,
+                source,
+                all_origins,
+            } => self.handle_unblock(prefix, origin, source, all_origins),
+            Request::List { origin } => Response::Decisions {
+                decisions: self
+                    .book
+                    .iter()
+                    .filter(|d| origin.is_none_or(|o| d.origin == o))
+                    .cloned()
+                    .collect(),
             },
-            Request::Unblock { prefix } => match self.unblock(prefix) {
-                Ok(decision) => Response::Unblocked { decision },
-                Err(e) => error(e),
-            },
-            Request::List => Response::Decisions {
-                decisions: self.decisions.values().cloned().collect(),
-            },
+            Request::History { prefix, limit } => {
+                match self.store.history(prefix.map(|p| p.trunc()), limit) {
+                    Ok(entries) => Response::History { entries },
+                    Err(e) => error(e),
+                }
+            }
             Request::AllowAdd { prefix } => match self.allow_add(prefix) {
                 Ok(()) => Response::Done {
                     message: format!("allowlisted {}", prefix.trunc()),
@@ -70,10 +93,7 @@ impl Engine {
                     .map(|s| self.row(s))
                     .collect(),
             },
-            Request::Stats => match self.stats() {
-                Ok(interfaces) => Response::Stats { interfaces },
-                Err(e) => error(e),
-            },
+            Request::Stats => self.handle_stats(),
             Request::Explain { addr } => Response::Explain(self.explain(addr)),
             Request::Reload => self.reload_from_file(),
             Request::Lookup { addr, .. } => {
@@ -87,11 +107,43 @@ impl Engine {
         }
     }
 
+    fn handle_block(&mut self, req: BlockRequest, holder: Holder) -> Response {
+        match self.block(req, holder) {
+            Ok(decision) => Response::Blocked { decision },
+            Err(e) => error(e),
+        }
+    }
+
+    fn handle_unblock(
+        &mut self,
+        prefix: IpNet,
+        origin: Option<Origin>,
+        source: Option<String>,
+        all: bool,
+    ) -> Response {
+        let what = if all {
+            Lift::All
+        } else {
+            Lift::Holder(holder(origin, source))
+        };
+        match self.unblock(prefix, what) {
+            Ok((lifted, still)) => match lifted.first() {
+                Some(first) => Response::Unblocked {
+                    decision: first.clone(),
+                    lifted,
+                    still,
+                },
+                None => error(format!("{} is not blocked", prefix.trunc())),
+            },
+            Err(e) => error(e),
+        }
+    }
+
     /// The cached answer for an address's source unit, as `lookup` and `explain` show it.
-    pub fn lookup_view(&self, addr: IpAddr) -> Option<crate::ipc::protocol::LookupView> {
+    pub fn lookup_view(&self, addr: IpAddr) -> Option<LookupView> {
         let source = Self::source_of(addr);
         let a = self.cached_answer(source)?;
-        Some(crate::ipc::protocol::LookupView {
+        Some(LookupView {
             addr,
             source,
             cached: true,
@@ -101,17 +153,16 @@ impl Engine {
     }
 
     fn allow_views(&self) -> Vec<AllowView> {
-        self.allowlist()
+        self.allow
+            .entries()
             .into_iter()
-            .map(|(prefix, origin)| AllowView {
-                prefix,
-                origin: origin.to_owned(),
-            })
+            .map(|(prefix, origin)| AllowView { prefix, origin })
             .collect()
     }
 
     fn row(&self, s: SourceView) -> TopRow {
         let decision = self
+            .book
             .covering(s.source.network())
             .first()
             .map(|d| d.action.name().to_owned());
@@ -127,10 +178,6 @@ impl Engine {
     }
 
     fn status(&self) -> StatusView {
-        let mut by_origin: BTreeMap<String, usize> = BTreeMap::new();
-        for d in self.decisions.values() {
-            *by_origin.entry(d.origin.name().to_owned()).or_default() += 1;
-        }
         let (tracked, heavy) = self.detector.counts();
         StatusView {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -143,51 +190,64 @@ impl Engine {
                 .iter()
                 .map(|p| InterfaceView {
                     iface: p.iface.clone(),
-                    attach: p.attach.clone(),
-                    monitor: p.dp.monitor().unwrap_or(false),
+                    attach: p.attach.name().to_owned(),
+                    monitor: p.enforcer.monitor().unwrap_or(false),
+                    out_of_sync: p.out_of_sync().map(str::to_owned),
                 })
                 .collect(),
-            decisions: self.decisions.len(),
-            decisions_by_origin: by_origin,
-            allow: self.allowlist().len(),
+            decisions: self.book.len(),
+            decisions_by_origin: self
+                .book
+                .count_by_origin()
+                .into_iter()
+                .map(|(o, n)| (o.name().to_owned(), n))
+                .collect(),
+            allow: self.allow.len(),
             tracked_sources: tracked,
             heavy_hitters: heavy,
             polls: self.polls,
             last_poll_ms: (self.last_poll.as_secs_f64() * 1e4).round() / 10.0,
-            enrichment: self.enrichment_state.clone(),
+            enrichment: self.enrichment_state.to_string(),
             ipasis: self.enrichment().map(|p| p.view()),
-            warnings: self.warnings.clone(),
+            warnings: self.warnings.iter().cloned().collect(),
         }
     }
 
-    fn stats(&self) -> Result<Vec<InterfaceStats>, super::EngineError> {
-        self.planes
-            .iter()
-            .map(|p| {
-                let g = p.dp.globals().map_err(Self::plane_err(&p.iface))?;
-                Ok(InterfaceStats {
-                    iface: p.iface.clone(),
-                    counters: GlobalCounter::ALL
-                        .iter()
-                        .map(|c| (c.name().to_owned(), g.get(*c)))
-                        .collect(),
-                })
-            })
-            .collect()
+    fn handle_stats(&self) -> Response {
+        match self.planes.globals() {
+            Ok(by_iface) => Response::Stats {
+                interfaces: by_iface
+                    .into_iter()
+                    .map(|(iface, g)| InterfaceStats {
+                        iface,
+                        counters: GlobalCounter::ALL
+                            .iter()
+                            .map(|c| (c.name().to_owned(), g.get(*c)))
+                            .collect(),
+                    })
+                    .collect(),
+            },
+            Err(f) => error(format!(
+                "reading {}: {}",
+                f.iface,
+                super::enforce::error_chain(&f.error)
+            )),
+        }
     }
 
     fn explain(&self, addr: IpAddr) -> ExplainView {
         let source = Self::source_of(addr);
         let allow: Vec<AllowView> = self
-            .allow_views()
+            .allow
+            .covering(addr)
             .into_iter()
-            .filter(|a| a.prefix.contains(&addr))
+            .map(|(prefix, origin)| AllowView { prefix, origin })
             .collect();
-        let decisions: Vec<Decision> = self.covering(addr).into_iter().cloned().collect();
+        let decisions: Vec<Decision> = self.book.covering_all(addr).into_iter().cloned().collect();
         let verdict = match (allow.is_empty(), decisions.first().map(|d| d.action)) {
             (false, _) => "allowed",
-            (true, Some(crate::decision::Action::Block)) => "blocked",
-            (true, Some(crate::decision::Action::Challenge)) => "challenged",
+            (true, Some(Action::Block)) => "blocked",
+            (true, Some(Action::Challenge)) => "challenged",
             (true, None) => "no decision",
         };
         ExplainView {
@@ -196,7 +256,7 @@ impl Engine {
             verdict: verdict.to_owned(),
             allow,
             decisions,
-            rates: self.detector.get(&source).map(|s| self.row(s)),
+            rates: self.rates_of(addr).map(|s| self.row(s)),
             enrichment: self.lookup_view(addr),
         }
     }

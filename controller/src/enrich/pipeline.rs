@@ -1,9 +1,11 @@
 //! The enrichment stage: heavy hitters wait in a bounded queue, a worker takes them
 //! highest-rate-first within the rate, quota and concurrency limits, looks each up once (no
-//! second request for a source in flight or waiting), and hands the answer to the engine.
+//! second request for a source in flight or waiting), and sends the answer on a channel.
 //!
-//! Lookups never block the data path or the control socket: the engine only queues, and
-//! answers come back through [`Engine::on_enriched`].
+//! Lookups never block the data path or the control socket: the engine only queues, and the
+//! daemon drains the channel into the engine (`Engine::on_enriched`), which calls
+//! [`Pipeline::finished`] once the answer is cached. The stage never calls the engine: data
+//! flows one way.
 
 use std::{
     collections::HashSet,
@@ -14,14 +16,35 @@ use std::{
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, Semaphore};
+use thiserror::Error;
+use tokio::sync::{Notify, Semaphore, mpsc};
 
 use super::{
     EnrichError, IpasisClient, Record,
     limits::{Hold, Limits},
     queue::{Candidate, Queue},
 };
-use crate::{config::IpasisConfig, engine::Engine};
+use crate::config::IpasisConfig;
+
+/// A lookup's outcome for a queued candidate, on its way to the engine.
+#[derive(Debug)]
+pub struct Enriched {
+    pub candidate: Candidate,
+    pub result: Result<Record, EnrichError>,
+}
+
+/// Why `ipwarden lookup --fresh` got no answer.
+#[derive(Debug, Error)]
+pub enum LookupError {
+    #[error("the daily quota (ipasis.daily_quota) is used up")]
+    Quota,
+    #[error("lookups are paused: {reason}")]
+    Paused { reason: String },
+    #[error("the request rate limit is reached; try again in a second")]
+    RateLimit,
+    #[error(transparent)]
+    Api(#[from] EnrichError),
+}
 
 /// Counters for `status`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -145,28 +168,31 @@ impl Pipeline {
     }
 
     /// A lookup for `ipwarden lookup`, within the same limits.
-    pub async fn lookup_now(&self, addr: IpAddr) -> Result<Record, String> {
+    pub async fn lookup_now(&self, addr: IpAddr) -> Result<Record, LookupError> {
         match lock(&self.limits).acquire(Instant::now()) {
             Ok(()) => {}
-            Err(Hold::Quota) => {
-                return Err("the daily quota (ipasis.daily_quota) is used up".into());
-            }
+            Err(Hold::Quota) => return Err(LookupError::Quota),
             Err(Hold::Until(_)) => {
                 let reason = lock(&self.limits).pause_reason.clone();
                 return Err(match reason {
-                    Some(r) => format!("lookups are paused: {r}"),
-                    None => "the request rate limit is reached; try again in a second".into(),
+                    Some(reason) => LookupError::Paused { reason },
+                    None => LookupError::RateLimit,
                 });
             }
         }
         lock(&self.stats).requests += 1;
         let result = self.client.lookup(addr).await;
         self.note(&result);
-        result.map_err(|e| e.to_string())
+        Ok(result?)
     }
 
-    /// The worker: runs until the task is aborted.
-    pub async fn run(self: Arc<Self>, engine: Arc<Mutex<Engine>>) {
+    /// The engine has cached the answer for `source`: it may be queued again.
+    pub fn finished(&self, source: &IpNet) {
+        lock(&self.inflight).remove(source);
+    }
+
+    /// The worker: runs until the task is aborted or the receiver is gone.
+    pub async fn run(self: Arc<Self>, answers: mpsc::Sender<Enriched>) {
         let slots = Arc::new(Semaphore::new(self.cfg.concurrency));
         loop {
             let next = lock(&self.queue).pop();
@@ -196,20 +222,16 @@ impl Pipeline {
             lock(&self.inflight).insert(candidate.source);
             lock(&self.stats).requests += 1;
             let me = self.clone();
-            let engine = engine.clone();
+            let answers = answers.clone();
             tokio::spawn(async move {
                 let result = me.client.lookup(candidate.addr).await;
                 drop(permit);
                 me.note(&result);
                 let source = candidate.source;
-                let _ = tokio::task::spawn_blocking(move || {
-                    engine
-                        .lock()
-                        .expect("engine lock poisoned")
-                        .on_enriched(&candidate, result);
-                })
-                .await;
-                lock(&me.inflight).remove(&source);
+                if answers.send(Enriched { candidate, result }).await.is_err() {
+                    // The daemon is stopping.
+                    me.finished(&source);
+                }
             });
         }
     }

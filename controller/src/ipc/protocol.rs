@@ -10,7 +10,10 @@ use std::{collections::BTreeMap, net::IpAddr};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::decision::Decision;
+use crate::{
+    decision::{Decision, Origin},
+    store::Ended,
+};
 
 /// Bumped on incompatible changes; the daemon refuses other versions with a clear error.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -20,6 +23,10 @@ pub const MAX_FRAME: usize = 16 << 20;
 
 /// Largest request line the daemon reads (requests are small; this bounds a hostile peer).
 pub const MAX_REQUEST: usize = 64 << 10;
+
+fn default_history_limit() -> usize {
+    1000
+}
 
 /// A request with its protocol version.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -41,11 +48,35 @@ pub enum Request {
         #[serde(default)]
         permanent: bool,
         reason: Option<String>,
+        /// Who holds it: `manual` (the default) or `feed` (with `source`, a list the operator
+        /// loads by hand).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<Origin>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
     },
+    /// Lifts the manual decision on exactly `prefix` (or `origin`/`source`'s, or every one).
     Unblock {
         prefix: IpNet,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<Origin>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        all_origins: bool,
     },
-    List,
+    List {
+        /// Only this origin's decisions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<Origin>,
+    },
+    /// Expired and lifted decisions, newest last.
+    History {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix: Option<IpNet>,
+        #[serde(default = "default_history_limit")]
+        limit: usize,
+    },
     AllowAdd {
         prefix: IpNet,
     },
@@ -86,9 +117,17 @@ pub enum Response {
     Blocked {
         decision: Decision,
     },
-    /// The decision an `unblock` removed.
+    /// What an `unblock` removed: `decision` is the first (the one before several holders
+    /// existed), `lifted` all of them, `still` the decisions that still hold the prefix.
     Unblocked {
         decision: Decision,
+        #[serde(default)]
+        lifted: Vec<Decision>,
+        #[serde(default)]
+        still: Vec<Decision>,
+    },
+    History {
+        entries: Vec<Ended>,
     },
     Decisions {
         decisions: Vec<Decision>,
@@ -128,7 +167,7 @@ pub struct StatusView {
     pub state_db: String,
     pub interfaces: Vec<InterfaceView>,
     pub decisions: usize,
-    /// Decisions per origin (`manual`, `velocity`, `ipasis`, `feed`).
+    /// Decisions per origin (`manual`, `velocity`, `ipasis`, `feed`, `crowdsec`, `fleet`).
     pub decisions_by_origin: BTreeMap<String, usize>,
     pub allow: usize,
     pub tracked_sources: usize,
@@ -150,6 +189,9 @@ pub struct InterfaceView {
     /// `driver`, `skb`, or `adopted` when the daemon reused an existing attachment.
     pub attach: String,
     pub monitor: bool,
+    /// Why the interface's maps differ from the store, until the next poll rebuilds them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_sync: Option<String>,
 }
 
 /// One allowlist entry.
@@ -158,7 +200,7 @@ pub struct AllowView {
     pub prefix: IpNet,
     /// `builtin` (loopback, link-local), `protected` (default gateways, the API's addresses),
     /// `config` (`allow.prefixes`) or `runtime` (`allow add`).
-    pub origin: String,
+    pub origin: crate::allowlist::AllowOrigin,
 }
 
 /// One row of `top`.
@@ -190,6 +232,8 @@ pub struct ExplainView {
     /// `allowed`, `blocked`, `challenged` or `no decision`.
     pub verdict: String,
     pub allow: Vec<AllowView>,
+    /// Every holder's decision on the prefixes covering the address: most specific prefix
+    /// first, the enforced one first within a prefix.
     pub decisions: Vec<Decision>,
     pub rates: Option<TopRow>,
     /// The cached IPASIS answer for the source, if any.
@@ -209,6 +253,8 @@ mod tests {
                 ttl_secs: Some(60),
                 permanent: false,
                 reason: None,
+                origin: None,
+                source: None,
             },
         };
         let s = serde_json::to_string(&e).unwrap();
@@ -219,6 +265,20 @@ mod tests {
         assert_eq!(serde_json::from_str::<Envelope>(&s).unwrap(), e);
         let top: Envelope = serde_json::from_str(r#"{"version":1,"cmd":"top","n":5}"#).unwrap();
         assert_eq!(top.request, Request::Top { n: 5 });
+        // What the previous release's CLI sends still reads.
+        let list: Envelope = serde_json::from_str(r#"{"version":1,"cmd":"list"}"#).unwrap();
+        assert_eq!(list.request, Request::List { origin: None });
+        let unblock: Envelope =
+            serde_json::from_str(r#"{"version":1,"cmd":"unblock","prefix":"203.0.113.7/32"}"#)
+                .unwrap();
+        assert!(matches!(
+            unblock.request,
+            Request::Unblock {
+                origin: None,
+                all_origins: false,
+                ..
+            }
+        ));
     }
 
     #[test]

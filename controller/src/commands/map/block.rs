@@ -11,8 +11,8 @@ pub fn block(args: &MapBlockArgs) -> anyhow::Result<()> {
     let mut dp = super::super::open(&args.target)?;
     let deadline = clock::deadline_ns(args.ttl);
     let entry = match args.challenge {
-        Some(pps) => BlockEntry::challenge(args.reason.code(), deadline, pps, args.burst),
-        None => BlockEntry::block(args.reason.code(), deadline),
+        Some(pps) => BlockEntry::challenge(args.reason.reason_code(), deadline, pps, args.burst),
+        None => BlockEntry::block(args.reason.reason_code(), deadline),
     };
     dp.block(args.prefix, entry)?;
     let verb = if args.challenge.is_some() {

@@ -1,0 +1,173 @@
+//! The effective allowlist: prefixes that are never blocked, each with where it came from.
+//!
+//! Built-in and configured entries come from the configuration, protected ones (default
+//! gateways, the IPASIS API's addresses) from the daemon's own lookups, runtime ones from
+//! `ipwarden allow add` (stored). The kernel passes an allowlisted source even when a block
+//! entry matches it; the engine also refuses to make such a block in the first place.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    net::IpAddr,
+};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// Where an allowlist entry came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AllowOrigin {
+    /// `ipwarden allow add` (stored; removable at runtime).
+    Runtime,
+    /// Default gateways and the API's addresses, found at start.
+    Protected,
+    /// Loopback and link-local (`allow.builtin`).
+    Builtin,
+    /// `allow.prefixes` in the configuration file.
+    Config,
+}
+
+impl AllowOrigin {
+    /// Stable lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Runtime => "runtime",
+            Self::Protected => "protected",
+            Self::Builtin => "builtin",
+            Self::Config => "config",
+        }
+    }
+
+    /// Whether only the configuration file can remove it.
+    pub fn is_configured(self) -> bool {
+        matches!(self, Self::Builtin | Self::Config)
+    }
+}
+
+impl fmt::Display for AllowOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether two prefixes share any address.
+pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// The three kinds of entry, kept apart so each is replaced on its own (a reload replaces the
+/// configured ones, a route change the protected ones).
+#[derive(Debug, Default)]
+pub struct Allowlist {
+    configured: Vec<(IpNet, AllowOrigin)>,
+    protected: Vec<IpNet>,
+    runtime: BTreeSet<IpNet>,
+}
+
+impl Allowlist {
+    /// Replaces the entries from the configuration.
+    pub fn set_configured(&mut self, entries: Vec<(IpNet, AllowOrigin)>) {
+        self.configured = entries;
+    }
+
+    /// Replaces the protected addresses' prefixes.
+    pub fn set_protected(&mut self, prefixes: Vec<IpNet>) {
+        self.protected = prefixes;
+    }
+
+    /// Replaces the runtime entries (at restore).
+    pub fn set_runtime(&mut self, prefixes: impl IntoIterator<Item = IpNet>) {
+        self.runtime = prefixes.into_iter().collect();
+    }
+
+    pub fn add_runtime(&mut self, prefix: IpNet) {
+        self.runtime.insert(prefix);
+    }
+
+    pub fn remove_runtime(&mut self, prefix: &IpNet) {
+        self.runtime.remove(prefix);
+    }
+
+    /// Every entry with its origin; a prefix in several kinds shows the one hardest to remove
+    /// (configured, then protected, then runtime).
+    pub fn entries(&self) -> BTreeMap<IpNet, AllowOrigin> {
+        let mut out: BTreeMap<IpNet, AllowOrigin> = self
+            .runtime
+            .iter()
+            .map(|p| (*p, AllowOrigin::Runtime))
+            .collect();
+        out.extend(self.protected.iter().map(|p| (*p, AllowOrigin::Protected)));
+        out.extend(self.configured.iter().copied());
+        out
+    }
+
+    /// The configured entry for exactly `prefix`, if any.
+    pub fn configured(&self, prefix: &IpNet) -> Option<AllowOrigin> {
+        self.configured
+            .iter()
+            .find(|(p, _)| p == prefix)
+            .map(|(_, o)| *o)
+    }
+
+    /// The first entry sharing an address with `prefix`: a block on it would be refused.
+    pub fn conflict(&self, prefix: &IpNet) -> Option<(IpNet, AllowOrigin)> {
+        self.entries()
+            .into_iter()
+            .find(|(a, _)| overlaps(a, prefix))
+    }
+
+    /// The entries covering one address.
+    pub fn covering(&self, addr: IpAddr) -> Vec<(IpNet, AllowOrigin)> {
+        self.entries()
+            .into_iter()
+            .filter(|(a, _)| a.contains(&addr))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn conflicts_are_overlaps_in_either_direction() {
+        let mut a = Allowlist::default();
+        a.set_configured(vec![(net("198.51.100.0/24"), AllowOrigin::Config)]);
+        a.add_runtime(net("203.0.113.9/32"));
+        assert_eq!(
+            a.conflict(&net("198.51.100.0/16")),
+            Some((net("198.51.100.0/24"), AllowOrigin::Config))
+        );
+        assert_eq!(
+            a.conflict(&net("203.0.113.0/24")),
+            Some((net("203.0.113.9/32"), AllowOrigin::Runtime))
+        );
+        assert_eq!(a.conflict(&net("192.0.2.0/24")), None);
+    }
+
+    #[test]
+    fn the_label_hardest_to_remove_wins() {
+        let mut a = Allowlist::default();
+        let p = net("192.0.2.1/32");
+        a.add_runtime(p);
+        a.set_protected(vec![p]);
+        assert_eq!(a.entries()[&p], AllowOrigin::Protected);
+        a.set_configured(vec![(p, AllowOrigin::Config)]);
+        assert_eq!(a.entries()[&p], AllowOrigin::Config);
+        assert_eq!(a.configured(&p), Some(AllowOrigin::Config));
+        assert_eq!(a.len(), 1);
+    }
+}

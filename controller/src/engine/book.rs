@@ -1,0 +1,276 @@
+//! The decision book: every live decision, by prefix and holder, in memory. Pure bookkeeping
+//! (no store, no kernel): the engine writes the store first, then the planes, then the book.
+//!
+//! Several holders may decide about one prefix; what the data plane enforces is the strongest
+//! ([`Decision::stronger_than`]), so lifting one holder's decision falls back to the next.
+
+use std::{
+    collections::{BTreeMap, btree_map::Entry},
+    net::IpAddr,
+};
+
+use ipnet::IpNet;
+
+use crate::decision::{Decision, Holder, Origin};
+
+/// The strongest of a prefix's holders.
+pub fn strongest(holders: &[Decision]) -> Option<&Decision> {
+    holders
+        .iter()
+        .reduce(|best, d| if d.stronger_than(best) { d } else { best })
+}
+
+/// Live decisions by prefix; each prefix's holders in a short vector (usually one).
+#[derive(Debug, Default)]
+pub struct Book {
+    by_prefix: BTreeMap<IpNet, Vec<Decision>>,
+    len: usize,
+}
+
+impl Book {
+    /// Every decision held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds a decision, replacing its holder's earlier one on the prefix (returned).
+    pub fn insert(&mut self, d: Decision) -> Option<Decision> {
+        let holders = self.by_prefix.entry(d.prefix).or_default();
+        match holders
+            .iter_mut()
+            .find(|x| x.origin == d.origin && x.source == d.source)
+        {
+            Some(slot) => Some(std::mem::replace(slot, d)),
+            None => {
+                holders.push(d);
+                self.len += 1;
+                None
+            }
+        }
+    }
+
+    /// Removes a holder's decision on exactly `prefix`.
+    pub fn remove(&mut self, prefix: &IpNet, holder: &Holder) -> Option<Decision> {
+        let Entry::Occupied(mut e) = self.by_prefix.entry(*prefix) else {
+            return None;
+        };
+        let at = e.get().iter().position(|d| d.held_by(holder))?;
+        let d = e.get_mut().swap_remove(at);
+        if e.get().is_empty() {
+            e.remove();
+        }
+        self.len -= 1;
+        Some(d)
+    }
+
+    /// A holder's decision on exactly `prefix`.
+    pub fn get(&self, prefix: &IpNet, holder: &Holder) -> Option<&Decision> {
+        self.holders(prefix).iter().find(|d| d.held_by(holder))
+    }
+
+    /// Every holder's decision on exactly `prefix`.
+    pub fn holders(&self, prefix: &IpNet) -> &[Decision] {
+        self.by_prefix.get(prefix).map_or(&[], Vec::as_slice)
+    }
+
+    /// What the data plane enforces for exactly `prefix`.
+    pub fn effective(&self, prefix: &IpNet) -> Option<&Decision> {
+        strongest(self.holders(prefix))
+    }
+
+    /// What would be enforced for `d.prefix` once `d` replaced its holder's decision.
+    pub fn effective_with<'a>(&'a self, d: &'a Decision) -> &'a Decision {
+        self.holders(&d.prefix)
+            .iter()
+            .filter(|x| !(x.origin == d.origin && x.source == d.source))
+            .fold(d, |best, x| if x.stronger_than(best) { x } else { best })
+    }
+
+    /// What would be enforced for `prefix` once `holder`'s decision was gone.
+    pub fn effective_without(&self, prefix: &IpNet, holder: &Holder) -> Option<&Decision> {
+        self.holders(prefix)
+            .iter()
+            .filter(|x| !x.held_by(holder))
+            .reduce(|best, d| if d.stronger_than(best) { d } else { best })
+    }
+
+    /// Every decision, by prefix.
+    pub fn iter(&self) -> impl Iterator<Item = &Decision> {
+        self.by_prefix.values().flatten()
+    }
+
+    /// The enforced decision of every prefix.
+    pub fn effective_all(&self) -> impl Iterator<Item = &Decision> {
+        self.by_prefix.values().filter_map(|h| strongest(h))
+    }
+
+    /// Whether any decision is on exactly `prefix`.
+    pub fn contains_prefix(&self, prefix: &IpNet) -> bool {
+        self.by_prefix.contains_key(prefix)
+    }
+
+    /// The enforced decisions of the prefixes containing `addr`, most specific first.
+    pub fn covering(&self, addr: IpAddr) -> Vec<&Decision> {
+        let mut out: Vec<&Decision> = self
+            .by_prefix
+            .iter()
+            .filter(|(p, _)| p.contains(&addr))
+            .filter_map(|(_, h)| strongest(h))
+            .collect();
+        out.sort_by_key(|d| std::cmp::Reverse(d.prefix.prefix_len()));
+        out
+    }
+
+    /// Every holder's decision on the prefixes containing `addr`, most specific prefix first,
+    /// the enforced one first within a prefix.
+    pub fn covering_all(&self, addr: IpAddr) -> Vec<&Decision> {
+        let mut prefixes: Vec<(&IpNet, &Vec<Decision>)> = self
+            .by_prefix
+            .iter()
+            .filter(|(p, _)| p.contains(&addr))
+            .collect();
+        prefixes.sort_by_key(|(p, _)| std::cmp::Reverse(p.prefix_len()));
+        let mut out = Vec::new();
+        for (_, holders) in prefixes {
+            let top = strongest(holders);
+            out.extend(top);
+            out.extend(
+                holders
+                    .iter()
+                    .filter(|d| !top.is_some_and(|t| std::ptr::eq(*d, t))),
+            );
+        }
+        out
+    }
+
+    /// Decisions expired at `now_ms`.
+    pub fn expired(&self, now_ms: u64) -> Vec<&Decision> {
+        self.iter().filter(|d| d.expired(now_ms)).collect()
+    }
+
+    /// Counts by origin.
+    pub fn count_by_origin(&self) -> BTreeMap<Origin, usize> {
+        let mut out = BTreeMap::new();
+        for d in self.iter() {
+            *out.entry(d.origin).or_default() += 1;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::decision::Action;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    fn block(p: &str, holder: Holder, ttl_s: Option<u64>) -> Decision {
+        Decision::block(net(p), holder, "r", 0, ttl_s.map(Duration::from_secs))
+    }
+
+    #[test]
+    fn one_decision_per_holder_and_prefix() {
+        let mut b = Book::default();
+        let m = Holder::of(Origin::Manual);
+        assert!(
+            b.insert(block("203.0.113.7/32", m.clone(), Some(60)))
+                .is_none()
+        );
+        let old = b.insert(block("203.0.113.7/32", m.clone(), Some(120)));
+        assert_eq!(old.unwrap().expires_unix_ms, Some(60_000));
+        assert_eq!(b.len(), 1);
+        b.insert(block(
+            "203.0.113.7/32",
+            Holder::named(Origin::Feed, "a"),
+            None,
+        ));
+        b.insert(block(
+            "203.0.113.7/32",
+            Holder::named(Origin::Feed, "b"),
+            None,
+        ));
+        assert_eq!(b.len(), 3);
+        assert_eq!(b.holders(&net("203.0.113.7/32")).len(), 3);
+        assert!(
+            b.remove(&net("203.0.113.7/32"), &Holder::named(Origin::Feed, "a"))
+                .is_some()
+        );
+        assert!(
+            b.remove(&net("203.0.113.7/32"), &Holder::of(Origin::Feed))
+                .is_none()
+        );
+        assert_eq!(b.len(), 2);
+        b.remove(&net("203.0.113.7/32"), &m);
+        b.remove(&net("203.0.113.7/32"), &Holder::named(Origin::Feed, "b"));
+        assert!(b.is_empty() && !b.contains_prefix(&net("203.0.113.7/32")));
+    }
+
+    #[test]
+    fn the_enforced_decision_falls_back_when_one_is_lifted() {
+        let mut b = Book::default();
+        let p = net("198.51.100.0/24");
+        let v = Holder::of(Origin::Velocity);
+        let m = Holder::of(Origin::Manual);
+        b.insert(block("198.51.100.0/24", v.clone(), Some(600)));
+        let mut ch = block("198.51.100.0/24", Holder::of(Origin::Ipasis), None);
+        ch.action = Action::Challenge;
+        b.insert(ch);
+        assert_eq!(b.effective(&p).unwrap().origin, Origin::Velocity);
+        let manual = block("198.51.100.0/24", m.clone(), Some(3600));
+        assert_eq!(b.effective_with(&manual).origin, Origin::Manual);
+        b.insert(manual);
+        assert_eq!(b.effective(&p).unwrap().origin, Origin::Manual);
+        assert_eq!(
+            b.effective_without(&p, &m).unwrap().origin,
+            Origin::Velocity
+        );
+        b.remove(&p, &m);
+        b.remove(&p, &v);
+        assert_eq!(b.effective(&p).unwrap().action, Action::Challenge);
+        assert_eq!(b.effective_without(&p, &Holder::of(Origin::Ipasis)), None);
+    }
+
+    #[test]
+    fn covering_is_most_specific_first_with_every_holder() {
+        let mut b = Book::default();
+        b.insert(block("203.0.113.0/24", Holder::of(Origin::Manual), None));
+        b.insert(block(
+            "203.0.113.7/32",
+            Holder::of(Origin::Velocity),
+            Some(5),
+        ));
+        b.insert(block(
+            "203.0.113.7/32",
+            Holder::of(Origin::Manual),
+            Some(50),
+        ));
+        b.insert(block("198.51.100.0/24", Holder::of(Origin::Manual), None));
+        let addr: IpAddr = "203.0.113.7".parse().unwrap();
+        let top: Vec<_> = b
+            .covering(addr)
+            .iter()
+            .map(|d| (d.prefix, d.origin))
+            .collect();
+        assert_eq!(
+            top,
+            vec![
+                (net("203.0.113.7/32"), Origin::Manual),
+                (net("203.0.113.0/24"), Origin::Manual)
+            ]
+        );
+        let all: Vec<_> = b.covering_all(addr).iter().map(|d| d.origin).collect();
+        assert_eq!(all, vec![Origin::Manual, Origin::Velocity, Origin::Manual]);
+        assert_eq!(b.effective_all().count(), 3);
+        assert_eq!(b.count_by_origin()[&Origin::Manual], 3);
+        assert_eq!(b.expired(5_000).len(), 1);
+    }
+}

@@ -1,0 +1,202 @@
+//! The IPASIS source: heavy hitters go to the enrichment stage (or are decided at once from a
+//! fresh cached answer); answers come back through the daemon's channel as [`Enriched`] and are
+//! scored into decisions here.
+
+use std::{fmt, net::IpAddr, sync::Arc};
+
+use ipnet::IpNet;
+
+use super::{Engine, EngineError};
+use crate::{
+    config::OnError,
+    decision::{Action, ChallengeRate, Decision, Holder, Origin, now_unix_ms},
+    detect::Rates,
+    enrich::{EnrichError, Pipeline, Record, pipeline::Enriched, queue::Candidate},
+    score::{self, Verdict},
+    store::CachedAnswer,
+};
+
+/// Whether heavy hitters are enriched, and if not, why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnrichmentState {
+    On,
+    /// `[ipasis] enabled = false`.
+    Disabled,
+    /// No key in `ipasis.key_file`, the `ipasis.key` credential or `IPASIS_KEY`.
+    NoKey,
+    /// Nothing said yet (no daemon around this engine): the velocity-only policy.
+    VelocityOnly,
+}
+
+impl fmt::Display for EnrichmentState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::On => "on",
+            Self::Disabled => "off: disabled in [ipasis]",
+            Self::NoKey => "off: no API key (ipasis.key_file, credential ipasis.key or IPASIS_KEY)",
+            Self::VelocityOnly => "off: velocity-only policy",
+        })
+    }
+}
+
+impl Engine {
+    /// Turns enrichment on: heavy hitters go to `pipeline` instead of the velocity-only policy.
+    pub fn set_enrichment(&mut self, pipeline: Arc<Pipeline>) {
+        self.enrich = Some(pipeline);
+        self.enrichment_state = EnrichmentState::On;
+    }
+
+    /// Records why enrichment is off, for `status`.
+    pub fn set_enrichment_off(&mut self, why: EnrichmentState) {
+        self.enrich = None;
+        self.enrichment_state = why;
+    }
+
+    /// The enrichment stage, when enabled.
+    pub fn enrichment(&self) -> Option<&Arc<Pipeline>> {
+        self.enrich.as_ref()
+    }
+
+    /// Decides from a fresh cached answer, or queues the source for a lookup.
+    pub(super) fn enrich_or_queue(
+        &mut self,
+        pipeline: &Pipeline,
+        source: IpNet,
+        addr: IpAddr,
+        rates: Rates,
+    ) -> Result<(), EngineError> {
+        if let Some(answer) = self.fresh_answer(source)? {
+            pipeline.cache_hit();
+            return self.decide(source, answer.record.as_ref(), rates.pps);
+        }
+        if pipeline.submit(Candidate {
+            source,
+            addr,
+            pps: rates.pps,
+        }) {
+            tracing::debug!(%source, %addr, "queued for enrichment");
+        }
+        Ok(())
+    }
+
+    /// The cached answer for a source if it is still within `ipasis.cache_ttl` (a 400 answer
+    /// never expires).
+    pub fn fresh_answer(&self, source: IpNet) -> Result<Option<CachedAnswer>, EngineError> {
+        let Some(a) = self.store.answer(source)? else {
+            return Ok(None);
+        };
+        let age = now_unix_ms().saturating_sub(a.fetched_unix_ms);
+        let fresh = a.record.is_none() || age < self.cfg.ipasis.cache_ttl.as_millis() as u64;
+        Ok(fresh.then_some(a))
+    }
+
+    /// The cached answer for a source whatever its age (for `explain`).
+    pub fn cached_answer(&self, source: IpNet) -> Option<CachedAnswer> {
+        self.store.answer(source).ok().flatten()
+    }
+
+    /// Caches a fresh answer (from `ipwarden lookup`).
+    pub fn store_answer(
+        &self,
+        source: IpNet,
+        record: Option<Record>,
+    ) -> Result<CachedAnswer, EngineError> {
+        let answer = CachedAnswer {
+            record,
+            fetched_unix_ms: now_unix_ms(),
+        };
+        self.store.put_answer(source, &answer)?;
+        Ok(answer)
+    }
+
+    /// Scores an answer and proposes the verdict.
+    fn decide(
+        &mut self,
+        source: IpNet,
+        record: Option<&Record>,
+        pps: f64,
+    ) -> Result<(), EngineError> {
+        let Some(record) = record else {
+            tracing::debug!(%source, "IPASIS rejected the address earlier; no enrichment decision");
+            return Ok(());
+        };
+        let sc = score::score(record, pps, self.cfg.velocity_pps(), &self.cfg.scoring);
+        let signals: Vec<String> = sc
+            .factors
+            .iter()
+            .map(|f| format!("{} {:+}", f.name, f.weight))
+            .collect();
+        let reason = format!(
+            "ipasis: {} ({}){}",
+            sc.because,
+            if signals.is_empty() {
+                "no risk signals".to_owned()
+            } else {
+                signals.join(", ")
+            },
+            record
+                .operator
+                .as_ref()
+                .map(|o| format!(", operator {o}"))
+                .unwrap_or_default()
+        );
+        let action = match sc.verdict {
+            Verdict::Allow => {
+                tracing::info!(%source, score = sc.value, "ipasis: allowed ({reason})");
+                return Ok(());
+            }
+            Verdict::Block => Action::Block,
+            Verdict::Challenge => Action::Challenge,
+        };
+        let d = Decision::new(
+            source,
+            action,
+            Holder::of(Origin::Ipasis),
+            reason,
+            now_unix_ms(),
+            Some(self.cfg.decisions.default_ttl),
+        )
+        .with_score(sc.value, sc.factors)
+        .with_rate(ChallengeRate {
+            pps: self.cfg.scoring.challenge_pps,
+            burst: self.cfg.scoring.challenge_burst,
+        });
+        self.propose(d).map(drop)
+    }
+
+    /// An answer (or failure) for a queued candidate, from the daemon's channel.
+    pub fn on_enriched(&mut self, enriched: Enriched) {
+        let Enriched { candidate, result } = enriched;
+        let outcome = match result {
+            Ok(record) => self
+                .store_answer(candidate.source, Some(record.clone()))
+                .and_then(|_| self.decide(candidate.source, Some(&record), candidate.pps)),
+            Err(EnrichError::Invalid) => self.store_answer(candidate.source, None).map(drop),
+            Err(e) => self.enrichment_failed(&candidate, &e),
+        };
+        if let Some(p) = &self.enrich {
+            // Only now may the source be queued again: its answer is cached.
+            p.finished(&candidate.source);
+        }
+        if let Err(e) = outcome {
+            self.warn(format!("enrichment of {}: {e}", candidate.source));
+        }
+    }
+
+    fn enrichment_failed(&mut self, c: &Candidate, e: &EnrichError) -> Result<(), EngineError> {
+        tracing::warn!(source = %c.source, error = %e, "enrichment failed");
+        let retry = now_unix_ms() + self.cfg.ipasis.retry_failed_after.as_millis() as u64;
+        self.retry_at.insert(c.source, retry);
+        if self.cfg.ipasis.on_error == OnError::Open || self.allow.conflict(&c.source).is_some() {
+            return Ok(());
+        }
+        self.propose(Decision::block(
+            c.source,
+            Holder::of(Origin::Ipasis),
+            format!("enrichment-failed: {e}"),
+            now_unix_ms(),
+            Some(self.cfg.ipasis.closed_ttl),
+        ))
+        .map(drop)
+    }
+}

@@ -1,0 +1,56 @@
+//! Why an engine request was refused or failed.
+
+use ipnet::IpNet;
+use thiserror::Error;
+
+use crate::{
+    allowlist::AllowOrigin,
+    dataplane::DataplaneError,
+    decision::{Holder, Origin},
+    store::StoreError,
+};
+
+/// Why a request was refused or failed. Refusals name what to do instead.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error(
+        "refusing to block {prefix}: it overlaps the allowlisted {allow} ({origin}); remove that allow entry first if you really mean it"
+    )]
+    AllowlistConflict {
+        prefix: IpNet,
+        allow: IpNet,
+        origin: AllowOrigin,
+    },
+    #[error("refusing to {op} {prefix}: a /0 covers every address")]
+    Everything { op: &'static str, prefix: IpNet },
+    #[error("{prefix} is not blocked (see `ipwarden list`)")]
+    NotBlocked { prefix: IpNet },
+    #[error(
+        "{prefix} has no {holder} decision; it is held by {held_by}: lift one with --origin, or all with --all-origins"
+    )]
+    NotHeld {
+        prefix: IpNet,
+        holder: Holder,
+        held_by: String,
+    },
+    #[error("{origin} decisions are made by the daemon's sources, not on the command line")]
+    NotOperatorOrigin { origin: Origin },
+    #[error("{prefix} is not a runtime allowlist entry (see `ipwarden allow list`)")]
+    NotAllowed { prefix: IpNet },
+    #[error("{prefix} is allowlisted by {origin}; change it in the configuration file and reload")]
+    ConfiguredAllow { prefix: IpNet, origin: AllowOrigin },
+    #[error("the decision limit ({limit}, decisions.max_decisions) is reached")]
+    Full { limit: usize },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("reading {iface}")]
+    Dataplane {
+        iface: String,
+        #[source]
+        source: DataplaneError,
+    },
+    #[error(
+        "interfaces out of sync with the store: {ifaces} (rebuilt at the next poll; see `ipwarden status`)"
+    )]
+    OutOfSync { ifaces: String },
+}

@@ -1,0 +1,109 @@
+//! An in-memory [`Enforcer`]: the engine's unit tests and benchmarks run on it without a kernel.
+//! Its state is shared with the test that made it ([`MemoryEnforcer::state`]), and failures can
+//! be injected to exercise partial-failure handling.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use ipnet::IpNet;
+use ipwarden_common::BlockEntry;
+
+use super::enforce::Enforcer;
+use crate::dataplane::{BlockRule, DataplaneError, GlobalCounters};
+
+/// What an in-memory enforcement point holds.
+#[derive(Debug, Default)]
+pub struct MemoryState {
+    pub rules: BTreeMap<IpNet, BlockEntry>,
+    pub allow: BTreeSet<IpNet>,
+    pub monitor: bool,
+    pub globals: GlobalCounters,
+    /// Every call that changes something fails while this is set.
+    pub failing: bool,
+    /// Calls that changed something, for tests that count writes.
+    pub writes: u64,
+}
+
+/// A handle on shared [`MemoryState`]; clones see the same state.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryEnforcer(Arc<Mutex<MemoryState>>);
+
+impl MemoryEnforcer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The state, for inspection or to inject failures.
+    pub fn state(&self) -> MutexGuard<'_, MemoryState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn change<T>(&self, f: impl FnOnce(&mut MemoryState) -> T) -> Result<T, DataplaneError> {
+        let mut s = self.state();
+        if s.failing {
+            return Err(DataplaneError::Syscall {
+                op: "injected failure",
+                map: "memory",
+                source: std::io::Error::other("the test made this enforcer fail"),
+            });
+        }
+        s.writes += 1;
+        Ok(f(&mut s))
+    }
+}
+
+impl Enforcer for MemoryEnforcer {
+    fn put_rules(&mut self, rules: &[(IpNet, BlockEntry)]) -> Result<(), DataplaneError> {
+        self.change(|s| s.rules.extend(rules.iter().map(|(p, e)| (p.trunc(), *e))))
+    }
+
+    fn remove_rules(&mut self, prefixes: &[IpNet]) -> Result<(), DataplaneError> {
+        self.change(|s| {
+            for p in prefixes {
+                s.rules.remove(&p.trunc());
+            }
+        })
+    }
+
+    fn rules(&self) -> Result<Vec<BlockRule>, DataplaneError> {
+        Ok(self
+            .state()
+            .rules
+            .iter()
+            .map(|(net, entry)| BlockRule {
+                net: *net,
+                entry: *entry,
+            })
+            .collect())
+    }
+
+    fn allow(&mut self, prefix: IpNet) -> Result<(), DataplaneError> {
+        self.change(|s| {
+            s.allow.insert(prefix.trunc());
+        })
+    }
+
+    fn disallow(&mut self, prefix: IpNet) -> Result<(), DataplaneError> {
+        self.change(|s| {
+            s.allow.remove(&prefix.trunc());
+        })
+    }
+
+    fn allows(&self) -> Result<Vec<IpNet>, DataplaneError> {
+        Ok(self.state().allow.iter().copied().collect())
+    }
+
+    fn set_monitor(&mut self, on: bool) -> Result<(), DataplaneError> {
+        self.change(|s| s.monitor = on)
+    }
+
+    fn monitor(&self) -> Result<bool, DataplaneError> {
+        Ok(self.state().monitor)
+    }
+
+    fn globals(&self) -> Result<GlobalCounters, DataplaneError> {
+        Ok(self.state().globals)
+    }
+}

@@ -1,0 +1,844 @@
+//! The engine on in-memory enforcers: every control request, precedence across origins, TTL and
+//! recidive arithmetic, partial interface failure and resync, allowlist refusals. No root.
+
+use std::{net::IpAddr, time::Duration};
+
+use ipnet::IpNet;
+use ipwarden_common::{GlobalCounter, Reason};
+use tempfile::TempDir;
+
+use super::*;
+use crate::{
+    allowlist::AllowOrigin,
+    decision::{Action, Holder},
+    detect::Snapshot,
+    enrich::{Record, pipeline::Enriched, queue::Candidate},
+    ipc::protocol::{Request, Response},
+};
+
+const S: u64 = 1_000_000_000;
+
+/// A prefix, or a bare address as the CLI reads it (IPv4 /32, IPv6 /64).
+fn net(s: &str) -> IpNet {
+    crate::net::parse_prefix(s).unwrap()
+}
+
+fn config() -> Config {
+    let mut cfg = Config::default();
+    cfg.allow.prefixes = vec![net("192.0.2.0/24")];
+    cfg.detection.pps_threshold = 1000;
+    cfg.detection.hard_ttl = Duration::from_secs(600);
+    cfg
+}
+
+struct Fixture {
+    engine: Engine,
+    planes: Vec<MemoryEnforcer>,
+    dir: TempDir,
+}
+
+impl Fixture {
+    fn with(cfg: Config, n: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let planes: Vec<MemoryEnforcer> = (0..n).map(|_| MemoryEnforcer::new()).collect();
+        let store = Store::open(dir.path()).unwrap();
+        let engine = Engine::new(
+            cfg,
+            None,
+            store,
+            planes
+                .iter()
+                .enumerate()
+                .map(|(i, m)| Plane::new(format!("if{i}"), AttachKind::Memory, Box::new(m.clone())))
+                .collect(),
+        );
+        let mut f = Self {
+            engine,
+            planes,
+            dir,
+        };
+        f.engine.restore().unwrap();
+        f
+    }
+
+    fn new() -> Self {
+        Self::with(config(), 1)
+    }
+
+    fn ok(&mut self, request: Request) -> Response {
+        match self.engine.handle(request) {
+            Response::Error { message } => panic!("unexpected error: {message}"),
+            r => r,
+        }
+    }
+
+    fn err(&mut self, request: Request) -> String {
+        match self.engine.handle(request) {
+            Response::Error { message } => message,
+            r => panic!("expected an error, got {r:?}"),
+        }
+    }
+
+    /// The kernel entry of `prefix` on plane `i`: (action, reason code).
+    fn entry(&self, i: usize, prefix: &str) -> Option<(u8, u32)> {
+        self.planes[i]
+            .state()
+            .rules
+            .get(&net(prefix))
+            .map(|e| (e.action, e.reason))
+    }
+
+    /// Stops the engine and reopens the store it left.
+    fn reopened_store(self) -> (Store, TempDir) {
+        let Self { engine, dir, .. } = self;
+        drop(engine);
+        (Store::open(dir.path()).unwrap(), dir)
+    }
+}
+
+fn block(prefix: &str) -> Request {
+    Request::Block {
+        prefix: net(prefix),
+        ttl_secs: Some(3600),
+        permanent: false,
+        reason: Some("by hand".into()),
+        origin: None,
+        source: None,
+    }
+}
+
+fn feed_block(prefix: &str, name: &str, ttl_secs: u64) -> Request {
+    Request::Block {
+        prefix: net(prefix),
+        ttl_secs: Some(ttl_secs),
+        permanent: false,
+        reason: None,
+        origin: Some(Origin::Feed),
+        source: Some(name.into()),
+    }
+}
+
+fn unblock(prefix: &str, origin: Option<Origin>, all: bool) -> Request {
+    Request::Unblock {
+        prefix: net(prefix),
+        origin,
+        source: None,
+        all_origins: all,
+    }
+}
+
+fn velocity(prefix: &str, ttl: Duration) -> Decision {
+    Decision::block(
+        net(prefix),
+        Holder::of(Origin::Velocity),
+        "heavy hitter",
+        now_unix_ms(),
+        Some(ttl),
+    )
+}
+
+/// Snapshots of one source sending `pps` from t = 100 s, `secs` polls of one second.
+fn flood(f: &mut Fixture, addr: &str, pps: u64, secs: u64) {
+    let a: IpAddr = addr.parse().unwrap();
+    for i in 1..=secs {
+        let snap = Snapshot {
+            packets: pps * i,
+            bytes: pps * i * 100,
+            syn: 0,
+            first_seen_ns: 100 * S,
+            addr: a,
+        };
+        f.engine.tick(
+            (100 + i) * S,
+            vec![(Engine::source_of(a), snap)],
+            Duration::ZERO,
+        );
+    }
+}
+
+// --- control requests ---------------------------------------------------------------------
+
+#[test]
+fn block_is_stored_projected_listed_and_restored() {
+    let mut f = Fixture::new();
+    let Response::Blocked { decision } = f.ok(block("203.0.113.7")) else {
+        panic!()
+    };
+    assert_eq!(decision.prefix, net("203.0.113.7/32"));
+    assert_eq!(decision.origin, Origin::Manual);
+    assert_eq!(
+        f.entry(0, "203.0.113.7/32"),
+        Some((ipwarden_common::Action::BLOCK, Reason::MANUAL))
+    );
+    let Response::Decisions { decisions } = f.ok(Request::List { origin: None }) else {
+        panic!()
+    };
+    assert_eq!(decisions, vec![decision.clone()]);
+    let (store, _dir) = f.reopened_store();
+    assert_eq!(store.decisions().unwrap(), vec![decision]);
+}
+
+#[test]
+fn unblock_lifts_the_manual_decision_and_says_what_still_holds() {
+    let mut f = Fixture::new();
+    f.ok(block("203.0.113.7"));
+    f.engine
+        .propose(velocity("203.0.113.7/32", Duration::from_secs(600)))
+        .unwrap();
+    f.ok(feed_block("203.0.113.7", "drop", 1800));
+    assert_eq!(f.engine.book().holders(&net("203.0.113.7/32")).len(), 3);
+    // Manual lasts longest (1 h): it is what the kernel holds.
+    assert_eq!(f.entry(0, "203.0.113.7/32").unwrap().1, Reason::MANUAL);
+    let Response::Unblocked {
+        decision,
+        lifted,
+        still,
+    } = f.ok(unblock("203.0.113.7", None, false))
+    else {
+        panic!()
+    };
+    assert_eq!((decision.origin, lifted.len()), (Origin::Manual, 1));
+    assert_eq!(still.len(), 2);
+    // The feed's 30 min now outlast velocity's 10 min.
+    assert_eq!(f.entry(0, "203.0.113.7/32").unwrap().1, Reason::FEED);
+    // A manual decision is no longer there: the refusal names who holds the prefix.
+    let message = f.err(unblock("203.0.113.7", None, false));
+    assert!(
+        message.contains("velocity") && message.contains("feed:drop"),
+        "{message}"
+    );
+    f.ok(Request::Unblock {
+        prefix: net("203.0.113.7/32"),
+        origin: Some(Origin::Feed),
+        source: Some("drop".into()),
+        all_origins: false,
+    });
+    assert_eq!(f.entry(0, "203.0.113.7/32").unwrap().1, Reason::VELOCITY);
+    f.ok(unblock("203.0.113.7", Some(Origin::Velocity), false));
+    assert_eq!(f.entry(0, "203.0.113.7/32"), None);
+    let message = f.err(unblock("203.0.113.7", None, false));
+    assert!(message.contains("is not blocked"), "{message}");
+}
+
+#[test]
+fn unblock_all_origins_lifts_every_holder_into_the_history() {
+    let mut f = Fixture::new();
+    f.ok(block("2001:db8:2::1"));
+    f.ok(feed_block("2001:db8:2::/64", "tor", 60));
+    let Response::Unblocked { lifted, still, .. } = f.ok(unblock("2001:db8:2::9", None, true))
+    else {
+        panic!()
+    };
+    assert_eq!((lifted.len(), still.len()), (2, 0));
+    assert!(f.planes[0].state().rules.is_empty());
+    let Response::History { entries } = f.ok(Request::History {
+        prefix: Some(net("2001:db8:2::/64")),
+        limit: 10,
+    }) else {
+        panic!()
+    };
+    assert_eq!(entries.len(), 2);
+    assert!(entries.iter().all(|e| e.end == End::Lifted));
+    let Response::History { entries } = f.ok(Request::History {
+        prefix: Some(net("2001:db8:3::/64")),
+        limit: 10,
+    }) else {
+        panic!()
+    };
+    assert!(entries.is_empty());
+}
+
+#[test]
+fn list_filters_by_origin() {
+    let mut f = Fixture::new();
+    f.ok(block("203.0.113.7"));
+    f.ok(feed_block("203.0.113.7", "drop", 60));
+    f.ok(feed_block("203.0.113.8", "drop", 60));
+    let Response::Decisions { decisions } = f.ok(Request::List {
+        origin: Some(Origin::Feed),
+    }) else {
+        panic!()
+    };
+    assert_eq!(decisions.len(), 2);
+    assert!(
+        decisions
+            .iter()
+            .all(|d| d.source.as_deref() == Some("drop"))
+    );
+}
+
+#[test]
+fn only_operator_origins_can_be_given_on_the_command_line() {
+    let mut f = Fixture::new();
+    let message = f.err(Request::Block {
+        prefix: net("203.0.113.7/32"),
+        ttl_secs: None,
+        permanent: true,
+        reason: None,
+        origin: Some(Origin::Velocity),
+        source: None,
+    });
+    assert!(
+        message.contains("velocity decisions are made by"),
+        "{message}"
+    );
+    assert!(f.engine.book().is_empty());
+}
+
+#[test]
+fn allow_requests_and_refusals() {
+    let mut f = Fixture::new();
+    // Configured: 192.0.2.0/24; builtin: loopback and link-local.
+    let message = f.err(block("192.0.2.0/16"));
+    assert!(message.contains("192.0.2.0/24 (config)"), "{message}");
+    let message = f.err(block("0.0.0.0/0"));
+    assert!(message.contains("a /0 covers every address"), "{message}");
+    let message = f.err(block("::1"));
+    assert!(message.contains("builtin"), "{message}");
+    f.ok(Request::AllowAdd {
+        prefix: net("203.0.113.0/28"),
+    });
+    assert!(f.planes[0].state().allow.contains(&net("203.0.113.0/28")));
+    let message = f.err(block("203.0.113.9"));
+    assert!(message.contains("203.0.113.0/28 (runtime)"), "{message}");
+    let Response::Allow { allow } = f.ok(Request::AllowList) else {
+        panic!()
+    };
+    assert!(
+        allow
+            .iter()
+            .any(|a| a.prefix == net("203.0.113.0/28") && a.origin == AllowOrigin::Runtime)
+    );
+    assert!(allow.iter().any(|a| a.origin == AllowOrigin::Builtin));
+    let message = f.err(Request::AllowRm {
+        prefix: net("192.0.2.0/24"),
+    });
+    assert!(message.contains("configuration file"), "{message}");
+    let message = f.err(Request::AllowRm {
+        prefix: net("198.51.100.0/24"),
+    });
+    assert!(
+        message.contains("not a runtime allowlist entry"),
+        "{message}"
+    );
+    f.ok(Request::AllowRm {
+        prefix: net("203.0.113.0/28"),
+    });
+    assert!(!f.planes[0].state().allow.contains(&net("203.0.113.0/28")));
+    f.ok(block("203.0.113.9"));
+    let message = f.err(Request::AllowAdd {
+        prefix: net("::/0"),
+    });
+    assert!(message.contains("/0"), "{message}");
+}
+
+#[test]
+fn a_batch_counts_refusals_and_respects_the_limit() {
+    let mut cfg = config();
+    cfg.decisions.max_decisions = 3;
+    let mut f = Fixture::with(cfg, 1);
+    let feed = |p: &str| {
+        Decision::block(
+            net(p),
+            Holder::named(Origin::Feed, "list"),
+            "listed",
+            now_unix_ms(),
+            Some(Duration::from_secs(60)),
+        )
+    };
+    let applied = f
+        .engine
+        .propose_batch(vec![
+            feed("203.0.113.1"),
+            feed("192.0.2.7"),
+            feed("203.0.113.2"),
+        ])
+        .unwrap();
+    assert_eq!((applied.enacted, applied.refused), (2, 1));
+    assert_eq!(f.planes[0].state().rules.len(), 2);
+    // Renewing what is held needs no room; two new ones do not fit.
+    f.engine
+        .propose_batch(vec![feed("203.0.113.1"), feed("203.0.113.2")])
+        .unwrap();
+    let err = f
+        .engine
+        .propose_batch(vec![feed("203.0.113.3"), feed("203.0.113.4")])
+        .unwrap_err();
+    assert!(matches!(err, EngineError::Full { limit: 3 }), "{err}");
+    assert_eq!(f.engine.book().len(), 2, "a refused batch changes nothing");
+    f.ok(block("203.0.113.5"));
+    let message = f.err(block("203.0.113.1"));
+    assert!(message.contains("decisions.max_decisions"), "{message}");
+    assert_eq!(f.engine.book().len(), 3);
+}
+
+#[test]
+fn replace_withdraws_what_a_source_no_longer_lists_and_nothing_else() {
+    let mut f = Fixture::new();
+    let holder = Holder::named(Origin::Feed, "drop");
+    let listed = |ps: &[&str]| {
+        ps.iter()
+            .map(|p| {
+                Decision::block(
+                    net(p),
+                    holder.clone(),
+                    "drop list",
+                    now_unix_ms(),
+                    Some(Duration::from_secs(60)),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    f.engine
+        .apply(SourceEvent::Replace {
+            holder: holder.clone(),
+            decisions: listed(&["203.0.113.0/24", "198.51.100.0/25"]),
+        })
+        .unwrap();
+    f.ok(block("203.0.113.0/24"));
+    let applied = f
+        .engine
+        .apply(SourceEvent::Replace {
+            holder: holder.clone(),
+            decisions: listed(&["198.51.100.0/25", "2001:db8:4::/48"]),
+        })
+        .unwrap();
+    assert_eq!((applied.enacted, applied.withdrawn), (2, 1));
+    // The operator's block on the dropped prefix stays enforced.
+    assert_eq!(f.entry(0, "203.0.113.0/24").unwrap().1, Reason::MANUAL);
+    assert!(f.entry(0, "2001:db8:4::/48").is_some());
+    let applied = f
+        .engine
+        .apply(SourceEvent::Withdraw {
+            holder,
+            prefixes: vec![net("198.51.100.0/25"), net("203.0.113.0/24")],
+        })
+        .unwrap();
+    assert_eq!(applied.withdrawn, 1);
+    assert_eq!(f.entry(0, "198.51.100.0/25"), None);
+}
+
+#[test]
+fn status_stats_explain_top_and_lookup_views() {
+    let mut f = Fixture::with(config(), 2);
+    f.planes[1].state().globals.0[GlobalCounter::Dropped as usize] = 42;
+    flood(&mut f, "203.0.113.66", 5000, 2);
+    f.ok(block("203.0.113.0/24"));
+    let Response::Status(s) = f.ok(Request::Status) else {
+        panic!()
+    };
+    assert_eq!(s.decisions, 2);
+    assert_eq!(s.decisions_by_origin["velocity"], 1);
+    assert_eq!(s.decisions_by_origin["manual"], 1);
+    assert_eq!(s.interfaces.len(), 2);
+    assert!(
+        s.interfaces
+            .iter()
+            .all(|i| i.attach == "memory" && i.out_of_sync.is_none())
+    );
+    assert_eq!(s.polls, 2);
+    assert_eq!(s.enrichment, "off: velocity-only policy");
+    let Response::Stats { interfaces } = f.ok(Request::Stats) else {
+        panic!()
+    };
+    assert_eq!(interfaces[1].counters["dropped"], 42);
+    let Response::Explain(e) = f.ok(Request::Explain {
+        addr: "203.0.113.66".parse().unwrap(),
+    }) else {
+        panic!()
+    };
+    assert_eq!(e.verdict, "blocked");
+    let holders: Vec<(IpNet, Origin)> = e.decisions.iter().map(|d| (d.prefix, d.origin)).collect();
+    assert_eq!(
+        holders,
+        vec![
+            (net("203.0.113.66/32"), Origin::Velocity),
+            (net("203.0.113.0/24"), Origin::Manual)
+        ]
+    );
+    assert!(e.rates.is_some_and(|r| r.heavy));
+    let Response::Top { sources } = f.ok(Request::Top { n: 5 }) else {
+        panic!()
+    };
+    assert_eq!(sources[0].decision.as_deref(), Some("block"));
+    let message = f.err(Request::Lookup {
+        addr: "203.0.113.66".parse().unwrap(),
+        fresh: false,
+    });
+    assert!(message.contains("no cached IPASIS answer"), "{message}");
+    f.engine
+        .store_answer(net("203.0.113.66/32"), Some(Record::default()))
+        .unwrap();
+    assert!(matches!(
+        f.ok(Request::Lookup {
+            addr: "203.0.113.66".parse().unwrap(),
+            fresh: false
+        }),
+        Response::Lookup(v) if v.cached
+    ));
+}
+
+#[test]
+fn reload_applies_a_good_file_and_keeps_the_old_config_on_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ipwarden.toml");
+    std::fs::write(&path, "[allow]\nprefixes = [\"198.51.100.0/24\"]\n").unwrap();
+    let mut f = Fixture::new();
+    f.engine.config_path = Some(path.clone());
+    let Response::Done { message } = f.ok(Request::Reload) else {
+        panic!()
+    };
+    assert!(message.contains("reloaded"), "{message}");
+    assert!(f.planes[0].state().allow.contains(&net("198.51.100.0/24")));
+    assert!(!f.planes[0].state().allow.contains(&net("192.0.2.0/24")));
+    std::fs::write(&path, "[allow]\nprefixes = [\"not a prefix\"]\n").unwrap();
+    let message = f.err(Request::Reload);
+    assert!(message.contains("the old one stays"), "{message}");
+    assert!(f.planes[0].state().allow.contains(&net("198.51.100.0/24")));
+}
+
+// --- precedence, TTLs, recidive -------------------------------------------------------------
+
+#[test]
+fn block_beats_challenge_and_expiry_falls_back_to_the_next_holder() {
+    let mut f = Fixture::new();
+    let p = "203.0.113.9/32";
+    let challenge = Decision::new(
+        net(p),
+        Action::Challenge,
+        Holder::of(Origin::Ipasis),
+        "score 50",
+        now_unix_ms(),
+        Some(Duration::from_secs(3600)),
+    );
+    f.engine.propose(challenge).unwrap();
+    assert_eq!(
+        f.entry(0, p),
+        Some((ipwarden_common::Action::CHALLENGE, Reason::IPASIS))
+    );
+    // A short velocity block wins over a longer challenge ...
+    f.engine
+        .propose(velocity(p, Duration::from_millis(30)))
+        .unwrap();
+    assert_eq!(
+        f.entry(0, p),
+        Some((ipwarden_common::Action::BLOCK, Reason::VELOCITY))
+    );
+    // ... and when it expires the challenge is enforced again.
+    std::thread::sleep(Duration::from_millis(40));
+    f.engine.tick(1, Vec::new(), Duration::ZERO);
+    assert_eq!(
+        f.entry(0, p),
+        Some((ipwarden_common::Action::CHALLENGE, Reason::IPASIS))
+    );
+    let Response::History { entries } = f.ok(Request::History {
+        prefix: None,
+        limit: 10,
+    }) else {
+        panic!()
+    };
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        (entries[0].end, entries[0].decision.origin),
+        (End::Expired, Origin::Velocity)
+    );
+}
+
+#[test]
+fn a_heavy_hitter_is_blocked_by_velocity_for_hard_ttl_unless_allowlisted() {
+    let mut f = Fixture::new();
+    flood(&mut f, "203.0.113.66", 5000, 2);
+    flood(&mut f, "192.0.2.5", 5000, 2);
+    let d = f
+        .engine
+        .book()
+        .get(&net("203.0.113.66/32"), &Holder::of(Origin::Velocity))
+        .cloned()
+        .expect("velocity decision");
+    assert_eq!(d.ttl(), Some(Duration::from_secs(600)));
+    assert!(d.reason.contains("heavy hitter: 5000 pps"), "{}", d.reason);
+    assert_eq!(
+        f.engine.book().len(),
+        1,
+        "the allowlisted flood is not blocked"
+    );
+}
+
+#[test]
+fn repeat_offenders_get_longer_ttls_up_to_max_ttl() {
+    let mut cfg = config();
+    cfg.decisions.recidive_factor = 3;
+    cfg.decisions.max_ttl = Duration::from_secs(4000);
+    let mut f = Fixture::with(cfg, 1);
+    let p = "203.0.113.7/32";
+    let base = Duration::from_secs(600);
+    let mut ttls = Vec::new();
+    for _ in 0..4 {
+        let d = f.engine.propose(velocity(p, base)).unwrap();
+        ttls.push((
+            d.ttl().unwrap().as_secs(),
+            d.recidive.map(|r| (r.earlier, r.capped)),
+        ));
+        f.engine
+            .withdraw(&Holder::of(Origin::Velocity), &[net(p)])
+            .unwrap();
+    }
+    assert_eq!(
+        ttls,
+        vec![
+            (600, None),
+            (1800, Some((1, false))),
+            (4000, Some((2, true))),
+            (4000, Some((3, true)))
+        ]
+    );
+    // Manual blocks are the operator's: never lengthened, and they do not count.
+    let m = f
+        .engine
+        .block(BlockRequestFor::manual(p, 60), Holder::of(Origin::Manual))
+        .unwrap();
+    assert_eq!((m.ttl(), m.recidive), (Some(Duration::from_secs(60)), None));
+    // IPASIS blocks count with velocity ones.
+    let ipasis = Decision::block(
+        net(p),
+        Holder::of(Origin::Ipasis),
+        "tor",
+        now_unix_ms(),
+        Some(base),
+    );
+    let d = f.engine.propose(ipasis).unwrap();
+    assert_eq!(d.recidive.map(|r| r.earlier), Some(4));
+}
+
+#[test]
+fn offences_before_the_recidive_window_do_not_count() {
+    let mut f = Fixture::new();
+    let p = "198.51.100.77/32";
+    let old_ms = now_unix_ms() - 2 * 24 * 3600 * 1000;
+    let mut old = velocity(p, Duration::from_secs(600));
+    old.created_unix_ms = old_ms;
+    old.expires_unix_ms = Some(old_ms + 600_000);
+    f.engine.propose(old).unwrap();
+    f.engine.tick(1, Vec::new(), Duration::ZERO); // expires it into the history
+    assert!(f.engine.book().is_empty());
+    let d = f
+        .engine
+        .propose(velocity(p, Duration::from_secs(600)))
+        .unwrap();
+    assert_eq!(
+        (d.ttl(), d.recidive),
+        (Some(Duration::from_secs(600)), None)
+    );
+    let d2 = {
+        f.engine
+            .withdraw(&Holder::of(Origin::Velocity), &[net(p)])
+            .unwrap();
+        f.engine
+            .propose(velocity(p, Duration::from_secs(600)))
+            .unwrap()
+    };
+    assert_eq!(
+        d2.ttl(),
+        Some(Duration::from_secs(1200)),
+        "default factor 2"
+    );
+}
+
+/// `BlockRequest` shorthands for tests.
+struct BlockRequestFor;
+
+impl BlockRequestFor {
+    fn manual(p: &str, ttl_secs: u64) -> sources::BlockRequest {
+        sources::BlockRequest {
+            prefix: net(p),
+            ttl: Some(Duration::from_secs(ttl_secs)),
+            permanent: false,
+            reason: None,
+        }
+    }
+}
+
+// --- partial failure and resync -------------------------------------------------------------
+
+#[test]
+fn a_failing_interface_is_marked_out_of_sync_and_rebuilt_at_the_next_tick() {
+    let mut f = Fixture::with(config(), 2);
+    f.ok(block("203.0.113.1"));
+    f.planes[1].state().failing = true;
+    // Stored and enforced where possible: the request succeeds.
+    f.ok(block("203.0.113.2"));
+    f.ok(unblock("203.0.113.1", None, false));
+    assert_eq!(f.entry(0, "203.0.113.2/32").unwrap().1, Reason::MANUAL);
+    assert_eq!(f.entry(0, "203.0.113.1/32"), None);
+    assert_eq!(f.entry(1, "203.0.113.2/32"), None);
+    assert!(f.entry(1, "203.0.113.1/32").is_some(), "missed the unblock");
+    let Response::Status(s) = f.ok(Request::Status) else {
+        panic!()
+    };
+    assert!(s.interfaces[0].out_of_sync.is_none());
+    let why = s.interfaces[1].out_of_sync.as_deref().expect("out of sync");
+    assert!(why.contains("injected failure"), "{why}");
+    assert!(
+        s.warnings.iter().any(|w| w.contains("if1 is out of sync")),
+        "{:?}",
+        s.warnings
+    );
+    // Still failing: the tick's resync fails and it stays out of sync.
+    f.engine.tick(1, Vec::new(), Duration::ZERO);
+    assert!(f.engine.planes.any_out_of_sync());
+    f.planes[1].state().failing = false;
+    f.engine.tick(2, Vec::new(), Duration::ZERO);
+    assert!(!f.engine.planes.any_out_of_sync());
+    let held = |i: usize| -> Vec<(IpNet, u8, u32)> {
+        f.planes[i]
+            .state()
+            .rules
+            .iter()
+            .map(|(p, e)| (*p, e.action, e.reason))
+            .collect()
+    };
+    assert_eq!(held(0), held(1));
+    assert_eq!(f.planes[0].state().allow, f.planes[1].state().allow);
+}
+
+#[test]
+fn restore_makes_every_plane_equal_to_the_store_and_ends_expired_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let live = velocity("203.0.113.1/32", Duration::from_secs(600));
+        let mut gone = velocity("203.0.113.2/32", Duration::from_secs(1));
+        gone.expires_unix_ms = Some(1);
+        store.put_decisions(&[&live, &gone]).unwrap();
+        store.put_allow(net("198.51.100.0/24")).unwrap();
+    }
+    let plane = MemoryEnforcer::new();
+    plane
+        .clone()
+        .put_rules(&[(
+            net("203.0.113.99/32"),
+            ipwarden_common::BlockEntry::block(Reason::MANUAL, 0),
+        )])
+        .unwrap();
+    let mut engine = Engine::new(
+        config(),
+        None,
+        Store::open(dir.path()).unwrap(),
+        vec![Plane::new(
+            "if0",
+            AttachKind::Memory,
+            Box::new(plane.clone()),
+        )],
+    );
+    let r = engine.restore().unwrap();
+    assert_eq!((r.decisions, r.expired), (1, 1));
+    let rules: Vec<IpNet> = plane.state().rules.keys().copied().collect();
+    assert_eq!(
+        rules,
+        vec![net("203.0.113.1/32")],
+        "the stray entry is gone"
+    );
+    assert!(plane.state().allow.contains(&net("198.51.100.0/24")));
+    assert!(plane.state().allow.contains(&net("192.0.2.0/24")));
+    assert_eq!(engine.store.history(None, 10).unwrap().len(), 1);
+    // A plane that cannot be made equal fails the start, naming it.
+    drop(engine);
+    let broken = MemoryEnforcer::new();
+    broken.state().failing = true;
+    let mut engine = Engine::new(
+        config(),
+        None,
+        Store::open(dir.path()).unwrap(),
+        vec![Plane::new("eth9", AttachKind::Memory, Box::new(broken))],
+    );
+    let err = engine.restore().unwrap_err().to_string();
+    assert!(err.contains("eth9"), "{err}");
+}
+
+#[test]
+fn rebuilding_from_the_maps_keeps_origins_and_remaining_time() {
+    let mut f = Fixture::new();
+    f.engine
+        .propose(velocity("203.0.113.1/32", Duration::from_secs(600)))
+        .unwrap();
+    f.ok(feed_block("198.51.100.0/24", "drop", 60));
+    f.ok(Request::AllowAdd {
+        prefix: net("203.0.113.128/25"),
+    });
+    let planes = f.planes.clone();
+    let (_, dir) = f.reopened_store();
+    // The database is lost: a fresh one next to the same maps.
+    let fresh = tempfile::tempdir().unwrap();
+    let mut engine = Engine::new(
+        config(),
+        None,
+        Store::open(fresh.path()).unwrap(),
+        vec![Plane::new(
+            "if0",
+            AttachKind::Memory,
+            Box::new(planes[0].clone()),
+        )],
+    );
+    assert_eq!(engine.import_from_maps().unwrap(), (2, 1));
+    engine.restore().unwrap();
+    let mut origins: Vec<Origin> = engine.book().iter().map(|d| d.origin).collect();
+    origins.sort();
+    assert_eq!(origins, vec![Origin::Velocity, Origin::Feed]);
+    let v = engine
+        .book()
+        .get(&net("203.0.113.1/32"), &Holder::of(Origin::Velocity))
+        .unwrap();
+    let left = v.remaining(now_unix_ms()).unwrap();
+    assert!(
+        left > Duration::from_secs(590) && left <= Duration::from_secs(600),
+        "{left:?}"
+    );
+    drop(dir);
+}
+
+// --- enrichment results -------------------------------------------------------------------
+
+#[test]
+fn an_enrichment_answer_becomes_an_ipasis_decision_and_is_cached() {
+    let mut f = Fixture::new();
+    let source = net("203.0.113.66/32");
+    f.engine.on_enriched(Enriched {
+        candidate: Candidate {
+            source,
+            addr: "203.0.113.66".parse().unwrap(),
+            pps: 5000.0,
+        },
+        result: Ok(Record {
+            tor: Some(true),
+            ..Record::default()
+        }),
+    });
+    let d = f
+        .engine
+        .book()
+        .get(&source, &Holder::of(Origin::Ipasis))
+        .expect("an ipasis decision");
+    assert_eq!(d.action, Action::Block);
+    assert!(d.factors.iter().any(|x| x.name == "tor"), "{:?}", d.factors);
+    assert_eq!(f.entry(0, "203.0.113.66/32").unwrap().1, Reason::IPASIS);
+    assert!(f.engine.fresh_answer(source).unwrap().is_some());
+    // A rejected address is cached as such and decides nothing.
+    let other = net("203.0.113.67/32");
+    f.engine.on_enriched(Enriched {
+        candidate: Candidate {
+            source: other,
+            addr: "203.0.113.67".parse().unwrap(),
+            pps: 5000.0,
+        },
+        result: Err(crate::enrich::EnrichError::Invalid),
+    });
+    assert!(
+        f.engine
+            .fresh_answer(other)
+            .unwrap()
+            .unwrap()
+            .record
+            .is_none()
+    );
+    assert_eq!(f.engine.book().len(), 1);
+}
