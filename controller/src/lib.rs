@@ -14,6 +14,7 @@ pub mod decision;
 pub mod detect;
 pub mod engine;
 pub mod enrich;
+pub mod fleet;
 pub mod ipc;
 pub mod net;
 pub mod output;

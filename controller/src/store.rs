@@ -344,6 +344,23 @@ impl Store {
         Ok(pruned)
     }
 
+    /// A small durable value (a decision source's checkpoint).
+    pub fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let tx = db!("begin", self.db.begin_read())?;
+        let t = db!("open table", tx.open_table(META))?;
+        Ok(db!("read", t.get(key))?.map(|v| v.value()))
+    }
+
+    /// Sets a small durable value.
+    pub fn set_meta(&self, key: &str, value: u64) -> Result<(), StoreError> {
+        let tx = db!("begin", self.db.begin_write())?;
+        db!(
+            "insert",
+            db!("open table", tx.open_table(META))?.insert(key, value)
+        )?;
+        db!("commit", tx.commit())
+    }
+
     /// Adds a runtime allowlist entry, durably.
     pub fn put_allow(&self, prefix: IpNet) -> Result<(), StoreError> {
         let tx = db!("begin", self.db.begin_write())?;

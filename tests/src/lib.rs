@@ -15,6 +15,7 @@ pub mod fixture;
 pub mod frames;
 pub mod ipasis_stub;
 pub mod ipwarden;
+pub mod nats;
 pub mod netns;
 pub mod privilege;
 pub mod topology;

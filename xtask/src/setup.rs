@@ -14,11 +14,13 @@ use crate::cmd;
 
 const TOOLCHAIN: &str = "nightly";
 const BPF_LINKER_VERSION: &str = "0.13.0";
-const APT_PACKAGES: [(&str, &str); 4] = [
+const APT_PACKAGES: [(&str, &str); 5] = [
     ("ip", "iproute2"),
     ("ping", "iputils-ping"),
     ("mount", "mount"),
     ("systemd-analyze", "systemd"),
+    // Fleet tests start their own JetStream server (the package's unit is not used).
+    ("nats-server", "nats-server"),
 ];
 
 pub fn run() -> anyhow::Result<()> {

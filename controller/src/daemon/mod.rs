@@ -24,11 +24,13 @@ use tokio::{
 use crate::{
     config::{Config, ConfigError, DEFAULT_PATH},
     dataplane::{self, AttachOptions, Dataplane, DataplaneError, PinDir},
+    decision::Origin,
     engine::{AttachKind, Engine, EngineError, EnrichmentState, Plane, SourceEvent},
     enrich::{
         ApiKey, EnrichError, IpasisClient, Pipeline,
         pipeline::{Enriched, LookupError},
     },
+    fleet::{self, SnapshotRequest},
     ipc::{
         protocol::{LookupView, Request, Response},
         server::{self, ServerError},
@@ -87,6 +89,8 @@ pub enum DaemonError {
     Key(#[source] crate::enrich::key::KeyError),
     #[error("the IPASIS client")]
     Client(#[source] crate::enrich::client::ClientBuildError),
+    #[error("fleet mode")]
+    Fleet(#[source] crate::fleet::FleetError),
 }
 
 /// Loads the configuration and applies the command-line overrides.
@@ -229,14 +233,29 @@ async fn serve(
             tracing::warn!("IPASIS enrichment off: no API key; the velocity-only policy applies");
         }
     }
-    let engine = Arc::new(Mutex::new(engine));
     // Results flow one way: the enrichment stage and the decision sources send, the poll loop
     // hands what they sent to the engine.
     let (answers_tx, answers) = mpsc::channel::<Enriched>(256);
     let (sources_tx, sources) = mpsc::channel::<SourceEvent>(64);
+    let (snapshots_tx, snapshots) = mpsc::channel::<SnapshotRequest>(4);
+    let fleet = match &cfg.fleet {
+        Some(f) => Some(
+            start_fleet(
+                f,
+                &cfg,
+                &mut engine,
+                pipeline.as_ref(),
+                sources_tx.clone(),
+                snapshots_tx,
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let engine = Arc::new(Mutex::new(engine));
     let worker = pipeline.clone().map(|p| tokio::spawn(p.run(answers_tx)));
-    // Outside decision sources (feeds, CrowdSec, the fleet) get a clone of `sources_tx`.
-    let _sources_tx = sources_tx;
+    // Outside decision sources (feeds, CrowdSec) get a clone of `sources_tx`.
+    drop(sources_tx);
     let listener = server::bind(&cfg.daemon.socket)?;
     let handler_engine = engine.clone();
     let server = tokio::spawn(server::serve(
@@ -246,13 +265,22 @@ async fn serve(
     tracing::info!(socket = %cfg.daemon.socket.display(), ifaces = ?cfg.daemon.ifaces, "ipwarden running");
     notify("READY=1");
 
-    let inbox = Inbox { answers, sources };
+    let publish = fleet.as_ref().map(|f| f.1.clone()).unwrap_or_default();
+    let inbox = Inbox {
+        answers,
+        sources,
+        snapshots,
+        publish,
+    };
     let result = poll_loop(&engine, &mut readers, inbox, cfg.detection.poll_interval).await;
 
     notify("STOPPING=1");
     server.abort();
     if let Some(w) = worker {
         w.abort();
+    }
+    if let Some((task, _)) = fleet {
+        task.abort();
     }
     let _ = std::fs::remove_file(&cfg.daemon.socket);
     if cfg.daemon.detach_on_stop {
@@ -328,10 +356,48 @@ fn handle(engine: &Mutex<Engine>, pipeline: Option<&Pipeline>, req: Request) -> 
     }
 }
 
+/// Starts fleet mode: peers' decisions come in as a decision source, local ones go out through
+/// a sink, IPASIS answers are shared. Returns the task and the origins it publishes.
+async fn start_fleet(
+    f: &crate::config::FleetConfig,
+    cfg: &Config,
+    engine: &mut Engine,
+    pipeline: Option<&Arc<Pipeline>>,
+    sources: mpsc::Sender<SourceEvent>,
+    snapshots: mpsc::Sender<SnapshotRequest>,
+) -> Result<(tokio::task::JoinHandle<()>, Vec<Origin>), DaemonError> {
+    let host = f.host();
+    let bucket = format!("{}-decisions", f.bucket_prefix);
+    let applied = engine
+        .checkpoint(&fleet::checkpoint_key(&bucket))
+        .map_err(DaemonError::Restore)?;
+    let started = fleet::start(
+        f,
+        host.clone(),
+        cfg.ipasis.cache_ttl,
+        applied,
+        sources,
+        snapshots,
+    )
+    .await
+    .map_err(DaemonError::Fleet)?;
+    let origins = started.outbox.origins().to_vec();
+    engine.add_sink(Box::new(started.outbox));
+    engine.set_fleet(started.link);
+    if let (Some(shared), Some(p)) = (started.answers, pipeline) {
+        p.share_with(shared);
+    }
+    tracing::info!(host, servers = ?f.url, bucket, resume_after = ?applied, publish = ?origins, apply = f.apply, "fleet mode on");
+    Ok((started.task, origins))
+}
+
 /// What other tasks send the engine.
 struct Inbox {
     answers: mpsc::Receiver<Enriched>,
     sources: mpsc::Receiver<SourceEvent>,
+    snapshots: mpsc::Receiver<SnapshotRequest>,
+    /// The origins the fleet publishes (what a snapshot holds).
+    publish: Vec<Origin>,
 }
 
 async fn poll_loop(
@@ -383,6 +449,17 @@ async fn poll_loop(
                     engine.lock().expect("engine lock poisoned").on_enriched(enriched);
                 })
                 .await;
+            }
+            Some(SnapshotRequest(reply)) = inbox.snapshots.recv() => {
+                let local: Vec<crate::decision::Decision> = engine
+                    .lock()
+                    .expect("engine lock poisoned")
+                    .book()
+                    .iter()
+                    .filter(|d| inbox.publish.contains(&d.origin))
+                    .cloned()
+                    .collect();
+                let _ = reply.send(local);
             }
             Some(event) = inbox.sources.recv() => {
                 let engine = engine.clone();

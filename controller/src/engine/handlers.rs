@@ -210,6 +210,7 @@ impl Engine {
             enrichment: self.enrichment_state.to_string(),
             ipasis: self.enrichment().map(|p| p.view()),
             warnings: self.warnings.iter().cloned().collect(),
+            fleet: self.fleet.as_ref().map(|l| Box::new(l.view())),
         }
     }
 

@@ -54,6 +54,12 @@ use crate::{
     store::{End, Ended, Store},
 };
 
+/// A place decisions go besides the data plane (the fleet, metrics): told every committed
+/// change, after the store and the planes. It must not block: the engine holds its lock.
+pub trait Sink: Send {
+    fn changed(&mut self, put: &[Decision], ended: &[Ended]);
+}
+
 /// What `restore` did, for the startup log.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Restored {
@@ -86,6 +92,8 @@ pub struct Engine {
     /// by attacker-chosen addresses: std's seeded hasher.
     retry_at: HashMap<IpNet, u64>,
     last_prune_ms: u64,
+    sinks: Vec<Box<dyn Sink>>,
+    fleet: Option<Arc<crate::fleet::Link>>,
 }
 
 impl Engine {
@@ -114,7 +122,19 @@ impl Engine {
             enrichment_state: EnrichmentState::VelocityOnly,
             retry_at: HashMap::new(),
             last_prune_ms: 0,
+            sinks: Vec::new(),
+            fleet: None,
         }
+    }
+
+    /// Adds a place every committed change goes to.
+    pub fn add_sink(&mut self, sink: Box<dyn Sink>) {
+        self.sinks.push(sink);
+    }
+
+    /// The fleet link, for `status`.
+    pub fn set_fleet(&mut self, link: Arc<crate::fleet::Link>) {
+        self.fleet = Some(link);
     }
 
     /// Addresses that must never be blocked (default gateways, the API's addresses).
@@ -280,6 +300,9 @@ impl Engine {
             e.remove_rules(&removes)?;
             e.put_rules(&puts)
         });
+        for sink in &mut self.sinks {
+            sink.changed(&put, &ended);
+        }
         for e in ended {
             let d = &e.decision;
             self.book.remove(&d.prefix, &d.holder());

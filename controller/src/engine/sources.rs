@@ -28,6 +28,15 @@ pub enum SourceEvent {
         holder: Holder,
         decisions: Vec<Decision>,
     },
+    /// Every holder of `origin` at once (a fleet's bucket read afresh): what they held and is
+    /// not in `decisions` is withdrawn.
+    ReplaceOrigin {
+        origin: Origin,
+        decisions: Vec<Decision>,
+    },
+    /// How far a source got (a bucket revision): stored once the events before it are applied,
+    /// so that a restart resumes after it.
+    Checkpoint { key: String, value: u64 },
 }
 
 /// What a batch did.
@@ -152,8 +161,11 @@ impl Engine {
         let mut fresh = 0;
         for mut d in decisions {
             d.prefix = d.prefix.trunc();
-            if self.refusal(d.prefix).is_some() {
+            if let Some(why) = self.refusal(d.prefix) {
                 applied.refused += 1;
+                if applied.refused <= 10 {
+                    tracing::info!(prefix = %d.prefix, holder = %d.holder(), "refused: {why}");
+                }
                 continue;
             }
             fresh += usize::from(self.book.get(&d.prefix, &d.holder()).is_none());
@@ -229,7 +241,44 @@ impl Engine {
                 ..Applied::default()
             }),
             SourceEvent::Replace { holder, decisions } => self.replace(&holder, decisions),
+            SourceEvent::ReplaceOrigin { origin, decisions } => {
+                self.replace_origin(origin, decisions)
+            }
+            SourceEvent::Checkpoint { key, value } => {
+                self.store.set_meta(&key, value)?;
+                Ok(Applied::default())
+            }
         }
+    }
+
+    /// A decision source's stored checkpoint (see [`SourceEvent::Checkpoint`]).
+    pub fn checkpoint(&self, key: &str) -> Result<Option<u64>, EngineError> {
+        Ok(self.store.meta(key)?)
+    }
+
+    /// Makes `origin`'s decisions, all holders together, equal to `decisions`.
+    pub fn replace_origin(
+        &mut self,
+        origin: Origin,
+        decisions: Vec<Decision>,
+    ) -> Result<Applied, EngineError> {
+        let wanted: std::collections::HashSet<(IpNet, Holder)> = decisions
+            .iter()
+            .map(|d| (d.prefix.trunc(), d.holder()))
+            .collect();
+        let mut stale: std::collections::BTreeMap<Holder, Vec<IpNet>> = Default::default();
+        for d in self.book.iter().filter(|d| d.origin == origin) {
+            if !wanted.contains(&(d.prefix, d.holder())) {
+                stale.entry(d.holder()).or_default().push(d.prefix);
+            }
+        }
+        let mut withdrawn = 0;
+        for (holder, prefixes) in stale {
+            withdrawn += self.withdraw(&holder, &prefixes)?.len();
+        }
+        let mut applied = self.propose_batch(decisions)?;
+        applied.withdrawn = withdrawn;
+        Ok(applied)
     }
 
     /// An operator's `block`, held by `holder` (manual, or a named feed acting for a list the

@@ -33,6 +33,29 @@ pub struct Enriched {
     pub result: Result<Record, EnrichError>,
 }
 
+/// What the fleet says before a lookup.
+#[derive(Debug)]
+pub enum Shared {
+    /// Another host's answer (`None`: IPASIS rejected the address).
+    Answer(Option<Record>),
+    /// Ask IPASIS (this host holds the claim, or the fleet is away or quiet).
+    LookUp,
+}
+
+/// Answers other hosts got: asked before the API, told every answer this host gets. The stage
+/// knows nothing else of the fleet.
+pub trait SharedLookups: Send + Sync {
+    fn before_lookup(
+        &self,
+        source: IpNet,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Shared> + Send + '_>>;
+    fn after_lookup(
+        &self,
+        source: IpNet,
+        record: Option<Record>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
+}
+
 /// Why `ipwarden lookup --fresh` got no answer.
 #[derive(Debug, Error)]
 pub enum LookupError {
@@ -55,6 +78,9 @@ pub struct EnrichStats {
     pub failures: u64,
     /// Heavy hitters decided from the cache, without a request.
     pub cache_hits: u64,
+    /// Answers another host of the fleet got, used instead of a request.
+    #[serde(default)]
+    pub fleet_answers: u64,
     pub last_error: Option<String>,
 }
 
@@ -67,6 +93,7 @@ pub struct Pipeline {
     limits: Mutex<Limits>,
     stats: Mutex<EnrichStats>,
     wake: Notify,
+    shared: std::sync::OnceLock<Arc<dyn SharedLookups>>,
 }
 
 /// The stage's state as `status` shows it.
@@ -97,6 +124,7 @@ impl Pipeline {
             limits: Mutex::new(Limits::new(cfg.requests_per_second, cfg.daily_quota)),
             stats: Mutex::new(EnrichStats::default()),
             wake: Notify::new(),
+            shared: std::sync::OnceLock::new(),
             client,
             cfg,
         }
@@ -186,6 +214,69 @@ impl Pipeline {
         Ok(result?)
     }
 
+    /// Shares answers with the fleet (set once, before `run`).
+    pub fn share_with(&self, shared: Arc<dyn SharedLookups>) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// One lookup within the rate limit (waiting for it) and the quota; `None` when the quota is
+    /// used up.
+    async fn lookup_within_limits(&self, addr: IpAddr) -> Option<Result<Record, EnrichError>> {
+        loop {
+            let hold = lock(&self.limits).acquire(Instant::now());
+            match hold {
+                Ok(()) => break,
+                Err(Hold::Until(until)) => tokio::time::sleep_until(until.into()).await,
+                Err(Hold::Quota) => {
+                    lock(&self.stats).last_error =
+                        Some("daily quota (ipasis.daily_quota) reached".into());
+                    return None;
+                }
+            }
+        }
+        lock(&self.stats).requests += 1;
+        let result = self.client.lookup(addr).await;
+        self.note(&result);
+        Some(result)
+    }
+
+    /// A candidate's answer with the fleet in front: another host's answer, or this host's
+    /// lookup shared with the others.
+    async fn fleet_lookup(
+        self: Arc<Self>,
+        shared: Arc<dyn SharedLookups>,
+        candidate: Candidate,
+        answers: mpsc::Sender<Enriched>,
+    ) {
+        let source = candidate.source;
+        let result = match shared.before_lookup(source).await {
+            Shared::Answer(record) => {
+                lock(&self.stats).fleet_answers += 1;
+                record.ok_or(EnrichError::Invalid)
+            }
+            Shared::LookUp => match self.lookup_within_limits(candidate.addr).await {
+                Some(result) => {
+                    match &result {
+                        Ok(r) => shared.after_lookup(source, Some(r.clone())).await,
+                        Err(EnrichError::Invalid) => shared.after_lookup(source, None).await,
+                        Err(_) => {}
+                    }
+                    result
+                }
+                None => {
+                    // The quota is used up: try again later, without spinning.
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    self.finished(&source);
+                    lock(&self.queue).push(candidate);
+                    return;
+                }
+            },
+        };
+        if answers.send(Enriched { candidate, result }).await.is_err() {
+            self.finished(&source);
+        }
+    }
+
     /// The engine has cached the answer for `source`: it may be queued again.
     pub fn finished(&self, source: &IpNet) {
         lock(&self.inflight).remove(source);
@@ -200,6 +291,19 @@ impl Pipeline {
                 let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified()).await;
                 continue;
             };
+            if let Some(shared) = self.shared.get().cloned() {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                lock(&self.inflight).insert(candidate.source);
+                let me = self.clone();
+                let answers = answers.clone();
+                tokio::spawn(async move {
+                    me.fleet_lookup(shared, candidate, answers).await;
+                    drop(permit);
+                });
+                continue;
+            }
             let hold = lock(&self.limits).acquire(Instant::now());
             match hold {
                 Ok(()) => {}

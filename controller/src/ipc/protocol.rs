@@ -180,6 +180,9 @@ pub struct StatusView {
     pub ipasis: Option<crate::enrich::pipeline::PipelineView>,
     /// Problems worth an operator's attention, newest last.
     pub warnings: Vec<String>,
+    /// The fleet link, when `[fleet]` is configured (boxed: most hosts have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<Box<crate::fleet::FleetView>>,
 }
 
 /// One attachment in `status`.

@@ -1,0 +1,254 @@
+//! Peers' decisions from the bucket into the engine. A host with a stored revision resumes
+//! after it; one without takes the bucket's current contents first and replaces whatever fleet
+//! decisions it held with them. Entries are handed over in batches (at most every 50 ms or 1 000
+//! entries), each followed by a checkpoint of its last revision, stored once the batch is
+//! applied: a crash in between applies the batch again, which changes nothing.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use async_nats::jetstream::kv::{Operation, Store};
+use futures_util::StreamExt as _;
+use ipnet::IpNet;
+use tokio::sync::mpsc;
+
+use super::{Link, OP_TIMEOUT, checkpoint_key, keys, wire::Shared};
+use crate::{
+    decision::{Decision, Holder, Origin},
+    engine::SourceEvent,
+};
+
+const BATCH: usize = 1_000;
+const LINGER: Duration = Duration::from_millis(50);
+
+/// A batch in the making.
+#[derive(Default)]
+struct Batch {
+    put: BTreeMap<(IpNet, Holder), Decision>,
+    gone: BTreeMap<(IpNet, Holder), ()>,
+    last: Option<u64>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.put.len() + self.gone.len()
+    }
+}
+
+/// Watches until the watch ends or fails. `applied` is updated as batches are handed over.
+pub async fn run(
+    kv: &Store,
+    host: &str,
+    link: &Arc<Link>,
+    sources: &mpsc::Sender<SourceEvent>,
+    applied: &mut Option<u64>,
+    apply: bool,
+) -> Result<(), async_nats::Error> {
+    if !apply {
+        return std::future::pending().await;
+    }
+    let me = keys::token(host);
+    let status = tokio::time::timeout(OP_TIMEOUT, kv.status()).await??;
+    let last = status.info.state.last_sequence;
+    let mut initial = match *applied {
+        // The server lost its data (or this is another bucket): start over.
+        Some(rev) if rev > last => {
+            tracing::warn!(
+                stored = rev,
+                bucket = last,
+                "fleet: the bucket is behind this host's stored revision; taking its contents afresh"
+            );
+            None
+        }
+        other => other,
+    }
+    .is_none();
+    // The bucket keeps one message per key (deletions as markers), so reading it from its
+    // first revision is reading its current contents; the initial part ends at `last`.
+    // (`watch_all`'s last-per-subject delivery sends nothing already stored on NATS 2.9.10.)
+    let from = match *applied {
+        Some(rev) if !initial => rev + 1,
+        _ => 1,
+    };
+    let mut watch = kv.watch_all_from_revision(from).await?;
+    // The initial contents end at the entry marked `seen_current`; an empty bucket sends none.
+    let mut snapshot: Vec<Decision> = Vec::new();
+    if initial && status.info.state.messages == 0 {
+        hand_over_initial(sources, &mut snapshot, Some(last), &status.bucket).await?;
+        *applied = Some(last);
+        initial = false;
+    }
+    let mut batch = Batch::default();
+    let mut ticker = tokio::time::interval(LINGER);
+    let mut lag_at = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            entry = watch.next() => {
+                let Some(entry) = entry else { return Err("the watch ended".into()) };
+                let entry = entry?;
+                let rev = entry.revision;
+                batch.last = Some(rev);
+                let ours = entry.key.split('.').next() == Some(me.as_str());
+                if !ours {
+                    read(&entry, link, &mut batch);
+                }
+                if initial {
+                    if rev >= last {
+                        snapshot.extend(std::mem::take(&mut batch.put).into_values());
+                        batch.gone.clear();
+                        hand_over_initial(sources, &mut snapshot, Some(rev), &entry.bucket).await?;
+                        *applied = Some(rev);
+                        initial = false;
+                    } else if batch.put.len() >= BATCH {
+                        snapshot.extend(std::mem::take(&mut batch.put).into_values());
+                    }
+                } else if batch.len() >= BATCH {
+                    hand_over(sources, &mut batch, &entry.bucket, applied, link).await?;
+                }
+            }
+            _ = ticker.tick() => {
+                if !initial && batch.last.is_some() {
+                    hand_over(sources, &mut batch, kv_bucket(&status), applied, link).await?;
+                }
+                if lag_at.elapsed() > Duration::from_secs(2) {
+                    lag_at = tokio::time::Instant::now();
+                    if let Ok(Ok(s)) = tokio::time::timeout(OP_TIMEOUT, kv.status()).await {
+                        let last = s.info.state.last_sequence;
+                        let applied = applied.unwrap_or(0);
+                        link.update(|v| {
+                            v.bucket_revision = Some(last);
+                            v.lag = Some(last.saturating_sub(applied));
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn kv_bucket(status: &async_nats::jetstream::kv::bucket::Status) -> &str {
+    &status.bucket
+}
+
+/// Adds one entry to the batch; unreadable values are counted and logged, never applied.
+fn read(entry: &async_nats::jetstream::kv::Entry, link: &Link, batch: &mut Batch) {
+    let Some((host, origin, prefix)) = keys::parse_decision_key(&entry.key) else {
+        unreadable(link, &entry.key, "not a decision key");
+        return;
+    };
+    if matches!(origin, Origin::Fleet | Origin::Crowdsec) {
+        unreadable(link, &entry.key, "a relayed origin");
+        return;
+    }
+    let holder = Shared::holder(host, origin);
+    match entry.operation {
+        Operation::Put => match Shared::parse(&entry.value) {
+            Ok(s) if s.prefix.trunc() == prefix.trunc() && keys::token(&s.host) == host => {
+                let d = s.into_decision();
+                batch.gone.remove(&(prefix, holder.clone()));
+                batch.put.insert((prefix, holder), d);
+            }
+            Ok(_) => unreadable(link, &entry.key, "the value does not match its key"),
+            Err(e) => unreadable(link, &entry.key, &e.to_string()),
+        },
+        Operation::Delete | Operation::Purge => {
+            batch.put.remove(&(prefix, holder.clone()));
+            batch.gone.insert((prefix, holder), ());
+        }
+    }
+}
+
+fn unreadable(link: &Link, key: &str, why: &str) {
+    let mut first = false;
+    link.update(|v| {
+        first = v.unreadable == 0;
+        v.unreadable += 1;
+    });
+    if first {
+        tracing::warn!(
+            key,
+            why,
+            "fleet: ignoring a value from the bucket (further ones are only counted)"
+        );
+    }
+}
+
+/// Hands a batch to the engine, then its checkpoint.
+async fn hand_over(
+    sources: &mpsc::Sender<SourceEvent>,
+    batch: &mut Batch,
+    bucket: &str,
+    applied: &mut Option<u64>,
+    link: &Link,
+) -> Result<(), async_nats::Error> {
+    let b = std::mem::take(batch);
+    let n = b.len() as u64;
+    if !b.put.is_empty() {
+        send(sources, SourceEvent::Propose(b.put.into_values().collect())).await?;
+    }
+    let mut gone: BTreeMap<Holder, Vec<IpNet>> = BTreeMap::new();
+    for (prefix, holder) in b.gone.into_keys() {
+        gone.entry(holder).or_default().push(prefix);
+    }
+    for (holder, prefixes) in gone {
+        send(sources, SourceEvent::Withdraw { holder, prefixes }).await?;
+    }
+    if let Some(rev) = b.last {
+        send(
+            sources,
+            SourceEvent::Checkpoint {
+                key: checkpoint_key(bucket),
+                value: rev,
+            },
+        )
+        .await?;
+        *applied = Some(rev);
+        link.update(|v| {
+            v.applied_revision = rev;
+            v.applied += n;
+        });
+    }
+    Ok(())
+}
+
+/// Hands the bucket's whole contents over: they replace every fleet decision held here.
+async fn hand_over_initial(
+    sources: &mpsc::Sender<SourceEvent>,
+    snapshot: &mut Vec<Decision>,
+    rev: Option<u64>,
+    bucket: &str,
+) -> Result<(), async_nats::Error> {
+    let decisions = std::mem::take(snapshot);
+    tracing::info!(
+        decisions = decisions.len(),
+        "fleet: the bucket's current contents"
+    );
+    send(
+        sources,
+        SourceEvent::ReplaceOrigin {
+            origin: Origin::Fleet,
+            decisions,
+        },
+    )
+    .await?;
+    if let Some(value) = rev {
+        send(
+            sources,
+            SourceEvent::Checkpoint {
+                key: checkpoint_key(bucket),
+                value,
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn send(
+    sources: &mpsc::Sender<SourceEvent>,
+    e: SourceEvent,
+) -> Result<(), async_nats::Error> {
+    sources
+        .send(e)
+        .await
+        .map_err(|_| "the daemon is stopping".into())
+}

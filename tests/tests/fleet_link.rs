@@ -1,0 +1,377 @@
+//! The fleet link against a real JetStream server (Debian's nats-server 2.9.10, started here on
+//! 127.0.0.1): decisions published by one host reach another as fleet decisions, deletions
+//! follow, a joining host takes the bucket's contents, a restarted one resumes after its
+//! revision, changes made while the server is down arrive after it comes back, unreadable
+//! values are counted and ignored, and one lookup claim serves every host.
+//!
+//! No root needed: the daemon's channels are driven directly.
+
+use std::{sync::Arc, time::Duration};
+
+use ipnet::IpNet;
+use ipwarden::{
+    config::FleetConfig,
+    decision::{Decision, Holder, Origin, now_unix_ms},
+    engine::{Sink as _, SourceEvent},
+    enrich::{
+        Record,
+        pipeline::{Shared, SharedLookups as _},
+    },
+    fleet::{self, Fleet, SnapshotRequest},
+    store::{End, Ended},
+};
+use ipwarden_tests::nats::NatsServer;
+use tokio::sync::mpsc;
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+fn config(server: &NatsServer) -> FleetConfig {
+    FleetConfig {
+        url: vec![server.url()],
+        claim_ttl: Duration::from_secs(2),
+        claim_wait: Duration::from_secs(4),
+        ..FleetConfig::default()
+    }
+}
+
+fn velocity(prefix: &str) -> Decision {
+    Decision::block(
+        net(prefix),
+        Holder::of(Origin::Velocity),
+        "heavy hitter: 4000 pps",
+        now_unix_ms(),
+        Some(Duration::from_secs(600)),
+    )
+}
+
+/// A host's end of the link: what the daemon would receive, and the local decisions it would
+/// answer snapshot requests with.
+struct Host {
+    fleet: Fleet,
+    events: mpsc::Receiver<SourceEvent>,
+    _snapshots: tokio::task::JoinHandle<()>,
+}
+
+async fn host(cfg: &FleetConfig, name: &str, applied: Option<u64>, local: Vec<Decision>) -> Host {
+    let (sources, events) = mpsc::channel(64);
+    let (snap_tx, mut snap_rx) = mpsc::channel::<SnapshotRequest>(4);
+    let fleet = fleet::start(
+        cfg,
+        name.to_owned(),
+        Duration::from_secs(3600),
+        applied,
+        sources,
+        snap_tx,
+    )
+    .await
+    .expect("starting the fleet link");
+    let snapshots = tokio::spawn(async move {
+        while let Some(SnapshotRequest(reply)) = snap_rx.recv().await {
+            let _ = reply.send(local.clone());
+        }
+    });
+    Host {
+        fleet,
+        events,
+        _snapshots: snapshots,
+    }
+}
+
+impl Host {
+    /// The next event other than a checkpoint, within 10 s.
+    async fn next(&mut self) -> SourceEvent {
+        loop {
+            let e = tokio::time::timeout(Duration::from_secs(10), self.events.recv())
+                .await
+                .expect("no event from the fleet within 10 s")
+                .expect("the link task ended");
+            if !matches!(e, SourceEvent::Checkpoint { .. }) {
+                return e;
+            }
+        }
+    }
+
+    /// Waits for the next checkpoint's revision.
+    async fn checkpoint(&mut self) -> u64 {
+        loop {
+            let e = tokio::time::timeout(Duration::from_secs(10), self.events.recv())
+                .await
+                .expect("no checkpoint within 10 s")
+                .expect("the link task ended");
+            if let SourceEvent::Checkpoint { value, .. } = e {
+                return value;
+            }
+        }
+    }
+
+    /// Waits until the link reports itself connected (bounded).
+    async fn connected(&self) {
+        for _ in 0..200 {
+            if self.fleet.link.view().connected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("not connected within 10 s: {:?}", self.fleet.link.view());
+    }
+}
+
+fn proposed(e: SourceEvent) -> Vec<Decision> {
+    match e {
+        SourceEvent::Propose(ds) => ds,
+        other => panic!("expected proposed decisions, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_reach_peers_and_deletions_follow() {
+    let server = NatsServer::start();
+    let cfg = config(&server);
+    let mut a = host(&cfg, "edge-a", None, Vec::new()).await;
+    let mut b = host(&cfg, "edge-b", None, Vec::new()).await;
+    a.connected().await;
+    b.connected().await;
+    // A joiner with an empty store first takes the (empty) bucket as the fleet's whole set.
+    assert!(matches!(
+        b.next().await,
+        SourceEvent::ReplaceOrigin { origin: Origin::Fleet, ref decisions } if decisions.is_empty()
+    ));
+    let d = velocity("203.0.113.7/32");
+    a.fleet.outbox.changed(std::slice::from_ref(&d), &[]);
+    let got = proposed(b.next().await);
+    assert_eq!(got.len(), 1);
+    let f = &got[0];
+    assert_eq!((f.prefix, f.origin), (d.prefix, Origin::Fleet));
+    assert_eq!(f.source.as_deref(), Some("edge-a/velocity"));
+    assert_eq!(
+        f.expires_unix_ms, d.expires_unix_ms,
+        "the maker's expiry is kept"
+    );
+    assert!(
+        f.reason.contains("edge-a velocity: heavy hitter"),
+        "{}",
+        f.reason
+    );
+    let rev = b.checkpoint().await;
+    assert!(rev > 0);
+    // A does not receive its own decision back.
+    assert!(matches!(a.next().await, SourceEvent::ReplaceOrigin { .. }));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), a.next())
+            .await
+            .is_err(),
+        "a host applied its own decision"
+    );
+    // Fleet and CrowdSec decisions are never re-published.
+    let mut relayed = velocity("198.51.100.9/32");
+    relayed.origin = Origin::Fleet;
+    a.fleet.outbox.changed(&[relayed], &[]);
+    // The lift propagates as a withdrawal of that holder.
+    a.fleet.outbox.changed(
+        &[],
+        &[Ended {
+            decision: d.clone(),
+            end: End::Lifted,
+            ended_unix_ms: now_unix_ms(),
+        }],
+    );
+    match b.next().await {
+        SourceEvent::Withdraw { holder, prefixes } => {
+            assert_eq!(holder, Holder::named(Origin::Fleet, "edge-a/velocity"));
+            assert_eq!(prefixes, vec![d.prefix]);
+        }
+        other => panic!("expected a withdrawal, got {other:?}"),
+    }
+    assert!(
+        b.checkpoint().await > rev,
+        "the deletion has a later revision"
+    );
+    let view = b.fleet.link.view();
+    assert!(view.connected && view.applied >= 2, "{view:?}");
+    assert_eq!(
+        a.fleet.link.view().published,
+        2,
+        "the relayed decision was published"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_takes_the_contents_and_a_restarted_host_resumes_after_its_revision() {
+    let server = NatsServer::start();
+    let cfg = config(&server);
+    let first = velocity("203.0.113.7/32");
+    // A host that holds decisions publishes them when its link comes up (its snapshot).
+    let mut a = host(&cfg, "edge-a", None, vec![first.clone()]).await;
+    a.connected().await;
+    let mut c = host(&cfg, "edge-c", None, Vec::new()).await;
+    let decisions = match c.next().await {
+        SourceEvent::ReplaceOrigin { decisions, .. } if !decisions.is_empty() => decisions,
+        // Joined before A's snapshot was published: it arrives live.
+        SourceEvent::ReplaceOrigin { .. } => proposed(c.next().await),
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(decisions.len(), 1);
+    assert_eq!(decisions[0].prefix, first.prefix);
+    let rev = c.checkpoint().await;
+    drop(c);
+    // While C is away, A makes another decision.
+    let second = velocity("203.0.113.8/32");
+    a.fleet.outbox.changed(std::slice::from_ref(&second), &[]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut c = host(&cfg, "edge-c", Some(rev), Vec::new()).await;
+    let got = proposed(c.next().await);
+    assert_eq!(
+        got.iter().map(|d| d.prefix).collect::<Vec<_>>(),
+        vec![second.prefix],
+        "only what came after the stored revision"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_while_the_server_is_down_arrive_after_it_returns() {
+    let mut server = NatsServer::start();
+    let cfg = config(&server);
+    let mut a = host(&cfg, "edge-a", None, Vec::new()).await;
+    let mut b = host(&cfg, "edge-b", None, Vec::new()).await;
+    a.connected().await;
+    b.connected().await;
+    assert!(matches!(b.next().await, SourceEvent::ReplaceOrigin { .. }));
+    server.stop();
+    for _ in 0..100 {
+        if !a.fleet.link.view().connected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let view = a.fleet.link.view();
+    assert!(!view.connected, "the link still says connected: {view:?}");
+    let d = velocity("192.0.2.77/32");
+    a.fleet.outbox.changed(std::slice::from_ref(&d), &[]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.restart();
+    let got = proposed(b.next().await);
+    assert_eq!(got[0].prefix, d.prefix);
+    assert!(a.fleet.link.view().connected);
+    assert_eq!(a.fleet.link.view().pending_publish, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_values_are_counted_and_never_applied() {
+    let server = NatsServer::start();
+    let cfg = config(&server);
+    let mut b = host(&cfg, "edge-b", None, Vec::new()).await;
+    b.connected().await;
+    assert!(matches!(b.next().await, SourceEvent::ReplaceOrigin { .. }));
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let kv = async_nats::jetstream::new(client)
+        .get_key_value("ipwarden-decisions")
+        .await
+        .unwrap();
+    kv.put("edge-x.velocity._.203.0.113.9/32", "{not json".into())
+        .await
+        .unwrap();
+    kv.put("edge-x.fleet._.203.0.113.9/32", "{}".into())
+        .await
+        .unwrap();
+    // A value naming another prefix than its key.
+    let d = velocity("198.51.100.1/32");
+    let value = serde_json::to_vec(&fleet::wire::Shared::of("edge-x", &d)).unwrap();
+    kv.put("edge-x.velocity._.203.0.113.10/32", value.into())
+        .await
+        .unwrap();
+    // Then a good one: the only thing applied.
+    let good = serde_json::to_vec(&fleet::wire::Shared::of(
+        "edge-x",
+        &velocity("203.0.113.11/32"),
+    ))
+    .unwrap();
+    kv.put("edge-x.velocity._.203.0.113.11/32", good.into())
+        .await
+        .unwrap();
+    let got = proposed(b.next().await);
+    assert_eq!(
+        got.iter().map(|d| d.prefix).collect::<Vec<_>>(),
+        vec![net("203.0.113.11/32")]
+    );
+    assert_eq!(b.fleet.link.view().unreadable, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_claim_serves_the_fleet_and_a_quiet_claimer_is_not_waited_for_forever() {
+    let server = NatsServer::start();
+    let cfg = config(&server);
+    let hosts = [
+        host(&cfg, "edge-a", None, Vec::new()).await,
+        host(&cfg, "edge-b", None, Vec::new()).await,
+        host(&cfg, "edge-c", None, Vec::new()).await,
+    ];
+    for h in &hosts {
+        h.connected().await;
+    }
+    let shared: Vec<Arc<fleet::answers::SharedAnswers>> = hosts
+        .iter()
+        .map(|h| h.fleet.answers.clone().expect("sharing is on by default"))
+        .collect();
+    let source = net("203.0.113.66/32");
+    let tor = Record {
+        tor: Some(true),
+        ..Record::default()
+    };
+    // All three ask at once: exactly one claims the lookup; the others wait for its answer.
+    let asks: Vec<_> = shared
+        .iter()
+        .cloned()
+        .map(|s| tokio::spawn(async move { s.before_lookup(source).await }))
+        .collect();
+    let mut claimer = None;
+    for _ in 0..100 {
+        claimer = hosts
+            .iter()
+            .position(|h| h.fleet.link.view().claims_won == 1);
+        if claimer.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let claimer = claimer.expect("nobody claimed the lookup within 2 s");
+    shared[claimer]
+        .after_lookup(source, Some(tor.clone()))
+        .await;
+    let mut lookups = 0;
+    for (i, ask) in asks.into_iter().enumerate() {
+        match ask.await.unwrap() {
+            Shared::LookUp => {
+                assert_eq!(i, claimer);
+                lookups += 1;
+            }
+            Shared::Answer(Some(r)) => assert_eq!(r.tor, Some(true)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(lookups, 1);
+    let claims: u64 = hosts.iter().map(|h| h.fleet.link.view().claims_won).sum();
+    assert_eq!(claims, 1);
+    // Later asks are served from the bucket at once.
+    assert!(matches!(
+        shared[(claimer + 1) % 3].before_lookup(source).await,
+        Shared::Answer(Some(_))
+    ));
+    // A claimer that goes quiet: the others ask IPASIS themselves after claim_wait.
+    let other = net("2001:db8:2::/64");
+    assert!(matches!(
+        shared[0].before_lookup(other).await,
+        Shared::LookUp
+    ));
+    let t0 = std::time::Instant::now();
+    assert!(matches!(
+        shared[1].before_lookup(other).await,
+        Shared::LookUp
+    ));
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_secs(8),
+        "waited {waited:?} for a quiet claimer (claim_wait 4 s)"
+    );
+}
