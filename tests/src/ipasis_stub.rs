@@ -103,6 +103,11 @@ impl IpasisStub {
         Self::serve(ns.run(|| TcpListener::bind("127.0.0.1:0").expect("binding the stand-in")))
     }
 
+    /// Listens on `ip` inside `ns` (reachable from other namespaces linked to it).
+    pub fn start_on(ns: &NetNs, ip: std::net::IpAddr) -> Self {
+        Self::serve(ns.run(move || TcpListener::bind((ip, 0)).expect("binding the stand-in")))
+    }
+
     fn serve(listener: TcpListener) -> Self {
         let addr = listener.local_addr().expect("local address");
         listener

@@ -12,6 +12,7 @@ pub mod cmd;
 pub mod cpu;
 pub mod daemon;
 pub mod fixture;
+pub mod fleet;
 pub mod frames;
 pub mod ipasis_stub;
 pub mod ipwarden;

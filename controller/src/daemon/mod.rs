@@ -206,6 +206,10 @@ async fn serve(
         if pipeline.is_some() {
             protected.extend(protect::resolve(&cfg.ipasis.base_url));
         }
+        // The fleet's servers: blocking them would cut this host off from its peers.
+        for url in cfg.fleet.iter().flat_map(|f| &f.url) {
+            protected.extend(protect::resolve(url));
+        }
         if !protected.is_empty() {
             tracing::info!(addresses = ?protected, "never blocking the gateways and the API's addresses");
         }
