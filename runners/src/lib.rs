@@ -4,3 +4,4 @@
 //! uses; the topology, traffic and daemon helpers come from `ipwarden-tests`.
 
 pub mod bench;
+pub mod fleet_demo;

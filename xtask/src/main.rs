@@ -27,8 +27,9 @@ enum Command {
     Build(build::Options),
     /// Run the tests: unit tier (no privileges) then privileged tier (root, namespaces).
     Test(test::Options),
-    /// A one-command demonstration on a namespace topology (needs root).
-    Demo,
+    /// A one-command demonstration on a namespace topology (needs root); `--fleet` shows three
+    /// hosts sharing decisions over NATS.
+    Demo(demo::Options),
     /// Benchmarks (needs root): writes bench/RESULTS.md and bench/kernel-cost.svg.
     Bench(bench::Options),
     /// Fuzz every parser of outside input (nightly, cargo-fuzz) for --time seconds each.
@@ -46,7 +47,7 @@ fn main() -> anyhow::Result<()> {
         Command::Setup => setup::run(),
         Command::Build(opts) => build::run(&opts),
         Command::Test(opts) => test::run(&opts),
-        Command::Demo => demo::run(),
+        Command::Demo(opts) => demo::run(&opts),
         Command::Bench(opts) => bench::run(&opts),
         Command::Fuzz(opts) => fuzz::run(&opts),
         Command::Run(opts) => run::run(&opts),

@@ -32,6 +32,9 @@ pub fn status(conn: &Conn, format: Format) -> anyhow::Result<()> {
             i.attach,
             if i.monitor { ", monitor mode" } else { "" }
         );
+        if let Some(why) = &i.out_of_sync {
+            println!("           OUT OF SYNC with the store (rebuilt at the next poll): {why}");
+        }
     }
     let by: Vec<String> = s
         .decisions_by_origin
@@ -70,6 +73,28 @@ pub fn status(conn: &Conn, format: Format) -> anyhow::Result<()> {
             println!("           paused for {secs}s: {why}");
         }
         if let Some(e) = &p.stats.last_error {
+            println!("           last error: {e}");
+        }
+    }
+    if let Some(f) = &s.fleet {
+        println!(
+            "fleet:     {} as {} on {} ({}), revision {}{}",
+            if f.connected {
+                "connected"
+            } else {
+                "DISCONNECTED"
+            },
+            f.host_id,
+            f.servers.join(", "),
+            f.bucket,
+            f.applied_revision,
+            f.lag.map(|l| format!(", {l} behind")).unwrap_or_default()
+        );
+        println!(
+            "           published {} (waiting {}), applied {}, unreadable {}, shared answers {}, claims {}",
+            f.published, f.pending_publish, f.applied, f.unreadable, f.shared_answers, f.claims_won
+        );
+        if let Some(e) = &f.last_error {
             println!("           last error: {e}");
         }
     }

@@ -314,6 +314,7 @@ async fn run(mut t: Task) {
         if let Err(e) = outcome {
             t.link.failed("fleet link", e.as_ref());
         }
+        publisher.absorb(&mut t.changes, &t.overflow);
         // Wait for the client to reconnect (bounded), then start over.
         let _ = tokio::time::timeout(Duration::from_secs(2), connected(&mut t.events)).await;
     }

@@ -89,6 +89,10 @@ fn round(topo: &Topology, sink4: &UdpSink, sink6: &UdpSink) {
 }
 
 fn main() {
+    if std::env::args().any(|a| a == "--fleet") {
+        ipwarden_runners::fleet_demo::run();
+        return;
+    }
     require_privileges();
     step("building a client and an edge host in network namespaces");
     let bpffs = BpfFs::new();
