@@ -2,7 +2,9 @@
 //! after it; one without takes the bucket's current contents first and replaces whatever fleet
 //! decisions it held with them. Entries are handed over in batches (at most every 50 ms or 1 000
 //! entries), each followed by a checkpoint of its last revision, stored once the batch is
-//! applied: a crash in between applies the batch again, which changes nothing.
+//! applied: a crash in between applies the batch again, which changes nothing. A batch is
+//! handed over at once when the server has nothing more pending for the watch and the engine
+//! has taken everything handed over before.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -101,7 +103,12 @@ pub async fn run(
                     } else if batch.put.len() >= BATCH {
                         snapshot.extend(std::mem::take(&mut batch.put).into_values());
                     }
-                } else if batch.len() >= BATCH {
+                } else if batch.len() >= BATCH
+                    || (entry.delta == 0 && sources.capacity() == sources.max_capacity())
+                {
+                    // A full batch; or nothing more waiting on the server while the engine has
+                    // applied everything handed over: no need to linger. Under a burst the
+                    // engine is busy, so batches grow (one durable transaction each).
                     hand_over(sources, &mut batch, &entry.bucket, applied, link).await?;
                 }
             }

@@ -6,6 +6,7 @@
 
 pub mod controller;
 pub mod daemon;
+pub mod fleet;
 pub mod frames;
 pub mod kernel;
 pub mod live;

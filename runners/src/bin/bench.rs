@@ -26,6 +26,13 @@ fn main() -> anyhow::Result<()> {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("bench")),
     };
+    if args.first().map(String::as_str) == Some("fleet") {
+        // The fleet section alone, printed.
+        let mut md = String::new();
+        fleet_section(&mut md, opts.quick)?;
+        println!("{md}");
+        return Ok(());
+    }
     if args.first().map(String::as_str) == Some("kernel") {
         // The in-kernel section alone at the smallest and largest size, printed.
         let bpffs = BpfFs::new();
@@ -506,6 +513,9 @@ fn run(opts: &bench::Options) -> anyhow::Result<()> {
         d.reaction_uncached.as_secs_f64() * 1e3 / poll
     );
 
+    eprintln!("fleet: propagation and join");
+    fleet_section(&mut md, opts.quick)?;
+
     let _ = writeln!(md, "Whole run: {:.0} s.", started.elapsed().as_secs_f64());
     std::fs::write(opts.out.join("RESULTS.md"), &md)?;
     println!("{md}");
@@ -671,4 +681,54 @@ fn kernel_section(
     );
 
     Ok(subjects)
+}
+
+/// Section 5: fleet propagation (see `bench::fleet`).
+fn fleet_section(md: &mut String, quick: bool) -> anyhow::Result<()> {
+    use bench::fleet::quantile;
+    let mut f = bench::fleet::measure(quick)?;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let _ = writeln!(
+        md,
+        "## 5. Fleet
+
+A JetStream server (Debian's nats-server 2.9.10) on a hub namespace, {} peer daemons on their own edges (poll interval 200 ms); decisions written into the bucket as a third host would write them; each peer's kernel block map watched. Latency = put acknowledged by the server → entry in a peer's map.
+",
+        f.peers
+    );
+    let _ = writeln!(
+        md,
+        "| load | samples | median | p99 | max |\n| --- | --- | --- | --- | --- |"
+    );
+    let n = f.steady.len();
+    let _ = writeln!(
+        md,
+        "| 1 decision/s | {n} | {:.1} ms | {:.1} ms | {:.1} ms |",
+        ms(quantile(&mut f.steady, 0.5)),
+        ms(quantile(&mut f.steady, 0.99)),
+        ms(quantile(&mut f.steady, 1.0))
+    );
+    let n = f.burst_latency.len();
+    let _ = writeln!(
+        md,
+        "| burst of {} (256 puts in flight) | {n} | {:.0} ms | {:.0} ms | {:.0} ms |\n",
+        f.burst,
+        ms(quantile(&mut f.burst_latency, 0.5)),
+        ms(quantile(&mut f.burst_latency, 0.99)),
+        ms(quantile(&mut f.burst_latency, 1.0))
+    );
+    let _ = writeln!(
+        md,
+        "- the whole burst in both peers' maps {:.2} s after its first put; a peer polled {} times meanwhile, {} intervals elapsed (polls are not stalled)",
+        f.burst_all.as_secs_f64(),
+        f.burst_polls.0,
+        f.burst_polls.1
+    );
+    let _ = writeln!(
+        md,
+        "- a host joining a bucket of {} decisions: {:.2} s from its start until its maps hold them all\n",
+        f.join,
+        f.join_time.as_secs_f64()
+    );
+    Ok(())
 }
