@@ -190,10 +190,19 @@ async fn decisions_reach_peers_and_deletions_follow() {
     );
     let view = b.fleet.link.view();
     assert!(view.connected && view.applied >= 2, "{view:?}");
+    // Two publications (the decision, its deletion); the relayed decision is not one of them.
+    for _ in 0..100 {
+        if a.fleet.link.view().published >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         a.fleet.link.view().published,
         2,
-        "the relayed decision was published"
+        "{:?}",
+        a.fleet.link.view()
     );
 }
 

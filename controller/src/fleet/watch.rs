@@ -200,6 +200,11 @@ async fn hand_over(
         send(sources, SourceEvent::Withdraw { holder, prefixes }).await?;
     }
     if let Some(rev) = b.last {
+        *applied = Some(rev);
+        link.update(|v| {
+            v.applied_revision = rev;
+            v.applied += n;
+        });
         send(
             sources,
             SourceEvent::Checkpoint {
@@ -208,11 +213,6 @@ async fn hand_over(
             },
         )
         .await?;
-        *applied = Some(rev);
-        link.update(|v| {
-            v.applied_revision = rev;
-            v.applied += n;
-        });
     }
     Ok(())
 }
