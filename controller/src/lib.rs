@@ -8,6 +8,7 @@ pub mod allowlist;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod crowdsec;
 pub mod daemon;
 pub mod dataplane;
 pub mod decision;

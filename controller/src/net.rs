@@ -29,15 +29,28 @@ pub fn parse_prefix(input: &str) -> Result<IpNet, PrefixError> {
     };
     if trimmed.contains('/') {
         let net: IpNet = trimmed.parse().map_err(|_| syntax())?;
-        return Ok(net.trunc());
+        return Ok(unmap(net).trunc());
     }
     let addr: IpAddr = trimmed.parse().map_err(|_| syntax())?;
     Ok(host_prefix(addr))
 }
 
+/// An IPv4-mapped IPv6 prefix (`::ffff:a.b.c.d`, `::ffff:0:0/96` and longer) as the IPv4 prefix
+/// it stands for: the kernel sees such sources as IPv4, and widening one to its /64 (`::/64`)
+/// would cover the IPv6 loopback. Anything else is returned as it is.
+pub fn unmap(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(n) if n.prefix_len() >= 96 => match n.addr().to_ipv4_mapped() {
+            Some(v4) => IpNet::V4(Ipv4Net::new_assert(v4, n.prefix_len() - 96)),
+            None => net,
+        },
+        _ => net,
+    }
+}
+
 /// The prefix a source address is judged under: its /32 or its /64.
 pub fn host_prefix(addr: IpAddr) -> IpNet {
-    match addr {
+    match addr.to_canonical() {
         IpAddr::V4(a) => IpNet::V4(Ipv4Net::new_assert(a, 32)),
         IpAddr::V6(a) => IpNet::V6(Ipv6Net::new_assert(a, V6_SOURCE_PREFIX).trunc()),
     }
@@ -78,6 +91,21 @@ mod tests {
         assert_eq!(p("203.0.113.7"), "203.0.113.7/32");
         assert_eq!(p("2001:db8:2::5"), "2001:db8:2::/64");
         assert_eq!(p(" 192.0.2.1 "), "192.0.2.1/32");
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_is_ipv4() {
+        // Not ::/64, which would overlap ::1 and be refused.
+        assert_eq!(p("::ffff:198.51.100.14"), "198.51.100.14/32");
+        assert_eq!(p("::ffff:c633:640e"), "198.51.100.14/32");
+        assert_eq!(p("::ffff:198.51.100.0/120"), "198.51.100.0/24");
+        assert_eq!(p("::ffff:0:0/96"), "0.0.0.0/0");
+        // Shorter than /96 it is not one IPv4 prefix: left as IPv6.
+        assert_eq!(p("::ffff:0:0/80"), "::/80");
+        assert_eq!(
+            host_prefix("::ffff:203.0.113.7".parse().unwrap()).to_string(),
+            "203.0.113.7/32"
+        );
     }
 
     #[test]

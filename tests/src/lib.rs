@@ -10,6 +10,7 @@
 pub mod bpffs;
 pub mod cmd;
 pub mod cpu;
+pub mod crowdsec;
 pub mod daemon;
 pub mod fixture;
 pub mod fleet;

@@ -28,7 +28,68 @@ pub fn run() -> anyhow::Result<()> {
     rust_src(&sysroot)?;
     bpf_linker(&sysroot)?;
     apt_packages()?;
+    crowdsec()?;
     eprintln!("setup: ready");
+    Ok(())
+}
+
+/// Where CrowdSec is unpacked for the tests (`tests/src/crowdsec.rs` looks there).
+fn crowdsec_root() -> PathBuf {
+    cmd::workspace_root().join("target/tools/crowdsec")
+}
+
+/// Downloaded packages are kept here, across clones: CI's fresh checkouts do not fetch again.
+fn deb_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/var/cache"))
+        .join("ipwarden/debs")
+}
+
+/// Debian's crowdsec 1.4.6, unpacked, not installed: its post-install registers with CrowdSec's
+/// central API and fails offline. The tests run its LAPI alone (`crowdsec -no-cs`) with their
+/// own configuration.
+fn crowdsec() -> anyhow::Result<()> {
+    let root = crowdsec_root();
+    if root.join("usr/bin/crowdsec").is_file() && root.join("usr/bin/cscli").is_file() {
+        eprintln!("setup: crowdsec: unpacked at {}", root.display());
+        return Ok(());
+    }
+    let cache = deb_cache();
+    std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+    let cached = || -> anyhow::Result<Option<PathBuf>> {
+        Ok(std::fs::read_dir(&cache)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("crowdsec_") && n.ends_with(".deb"))
+            }))
+    };
+    let deb = match cached()? {
+        Some(d) => d,
+        None => {
+            if !cmd::is_root() {
+                bail!("CrowdSec is needed by the tests: run `cargo xtask setup` as root");
+            }
+            cmd::run(Command::new("apt-get").arg("update").arg("-q"))?;
+            cmd::run(
+                Command::new("apt-get")
+                    .args(["download", "-q", "crowdsec"])
+                    .current_dir(&cache),
+            )?;
+            cached()?.context("apt-get download crowdsec left no .deb")?
+        }
+    };
+    std::fs::create_dir_all(&root)?;
+    cmd::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
+    eprintln!(
+        "setup: crowdsec: unpacked {} at {}",
+        deb.display(),
+        root.display()
+    );
     Ok(())
 }
 
@@ -40,6 +101,7 @@ pub fn is_ready() -> bool {
     rust_src_dir(&sysroot).exists()
         && bpf_linker_version().is_some_and(|v| v.contains(BPF_LINKER_VERSION))
         && APT_PACKAGES.iter().all(|(bin, _)| cmd::on_path(bin))
+        && crowdsec_root().join("usr/bin/crowdsec").is_file()
 }
 
 /// Runs `setup` unless everything is already there.

@@ -98,6 +98,34 @@ pub fn status(conn: &Conn, format: Format) -> anyhow::Result<()> {
             println!("           last error: {e}");
         }
     }
+    if let Some(c) = &s.crowdsec {
+        println!(
+            "crowdsec:  {} {} ({} decisions held, {} full resyncs{})",
+            if c.connected {
+                "connected to"
+            } else {
+                "DISCONNECTED from"
+            },
+            c.lapi_url,
+            c.held,
+            c.resyncs,
+            if c.last_resync_missing + c.last_resync_stale > 0 {
+                format!(
+                    ", the last found {} missing and {} stale",
+                    c.last_resync_missing, c.last_resync_stale
+                )
+            } else {
+                String::new()
+            }
+        );
+        if !c.ignored.is_empty() {
+            let why: Vec<String> = c.ignored.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            println!("           ignored: {}", why.join(", "));
+        }
+        if let Some(e) = &c.last_error {
+            println!("           last error: {e}");
+        }
+    }
     for w in &s.warnings {
         println!("warning:   {w}");
     }

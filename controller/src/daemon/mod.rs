@@ -91,6 +91,8 @@ pub enum DaemonError {
     Client(#[source] crate::enrich::client::ClientBuildError),
     #[error("fleet mode")]
     Fleet(#[source] crate::fleet::FleetError),
+    #[error("the CrowdSec link")]
+    Crowdsec(#[source] crate::crowdsec::CrowdsecError),
 }
 
 /// Loads the configuration and applies the command-line overrides.
@@ -256,9 +258,23 @@ async fn serve(
         ),
         None => None,
     };
+    let crowdsec = match &cfg.crowdsec {
+        Some(c) => {
+            let rate = crate::decision::ChallengeRate {
+                pps: cfg.scoring.challenge_pps,
+                burst: cfg.scoring.challenge_burst,
+            };
+            let started = crate::crowdsec::start(c, rate, sources_tx.clone())
+                .map_err(DaemonError::Crowdsec)?;
+            engine.set_crowdsec(started.link);
+            tracing::info!(lapi = %c.lapi_url, poll = ?c.poll_interval, resync = ?c.resync_interval, "CrowdSec bouncer on");
+            Some(started.task)
+        }
+        None => None,
+    };
     let engine = Arc::new(Mutex::new(engine));
     let worker = pipeline.clone().map(|p| tokio::spawn(p.run(answers_tx)));
-    // Outside decision sources (feeds, CrowdSec) get a clone of `sources_tx`.
+    // Outside decision sources (feeds) get a clone of `sources_tx`.
     drop(sources_tx);
     let listener = server::bind(&cfg.daemon.socket)?;
     let handler_engine = engine.clone();
@@ -284,6 +300,9 @@ async fn serve(
         w.abort();
     }
     if let Some((task, _)) = fleet {
+        task.abort();
+    }
+    if let Some(task) = crowdsec {
         task.abort();
     }
     let _ = std::fs::remove_file(&cfg.daemon.socket);

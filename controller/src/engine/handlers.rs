@@ -211,6 +211,7 @@ impl Engine {
             ipasis: self.enrichment().map(|p| p.view()),
             warnings: self.warnings.iter().cloned().collect(),
             fleet: self.fleet.as_ref().map(|l| Box::new(l.view())),
+            crowdsec: self.crowdsec.as_ref().map(|l| Box::new(l.view())),
         }
     }
 

@@ -94,6 +94,7 @@ pub struct Engine {
     last_prune_ms: u64,
     sinks: Vec<Box<dyn Sink>>,
     fleet: Option<Arc<crate::fleet::Link>>,
+    crowdsec: Option<Arc<crate::crowdsec::Link>>,
 }
 
 impl Engine {
@@ -124,12 +125,18 @@ impl Engine {
             last_prune_ms: 0,
             sinks: Vec::new(),
             fleet: None,
+            crowdsec: None,
         }
     }
 
     /// Adds a place every committed change goes to.
     pub fn add_sink(&mut self, sink: Box<dyn Sink>) {
         self.sinks.push(sink);
+    }
+
+    /// The CrowdSec link, for `status`.
+    pub fn set_crowdsec(&mut self, link: Arc<crate::crowdsec::Link>) {
+        self.crowdsec = Some(link);
     }
 
     /// The fleet link, for `status`.

@@ -139,7 +139,7 @@ impl Engine {
     /// returns it as enacted (a repeat offender's TTL lengthened).
     pub fn propose(&mut self, d: Decision) -> Result<Decision, EngineError> {
         let mut d = d;
-        d.prefix = d.prefix.trunc();
+        d.prefix = crate::net::unmap(d.prefix).trunc();
         if let Some(refused) = self.refusal(d.prefix) {
             return Err(refused);
         }
@@ -160,7 +160,7 @@ impl Engine {
         let mut batch = Vec::with_capacity(decisions.len());
         let mut fresh = 0;
         for mut d in decisions {
-            d.prefix = d.prefix.trunc();
+            d.prefix = crate::net::unmap(d.prefix).trunc();
             if let Some(why) = self.refusal(d.prefix) {
                 applied.refused += 1;
                 if applied.refused <= 10 {

@@ -183,6 +183,9 @@ pub struct StatusView {
     /// The fleet link, when `[fleet]` is configured (boxed: most hosts have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<Box<crate::fleet::FleetView>>,
+    /// The CrowdSec link, when `[crowdsec]` is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crowdsec: Option<Box<crate::crowdsec::CrowdsecView>>,
 }
 
 /// One attachment in `status`.

@@ -1,0 +1,397 @@
+//! CrowdSec as a decision source: ipwarden is the XDP bouncer CrowdSec does not have.
+//!
+//! One task pulls the local API's decision stream (`GET /v1/decisions/stream`, header
+//! `X-Api-Key`): the whole set once (`startup=true`), then deltas every `poll_interval`, and the
+//! whole set again every `resync_interval`, which heals deltas the LAPI lost (1.4.6 timestamps a
+//! batch before saving it, so a delta request mid-batch misses part of it for good) and lifts
+//! what was deleted while ipwarden was away. Decisions enter the engine as origin `crowdsec`,
+//! held per CrowdSec decision type (a ban and a captcha on one value stay apart), with the
+//! scenario as reason. Unreachable: what is known stays enforced and the task retries with
+//! backoff; `status` shows the link.
+
+pub mod lapi;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use crate::{
+    config::CrowdsecConfig,
+    decision::{ChallengeRate, Decision, Holder, Origin, now_unix_ms},
+    engine::SourceEvent,
+    net::{V6_SOURCE_PREFIX, host_prefix},
+};
+use lapi::{LapiDecision, StreamAnswer};
+
+/// Longest reason kept from a scenario name.
+const MAX_REASON: usize = 256;
+
+/// What `status` says about the CrowdSec link.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CrowdsecView {
+    pub lapi_url: String,
+    pub connected: bool,
+    /// Decisions held from CrowdSec.
+    pub held: usize,
+    pub last_pull_unix_ms: Option<u64>,
+    pub resyncs: u64,
+    pub last_resync_unix_ms: Option<u64>,
+    /// What the last full resync found that deltas had not said: decisions missing here, and
+    /// decisions held here that CrowdSec no longer has.
+    pub last_resync_missing: u64,
+    pub last_resync_stale: u64,
+    /// Decisions not enforced, by why (`type captcha2`, `scope Country`, `origin CAPI`,
+    /// `value`, `expired`).
+    pub ignored: BTreeMap<String, u64>,
+    pub last_error: Option<String>,
+}
+
+/// The shared view.
+#[derive(Debug, Default)]
+pub struct Link(Mutex<CrowdsecView>);
+
+impl Link {
+    pub fn view(&self) -> CrowdsecView {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut CrowdsecView)) {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+/// Why the link could not start.
+#[derive(Debug, Error)]
+pub enum CrowdsecError {
+    #[error("the CrowdSec bouncer key {path}")]
+    Key {
+        path: std::path::PathBuf,
+        #[source]
+        source: crate::enrich::key::KeyError,
+    },
+    #[error("building the HTTP client")]
+    Http(#[source] reqwest::Error),
+}
+
+/// Why a pull failed.
+#[derive(Debug, Error)]
+enum PullError {
+    #[error(
+        "the LAPI refused the bouncer key from {key_file} (403): check it with `cscli bouncers list`"
+    )]
+    Forbidden { key_file: String },
+    #[error("the LAPI answered {0}")]
+    Status(u16),
+    #[error("cannot reach the LAPI: {0}")]
+    Transport(String),
+    #[error("the LAPI's answer is larger than {0} bytes (crowdsec.max_body)")]
+    TooLarge(usize),
+    #[error(transparent)]
+    Body(#[from] lapi::LapiError),
+}
+
+/// The running link.
+pub struct Crowdsec {
+    pub link: Arc<Link>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the task. The key is read (and its mode checked) here, so a bad key file stops the
+/// daemon at start; it is sent only in the `X-Api-Key` header.
+pub fn start(
+    cfg: &CrowdsecConfig,
+    challenge: ChallengeRate,
+    sources: mpsc::Sender<SourceEvent>,
+) -> Result<Crowdsec, CrowdsecError> {
+    let key = crate::enrich::ApiKey::from_file(&cfg.api_key_file).map_err(|source| {
+        CrowdsecError::Key {
+            path: cfg.api_key_file.clone(),
+            source,
+        }
+    })?;
+    let mut header =
+        reqwest::header::HeaderValue::from_str(key.expose()).map_err(|_| CrowdsecError::Key {
+            path: cfg.api_key_file.clone(),
+            source: crate::enrich::key::KeyError::Malformed {
+                origin: cfg.api_key_file.display().to_string(),
+            },
+        })?;
+    header.set_sensitive(true);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("ipwarden/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(cfg.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(CrowdsecError::Http)?;
+    let link = Arc::new(Link(Mutex::new(CrowdsecView {
+        lapi_url: cfg.lapi_url.clone(),
+        ..CrowdsecView::default()
+    })));
+    let task = tokio::spawn(
+        Puller {
+            cfg: cfg.clone(),
+            http,
+            key: header,
+            challenge,
+            link: link.clone(),
+            sources,
+            held: HashMap::new(),
+        }
+        .run(),
+    );
+    Ok(Crowdsec { link, task })
+}
+
+struct Puller {
+    cfg: CrowdsecConfig,
+    http: reqwest::Client,
+    key: reqwest::header::HeaderValue,
+    challenge: ChallengeRate,
+    link: Arc<Link>,
+    sources: mpsc::Sender<SourceEvent>,
+    /// What this source holds in the engine: (prefix, type) → expiry, to measure resyncs.
+    held: HashMap<(IpNet, String), Option<u64>>,
+}
+
+impl Puller {
+    async fn run(mut self) {
+        let mut full_due = Instant::now();
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let full = Instant::now() >= full_due;
+            match self.pull(full).await {
+                Ok(answer) => {
+                    backoff = Duration::from_secs(1);
+                    self.link.update(|v| {
+                        v.connected = true;
+                        v.last_error = None;
+                        v.last_pull_unix_ms = Some(now_unix_ms());
+                    });
+                    let applied = if full {
+                        self.apply_full(answer).await
+                    } else {
+                        self.apply_delta(answer).await
+                    };
+                    if applied.is_err() {
+                        return; // the daemon is stopping
+                    }
+                    if full {
+                        full_due = Instant::now() + self.cfg.resync_interval;
+                    }
+                    tokio::time::sleep(self.cfg.poll_interval).await;
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    self.link.update(|v| {
+                        if v.last_error.as_deref() != Some(message.as_str()) {
+                            tracing::error!(error = %message, lapi = %self.cfg.lapi_url, "CrowdSec: pulling decisions failed; what is known stays enforced");
+                        }
+                        v.connected = false;
+                        v.last_error = Some(message);
+                    });
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
+    }
+
+    async fn pull(&self, startup: bool) -> Result<StreamAnswer, PullError> {
+        let url = format!(
+            "{}/v1/decisions/stream?startup={startup}",
+            self.cfg.lapi_url.trim_end_matches('/')
+        );
+        let transport = |e: reqwest::Error| PullError::Transport(e.without_url().to_string());
+        let mut response = self
+            .http
+            .get(url)
+            .header("X-Api-Key", self.key.clone())
+            .send()
+            .await
+            .map_err(transport)?;
+        match response.status().as_u16() {
+            200 => {}
+            403 => {
+                return Err(PullError::Forbidden {
+                    key_file: self.cfg.api_key_file.display().to_string(),
+                });
+            }
+            s => return Err(PullError::Status(s)),
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > self.cfg.max_body {
+                return Err(PullError::TooLarge(self.cfg.max_body));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(StreamAnswer::parse(&body)?)
+    }
+
+    /// One LAPI decision as a decision here, or why it is not enforced.
+    fn decision(&self, d: &LapiDecision, now_ms: u64) -> Result<Decision, String> {
+        let (prefix, kind) = self.key_of(d)?;
+        let action = self.cfg.types[&kind];
+        let Some(ttl) = lapi::go_duration(&d.duration).map_err(|_| "duration".to_owned())? else {
+            return Err("expired".to_owned());
+        };
+        let mut reason = if d.scenario.is_empty() {
+            format!("crowdsec {kind}")
+        } else {
+            d.scenario.clone()
+        };
+        if reason.len() > MAX_REASON {
+            let mut cut = MAX_REASON;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason.truncate(cut);
+        }
+        Ok(Decision::new(
+            prefix,
+            action,
+            Holder::named(Origin::Crowdsec, kind),
+            reason,
+            now_ms,
+            Some(ttl),
+        )
+        .with_rate(self.challenge))
+    }
+
+    /// The prefix and type a LAPI decision is held under, or why it is ignored.
+    fn key_of(&self, d: &LapiDecision) -> Result<(IpNet, String), String> {
+        if !self
+            .cfg
+            .scopes
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(&d.scope))
+        {
+            return Err(format!("scope {}", short(&d.scope)));
+        }
+        if !self.cfg.origins.is_empty() && !self.cfg.origins.iter().any(|o| o == &d.origin) {
+            return Err(format!("origin {}", short(&d.origin)));
+        }
+        let kind = d.kind.to_ascii_lowercase();
+        if !self.cfg.types.contains_key(&kind) {
+            return Err(format!("type {}", short(&d.kind)));
+        }
+        let prefix = lapi::value_prefix(&d.value).map_err(|_| "value".to_owned())?;
+        // CrowdSec's /128s per /64 (the unit sources are judged by), unless told otherwise: a
+        // /128 each would fill the LPM trie.
+        let prefix = match prefix {
+            IpNet::V6(n) if !self.cfg.v6_exact && n.prefix_len() > V6_SOURCE_PREFIX => {
+                host_prefix(IpAddr::V6(n.addr()))
+            }
+            p => p,
+        };
+        Ok((prefix, kind))
+    }
+
+    fn ignored(&self, why: String) {
+        self.link
+            .update(|v| *v.ignored.entry(why).or_default() += 1);
+    }
+
+    async fn apply_full(&mut self, answer: StreamAnswer) -> Result<(), ()> {
+        let now = now_unix_ms();
+        let mut decisions = Vec::new();
+        let mut held = HashMap::new();
+        for d in answer.new.unwrap_or_default() {
+            match self.decision(&d, now) {
+                Ok(x) => {
+                    held.insert((x.prefix, d.kind.to_ascii_lowercase()), x.expires_unix_ms);
+                    decisions.push(x);
+                }
+                Err(why) => self.ignored(why),
+            }
+        }
+        let missing = held.keys().filter(|k| !self.held.contains_key(*k)).count() as u64;
+        let stale = self.held.keys().filter(|k| !held.contains_key(*k)).count() as u64;
+        let first = self.link.view().resyncs == 0;
+        if !first && missing + stale > 0 {
+            tracing::warn!(
+                missing,
+                stale,
+                "CrowdSec: the full resync found what deltas had not said; healed"
+            );
+        }
+        tracing::info!(decisions = decisions.len(), "CrowdSec: full decision set");
+        self.held = held;
+        let n = self.held.len();
+        self.link.update(|v| {
+            v.resyncs += 1;
+            v.last_resync_unix_ms = Some(now);
+            if !first {
+                v.last_resync_missing = missing;
+                v.last_resync_stale = stale;
+            }
+            v.held = n;
+        });
+        self.sources
+            .send(SourceEvent::ReplaceOrigin {
+                origin: Origin::Crowdsec,
+                decisions,
+            })
+            .await
+            .map_err(drop)
+    }
+
+    async fn apply_delta(&mut self, answer: StreamAnswer) -> Result<(), ()> {
+        let now = now_unix_ms();
+        let mut gone: BTreeMap<String, Vec<IpNet>> = BTreeMap::new();
+        for d in answer.deleted.unwrap_or_default() {
+            // The LAPI repeats recent deletions for a while: deleting what is not held is a
+            // no-op in the engine.
+            if let Ok((prefix, kind)) = self.key_of(&d)
+                && self.held.remove(&(prefix, kind.clone())).is_some()
+            {
+                gone.entry(kind).or_default().push(prefix);
+            }
+        }
+        let mut new = Vec::new();
+        for d in answer.new.unwrap_or_default() {
+            match self.decision(&d, now) {
+                Ok(x) => {
+                    self.held
+                        .insert((x.prefix, d.kind.to_ascii_lowercase()), x.expires_unix_ms);
+                    new.push(x);
+                }
+                Err(why) => self.ignored(why),
+            }
+        }
+        for (kind, prefixes) in gone {
+            self.sources
+                .send(SourceEvent::Withdraw {
+                    holder: Holder::named(Origin::Crowdsec, kind),
+                    prefixes,
+                })
+                .await
+                .map_err(drop)?;
+        }
+        if !new.is_empty() {
+            self.sources
+                .send(SourceEvent::Propose(new))
+                .await
+                .map_err(drop)?;
+        }
+        // Expired entries leave the engine by themselves; forget them here too.
+        self.held.retain(|_, e| e.is_none_or(|e| e > now));
+        let n = self.held.len();
+        self.link.update(|v| v.held = n);
+        Ok(())
+    }
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(32).collect()
+}
