@@ -105,6 +105,27 @@ pub enum Command {
         /// Only decisions of this origin.
         #[arg(long, value_enum)]
         origin: Option<Origin>,
+        /// At most this many decisions.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// Load many decisions in one durable transaction.
+    ///
+    /// Reads plain prefix lines (`#` comments), CSV (the first column holding an address or
+    /// prefix), `cscli decisions list -o json` output, or what `ipwarden export --json` wrote.
+    /// Bad lines are reported with their number and skipped. A bare IPv6 address means its /64;
+    /// IPv4-mapped addresses are IPv4.
+    Import(ImportArgs),
+    /// Write every decision as JSON, in the shape `import` reads.
+    Export {
+        #[command(flatten)]
+        conn: Conn,
+        /// JSON (the only format; the flag says so explicitly).
+        #[arg(long)]
+        json: bool,
+        /// Only decisions of this origin.
+        #[arg(long, value_enum)]
+        origin: Option<Origin>,
     },
     /// Show expired and lifted decisions (kept for decisions.history_retention), newest last.
     History {
@@ -238,6 +259,23 @@ pub struct BlockArgs {
     /// The source within the origin (a feed's name).
     #[arg(long, value_name = "NAME", hide = true)]
     pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The file, or `-` for standard input.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub conn: Conn,
+    /// Hold the decisions as this origin: `manual` (default) or `feed` with --name.
+    #[arg(long, value_enum, default_value_t = Origin::Manual)]
+    pub origin: Origin,
+    /// The source within the origin (a feed's name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// TTL of entries that carry none [default: decisions.default_ttl].
+    #[arg(long, value_parser = parse_ttl)]
+    pub ttl: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@ pub mod detect;
 pub mod engine;
 pub mod enrich;
 pub mod fleet;
+pub mod import;
 pub mod ipc;
 pub mod net;
 pub mod output;

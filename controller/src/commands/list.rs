@@ -1,8 +1,10 @@
 //! `ipwarden list` and `ipwarden history`.
 
+use std::io::Write as _;
+
 use ipnet::IpNet;
 use ipwarden::{
-    cli::{ActionArg, Conn, Format},
+    cli::{ActionArg, Conn, Format, ImportArgs},
     decision::{Action, Decision, Origin, now_unix_ms},
     ipc::protocol::{Request, Response},
     output::table,
@@ -13,26 +15,81 @@ fn holder(d: &Decision) -> String {
     d.holder().to_string()
 }
 
+/// Decisions per answer: a million would not fit in one (16 MiB).
+const PAGE: usize = 20_000;
+
+/// Every decision (of `origin`), page by page, handed to `each` in prefix order; stops after
+/// `limit`.
+fn pages(
+    conn: &Conn,
+    origin: Option<Origin>,
+    limit: Option<usize>,
+    mut each: impl FnMut(Decision) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut after = None;
+    let mut left = limit.unwrap_or(usize::MAX);
+    loop {
+        let request = Request::List {
+            origin,
+            after,
+            limit: Some(PAGE.min(left.max(1))),
+        };
+        let response = super::call(conn, request)?;
+        let Response::Decisions { decisions, next } = response else {
+            return super::unexpected(&response);
+        };
+        for d in decisions {
+            if left == 0 {
+                return Ok(());
+            }
+            left -= 1;
+            each(d)?;
+        }
+        match next {
+            Some(n) if left > 0 => after = Some(n),
+            _ => return Ok(()),
+        }
+    }
+}
+
 pub fn run(
     conn: &Conn,
     format: Format,
     action: Option<ActionArg>,
     origin: Option<Origin>,
+    limit: Option<usize>,
 ) -> anyhow::Result<()> {
-    let response = super::call(conn, Request::List { origin })?;
-    let Response::Decisions { mut decisions } = response else {
-        return super::unexpected(&response);
-    };
-    if let Some(a) = action {
-        let want = match a {
-            ActionArg::Block => Action::Block,
-            ActionArg::Challenge => Action::Challenge,
-        };
-        decisions.retain(|d| d.action == want);
-    }
+    let want = action.map(|a| match a {
+        ActionArg::Block => Action::Block,
+        ActionArg::Challenge => Action::Challenge,
+    });
+    let keep = |d: &Decision| want.is_none_or(|w| d.action == w);
     if format.json {
-        return super::print_json(&Response::Decisions { decisions });
+        // Streamed in the shape of one `decisions` answer, so a million need no second copy.
+        let out = std::io::stdout();
+        let mut out = std::io::BufWriter::new(out.lock());
+        write!(out, "{{\"type\":\"decisions\",\"decisions\":[")?;
+        let mut first = true;
+        pages(conn, origin, limit, |d| {
+            if keep(&d) {
+                if !first {
+                    out.write_all(b",")?;
+                }
+                first = false;
+                serde_json::to_writer(&mut out, &d)?;
+            }
+            Ok(())
+        })?;
+        writeln!(out, "]}}")?;
+        return Ok(out.flush()?);
     }
+    let mut decisions = Vec::new();
+    pages(conn, origin, limit, |d| {
+        if keep(&d) {
+            decisions.push(d);
+        }
+        Ok(())
+    })?;
     let now = now_unix_ms();
     let rows: Vec<Vec<String>> = decisions
         .iter()
@@ -99,4 +156,56 @@ pub fn history(
         )
     );
     Ok(())
+}
+
+/// Largest file `import` reads.
+const MAX_IMPORT: u64 = 512 << 20;
+
+pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    let read = if args.file.as_os_str() == "-" {
+        std::io::stdin()
+            .take(MAX_IMPORT + 1)
+            .read_to_string(&mut text)
+    } else {
+        std::fs::File::open(&args.file)
+            .and_then(|f| f.take(MAX_IMPORT + 1).read_to_string(&mut text))
+    };
+    read.map_err(|e| anyhow::anyhow!("reading {}: {e}", args.file.display()))?;
+    anyhow::ensure!(
+        text.len() as u64 <= MAX_IMPORT,
+        "{} is larger than {MAX_IMPORT} bytes",
+        args.file.display()
+    );
+    let parsed = ipwarden::import::parse(&text);
+    drop(text);
+    for s in parsed.skipped.iter().take(20) {
+        eprintln!("{}:{}: skipped: {}", args.file.display(), s.at, s.why);
+    }
+    if parsed.skipped.len() > 20 {
+        eprintln!("… and {} more skipped", parsed.skipped.len() - 20);
+    }
+    let n = parsed.entries.len();
+    let response = super::call(
+        &args.conn,
+        Request::Import {
+            decisions: parsed.entries,
+            origin: (args.origin != Origin::Manual).then_some(args.origin),
+            source: args.name.clone(),
+            ttl_secs: args.ttl.map(|t| t.as_secs().max(1)),
+        },
+    )?;
+    let Response::Imported { enacted, refused } = response else {
+        return super::unexpected(&response);
+    };
+    println!(
+        "imported {enacted} of {n} decisions ({refused} refused: allowlisted or /0; {} lines skipped)",
+        parsed.skipped.len()
+    );
+    Ok(())
+}
+
+pub fn export(conn: &Conn, origin: Option<Origin>) -> anyhow::Result<()> {
+    run(conn, Format { json: true }, None, origin, None)
 }

@@ -35,7 +35,10 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             format,
             action,
             origin,
-        } => list::run(&conn, format, action, origin),
+            limit,
+        } => list::run(&conn, format, action, origin, limit),
+        Command::Import(args) => list::import(&args),
+        Command::Export { conn, origin, .. } => list::export(&conn, origin),
         Command::History {
             prefix,
             limit,

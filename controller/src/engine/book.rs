@@ -103,6 +103,28 @@ impl Book {
         self.by_prefix.values().flatten()
     }
 
+    /// A page of decisions: those of the prefixes after `after`, stopping once `limit` is
+    /// reached (a prefix's holders are never split); and the cursor of the next page (the last
+    /// prefix of this one), `None` when nothing follows.
+    pub fn page(
+        &self,
+        after: Option<IpNet>,
+        limit: usize,
+        keep: impl Fn(&Decision) -> bool,
+    ) -> (Vec<&Decision>, Option<IpNet>) {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let start = after.map_or(Unbounded, Excluded);
+        let mut out = Vec::new();
+        let mut prefixes = self.by_prefix.range((start, Unbounded)).peekable();
+        while let Some((p, holders)) = prefixes.next() {
+            out.extend(holders.iter().filter(|d| keep(d)));
+            if out.len() >= limit && prefixes.peek().is_some() {
+                return (out, Some(*p));
+            }
+        }
+        (out, None)
+    }
+
     /// The enforced decision of every prefix.
     pub fn effective_all(&self) -> impl Iterator<Item = &Decision> {
         self.by_prefix.values().filter_map(|h| strongest(h))
@@ -237,6 +259,40 @@ mod tests {
         b.remove(&p, &v);
         assert_eq!(b.effective(&p).unwrap().action, Action::Challenge);
         assert_eq!(b.effective_without(&p, &Holder::of(Origin::Ipasis)), None);
+    }
+
+    #[test]
+    fn pages_cover_everything_once_and_never_split_a_prefix() {
+        let mut b = Book::default();
+        for i in 0..10u8 {
+            b.insert(block(
+                &format!("203.0.113.{i}/32"),
+                Holder::of(Origin::Manual),
+                None,
+            ));
+            b.insert(block(
+                &format!("203.0.113.{i}/32"),
+                Holder::of(Origin::Velocity),
+                Some(5),
+            ));
+        }
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let (page, next) = b.page(after, 3, |_| true);
+            assert!(page.len() >= 3 || next.is_none());
+            assert_eq!(page.len() % 2, 0, "a prefix's two holders stay together");
+            seen.extend(page.iter().map(|d| (d.prefix, d.origin)));
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 20);
+        seen.dedup();
+        assert_eq!(seen.len(), 20);
+        let (velocity, _) = b.page(None, usize::MAX, |d| d.origin == Origin::Velocity);
+        assert_eq!(velocity.len(), 10);
     }
 
     #[test]

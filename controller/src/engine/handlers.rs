@@ -56,14 +56,25 @@ impl Engine {
                 source,
                 all_origins,
             } => self.handle_unblock(prefix, origin, source, all_origins),
-            Request::List { origin } => Response::Decisions {
-                decisions: self
-                    .book
-                    .iter()
-                    .filter(|d| origin.is_none_or(|o| d.origin == o))
-                    .cloned()
-                    .collect(),
-            },
+            Request::List {
+                origin,
+                after,
+                limit,
+            } => {
+                let (page, next) = self.book.page(after, limit.unwrap_or(usize::MAX), |d| {
+                    origin.is_none_or(|o| d.origin == o)
+                });
+                Response::Decisions {
+                    decisions: page.into_iter().cloned().collect(),
+                    next,
+                }
+            }
+            Request::Import {
+                decisions,
+                origin,
+                source,
+                ttl_secs,
+            } => self.handle_import(decisions, holder(origin, source), ttl_secs),
             Request::History { prefix, limit } => {
                 match self.store.history(prefix.map(|p| p.trunc()), limit) {
                     Ok(entries) => Response::History { entries },
@@ -104,6 +115,38 @@ impl Engine {
                     None => error(format!("no cached IPASIS answer for {addr}")),
                 }
             }
+        }
+    }
+
+    fn handle_import(
+        &mut self,
+        entries: Vec<crate::import::Entry>,
+        holder: Holder,
+        ttl_secs: Option<u64>,
+    ) -> Response {
+        if !matches!(holder.origin, Origin::Manual | Origin::Feed) {
+            return error(super::EngineError::NotOperatorOrigin {
+                origin: holder.origin,
+            });
+        }
+        let now = crate::decision::now_unix_ms();
+        let default_ttl = ttl_secs
+            .map(Duration::from_secs)
+            .unwrap_or(self.cfg.decisions.default_ttl);
+        let rate = crate::decision::ChallengeRate {
+            pps: self.cfg.scoring.challenge_pps,
+            burst: self.cfg.scoring.challenge_burst,
+        };
+        let decisions = entries
+            .into_iter()
+            .map(|e| e.decision(&holder, now, default_ttl, rate))
+            .collect();
+        match self.propose_batch(decisions) {
+            Ok(a) => Response::Imported {
+                enacted: a.enacted,
+                refused: a.refused,
+            },
+            Err(e) => error(e),
         }
     }
 

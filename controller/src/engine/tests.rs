@@ -170,7 +170,11 @@ fn block_is_stored_projected_listed_and_restored() {
         f.entry(0, "203.0.113.7/32"),
         Some((ipwarden_common::Action::BLOCK, Reason::MANUAL))
     );
-    let Response::Decisions { decisions } = f.ok(Request::List { origin: None }) else {
+    let Response::Decisions { decisions, .. } = f.ok(Request::List {
+        origin: None,
+        after: None,
+        limit: None,
+    }) else {
         panic!()
     };
     assert_eq!(decisions, vec![decision.clone()]);
@@ -254,8 +258,10 @@ fn list_filters_by_origin() {
     f.ok(block("203.0.113.7"));
     f.ok(feed_block("203.0.113.7", "drop", 60));
     f.ok(feed_block("203.0.113.8", "drop", 60));
-    let Response::Decisions { decisions } = f.ok(Request::List {
+    let Response::Decisions { decisions, .. } = f.ok(Request::List {
         origin: Some(Origin::Feed),
+        after: None,
+        limit: None,
     }) else {
         panic!()
     };
@@ -265,6 +271,54 @@ fn list_filters_by_origin() {
             .iter()
             .all(|d| d.source.as_deref() == Some("drop"))
     );
+}
+
+#[test]
+fn an_import_is_one_batch_with_refusals_counted() {
+    let mut f = Fixture::new();
+    let parsed = crate::import::parse("203.0.113.1\n192.0.2.5\n::ffff:198.51.100.3\nbad\n");
+    assert_eq!(parsed.skipped.len(), 1);
+    let Response::Imported { enacted, refused } = f.ok(Request::Import {
+        decisions: parsed.entries,
+        origin: Some(Origin::Feed),
+        source: Some("list".into()),
+        ttl_secs: Some(60),
+    }) else {
+        panic!()
+    };
+    assert_eq!((enacted, refused), (2, 1), "192.0.2.5 is allowlisted");
+    assert_eq!(f.entry(0, "198.51.100.3/32").unwrap().1, Reason::FEED);
+    let d = f
+        .engine
+        .book()
+        .get(&net("203.0.113.1/32"), &Holder::named(Origin::Feed, "list"))
+        .unwrap()
+        .clone();
+    assert_eq!(d.ttl(), Some(Duration::from_secs(60)));
+    // Pages: everything once, in prefix order.
+    let Response::Decisions { decisions, next } = f.ok(Request::List {
+        origin: None,
+        after: None,
+        limit: Some(1),
+    }) else {
+        panic!()
+    };
+    assert_eq!((decisions.len(), next), (1, Some(net("198.51.100.3/32"))));
+    let Response::Decisions { decisions, next } = f.ok(Request::List {
+        origin: None,
+        after: next,
+        limit: Some(1),
+    }) else {
+        panic!()
+    };
+    assert_eq!((decisions[0].prefix, next), (net("203.0.113.1/32"), None));
+    let message = f.err(Request::Import {
+        decisions: Vec::new(),
+        origin: Some(Origin::Crowdsec),
+        source: None,
+        ttl_secs: None,
+    });
+    assert!(message.contains("not on the command line"), "{message}");
 }
 
 #[test]

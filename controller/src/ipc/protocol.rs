@@ -21,8 +21,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest request or response line, newline included.
 pub const MAX_FRAME: usize = 16 << 20;
 
-/// Largest request line the daemon reads (requests are small; this bounds a hostile peer).
-pub const MAX_REQUEST: usize = 64 << 10;
+/// Largest request line the daemon reads. Most requests are small; an `import` of a million
+/// prefixes is about 50 MB. Only root (or the daemon's user) can connect at all.
+pub const MAX_REQUEST: usize = 128 << 20;
 
 fn default_history_limit() -> usize {
     1000
@@ -69,6 +70,24 @@ pub enum Request {
         /// Only this origin's decisions.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         origin: Option<Origin>,
+        /// A page: prefixes after this one (the previous page's `next`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<IpNet>,
+        /// At most about this many decisions (a prefix's holders are never split); without it,
+        /// every decision (which a million of would not fit in one answer: the CLI pages).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+    },
+    /// Many decisions in one durable transaction (`ipwarden import`).
+    Import {
+        decisions: Vec<crate::import::Entry>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<Origin>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+        /// TTL of entries without their own; `None`: `decisions.default_ttl`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl_secs: Option<u64>,
     },
     /// Expired and lifted decisions, newest last.
     History {
@@ -131,6 +150,14 @@ pub enum Response {
     },
     Decisions {
         decisions: Vec<Decision>,
+        /// When paging: where the next page starts (`null` on the last page).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<IpNet>,
+    },
+    /// What an import did.
+    Imported {
+        enacted: usize,
+        refused: usize,
     },
     Allow {
         allow: Vec<AllowView>,
@@ -273,7 +300,14 @@ mod tests {
         assert_eq!(top.request, Request::Top { n: 5 });
         // What the previous release's CLI sends still reads.
         let list: Envelope = serde_json::from_str(r#"{"version":1,"cmd":"list"}"#).unwrap();
-        assert_eq!(list.request, Request::List { origin: None });
+        assert_eq!(
+            list.request,
+            Request::List {
+                origin: None,
+                after: None,
+                limit: None
+            }
+        );
         let unblock: Envelope =
             serde_json::from_str(r#"{"version":1,"cmd":"unblock","prefix":"203.0.113.7/32"}"#)
                 .unwrap();

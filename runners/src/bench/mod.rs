@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod fleet;
 pub mod frames;
 pub mod kernel;
+pub mod listing;
 pub mod live;
 pub mod report;
 

@@ -26,6 +26,12 @@ fn main() -> anyhow::Result<()> {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("bench")),
     };
+    if args.first().map(String::as_str) == Some("listing") {
+        let mut md = String::new();
+        listing_section(&mut md, opts.quick)?;
+        println!("{md}");
+        return Ok(());
+    }
     if args.first().map(String::as_str) == Some("fleet") {
         // The fleet section alone, printed.
         let mut md = String::new();
@@ -513,6 +519,9 @@ fn run(opts: &bench::Options) -> anyhow::Result<()> {
         d.reaction_uncached.as_secs_f64() * 1e3 / poll
     );
 
+    eprintln!("decisions at a million: import and list");
+    listing_section(&mut md, opts.quick)?;
+
     eprintln!("fleet: propagation and join");
     fleet_section(&mut md, opts.quick)?;
 
@@ -729,6 +738,24 @@ A JetStream server (Debian's nats-server 2.9.10) on a hub namespace, {} peer dae
         "- a host joining a bucket of {} decisions: {:.2} s from its start until its maps hold them all\n",
         f.join,
         f.join_time.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Section 6: decisions at a million through the daemon and the CLI.
+fn listing_section(md: &mut String, quick: bool) -> anyhow::Result<()> {
+    let n = if quick { 100_000 } else { 1_000_000 };
+    let f = bench::listing::measure(n)?;
+    let _ = writeln!(
+        md,
+        "## 6. Decisions at a million\n\nThe real daemon (default configuration) and CLI; {} IPv6 /64s.\n\n- `ipwarden import FILE` ({} lines; parse, one request, one durable transaction, then the maps): {:.2} s\n- `ipwarden list --json` of all of them (paged, {} per answer, streamed; {:.0} MB of JSON): {:.2} s\n- daemon peak RSS: {:.0} MB\n",
+        f.decisions,
+        f.decisions,
+        f.import.as_secs_f64(),
+        20_000,
+        f.list_bytes as f64 / 1e6,
+        f.list_json.as_secs_f64(),
+        f.daemon_peak_mb
     );
     Ok(())
 }

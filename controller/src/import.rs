@@ -1,0 +1,293 @@
+//! What `ipwarden import` reads: plain prefix lines (with `#` comments), CSV (the first column
+//! that is an address or prefix), `cscli decisions list -o json` (alerts with their decisions, or
+//! bare decisions) and `ipwarden export --json` / `list --json`. Bad lines are reported with their
+//! number and skipped; nothing else is lost.
+
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{
+    decision::{Action, ChallengeRate, Decision, Holder},
+    net::parse_prefix,
+};
+
+/// One decision to import.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub prefix: IpNet,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Its own TTL, if the input said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Entry {
+    fn of(prefix: IpNet) -> Self {
+        Self {
+            prefix,
+            action: None,
+            ttl_secs: None,
+            reason: None,
+        }
+    }
+
+    /// The decision it becomes under `holder`.
+    pub fn decision(
+        self,
+        holder: &Holder,
+        now_ms: u64,
+        default_ttl: Duration,
+        rate: ChallengeRate,
+    ) -> Decision {
+        let ttl = self.ttl_secs.map_or(default_ttl, Duration::from_secs);
+        let reason = self
+            .reason
+            .unwrap_or_else(|| format!("imported ({holder})"));
+        Decision::new(
+            self.prefix,
+            self.action.unwrap_or(Action::Block),
+            holder.clone(),
+            reason,
+            now_ms,
+            Some(ttl),
+        )
+        .with_rate(rate)
+    }
+}
+
+/// A line (or JSON element) that was skipped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// 1-based line (text) or element (JSON) number.
+    pub at: usize,
+    pub why: String,
+}
+
+/// What was read.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub entries: Vec<Entry>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Reads any of the supported shapes.
+pub fn parse(text: &str) -> Parsed {
+    match text.trim_start().as_bytes().first() {
+        Some(b'[') | Some(b'{') => match serde_json::from_str::<Value>(text) {
+            Ok(v) => json(v),
+            // Not one JSON document: JSON lines.
+            Err(_) => json_lines(text),
+        },
+        _ => lines(text),
+    }
+}
+
+fn lines(text: &str) -> Parsed {
+    let mut out = Parsed::default();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let found = line
+            .split([',', ';', '\t', ' '])
+            .map(|f| f.trim().trim_matches('"'))
+            .find_map(|f| parse_prefix(f).ok());
+        match found {
+            Some(p) => out.entries.push(Entry::of(p)),
+            // A CSV header names no address: skipped quietly.
+            None if i == 0 && line.contains(',') => {}
+            None => out.skipped.push(Skipped {
+                at: i + 1,
+                why: format!("no address or prefix in `{}`", short(line)),
+            }),
+        }
+    }
+    out
+}
+
+fn json_lines(text: &str) -> Parsed {
+    let mut out = Parsed::default();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Value>(line) {
+            Ok(v) => element(&v, i + 1, &mut out),
+            Err(e) => out.skipped.push(Skipped {
+                at: i + 1,
+                why: format!("not JSON: {e}"),
+            }),
+        }
+    }
+    out
+}
+
+fn json(v: Value) -> Parsed {
+    let mut out = Parsed::default();
+    let items = match v {
+        Value::Array(items) => items,
+        Value::Object(mut o) => match o.remove("decisions") {
+            Some(Value::Array(items)) => items,
+            _ => vec![Value::Object(o)],
+        },
+        _ => Vec::new(),
+    };
+    for (i, item) in items.iter().enumerate() {
+        element(item, i + 1, &mut out);
+    }
+    out
+}
+
+/// One JSON element: ours (`prefix`), a CrowdSec decision (`value`), or a CrowdSec alert with
+/// its `decisions`.
+fn element(v: &Value, at: usize, out: &mut Parsed) {
+    if let Some(Value::Array(ds)) = v.get("decisions") {
+        for d in ds {
+            element(d, at, out);
+        }
+        return;
+    }
+    let skip = |why: String| Skipped { at, why };
+    if v.get("prefix").is_some() {
+        match serde_json::from_value::<ExportedDecision>(v.clone()) {
+            Ok(d) => out.entries.push(Entry {
+                prefix: crate::net::unmap(d.prefix).trunc(),
+                action: Some(d.action),
+                ttl_secs: d
+                    .expires_unix_ms
+                    .map(|e| e.saturating_sub(crate::decision::now_unix_ms()) / 1000),
+                reason: Some(d.reason),
+            }),
+            Err(e) => out.skipped.push(skip(format!("not a decision: {e}"))),
+        }
+        return;
+    }
+    let Some(value) = v.get("value").and_then(Value::as_str) else {
+        out.skipped.push(skip("no `prefix` or `value`".into()));
+        return;
+    };
+    let prefix = match crate::crowdsec::lapi::value_prefix(value) {
+        Ok(p) => p,
+        Err(e) => {
+            out.skipped.push(skip(e.to_string()));
+            return;
+        }
+    };
+    let ttl = v
+        .get("duration")
+        .and_then(Value::as_str)
+        .and_then(|d| crate::crowdsec::lapi::go_duration(d).ok().flatten());
+    let action = match v.get("type").and_then(Value::as_str) {
+        Some("captcha") => Some(Action::Challenge),
+        _ => Some(Action::Block),
+    };
+    out.entries.push(Entry {
+        prefix,
+        action,
+        ttl_secs: ttl.map(|t| t.as_secs().max(1)),
+        reason: v
+            .get("scenario")
+            .and_then(Value::as_str)
+            .map(|s| s.chars().take(256).collect()),
+    });
+}
+
+/// The fields of an exported decision that import keeps.
+#[derive(Deserialize)]
+struct ExportedDecision {
+    prefix: IpNet,
+    action: Action,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    expires_unix_ms: Option<u64>,
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(60).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefixes(p: &Parsed) -> Vec<String> {
+        p.entries.iter().map(|e| e.prefix.to_string()).collect()
+    }
+
+    #[test]
+    fn plain_lines_with_comments_and_bad_lines_numbered() {
+        let p = parse(
+            "# a list\n203.0.113.7\n198.51.100.0/24 ; DROP ref\n\nnot-an-ip\n2001:db8:2::9\n::ffff:192.0.2.9\n",
+        );
+        assert_eq!(
+            prefixes(&p),
+            [
+                "203.0.113.7/32",
+                "198.51.100.0/24",
+                "2001:db8:2::/64",
+                "192.0.2.9/32"
+            ]
+        );
+        assert_eq!(p.skipped.len(), 1);
+        assert_eq!(p.skipped[0].at, 5);
+        assert!(p.skipped[0].why.contains("not-an-ip"));
+    }
+
+    #[test]
+    fn csv_takes_the_first_address_column_and_skips_the_header() {
+        let p = parse(
+            "id,source,ip,reason\n1,crowdsec,203.0.113.7,ssh-bf\n2,cscli,\"198.51.100.9\",x\n3,cscli,,y\n",
+        );
+        assert_eq!(prefixes(&p), ["203.0.113.7/32", "198.51.100.9/32"]);
+        assert_eq!(p.skipped.len(), 1);
+        assert_eq!(p.skipped[0].at, 4);
+    }
+
+    #[test]
+    fn cscli_json_alerts_and_decisions() {
+        let alerts = r#"[{"id":1,"scenario":"ssh-bf","decisions":[{"value":"203.0.113.7","scope":"Ip","type":"ban","duration":"3h59m","scenario":"crowdsecurity/ssh-bf"},{"value":"203.0.113.8/30","scope":"Range","type":"captcha","duration":"1h"}]}]"#;
+        let p = parse(alerts);
+        assert_eq!(prefixes(&p), ["203.0.113.7/32", "203.0.113.8/30"]);
+        assert_eq!(p.entries[0].ttl_secs, Some(3 * 3600 + 59 * 60));
+        assert_eq!(p.entries[1].action, Some(Action::Challenge));
+        assert_eq!(p.entries[0].reason.as_deref(), Some("crowdsecurity/ssh-bf"));
+        let p = parse(r#"[{"value":"nonsense"},{"nothing":1}]"#);
+        assert!(p.entries.is_empty());
+        assert_eq!(p.skipped.iter().map(|s| s.at).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn our_export_round_trips() {
+        let d = Decision::block(
+            "198.51.100.0/24".parse().unwrap(),
+            Holder::of(crate::decision::Origin::Manual),
+            "seen in logs",
+            crate::decision::now_unix_ms(),
+            Some(Duration::from_secs(3600)),
+        );
+        let export = serde_json::json!({ "type": "decisions", "decisions": [d] }).to_string();
+        let p = parse(&export);
+        assert_eq!(prefixes(&p), ["198.51.100.0/24"]);
+        let e = &p.entries[0];
+        assert_eq!(e.reason.as_deref(), Some("seen in logs"));
+        assert!(
+            e.ttl_secs.is_some_and(|t| (3590..=3600).contains(&t)),
+            "{e:?}"
+        );
+        // JSON lines too.
+        let p = parse(&format!(
+            "{}\n{{\"prefix\":\"bad\"}}\n",
+            serde_json::to_string(&d).unwrap()
+        ));
+        assert_eq!(prefixes(&p), ["198.51.100.0/24"]);
+        assert_eq!(p.skipped[0].at, 2);
+    }
+}
