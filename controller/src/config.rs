@@ -8,7 +8,7 @@ use std::{
 };
 
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::{
@@ -61,6 +61,7 @@ pub struct Config {
     pub scoring: ScoringConfig,
     pub fleet: Option<FleetConfig>,
     pub crowdsec: Option<CrowdsecConfig>,
+    pub feeds: Vec<FeedConfig>,
 }
 
 /// `[daemon]`: where the daemon runs and what it attaches to.
@@ -222,6 +223,142 @@ impl Default for DecisionsConfig {
             max_ttl: Duration::from_secs(7 * 24 * 3600),
             history_retention: Duration::from_secs(7 * 24 * 3600),
         }
+    }
+}
+
+/// What a feed is used for.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedUse {
+    /// Its prefixes are blocked (held as `feed:<name>`).
+    #[default]
+    Block,
+    /// Its prefixes carry `tag` for the scorer.
+    Tag,
+}
+
+/// A tag a feed gives its prefixes: the scorer counts it like IPASIS's flag of that name.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Tag {
+    Hosting,
+    Tor,
+    Proxy,
+}
+
+impl Tag {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hosting => "hosting",
+            Self::Tor => "tor",
+            Self::Proxy => "proxy",
+        }
+    }
+}
+
+/// `[[feeds]]`: a threat feed or a published range list.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FeedConfig {
+    /// Names the feed's decisions (`feed:<name>`) and its copy in the state directory.
+    pub name: String,
+    /// `https://…`, `http://…`, or `file:/path`.
+    pub url: String,
+    pub format: crate::feeds::Format,
+    #[serde(rename = "use", default)]
+    pub use_: FeedUse,
+    /// With `use = "tag"`: `hosting`, `tor` or `proxy`.
+    #[serde(default)]
+    pub tag: Option<Tag>,
+    #[serde(with = "humantime_serde", default = "FeedConfig::default_refresh")]
+    pub refresh: Duration,
+    /// Lifetime of a block, renewed at each refresh [default: 2 × refresh].
+    #[serde(with = "humantime_serde", default)]
+    pub ttl: Option<Duration>,
+    /// A refresh that loses more than this share of the prefixes at once is held.
+    #[serde(default = "FeedConfig::default_max_shrink")]
+    pub max_shrink: f64,
+    #[serde(default = "FeedConfig::default_max_body")]
+    pub max_body: usize,
+    #[serde(with = "humantime_serde", default = "FeedConfig::default_timeout")]
+    pub timeout: Duration,
+}
+
+impl FeedConfig {
+    fn default_refresh() -> Duration {
+        Duration::from_secs(3600)
+    }
+
+    fn default_max_shrink() -> f64 {
+        0.5
+    }
+
+    fn default_max_body() -> usize {
+        64 << 20
+    }
+
+    fn default_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+
+    /// A block's lifetime.
+    pub fn ttl(&self) -> Duration {
+        self.ttl.unwrap_or(self.refresh * 2)
+    }
+
+    fn validate(
+        &self,
+        invalid: &impl Fn(&'static str, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            return Err(invalid(
+                "feeds.name",
+                &format!(
+                    "`{}` must be 1 to 64 letters, digits, `-` or `_`",
+                    self.name
+                ),
+            ));
+        }
+        if !["https://", "http://", "file:"]
+            .iter()
+            .any(|s| self.url.starts_with(s))
+        {
+            return Err(invalid(
+                "feeds.url",
+                &format!(
+                    "feed {}: must start with https://, http:// or file:",
+                    self.name
+                ),
+            ));
+        }
+        if (self.use_ == FeedUse::Tag) != self.tag.is_some() {
+            return Err(invalid(
+                "feeds.tag",
+                &format!(
+                    "feed {}: set tag (hosting, tor, proxy) exactly when use = \"tag\"",
+                    self.name
+                ),
+            ));
+        }
+        if self.refresh < Duration::from_secs(1) || self.ttl() < self.refresh {
+            return Err(invalid(
+                "feeds.refresh",
+                &format!(
+                    "feed {}: refresh must be at least 1s and ttl at least refresh",
+                    self.name
+                ),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.max_shrink) {
+            return Err(invalid("feeds.max_shrink", "must be between 0 and 1"));
+        }
+        Ok(())
     }
 }
 
@@ -758,6 +895,16 @@ impl Config {
         }
         if let Some(c) = &self.crowdsec {
             c.validate(&invalid)?;
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for f in &self.feeds {
+            f.validate(&invalid)?;
+            if !names.insert(&f.name) {
+                return Err(invalid(
+                    "feeds.name",
+                    &format!("`{}` names two feeds", f.name),
+                ));
+            }
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ pub mod decision;
 pub mod detect;
 pub mod engine;
 pub mod enrich;
+pub mod feeds;
 pub mod fleet;
 pub mod import;
 pub mod ipc;

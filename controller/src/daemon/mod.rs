@@ -272,9 +272,17 @@ async fn serve(
         }
         None => None,
     };
+    let feeds = if cfg.feeds.is_empty() {
+        Vec::new()
+    } else {
+        let (views, tasks) =
+            crate::feeds::start(&cfg.feeds, &cfg.daemon.state_dir, sources_tx.clone());
+        engine.set_feeds(views);
+        tracing::info!(feeds = cfg.feeds.len(), "feeds on");
+        tasks
+    };
     let engine = Arc::new(Mutex::new(engine));
     let worker = pipeline.clone().map(|p| tokio::spawn(p.run(answers_tx)));
-    // Outside decision sources (feeds) get a clone of `sources_tx`.
     drop(sources_tx);
     let listener = server::bind(&cfg.daemon.socket)?;
     let handler_engine = engine.clone();
@@ -303,6 +311,9 @@ async fn serve(
         task.abort();
     }
     if let Some(task) = crowdsec {
+        task.abort();
+    }
+    for task in feeds {
         task.abort();
     }
     let _ = std::fs::remove_file(&cfg.daemon.socket);

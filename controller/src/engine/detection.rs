@@ -106,6 +106,13 @@ impl Engine {
             tracing::info!(%source, %allow, %origin, "{what} is allowlisted: not blocked");
             return Ok(());
         }
+        // With enrichment on, feed tags that reach a verdict by themselves save the request.
+        if let Some(addr) = addr
+            && self.enrich.is_some()
+            && self.decide_from_tags(source, addr, rates.pps)?
+        {
+            return Ok(());
+        }
         if let (Some(addr), Some(pipeline)) = (addr, self.enrich.clone()) {
             return self.enrich_or_queue(&pipeline, source, addr, rates);
         }

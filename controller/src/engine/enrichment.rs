@@ -8,7 +8,7 @@ use ipnet::IpNet;
 
 use super::{Engine, EngineError};
 use crate::{
-    config::OnError,
+    config::{OnError, Tag},
     decision::{Action, ChallengeRate, Decision, Holder, Origin, now_unix_ms},
     detect::Rates,
     enrich::{EnrichError, Pipeline, Record, pipeline::Enriched, queue::Candidate},
@@ -109,18 +109,81 @@ impl Engine {
         Ok(answer)
     }
 
-    /// Scores an answer and proposes the verdict.
+    /// A heavy hitter whose feed tags alone reach a verdict is decided with no API call; whether
+    /// it was.
+    pub(super) fn decide_from_tags(
+        &mut self,
+        source: IpNet,
+        addr: IpAddr,
+        pps: f64,
+    ) -> Result<bool, EngineError> {
+        let tags: Vec<(Tag, String)> = self
+            .tags
+            .of(addr)
+            .into_iter()
+            .map(|(t, f)| (t, f.to_owned()))
+            .collect();
+        if tags.is_empty() {
+            return Ok(false);
+        }
+        let none = Record::default();
+        let record = with_tags(&none, &tags);
+        let mut sc = score::score(&record, pps, self.cfg.velocity_pps(), &self.cfg.scoring);
+        let action = match sc.verdict {
+            Verdict::Allow => return Ok(false),
+            Verdict::Block => Action::Block,
+            Verdict::Challenge => Action::Challenge,
+        };
+        sc.factors = credit(sc.factors, &none, &tags);
+        let feeds: Vec<&str> = tags.iter().map(|(_, f)| f.as_str()).collect();
+        let reason = format!(
+            "feed {}: {} ({})",
+            feeds.join(", "),
+            sc.because,
+            sc.factors
+                .iter()
+                .map(|f| format!("{} {:+}", f.name, f.weight))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let d = Decision::new(
+            source,
+            action,
+            Holder::named(Origin::Feed, feeds[0]),
+            reason,
+            now_unix_ms(),
+            Some(self.cfg.decisions.default_ttl),
+        )
+        .with_score(sc.value, sc.factors)
+        .with_rate(ChallengeRate {
+            pps: self.cfg.scoring.challenge_pps,
+            burst: self.cfg.scoring.challenge_burst,
+        });
+        tracing::info!(%source, feeds = ?feeds, "decided from feed tags, no IPASIS request");
+        self.propose(d).map(|_| true)
+    }
+
+    /// Scores an answer (with any feed tags of the source) and proposes the verdict.
     fn decide(
         &mut self,
         source: IpNet,
         record: Option<&Record>,
         pps: f64,
     ) -> Result<(), EngineError> {
-        let Some(record) = record else {
+        let Some(answer) = record else {
             tracing::debug!(%source, "IPASIS rejected the address earlier; no enrichment decision");
             return Ok(());
         };
-        let sc = score::score(record, pps, self.cfg.velocity_pps(), &self.cfg.scoring);
+        let tags: Vec<(Tag, String)> = self
+            .tags
+            .of(source.network())
+            .into_iter()
+            .map(|(t, f)| (t, f.to_owned()))
+            .collect();
+        let merged = with_tags(answer, &tags);
+        let record = &merged;
+        let mut sc = score::score(record, pps, self.cfg.velocity_pps(), &self.cfg.scoring);
+        sc.factors = credit(sc.factors, answer, &tags);
         let signals: Vec<String> = sc
             .factors
             .iter()
@@ -199,4 +262,40 @@ impl Engine {
         ))
         .map(drop)
     }
+}
+
+/// `r` with the flags feed tags set.
+fn with_tags(r: &Record, tags: &[(Tag, String)]) -> Record {
+    let mut r = r.clone();
+    for (t, _) in tags {
+        match t {
+            Tag::Hosting => r.hosting = Some(true),
+            Tag::Tor => r.tor = Some(true),
+            Tag::Proxy => r.proxy = Some(true),
+        }
+    }
+    r
+}
+
+/// Names the feed behind each factor that a tag supplied and the answer did not (`explain`
+/// shows `hosting (feed aws)`).
+fn credit(
+    factors: Vec<crate::score::Factor>,
+    answer: &Record,
+    tags: &[(Tag, String)],
+) -> Vec<crate::score::Factor> {
+    let had = |t: Tag| match t {
+        Tag::Hosting => answer.hosting == Some(true),
+        Tag::Tor => answer.tor == Some(true),
+        Tag::Proxy => answer.proxy == Some(true),
+    };
+    factors
+        .into_iter()
+        .map(|mut f| {
+            if let Some((_, feed)) = tags.iter().find(|(t, _)| t.name() == f.name && !had(*t)) {
+                f.name = format!("{} (feed {feed})", f.name);
+            }
+            f
+        })
+        .collect()
 }

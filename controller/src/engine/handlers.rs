@@ -255,6 +255,7 @@ impl Engine {
             warnings: self.warnings.iter().cloned().collect(),
             fleet: self.fleet.as_ref().map(|l| Box::new(l.view())),
             crowdsec: self.crowdsec.as_ref().map(|l| Box::new(l.view())),
+            feeds: self.feeds.as_ref().map(|f| f.all()).unwrap_or_default(),
         }
     }
 

@@ -24,6 +24,7 @@ mod error;
 mod handlers;
 pub mod memory;
 pub mod sources;
+mod tags;
 #[cfg(test)]
 mod tests;
 
@@ -95,6 +96,8 @@ pub struct Engine {
     sinks: Vec<Box<dyn Sink>>,
     fleet: Option<Arc<crate::fleet::Link>>,
     crowdsec: Option<Arc<crate::crowdsec::Link>>,
+    feeds: Option<Arc<crate::feeds::Views>>,
+    tags: tags::Tags,
 }
 
 impl Engine {
@@ -126,12 +129,19 @@ impl Engine {
             sinks: Vec::new(),
             fleet: None,
             crowdsec: None,
+            feeds: None,
+            tags: tags::Tags::default(),
         }
     }
 
     /// Adds a place every committed change goes to.
     pub fn add_sink(&mut self, sink: Box<dyn Sink>) {
         self.sinks.push(sink);
+    }
+
+    /// The feeds' states, for `status`.
+    pub fn set_feeds(&mut self, views: Arc<crate::feeds::Views>) {
+        self.feeds = Some(views);
     }
 
     /// The CrowdSec link, for `status`.

@@ -37,6 +37,12 @@ pub enum SourceEvent {
     /// How far a source got (a bucket revision): stored once the events before it are applied,
     /// so that a restart resumes after it.
     Checkpoint { key: String, value: u64 },
+    /// A feed's tagged prefixes (replacing its earlier set): the scorer uses the tag.
+    Tags {
+        feed: String,
+        tag: crate::config::Tag,
+        prefixes: Vec<IpNet>,
+    },
 }
 
 /// What a batch did.
@@ -247,6 +253,18 @@ impl Engine {
             SourceEvent::Checkpoint { key, value } => {
                 self.store.set_meta(&key, value)?;
                 Ok(Applied::default())
+            }
+            SourceEvent::Tags {
+                feed,
+                tag,
+                prefixes,
+            } => {
+                let n = prefixes.len();
+                self.tags.set(feed, tag, prefixes);
+                Ok(Applied {
+                    enacted: n,
+                    ..Applied::default()
+                })
             }
         }
     }

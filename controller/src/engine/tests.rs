@@ -712,6 +712,71 @@ impl BlockRequestFor {
     }
 }
 
+#[test]
+fn feed_tags_join_the_score_and_name_their_feed() {
+    let mut f = Fixture::new();
+    f.engine
+        .apply(SourceEvent::Tags {
+            feed: "cloud".into(),
+            tag: crate::config::Tag::Hosting,
+            prefixes: vec![net("203.0.113.0/24")],
+        })
+        .unwrap();
+    // Tags alone: hosting +50 reaches the challenge threshold.
+    assert!(
+        f.engine
+            .decide_from_tags(
+                net("203.0.113.66/32"),
+                "203.0.113.66".parse().unwrap(),
+                10.0
+            )
+            .unwrap()
+    );
+    let d = f
+        .engine
+        .book()
+        .get(
+            &net("203.0.113.66/32"),
+            &Holder::named(Origin::Feed, "cloud"),
+        )
+        .expect("a decision from the tags")
+        .clone();
+    assert_eq!(d.action, Action::Challenge);
+    assert_eq!(d.factors[0].name, "hosting (feed cloud)");
+    assert!(d.reason.starts_with("feed cloud:"), "{}", d.reason);
+    // Untagged: nothing decided from tags.
+    assert!(
+        !f.engine
+            .decide_from_tags(
+                net("198.51.100.9/32"),
+                "198.51.100.9".parse().unwrap(),
+                10.0
+            )
+            .unwrap()
+    );
+    // An IPASIS answer (proxy) plus the tag (hosting): 80, a block, the tag credited.
+    f.engine.on_enriched(Enriched {
+        candidate: Candidate {
+            source: net("203.0.113.77/32"),
+            addr: "203.0.113.77".parse().unwrap(),
+            pps: 10.0,
+        },
+        result: Ok(Record {
+            proxy: Some(true),
+            ..Record::default()
+        }),
+    });
+    let d = f
+        .engine
+        .book()
+        .get(&net("203.0.113.77/32"), &Holder::of(Origin::Ipasis))
+        .expect("an ipasis decision")
+        .clone();
+    assert_eq!((d.action, d.score), (Action::Block, Some(80)));
+    let names: Vec<&str> = d.factors.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["hosting (feed cloud)", "proxy"]);
+}
+
 // --- partial failure and resync -------------------------------------------------------------
 
 #[test]

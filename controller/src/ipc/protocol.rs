@@ -213,6 +213,9 @@ pub struct StatusView {
     /// The CrowdSec link, when `[crowdsec]` is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crowdsec: Option<Box<crate::crowdsec::CrowdsecView>>,
+    /// Every `[[feeds]]` entry's state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feeds: Vec<crate::feeds::FeedView>,
 }
 
 /// One attachment in `status`.
