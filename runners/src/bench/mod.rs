@@ -12,6 +12,7 @@ pub mod kernel;
 pub mod listing;
 pub mod live;
 pub mod report;
+pub mod sources;
 
 use std::path::PathBuf;
 
