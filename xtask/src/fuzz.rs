@@ -10,12 +10,15 @@ use clap::Args;
 use crate::{cmd, setup};
 
 /// Every target, in `fuzz/fuzz_targets/`.
-const TARGETS: [&str; 5] = [
+const TARGETS: [&str; 8] = [
     "packet_parser",
     "ipasis_record",
     "config",
     "control_request",
     "cli_prefix",
+    "crowdsec_stream",
+    "fleet_value",
+    "feed_body",
 ];
 
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
