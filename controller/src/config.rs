@@ -389,6 +389,12 @@ pub struct CrowdsecConfig {
     pub max_body: usize,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Report ipwarden's own velocity and IPASIS decisions to the LAPI as alerts (watcher).
+    pub push: bool,
+    /// The watcher's machine name (`cscli machines add NAME`).
+    pub login: String,
+    /// Its password, in a file (mode 0600).
+    pub password_file: Option<PathBuf>,
 }
 
 impl Default for CrowdsecConfig {
@@ -408,6 +414,9 @@ impl Default for CrowdsecConfig {
             v6_exact: false,
             max_body: 256 << 20,
             timeout: Duration::from_secs(60),
+            push: false,
+            login: String::new(),
+            password_file: None,
         }
     }
 }
@@ -446,6 +455,12 @@ impl CrowdsecConfig {
             return Err(invalid(
                 "crowdsec.types",
                 "maps no decision type: nothing would be enforced",
+            ));
+        }
+        if self.push && (self.login.is_empty() || self.password_file.is_none()) {
+            return Err(invalid(
+                "crowdsec.push",
+                "needs crowdsec.login and crowdsec.password_file (from `cscli machines add`)",
             ));
         }
         if self.max_body < 1024 || self.timeout.is_zero() {

@@ -178,6 +178,25 @@ impl Lapi {
             .expect("chmod");
     }
 
+    /// Watcher credentials: a machine `name` whose password is written to `path` (mode 0600).
+    pub fn machine(&self, name: &str, path: &Path) {
+        let password = format!("pw-{}-{}", std::process::id(), name);
+        let out = self.dir.path().join(format!("{name}.credentials.yaml"));
+        self.cscli(&[
+            "machines",
+            "add",
+            name,
+            "--password",
+            &password,
+            "--force",
+            "-f",
+            out.to_str().expect("utf-8"),
+        ]);
+        std::fs::write(path, &password).expect("writing the password");
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("lapi.log")).unwrap_or_default()
     }

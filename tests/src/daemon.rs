@@ -315,6 +315,18 @@ impl DaemonEnv {
             .collect()
     }
 
+    /// The kernel's entry for exactly `prefix` (as `203.0.113.7/32`): its action and reason
+    /// code, i.e. which origin's decision the data plane enforces.
+    pub fn enforced(&self, prefix: &str) -> Option<(u8, u32)> {
+        self.ipw
+            .dataplane()
+            .blocks()
+            .expect("reading the block maps")
+            .into_iter()
+            .find(|r| r.net.to_string() == prefix)
+            .map(|r| (r.entry.action, r.entry.reason))
+    }
+
     /// Datagrams delivered out of `n` sent from `src` to the edge's UDP port 7000.
     pub fn delivered(&self, src: std::net::IpAddr, n: usize) -> usize {
         let to = (crate::topology::EDGE_V4, 7000).into();

@@ -30,3 +30,16 @@ pub use ipwarden::Ipwarden;
 pub use netns::NetNs;
 pub use privilege::require_privileges;
 pub use topology::Topology;
+
+/// Polls `cond` every 50 ms until it holds; panics naming `what` after `limit`. For conditions
+/// that become true by themselves (a decision propagating), never for timings.
+pub fn eventually(what: &str, limit: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {limit:?}: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

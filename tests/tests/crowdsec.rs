@@ -8,11 +8,11 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use ipwarden_common::{Action, Reason};
-use ipwarden_tests::{DaemonEnv, crowdsec::Lapi};
+use ipwarden_tests::{DaemonEnv, crowdsec::Lapi, eventually};
 
 const BANNED: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 20);
 const IN_RANGE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 33);
@@ -34,25 +34,6 @@ resync_interval = "3s"
         lapi.url(),
         key.display()
     )
-}
-
-/// The kernel's entry for exactly `prefix`: (action, reason).
-fn entry(env: &DaemonEnv, prefix: &str) -> Option<(u8, u32)> {
-    env.ipw
-        .dataplane()
-        .blocks()
-        .expect("reading the block maps")
-        .into_iter()
-        .find(|r| r.net.to_string() == prefix)
-        .map(|r| (r.entry.action, r.entry.reason))
-}
-
-fn eventually(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -86,7 +67,7 @@ fn crowdsec_decisions_are_enforced_in_xdp() {
         "ban",
     ]);
     eventually("the ban reaches the maps", Duration::from_secs(5), || {
-        entry(&env, "203.0.113.20/32") == block
+        env.enforced("203.0.113.20/32") == block
     });
     assert_eq!(env.delivered(BANNED.into(), 30), 0);
     let listed = env.home.json(&["list", "--origin", "crowdsec"]);
@@ -103,7 +84,7 @@ fn crowdsec_decisions_are_enforced_in_xdp() {
     // Deleting it lets the traffic through.
     lapi.cscli(&["decisions", "delete", "--ip", "203.0.113.20"]);
     eventually("the deletion lifts it", Duration::from_secs(5), || {
-        entry(&env, "203.0.113.20/32").is_none()
+        env.enforced("203.0.113.20/32").is_none()
     });
     assert_eq!(env.delivered(BANNED.into(), 30), 30);
 
@@ -117,7 +98,7 @@ fn crowdsec_decisions_are_enforced_in_xdp() {
         "1h",
     ]);
     eventually("the range reaches the maps", Duration::from_secs(5), || {
-        entry(&env, "203.0.113.32/29") == block
+        env.enforced("203.0.113.32/29") == block
     });
     assert_eq!(env.delivered(IN_RANGE.into(), 30), 0);
 
@@ -146,7 +127,7 @@ fn crowdsec_decisions_are_enforced_in_xdp() {
     eventually(
         "the ban wins over the captcha",
         Duration::from_secs(5),
-        || entry(&env, "203.0.113.80/32") == block,
+        || env.enforced("203.0.113.80/32") == block,
     );
     lapi.cscli(&[
         "decisions",
@@ -157,7 +138,7 @@ fn crowdsec_decisions_are_enforced_in_xdp() {
         "ban",
     ]);
     eventually("the captcha remains", Duration::from_secs(5), || {
-        entry(&env, "203.0.113.80/32") == Some((Action::CHALLENGE, Reason::CROWDSEC))
+        env.enforced("203.0.113.80/32") == Some((Action::CHALLENGE, Reason::CROWDSEC))
     });
 
     // An IPv4-mapped IPv6 value is enforced as IPv4.
@@ -172,7 +153,7 @@ fn crowdsec_decisions_are_enforced_in_xdp() {
     eventually(
         "the mapped value is enforced as IPv4",
         Duration::from_secs(5),
-        || entry(&env, "203.0.113.60/32") == block,
+        || env.enforced("203.0.113.60/32") == block,
     );
     assert_eq!(env.delivered(MAPPED.into(), 30), 0);
     // So is one typed by an operator.
@@ -207,7 +188,7 @@ fn crowdsec_decisions_are_enforced_in_xdp() {
         },
     );
     assert_eq!(
-        entry(&env, "203.0.113.70/32"),
+        env.enforced("203.0.113.70/32"),
         Some((Action::BLOCK, Reason::MANUAL))
     );
     assert_eq!(env.delivered(BY_HAND.into(), 30), 0);
@@ -231,7 +212,7 @@ fn crowdsec_decisions_are_enforced_in_xdp() {
         },
     );
     assert_eq!(
-        entry(&env, "203.0.113.60/32"),
+        env.enforced("203.0.113.60/32"),
         block,
         "known decisions stay enforced"
     );
@@ -245,4 +226,71 @@ fn crowdsec_decisions_are_enforced_in_xdp() {
     );
     drop(daemon);
     let _ = IpAddr::from(BANNED);
+}
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn velocity_blocks_are_pushed_to_crowdsec_as_alerts() {
+    let flooder = Ipv4Addr::new(203, 0, 113, 7);
+    let env = DaemonEnv::new("", &[flooder.into()]);
+    let lapi = Lapi::start(Some(&env.topo.edge));
+    let dir = env.home.config().parent().unwrap().to_owned();
+    let key = dir.join("crowdsec.key");
+    let password = dir.join("watcher.password");
+    lapi.bouncer_key("ipwarden", &key);
+    lapi.machine("ipwarden-push", &password);
+    std::fs::write(
+        env.home.config(),
+        format!(
+            "[detection]\npoll_interval = \"200ms\"\nwindow = \"2s\"\npps_threshold = 500\n\n[crowdsec]\nlapi_url = \"{}\"\napi_key_file = \"{}\"\npoll_interval = \"300ms\"\npush = true\nlogin = \"ipwarden-push\"\npassword_file = \"{}\"\n",
+            lapi.url(),
+            key.display(),
+            password.display()
+        ),
+    )
+    .unwrap();
+    let _daemon = env.start();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            ipwarden_tests::traffic::udp_flood(
+                &env.topo.client,
+                flooder.into(),
+                (ipwarden_tests::topology::EDGE_V4, 7001).into(),
+                3000,
+                Duration::from_secs(2),
+            )
+        });
+        eventually("velocity blocks the flood", Duration::from_secs(8), || {
+            env.enforced("203.0.113.7/32") == Some((Action::BLOCK, Reason::VELOCITY))
+        });
+    });
+    eventually(
+        "the alert reaches CrowdSec",
+        Duration::from_secs(10),
+        || {
+            let alerts = lapi.cscli(&["alerts", "list", "-o", "json"]);
+            alerts.contains("ipwarden/velocity") && alerts.contains("203.0.113.7")
+        },
+    );
+    let status = env.home.json(&["status"]);
+    assert!(
+        status["crowdsec"]["pushed"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
+    // CrowdSec's copy comes back through the bouncer stream as a second holder, and is not
+    // pushed again.
+    eventually(
+        "CrowdSec's copy is held too",
+        Duration::from_secs(5),
+        || {
+            env.home.json(&["explain", "203.0.113.7"])["decisions"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|d| d["origin"] == "crowdsec"))
+        },
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        env.home.json(&["status"])["crowdsec"]["pushed"].as_u64(),
+        status["crowdsec"]["pushed"].as_u64()
+    );
 }

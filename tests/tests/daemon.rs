@@ -158,13 +158,19 @@ fn manual_decisions_ttl_expiry_allow_precedence_and_refusals() {
     env.home.cli(&["block", "203.0.113.7"]);
     env.home.cli(&["block", "198.51.100.0/25", "--permanent"]);
     let d = env.decisions();
-    let by = |p: &str| d.iter().find(|d| d["prefix"] == p).unwrap().clone();
+    // The manual holder's (the 20-packet bursts above may also have made a velocity decision).
+    let by = |p: &str| {
+        d.iter()
+            .find(|d| d["prefix"] == p && d["origin"] == "manual")
+            .unwrap()
+            .clone()
+    };
     let ttl = by("203.0.113.7/32")["expires_unix_ms"].as_u64().unwrap()
         - by("203.0.113.7/32")["created_unix_ms"].as_u64().unwrap();
     assert_eq!(ttl, 24 * 3600 * 1000);
     assert!(by("198.51.100.0/25")["expires_unix_ms"].is_null());
-    // Unblock lifts it.
-    env.home.cli(&["unblock", "203.0.113.7"]);
+    // Unblock lifts it (every origin's, should velocity also hold it).
+    env.home.cli(&["unblock", "203.0.113.7", "--all-origins"]);
     assert_eq!(env.delivered(ATTACKER.into(), 20), 20);
     env.home.cli(&["unblock", "198.51.100.0/25"]);
 

@@ -9,12 +9,12 @@ use std::{
     net::{IpAddr, Ipv4Addr},
     os::unix::fs::PermissionsExt as _,
     path::Path,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use ipwarden_common::{Action, Reason};
 use ipwarden_tests::{
-    DaemonEnv,
+    DaemonEnv, eventually,
     ipasis_stub::{IpasisStub, Reply, answers},
     topology::EDGE_V4,
     traffic::udp_flood,
@@ -23,24 +23,6 @@ use ipwarden_tests::{
 const LISTED: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
 const LISTED_TOO: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 20);
 const CLOUD: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 88);
-
-fn entry(env: &DaemonEnv, prefix: &str) -> Option<(u8, u32)> {
-    env.ipw
-        .dataplane()
-        .blocks()
-        .expect("reading the block maps")
-        .into_iter()
-        .find(|r| r.net.to_string() == prefix)
-        .map(|r| (r.entry.action, r.entry.reason))
-}
-
-fn eventually(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn write(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
@@ -104,7 +86,7 @@ refresh = "1s"
     // The feed's prefixes are blocked; the malformed line is reported with its number.
     let block = Some((Action::BLOCK, Reason::FEED));
     eventually("the feed reaches the maps", Duration::from_secs(5), || {
-        entry(&env, "203.0.113.0/28") == block && entry(&env, "203.0.113.16/28") == block
+        env.enforced("203.0.113.0/28") == block && env.enforced("203.0.113.16/28") == block
     });
     assert_eq!(env.delivered(LISTED.into(), 30), 0);
     let log = env.home.log_text();
@@ -131,14 +113,14 @@ refresh = "1s"
     eventually(
         "the removed prefix is lifted",
         Duration::from_secs(5),
-        || entry(&env, "203.0.113.16/28").is_none(),
+        || env.enforced("203.0.113.16/28").is_none(),
     );
     assert_eq!(
         env.delivered(LISTED_TOO.into(), 30),
         0,
         "the manual block is gone"
     );
-    assert_eq!(entry(&env, "203.0.113.0/28"), block);
+    assert_eq!(env.enforced("203.0.113.0/28"), block);
 
     // Emptied at once (a truncated download, say): held until seen three times in a row.
     write(&drop_file, "; nothing\n");
@@ -149,11 +131,15 @@ refresh = "1s"
             .iter()
             .any(|f| f["name"] == "drop" && f["held"].is_string())
     });
-    assert_eq!(entry(&env, "203.0.113.0/28"), block, "held: still enforced");
+    assert_eq!(
+        env.enforced("203.0.113.0/28"),
+        block,
+        "held: still enforced"
+    );
     eventually(
         "the confirmed shrink applies",
         Duration::from_secs(8),
-        || entry(&env, "203.0.113.0/28").is_none(),
+        || env.enforced("203.0.113.0/28").is_none(),
     );
 
     // A flood from the tagged cloud range: decided from the tag, no IPASIS request.
@@ -170,7 +156,7 @@ refresh = "1s"
         eventually(
             "the tagged source is decided",
             Duration::from_secs(8),
-            || entry(&env, "203.0.113.88/32").is_some(),
+            || env.enforced("203.0.113.88/32").is_some(),
         );
     });
     let explain = env.home.json(&["explain", "203.0.113.88"]);

@@ -5,12 +5,12 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use ipwarden_common::Reason;
 use ipwarden_tests::{
-    Daemon, DaemonEnv,
+    Daemon, DaemonEnv, eventually,
     fleet::{HUB, Hub},
     ipasis_stub::{IpasisStub, Reply, answers},
     topology::EDGE_V4,
@@ -45,26 +45,6 @@ host_id = "{}"
         hub.nats.url(),
         NAMES[i]
     )
-}
-
-/// The reason code of the kernel's entry for exactly `prefix` on `env`'s edge.
-fn enforced(env: &DaemonEnv, prefix: &str) -> Option<u32> {
-    env.ipw
-        .dataplane()
-        .blocks()
-        .expect("reading the block maps")
-        .into_iter()
-        .find(|r| r.net.to_string() == prefix)
-        .map(|r| r.entry.reason)
-}
-
-/// Polls `cond` every 50 ms for up to `limit`.
-fn eventually(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn fleet_status(env: &DaemonEnv) -> serde_json::Value {
@@ -114,14 +94,14 @@ fn what_one_host_learns_protects_the_others() {
             )
         });
         eventually("A blocks the flood", Duration::from_secs(10), || {
-            enforced(a, flooder) == Some(Reason::VELOCITY)
+            a.enforced(flooder).map(|e| e.1) == Some(Reason::VELOCITY)
         });
     });
     for env in [b, c] {
         eventually(
             "a peer enforces A's decision",
             Duration::from_secs(5),
-            || enforced(env, flooder) == Some(Reason::FLEET),
+            || env.enforced(flooder).map(|e| e.1) == Some(Reason::FLEET),
         );
     }
     assert_eq!(
@@ -145,7 +125,7 @@ fn what_one_host_learns_protects_the_others() {
         .cli(&["unblock", "203.0.113.7", "--origin", "velocity"]);
     for env in [a, b, c] {
         eventually("the lift propagates", Duration::from_secs(5), || {
-            enforced(env, flooder).is_none()
+            env.enforced(flooder).map(|e| e.1).is_none()
         });
     }
     assert_eq!(b.delivered(FLOODER.into(), 50), 50);
@@ -156,17 +136,17 @@ fn what_one_host_learns_protects_the_others() {
         eventually(
             "B's manual block reaches a peer",
             Duration::from_secs(5),
-            || enforced(env, "203.0.113.8/32") == Some(Reason::FLEET),
+            || env.enforced("203.0.113.8/32").map(|e| e.1) == Some(Reason::FLEET),
         );
     }
 
     // A peer's block over C's allowlisted address is refused at C, applied at B.
     a.home.cli(&["block", "203.0.113.9", "--ttl", "1h"]);
     eventually("B applies A's block", Duration::from_secs(5), || {
-        enforced(b, "203.0.113.9/32") == Some(Reason::FLEET)
+        b.enforced("203.0.113.9/32").map(|e| e.1) == Some(Reason::FLEET)
     });
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(enforced(c, "203.0.113.9/32"), None);
+    assert_eq!(c.enforced("203.0.113.9/32").map(|e| e.1), None);
     assert_eq!(c.delivered(ALLOWED_AT_C.into(), 20), 20);
     assert!(
         c.home.log_text().contains("refused"),
@@ -180,7 +160,10 @@ fn what_one_host_learns_protects_the_others() {
         fleet_status(a)["connected"] == false
     });
     a.home.cli(&["block", "203.0.113.10", "--ttl", "1h"]);
-    assert_eq!(enforced(a, "203.0.113.10/32"), Some(Reason::MANUAL));
+    assert_eq!(
+        a.enforced("203.0.113.10/32").map(|e| e.1),
+        Some(Reason::MANUAL)
+    );
     assert!(fleet_status(a)["last_error"].is_string());
     std::thread::sleep(Duration::from_secs(1));
     bed.hub.nats.restart();
@@ -188,7 +171,7 @@ fn what_one_host_learns_protects_the_others() {
         eventually(
             "a decision made during the outage arrives",
             Duration::from_secs(15),
-            || enforced(env, "203.0.113.10/32") == Some(Reason::FLEET),
+            || env.enforced("203.0.113.10/32").map(|e| e.1) == Some(Reason::FLEET),
         );
     }
 
@@ -202,8 +185,8 @@ fn what_one_host_learns_protects_the_others() {
         "the restarted host catches up",
         Duration::from_secs(10),
         || {
-            enforced(c, "203.0.113.11/32") == Some(Reason::FLEET)
-                && enforced(c, "203.0.113.8/32").is_none()
+            c.enforced("203.0.113.11/32").map(|e| e.1) == Some(Reason::FLEET)
+                && c.enforced("203.0.113.8/32").map(|e| e.1).is_none()
         },
     );
     let status = fleet_status(c);
@@ -260,7 +243,7 @@ fn the_same_tor_source_flooding_every_host_costs_one_request() {
         eventually(
             "every host blocks the Tor source",
             Duration::from_secs(10),
-            || enforced(env, "203.0.113.66/32").is_some(),
+            || env.enforced("203.0.113.66/32").map(|e| e.1).is_some(),
         );
     }
     assert_eq!(

@@ -25,17 +25,6 @@ hard_pps_limit = 100000
 hard_ttl = "10m"
 "#;
 
-/// The kernel's entry for the attacker: its reason code (which origin's decision is enforced).
-fn enforced(env: &DaemonEnv) -> Option<u32> {
-    env.ipw
-        .dataplane()
-        .blocks()
-        .expect("reading the block maps")
-        .into_iter()
-        .find(|r| r.net.to_string() == "203.0.113.7/32")
-        .map(|r| r.entry.reason)
-}
-
 /// The holders of the attacker's /32 as `list --json` shows them: `origin` or `origin:source`.
 fn holders(env: &DaemonEnv) -> Vec<String> {
     let mut out: Vec<String> = env
@@ -80,7 +69,10 @@ fn lifting_each_origin_in_turn_leaves_the_right_action_enforced() {
         }
         flood.join().expect("flood thread");
     });
-    assert_eq!(enforced(&env), Some(Reason::VELOCITY));
+    assert_eq!(
+        env.enforced("203.0.113.7/32").map(|e| e.1),
+        Some(Reason::VELOCITY)
+    );
 
     // An operator (1 h) and a test-only feed source (30 min) decide about the same /32.
     env.home.cli(&[
@@ -103,7 +95,10 @@ fn lifting_each_origin_in_turn_leaves_the_right_action_enforced() {
     ]);
     assert_eq!(holders(&env), ["feed:testfeed", "manual", "velocity"]);
     // Of three blocks, the latest expiry (manual) is what the kernel holds.
-    assert_eq!(enforced(&env), Some(Reason::MANUAL));
+    assert_eq!(
+        env.enforced("203.0.113.7/32").map(|e| e.1),
+        Some(Reason::MANUAL)
+    );
     assert_eq!(env.delivered(attacker, 50), 0);
     let explain = env.home.cli(&["explain", "203.0.113.7"]);
     for who in ["by manual", "by feed:testfeed", "by velocity"] {
@@ -117,7 +112,10 @@ fn lifting_each_origin_in_turn_leaves_the_right_action_enforced() {
         "{out}"
     );
     assert_eq!(holders(&env), ["feed:testfeed", "velocity"]);
-    assert_eq!(enforced(&env), Some(Reason::FEED));
+    assert_eq!(
+        env.enforced("203.0.113.7/32").map(|e| e.1),
+        Some(Reason::FEED)
+    );
     assert_eq!(env.delivered(attacker, 50), 0);
 
     // Lifting manual again is refused, naming who still holds it.
@@ -136,14 +134,17 @@ fn lifting_each_origin_in_turn_leaves_the_right_action_enforced() {
         "testfeed",
     ]);
     assert_eq!(holders(&env), ["velocity"]);
-    assert_eq!(enforced(&env), Some(Reason::VELOCITY));
+    assert_eq!(
+        env.enforced("203.0.113.7/32").map(|e| e.1),
+        Some(Reason::VELOCITY)
+    );
     assert_eq!(env.delivered(attacker, 50), 0);
 
     // Lift velocity's: nothing holds the source, and its traffic passes.
     env.home
         .cli(&["unblock", "203.0.113.7", "--origin", "velocity"]);
     assert!(holders(&env).is_empty());
-    assert_eq!(enforced(&env), None);
+    assert_eq!(env.enforced("203.0.113.7/32").map(|e| e.1), None);
     let delivered = env.delivered(attacker, 50);
     assert!(
         delivered >= 45,

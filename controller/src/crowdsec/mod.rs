@@ -10,6 +10,7 @@
 //! backoff; `status` shows the link.
 
 pub mod lapi;
+pub mod push;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -52,6 +53,14 @@ pub struct CrowdsecView {
     /// `value`, `expired`).
     pub ignored: BTreeMap<String, u64>,
     pub last_error: Option<String>,
+    /// Alerts pushed (watcher mode), pushes dropped because the queue was full, the last
+    /// push error.
+    #[serde(default)]
+    pub pushed: u64,
+    #[serde(default)]
+    pub push_dropped: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_error: Option<String>,
 }
 
 /// The shared view.
@@ -66,6 +75,23 @@ impl Link {
     fn update(&self, f: impl FnOnce(&mut CrowdsecView)) {
         f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
     }
+
+    fn pushed(&self, n: u64, dropped: u64) {
+        self.update(|v| {
+            v.pushed += n;
+            v.push_dropped = dropped;
+            v.push_error = None;
+        });
+    }
+
+    fn push_failed(&self, why: &str) {
+        self.update(|v| {
+            if v.push_error.as_deref() != Some(why) {
+                tracing::error!(error = why, "CrowdSec: pushing alerts failed");
+            }
+            v.push_error = Some(why.to_owned());
+        });
+    }
 }
 
 /// Why the link could not start.
@@ -79,6 +105,12 @@ pub enum CrowdsecError {
     },
     #[error("building the HTTP client")]
     Http(#[source] reqwest::Error),
+    #[error("the CrowdSec watcher password {path}")]
+    Password {
+        path: std::path::PathBuf,
+        #[source]
+        source: crate::enrich::key::KeyError,
+    },
 }
 
 /// Why a pull failed.
@@ -102,6 +134,8 @@ enum PullError {
 pub struct Crowdsec {
     pub link: Arc<Link>,
     pub task: tokio::task::JoinHandle<()>,
+    /// With `push`: the engine's sink and the pushing task.
+    pub push: Option<(push::Pusher, tokio::task::JoinHandle<()>)>,
 }
 
 /// Starts the task. The key is read (and its mode checked) here, so a bad key file stops the
@@ -137,6 +171,23 @@ pub fn start(
         lapi_url: cfg.lapi_url.clone(),
         ..CrowdsecView::default()
     })));
+    let push = match (&cfg.push, &cfg.password_file) {
+        (true, Some(path)) => {
+            let password = crate::enrich::ApiKey::from_file(path).map_err(|source| {
+                CrowdsecError::Password {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            Some(push::start(
+                cfg,
+                http.clone(),
+                password.expose().to_owned(),
+                link.clone(),
+            ))
+        }
+        _ => None,
+    };
     let task = tokio::spawn(
         Puller {
             cfg: cfg.clone(),
@@ -149,7 +200,7 @@ pub fn start(
         }
         .run(),
     );
-    Ok(Crowdsec { link, task })
+    Ok(Crowdsec { link, task, push })
 }
 
 struct Puller {

@@ -267,8 +267,13 @@ async fn serve(
             let started = crate::crowdsec::start(c, rate, sources_tx.clone())
                 .map_err(DaemonError::Crowdsec)?;
             engine.set_crowdsec(started.link);
+            let push = started.push.map(|(sink, task)| {
+                engine.add_sink(Box::new(sink));
+                tracing::info!(login = %c.login, "CrowdSec watcher on: velocity and IPASIS decisions are pushed as alerts");
+                task
+            });
             tracing::info!(lapi = %c.lapi_url, poll = ?c.poll_interval, resync = ?c.resync_interval, "CrowdSec bouncer on");
-            Some(started.task)
+            Some((started.task, push))
         }
         None => None,
     };
@@ -310,8 +315,11 @@ async fn serve(
     if let Some((task, _)) = fleet {
         task.abort();
     }
-    if let Some(task) = crowdsec {
+    if let Some((task, push)) = crowdsec {
         task.abort();
+        if let Some(p) = push {
+            p.abort();
+        }
     }
     for task in feeds {
         task.abort();
@@ -446,6 +454,7 @@ async fn poll_loop(
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Runtime)?;
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut backlog: std::collections::VecDeque<SourceEvent> = Default::default();
     loop {
         tokio::select! {
             _ = ticker.tick() => {
@@ -496,6 +505,11 @@ async fn poll_loop(
                 let _ = reply.send(local);
             }
             Some(event) = inbox.sources.recv() => {
+                // A large set is applied in parts, one per turn of this loop: polls and control
+                // requests run in between.
+                backlog.extend(event.chunked(crate::engine::CHUNK));
+            }
+            Some(event) = async { backlog.pop_front() }, if !backlog.is_empty() => {
                 let engine = engine.clone();
                 let _ = tokio::task::spawn_blocking(move || {
                     let mut e = engine.lock().expect("engine lock poisoned");

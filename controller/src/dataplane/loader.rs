@@ -243,7 +243,8 @@ fn attach_in(
         })
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// An error with its sources, on one line (for logs and `status`).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {

@@ -18,7 +18,8 @@ mod rules;
 pub use counters::{GlobalCounters, READ_SLACK_PACKETS, SourceV4, SourceV6};
 pub use error::{DataplaneError, MapLayout};
 pub use loader::{
-    AttachKind, AttachMode, AttachOptions, Attached, Capacities, attach, detach, is_attached,
+    AttachKind, AttachMode, AttachOptions, Attached, Capacities, attach, detach, error_chain,
+    is_attached,
 };
 pub use maps::Dataplane;
 pub use object::{OBJECT, object_is_stub};

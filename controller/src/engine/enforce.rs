@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use ipnet::IpNet;
 use ipwarden_common::BlockEntry;
 
-pub use crate::dataplane::AttachKind;
+pub use crate::dataplane::{AttachKind, error_chain};
 use crate::dataplane::{BlockRule, Dataplane, DataplaneError, GlobalCounters};
 
 /// What the engine needs from one enforcement point.
@@ -224,16 +224,4 @@ impl Planes {
             })
             .collect()
     }
-}
-
-/// An error with its sources, on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
 }

@@ -146,10 +146,31 @@ impl Engine {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let d = Decision::new(
+        let d = self.scored(
             source,
             action,
             Holder::named(Origin::Feed, feeds[0]),
+            reason,
+            sc,
+        );
+        tracing::info!(%source, feeds = ?feeds, "decided from feed tags, no IPASIS request");
+        self.propose(d).map(|_| true)
+    }
+
+    /// A scorer's decision: the score and its factors, `decisions.default_ttl`, and the
+    /// configured challenge rate.
+    fn scored(
+        &self,
+        source: IpNet,
+        action: Action,
+        holder: Holder,
+        reason: String,
+        sc: score::Score,
+    ) -> Decision {
+        Decision::new(
+            source,
+            action,
+            holder,
             reason,
             now_unix_ms(),
             Some(self.cfg.decisions.default_ttl),
@@ -158,9 +179,7 @@ impl Engine {
         .with_rate(ChallengeRate {
             pps: self.cfg.scoring.challenge_pps,
             burst: self.cfg.scoring.challenge_burst,
-        });
-        tracing::info!(%source, feeds = ?feeds, "decided from feed tags, no IPASIS request");
-        self.propose(d).map(|_| true)
+        })
     }
 
     /// Scores an answer (with any feed tags of the source) and proposes the verdict.
@@ -211,19 +230,7 @@ impl Engine {
             Verdict::Block => Action::Block,
             Verdict::Challenge => Action::Challenge,
         };
-        let d = Decision::new(
-            source,
-            action,
-            Holder::of(Origin::Ipasis),
-            reason,
-            now_unix_ms(),
-            Some(self.cfg.decisions.default_ttl),
-        )
-        .with_score(sc.value, sc.factors)
-        .with_rate(ChallengeRate {
-            pps: self.cfg.scoring.challenge_pps,
-            burst: self.cfg.scoring.challenge_burst,
-        });
+        let d = self.scored(source, action, Holder::of(Origin::Ipasis), reason, sc);
         self.propose(d).map(drop)
     }
 

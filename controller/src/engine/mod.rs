@@ -43,7 +43,7 @@ pub use enforce::{AttachKind, Enforcer, Plane, Planes};
 pub use enrichment::EnrichmentState;
 pub use error::EngineError;
 pub use memory::MemoryEnforcer;
-pub use sources::{Applied, BlockRequest, Lift, SourceEvent};
+pub use sources::{Applied, BlockRequest, CHUNK, Lift, Scope, SourceEvent};
 
 use crate::{
     allowlist::Allowlist,
@@ -98,6 +98,11 @@ pub struct Engine {
     crowdsec: Option<Arc<crate::crowdsec::Link>>,
     feeds: Option<Arc<crate::feeds::Views>>,
     tags: tags::Tags,
+    /// Replacements in progress (`SourceEvent::ReplaceBegin`), with what they kept so far.
+    replacing: Vec<(
+        Scope,
+        std::collections::HashSet<(IpNet, crate::decision::Holder)>,
+    )>,
 }
 
 impl Engine {
@@ -131,6 +136,7 @@ impl Engine {
             crowdsec: None,
             feeds: None,
             tags: tags::Tags::default(),
+            replacing: Vec::new(),
         }
     }
 

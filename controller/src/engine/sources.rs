@@ -36,13 +36,83 @@ pub enum SourceEvent {
     },
     /// How far a source got (a bucket revision): stored once the events before it are applied,
     /// so that a restart resumes after it.
-    Checkpoint { key: String, value: u64 },
+    Checkpoint {
+        key: String,
+        value: u64,
+    },
+    /// The start of a replacement sent in parts (see [`SourceEvent::chunked`]): decisions of
+    /// `scope` proposed until the matching `ReplaceEnd` are kept, the others then withdrawn.
+    ReplaceBegin {
+        scope: Scope,
+    },
+    ReplaceEnd {
+        scope: Scope,
+    },
     /// A feed's tagged prefixes (replacing its earlier set): the scorer uses the tag.
     Tags {
         feed: String,
         tag: crate::config::Tag,
         prefixes: Vec<IpNet>,
     },
+}
+
+/// Whose decisions a replacement covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Origin(Origin),
+    Holder(Holder),
+}
+
+impl Scope {
+    fn covers(&self, d: &Decision) -> bool {
+        match self {
+            Self::Origin(o) => d.origin == *o,
+            Self::Holder(h) => d.held_by(h),
+        }
+    }
+}
+
+/// Decisions per part when a large event is applied in parts.
+pub const CHUNK: usize = 5_000;
+
+impl SourceEvent {
+    /// The event as parts of at most `size` decisions, each applied on its own (one durable
+    /// transaction each), so that a 100 000-decision set never holds the engine for long: polls
+    /// and control requests run between the parts. A replacement becomes `ReplaceBegin`, the
+    /// proposals, `ReplaceEnd`.
+    pub fn chunked(self, size: usize) -> Vec<SourceEvent> {
+        let size = size.max(1);
+        let parts = |ds: Vec<Decision>| {
+            let mut out = Vec::new();
+            let mut it = ds.into_iter().peekable();
+            while it.peek().is_some() {
+                out.push(SourceEvent::Propose(it.by_ref().take(size).collect()));
+            }
+            out
+        };
+        match self {
+            SourceEvent::Propose(ds) if ds.len() > size => parts(ds),
+            SourceEvent::Replace { holder, decisions } if decisions.len() > size => {
+                let scope = Scope::Holder(holder);
+                let mut out = vec![SourceEvent::ReplaceBegin {
+                    scope: scope.clone(),
+                }];
+                out.extend(parts(decisions));
+                out.push(SourceEvent::ReplaceEnd { scope });
+                out
+            }
+            SourceEvent::ReplaceOrigin { origin, decisions } if decisions.len() > size => {
+                let scope = Scope::Origin(origin);
+                let mut out = vec![SourceEvent::ReplaceBegin {
+                    scope: scope.clone(),
+                }];
+                out.extend(parts(decisions));
+                out.push(SourceEvent::ReplaceEnd { scope });
+                out
+            }
+            other => vec![other],
+        }
+    }
 }
 
 /// What a batch did.
@@ -179,6 +249,14 @@ impl Engine {
         }
         self.room_for(fresh)?;
         applied.enacted = batch.len();
+        for (scope, kept) in &mut self.replacing {
+            kept.extend(
+                batch
+                    .iter()
+                    .filter(|d| scope.covers(d))
+                    .map(|d| (d.prefix, d.holder())),
+            );
+        }
         let origins: std::collections::BTreeSet<Origin> = batch.iter().map(|d| d.origin).collect();
         self.commit(batch, Vec::new())?;
         if applied.enacted + applied.refused > 0 {
@@ -254,6 +332,31 @@ impl Engine {
                 self.store.set_meta(&key, value)?;
                 Ok(Applied::default())
             }
+            SourceEvent::ReplaceBegin { scope } => {
+                self.replacing.retain(|(s, _)| *s != scope);
+                self.replacing.push((scope, Default::default()));
+                Ok(Applied::default())
+            }
+            SourceEvent::ReplaceEnd { scope } => {
+                let Some(at) = self.replacing.iter().position(|(s, _)| *s == scope) else {
+                    return Ok(Applied::default());
+                };
+                let (scope, kept) = self.replacing.swap_remove(at);
+                let mut stale: std::collections::BTreeMap<Holder, Vec<IpNet>> = Default::default();
+                for d in self.book.iter().filter(|d| scope.covers(d)) {
+                    if !kept.contains(&(d.prefix, d.holder())) {
+                        stale.entry(d.holder()).or_default().push(d.prefix);
+                    }
+                }
+                let mut withdrawn = 0;
+                for (holder, prefixes) in stale {
+                    withdrawn += self.withdraw(&holder, &prefixes)?.len();
+                }
+                Ok(Applied {
+                    withdrawn,
+                    ..Applied::default()
+                })
+            }
             SourceEvent::Tags {
                 feed,
                 tag,
@@ -307,6 +410,13 @@ impl Engine {
                 origin: holder.origin,
             });
         }
+        let d = self.operator_block(req, &holder, now_unix_ms());
+        self.propose(d)
+    }
+
+    /// The decision an operator's block request makes: the default TTL unless given or
+    /// permanent, a reason naming the origin unless given.
+    fn operator_block(&self, req: BlockRequest, holder: &Holder, now_ms: u64) -> Decision {
         let ttl = if req.permanent {
             None
         } else {
@@ -315,13 +425,7 @@ impl Engine {
         let reason = req
             .reason
             .unwrap_or_else(|| format!("{} block", holder.origin));
-        self.propose(Decision::block(
-            req.prefix,
-            holder,
-            reason,
-            now_unix_ms(),
-            ttl,
-        ))
+        Decision::block(req.prefix, holder.clone(), reason, now_ms, ttl)
     }
 
     /// Many operator blocks at once (a bulk load): one durable transaction, then the planes.
@@ -334,17 +438,7 @@ impl Engine {
         let now = now_unix_ms();
         let batch = requests
             .into_iter()
-            .map(|req| {
-                let ttl = if req.permanent {
-                    None
-                } else {
-                    Some(req.ttl.unwrap_or(self.cfg.decisions.default_ttl))
-                };
-                let reason = req
-                    .reason
-                    .unwrap_or_else(|| format!("{} block", holder.origin));
-                Decision::block(req.prefix, holder.clone(), reason, now, ttl)
-            })
+            .map(|req| self.operator_block(req, &holder, now))
             .collect();
         let applied = self.propose_batch(batch)?;
         Ok((applied.enacted, applied.refused))

@@ -473,6 +473,62 @@ fn replace_withdraws_what_a_source_no_longer_lists_and_nothing_else() {
 }
 
 #[test]
+fn a_replacement_in_parts_withdraws_only_what_no_part_kept() {
+    let mut f = Fixture::new();
+    let holder = Holder::named(Origin::Crowdsec, "ban");
+    let d = |p: &str| {
+        Decision::block(
+            net(p),
+            holder.clone(),
+            "ssh-bf",
+            now_unix_ms(),
+            Some(Duration::from_secs(60)),
+        )
+    };
+    f.engine
+        .apply(SourceEvent::Propose(vec![
+            d("203.0.113.1"),
+            d("203.0.113.2"),
+            d("203.0.113.3"),
+        ]))
+        .unwrap();
+    f.ok(block("203.0.113.2"));
+    let parts = SourceEvent::ReplaceOrigin {
+        origin: Origin::Crowdsec,
+        decisions: vec![d("203.0.113.3"), d("203.0.113.4"), d("203.0.113.5")],
+    }
+    .chunked(2);
+    // Begin, two parts, end.
+    assert_eq!(parts.len(), 4);
+    let mut withdrawn = 0;
+    for p in parts {
+        withdrawn += f.engine.apply(p).unwrap().withdrawn;
+    }
+    assert_eq!(withdrawn, 2);
+    let held: Vec<String> = f
+        .engine
+        .book()
+        .iter()
+        .filter(|d| d.origin == Origin::Crowdsec)
+        .map(|d| d.prefix.to_string())
+        .collect();
+    assert_eq!(held, ["203.0.113.3/32", "203.0.113.4/32", "203.0.113.5/32"]);
+    assert_eq!(
+        f.entry(0, "203.0.113.2/32").unwrap().1,
+        Reason::MANUAL,
+        "another origin stays"
+    );
+    assert!(f.entry(0, "203.0.113.1/32").is_none());
+    // Small events stay whole.
+    assert_eq!(
+        SourceEvent::Propose(vec![d("203.0.113.9")])
+            .chunked(2)
+            .len(),
+        1
+    );
+}
+
+#[test]
 fn status_stats_explain_top_and_lookup_views() {
     let mut f = Fixture::with(config(), 2);
     f.planes[1].state().globals.0[GlobalCounter::Dropped as usize] = 42;

@@ -21,9 +21,15 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest request or response line, newline included.
 pub const MAX_FRAME: usize = 16 << 20;
 
-/// Largest request line the daemon reads. Most requests are small; an `import` of a million
-/// prefixes is about 50 MB. Only root (or the daemon's user) can connect at all.
-pub const MAX_REQUEST: usize = 128 << 20;
+/// Largest request line the daemon reads (requests are small; this bounds a hostile peer).
+pub const MAX_REQUEST: usize = 64 << 10;
+
+/// Largest `import` request: a million prefixes are about 50 MB. Only a line that starts as an
+/// import (`IMPORT_START`, as the CLI writes it) may grow past [`MAX_REQUEST`].
+pub const MAX_IMPORT: usize = 128 << 20;
+
+/// How an import request line starts.
+pub const IMPORT_START: &[u8] = br#"{"version":1,"cmd":"import","#;
 
 fn default_history_limit() -> usize {
     1000
@@ -322,6 +328,20 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn an_import_line_starts_as_the_server_expects() {
+        let e = Envelope {
+            version: PROTOCOL_VERSION,
+            request: Request::Import {
+                decisions: Vec::new(),
+                origin: None,
+                source: None,
+                ttl_secs: None,
+            },
+        };
+        assert!(serde_json::to_vec(&e).unwrap().starts_with(IMPORT_START));
     }
 
     #[test]

@@ -18,7 +18,9 @@ use tokio::{
     net::{UnixListener, UnixStream},
 };
 
-use super::protocol::{Envelope, MAX_REQUEST, PROTOCOL_VERSION, Request, Response};
+use super::protocol::{
+    Envelope, IMPORT_START, MAX_IMPORT, MAX_REQUEST, PROTOCOL_VERSION, Request, Response,
+};
 
 /// How long a connection may stay silent between requests.
 const IDLE: Duration = Duration::from_secs(30);
@@ -134,8 +136,18 @@ async fn connection(stream: UnixStream, handler: Handler) {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
             Ok(Ok(_)) => {}
         }
-        if line.len() > MAX_REQUEST {
-            let message = format!("request larger than {MAX_REQUEST} bytes");
+        // Only an import may be larger: read on, within its own bound.
+        let mut limit = MAX_REQUEST;
+        if line.len() > MAX_REQUEST && line.starts_with(IMPORT_START) && !line.ends_with(b"\n") {
+            limit = MAX_IMPORT;
+            let mut rest = (&mut reader).take((MAX_IMPORT - line.len()) as u64 + 1);
+            let read = rest.read_until(b'\n', &mut line);
+            if !matches!(tokio::time::timeout(IDLE * 4, read).await, Ok(Ok(_))) {
+                return;
+            }
+        }
+        if line.len() > limit {
+            let message = format!("request larger than {limit} bytes");
             send(&mut w, &Response::Error { message }).await;
             return;
         }
