@@ -142,12 +142,47 @@ impl Daemon {
         env: &[(&str, &Path)],
         args: &[&str],
     ) -> Self {
+        Self::spawn_wrapped(home, edge, env, args, &[])
+    }
+
+    /// As [`Daemon::start`], with the whole command run through `wrapper` (a command that
+    /// execs its arguments, e.g. one that mounts a different /proc first).
+    pub fn start_wrapped(home: &DaemonHome, edge: &NetNs, wrapper: &[&str]) -> Self {
+        let daemon = Self::spawn_wrapped(home, edge, &[], &[], wrapper);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !(UnixStream::connect(home.socket()).is_ok()
+            && home.cli_output(&["status"]).status.success())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not come up within 15 s:\n{}",
+                home.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        daemon
+    }
+
+    fn spawn_wrapped(
+        home: &DaemonHome,
+        edge: &NetNs,
+        env: &[(&str, &Path)],
+        args: &[&str],
+        wrapper: &[&str],
+    ) -> Self {
         let log = File::options()
             .create(true)
             .append(true)
             .open(home.log())
             .expect("opening the daemon log");
-        let mut cmd = Command::new("ip");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg("ip");
+                c
+            }
+            None => Command::new("ip"),
+        };
         cmd.args(["netns", "exec", edge.name()])
             .arg(binary())
             .args(["run", "--iface", EDGE_IF, "--config"])

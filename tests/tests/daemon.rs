@@ -479,3 +479,56 @@ fn sighup_reloads_and_a_bad_file_keeps_the_old_configuration() {
         Some(1)
     );
 }
+
+/// As under the shipped unit's `ProcSubset=pid`: the daemon runs with a /proc that hides
+/// /proc/net. It must still find (and protect) the default gateway, and say so in `status` when
+/// there is none. Before the fix it read /proc/net/route, found nothing, and said nothing.
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn the_gateway_is_protected_under_a_subset_pid_proc_and_its_absence_is_said() {
+    let env = env(CONFIG);
+    env.topo
+        .edge
+        .ip(&["route", "add", "default", "via", "198.51.100.2"]);
+    let wrapper = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        "mount -t proc -o subset=pid proc /proc && test ! -e /proc/net/route && exec \"$@\"",
+        "sh",
+    ];
+    let daemon = Daemon::start_wrapped(&env.home, &env.topo.edge, &wrapper);
+    let allow = env.home.json(&["allow", "list"]);
+    assert!(
+        allow["allow"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["prefix"] == "198.51.100.2/32" && a["origin"] == "protected"),
+        "the gateway is not protected: {allow}\n{}",
+        env.home.log_text()
+    );
+    let out = env.home.cli_output(&["block", "198.51.100.2"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "blocking the gateway is refused"
+    );
+    let warnings = env.home.json(&["status"])["warnings"].clone();
+    assert!(
+        !warnings.to_string().contains("no default gateway"),
+        "{warnings}"
+    );
+    drop(daemon);
+
+    env.topo.edge.ip(&["route", "del", "default"]);
+    let _daemon = Daemon::start_wrapped(&env.home, &env.topo.edge, &wrapper);
+    let warnings = env.home.json(&["status"])["warnings"].clone();
+    assert!(
+        warnings.to_string().contains("no default gateway found"),
+        "status does not say the gateway is unprotected: {warnings}"
+    );
+}

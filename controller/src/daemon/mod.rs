@@ -205,6 +205,12 @@ async fn serve(
     let mut engine = Engine::new(cfg.clone(), config_path, store, planes);
     if cfg.allow.builtin {
         let mut protected = protect::gateways();
+        if protected.is_empty() {
+            engine.warn_now(
+                "no default gateway found in this network namespace's routes: none is protected from blocking"
+                    .to_owned(),
+            );
+        }
         if pipeline.is_some() {
             protected.extend(protect::resolve(&cfg.ipasis.base_url));
         }

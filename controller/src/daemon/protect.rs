@@ -7,10 +7,20 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs as _};
 use ipnet::IpNet;
 
 /// Default gateways from the routing tables of this network namespace.
+///
+/// Read through `/proc/self/net/`: the shipped unit sets `ProcSubset=pid`, which hides
+/// `/proc/net` (a link to `self/net`) but not the process's own directory. Reading `/proc/net`
+/// there found nothing, silently, and the gateway went unprotected.
 pub fn gateways() -> Vec<IpAddr> {
+    gateways_in(std::path::Path::new("/proc"))
+}
+
+/// [`gateways`] from a proc filesystem mounted at `proc`.
+pub fn gateways_in(proc: &std::path::Path) -> Vec<IpAddr> {
+    let net = proc.join("self/net");
     let mut out = Vec::new();
-    // /proc/net/route: Iface Destination Gateway ... in little-endian hex.
-    if let Ok(text) = std::fs::read_to_string("/proc/net/route") {
+    // route: Iface Destination Gateway ... in little-endian hex.
+    if let Ok(text) = std::fs::read_to_string(net.join("route")) {
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
             if f.len() > 2
@@ -22,8 +32,8 @@ pub fn gateways() -> Vec<IpAddr> {
             }
         }
     }
-    // /proc/net/ipv6_route: dest, dest_len, src, src_len, next_hop, ...
-    if let Ok(text) = std::fs::read_to_string("/proc/net/ipv6_route") {
+    // ipv6_route: dest, dest_len, src, src_len, next_hop, ...
+    if let Ok(text) = std::fs::read_to_string(net.join("ipv6_route")) {
         for line in text.lines() {
             let f: Vec<&str> = line.split_whitespace().collect();
             if f.len() > 4

@@ -175,6 +175,11 @@ impl Engine {
         self.warnings.iter()
     }
 
+    /// Records a problem for `status` (and the log).
+    pub fn warn_now(&mut self, message: String) {
+        self.warn(message);
+    }
+
     fn warn(&mut self, message: String) {
         tracing::warn!("{message}");
         self.warnings.push_back(message);
