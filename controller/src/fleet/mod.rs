@@ -284,7 +284,7 @@ async fn run(mut t: Task) {
                 t.link.failed("opening the buckets", e.as_ref());
                 t.link.update(|v| v.connected = false);
                 // Keep collecting local changes while waiting.
-                publisher.absorb(&mut t.changes, &t.overflow);
+                publisher.absorb(&mut t.changes);
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
                 continue;
@@ -314,7 +314,7 @@ async fn run(mut t: Task) {
         if let Err(e) = outcome {
             t.link.failed("fleet link", e.as_ref());
         }
-        publisher.absorb(&mut t.changes, &t.overflow);
+        publisher.absorb(&mut t.changes);
         // Wait for the client to reconnect (bounded), then start over.
         let _ = tokio::time::timeout(Duration::from_secs(2), connected(&mut t.events)).await;
     }

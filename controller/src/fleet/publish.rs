@@ -126,7 +126,7 @@ impl Publisher {
     }
 
     /// Takes what the engine queued, without waiting.
-    pub fn absorb(&mut self, rx: &mut mpsc::Receiver<Change>, _overflow: &AtomicBool) {
+    pub fn absorb(&mut self, rx: &mut mpsc::Receiver<Change>) {
         while let Ok(c) = rx.try_recv() {
             self.note(c);
         }
@@ -181,7 +181,7 @@ impl Publisher {
                 );
                 self.reconcile(kv, snapshots).await;
             }
-            self.absorb(rx, overflow);
+            self.absorb(rx);
             if self.pending.is_empty() {
                 tokio::select! {
                     c = rx.recv() => match c {
