@@ -45,5 +45,13 @@ fn main() -> anyhow::Result<()> {
             fs::write(&object, []).with_context(|| format!("writing stub {}", object.display()))?;
         }
     }
+    // The build id stamped on the pins and shown by `--version`: a hash of the object itself, so
+    // two builds of the same source agree and any change to the program tells them apart.
+    let object = out_dir.join("ipwarden");
+    let bytes = fs::read(&object).with_context(|| format!("reading {}", object.display()))?;
+    println!(
+        "cargo:rustc-env=IPWARDEN_DATAPLANE_BUILD={:016x}",
+        ipwarden_common::stamp::build_id(&bytes)
+    );
     Ok(())
 }

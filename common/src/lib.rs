@@ -17,6 +17,7 @@ pub mod front;
 pub mod key;
 pub mod names;
 pub mod parse;
+pub mod stamp;
 pub mod stats;
 pub mod verdict;
 
@@ -25,5 +26,6 @@ pub use config::DataplaneConfig;
 pub use front::{FrontV4, FrontV6, Pending};
 pub use key::{SrcV4, SrcV6Prefix};
 pub use parse::{Frame, Parsed, parse_frame};
+pub use stamp::{LAYOUT_VERSION, Stamp};
 pub use stats::{GlobalCounter, SrcStats, SrcStatsV6};
 pub use verdict::VerdictCache;

@@ -36,8 +36,12 @@ pub const BUCKET_V4: &str = "BUCKET_V4";
 /// Challenge token buckets per IPv6 /64: `LRU_HASH<SrcV6Prefix, u64>`.
 pub const BUCKET_V6: &str = "BUCKET_V6";
 
+/// One-slot `ARRAY<Stamp>`: the layout version and build that wrote the pins (see
+/// [`crate::stamp`]). The program never reads it.
+pub const STAMP: &str = "STAMP";
+
 /// Every map, for loaders that pin, size or check them all.
-pub const MAPS: [&str; 14] = [
+pub const MAPS: [&str; 15] = [
     BLOCK_V4,
     BLOCK_V6,
     BLOCK_NET_V4,
@@ -52,6 +56,7 @@ pub const MAPS: [&str; 14] = [
     CONFIG,
     BUCKET_V4,
     BUCKET_V6,
+    STAMP,
 ];
 
 /// The kernel keeps `BPF_OBJ_NAME_LEN - 1` = 15 bytes of a name.

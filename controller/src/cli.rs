@@ -9,6 +9,14 @@ use crate::{
     config::DEFAULT_SOCKET, dataplane::DEFAULT_BPFFS, decision::Origin, net::parse_prefix,
 };
 
+/// `ipwarden --version`: the release, and the data plane build and layout this binary attaches.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ndata plane build ",
+    env!("IPWARDEN_DATAPLANE_BUILD"),
+    ", layout 1"
+);
+
 /// Protects a Linux edge host from malicious traffic.
 ///
 /// An XDP program drops packets whose source is in the block set (exact /32 and IPv6 /64
@@ -20,14 +28,28 @@ use crate::{
 /// The program and its maps are pinned under <BPFFS>/ipwarden/<IFACE>/: the program stays
 /// attached, and keeps enforcing, when the daemon stops or restarts.
 #[derive(Debug, Parser)]
-#[command(name = "ipwarden", version, propagate_version = true)]
+#[command(name = "ipwarden", version, long_version = LONG_VERSION, propagate_version = true)]
 pub struct Cli {
     /// Log filter (tracing's EnvFilter syntax), e.g. `info`, `debug`, `ipwarden=trace`.
     #[arg(long, global = true, env = "IPWARDEN_LOG", default_value = "info")]
     pub log: String,
 
+    /// Log format: `auto` writes to journald when started by systemd (JOURNAL_STREAM set) and
+    /// plain lines otherwise; `json` writes one JSON object per line to stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Where and how logs are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Auto,
+    Plain,
+    Json,
+    Journald,
 }
 
 /// Which attachment a command acts on.
@@ -210,6 +232,14 @@ pub enum Command {
     Map {
         #[command(subcommand)]
         action: MapAction,
+    },
+    /// Write the man pages (ipwarden.8 and one per subcommand) and shell completions (bash,
+    /// zsh, fish) into a directory: what the Debian package ships.
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Where to write `man/` and `completions/`.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
 }
 
@@ -486,5 +516,18 @@ mod tests {
         assert_eq!(parse_ttl("10m"), Ok(Duration::from_secs(600)));
         assert!(parse_ttl("0s").is_err());
         assert!(parse_ttl("soon").unwrap_err().contains("`soon`"));
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    #[test]
+    fn the_long_version_names_this_builds_layout() {
+        let layout = format!("layout {}", ipwarden_common::LAYOUT_VERSION);
+        assert!(
+            super::LONG_VERSION.ends_with(&layout),
+            "{}",
+            super::LONG_VERSION
+        );
     }
 }

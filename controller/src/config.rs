@@ -62,6 +62,15 @@ pub struct Config {
     pub fleet: Option<FleetConfig>,
     pub crowdsec: Option<CrowdsecConfig>,
     pub feeds: Vec<FeedConfig>,
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where `/metrics` is served (e.g. `127.0.0.1:9720`); off when absent. Read at start only.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// `[daemon]`: where the daemon runs and what it attaches to.

@@ -19,6 +19,7 @@ pub mod feeds;
 pub mod fleet;
 pub mod import;
 pub mod ipc;
+pub mod metrics;
 pub mod net;
 pub mod output;
 pub mod score;

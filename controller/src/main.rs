@@ -6,18 +6,55 @@ mod commands;
 use std::{io::IsTerminal as _, process::ExitCode};
 
 use clap::Parser as _;
-use ipwarden::cli::Cli;
+use ipwarden::cli::{Cli, LogFormat};
+use tracing_subscriber::{layer::SubscriberExt as _, util::SubscriberInitExt as _};
+
+/// Sets up logging. Under systemd, records go to journald natively: real priorities (so
+/// `journalctl -p warning` works) and every field as a journal field (`PREFIX=`, `ORIGIN=`,
+/// `ACTION=`), rather than text lines on stderr that journald would file at one priority.
+fn init_logging(cli: &Cli) {
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_new(&cli.log)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    let mut format = cli.log_format;
+    if format == LogFormat::Auto {
+        format = if std::env::var_os("JOURNAL_STREAM").is_some() {
+            LogFormat::Journald
+        } else {
+            LogFormat::Plain
+        };
+    }
+    if format == LogFormat::Journald {
+        match tracing_journald::layer() {
+            Ok(layer) => {
+                tracing_subscriber::registry()
+                    .with(filter())
+                    .with(
+                        layer
+                            .with_field_prefix(None)
+                            .with_syslog_identifier("ipwarden".into()),
+                    )
+                    .init();
+                return;
+            }
+            Err(e) => eprintln!("journald is not reachable ({e}); logging to stderr"),
+        }
+    }
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    if format == LogFormat::Json {
+        fmt.json().flatten_event(true).init();
+    } else {
+        fmt.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+    init_logging(&cli);
     match commands::run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use ipwarden_common::{
     BlockEntry, DataplaneConfig, FrontV4, FrontV6, GlobalCounter, SrcStats, SrcStatsV6, SrcV4,
-    SrcV6Prefix, capacity, front::FRONT_SLOTS,
+    SrcV6Prefix, Stamp, capacity, front::FRONT_SLOTS,
 };
 
 #[map]
@@ -60,3 +60,7 @@ pub static BUCKET_V4: LruHashMap<SrcV4, u64> = LruHashMap::pinned(capacity::BUCK
 
 #[map]
 pub static BUCKET_V6: LruHashMap<SrcV6Prefix, u64> = LruHashMap::pinned(capacity::BUCKETS, 0);
+
+// Written by user space only (see `ipwarden_common::stamp`): which layout and build wrote the pins.
+#[map]
+pub static STAMP: Array<Stamp> = Array::pinned(1, 0);

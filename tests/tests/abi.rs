@@ -32,6 +32,7 @@ mod aya_map_type {
             names::CONFIG => ("Array", 4, size_of::<DataplaneConfig>()),
             names::BUCKET_V4 => ("LruHash", 4, 8),
             names::BUCKET_V6 => ("LruHash", 8, 8),
+            names::STAMP => ("Array", 4, size_of::<ipwarden_common::Stamp>()),
             other => panic!("no expectation for map {other}"),
         }
     }

@@ -25,6 +25,7 @@ pub fn run(args: &AttachArgs) -> anyhow::Result<()> {
         pins: super::pins(&args.target),
         mode,
         capacities,
+        build: dataplane::stamp::this_build(),
     };
     let attached =
         dataplane::attach(&opts).with_context(|| format!("attaching to {}", args.target.iface))?;

@@ -23,7 +23,7 @@ use tokio::{
 
 use crate::{
     config::{Config, ConfigError, DEFAULT_PATH},
-    dataplane::{self, AttachOptions, Dataplane, DataplaneError, PinDir},
+    dataplane::{self, Adoption, AttachOptions, Dataplane, DataplaneError, PinDir},
     decision::Origin,
     engine::{AttachKind, Engine, EngineError, EnrichmentState, Plane, SourceEvent},
     enrich::{
@@ -35,10 +35,11 @@ use crate::{
         protocol::{LookupView, Request, Response},
         server::{self, ServerError},
     },
+    metrics::Instruments,
     store::{self, Store, StoreError},
 };
 
-pub use notify::notify;
+pub use notify::{notify, reloading};
 
 /// What `ipwarden run` was given on the command line; it overrides the file.
 #[derive(Debug, Default, Clone)]
@@ -59,6 +60,8 @@ pub enum DaemonError {
     Config(#[from] ConfigError),
     #[error("no interface to protect: give --iface IF or set daemon.ifaces")]
     NoInterface,
+    #[error(transparent)]
+    Metrics(crate::metrics::MetricsError),
     #[error(
         "refusing to start without the decision store (an empty block list would silently replace it); restore the file, or start once with --rebuild-store to rebuild it from the pinned maps"
     )]
@@ -133,28 +136,51 @@ pub fn run(opts: &RunOptions) -> Result<(), DaemonError> {
     runtime.block_on(serve(cfg, path, opts.rebuild_store))
 }
 
-fn attach_all(cfg: &Config) -> Result<(Vec<Plane>, Vec<Dataplane>), DaemonError> {
+/// Every interface attached or adopted.
+struct Attachments {
+    planes: Vec<Plane>,
+    /// A second handle per interface, for the poll loop's counter reads.
+    readers: Vec<Dataplane>,
+    /// What `status` must warn about for the daemon's whole life.
+    warnings: Vec<String>,
+}
+
+/// Attaches to (or adopts) every interface.
+fn attach_all(cfg: &Config) -> Result<Attachments, DaemonError> {
     let mut planes = Vec::new();
     let mut readers = Vec::new();
+    let mut warnings = Vec::new();
     for iface in &cfg.daemon.ifaces {
         let err = |source| DaemonError::Dataplane {
             iface: iface.clone(),
             source,
         };
         let pins = PinDir::new(&cfg.daemon.bpffs, iface);
+        let opts = AttachOptions {
+            pins: pins.clone(),
+            mode: cfg.dataplane.attach_mode.into(),
+            capacities: cfg.dataplane.capacities(),
+            build: dataplane::stamp::this_build(),
+        };
         let attach = if dataplane::is_attached(&pins) {
-            tracing::info!(
-                iface,
-                "adopting the existing attachment: no gap in protection"
-            );
-            AttachKind::Adopted
+            match dataplane::adopt(&opts).map_err(err)? {
+                Adoption::Kept => {
+                    tracing::info!(
+                        iface,
+                        "adopting the existing attachment: no gap in protection"
+                    );
+                    AttachKind::Adopted
+                }
+                Adoption::Replaced { .. } => AttachKind::Upgraded,
+            }
         } else {
-            let attached = dataplane::attach(&AttachOptions {
-                pins: pins.clone(),
-                mode: cfg.dataplane.attach_mode.into(),
-                capacities: cfg.dataplane.capacities(),
-            })
-            .map_err(err)?;
+            let attached = dataplane::attach(&opts).map_err(err)?;
+            if attached.bpffs.ends_with_process() {
+                warnings.push(format!(
+                    "{iface}: this daemon mounted bpffs at {} itself, in a private mount namespace: the pins and the XDP program end with this process, enforcement will not survive it (run the daemon in the host's mount namespace, see the README's network namespace section)",
+                    cfg.daemon.bpffs.display()
+                ));
+            }
             attached.kind
         };
         planes.push(Plane::new(
@@ -164,7 +190,11 @@ fn attach_all(cfg: &Config) -> Result<(Vec<Plane>, Vec<Dataplane>), DaemonError>
         ));
         readers.push(Dataplane::open(&pins).map_err(err)?);
     }
-    Ok((planes, readers))
+    Ok(Attachments {
+        planes,
+        readers,
+        warnings,
+    })
 }
 
 /// Opens the store; with `rebuild`, first moves an existing (unreadable) database aside.
@@ -201,12 +231,19 @@ async fn serve(
     // The key is checked first: a bad key file stops the daemon before it touches anything.
     let pipeline = enrichment(&cfg)?;
     let store = open_store(&cfg, rebuild)?;
-    let (planes, mut readers) = attach_all(&cfg)?;
+    let Attachments {
+        planes,
+        mut readers,
+        warnings,
+    } = attach_all(&cfg)?;
     let mut engine = Engine::new(cfg.clone(), config_path, store, planes);
+    for w in warnings {
+        engine.warn_standing(w);
+    }
     if cfg.allow.builtin {
         let mut protected = protect::gateways();
         if protected.is_empty() {
-            engine.warn_now(
+            engine.warn_standing(
                 "no default gateway found in this network namespace's routes: none is protected from blocking"
                     .to_owned(),
             );
@@ -223,6 +260,8 @@ async fn serve(
         }
         engine.set_protected(protect::prefixes(&protected));
     }
+    // A large restore can outlast the unit's start timeout: ask for more, and say why.
+    notify("EXTEND_TIMEOUT_USEC=300000000\nSTATUS=restoring decisions into the maps");
     if rebuild {
         let (decisions, allow) = engine.import_from_maps().map_err(DaemonError::Restore)?;
         tracing::warn!(decisions, allow, "state rebuilt from the pinned maps");
@@ -292,7 +331,31 @@ async fn serve(
         tracing::info!(feeds = cfg.feeds.len(), "feeds on");
         tasks
     };
+    let instruments = Instruments::default();
+    if let Some(p) = &pipeline {
+        p.instrument(instruments.clone());
+    }
     let engine = Arc::new(Mutex::new(engine));
+    let metrics = match cfg.metrics.listen {
+        Some(addr) => {
+            let scraped = engine.clone();
+            let registry = crate::metrics::registry(
+                &instruments,
+                Arc::new(move || {
+                    scraped
+                        .lock()
+                        .expect("engine lock poisoned")
+                        .metrics_snapshot()
+                }),
+            );
+            let server = crate::metrics::serve(addr, registry)
+                .await
+                .map_err(DaemonError::Metrics)?;
+            tracing::info!(%addr, "metrics at http://{addr}/metrics");
+            Some(tokio::spawn(server))
+        }
+        None => None,
+    };
     let worker = pipeline.clone().map(|p| tokio::spawn(p.run(answers_tx)));
     drop(sources_tx);
     let listener = server::bind(&cfg.daemon.socket)?;
@@ -311,10 +374,20 @@ async fn serve(
         snapshots,
         publish,
     };
-    let result = poll_loop(&engine, &mut readers, inbox, cfg.detection.poll_interval).await;
+    let result = poll_loop(
+        &engine,
+        &mut readers,
+        inbox,
+        cfg.detection.poll_interval,
+        &instruments,
+    )
+    .await;
 
     notify("STOPPING=1");
     server.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     if let Some(w) = worker {
         w.abort();
     }
@@ -453,6 +526,7 @@ async fn poll_loop(
     readers: &mut Vec<Dataplane>,
     mut inbox: Inbox,
     mut period: std::time::Duration,
+    instruments: &Instruments,
 ) -> Result<(), DaemonError> {
     let signal_err = DaemonError::Runtime;
     let mut hup = signal(SignalKind::hangup()).map_err(signal_err)?;
@@ -473,10 +547,15 @@ async fn poll_loop(
                 .expect("poll task panicked");
                 *readers = back;
                 let poll = poll.map_err(DaemonError::Lost)?;
+                instruments.poll_duration.observe(poll.took.as_secs_f64());
                 let mut e = engine.lock().expect("engine lock poisoned");
                 e.tick(poll.now_ns, poll.snapshots, poll.took);
                 let wanted = e.poll_interval();
+                let summary = e.summary();
                 drop(e);
+                // The watchdog is fed from here only: a poll loop that stops turning gets the
+                // daemon restarted (WatchdogSec in the unit); the XDP program enforces meanwhile.
+                notify(&format!("WATCHDOG=1\nSTATUS={summary}"));
                 if wanted != period {
                     period = wanted;
                     ticker = tokio::time::interval(period);
@@ -484,7 +563,9 @@ async fn poll_loop(
                 }
             }
             _ = hup.recv() => {
+                notify(&reloading());
                 let response = engine.lock().expect("engine lock poisoned").handle(Request::Reload);
+                notify("READY=1");
                 match response {
                     Response::Done { message } => tracing::info!("SIGHUP: {message}"),
                     Response::Error { message } => tracing::error!("SIGHUP: {message}"),

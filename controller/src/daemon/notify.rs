@@ -11,6 +11,17 @@ pub fn notify(state: &str) {
     notify_to(std::env::var_os("NOTIFY_SOCKET").as_deref(), state);
 }
 
+/// `RELOADING=1` with the `MONOTONIC_USEC=` that `Type=notify-reload` (systemd 253) asks for;
+/// older managers ignore both. `READY=1` follows when the reload is done.
+pub fn reloading() -> String {
+    // SAFETY: an all-zero timespec is a valid out-parameter.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: `ts` is writable; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let usec = ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000;
+    format!("RELOADING=1\nMONOTONIC_USEC={usec}")
+}
+
 /// Sends `state` to the socket at `path` (`@name` for an abstract socket); does nothing when
 /// `path` is `None`. Split from [`notify`] so that tests pass the path in: setting
 /// `NOTIFY_SOCKET` in a test would race every other thread of the test binary that reads the

@@ -51,24 +51,26 @@ pub fn gateways_in(proc: &std::path::Path) -> Vec<IpAddr> {
     out
 }
 
-/// The addresses a URL's host resolves to (empty if it does not resolve now).
+/// The addresses a URL's host resolves to (empty if it does not resolve now, or the URL has
+/// no host). Parsed with the URL type the HTTP client uses, so that what is protected is the
+/// host the client connects to (userinfo, IPv6 literals, default ports included).
 pub fn resolve(url: &str) -> Vec<IpAddr> {
-    let Some(rest) = url.split("://").nth(1) else {
+    let Ok(url) = reqwest::Url::parse(url) else {
         return Vec::new();
     };
-    let authority = rest.split('/').next().unwrap_or("");
-    let default_port = if url.starts_with("https") { 443 } else { 80 };
-    let (host, port) = match authority.rsplit_once(':') {
-        // A bare IPv6 literal without brackets has no port.
-        Some((h, _)) if !h.ends_with(']') && h.contains(':') => (authority, default_port),
-        Some((h, p)) => (h, p.parse().unwrap_or(default_port)),
-        None => (authority, default_port),
+    let port = url.port_or_known_default().unwrap_or(443);
+    let Some(host) = url.host_str() else {
+        return Vec::new();
     };
+    // IPv6 literals come bracketed.
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let mut out: Vec<IpAddr> = (host, port)
-        .to_socket_addrs()
-        .map(|a| a.map(|s| s.ip()).collect())
-        .unwrap_or_default();
+    let mut out: Vec<IpAddr> = match host.parse::<IpAddr>() {
+        Ok(a) => vec![a],
+        Err(_) => (host, port)
+            .to_socket_addrs()
+            .map(|a| a.map(|s| s.ip()).collect())
+            .unwrap_or_default(),
+    };
     out.sort();
     out.dedup();
     out
@@ -98,5 +100,20 @@ mod tests {
             vec!["::1".parse::<IpAddr>().unwrap()]
         );
         assert!(resolve("not a url").is_empty());
+        // What a hand-written parser got wrong: userinfo before the host, nats:// URLs.
+        assert_eq!(
+            resolve("nats://user@198.51.100.9:4222"),
+            vec![IpAddr::from([198, 51, 100, 9])]
+        );
+        assert_eq!(resolve("http://localhost:1/"), {
+            let mut v: Vec<IpAddr> = ("localhost", 1)
+                .to_socket_addrs()
+                .unwrap()
+                .map(|s| s.ip())
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        });
     }
 }

@@ -54,6 +54,17 @@ pub enum DataplaneError {
         "ipwarden is already attached to {iface} (pinned at {path}); run `ipwarden detach --iface {iface}` first"
     )]
     AlreadyAttached { iface: String, path: PathBuf },
+    /// The pins were written by a newer release whose maps this build cannot read.
+    #[error(
+        "the attachment on {iface} (pins at {path}) has data plane layout {found} (written by ipwarden {version}); this binary reads layout {supported} and will not read those maps blindly: run the newer ipwarden, or `ipwarden detach --iface {iface}` and start again (a gap in protection; the store restores the decisions)"
+    )]
+    NewerLayout {
+        iface: String,
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+        version: String,
+    },
     /// No pinned attachment for the interface.
     #[error(
         "ipwarden is not attached to {iface} (no pins under {path}); run `ipwarden attach --iface {iface}` first"

@@ -3,15 +3,16 @@
 use std::{fmt, io};
 
 use aya::{
-    EbpfLoader,
+    Ebpf, EbpfLoader,
     programs::{
         Xdp, XdpMode,
         links::{FdLink, PinnedLink},
+        xdp::XdpLink,
     },
 };
-use ipwarden_common::{capacity, names};
+use ipwarden_common::{LAYOUT_VERSION, Stamp, capacity, names};
 
-use super::{DataplaneError, OBJECT, PinDir, ensure_bpffs};
+use super::{DataplaneError, OBJECT, PinDir, ensure_bpffs, stamp};
 
 /// How to attach.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -87,12 +88,17 @@ pub struct AttachOptions {
     pub pins: PinDir,
     pub mode: AttachMode,
     pub capacities: Capacities,
+    /// The build id stamped on the pins: [`stamp::this_build`], except in the upgrade test,
+    /// which stamps an attachment as another build's.
+    pub build: u64,
 }
 
 /// A successful attachment.
 #[derive(Clone, Debug)]
 pub struct Attached {
     pub pins: PinDir,
+    /// Whether the bpffs holding the pins was there or mounted by this process.
+    pub bpffs: super::Bpffs,
     /// The mode the kernel accepted: `Driver` or `Skb`.
     pub kind: AttachKind,
 }
@@ -104,8 +110,11 @@ pub enum AttachKind {
     Driver,
     /// Generic XDP (the driver lacks native support).
     Skb,
-    /// An attachment a previous daemon left pinned, reused without a gap.
+    /// An attachment a previous daemon of this build left pinned, reused without a gap.
     Adopted,
+    /// An attachment another build left pinned: its link now runs this build's program,
+    /// swapped atomically (no moment without a filter), its maps kept.
+    Upgraded,
     /// Not a kernel attachment (the engine's in-memory enforcer, in tests and benchmarks).
     Memory,
 }
@@ -117,6 +126,7 @@ impl AttachKind {
             Self::Driver => "driver",
             Self::Skb => "skb",
             Self::Adopted => "adopted",
+            Self::Upgraded => "upgraded",
             Self::Memory => "memory",
         }
     }
@@ -144,7 +154,7 @@ pub fn attach(opts: &AttachOptions) -> Result<Attached, DataplaneError> {
     }
     let pins = &opts.pins;
     let iface = pins.iface().to_owned();
-    ensure_bpffs(pins.bpffs())?;
+    let bpffs = ensure_bpffs(pins.bpffs())?;
     if is_attached(pins) {
         return Err(DataplaneError::AlreadyAttached {
             iface,
@@ -158,33 +168,13 @@ pub fn attach(opts: &AttachOptions) -> Result<Attached, DataplaneError> {
         source,
     })?;
 
-    let mut loader = EbpfLoader::new();
-    loader.default_map_pin_directory(&dir);
-    for (name, size) in opts.capacities.by_name() {
-        loader.map_max_entries(name, size);
-    }
-    let mut ebpf = loader.load(OBJECT).map_err(|source| DataplaneError::Load {
-        source: Box::new(source),
-    })?;
-
+    let mut ebpf = load(opts)?;
+    let program = xdp_program(&mut ebpf, &iface)?;
     let program_err = |op, source| DataplaneError::Program {
         op,
         iface: iface.clone(),
         source: Box::new(source),
     };
-    let program: &mut Xdp = ebpf
-        .program_mut(names::PROGRAM)
-        .ok_or_else(|| {
-            program_err(
-                "finding program ipwarden_xdp",
-                aya::programs::ProgramError::NotLoaded,
-            )
-        })?
-        .try_into()
-        .map_err(|e| program_err("reading program type", e))?;
-    program
-        .load()
-        .map_err(|e| program_err("verifying and loading", e))?;
 
     let (link_id, kind) = match opts.mode {
         AttachMode::Driver => (
@@ -218,10 +208,146 @@ pub fn attach(opts: &AttachOptions) -> Result<Attached, DataplaneError> {
         path: pins.link(),
         source: io::Error::other(e),
     })?;
+    stamp::write(pins, &Stamp::new(opts.build, env!("CARGO_PKG_VERSION")))?;
     tracing::info!(iface, mode = kind.name(), pins = %dir.display(), "XDP program attached");
     Ok(Attached {
         pins: pins.clone(),
+        bpffs,
         kind,
+    })
+}
+
+/// Opens the object with the maps pinned under `opts.pins` (reused when they exist) and sized
+/// from `opts.capacities` (when they do not).
+fn load(opts: &AttachOptions) -> Result<Ebpf, DataplaneError> {
+    let mut loader = EbpfLoader::new();
+    loader.default_map_pin_directory(opts.pins.dir());
+    for (name, size) in opts.capacities.by_name() {
+        loader.map_max_entries(name, size);
+    }
+    loader.load(OBJECT).map_err(|source| DataplaneError::Load {
+        source: Box::new(source),
+    })
+}
+
+/// The XDP entry point of `ebpf`, verified and loaded into the kernel.
+fn xdp_program<'a>(ebpf: &'a mut Ebpf, iface: &str) -> Result<&'a mut Xdp, DataplaneError> {
+    let program_err = |op, source| DataplaneError::Program {
+        op,
+        iface: iface.to_owned(),
+        source: Box::new(source),
+    };
+    let program: &mut Xdp = ebpf
+        .program_mut(names::PROGRAM)
+        .ok_or_else(|| {
+            program_err(
+                "finding program ipwarden_xdp",
+                aya::programs::ProgramError::NotLoaded,
+            )
+        })?
+        .try_into()
+        .map_err(|e| program_err("reading program type", e))?;
+    program
+        .load()
+        .map_err(|e| program_err("verifying and loading", e))?;
+    Ok(program)
+}
+
+/// What [`adopt`] did with an existing attachment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Adoption {
+    /// The attached program is this build's: kept as it is.
+    Kept,
+    /// Another build's program was replaced on the same link, with the same maps.
+    Replaced {
+        /// The stamp found (`None`: pins from a release before stamps).
+        from: Option<Stamp>,
+        /// Kernel program ids before and after the swap.
+        old_program: u32,
+        new_program: u32,
+    },
+}
+
+/// Takes over the attachment pinned under `opts.pins`: keeps the program when the pins say it is
+/// this build's, otherwise swaps this build's program in on the existing link with
+/// `BPF_LINK_UPDATE`, which replaces the program atomically: every frame meets either the old
+/// program or the new one, both enforcing the same maps.
+///
+/// Pins of a newer layout are refused: their maps cannot be read with this build's types. Pins of
+/// an older layout would be migrated into new maps before the swap; layout 1 is the only layout
+/// so far, so there is nothing to migrate yet (pins without a stamp are layout 1, and `open`
+/// checks every raw map's sizes besides).
+pub fn adopt(opts: &AttachOptions) -> Result<Adoption, DataplaneError> {
+    let pins = &opts.pins;
+    let iface = pins.iface().to_owned();
+    let found = stamp::read(pins)?;
+    let layout = found.map_or(1, |s| s.layout);
+    if layout > LAYOUT_VERSION {
+        return Err(DataplaneError::NewerLayout {
+            iface,
+            path: pins.dir(),
+            found: layout,
+            supported: LAYOUT_VERSION,
+            version: found
+                .map(|s| s.version_str().to_owned())
+                .unwrap_or_default(),
+        });
+    }
+    if found.is_some_and(|s| s.build == opts.build) {
+        return Ok(Adoption::Kept);
+    }
+    if OBJECT.is_empty() {
+        return Err(DataplaneError::ObjectMissing);
+    }
+    let link_err = |op, source| DataplaneError::Link {
+        op,
+        path: pins.link(),
+        source,
+    };
+    let link: FdLink = PinnedLink::from_pin(pins.link())
+        .map_err(|e| link_err("opening pinned link", io::Error::other(e)))?
+        .into();
+    let old_program = link
+        .info()
+        .map_err(|e| link_err("reading link info of", io::Error::other(e)))?
+        .program_id();
+    let link = XdpLink::try_from(link)
+        .map_err(|e| link_err("reading the XDP link of", io::Error::other(e)))?;
+
+    let mut ebpf = load(opts)?;
+    let program = xdp_program(&mut ebpf, &iface)?;
+    let program_err = |op, source| DataplaneError::Program {
+        op,
+        iface: iface.clone(),
+        source: Box::new(source),
+    };
+    let id = program
+        .attach_to_link(link)
+        .map_err(|e| program_err("replacing the program on the pinned link", e))?;
+    // The pin keeps the link; ours is only an fd, closed with `ebpf`.
+    let link = program
+        .take_link(id)
+        .map_err(|e| program_err("taking the XDP link", e))?;
+    let link = FdLink::try_from(link)
+        .map_err(|e| link_err("converting the link of", io::Error::other(e)))?;
+    let new_program = link
+        .info()
+        .map_err(|e| link_err("reading link info of", io::Error::other(e)))?
+        .program_id();
+    stamp::write(pins, &Stamp::new(opts.build, env!("CARGO_PKG_VERSION")))?;
+    tracing::warn!(
+        iface,
+        from_build = %found.map(|s| format!("{:016x}", s.build)).unwrap_or_else(|| "unstamped".into()),
+        from_version = found.map(|s| s.version_str().to_owned()).unwrap_or_default(),
+        to_build = %format!("{:016x}", opts.build),
+        old_program,
+        new_program,
+        "replaced the attached XDP program of another build on its link (atomic swap, maps kept)"
+    );
+    Ok(Adoption::Replaced {
+        from: found,
+        old_program,
+        new_program,
     })
 }
 

@@ -108,3 +108,25 @@ impl Dataplane {
         &self.pins
     }
 }
+
+impl Dataplane {
+    /// The attached program's stamp and kernel id, for `status` (best effort: a read that fails
+    /// shows as unstamped or id 0, never as an error of `status`).
+    pub fn program(&self) -> crate::ipc::protocol::ProgramView {
+        let stamp = super::stamp::read(&self.pins).ok().flatten();
+        let program_id = aya::programs::links::PinnedLink::from_pin(self.pins.link())
+            .ok()
+            .map(aya::programs::links::FdLink::from)
+            .and_then(|l| l.info().ok())
+            .map_or(0, |i| i.program_id());
+        crate::ipc::protocol::ProgramView {
+            version: stamp
+                .map(|s| s.version_str().to_owned())
+                .unwrap_or_default(),
+            build: stamp.map_or_else(|| "unstamped".into(), |s| format!("{:016x}", s.build)),
+            layout: stamp.map_or(1, |s| s.layout),
+            program_id,
+            current: stamp.is_some_and(|s| s.build == super::stamp::this_build()),
+        }
+    }
+}

@@ -14,14 +14,15 @@ mod maps;
 pub mod object;
 mod pins;
 mod rules;
+pub mod stamp;
 
 pub use counters::{GlobalCounters, READ_SLACK_PACKETS, SourceV4, SourceV6};
 pub use error::{DataplaneError, MapLayout};
 pub use loader::{
-    AttachKind, AttachMode, AttachOptions, Attached, Capacities, attach, detach, error_chain,
-    is_attached,
+    Adoption, AttachKind, AttachMode, AttachOptions, Attached, Capacities, adopt, attach, detach,
+    error_chain, is_attached,
 };
 pub use maps::Dataplane;
 pub use object::{OBJECT, object_is_stub};
-pub use pins::{DEFAULT_BPFFS, PinDir, ensure_bpffs};
+pub use pins::{Bpffs, DEFAULT_BPFFS, PinDir, ensure_bpffs};
 pub use rules::BlockRule;

@@ -69,15 +69,43 @@ fn is_bpffs(path: &Path) -> io::Result<bool> {
     Ok(st.f_type == BPF_FS_MAGIC)
 }
 
+/// How the pins' bpffs came to be there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bpffs {
+    /// Already mounted: it outlives this process.
+    Found,
+    /// Mounted by this process. `private` says whether this process's mount namespace is another
+    /// than PID 1's (`None`: cannot tell). In a private namespace (`ip netns exec` makes one per
+    /// command) the mount, and with it every pin and the XDP attachment, ends with the last
+    /// process of the namespace.
+    Mounted { private: Option<bool> },
+}
+
+impl Bpffs {
+    /// Whether enforcement may end with this process: the mount is ours and not (known to be)
+    /// in the host's mount namespace.
+    pub fn ends_with_process(self) -> bool {
+        matches!(self, Self::Mounted { private } if private != Some(false))
+    }
+}
+
+/// Whether this process's mount namespace differs from PID 1's; `None` when either link cannot
+/// be read (e.g. a hidden /proc/1).
+fn private_mount_namespace() -> Option<bool> {
+    let mine = std::fs::read_link("/proc/self/ns/mnt").ok()?;
+    let init = std::fs::read_link("/proc/1/ns/mnt").ok()?;
+    Some(mine != init)
+}
+
 /// Mounts bpffs at `path` unless it already is a bpffs mount.
-pub fn ensure_bpffs(path: &Path) -> Result<(), DataplaneError> {
+pub fn ensure_bpffs(path: &Path) -> Result<Bpffs, DataplaneError> {
     let mount_err = |source| DataplaneError::MountBpffs {
         path: path.to_owned(),
         source,
     };
     std::fs::create_dir_all(path).map_err(mount_err)?;
     if is_bpffs(path).map_err(mount_err)? {
-        return Ok(());
+        return Ok(Bpffs::Found);
     }
     let c_path = CString::new(path.as_os_str().as_bytes())
         .map_err(|e| mount_err(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
@@ -94,6 +122,15 @@ pub fn ensure_bpffs(path: &Path) -> Result<(), DataplaneError> {
     if rc != 0 {
         return Err(mount_err(io::Error::last_os_error()));
     }
-    tracing::info!(path = %path.display(), "mounted bpffs");
-    Ok(())
+    let private = private_mount_namespace();
+    let mounted = Bpffs::Mounted { private };
+    if mounted.ends_with_process() {
+        tracing::error!(
+            path = %path.display(),
+            "mounted bpffs inside a private mount namespace: the pins and the XDP attachment end with this process, enforcement will NOT survive it (run in the host's mount namespace, e.g. `nsenter --net=/run/netns/NAME`, not `ip netns exec`)"
+        );
+    } else {
+        tracing::info!(path = %path.display(), "mounted bpffs");
+    }
+    Ok(mounted)
 }

@@ -175,6 +175,15 @@ impl Book {
     }
 
     /// Counts by origin.
+    /// Held decisions by origin and action (every holder counts), for the metrics.
+    pub fn count_by_origin_action(&self) -> BTreeMap<(Origin, &'static str), usize> {
+        let mut out = BTreeMap::new();
+        for d in self.iter() {
+            *out.entry((d.origin, d.action.name())).or_default() += 1;
+        }
+        out
+    }
+
     pub fn count_by_origin(&self) -> BTreeMap<Origin, usize> {
         let mut out = BTreeMap::new();
         for d in self.iter() {

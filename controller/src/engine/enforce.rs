@@ -13,7 +13,10 @@ use ipnet::IpNet;
 use ipwarden_common::BlockEntry;
 
 pub use crate::dataplane::{AttachKind, error_chain};
-use crate::dataplane::{BlockRule, Dataplane, DataplaneError, GlobalCounters};
+use crate::{
+    dataplane::{BlockRule, Dataplane, DataplaneError, GlobalCounters},
+    ipc::protocol::ProgramView,
+};
 
 /// What the engine needs from one enforcement point.
 pub trait Enforcer: Send {
@@ -29,6 +32,10 @@ pub trait Enforcer: Send {
     fn set_monitor(&mut self, on: bool) -> Result<(), DataplaneError>;
     fn monitor(&self) -> Result<bool, DataplaneError>;
     fn globals(&self) -> Result<GlobalCounters, DataplaneError>;
+    /// The program enforcing here, as `status` shows it; `None` where there is no kernel program.
+    fn program(&self) -> Option<ProgramView> {
+        None
+    }
 
     /// Makes the point equal to `rules`, `allow` and `monitor`: entries it should not hold
     /// out, every wanted one in.
@@ -98,6 +105,10 @@ impl Enforcer for Dataplane {
 
     fn globals(&self) -> Result<GlobalCounters, DataplaneError> {
         Dataplane::globals(self)
+    }
+
+    fn program(&self) -> Option<ProgramView> {
+        Some(Dataplane::program(self))
     }
 }
 

@@ -236,6 +236,7 @@ impl Engine {
                     attach: p.attach.name().to_owned(),
                     monitor: p.enforcer.monitor().unwrap_or(false),
                     out_of_sync: p.out_of_sync().map(str::to_owned),
+                    program: p.enforcer.program(),
                 })
                 .collect(),
             decisions: self.book.len(),
@@ -252,7 +253,7 @@ impl Engine {
             last_poll_ms: (self.last_poll.as_secs_f64() * 1e4).round() / 10.0,
             enrichment: self.enrichment_state.to_string(),
             ipasis: self.enrichment().map(|p| p.view()),
-            warnings: self.warnings.iter().cloned().collect(),
+            warnings: self.warnings().cloned().collect(),
             fleet: self.fleet.as_ref().map(|l| Box::new(l.view())),
             crowdsec: self.crowdsec.as_ref().map(|l| Box::new(l.view())),
             feeds: self.feeds.as_ref().map(|f| f.all()).unwrap_or_default(),
@@ -332,5 +333,26 @@ impl Engine {
             },
             Err(e) => error(e),
         }
+    }
+}
+
+impl Engine {
+    /// What a metrics scrape shows: `status`, `stats` and the decisions by origin and action.
+    /// `None` when the counters cannot be read (the scrape then carries the build info only).
+    pub fn metrics_snapshot(&self) -> Option<crate::metrics::Snapshot> {
+        let Response::Stats { interfaces } = self.handle_stats() else {
+            return None;
+        };
+        let decisions = self
+            .book
+            .count_by_origin_action()
+            .into_iter()
+            .map(|((o, a), n)| ((o.name().to_owned(), a.to_owned()), n))
+            .collect();
+        Some(crate::metrics::Snapshot {
+            status: self.status(),
+            stats: interfaces,
+            decisions,
+        })
     }
 }

@@ -87,6 +87,9 @@ pub struct Engine {
     polls: u64,
     last_poll: Duration,
     warnings: VecDeque<String>,
+    /// Conditions that hold for the daemon's whole life (no gateway found, pins that end with
+    /// the process): shown first by `status`, never pushed out by newer warnings.
+    standing: Vec<String>,
     enrich: Option<Arc<Pipeline>>,
     enrichment_state: EnrichmentState,
     /// Sources whose failed enrichment is retried (their episode reset) at this Unix ms. Keyed
@@ -127,6 +130,7 @@ impl Engine {
             polls: 0,
             last_poll: Duration::ZERO,
             warnings: VecDeque::new(),
+            standing: Vec::new(),
             enrich: None,
             enrichment_state: EnrichmentState::VelocityOnly,
             retry_at: HashMap::new(),
@@ -172,12 +176,33 @@ impl Engine {
 
     /// Problems worth an operator's attention, newest last.
     pub fn warnings(&self) -> impl Iterator<Item = &String> {
-        self.warnings.iter()
+        self.standing.iter().chain(self.warnings.iter())
     }
 
     /// Records a problem for `status` (and the log).
     pub fn warn_now(&mut self, message: String) {
         self.warn(message);
+    }
+
+    /// One line for the service manager's `STATUS=` (shown by `systemctl status`).
+    pub fn summary(&self) -> String {
+        let warnings = self.standing.len() + self.warnings.len();
+        let (tracked, heavy) = self.detector.counts();
+        format!(
+            "{} decisions, {tracked} sources tracked, {heavy} heavy hitters{}",
+            self.book.len(),
+            if warnings == 0 {
+                String::new()
+            } else {
+                format!(", {warnings} warnings (ipwarden status)")
+            }
+        )
+    }
+
+    /// Records a condition that lasts as long as the daemon: `status` always shows it.
+    pub fn warn_standing(&mut self, message: String) {
+        tracing::error!("{message}");
+        self.standing.push(message);
     }
 
     fn warn(&mut self, message: String) {
@@ -388,6 +413,9 @@ impl Engine {
         let mut notes = Vec::new();
         if cfg.daemon != self.cfg.daemon {
             notes.push("[daemon] changes apply at the next start".to_owned());
+        }
+        if cfg.metrics != self.cfg.metrics {
+            notes.push("[metrics] changes apply at the next start".to_owned());
         }
         let mut new_dp = cfg.dataplane.clone();
         new_dp.monitor = self.cfg.dataplane.monitor;

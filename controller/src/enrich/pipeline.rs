@@ -94,6 +94,8 @@ pub struct Pipeline {
     stats: Mutex<EnrichStats>,
     wake: Notify,
     shared: std::sync::OnceLock<Arc<dyn SharedLookups>>,
+    /// Where request durations and outcomes are recorded (set once, with `[metrics]` on).
+    instruments: std::sync::OnceLock<crate::metrics::Instruments>,
 }
 
 /// The stage's state as `status` shows it.
@@ -125,6 +127,7 @@ impl Pipeline {
             stats: Mutex::new(EnrichStats::default()),
             wake: Notify::new(),
             shared: std::sync::OnceLock::new(),
+            instruments: std::sync::OnceLock::new(),
             client,
             cfg,
         }
@@ -209,9 +212,29 @@ impl Pipeline {
             }
         }
         lock(&self.stats).requests += 1;
-        let result = self.client.lookup(addr).await;
+        let result = self.request(addr).await;
         self.note(&result);
         Ok(result?)
+    }
+
+    /// Records request durations and outcomes in `instruments` (set once, before `run`).
+    pub fn instrument(&self, instruments: crate::metrics::Instruments) {
+        let _ = self.instruments.set(instruments);
+    }
+
+    /// One request to the API, timed and counted for the metrics.
+    async fn request(&self, addr: IpAddr) -> Result<Record, EnrichError> {
+        let start = Instant::now();
+        let result = self.client.lookup(addr).await;
+        if let Some(i) = self.instruments.get() {
+            i.ipasis_duration.observe(start.elapsed().as_secs_f64());
+            i.ipasis_requests
+                .get_or_create(&crate::metrics::OutcomeLabel {
+                    outcome: crate::metrics::outcome(&result),
+                })
+                .inc();
+        }
+        result
     }
 
     /// Shares answers with the fleet (set once, before `run`).
@@ -235,7 +258,7 @@ impl Pipeline {
             }
         }
         lock(&self.stats).requests += 1;
-        let result = self.client.lookup(addr).await;
+        let result = self.request(addr).await;
         self.note(&result);
         Some(result)
     }
@@ -328,7 +351,7 @@ impl Pipeline {
             let me = self.clone();
             let answers = answers.clone();
             tokio::spawn(async move {
-                let result = me.client.lookup(candidate.addr).await;
+                let result = me.request(candidate.addr).await;
                 drop(permit);
                 me.note(&result);
                 let source = candidate.source;

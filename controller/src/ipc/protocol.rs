@@ -234,6 +234,23 @@ pub struct InterfaceView {
     /// Why the interface's maps differ from the store, until the next poll rebuilds them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub out_of_sync: Option<String>,
+    /// The attached program: which build and layout stamped the pins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<ProgramView>,
+}
+
+/// The XDP program attached to an interface, from its pins' stamp and its link.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramView {
+    /// The ipwarden version that attached (or last upgraded) it; empty when unstamped.
+    pub version: String,
+    /// The data plane build id (16 hex digits); `unstamped` for pins of a release before stamps.
+    pub build: String,
+    pub layout: u32,
+    /// The kernel's program id (`bpftool prog show id N`); 0 if the link could not be read.
+    pub program_id: u32,
+    /// Whether it is this binary's build.
+    pub current: bool,
 }
 
 /// One allowlist entry.

@@ -1,0 +1,234 @@
+//! The scrape-time collector: what `status` and `stats` know, as metrics.
+
+use std::{collections::BTreeMap, fmt};
+
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric as _},
+    metrics::{counter::ConstCounter, gauge::ConstGauge},
+    registry::Unit,
+};
+
+use super::SnapshotFn;
+use crate::ipc::protocol::{InterfaceStats, StatusView};
+
+/// The kernel counters exported per interface, by the `verdict` label (`seen` is their sum and
+/// is left out, so that `sum by (iface)` of the metric is the frames seen).
+const VERDICTS: [&str; 7] = [
+    "passed",
+    "dropped",
+    "limited",
+    "allowed",
+    "monitored",
+    "not_ip",
+    "malformed",
+];
+
+/// The state one scrape shows.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub status: StatusView,
+    pub stats: Vec<InterfaceStats>,
+    /// Held decisions by (origin, action).
+    pub decisions: BTreeMap<(String, String), usize>,
+}
+
+pub(super) struct StateCollector {
+    snapshot: SnapshotFn,
+}
+
+impl StateCollector {
+    pub(super) fn new(snapshot: SnapshotFn) -> Self {
+        Self { snapshot }
+    }
+}
+
+impl fmt::Debug for StateCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StateCollector")
+    }
+}
+
+type Labels<'a> = Vec<(&'static str, &'a str)>;
+
+fn gauge(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    series: &[(Labels<'_>, i64)],
+) -> fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, unit, ConstGauge::new(0i64).metric_type())?;
+    for (labels, v) in series {
+        ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn counter(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    series: &[(Labels<'_>, u64)],
+) -> fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
+    for (labels, v) in series {
+        ConstCounter::new(*v).encode(m.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn as_i64(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
+impl Collector for StateCollector {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
+        gauge(
+            &mut enc,
+            "ipwarden_build_info",
+            "The running ipwarden: version and data plane build (always 1)",
+            None,
+            &[(
+                vec![
+                    ("version", env!("CARGO_PKG_VERSION")),
+                    ("dataplane_build", crate::dataplane::stamp::BUILD),
+                ],
+                1,
+            )],
+        )?;
+        // The daemon's state is read under its lock; if it cannot be (the daemon is stopping),
+        // the scrape carries the build info only and the missing series say so.
+        let Some(snap) = (self.snapshot)() else {
+            return Ok(());
+        };
+        let s = &snap.status;
+
+        let mut packets = Vec::new();
+        for i in &snap.stats {
+            for v in VERDICTS {
+                let n = i.counters.get(v).copied().unwrap_or(0);
+                packets.push((vec![("iface", i.iface.as_str()), ("verdict", v)], n));
+            }
+        }
+        counter(
+            &mut enc,
+            "ipwarden_packets",
+            "Frames the XDP program handled, by interface and verdict (allowed and monitored are sub-counts of passed)",
+            &packets,
+        )?;
+
+        let decisions: Vec<_> = snap
+            .decisions
+            .iter()
+            .map(|((o, a), n)| {
+                (
+                    vec![("origin", o.as_str()), ("action", a.as_str())],
+                    as_i64(*n),
+                )
+            })
+            .collect();
+        gauge(
+            &mut enc,
+            "ipwarden_decisions",
+            "Decisions held, by origin and action (a prefix held by several origins counts once per origin)",
+            None,
+            &decisions,
+        )?;
+        gauge(
+            &mut enc,
+            "ipwarden_allowlist_entries",
+            "Allowlist entries (configured, runtime, protected and built-in)",
+            None,
+            &[(vec![], as_i64(s.allow))],
+        )?;
+        gauge(
+            &mut enc,
+            "ipwarden_heavy_hitters",
+            "Sources above a detection threshold at the last poll",
+            None,
+            &[(vec![], as_i64(s.heavy_hitters))],
+        )?;
+        gauge(
+            &mut enc,
+            "ipwarden_tracked_sources",
+            "Sources (IPv4 /32, IPv6 /64) the detector tracks",
+            None,
+            &[(vec![], as_i64(s.tracked_sources))],
+        )?;
+        counter(
+            &mut enc,
+            "ipwarden_polls",
+            "Polls of the counters since the daemon started",
+            &[(vec![], s.polls)],
+        )?;
+        let sync: Vec<_> = s
+            .interfaces
+            .iter()
+            .map(|i| {
+                (
+                    vec![("iface", i.iface.as_str())],
+                    i64::from(i.out_of_sync.is_some()),
+                )
+            })
+            .collect();
+        gauge(
+            &mut enc,
+            "ipwarden_interface_out_of_sync",
+            "1 while an interface's maps differ from the store (rebuilt at the next poll)",
+            None,
+            &sync,
+        )?;
+        gauge(
+            &mut enc,
+            "ipwarden_warnings",
+            "Warnings `ipwarden status` shows",
+            None,
+            &[(vec![], as_i64(s.warnings.len()))],
+        )?;
+
+        if let Some(p) = &s.ipasis {
+            counter(
+                &mut enc,
+                "ipwarden_ipasis_cache_hits",
+                "Heavy hitters decided from cached IPASIS answers, without a request",
+                &[(vec![], p.stats.cache_hits)],
+            )?;
+            gauge(
+                &mut enc,
+                "ipwarden_ipasis_queue_length",
+                "Heavy hitters waiting for an IPASIS lookup",
+                None,
+                &[(vec![], as_i64(p.queued))],
+            )?;
+            gauge(
+                &mut enc,
+                "ipwarden_ipasis_quota_remaining",
+                "IPASIS requests left today under ipasis.daily_quota",
+                None,
+                &[(
+                    vec![],
+                    as_i64(p.daily_quota.saturating_sub(p.requests_today)),
+                )],
+            )?;
+        }
+
+        let mut links: Vec<(Labels<'_>, i64)> = Vec::new();
+        if let Some(f) = &s.fleet {
+            links.push((vec![("link", "fleet")], i64::from(f.connected)));
+        }
+        if let Some(c) = &s.crowdsec {
+            links.push((vec![("link", "crowdsec")], i64::from(c.connected)));
+        }
+        if !links.is_empty() {
+            gauge(
+                &mut enc,
+                "ipwarden_link_up",
+                "1 while the connection to a decision source or sink (fleet, crowdsec) works",
+                None,
+                &links,
+            )?;
+        }
+        Ok(())
+    }
+}

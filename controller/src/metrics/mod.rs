@@ -1,0 +1,156 @@
+//! Prometheus metrics: `[metrics] listen` serves `/metrics` in the OpenMetrics text format.
+//!
+//! Two kinds of values, kept apart:
+//! - histograms and counters of events only the code that saw them can measure (a poll's
+//!   duration, an IPASIS request's duration and outcome) live in [`Instruments`], recorded where
+//!   the event happens;
+//! - everything `status` and `stats` already know (the kernel's counters, decisions, tracked
+//!   sources, link states) is read at scrape time from a [`Snapshot`], so that the metrics and
+//!   the CLI can never disagree and nothing is kept twice.
+
+mod collect;
+mod http;
+
+use std::sync::Arc;
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    registry::{Registry, Unit},
+};
+
+pub use collect::Snapshot;
+pub use http::{MetricsError, serve};
+
+/// Label of `ipwarden_ipasis_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+/// What is recorded as it happens. Cheap to clone (every metric is an `Arc` inside).
+#[derive(Clone, Debug)]
+pub struct Instruments {
+    pub poll_duration: Histogram,
+    pub ipasis_duration: Histogram,
+    pub ipasis_requests: Family<OutcomeLabel, Counter>,
+}
+
+impl Default for Instruments {
+    fn default() -> Self {
+        Self {
+            // 1 ms .. ~4 s: a poll of a quiet host takes well under 1 ms, one of a million
+            // sources about a second.
+            poll_duration: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 13),
+            ),
+            // 5 ms .. ~10 s: the client's timeout is seconds.
+            ipasis_duration: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.005, 2.0, 12),
+            ),
+            ipasis_requests: Family::default(),
+        }
+    }
+}
+
+/// Reads the state every scrape shows (runs on a blocking thread: it takes the engine lock).
+pub type SnapshotFn = Arc<dyn Fn() -> Option<Snapshot> + Send + Sync>;
+
+/// The registry of one daemon: the instruments plus the scrape-time collector.
+pub fn registry(instruments: &Instruments, snapshot: SnapshotFn) -> Registry {
+    let mut r = Registry::default();
+    r.register_with_unit(
+        "ipwarden_poll_duration",
+        "Time one poll of the counters took (read, detect, decide)",
+        Unit::Seconds,
+        instruments.poll_duration.clone(),
+    );
+    r.register_with_unit(
+        "ipwarden_ipasis_request_duration",
+        "Time of IPASIS requests, retries included",
+        Unit::Seconds,
+        instruments.ipasis_duration.clone(),
+    );
+    r.register(
+        "ipwarden_ipasis_requests",
+        "IPASIS requests by outcome (answer, invalid, rate_limited, unauthorized, quota, error)",
+        instruments.ipasis_requests.clone(),
+    );
+    r.register_collector(Box::new(collect::StateCollector::new(snapshot)));
+    r
+}
+
+/// Every metric name a scrape carries (with the `_total`, `_bucket`... suffixes left off):
+/// what the dashboard may query. Kept here so that a test can check both.
+pub const NAMES: &[&str] = &[
+    "ipwarden_build_info",
+    "ipwarden_packets_total",
+    "ipwarden_decisions",
+    "ipwarden_allowlist_entries",
+    "ipwarden_heavy_hitters",
+    "ipwarden_tracked_sources",
+    "ipwarden_polls_total",
+    "ipwarden_interface_out_of_sync",
+    "ipwarden_warnings",
+    "ipwarden_poll_duration_seconds",
+    "ipwarden_ipasis_requests_total",
+    "ipwarden_ipasis_request_duration_seconds",
+    "ipwarden_ipasis_cache_hits_total",
+    "ipwarden_ipasis_queue_length",
+    "ipwarden_ipasis_quota_remaining",
+    "ipwarden_link_up",
+];
+
+/// The `outcome` label of one IPASIS request's result.
+pub fn outcome<T>(result: &Result<T, crate::enrich::EnrichError>) -> &'static str {
+    use crate::enrich::EnrichError as E;
+    match result {
+        Ok(_) => "answer",
+        Err(E::Invalid) => "invalid",
+        Err(E::RateLimited { .. }) => "rate_limited",
+        Err(E::Unauthorized { .. }) => "unauthorized",
+        Err(E::QuotaExhausted) => "quota",
+        Err(E::Timeout(_)) => "timeout",
+        Err(_) => "error",
+    }
+}
+
+/// The metric names a Grafana dashboard's JSON queries, as families (a histogram's `_bucket`,
+/// `_sum` and `_count` series name their histogram).
+pub fn queried_metrics(dashboard: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut rest = dashboard;
+    while let Some(at) = rest.find("ipwarden_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| f.ends_with("_seconds")))
+            .unwrap_or(name);
+        out.insert(family.to_owned());
+        rest = &tail[end..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_dashboard_queries_only_metrics_the_daemon_serves() {
+        let dashboard = include_str!("../../dist/grafana-dashboard.json");
+        let queried = queried_metrics(dashboard);
+        assert!(queried.len() >= 10, "{queried:?}");
+        for m in &queried {
+            assert!(
+                NAMES.contains(&m.as_str()),
+                "the dashboard queries unknown {m}"
+            );
+        }
+        assert!(queried.contains("ipwarden_poll_duration_seconds"));
+    }
+}

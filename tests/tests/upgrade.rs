@@ -1,0 +1,163 @@
+//! Upgrades and where the pins live: a daemon that finds another build's program attached swaps
+//! its own in on the same link with no gap; pins of a newer layout are refused; a bpffs the
+//! daemon had to mount in a private mount namespace is said to end with it.
+//!
+//! Privileged: run with `cargo xtask test`.
+
+use std::{net::Ipv4Addr, time::Duration};
+
+use ipwarden::dataplane::stamp;
+use ipwarden_common::{LAYOUT_VERSION, Stamp};
+use ipwarden_tests::{
+    Daemon, DaemonEnv,
+    topology::{EDGE_IF, EDGE_V4},
+    traffic::{UdpSink, udp_flood},
+};
+
+const ATTACKER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
+
+const CONFIG: &str = r#"
+[detection]
+poll_interval = "200ms"
+"#;
+
+/// Another build's stamp, as an older release would have left it.
+const OTHER_BUILD: u64 = 0x0bad_c0de_0000_0001;
+
+fn program_id(env: &DaemonEnv) -> u64 {
+    env.home.json(&["status"])["interfaces"][0]["program"]["program_id"]
+        .as_u64()
+        .expect("status shows the program id")
+}
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn a_daemon_swaps_another_builds_program_on_the_link_while_a_blocked_flood_gets_nothing_through() {
+    let env = DaemonEnv::new(CONFIG, &[ATTACKER.into()]);
+    let daemon = env.start();
+    env.home.cli(&["block", "203.0.113.7", "--permanent"]);
+    let before = program_id(&env);
+    let status = env.home.json(&["status"]);
+    assert_eq!(
+        status["interfaces"][0]["program"]["current"], true,
+        "{status}"
+    );
+    assert!(daemon.stop().success());
+
+    // The pins now say another build attached the program: what a package upgrade leaves.
+    let pins = env.ipw.pins();
+    stamp::write(&pins, &Stamp::new(OTHER_BUILD, "0.0.9")).unwrap();
+
+    let sink = UdpSink::bind(&env.topo.edge, (EDGE_V4, 7002).into());
+    let sent = std::thread::scope(|s| {
+        let flood = s.spawn(|| {
+            udp_flood(
+                &env.topo.client,
+                ATTACKER.into(),
+                (EDGE_V4, 7002).into(),
+                3000,
+                Duration::from_secs(3),
+            )
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let _daemon = env.start();
+        let log = env.home.log_text();
+        assert!(
+            log.contains("replaced the attached XDP program of another build"),
+            "{log}"
+        );
+        let after = program_id(&env);
+        assert_ne!(after, before, "the program on the link was replaced");
+        let status = env.home.json(&["status"]);
+        let iface = &status["interfaces"][0];
+        assert_eq!(iface["attach"], "upgraded", "{status}");
+        assert_eq!(iface["program"]["current"], true, "{status}");
+        assert_eq!(
+            iface["program"]["build"],
+            stamp::BUILD,
+            "the pins carry this build's stamp again"
+        );
+        assert_eq!(iface["program"]["version"], env!("CARGO_PKG_VERSION"));
+        flood.join().unwrap()
+    });
+    assert!(sent > 3000, "the flood ran ({sent} sent)");
+    let got = sink.drain(Duration::from_millis(300));
+    assert_eq!(
+        got.get(&ATTACKER.into()).copied().unwrap_or(0),
+        0,
+        "packets of the blocked source got through during the upgrade: {got:?}"
+    );
+    assert!(env.ipw.pins().link().exists());
+    assert_eq!(
+        env.delivered(ATTACKER.into(), 20),
+        0,
+        "still blocked after it"
+    );
+}
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn pins_of_a_newer_layout_are_refused_with_what_to_do() {
+    let env = DaemonEnv::new(CONFIG, &[ATTACKER.into()]);
+    let daemon = env.start();
+    env.home.cli(&["block", "203.0.113.7", "--permanent"]);
+    assert!(daemon.stop().success());
+    let mut newer = Stamp::new(OTHER_BUILD, "9.0.0");
+    newer.layout = LAYOUT_VERSION + 1;
+    stamp::write(&env.ipw.pins(), &newer).unwrap();
+
+    let mut daemon = Daemon::spawn(&env.home, &env.topo.edge, &[]);
+    let status = daemon
+        .wait_exit(Duration::from_secs(15))
+        .expect("the daemon refuses to start");
+    assert!(!status.success());
+    let log = env.home.log_text();
+    assert!(
+        log.contains(&format!("has data plane layout {}", LAYOUT_VERSION + 1))
+            && log.contains("written by ipwarden 9.0.0")
+            && log.contains("will not read those maps blindly"),
+        "{log}"
+    );
+    // The program the newer release attached keeps enforcing.
+    assert!(env.ipw.pins().link().exists());
+    assert_eq!(env.delivered(ATTACKER.into(), 20), 0);
+}
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn a_bpffs_mounted_in_a_private_mount_namespace_is_said_to_end_with_the_daemon() {
+    let env = DaemonEnv::new(CONFIG, &[ATTACKER.into()]);
+    // As `ip netns exec` alone would leave it: no bpffs at the configured path, and a mount
+    // namespace of the daemon's own. The test's bpffs is unmounted only in that namespace.
+    let wrapper = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        "umount \"$IPWARDEN_BPFFS\" && exec \"$@\"",
+        "sh",
+    ];
+    let daemon = Daemon::start_wrapped(&env.home, &env.topo.edge, &wrapper);
+    let warnings = env.home.json(&["status"])["warnings"].to_string();
+    assert!(
+        warnings.contains("in a private mount namespace")
+            && warnings.contains("enforcement will not survive it"),
+        "status does not warn: {warnings}"
+    );
+    assert!(
+        env.home
+            .log_text()
+            .contains("enforcement will NOT survive it"),
+        "the start-up log does not say it"
+    );
+    assert!(
+        !env.ipw.pins().link().exists(),
+        "the pins are not in the host's bpffs"
+    );
+    assert!(daemon.stop().success());
+    // What the warning said: with the namespace gone, so is the program.
+    let link = env.topo.edge.ip(&["link", "show", "dev", EDGE_IF]);
+    assert!(!link.contains("xdp"), "{link}");
+}
