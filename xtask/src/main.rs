@@ -3,6 +3,7 @@
 mod bench;
 mod build;
 mod cmd;
+mod deb;
 mod demo;
 mod fuzz;
 mod lint;
@@ -34,6 +35,8 @@ enum Command {
     Bench(bench::Options),
     /// Fuzz every parser of outside input (nightly, cargo-fuzz) for --time seconds each.
     Fuzz(fuzz::Options),
+    /// Build the Debian package (cargo-deb) and check it with lintian.
+    Deb(deb::Options),
     /// Run the `ipwarden` binary: `cargo xtask run -- attach --iface eth0`.
     Run(run::Options),
     /// rustfmt and clippy, warnings denied.
@@ -50,6 +53,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(opts) => demo::run(&opts),
         Command::Bench(opts) => bench::run(&opts),
         Command::Fuzz(opts) => fuzz::run(&opts),
+        Command::Deb(opts) => deb::run(&opts).map(|_| ()),
         Command::Run(opts) => run::run(&opts),
         Command::Lint => lint::run(),
         Command::Ci => {

@@ -14,13 +14,19 @@ use crate::cmd;
 
 const TOOLCHAIN: &str = "nightly";
 const BPF_LINKER_VERSION: &str = "0.13.0";
-const APT_PACKAGES: [(&str, &str); 5] = [
+/// The newest cargo-deb that builds with our stable toolchain (checked when it was chosen).
+const CARGO_DEB_VERSION: &str = "3.8.0";
+const APT_PACKAGES: [(&str, &str); 8] = [
     ("ip", "iproute2"),
     ("ping", "iputils-ping"),
     ("mount", "mount"),
     ("systemd-analyze", "systemd"),
     // Fleet tests start their own JetStream server (the package's unit is not used).
     ("nats-server", "nats-server"),
+    // The package test: lintian checks the .deb, man-db answers `man -w`.
+    ("lintian", "lintian"),
+    ("man", "man-db"),
+    ("dpkg-shlibdeps", "dpkg-dev"),
 ];
 
 pub fn run() -> anyhow::Result<()> {
@@ -28,14 +34,108 @@ pub fn run() -> anyhow::Result<()> {
     rust_src(&sysroot)?;
     bpf_linker(&sysroot)?;
     apt_packages()?;
-    crowdsec()?;
+    CROWDSEC.ensure()?;
+    PROMETHEUS.ensure()?;
+    cargo_deb()?;
     eprintln!("setup: ready");
     Ok(())
 }
 
-/// Where CrowdSec is unpacked for the tests (`tests/src/crowdsec.rs` looks there).
-fn crowdsec_root() -> PathBuf {
-    cmd::workspace_root().join("target/tools/crowdsec")
+/// Debian packages unpacked (not installed) under `target/tools/<name>`, for the tests.
+struct Unpacked {
+    /// The Debian package.
+    package: &'static str,
+    /// Why it is unpacked rather than installed.
+    why: &'static str,
+    /// Files (relative to the root) that must exist once unpacked.
+    files: &'static [&'static str],
+}
+
+/// Debian's crowdsec 1.4.6: its post-install registers with CrowdSec's central API and fails
+/// offline. The tests run its LAPI alone (`crowdsec -no-cs`) with their own configuration
+/// (`tests/src/crowdsec.rs` looks here).
+const CROWDSEC: Unpacked = Unpacked {
+    package: "crowdsec",
+    why: "its post-install needs the internet",
+    files: &["usr/bin/crowdsec", "usr/bin/cscli"],
+};
+
+/// Debian's prometheus, for `promtool check metrics` on a real scrape: installing it would
+/// start a Prometheus server.
+const PROMETHEUS: Unpacked = Unpacked {
+    package: "prometheus",
+    why: "installing it starts a server",
+    files: &["usr/bin/promtool"],
+};
+
+impl Unpacked {
+    fn root(&self) -> PathBuf {
+        cmd::workspace_root()
+            .join("target/tools")
+            .join(self.package)
+    }
+
+    fn is_ready(&self) -> bool {
+        self.files.iter().all(|f| self.root().join(f).is_file())
+    }
+
+    fn ensure(&self) -> anyhow::Result<()> {
+        let root = self.root();
+        if self.is_ready() {
+            eprintln!("setup: {}: unpacked at {}", self.package, root.display());
+            return Ok(());
+        }
+        let cache = deb_cache();
+        std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+        let prefix = format!("{}_", self.package);
+        let cached = || -> anyhow::Result<Option<PathBuf>> {
+            Ok(std::fs::read_dir(&cache)?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
+                }))
+        };
+        let deb = match cached()? {
+            Some(d) => d,
+            None => {
+                if !cmd::is_root() {
+                    bail!(
+                        "{} is needed by the tests ({}, so it is unpacked): run `cargo xtask setup` as root",
+                        self.package,
+                        self.why
+                    );
+                }
+                cmd::run(Command::new("apt-get").arg("update").arg("-q"))?;
+                cmd::run(
+                    Command::new("apt-get")
+                        .args(["download", "-q", self.package])
+                        .current_dir(&cache),
+                )?;
+                cached()?
+                    .with_context(|| format!("apt-get download {} left no .deb", self.package))?
+            }
+        };
+        std::fs::create_dir_all(&root)?;
+        cmd::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
+        if !self.is_ready() {
+            bail!(
+                "{} unpacked from {} lacks {:?}",
+                self.package,
+                deb.display(),
+                self.files
+            );
+        }
+        eprintln!(
+            "setup: {}: unpacked {} at {}",
+            self.package,
+            deb.display(),
+            root.display()
+        );
+        Ok(())
+    }
 }
 
 /// Downloaded packages are kept here, across clones: CI's fresh checkouts do not fetch again.
@@ -47,50 +147,29 @@ fn deb_cache() -> PathBuf {
         .join("ipwarden/debs")
 }
 
-/// Debian's crowdsec 1.4.6, unpacked, not installed: its post-install registers with CrowdSec's
-/// central API and fails offline. The tests run its LAPI alone (`crowdsec -no-cs`) with their
-/// own configuration.
-fn crowdsec() -> anyhow::Result<()> {
-    let root = crowdsec_root();
-    if root.join("usr/bin/crowdsec").is_file() && root.join("usr/bin/cscli").is_file() {
-        eprintln!("setup: crowdsec: unpacked at {}", root.display());
+/// cargo-deb, which `cargo xtask deb` builds the package with.
+fn cargo_deb() -> anyhow::Result<()> {
+    if cargo_deb_version().is_some_and(|v| v.contains(CARGO_DEB_VERSION)) {
+        eprintln!("setup: cargo-deb {CARGO_DEB_VERSION}: present");
         return Ok(());
     }
-    let cache = deb_cache();
-    std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
-    let cached = || -> anyhow::Result<Option<PathBuf>> {
-        Ok(std::fs::read_dir(&cache)?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("crowdsec_") && n.ends_with(".deb"))
-            }))
-    };
-    let deb = match cached()? {
-        Some(d) => d,
-        None => {
-            if !cmd::is_root() {
-                bail!("CrowdSec is needed by the tests: run `cargo xtask setup` as root");
-            }
-            cmd::run(Command::new("apt-get").arg("update").arg("-q"))?;
-            cmd::run(
-                Command::new("apt-get")
-                    .args(["download", "-q", "crowdsec"])
-                    .current_dir(&cache),
-            )?;
-            cached()?.context("apt-get download crowdsec left no .deb")?
-        }
-    };
-    std::fs::create_dir_all(&root)?;
-    cmd::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
-    eprintln!(
-        "setup: crowdsec: unpacked {} at {}",
-        deb.display(),
-        root.display()
-    );
-    Ok(())
+    cmd::run(Command::new("cargo").args([
+        "install",
+        "cargo-deb",
+        "--locked",
+        "--version",
+        CARGO_DEB_VERSION,
+    ]))
+}
+
+fn cargo_deb_version() -> Option<String> {
+    let out = Command::new("cargo")
+        .args(["deb", "--version"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Whether everything `setup` installs is present (cheap: no installs).
@@ -101,7 +180,9 @@ pub fn is_ready() -> bool {
     rust_src_dir(&sysroot).exists()
         && bpf_linker_version().is_some_and(|v| v.contains(BPF_LINKER_VERSION))
         && APT_PACKAGES.iter().all(|(bin, _)| cmd::on_path(bin))
-        && crowdsec_root().join("usr/bin/crowdsec").is_file()
+        && CROWDSEC.is_ready()
+        && PROMETHEUS.is_ready()
+        && cargo_deb_version().is_some_and(|v| v.contains(CARGO_DEB_VERSION))
 }
 
 /// Runs `setup` unless everything is already there.

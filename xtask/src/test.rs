@@ -143,6 +143,11 @@ fn privileged(opts: &Options) -> anyhow::Result<Tally> {
     }
     remove_stale_namespaces()?;
     build::run(&build::Options::default())?;
+    // The package test installs this.
+    let deb = crate::deb::run(&crate::deb::Options {
+        dev: true,
+        no_lintian: false,
+    })?;
     let mut c = cmd::cargo();
     c.args([
         "test",
@@ -152,7 +157,8 @@ fn privileged(opts: &Options) -> anyhow::Result<Tally> {
         "--include-ignored",
         "--test-threads=1",
     ])
-    .env("IPWARDEN_BIN", build::binary("ipwarden", false));
+    .env("IPWARDEN_BIN", build::binary("ipwarden", false))
+    .env("IPWARDEN_DEB", &deb);
     filter_args(&mut c, opts);
     cargo_test(&mut c)
 }

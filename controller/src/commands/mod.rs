@@ -2,6 +2,7 @@
 //! Daemon commands go through [`call`]; `attach`, `detach` and `map` act on the pins directly.
 
 mod allow;
+mod assets;
 mod attach;
 mod block;
 mod config;
@@ -63,6 +64,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Attach(args) => attach::run(&args),
         Command::Detach { target } => detach::run(&target),
         Command::Map { action } => map::run(action),
+        Command::GenerateAssets { out } => assets::run(&out),
     }
 }
 
