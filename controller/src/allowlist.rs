@@ -56,6 +56,14 @@ pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
+/// The addresses never to block right now (found by the daemon in the routes and DNS).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Protected {
+    pub prefixes: Vec<IpNet>,
+    /// Whether a default gateway was found (if not, `status` warns).
+    pub gateway_found: bool,
+}
+
 /// The three kinds of entry, kept apart so each is replaced on its own (a reload replaces the
 /// configured ones, a route change the protected ones).
 #[derive(Debug, Default)]
@@ -74,6 +82,11 @@ impl Allowlist {
     /// Replaces the protected addresses' prefixes.
     pub fn set_protected(&mut self, prefixes: Vec<IpNet>) {
         self.protected = prefixes;
+    }
+
+    /// The protected addresses' prefixes.
+    pub fn protected(&self) -> &[IpNet] {
+        &self.protected
     }
 
     /// Replaces the runtime entries (at restore).

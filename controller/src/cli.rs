@@ -52,6 +52,17 @@ pub enum LogFormat {
     Journald,
 }
 
+/// A refresh interval in seconds (fractions allowed), 0.1 s to 1 h.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|e| format!("not a number of seconds: {e}"))?;
+    if !(0.1..=3600.0).contains(&secs) {
+        return Err("the interval must be between 0.1 and 3600 seconds".into());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 /// Which attachment a command acts on.
 #[derive(Debug, Clone, Args)]
 pub struct Target {
@@ -188,6 +199,13 @@ pub enum Command {
         /// How many sources.
         #[arg(short = 'n', long, default_value_t = 20)]
         n: usize,
+        /// Refresh every SECS seconds (default 2) until interrupted: in place on a terminal,
+        /// as successive timestamped tables otherwise.
+        #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "2", value_parser = parse_interval)]
+        watch: Option<Duration>,
+        /// With --watch: stop after this many refreshes.
+        #[arg(long, value_name = "N", requires = "watch")]
+        iterations: Option<u64>,
     },
     /// Show the data plane's global counters per interface.
     Stats {

@@ -350,6 +350,17 @@ impl DaemonEnv {
             .collect()
     }
 
+    /// The allowlist entries in the maps, as `198.51.100.2/32`.
+    pub fn kernel_allows(&self) -> std::collections::BTreeSet<String> {
+        self.ipw
+            .dataplane()
+            .allows()
+            .expect("reading the allow maps")
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
     /// The kernel's entry for exactly `prefix` (as `203.0.113.7/32`): its action and reason
     /// code, i.e. which origin's decision the data plane enforces.
     pub fn enforced(&self, prefix: &str) -> Option<(u8, u32)> {

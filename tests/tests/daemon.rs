@@ -421,8 +421,17 @@ fn ready_is_notified_only_once_attached_and_listening() {
         &[("NOTIFY_SOCKET", &notify_path)],
     );
     let mut buf = [0u8; 256];
-    let n = notify.recv(&mut buf).expect("READY=1 within 15 s");
-    assert_eq!(&buf[..n], b"READY=1");
+    let mut recv = || {
+        let n = notify.recv(&mut buf).expect("a notification within 15 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    // Before READY=1, only a request for more start-up time while the store is restored.
+    let first = recv();
+    assert!(
+        first.starts_with("EXTEND_TIMEOUT_USEC=") && first.contains("STATUS=restoring"),
+        "{first}"
+    );
+    assert_eq!(recv(), "READY=1");
     // At that moment the program is attached and the socket answers.
     assert!(
         env.topo
@@ -435,6 +444,13 @@ fn ready_is_notified_only_once_attached_and_listening() {
             .cli(&["status"])
             .contains("interface: edge0 (driver)")
     );
+    // Then every poll feeds the watchdog with a one-line status.
+    let next = recv();
+    assert!(
+        next.starts_with("WATCHDOG=1\nSTATUS=") && next.contains("decisions,"),
+        "{next}"
+    );
+    assert!(recv().starts_with("WATCHDOG=1"));
 }
 
 #[test]
@@ -531,4 +547,46 @@ fn the_gateway_is_protected_under_a_subset_pid_proc_and_its_absence_is_said() {
         warnings.to_string().contains("no default gateway found"),
         "status does not say the gateway is unprotected: {warnings}"
     );
+
+    // The routes change under the running daemon: a reload (or, later, the periodic re-read)
+    // protects the new gateway and ends the warning, and unprotects it when it goes.
+    let protected = |env: &DaemonEnv| {
+        env.home.json(&["allow", "list"])["allow"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["prefix"] == "198.51.100.2/32" && a["origin"] == "protected")
+    };
+    env.topo
+        .edge
+        .ip(&["route", "add", "default", "via", "198.51.100.2"]);
+    env.home.cli(&["reload"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !protected(&env) {
+        assert!(
+            Instant::now() < deadline,
+            "the new gateway was not protected after a reload"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let warnings = env.home.json(&["status"])["warnings"].to_string();
+    assert!(!warnings.contains("no default gateway"), "{warnings}");
+    assert!(
+        env.kernel_allows().contains("198.51.100.2/32"),
+        "in the maps too"
+    );
+
+    env.topo.edge.ip(&["route", "del", "default"]);
+    env.home.cli(&["reload"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while protected(&env) {
+        assert!(
+            Instant::now() < deadline,
+            "the old gateway stayed protected"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!env.kernel_allows().contains("198.51.100.2/32"));
+    let warnings = env.home.json(&["status"])["warnings"].to_string();
+    assert!(warnings.contains("no default gateway found"), "{warnings}");
 }

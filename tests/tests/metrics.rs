@@ -102,8 +102,25 @@ listen = "{METRICS}"
         ),
     )
     .unwrap();
-    let _daemon = Daemon::start(&home, &topo.edge);
+    // Logs as JSON lines, for collectors other than journald.
+    let _daemon = Daemon::start_args(&home, &topo.edge, &[], &["--log-format", "json"]);
     home.cli(&["block", "203.0.113.7"]);
+    let log = home.log_text();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "INFO" && l["message"] == "ipwarden running"),
+        "{log}"
+    );
+    let decision = lines
+        .iter()
+        .find(|l| l["prefix"] == "203.0.113.7/32")
+        .unwrap_or_else(|| panic!("the decision's log line carries its prefix as a field: {log}"));
+    assert_eq!(decision["origin"], "manual", "{decision}");
 
     let during = std::thread::scope(|s| {
         for (src, pps) in [(BLOCKED, 2000), (LOUD, 1000)] {
@@ -165,6 +182,12 @@ listen = "{METRICS}"
         .is_some_and(|n| n >= 1.0),
         "the loud source was looked up: {during}"
     );
+
+    // `top --watch` into a pipe: successive timestamped tables, no terminal escapes.
+    let watched = home.cli(&["top", "--watch", "0.2", "--iterations", "3"]);
+    assert_eq!(watched.matches("== ").count(), 3, "{watched}");
+    assert_eq!(watched.matches("SOURCE").count(), 3, "{watched}");
+    assert!(!watched.contains('\x1b'), "{watched}");
 
     // Quiet again: the scrape and `stats` read the same kernel counters.
     std::thread::sleep(Duration::from_millis(500));

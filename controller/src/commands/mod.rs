@@ -53,7 +53,20 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             format,
         } => lookup::run(addr, fresh, &conn, format),
         Command::Allow { action } => allow::run(action),
-        Command::Top { conn, format, n } => show::top(&conn, format, n),
+        Command::Top {
+            conn,
+            format,
+            n,
+            watch: None,
+            ..
+        } => show::top(&conn, format, n),
+        Command::Top {
+            conn,
+            format,
+            n,
+            watch: Some(every),
+            iterations,
+        } => show::top_watch(&conn, format, n, every, iterations),
         Command::Stats { conn, format } => show::stats(&conn, format),
         Command::Explain { addr, conn, format } => explain::run(addr, &conn, format),
         Command::Reload { conn } => {

@@ -132,6 +132,39 @@ pub fn status(conn: &Conn, format: Format) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `top --watch`: on a terminal, redraws in place (cursor home, clear) like top(1); otherwise
+/// prints each refresh after a timestamp line, with no escape codes, for logs and pipes.
+pub fn top_watch(
+    conn: &Conn,
+    format: Format,
+    n: usize,
+    every: std::time::Duration,
+    iterations: Option<u64>,
+) -> anyhow::Result<()> {
+    use std::io::{IsTerminal as _, Write as _};
+    let terminal = std::io::stdout().is_terminal() && !format.json;
+    let mut done = 0u64;
+    loop {
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+        if terminal {
+            print!("\x1b[H\x1b[2J");
+            println!(
+                "ipwarden top: every {:.1} s, {now} (Ctrl-C to stop)\n",
+                every.as_secs_f64()
+            );
+        } else if !format.json {
+            println!("== {now}");
+        }
+        top(conn, format, n)?;
+        std::io::stdout().flush()?;
+        done += 1;
+        if iterations.is_some_and(|max| done >= max) {
+            return Ok(());
+        }
+        std::thread::sleep(every);
+    }
+}
+
 pub fn top(conn: &Conn, format: Format, n: usize) -> anyhow::Result<()> {
     let response = super::call(conn, Request::Top { n })?;
     let Response::Top { sources } = &response else {

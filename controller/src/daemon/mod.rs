@@ -240,25 +240,18 @@ async fn serve(
     for w in warnings {
         engine.warn_standing(w);
     }
+    // The hosts the daemon talks to: blocking them would cut it off from its API and peers.
+    let mut protected_urls: Vec<String> = Vec::new();
+    if pipeline.is_some() {
+        protected_urls.push(cfg.ipasis.base_url.clone());
+    }
+    protected_urls.extend(cfg.fleet.iter().flat_map(|f| f.url.iter().cloned()));
     if cfg.allow.builtin {
-        let mut protected = protect::gateways();
-        if protected.is_empty() {
-            engine.warn_standing(
-                "no default gateway found in this network namespace's routes: none is protected from blocking"
-                    .to_owned(),
-            );
+        let protected = protect::current(protected_urls.iter().map(String::as_str));
+        if !protected.prefixes.is_empty() {
+            tracing::info!(addresses = ?protected.prefixes, "never blocking the gateways and the API's addresses");
         }
-        if pipeline.is_some() {
-            protected.extend(protect::resolve(&cfg.ipasis.base_url));
-        }
-        // The fleet's servers: blocking them would cut this host off from its peers.
-        for url in cfg.fleet.iter().flat_map(|f| &f.url) {
-            protected.extend(protect::resolve(url));
-        }
-        if !protected.is_empty() {
-            tracing::info!(addresses = ?protected, "never blocking the gateways and the API's addresses");
-        }
-        engine.set_protected(protect::prefixes(&protected));
+        engine.set_protected(protected);
     }
     // A large restore can outlast the unit's start timeout: ask for more, and say why.
     notify("EXTEND_TIMEOUT_USEC=300000000\nSTATUS=restoring decisions into the maps");
@@ -360,9 +353,24 @@ async fn serve(
     drop(sources_tx);
     let listener = server::bind(&cfg.daemon.socket)?;
     let handler_engine = engine.clone();
+    let refresh = Arc::new(tokio::sync::Notify::new());
+    let (protected_tx, protected) = mpsc::channel::<protect::Protected>(2);
+    let refresher = cfg.allow.builtin.then(|| {
+        tokio::spawn(refresh_protected(
+            protected_urls,
+            refresh.clone(),
+            protected_tx,
+        ))
+    });
+    let reloaded = refresh.clone();
     let server = tokio::spawn(server::serve(
         listener,
-        Arc::new(move |req| handle(&handler_engine, pipeline.as_deref(), req)),
+        Arc::new(move |req| {
+            if matches!(req, Request::Reload) {
+                reloaded.notify_one();
+            }
+            handle(&handler_engine, pipeline.as_deref(), req)
+        }),
     ));
     tracing::info!(socket = %cfg.daemon.socket.display(), ifaces = ?cfg.daemon.ifaces, "ipwarden running");
     notify("READY=1");
@@ -372,6 +380,8 @@ async fn serve(
         answers,
         sources,
         snapshots,
+        protected,
+        refresh,
         publish,
     };
     let result = poll_loop(
@@ -385,6 +395,9 @@ async fn serve(
 
     notify("STOPPING=1");
     server.abort();
+    if let Some(r) = refresher {
+        r.abort();
+    }
     if let Some(m) = metrics {
         m.abort();
     }
@@ -512,11 +525,40 @@ async fn start_fleet(
     Ok((started.task, origins))
 }
 
+/// Reads the gateways and resolves `urls` every [`protect::REFRESH`] and when `wake` is
+/// notified (a reload), sending what it found; the engine applies changes only.
+async fn refresh_protected(
+    urls: Vec<String>,
+    wake: Arc<tokio::sync::Notify>,
+    out: mpsc::Sender<protect::Protected>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(protect::REFRESH) => {}
+            _ = wake.notified() => {}
+        }
+        let urls = urls.clone();
+        let Ok(found) =
+            tokio::task::spawn_blocking(move || protect::current(urls.iter().map(String::as_str)))
+                .await
+        else {
+            return;
+        };
+        if out.send(found).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// What other tasks send the engine.
 struct Inbox {
     answers: mpsc::Receiver<Enriched>,
     sources: mpsc::Receiver<SourceEvent>,
     snapshots: mpsc::Receiver<SnapshotRequest>,
+    /// The gateways and hosts to protect, read again now and then.
+    protected: mpsc::Receiver<protect::Protected>,
+    /// Wakes the reader of `protected` (on reload).
+    refresh: Arc<tokio::sync::Notify>,
     /// The origins the fleet publishes (what a snapshot holds).
     publish: Vec<Origin>,
 }
@@ -562,7 +604,11 @@ async fn poll_loop(
                     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 }
             }
+            Some(p) = inbox.protected.recv() => {
+                engine.lock().expect("engine lock poisoned").set_protected(p);
+            }
             _ = hup.recv() => {
+                inbox.refresh.notify_one();
                 notify(&reloading());
                 let response = engine.lock().expect("engine lock poisoned").handle(Request::Reload);
                 notify("READY=1");

@@ -1,10 +1,33 @@
-//! Addresses the daemon must never block, found at start: the default gateways (blocking them
-//! cuts the host off) and the addresses the daemon itself talks to (the IPASIS endpoint).
-//! They join the allowlist with origin `protected`.
+//! Addresses the daemon must never block: the default gateways (blocking them cuts the host
+//! off) and the addresses the daemon itself talks to (the IPASIS endpoint, the fleet's servers).
+//! They join the allowlist with origin `protected`. Found at start, then again every
+//! [`REFRESH`] and on every reload: routes change and DNS answers move (and a daemon that
+//! starts before the network, as the unit orders it, resolves nothing at first).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs as _};
 
 use ipnet::IpNet;
+
+/// How often the gateways and the hosts' addresses are read again.
+pub const REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
+
+pub use crate::allowlist::Protected;
+
+/// Reads the routes and resolves `urls` (blocking: DNS).
+pub fn current<'a>(urls: impl IntoIterator<Item = &'a str>) -> Protected {
+    let mut addrs = gateways();
+    let gateway_found = !addrs.is_empty();
+    for url in urls {
+        addrs.extend(resolve(url));
+    }
+    let mut prefixes = prefixes(&addrs);
+    prefixes.sort();
+    prefixes.dedup();
+    Protected {
+        prefixes,
+        gateway_found,
+    }
+}
 
 /// Default gateways from the routing tables of this network namespace.
 ///

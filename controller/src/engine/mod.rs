@@ -90,6 +90,11 @@ pub struct Engine {
     /// Conditions that hold for the daemon's whole life (no gateway found, pins that end with
     /// the process): shown first by `status`, never pushed out by newer warnings.
     standing: Vec<String>,
+    /// Set while no default gateway is found (re-read with the routes).
+    gateway_warning: Option<String>,
+    /// Whether `restore` has made the planes equal to the store (before, changes are recorded
+    /// only).
+    restored: bool,
     enrich: Option<Arc<Pipeline>>,
     enrichment_state: EnrichmentState,
     /// Sources whose failed enrichment is retried (their episode reset) at this Unix ms. Keyed
@@ -131,6 +136,8 @@ impl Engine {
             last_poll: Duration::ZERO,
             warnings: VecDeque::new(),
             standing: Vec::new(),
+            gateway_warning: None,
+            restored: false,
             enrich: None,
             enrichment_state: EnrichmentState::VelocityOnly,
             retry_at: HashMap::new(),
@@ -165,8 +172,36 @@ impl Engine {
     }
 
     /// Addresses that must never be blocked (default gateways, the API's addresses).
-    pub fn set_protected(&mut self, prefixes: Vec<IpNet>) {
-        self.allow.set_protected(prefixes);
+    /// Sets the protected prefixes (gateways, the API's and peers' addresses). Before the
+    /// restore this only records them; later, what changed is applied to every plane.
+    pub fn set_protected(&mut self, protected: crate::allowlist::Protected) {
+        self.gateway_warning = (!protected.gateway_found).then(|| {
+            "no default gateway found in this network namespace's routes: none is protected from blocking".to_owned()
+        });
+        let old: std::collections::BTreeSet<IpNet> =
+            self.allow.protected().iter().copied().collect();
+        let new: std::collections::BTreeSet<IpNet> = protected.prefixes.iter().copied().collect();
+        if old == new {
+            return;
+        }
+        self.allow.set_protected(protected.prefixes);
+        if !self.restored {
+            return;
+        }
+        let added: Vec<IpNet> = new.difference(&old).copied().collect();
+        let removed: Vec<IpNet> = old.difference(&new).copied().collect();
+        for p in &added {
+            self.plane_change("protecting an address", |e| e.allow(*p));
+        }
+        let entries = self.allow.entries();
+        for p in removed.iter().filter(|p| !entries.contains_key(p)) {
+            self.plane_change("unprotecting an address", |e| e.disallow(*p));
+        }
+        tracing::info!(
+            ?added,
+            ?removed,
+            "protected addresses changed (routes or DNS)"
+        );
     }
 
     /// Every live decision.
@@ -176,7 +211,10 @@ impl Engine {
 
     /// Problems worth an operator's attention, newest last.
     pub fn warnings(&self) -> impl Iterator<Item = &String> {
-        self.standing.iter().chain(self.warnings.iter())
+        self.gateway_warning
+            .iter()
+            .chain(self.standing.iter())
+            .chain(self.warnings.iter())
     }
 
     /// Records a problem for `status` (and the log).
@@ -186,7 +224,7 @@ impl Engine {
 
     /// One line for the service manager's `STATUS=` (shown by `systemctl status`).
     pub fn summary(&self) -> String {
-        let warnings = self.standing.len() + self.warnings.len();
+        let warnings = self.warnings().count();
         let (tracked, heavy) = self.detector.counts();
         format!(
             "{} decisions, {tracked} sources tracked, {heavy} heavy hitters{}",
@@ -258,6 +296,7 @@ impl Engine {
         report.decisions = self.book.len();
         report.allow = self.allow.len();
         self.sync_all()?;
+        self.restored = true;
         Ok(report)
     }
 
