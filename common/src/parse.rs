@@ -50,6 +50,16 @@ pub const ETH_P_8021Q: u16 = 0x8100;
 pub const ETH_P_8021AD: u16 = 0x88A8;
 /// IP protocol number of TCP.
 pub const IPPROTO_TCP: u8 = 6;
+/// IPv6 extension headers walked to reach TCP: hop-by-hop options, routing, fragment,
+/// destination options.
+pub const IPPROTO_HOPOPTS: u8 = 0;
+pub const IPPROTO_ROUTING: u8 = 43;
+pub const IPPROTO_FRAGMENT: u8 = 44;
+pub const IPPROTO_DSTOPTS: u8 = 60;
+/// How many IPv6 extension headers are walked before TCP. RFC 8200's recommended order has at
+/// most hop-by-hop, destination options, routing, fragment and destination options again before
+/// the upper layer; a SYN behind a longer chain is counted as a packet, not a SYN.
+pub const MAX_IPV6_EXT_HEADERS: usize = 5;
 
 const TCP_FLAGS_OFFSET: usize = 13;
 const TCP_SYN: u8 = 0x02;
@@ -124,9 +134,46 @@ fn parse_ipv6<F: Frame + ?Sized>(frame: &F, offset: usize) -> Parsed {
     }
     let mut src = [0u8; 16];
     src.copy_from_slice(&hdr[8..24]);
-    // Extension headers are not walked: a SYN behind them is counted as a packet, not a SYN.
-    let syn = hdr[6] == IPPROTO_TCP && tcp_syn(frame, offset + IPV6_HLEN);
+    let syn = match hdr[6] {
+        IPPROTO_TCP => tcp_syn(frame, offset + IPV6_HLEN),
+        next => ipv6_ext_syn(frame, next, offset + IPV6_HLEN),
+    };
     Parsed::V6 { src, syn }
+}
+
+/// Walks up to [`MAX_IPV6_EXT_HEADERS`] extension headers from `next` at `offset` and tells
+/// whether TCP behind them is a SYN. Without the walk, one hop-by-hop header hid a SYN flood
+/// from `syn_pps_threshold`. A non-first fragment never carries the TCP header (its bytes are
+/// payload), so it is never a SYN; anything else (ESP, AH, no next header, truncation) is not.
+///
+/// The loop has a constant bound and each step advances at most 2 KiB, so the verifier can
+/// bound every offset; it only runs for IPv6 packets whose first next header is not TCP.
+#[inline(always)]
+fn ipv6_ext_syn<F: Frame + ?Sized>(frame: &F, mut next: u8, mut offset: usize) -> bool {
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        match next {
+            IPPROTO_TCP => return tcp_syn(frame, offset),
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+                let Some([nh, len]) = frame.load::<2>(offset) else {
+                    return false;
+                };
+                next = nh;
+                offset += (len as usize + 1) * 8;
+            }
+            IPPROTO_FRAGMENT => {
+                let Some([nh, _, off_hi, off_lo]) = frame.load::<4>(offset) else {
+                    return false;
+                };
+                if u16::from_be_bytes([off_hi, off_lo]) >> 3 != 0 {
+                    return false;
+                }
+                next = nh;
+                offset += 8;
+            }
+            _ => return false,
+        }
+    }
+    next == IPPROTO_TCP && tcp_syn(frame, offset)
 }
 
 /// Whether the TCP header at `offset` has SYN set and ACK clear; `false` if it is truncated.
@@ -277,6 +324,124 @@ mod tests {
                 syn: false
             }
         );
+    }
+
+    /// An IPv6 extension header: `next`, then a length in 8-byte units beyond the first 8.
+    fn ext(next: u8, units: u8) -> Vec<u8> {
+        let mut h = std::vec![0u8; (units as usize + 1) * 8];
+        h[0] = next;
+        h[1] = units;
+        h
+    }
+
+    fn frag(next: u8, offset_units: u16, more: bool) -> Vec<u8> {
+        let mut h = std::vec![0u8; 8];
+        h[0] = next;
+        let v = (offset_units << 3) | u16::from(more);
+        h[2..4].copy_from_slice(&v.to_be_bytes());
+        h
+    }
+
+    fn v6_syn(f: &[u8]) -> bool {
+        match parse_frame(f) {
+            Parsed::V6 { src, syn } => {
+                assert_eq!(src, SRC6, "the source is read whatever follows");
+                syn
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn ipv6_syns_behind_each_extension_header_are_syns() {
+        let e = eth(&[], ETH_P_IPV6);
+        let syn = tcp(TCP_SYN);
+        for first in [IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_DSTOPTS] {
+            for units in [0, 1, 3] {
+                let f = cat(&[&e, &ipv6(first), &ext(IPPROTO_TCP, units), &syn]);
+                assert!(
+                    v6_syn(&f),
+                    "behind header {first} of {} bytes",
+                    (units + 1) * 8
+                );
+            }
+        }
+        // A first fragment carries the TCP header.
+        let f = cat(&[
+            &e,
+            &ipv6(IPPROTO_FRAGMENT),
+            &frag(IPPROTO_TCP, 0, true),
+            &syn,
+        ]);
+        assert!(v6_syn(&f));
+        // RFC 8200's full order: hop-by-hop, destination options, routing, fragment, TCP.
+        let f = cat(&[
+            &e,
+            &ipv6(IPPROTO_HOPOPTS),
+            &ext(IPPROTO_DSTOPTS, 0),
+            &ext(IPPROTO_ROUTING, 2),
+            &ext(IPPROTO_FRAGMENT, 0),
+            &frag(IPPROTO_TCP, 0, false),
+            &syn,
+        ]);
+        assert!(v6_syn(&f));
+        // A SYN-ACK behind a header is still not a SYN.
+        let f = cat(&[
+            &e,
+            &ipv6(IPPROTO_HOPOPTS),
+            &ext(IPPROTO_TCP, 0),
+            &tcp(TCP_SYN | TCP_ACK),
+        ]);
+        assert!(!v6_syn(&f));
+    }
+
+    #[test]
+    fn ipv6_later_fragments_long_chains_and_truncation_are_not_syns() {
+        let e = eth(&[], ETH_P_IPV6);
+        let syn = tcp(TCP_SYN);
+        // A later fragment's bytes are payload, even when they look like a SYN.
+        let f = cat(&[
+            &e,
+            &ipv6(IPPROTO_FRAGMENT),
+            &frag(IPPROTO_TCP, 185, false),
+            &syn,
+        ]);
+        assert!(!v6_syn(&f));
+        // Longer than the walk's bound.
+        let mut f = cat(&[&e, &ipv6(IPPROTO_DSTOPTS)]);
+        for _ in 0..MAX_IPV6_EXT_HEADERS {
+            f.extend_from_slice(&ext(IPPROTO_DSTOPTS, 0));
+        }
+        f.extend_from_slice(&ext(IPPROTO_TCP, 0));
+        f.extend_from_slice(&syn);
+        assert!(!v6_syn(&f));
+        // Exactly at the bound is walked.
+        let mut f = cat(&[&e, &ipv6(IPPROTO_DSTOPTS)]);
+        for _ in 0..MAX_IPV6_EXT_HEADERS - 1 {
+            f.extend_from_slice(&ext(IPPROTO_DSTOPTS, 0));
+        }
+        f.extend_from_slice(&ext(IPPROTO_TCP, 0));
+        f.extend_from_slice(&syn);
+        assert!(v6_syn(&f));
+        // Truncated inside an extension header, or its length pointing past the end.
+        let f = cat(&[&e, &ipv6(IPPROTO_HOPOPTS), &[IPPROTO_TCP]]);
+        assert!(!v6_syn(&f));
+        let f = cat(&[
+            &e,
+            &ipv6(IPPROTO_HOPOPTS),
+            &ext(IPPROTO_TCP, 0)[..8],
+            &syn[..4],
+        ]);
+        assert!(!v6_syn(&f));
+        let mut long = ext(IPPROTO_TCP, 0);
+        long[1] = 255;
+        let f = cat(&[&e, &ipv6(IPPROTO_HOPOPTS), &long, &syn]);
+        assert!(!v6_syn(&f));
+        // ESP and "no next header" end the walk.
+        let f = cat(&[&e, &ipv6(50), &syn]);
+        assert!(!v6_syn(&f));
+        let f = cat(&[&e, &ipv6(IPPROTO_HOPOPTS), &ext(59, 0), &syn]);
+        assert!(!v6_syn(&f));
     }
 
     #[test]
