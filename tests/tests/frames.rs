@@ -228,3 +228,161 @@ fn random_source_flood_keeps_counter_maps_at_capacity() {
             .any(|s| s.addr == CLIENT_V4)
     );
 }
+
+/// An IPv6 TCP SYN from `src` to the edge behind `ext` (extension headers, each starting with
+/// its own next-header byte; `first` is the IPv6 header's next header).
+fn syn6_behind(src: Ipv6Addr, first: u8, ext: &[u8]) -> Vec<u8> {
+    let mut tcp = [0u8; 20];
+    tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    tcp[2..4].copy_from_slice(&80u16.to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = 0x02;
+    let mut ip = [0u8; 40];
+    ip[0] = 0x60;
+    ip[4..6].copy_from_slice(&((ext.len() + tcp.len()) as u16).to_be_bytes());
+    ip[6] = first;
+    ip[7] = 64;
+    ip[8..24].copy_from_slice(&src.octets());
+    ip[24..40].copy_from_slice(&EDGE_V6.octets());
+    let body = [&ip[..], ext, &tcp[..]].concat();
+    raw(EDGE_MAC, CLIENT_MAC, 0x86DD, &body)
+}
+
+/// One 8-byte extension header (hop-by-hop, routing or destination options: next header,
+/// length 0, padding) and a first fragment header (offset 0, more fragments).
+fn ext8(next: u8) -> [u8; 8] {
+    [next, 0, 1, 4, 0, 0, 0, 0]
+}
+
+fn first_fragment(next: u8) -> [u8; 8] {
+    [next, 0, 0, 1, 0, 0, 0, 7]
+}
+
+fn later_fragment(next: u8) -> [u8; 8] {
+    // Offset 185 × 8 bytes: the payload of a later fragment.
+    [next, 0, 0x05, 0xc8, 0, 0, 0, 7]
+}
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn ipv6_syns_behind_extension_headers_are_counted_as_syns() {
+    let fx = Fixture::attached(&[]);
+    let sock = RawSocket::open(&fx.topo.client, CLIENT_IF);
+    // One /64 per case, so each count is read on its own.
+    let case = |n: u16| Ipv6Addr::new(0x2001, 0xdb8, 0x30, n, 0, 0, 0, 1);
+    let cases: [(&str, u8, Vec<u8>, u64); 6] = [
+        ("hop-by-hop", 0, ext8(6).to_vec(), 10),
+        ("destination options", 60, ext8(6).to_vec(), 10),
+        ("routing", 43, ext8(6).to_vec(), 10),
+        ("first fragment", 44, first_fragment(6).to_vec(), 10),
+        (
+            "hop-by-hop, destination options, routing, fragment",
+            0,
+            [ext8(60), ext8(43), ext8(44), first_fragment(6)].concat(),
+            10,
+        ),
+        (
+            "later fragment (never a SYN)",
+            44,
+            later_fragment(6).to_vec(),
+            0,
+        ),
+    ];
+    let before = fx.dp().globals().unwrap().get(GlobalCounter::Seen);
+    for (i, (_, first, ext, _)) in cases.iter().enumerate() {
+        let src = case(i as u16 + 1);
+        assert_eq!(sock.send_many(10, |_| syn6_behind(src, *first, ext)), 10);
+    }
+    wait_seen(&fx, before, 60);
+    let sources = fx.dp().sources_v6().unwrap();
+    for (i, (what, _, _, syns)) in cases.iter().enumerate() {
+        let net = format!("2001:db8:30:{:x}::/64", i + 1);
+        let s = sources
+            .iter()
+            .find(|s| s.net.to_string() == net)
+            .unwrap_or_else(|| panic!("{what}: no counters for {net}"));
+        assert_eq!(
+            (s.stats.packets, s.stats.syn),
+            (10, *syns),
+            "{what}: packets and SYNs"
+        );
+    }
+}
+
+/// Counts read while flushes happen are never more than what was sent: 256 IPv6 /64s sprayed
+/// round-robin (so every source reaches each flush point of the front table at about the same
+/// moment) while another thread reads the counters over and over, as the daemon's polls do. A
+/// flush between the reader's front-table read and its LRU read once showed a source at 180 of
+/// 120 packets sent.
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn counts_read_during_flushes_never_exceed_what_was_sent() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    };
+    const SOURCES: u16 = 256;
+    const ROUNDS: u64 = 640;
+    let fx = Fixture::attached(&[]);
+    let sock = RawSocket::open(&fx.topo.client, CLIENT_IF);
+    let frames: Vec<Vec<u8>> = (0..SOURCES)
+        .map(|i| {
+            let src = Ipv6Addr::new(0x2001, 0xdb8, 0x40, i, 0, 0, 0, 1);
+            udp6(EDGE_MAC, CLIENT_MAC, src, EDGE_V6, 8)
+        })
+        .collect();
+    // Rounds fully sent: a source's true count is at most `done + 1` while round `done` runs.
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (done, stop) = (done.clone(), stop.clone());
+        let dp = fx.dp();
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            let mut worst: Option<(String, u64, u64)> = None;
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                let counts = dp.sources_v6().unwrap();
+                // Read after the counters: anything counted was sent by now.
+                let limit = done.load(Ordering::SeqCst) + 1;
+                reads += 1;
+                for s in counts
+                    .iter()
+                    .filter(|s| s.net.to_string().starts_with("2001:db8:40:"))
+                {
+                    if s.stats.packets > limit
+                        && worst
+                            .as_ref()
+                            .is_none_or(|w| s.stats.packets - limit > w.1 - w.2)
+                    {
+                        worst = Some((s.net.to_string(), s.stats.packets, limit));
+                    }
+                }
+            }
+            (reads, worst)
+        })
+    };
+    for round in 0..ROUNDS {
+        let sent = sock.send_many(SOURCES as usize, |i| frames[i].clone());
+        assert_eq!(sent, SOURCES as usize);
+        done.store(round + 1, Ordering::SeqCst);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    let (reads, worst) = reader.join().unwrap();
+    assert!(reads >= 20, "only {reads} reads overlapped the spray");
+    assert!(
+        worst.is_none(),
+        "a read counted more than was sent ({reads} reads): {worst:?}"
+    );
+    // And once quiet, every count is exact.
+    for s in fx
+        .dp()
+        .sources_v6()
+        .unwrap()
+        .iter()
+        .filter(|s| s.net.to_string().starts_with("2001:db8:40:"))
+    {
+        assert_eq!(s.stats.packets, ROUNDS, "{}", s.net);
+    }
+}

@@ -18,20 +18,15 @@ use super::{
 };
 use crate::net;
 
-/// How many packets a source's count read by one poll may exceed its true count by, so that the
-/// next poll, reading the true count, may see it step back by as much.
+/// How far a source's count read by one poll may fall short of what the next poll reads, so that
+/// a reader of successive counts (the detector) treats a step back of at most this much as read
+/// noise, not as an eviction.
 ///
-/// The race is in [`Dataplane::visit_sources_v4`] (and `_v6`): it reads the front tables first,
-/// then the LRU map. A slot flushed into the LRU map between the two reads (on reaching
-/// [`FLUSH_AT`] pending packets, or when another source takes it) has the packets it held at the
-/// first read counted once from the front table and again from the LRU map: at most `FLUSH_AT`
-/// per CPU, as a source holds at most one slot per CPU. User space cannot read both in one
-/// atomic step, and reading them the other way round would miss packets instead of counting
-/// them twice. A reader of successive counts (the detector) treats a step back of at most this
-/// much as read noise, not as an eviction.
-///
-/// Sized for up to 64 CPUs: on larger hosts a rare step back can exceed it, and is then handled
-/// as an eviction.
+/// Reads never count a packet twice (see [`Dataplane::visit_sources_v4`]): the LRU map is read
+/// first, the front tables after it. A slot flushed between the two reads has the packets it held
+/// counted in neither read, and a poll that read a source in full before may then see up to
+/// `FLUSH_AT` packets per CPU fewer. Sized for up to 64 CPUs: on larger hosts a rare step back can
+/// exceed it, and is then handled as an eviction.
 pub const READ_SLACK_PACKETS: u64 = FLUSH_AT * 64;
 
 /// The maps read raw, in batches, with their key and value types. `Dataplane::open` refuses a
@@ -195,75 +190,121 @@ impl Dataplane {
     /// As [`Self::sources_v4`], handing each source to `each` as the batches arrive: the poll
     /// builds its snapshots without a second copy of a million sources.
     ///
-    /// Counts are the LRU map's plus what is pending in the front tables (read first). A flush
-    /// between the two reads can count some packets twice in one poll: see
-    /// [`READ_SLACK_PACKETS`].
-    pub fn visit_sources_v4(&self, mut each: impl FnMut(SourceV4)) -> Result<(), DataplaneError> {
-        let mut fronted = self.fronted(|m| m.v4.clone())?;
-        batch::for_each_percpu(
+    /// Counts are the LRU map's plus what is pending in the front tables, and never more than
+    /// the program counted: the front tables are read *after* the LRU map. Read the other way
+    /// round, a slot flushed between the two reads had its packets counted twice (once pending,
+    /// once in the map): a poll once showed a source at 180 of 120 packets sent. In this order a
+    /// flush in between leaves those packets out of this read (the next one has them).
+    ///
+    /// To stream anyway, the front tables as last read name the sources that may have pending
+    /// counts; only their map entries are held back (at most the front tables' slots), and
+    /// emitted with the fresh front-table read. A source that took its first slot during the read
+    /// is left to the next poll rather than risk emitting it twice.
+    pub fn visit_sources_v4(&self, each: impl FnMut(SourceV4)) -> Result<(), DataplaneError> {
+        let candidates = self.fronted(|m| m.v4.keys().copied().collect())?;
+        self.visit_merged(
             &self.src_v4,
             &SRC_V4,
-            self.pins.iface(),
-            |key: SrcV4, cpus: &[SrcStats]| {
+            &candidates,
+            |cpus: &[SrcStats]| {
                 let mut stats = SrcStats::default();
                 cpus.iter().for_each(|c| stats.merge(c));
-                if let Some(f) = fronted.remove(&key) {
-                    f.into_stats(&mut stats);
-                }
-                if stats.packets == 0 {
-                    return;
-                }
-                each(SourceV4 {
-                    addr: Ipv4Addr::from(key),
-                    stats,
-                });
+                stats
             },
-        )?;
-        // Sources so far only in the front tables.
-        for (key, f) in fronted {
-            let mut stats = SrcStats::default();
-            f.into_stats(&mut stats);
-            each(SourceV4 {
+            |stats, f: Option<&Fronted>| {
+                if let Some(f) = f {
+                    f.into_stats(stats);
+                }
+                stats.packets
+            },
+            || self.fronted(|m| m.v4.clone()),
+            |key, stats| SourceV4 {
                 addr: Ipv4Addr::from(key),
                 stats,
-            });
-        }
-        Ok(())
+            },
+            each,
+        )
     }
 
     /// As [`Self::sources_v6`], streaming (see [`Self::visit_sources_v4`]).
-    pub fn visit_sources_v6(&self, mut each: impl FnMut(SourceV6)) -> Result<(), DataplaneError> {
-        let mut fronted = self.fronted(|m| m.v6.clone())?;
-        batch::for_each_percpu(
+    pub fn visit_sources_v6(&self, each: impl FnMut(SourceV6)) -> Result<(), DataplaneError> {
+        let candidates = self.fronted(|m| m.v6.keys().copied().collect())?;
+        self.visit_merged(
             &self.src_v6,
             &SRC_V6,
-            self.pins.iface(),
-            |key: SrcV6Prefix, cpus: &[SrcStatsV6]| {
+            &candidates,
+            |cpus: &[SrcStatsV6]| {
                 let mut merged = SrcStatsV6::default();
                 cpus.iter().for_each(|c| merged.merge(c));
-                if let Some(f) = fronted.remove(&key) {
+                merged
+            },
+            |merged, f: Option<&Fronted>| {
+                if let Some(f) = f {
                     f.into_stats(&mut merged.stats);
                     // The front table holds the latest packets.
-                    merged.last_addr = f.last_addr;
+                    if f.pending.packets != 0 {
+                        merged.last_addr = f.last_addr;
+                    }
                 }
-                if merged.stats.packets == 0 {
-                    return;
-                }
-                each(SourceV6 {
-                    net: net::v6_prefix_net(key),
-                    last_addr: Ipv6Addr::from(merged.last_addr),
-                    stats: merged.stats,
-                });
+                merged.stats.packets
             },
-        )?;
-        for (key, f) in fronted {
-            let mut stats = SrcStats::default();
-            f.into_stats(&mut stats);
-            each(SourceV6 {
+            || self.fronted(|m| m.v6.clone()),
+            |key, merged| SourceV6 {
                 net: net::v6_prefix_net(key),
-                last_addr: Ipv6Addr::from(f.last_addr),
-                stats,
-            });
+                last_addr: Ipv6Addr::from(merged.last_addr),
+                stats: merged.stats,
+            },
+            each,
+        )
+    }
+
+    /// The LRU map streamed into `each`, except the `candidates` (sources the front tables held
+    /// at the last read), which are merged with a front-table read made after the map's.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the v4/v6 twins differ in these only"
+    )]
+    fn visit_merged<K, V, M, S>(
+        &self,
+        map: &MapData,
+        spec: &PercpuSpec<K, V>,
+        candidates: &foldhash::HashSet<K>,
+        merge: impl Fn(&[V]) -> M,
+        add_front: impl Fn(&mut M, Option<&Fronted>) -> u64,
+        fronted_after: impl FnOnce() -> Result<FrontedBy<K>, DataplaneError>,
+        source: impl Fn(K, M) -> S,
+        mut each: impl FnMut(S),
+    ) -> Result<(), DataplaneError>
+    where
+        K: aya::Pod + Copy + Eq + std::hash::Hash,
+        V: aya::Pod,
+        M: Default,
+    {
+        let mut held: foldhash::HashMap<K, M> = foldhash::HashMap::default();
+        batch::for_each_percpu(map, spec, self.pins.iface(), |key: K, cpus: &[V]| {
+            let mut merged = merge(cpus);
+            if candidates.contains(&key) {
+                held.insert(key, merged);
+            } else if add_front(&mut merged, None) != 0 {
+                each(source(key, merged));
+            }
+        })?;
+        let fronted = fronted_after()?;
+        for (key, f) in &fronted {
+            if !candidates.contains(key) {
+                // Took its first slot while the map was read: maybe streamed already.
+                continue;
+            }
+            let mut merged = held.remove(key).unwrap_or_default();
+            if add_front(&mut merged, Some(f)) != 0 {
+                each(source(*key, merged));
+            }
+        }
+        // Held back, but nothing pending any more: the map's counts are the whole count.
+        for (key, mut merged) in held {
+            if add_front(&mut merged, None) != 0 {
+                each(source(key, merged));
+            }
         }
         Ok(())
     }
