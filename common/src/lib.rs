@@ -10,6 +10,7 @@
 //! converts endianness and user space uses `Ipv4Addr::octets()` / `Ipv6Addr::octets()`.
 #![no_std]
 
+pub mod aggregate;
 pub mod block;
 pub mod capacity;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod stamp;
 pub mod stats;
 pub mod verdict;
 
+pub use aggregate::AggCell;
 pub use block::{Action, BlockEntry, Reason, gcra};
 pub use config::DataplaneConfig;
 pub use front::{FrontV4, FrontV6, Pending};

@@ -40,8 +40,11 @@ pub const BUCKET_V6: &str = "BUCKET_V6";
 /// [`crate::stamp`]). The program never reads it.
 pub const STAMP: &str = "STAMP";
 
+/// Aggregate counters: `PERCPU_ARRAY<AggCell>` of [`crate::aggregate::AGG_TOTAL`] cells.
+pub const AGG: &str = "AGG";
+
 /// Every map, for loaders that pin, size or check them all.
-pub const MAPS: [&str; 15] = [
+pub const MAPS: [&str; 16] = [
     BLOCK_V4,
     BLOCK_V6,
     BLOCK_NET_V4,
@@ -57,6 +60,7 @@ pub const MAPS: [&str; 15] = [
     BUCKET_V4,
     BUCKET_V6,
     STAMP,
+    AGG,
 ];
 
 /// The kernel keeps `BPF_OBJ_NAME_LEN - 1` = 15 bytes of a name.

@@ -174,6 +174,53 @@ pub struct DetectionConfig {
     pub hard_for: Duration,
     #[serde(with = "humantime_serde")]
     pub hard_ttl: Duration,
+    pub aggregate: AggregateConfig,
+}
+
+/// `[detection.aggregate]`: floods spread over many sources of one network.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AggregateConfig {
+    /// IPv4 prefix lengths judged as aggregates (of those the data plane counts: 24, 16).
+    pub v4_levels: Vec<u8>,
+    /// IPv6 prefix lengths judged as aggregates (of 48, 32).
+    pub v6_levels: Vec<u8>,
+    /// An aggregate above this packet rate (or `syn_pps` SYNs)...
+    pub pps: u64,
+    pub syn_pps: u64,
+    /// ...with at least this many distinct active members is a heavy hitter.
+    pub min_sources: usize,
+}
+
+impl Default for AggregateConfig {
+    fn default() -> Self {
+        Self {
+            v4_levels: vec![24, 16],
+            v6_levels: vec![48, 32],
+            pps: 5000,
+            syn_pps: 1000,
+            min_sources: 16,
+        }
+    }
+}
+
+impl AggregateConfig {
+    /// The configured levels, narrowest first within each family.
+    pub fn levels(&self) -> Vec<ipwarden_common::aggregate::Level> {
+        let mut out: Vec<_> = self
+            .v4_levels
+            .iter()
+            .filter_map(|l| ipwarden_common::aggregate::Level::of(false, *l))
+            .chain(
+                self.v6_levels
+                    .iter()
+                    .filter_map(|l| ipwarden_common::aggregate::Level::of(true, *l)),
+            )
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
 }
 
 impl Default for DetectionConfig {
@@ -187,6 +234,7 @@ impl Default for DetectionConfig {
             hard_pps_limit: 20_000,
             hard_for: Duration::from_secs(5),
             hard_ttl: Duration::from_secs(600),
+            aggregate: AggregateConfig::default(),
         }
     }
 }
@@ -830,6 +878,31 @@ impl Config {
         }
         if d.hard_ttl.is_zero() {
             return Err(invalid("detection.hard_ttl", "must be greater than 0"));
+        }
+        let a = &d.aggregate;
+        if a.v4_levels.iter().any(|l| ![24, 16].contains(l)) {
+            return Err(invalid(
+                "detection.aggregate.v4_levels",
+                "may list 24 and 16 only (the levels the data plane counts)",
+            ));
+        }
+        if a.v6_levels.iter().any(|l| ![48, 32].contains(l)) {
+            return Err(invalid(
+                "detection.aggregate.v6_levels",
+                "may list 48 and 32 only (the levels the data plane counts)",
+            ));
+        }
+        if a.pps == 0 || a.syn_pps == 0 {
+            return Err(invalid(
+                "detection.aggregate.pps",
+                "and syn_pps must be greater than 0 (empty levels turn aggregates off)",
+            ));
+        }
+        if a.min_sources < 2 {
+            return Err(invalid(
+                "detection.aggregate.min_sources",
+                "must be at least 2 (one source is judged by itself)",
+            ));
         }
         if self.decisions.default_ttl.is_zero() {
             return Err(invalid("decisions.default_ttl", "must be greater than 0"));

@@ -88,11 +88,15 @@ struct Track {
 }
 
 impl Track {
-    fn new(s: &Snapshot, now_ns: u64) -> Self {
+    /// `floor_ns`: the shortest span a new source's first packets are spread over (one poll
+    /// interval).
+    fn new(s: &Snapshot, now_ns: u64, floor_ns: u64) -> Self {
         // A new source's baseline is its first packet: a flood is measured at its first
-        // poll instead of its second.
+        // poll instead of its second. But never less than one poll interval back: 20 packets
+        // sent in one millisecond by a source never seen before read as 20 000 pps measured
+        // from its first packet, and a client's first burst was blocked as a flood.
         let base = Sample {
-            t: s.first_seen_ns.min(now_ns),
+            t: s.first_seen_ns.min(now_ns.saturating_sub(floor_ns)),
             packets: 0,
             syn: 0,
         };
@@ -123,7 +127,7 @@ impl Track {
         if s.packets < self.now.packets {
             // Counters went backwards: the kernel evicted and re-created the entry.
             let (heavy, fired, since) = (self.heavy, self.hard_fired, self.over_hard_since);
-            *self = Track::new(&s, now_ns);
+            *self = Track::new(&s, now_ns, 0);
             (self.heavy, self.hard_fired, self.over_hard_since) = (heavy, fired, since);
         }
         self.now = Sample {
@@ -246,7 +250,7 @@ impl Detector {
         // One allocation of the final size, not a series of doublings.
         self.tracks.reserve(fresh.len());
         for (source, s) in fresh {
-            let mut track = Track::new(&s, now_ns);
+            let mut track = Track::new(&s, now_ns, self.cfg.poll_interval.as_nanos() as u64);
             track.update(&s, now_ns, half, polls);
             judge(&self.cfg, &mut track, source, now_ns, &mut events);
             self.tracks.insert(source, track);
@@ -281,6 +285,19 @@ impl Detector {
         });
         all.truncate(n);
         all
+    }
+
+    /// The sources counted at the last poll with a rate above zero: the members of aggregates.
+    pub fn active(&self) -> impl Iterator<Item = crate::aggregate::Member> + '_ {
+        let polls = self.polls;
+        self.tracks
+            .iter()
+            .filter(move |(_, t)| t.last_poll == polls && t.pps > 0.0)
+            .map(|(s, t)| crate::aggregate::Member {
+                source: *s,
+                addr: t.addr,
+                pps: f64::from(t.pps),
+            })
     }
 
     /// Sources tracked, and how many are heavy hitters now.
@@ -406,6 +423,21 @@ mod tests {
         assert!(matches!(ev[0], (1, Event::HeavyHitter { .. })));
         let top = d.top(1);
         assert!((top[0].rates.pps - 5000.0).abs() < 1.0, "{top:?}");
+    }
+
+    #[test]
+    fn a_new_sources_first_burst_is_spread_over_a_poll_interval() {
+        let mut d = Detector::new(cfg());
+        // 20 packets in the millisecond before the poll, from a source never seen: 20 000 pps
+        // measured from its first packet, 20 pps over the poll interval.
+        let now = 200 * S;
+        let ev = d.observe(now, [(src(), snap(20, 20, now - S / 1000))]);
+        assert!(ev.is_empty(), "{ev:?}");
+        assert!(d.top(1)[0].rates.pps <= 20.0 + 1e-9);
+        // A flood that ran the whole interval is still caught at its first poll.
+        let mut d = Detector::new(cfg());
+        let ev = d.observe(now, [(src(), snap(5000, 0, now - S))]);
+        assert_eq!(ev.len(), 1, "{ev:?}");
     }
 
     #[test]

@@ -7,8 +7,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray},
 };
 use ipwarden_common::{
-    BlockEntry, DataplaneConfig, FrontV4, FrontV6, GlobalCounter, SrcStats, SrcStatsV6, SrcV4,
-    SrcV6Prefix, Stamp, capacity, front::FRONT_SLOTS,
+    AggCell, BlockEntry, DataplaneConfig, FrontV4, FrontV6, GlobalCounter, SrcStats, SrcStatsV6,
+    SrcV4, SrcV6Prefix, Stamp, aggregate::AGG_TOTAL, capacity, front::FRONT_SLOTS,
 };
 
 #[map]
@@ -64,3 +64,7 @@ pub static BUCKET_V6: LruHashMap<SrcV6Prefix, u64> = LruHashMap::pinned(capacity
 // Written by user space only (see `ipwarden_common::stamp`): which layout and build wrote the pins.
 #[map]
 pub static STAMP: Array<Stamp> = Array::pinned(1, 0);
+
+// Aggregate counters (see `ipwarden_common::aggregate`): added to at front-table flushes only.
+#[map]
+pub static AGG: PerCpuArray<AggCell> = PerCpuArray::pinned(AGG_TOTAL, 0);

@@ -18,13 +18,14 @@
 use aya_ebpf::{bindings::BPF_NOEXIST, maps::LruPerCpuHashMap};
 use ipwarden_common::{
     DataplaneConfig, GlobalCounter, Pending, SrcStats, SrcStatsV6, VerdictCache,
+    aggregate::{cells_v4, cells_v6},
     front::{FLUSH_AT, slot_v4, slot_v6},
     key::v6_prefix,
 };
 
 use crate::{
     clock::jiffies,
-    maps::{FRONT_V4, FRONT_V6, GLOBAL, SRC_V4, SRC_V6},
+    maps::{AGG, FRONT_V4, FRONT_V6, GLOBAL, SRC_V4, SRC_V6},
     policy::{self, Decision, Judged},
 };
 
@@ -166,6 +167,7 @@ fn flush_v4(key: &[u8; 4], pending: &mut Pending, first_seen_ns: u64) {
         return;
     }
     let p = *pending;
+    aggregate(cells_v4(key), &p);
     merge(
         &SRC_V4,
         key,
@@ -187,6 +189,7 @@ fn flush_v6(key: &[u8; 8], pending: &mut Pending, last_addr: &[u8; 16], first_se
     }
     let p = *pending;
     let addr = *last_addr;
+    aggregate(cells_v6(key), &p);
     merge(
         &SRC_V6,
         key,
@@ -212,6 +215,21 @@ fn flush_v6(key: &[u8; 8], pending: &mut Pending, last_addr: &[u8; 16], first_se
 /// The insert uses `BPF_NOEXIST`: inserting into an LRU per-CPU hash replaces the whole element,
 /// zeroing other CPUs' values, so when another CPU created the entry first we look it up again
 /// and add in place rather than overwrite it. That keeps per-source counts exact.
+/// Adds flushed counts to the source's aggregate cells (its /24 and /16, or /48 and /32). Per-CPU
+/// array cells: the verifier inlines the lookups, no helper call. On the flush path only, so a
+/// source that keeps its front slot pays it once per `FLUSH_AT` packets.
+#[inline(always)]
+fn aggregate(cells: [u32; 2], p: &Pending) {
+    for c in cells {
+        if let Some(cell) = AGG.get_ptr_mut(c) {
+            // SAFETY: a per-CPU array slot, written only by this CPU's program.
+            let cell = unsafe { &mut *cell };
+            cell.packets += p.packets;
+            cell.syn += p.syn;
+        }
+    }
+}
+
 #[inline(always)]
 fn merge<K, V>(
     map: &LruPerCpuHashMap<K, V>,

@@ -33,6 +33,7 @@ mod aya_map_type {
             names::BUCKET_V4 => ("LruHash", 4, 8),
             names::BUCKET_V6 => ("LruHash", 8, 8),
             names::STAMP => ("Array", 4, size_of::<ipwarden_common::Stamp>()),
+            names::AGG => ("PerCpuArray", 4, size_of::<ipwarden_common::AggCell>()),
             other => panic!("no expectation for map {other}"),
         }
     }

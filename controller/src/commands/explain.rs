@@ -84,5 +84,15 @@ pub fn run(addr: IpAddr, conn: &Conn, format: Format) -> anyhow::Result<()> {
         ),
         None => println!("  no recent traffic"),
     }
+    for a in &e.aggregates {
+        println!(
+            "  in {}: {:.0} pps, {:.0} SYN/s from {} active sources{}",
+            a.net,
+            a.pps,
+            a.syn_pps,
+            a.members,
+            if a.heavy { ", heavy aggregate" } else { "" }
+        );
+    }
     Ok(())
 }

@@ -581,8 +581,9 @@ async fn poll_loop(
         tokio::select! {
             _ = ticker.tick() => {
                 let owned = std::mem::take(readers);
+                let aggregates = engine.lock().expect("engine lock poisoned").aggregates_on();
                 let (back, poll) = tokio::task::spawn_blocking(move || {
-                    let p = poll::read(&owned);
+                    let p = poll::read(&owned, aggregates);
                     (owned, p)
                 })
                 .await
@@ -592,6 +593,9 @@ async fn poll_loop(
                 instruments.poll_duration.observe(poll.took.as_secs_f64());
                 let mut e = engine.lock().expect("engine lock poisoned");
                 e.tick(poll.now_ns, poll.snapshots, poll.took);
+                if let Some(reading) = poll.aggregates {
+                    e.judge_aggregates(poll.now_ns, reading.cells, reading.pending);
+                }
                 let wanted = e.poll_interval();
                 let summary = e.summary();
                 drop(e);

@@ -11,12 +11,22 @@ use crate::{
     net::host_prefix,
 };
 
+/// The aggregate counters of one poll: the kernel's cells (summed over attachments), read before
+/// the sources, and what the front tables held after them.
+pub struct AggregateReading {
+    pub cells: Vec<ipwarden_common::AggCell>,
+    /// Per source: pending packets and SYNs.
+    pub pending: Vec<(IpNet, u64, u64)>,
+}
+
 /// One poll's result.
 pub struct Poll {
     /// Kernel-clock time of the read.
     pub now_ns: u64,
     /// One entry per source (summed over attachments).
     pub snapshots: Vec<(IpNet, Snapshot)>,
+    /// `None` when aggregates are off, or no attachment has the aggregate map yet.
+    pub aggregates: Option<AggregateReading>,
     pub took: std::time::Duration,
 }
 
@@ -37,9 +47,22 @@ fn snapshot(addr: IpAddr, s: &ipwarden_common::SrcStats, now_ns: u64) -> Snapsho
 /// Reads all counters of all attachments (batched). With one attachment (the usual case) the
 /// result is built straight from the batches; with several, a source seen on more than one is
 /// summed.
-pub fn read(readers: &[Dataplane]) -> Result<Poll, DataplaneError> {
+pub fn read(readers: &[Dataplane], aggregates: bool) -> Result<Poll, DataplaneError> {
     let start = Instant::now();
     let now_ns = clock::monotonic_ns();
+    // The cells first: a front-table flush racing the reads then adds to neither the cells nor
+    // the pending counts read after them, never to both.
+    let mut cells = Vec::new();
+    let mut have_cells = false;
+    if aggregates {
+        cells = vec![
+            ipwarden_common::AggCell::default();
+            ipwarden_common::aggregate::AGG_TOTAL as usize
+        ];
+        for dp in readers {
+            have_cells |= dp.add_aggregate_cells(&mut cells)?;
+        }
+    }
     // Room for every map entry: pages the poll does not fill are never touched, so this costs
     // address space, not memory, and the vector never reallocates (and briefly doubles) mid-read.
     let room: usize = readers
@@ -79,9 +102,21 @@ pub fn read(readers: &[Dataplane]) -> Result<Poll, DataplaneError> {
         }
         snapshots = merged.into_iter().collect();
     }
+    let aggregates = if have_cells {
+        let mut pending = Vec::new();
+        for dp in readers {
+            dp.visit_pending(|addr, packets, syn| {
+                pending.push((host_prefix(addr), packets, syn));
+            })?;
+        }
+        Some(AggregateReading { cells, pending })
+    } else {
+        None
+    };
     Ok(Poll {
         now_ns,
         snapshots,
+        aggregates,
         took: start.elapsed(),
     })
 }

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use aya::maps::MapData;
 use ipnet::Ipv6Net;
 use ipwarden_common::{
-    FrontV4, FrontV6, GlobalCounter, Pending, SrcStats, SrcStatsV6, SrcV4, SrcV6Prefix,
+    AggCell, FrontV4, FrontV6, GlobalCounter, Pending, SrcStats, SrcStatsV6, SrcV4, SrcV6Prefix,
     front::FLUSH_AT, names,
 };
 
@@ -37,6 +37,8 @@ pub(super) const SRC_V6: PercpuSpec<SrcV6Prefix, SrcStatsV6> =
 /// The front tables are indexed by slot.
 pub(super) const FRONT_V4: PercpuSpec<u32, FrontV4> = PercpuSpec::percpu_array(names::FRONT_V4);
 pub(super) const FRONT_V6: PercpuSpec<u32, FrontV6> = PercpuSpec::percpu_array(names::FRONT_V6);
+/// The aggregate cells, indexed by `ipwarden_common::aggregate::cell`.
+pub(super) const AGG: PercpuSpec<u32, AggCell> = PercpuSpec::percpu_array(names::AGG);
 
 /// Counters of one IPv4 source, summed over CPUs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -307,6 +309,49 @@ impl Dataplane {
             }
         }
         Ok(())
+    }
+
+    /// The aggregate cells summed over CPUs, added into `into` (one entry per cell); `false`
+    /// when these pins have no aggregate map. Read *before* the sources (and so before the
+    /// front tables): a flush in between then adds to neither read, never to both.
+    pub fn add_aggregate_cells(&self, into: &mut [AggCell]) -> Result<bool, DataplaneError> {
+        let Some(map) = &self.agg else {
+            return Ok(false);
+        };
+        batch::for_each_percpu(
+            map,
+            &AGG,
+            self.pins.iface(),
+            |index: u32, cpus: &[AggCell]| {
+                if let Some(cell) = into.get_mut(index as usize) {
+                    for c in cpus {
+                        cell.packets += c.packets;
+                        cell.syn += c.syn;
+                    }
+                }
+            },
+        )?;
+        Ok(true)
+    }
+
+    /// What the front tables held at their last read (made by the last `visit_sources_*`, after
+    /// the aggregate cells were read): per source, pending packets and SYNs.
+    pub fn visit_pending(
+        &self,
+        mut each: impl FnMut(std::net::IpAddr, u64, u64),
+    ) -> Result<(), DataplaneError> {
+        self.fronted(|m| {
+            for (k, f) in &m.v4 {
+                each(Ipv4Addr::from(*k).into(), f.pending.packets, f.pending.syn);
+            }
+            for (k, f) in &m.v6 {
+                each(
+                    net::v6_prefix_net(*k).addr().into(),
+                    f.pending.packets,
+                    f.pending.syn,
+                );
+            }
+        })
     }
 
     /// `max_entries` of the IPv4 and IPv6 counter maps.

@@ -37,6 +37,9 @@ pub struct Dataplane {
     pub(super) front_v4: MapData,
     pub(super) front_v6: MapData,
     pub(super) global: PerCpuArray<MapData, u64>,
+    /// Aggregate counters; `None` for pins of a build before aggregates (until the daemon
+    /// upgrades the program, which creates the map).
+    pub(super) agg: Option<MapData>,
     pub(super) config: Array<MapData, DataplaneConfig>,
     /// The front tables as last read, and the packet count they were read at: an idle host's
     /// poll does not read 2 × 16 384 slots per CPU again when no packet arrived since.
@@ -98,6 +101,11 @@ impl Dataplane {
             front_v4: open_raw(pins, &counters::FRONT_V4)?,
             front_v6: open_raw(pins, &counters::FRONT_V6)?,
             global: open(pins, names::GLOBAL)?,
+            agg: if pins.map(names::AGG).exists() {
+                Some(open_raw(pins, &counters::AGG)?)
+            } else {
+                None
+            },
             config: open(pins, names::CONFIG)?,
             front_memo: std::sync::Mutex::new(FrontMemo::default()),
         })

@@ -122,6 +122,105 @@ impl Engine {
         self.velocity_block(source, rates, what).map(drop)
     }
 
+    /// Whether aggregates are judged (some level configured).
+    pub fn aggregates_on(&self) -> bool {
+        !self.aggregates.levels().is_empty()
+    }
+
+    /// Judges the networks of this poll's active sources from the kernel's aggregate `cells`
+    /// and the front tables' `pending` counts (after [`Engine::tick`] has fed the detector).
+    pub fn judge_aggregates(
+        &mut self,
+        now_ns: u64,
+        cells: Vec<ipwarden_common::AggCell>,
+        pending: Vec<(IpNet, u64, u64)>,
+    ) {
+        let levels = self.aggregates.levels().to_vec();
+        let candidates = crate::aggregate::members(&levels, self.detector.active());
+        let pending = crate::aggregate::pending_by_network(&levels, pending);
+        let events = self
+            .aggregates
+            .observe(now_ns, &cells, &pending, candidates);
+        let mut blocked_now: Vec<IpNet> = Vec::new();
+        for ev in events {
+            if let Err(e) = self.on_aggregate(&ev, &mut blocked_now) {
+                self.warn(format!("acting on heavy aggregate {}: {e}", ev.net));
+            }
+        }
+    }
+
+    /// A heavy aggregate: blocked as a prefix for `detection.hard_ttl` unless a narrower heavy
+    /// aggregate inside it was just blocked (its traffic still fills this one's window: judged
+    /// again once the window has passed), it is already covered, or it holds an allowlisted or
+    /// protected address (the allowlist also wins per packet; members may still be blocked one
+    /// by one).
+    fn on_aggregate(
+        &mut self,
+        ev: &crate::aggregate::HeavyAggregate,
+        blocked_now: &mut Vec<IpNet>,
+    ) -> Result<(), super::EngineError> {
+        let net = ev.net;
+        let busiest: Vec<String> = ev.busiest.iter().map(|m| m.source.to_string()).collect();
+        tracing::info!(prefix = %net, members = ev.members, pps = ev.rates.pps.round(), syn_pps = ev.rates.syn_pps.round(), ?busiest, "heavy aggregate");
+        if self
+            .book
+            .covering(net.network())
+            .iter()
+            .any(|d| d.action == Action::Block && d.prefix.contains(&net))
+        {
+            return Ok(());
+        }
+        if blocked_now.iter().any(|b| net.contains(b)) || self.recent_aggregate_block_inside(&net) {
+            self.aggregates.reset(&net);
+            return Ok(());
+        }
+        if let Some((allow, origin)) = self
+            .allow
+            .entries()
+            .into_iter()
+            .find(|(a, _)| overlaps(a, &net))
+        {
+            tracing::info!(prefix = %net, %allow, %origin, "heavy aggregate holds an allowlisted address: not blocked");
+            return Ok(());
+        }
+        if self.cfg.detection.on_heavy_hitter == HeavyHitterAction::Observe {
+            return Ok(());
+        }
+        self.propose(Decision::block(
+            net,
+            Holder::of(Origin::Velocity),
+            format!(
+                "aggregate heavy hitter: {} active sources, {:.0} pps, {:.0} SYN/s (busiest {})",
+                ev.members,
+                ev.rates.pps,
+                ev.rates.syn_pps,
+                busiest.join(", ")
+            ),
+            now_unix_ms(),
+            Some(self.cfg.detection.hard_ttl),
+        ))?;
+        blocked_now.push(net);
+        Ok(())
+    }
+
+    /// Whether a velocity decision on a network strictly inside `net` was made within the
+    /// detection window (its traffic may still fill `net`'s rate).
+    fn recent_aggregate_block_inside(&self, net: &IpNet) -> bool {
+        let since = now_unix_ms().saturating_sub(self.cfg.detection.window.as_millis() as u64);
+        self.book.iter().any(|d| {
+            d.origin == Origin::Velocity
+                && d.prefix != *net
+                && d.prefix.prefix_len() > net.prefix_len()
+                && net.contains(&d.prefix)
+                && d.created_unix_ms >= since
+                && self
+                    .aggregates
+                    .levels()
+                    .iter()
+                    .any(|l| l.prefix_len() == d.prefix.prefix_len())
+        })
+    }
+
     /// The velocity source's one decision: a block for `detection.hard_ttl` (longer for a
     /// repeat offender).
     fn velocity_block(

@@ -305,6 +305,7 @@ impl Engine {
             decisions,
             rates: self.rates_of(addr).map(|s| self.row(s)),
             enrichment: self.lookup_view(addr),
+            aggregates: self.aggregates.containing(addr),
         }
     }
 

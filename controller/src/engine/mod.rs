@@ -83,6 +83,8 @@ pub struct Engine {
     book: Book,
     allow: Allowlist,
     detector: Detector,
+    /// Networks judged as a whole (`[detection.aggregate]`).
+    aggregates: crate::aggregate::Aggregates,
     started: Instant,
     polls: u64,
     last_poll: Duration,
@@ -121,6 +123,10 @@ impl Engine {
         planes: Vec<Plane>,
     ) -> Self {
         let detector = Detector::new(cfg.detection.clone());
+        let aggregates = crate::aggregate::Aggregates::new(
+            cfg.detection.aggregate.clone(),
+            cfg.detection.window,
+        );
         let mut allow = Allowlist::default();
         allow.set_configured(cfg.allow_prefixes());
         Self {
@@ -131,6 +137,7 @@ impl Engine {
             book: Book::default(),
             allow,
             detector,
+            aggregates,
             started: Instant::now(),
             polls: 0,
             last_poll: Duration::ZERO,
@@ -465,6 +472,8 @@ impl Engine {
             notes.push("[ipasis] changes apply at the next start".to_owned());
         }
         self.detector.reconfigure(cfg.detection.clone());
+        self.aggregates
+            .reconfigure(cfg.detection.aggregate.clone(), cfg.detection.window);
         self.allow.set_configured(cfg.allow_prefixes());
         self.cfg = cfg;
         self.sync_all()?;

@@ -297,6 +297,9 @@ pub struct ExplainView {
     pub rates: Option<TopRow>,
     /// The cached IPASIS answer for the source, if any.
     pub enrichment: Option<LookupView>,
+    /// The networks holding the address that detection tracks as aggregates, narrowest first.
+    #[serde(default)]
+    pub aggregates: Vec<crate::aggregate::AggregateView>,
 }
 
 #[cfg(test)]

@@ -67,12 +67,12 @@ pub fn probe_poll(bpffs: &Path, sources: usize) -> anyhow::Result<PollCost> {
     let readers = vec![Dataplane::open(&pins)?];
     let mut detector = Detector::new(Config::default().detection);
     for _ in 0..2 {
-        let p = poll::read(&readers)?;
+        let p = poll::read(&readers, true)?;
         detector.observe(p.now_ns, p.snapshots);
     }
     let (user0, sys0, _) = usage_split();
     let t0 = Instant::now();
-    let p = poll::read(&readers)?;
+    let p = poll::read(&readers, true)?;
     let read = t0.elapsed();
     let tracked = p.snapshots.len();
     detector.observe(p.now_ns, p.snapshots);
@@ -143,7 +143,7 @@ pub fn probe_engine(
     );
     let readers = vec![Dataplane::open(&pins)?];
     for _ in 0..2 {
-        let p = poll::read(&readers)?;
+        let p = poll::read(&readers, true)?;
         engine.tick(p.now_ns, p.snapshots, Duration::ZERO);
     }
     let (_, rss) = usage();
