@@ -173,9 +173,24 @@ pub struct Store {
     path: PathBuf,
     /// Decisions moved from schema 1 by this opening, for the start log.
     migrated: Option<usize>,
+    /// Write transactions committed or begun since opening: each is one fsync, and tests check
+    /// that a poll's decisions cost one.
+    writes: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
+    /// Begins a write transaction, counted.
+    fn begin_write(&self) -> Result<redb::WriteTransaction, redb::TransactionError> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.db.begin_write()
+    }
+
+    /// Write transactions begun since the store was opened.
+    pub fn write_transactions(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Opens (or creates) `<state_dir>/ipwarden.redb` with a [`CACHE_BYTES`] page cache, and
     /// migrates an older schema in one transaction (a crash mid-way leaves the old one whole;
     /// the pinned maps keep enforcing meanwhile, since the daemon only reads the store here).
@@ -196,6 +211,7 @@ impl Store {
             db,
             path,
             migrated: None,
+            writes: std::sync::atomic::AtomicU64::new(0),
         };
         let tx = db!("begin", store.db.begin_write())?;
         {
@@ -250,7 +266,7 @@ impl Store {
 
     /// One durable transaction: `put` inserted or replaced, `ended` removed and recorded.
     pub fn write(&self, put: &[&Decision], ended: &[Ended]) -> Result<(), StoreError> {
-        let tx = db!("begin", self.db.begin_write())?;
+        let tx = db!("begin", self.begin_write())?;
         {
             let mut t = db!("open table", tx.open_table(DECISIONS))?;
             let mut h = db!("open table", tx.open_table(HISTORY))?;
@@ -326,7 +342,7 @@ impl Store {
 
     /// Removes history entries that ended before `cutoff_ms`; how many.
     pub fn prune_history(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
-        let tx = db!("begin", self.db.begin_write())?;
+        let tx = db!("begin", self.begin_write())?;
         let mut pruned = 0;
         {
             let mut t = db!("open table", tx.open_table(HISTORY))?;
@@ -353,7 +369,7 @@ impl Store {
 
     /// Sets a small durable value.
     pub fn set_meta(&self, key: &str, value: u64) -> Result<(), StoreError> {
-        let tx = db!("begin", self.db.begin_write())?;
+        let tx = db!("begin", self.begin_write())?;
         db!(
             "insert",
             db!("open table", tx.open_table(META))?.insert(key, value)
@@ -363,7 +379,7 @@ impl Store {
 
     /// Adds a runtime allowlist entry, durably.
     pub fn put_allow(&self, prefix: IpNet) -> Result<(), StoreError> {
-        let tx = db!("begin", self.db.begin_write())?;
+        let tx = db!("begin", self.begin_write())?;
         {
             let mut t = db!("open table", tx.open_table(ALLOW))?;
             let added = crate::decision::now_unix_ms().to_string();
@@ -377,7 +393,7 @@ impl Store {
 
     /// Removes a runtime allowlist entry, durably; whether it was there.
     pub fn remove_allow(&self, prefix: IpNet) -> Result<bool, StoreError> {
-        let tx = db!("begin", self.db.begin_write())?;
+        let tx = db!("begin", self.begin_write())?;
         let existed = {
             let mut t = db!("open table", tx.open_table(ALLOW))?;
             db!("remove", t.remove(prefix.to_string().as_str()))?.is_some()
@@ -429,7 +445,7 @@ fn migrate_v1(tx: &redb::WriteTransaction) -> Result<usize, StoreError> {
 impl Store {
     /// Caches an answer, durably (the cache survives restarts).
     pub fn put_answer(&self, source: IpNet, answer: &CachedAnswer) -> Result<(), StoreError> {
-        let tx = db!("begin", self.db.begin_write())?;
+        let tx = db!("begin", self.begin_write())?;
         {
             let mut t = db!("open table", tx.open_table(ANSWERS))?;
             let bytes = serde_json::to_vec(answer).expect("answers serialize");

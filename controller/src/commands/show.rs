@@ -55,7 +55,22 @@ pub fn status(conn: &Conn, format: Format) -> anyhow::Result<()> {
         "sources:   {} tracked, {} heavy hitters",
         s.tracked_sources, s.heavy_hitters
     );
-    println!("polls:     {} (last took {} ms)", s.polls, s.last_poll_ms);
+    println!(
+        "polls:     {} (last took {} ms{})",
+        s.polls,
+        s.last_poll_ms,
+        if s.late_polls > 0 {
+            format!(", {} took longer than the interval", s.late_polls)
+        } else {
+            String::new()
+        }
+    );
+    if s.aggregates_tracked > 0 {
+        println!(
+            "networks:  {} tracked as aggregates, {} heavy",
+            s.aggregates_tracked, s.heavy_aggregates
+        );
+    }
     println!("ipasis:    {}", s.enrichment);
     if let Some(p) = &s.ipasis {
         println!(

@@ -580,6 +580,7 @@ async fn poll_loop(
     loop {
         tokio::select! {
             _ = ticker.tick() => {
+                let started = std::time::Instant::now();
                 let owned = std::mem::take(readers);
                 let aggregates = engine.lock().expect("engine lock poisoned").aggregates_on();
                 let (back, poll) = tokio::task::spawn_blocking(move || {
@@ -590,12 +591,16 @@ async fn poll_loop(
                 .expect("poll task panicked");
                 *readers = back;
                 let poll = poll.map_err(DaemonError::Lost)?;
-                instruments.poll_duration.observe(poll.took.as_secs_f64());
                 let mut e = engine.lock().expect("engine lock poisoned");
                 e.tick(poll.now_ns, poll.snapshots, poll.took);
                 if let Some(reading) = poll.aggregates {
                     e.judge_aggregates(poll.now_ns, reading.cells, reading.pending);
                 }
+                // The whole poll: read, detect, decide. Longer than the interval, the next one
+                // starts late (the ticker delays rather than bursts) and `status` says so.
+                let spent = started.elapsed();
+                instruments.poll_duration.observe(spent.as_secs_f64());
+                e.note_poll_time(spent, period);
                 let wanted = e.poll_interval();
                 let summary = e.summary();
                 drop(e);

@@ -43,12 +43,24 @@ impl Engine {
             self.detector.reset(&source);
         }
         let events = self.detector.observe(now_ns, snapshots);
+        let mut decided = Vec::new();
         for event in &events {
-            if let Err(e) = self.on_event(event) {
-                self.warn(format!("acting on {event:?}: {e}"));
+            match self.on_event(event) {
+                Ok(Some(d)) => decided.push(d),
+                Ok(None) => {}
+                Err(e) => self.warn(format!("acting on {event:?}: {e}")),
             }
         }
+        self.enact(decided);
         events
+    }
+
+    /// Stores and enforces one poll's decisions together (see [`Engine::propose_all`]).
+    fn enact(&mut self, decided: Vec<Decision>) {
+        let n = decided.len();
+        if let Err(e) = self.propose_all(decided) {
+            self.warn(format!("enacting {n} decisions of this poll: {e}"));
+        }
     }
 
     /// Ends expired decisions: one transaction, the next holder of each prefix enforced.
@@ -79,7 +91,9 @@ impl Engine {
         }
     }
 
-    fn on_event(&mut self, event: &Event) -> Result<(), super::EngineError> {
+    /// What to do about one event: a velocity decision to enact with the poll's others, or
+    /// nothing (covered, allowlisted, observed, or handed to enrichment).
+    fn on_event(&mut self, event: &Event) -> Result<Option<Decision>, super::EngineError> {
         let (source, addr, rates, what) = match event {
             Event::HeavyHitter {
                 source,
@@ -95,7 +109,7 @@ impl Engine {
             .iter()
             .any(|d| d.action == Action::Block)
         {
-            return Ok(());
+            return Ok(None);
         }
         if let Some((allow, origin)) = self
             .allow
@@ -104,22 +118,43 @@ impl Engine {
             .find(|(a, _)| overlaps(a, &source))
         {
             tracing::info!(%source, %allow, %origin, "{what} is allowlisted: not blocked");
-            return Ok(());
+            return Ok(None);
         }
         // With enrichment on, feed tags that reach a verdict by themselves save the request.
         if let Some(addr) = addr
             && self.enrich.is_some()
             && self.decide_from_tags(source, addr, rates.pps)?
         {
-            return Ok(());
+            return Ok(None);
         }
         if let (Some(addr), Some(pipeline)) = (addr, self.enrich.clone()) {
-            return self.enrich_or_queue(&pipeline, source, addr, rates);
+            return self
+                .enrich_or_queue(&pipeline, source, addr, rates)
+                .map(|()| None);
         }
         if addr.is_some() && self.cfg.detection.on_heavy_hitter == HeavyHitterAction::Observe {
-            return Ok(());
+            return Ok(None);
         }
-        self.velocity_block(source, rates, what).map(drop)
+        Ok(Some(self.velocity_block(source, rates, what)))
+    }
+
+    /// Records how long a whole poll took; one longer than the interval makes the next start
+    /// late, which is counted and warned about (at most once a minute).
+    pub fn note_poll_time(&mut self, spent: Duration, interval: Duration) {
+        if spent <= interval {
+            return;
+        }
+        self.late_polls += 1;
+        let now_ms = now_unix_ms();
+        if now_ms.saturating_sub(self.last_late_warning_ms) >= 60_000 {
+            self.last_late_warning_ms = now_ms;
+            self.warn(format!(
+                "a poll took {:.0} ms, longer than detection.poll_interval ({:.0} ms): polls start late and detection falls behind ({} late so far)",
+                spent.as_secs_f64() * 1e3,
+                interval.as_secs_f64() * 1e3,
+                self.late_polls
+            ));
+        }
     }
 
     /// Whether aggregates are judged (some level configured).
@@ -141,12 +176,13 @@ impl Engine {
         let events = self
             .aggregates
             .observe(now_ns, &cells, &pending, candidates);
-        let mut blocked_now: Vec<IpNet> = Vec::new();
+        let mut decided: Vec<Decision> = Vec::new();
         for ev in events {
-            if let Err(e) = self.on_aggregate(&ev, &mut blocked_now) {
-                self.warn(format!("acting on heavy aggregate {}: {e}", ev.net));
+            if let Some(d) = self.on_aggregate(&ev, &decided) {
+                decided.push(d);
             }
         }
+        self.enact(decided);
     }
 
     /// A heavy aggregate: blocked as a prefix for `detection.hard_ttl` unless a narrower heavy
@@ -157,8 +193,8 @@ impl Engine {
     fn on_aggregate(
         &mut self,
         ev: &crate::aggregate::HeavyAggregate,
-        blocked_now: &mut Vec<IpNet>,
-    ) -> Result<(), super::EngineError> {
+        decided: &[Decision],
+    ) -> Option<Decision> {
         let net = ev.net;
         let busiest: Vec<String> = ev.busiest.iter().map(|m| m.source.to_string()).collect();
         tracing::info!(prefix = %net, members = ev.members, pps = ev.rates.pps.round(), syn_pps = ev.rates.syn_pps.round(), ?busiest, "heavy aggregate");
@@ -168,11 +204,13 @@ impl Engine {
             .iter()
             .any(|d| d.action == Action::Block && d.prefix.contains(&net))
         {
-            return Ok(());
+            return None;
         }
-        if blocked_now.iter().any(|b| net.contains(b)) || self.recent_aggregate_block_inside(&net) {
+        if decided.iter().any(|d| net.contains(&d.prefix))
+            || self.recent_aggregate_block_inside(&net)
+        {
             self.aggregates.reset(&net);
-            return Ok(());
+            return None;
         }
         if let Some((allow, origin)) = self
             .allow
@@ -181,12 +219,12 @@ impl Engine {
             .find(|(a, _)| overlaps(a, &net))
         {
             tracing::info!(prefix = %net, %allow, %origin, "heavy aggregate holds an allowlisted address: not blocked");
-            return Ok(());
+            return None;
         }
         if self.cfg.detection.on_heavy_hitter == HeavyHitterAction::Observe {
-            return Ok(());
+            return None;
         }
-        self.propose(Decision::block(
+        Some(Decision::block(
             net,
             Holder::of(Origin::Velocity),
             format!(
@@ -198,9 +236,7 @@ impl Engine {
             ),
             now_unix_ms(),
             Some(self.cfg.detection.hard_ttl),
-        ))?;
-        blocked_now.push(net);
-        Ok(())
+        ))
     }
 
     /// Whether a velocity decision on a network strictly inside `net` was made within the
@@ -223,19 +259,14 @@ impl Engine {
 
     /// The velocity source's one decision: a block for `detection.hard_ttl` (longer for a
     /// repeat offender).
-    fn velocity_block(
-        &mut self,
-        source: IpNet,
-        rates: Rates,
-        what: &str,
-    ) -> Result<Decision, super::EngineError> {
-        self.propose(Decision::block(
+    fn velocity_block(&self, source: IpNet, rates: Rates, what: &str) -> Decision {
+        Decision::block(
             source,
             Holder::of(Origin::Velocity),
             format!("{what}: {:.0} pps, {:.0} SYN/s", rates.pps, rates.syn_pps),
             now_unix_ms(),
             Some(self.cfg.detection.hard_ttl),
-        ))
+        )
     }
 
     /// The source unit of an address and the detector's view of it.

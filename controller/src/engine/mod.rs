@@ -88,6 +88,9 @@ pub struct Engine {
     started: Instant,
     polls: u64,
     last_poll: Duration,
+    /// Polls that took longer than the interval, and when that was last warned about.
+    late_polls: u64,
+    last_late_warning_ms: u64,
     warnings: VecDeque<String>,
     /// Conditions that hold for the daemon's whole life (no gateway found, pins that end with
     /// the process): shown first by `status`, never pushed out by newer warnings.
@@ -141,6 +144,8 @@ impl Engine {
             started: Instant::now(),
             polls: 0,
             last_poll: Duration::ZERO,
+            late_polls: 0,
+            last_late_warning_ms: 0,
             warnings: VecDeque::new(),
             standing: Vec::new(),
             gateway_warning: None,
@@ -209,6 +214,11 @@ impl Engine {
             ?removed,
             "protected addresses changed (routes or DNS)"
         );
+    }
+
+    /// Write transactions the store has begun (each one fsync).
+    pub fn store_writes(&self) -> u64 {
+        self.store.write_transactions()
     }
 
     /// Every live decision.

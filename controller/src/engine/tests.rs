@@ -159,6 +159,37 @@ fn flood(f: &mut Fixture, addr: &str, pps: u64, secs: u64) {
 // --- control requests ---------------------------------------------------------------------
 
 #[test]
+fn one_polls_ten_thousand_decisions_cost_one_write_transaction() {
+    let mut f = Fixture::new();
+    let sources: Vec<(IpNet, Snapshot)> = (0..10_000u32)
+        .map(|i| {
+            let a = IpAddr::from(std::net::Ipv4Addr::from(0x0A00_0000 + i));
+            let snap = Snapshot {
+                packets: 50_000,
+                bytes: 5_000_000,
+                syn: 0,
+                first_seen_ns: 100 * S,
+                addr: a,
+            };
+            (Engine::source_of(a), snap)
+        })
+        .collect();
+    // The first poll also prunes the history (one write of its own).
+    f.engine.tick(109 * S, Vec::new(), Duration::ZERO);
+    let before = f.engine.store_writes();
+    let start = std::time::Instant::now();
+    f.engine.tick(110 * S, sources, Duration::ZERO);
+    let took = start.elapsed();
+    assert_eq!(f.engine.book().len(), 10_000);
+    assert_eq!(
+        f.engine.store_writes() - before,
+        1,
+        "10 000 velocity decisions in one transaction ({took:?})"
+    );
+    assert_eq!(f.planes[0].rules().unwrap().len(), 10_000, "all enforced");
+}
+
+#[test]
 fn block_is_stored_projected_listed_and_restored() {
     let mut f = Fixture::new();
     let Response::Blocked { decision } = f.ok(block("203.0.113.7")) else {
@@ -526,6 +557,28 @@ fn a_replacement_in_parts_withdraws_only_what_no_part_kept() {
             .len(),
         1
     );
+}
+
+#[test]
+fn a_poll_longer_than_the_interval_is_counted_and_said() {
+    let mut f = Fixture::new();
+    f.engine
+        .note_poll_time(Duration::from_millis(150), Duration::from_millis(200));
+    f.engine
+        .note_poll_time(Duration::from_millis(340), Duration::from_millis(200));
+    f.engine
+        .note_poll_time(Duration::from_millis(400), Duration::from_millis(200));
+    let Response::Status(s) = f.ok(Request::Status) else {
+        panic!()
+    };
+    assert_eq!(s.late_polls, 2);
+    let late: Vec<_> = s
+        .warnings
+        .iter()
+        .filter(|w| w.contains("longer than detection.poll_interval"))
+        .collect();
+    assert_eq!(late.len(), 1, "warned once a minute: {:?}", s.warnings);
+    assert!(late[0].contains("took 340 ms"), "{late:?}");
 }
 
 #[test]

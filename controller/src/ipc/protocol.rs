@@ -207,6 +207,14 @@ pub struct StatusView {
     pub heavy_hitters: usize,
     pub polls: u64,
     pub last_poll_ms: f64,
+    /// Polls that took longer than `detection.poll_interval` (the next started late).
+    #[serde(default)]
+    pub late_polls: u64,
+    /// Aggregates (networks) tracked, and how many are heavy now.
+    #[serde(default)]
+    pub aggregates_tracked: usize,
+    #[serde(default)]
+    pub heavy_aggregates: usize,
     /// `on`, or `off` with the reason (no API key, disabled).
     pub enrichment: String,
     /// The enrichment stage, when on.
