@@ -17,3 +17,5 @@ pub const SRC_V4: u32 = 262_144;
 pub const SRC_V6: u32 = 262_144;
 /// Challenge token buckets per family; the LRU evicts idle sources' buckets.
 pub const BUCKETS: u32 = 65_536;
+/// Distinct SYN signatures kept (per source and signature); the LRU evicts the oldest.
+pub const SIGS: u32 = 65_536;

@@ -14,6 +14,7 @@ pub mod aggregate;
 pub mod block;
 pub mod capacity;
 pub mod config;
+pub mod fingerprint;
 pub mod front;
 pub mod key;
 pub mod names;

@@ -43,8 +43,11 @@ pub const STAMP: &str = "STAMP";
 /// Aggregate counters: `PERCPU_ARRAY<AggCell>` of [`crate::aggregate::AGG_TOTAL`] cells.
 pub const AGG: &str = "AGG";
 
+/// TCP SYN signatures per source: `LRU_HASH<SigKey, SigEntry>`.
+pub const SIGS: &str = "SIGS";
+
 /// Every map, for loaders that pin, size or check them all.
-pub const MAPS: [&str; 16] = [
+pub const MAPS: [&str; 17] = [
     BLOCK_V4,
     BLOCK_V6,
     BLOCK_NET_V4,
@@ -61,6 +64,7 @@ pub const MAPS: [&str; 16] = [
     BUCKET_V6,
     STAMP,
     AGG,
+    SIGS,
 ];
 
 /// The kernel keeps `BPF_OBJ_NAME_LEN - 1` = 15 bytes of a name.

@@ -63,6 +63,15 @@ pub struct Config {
     pub crowdsec: Option<CrowdsecConfig>,
     pub feeds: Vec<FeedConfig>,
     pub metrics: MetricsConfig,
+    pub fingerprints: FingerprintsConfig,
+}
+
+/// `[fingerprints]`: TCP SYN signature rules.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FingerprintsConfig {
+    /// An operator's rule file, tried before the shipped rules (`dist/fingerprints.toml`).
+    pub rules: Option<PathBuf>,
 }
 
 /// `[metrics]`: the Prometheus endpoint.
@@ -799,6 +808,9 @@ pub struct ScoringConfig {
     pub abusive_vpn_operators: Vec<String>,
     pub challenge_pps: u32,
     pub challenge_burst: u32,
+    /// IPASIS calls the source a residential or mobile line, but its SYNs look like a server's
+    /// stack or come from implausibly far (see `fingerprint`).
+    pub residential_proxy_suspect: i32,
 }
 
 impl Default for ScoringConfig {
@@ -819,6 +831,7 @@ impl Default for ScoringConfig {
             abusive_vpn_operators: Vec::new(),
             challenge_pps: crate::decision::ChallengeRate::DEFAULT.pps,
             challenge_burst: crate::decision::ChallengeRate::DEFAULT.burst,
+            residential_proxy_suspect: 30,
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod detect;
 pub mod engine;
 pub mod enrich;
 pub mod feeds;
+pub mod fingerprint;
 pub mod fleet;
 pub mod import;
 pub mod ipc;

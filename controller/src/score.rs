@@ -42,8 +42,19 @@ fn listed(operator: Option<&str>, list: &[String]) -> bool {
 /// Scores an answer for a source sending `pps`; `velocity_pps` is where the velocity weight
 /// starts.
 pub fn score(r: &Record, pps: f64, velocity_pps: u64, cfg: &ScoringConfig) -> Score {
+    score_with(r, pps, velocity_pps, Vec::new(), cfg)
+}
+
+/// As [`score`], with factors found elsewhere (the SYN fingerprint) counted in.
+pub fn score_with(
+    r: &Record,
+    pps: f64,
+    velocity_pps: u64,
+    extra: Vec<Factor>,
+    cfg: &ScoringConfig,
+) -> Score {
     let yes = |f: Option<bool>| f == Some(true);
-    let mut factors = Vec::new();
+    let mut factors = extra;
     let mut add = |name: &str, weight: i32| {
         factors.push(Factor {
             name: name.to_owned(),

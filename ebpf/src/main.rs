@@ -7,6 +7,7 @@
 #![no_main]
 
 mod clock;
+mod fingerprint;
 mod maps;
 mod policy;
 mod source;
@@ -29,8 +30,20 @@ pub fn ipwarden_xdp(ctx: XdpContext) -> u32 {
     // Read before any block-set lookup: the generation is what makes cached verdicts safe.
     let cfg = CONFIG.get(0).copied().unwrap_or_default();
     let decision = match parse_frame(&frame) {
-        Parsed::V4 { src, syn } => source::ipv4(&src, packet(&frame, syn), &cfg),
-        Parsed::V6 { src, syn } => source::ipv6(&src, packet(&frame, syn), &cfg),
+        Parsed::V4 { src, syn } => {
+            let d = source::ipv4(&src, packet(&frame, syn), &cfg);
+            if syn && d != Decision::Block {
+                fingerprint::record(&frame);
+            }
+            d
+        }
+        Parsed::V6 { src, syn } => {
+            let d = source::ipv6(&src, packet(&frame, syn), &cfg);
+            if syn && d != Decision::Block {
+                fingerprint::record(&frame);
+            }
+            d
+        }
         Parsed::NotIp => {
             global(GlobalCounter::NotIp);
             Decision::Pass

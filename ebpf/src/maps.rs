@@ -8,7 +8,11 @@ use aya_ebpf::{
 };
 use ipwarden_common::{
     AggCell, BlockEntry, DataplaneConfig, FrontV4, FrontV6, GlobalCounter, SrcStats, SrcStatsV6,
-    SrcV4, SrcV6Prefix, Stamp, aggregate::AGG_TOTAL, capacity, front::FRONT_SLOTS,
+    SrcV4, SrcV6Prefix, Stamp,
+    aggregate::AGG_TOTAL,
+    capacity,
+    fingerprint::{SigEntry, SigKey},
+    front::FRONT_SLOTS,
 };
 
 #[map]
@@ -68,3 +72,8 @@ pub static STAMP: Array<Stamp> = Array::pinned(1, 0);
 // Aggregate counters (see `ipwarden_common::aggregate`): added to at front-table flushes only.
 #[map]
 pub static AGG: PerCpuArray<AggCell> = PerCpuArray::pinned(AGG_TOTAL, 0);
+
+// TCP SYN signatures (see `ipwarden_common::fingerprint`): written for SYNs only, and only for a
+// signature the source has not shown before.
+#[map]
+pub static SIGS: LruHashMap<SigKey, SigEntry> = LruHashMap::pinned(capacity::SIGS, 0);

@@ -34,6 +34,11 @@ mod aya_map_type {
             names::BUCKET_V6 => ("LruHash", 8, 8),
             names::STAMP => ("Array", 4, size_of::<ipwarden_common::Stamp>()),
             names::AGG => ("PerCpuArray", 4, size_of::<ipwarden_common::AggCell>()),
+            names::SIGS => (
+                "LruHash",
+                16,
+                size_of::<ipwarden_common::fingerprint::SigEntry>(),
+            ),
             other => panic!("no expectation for map {other}"),
         }
     }

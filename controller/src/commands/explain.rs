@@ -84,6 +84,19 @@ pub fn run(addr: IpAddr, conn: &Conn, format: Format) -> anyhow::Result<()> {
         ),
         None => println!("  no recent traffic"),
     }
+    for f in &e.fingerprints {
+        println!(
+            "  SYN signature {} from {}: {}{}, {} hops away",
+            f.signature,
+            f.addr,
+            f.os,
+            f.rule
+                .as_ref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default(),
+            f.hops
+        );
+    }
     for a in &e.aggregates {
         println!(
             "  in {}: {:.0} pps, {:.0} SYN/s from {} active sources{}",

@@ -199,6 +199,7 @@ pub fn top(conn: &Conn, format: Format, n: usize) -> anyhow::Result<()> {
                 s.bytes.to_string(),
                 if s.heavy { "yes" } else { "" }.to_owned(),
                 s.decision.clone().unwrap_or_else(|| "-".into()),
+                s.os.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
@@ -206,7 +207,7 @@ pub fn top(conn: &Conn, format: Format, n: usize) -> anyhow::Result<()> {
         "{}",
         table(
             &[
-                "SOURCE", "PPS", "SYN/S", "PACKETS", "BYTES", "HEAVY", "DECISION"
+                "SOURCE", "PPS", "SYN/S", "PACKETS", "BYTES", "HEAVY", "DECISION", "OS"
             ],
             &rows
         )

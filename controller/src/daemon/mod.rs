@@ -62,6 +62,8 @@ pub enum DaemonError {
     NoInterface,
     #[error(transparent)]
     Metrics(crate::metrics::MetricsError),
+    #[error(transparent)]
+    Fingerprints(crate::fingerprint::RuleError),
     #[error(
         "refusing to start without the decision store (an empty block list would silently replace it); restore the file, or start once with --rebuild-store to rebuild it from the pinned maps"
     )]
@@ -237,6 +239,10 @@ async fn serve(
         warnings,
     } = attach_all(&cfg)?;
     let mut engine = Engine::new(cfg.clone(), config_path, store, planes);
+    engine.set_fingerprint_rules(
+        crate::fingerprint::Rules::load(cfg.fingerprints.rules.as_deref())
+            .map_err(DaemonError::Fingerprints)?,
+    );
     for w in warnings {
         engine.warn_standing(w);
     }

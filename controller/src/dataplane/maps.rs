@@ -40,6 +40,14 @@ pub struct Dataplane {
     /// Aggregate counters; `None` for pins of a build before aggregates (until the daemon
     /// upgrades the program, which creates the map).
     pub(super) agg: Option<MapData>,
+    /// TCP SYN signatures; `None` for pins of a build before them.
+    pub(super) sigs: Option<
+        HashMap<
+            MapData,
+            ipwarden_common::fingerprint::SigKey,
+            ipwarden_common::fingerprint::SigEntry,
+        >,
+    >,
     pub(super) config: Array<MapData, DataplaneConfig>,
     /// The front tables as last read, and the packet count they were read at: an idle host's
     /// poll does not read 2 × 16 384 slots per CPU again when no packet arrived since.
@@ -101,6 +109,11 @@ impl Dataplane {
             front_v4: open_raw(pins, &counters::FRONT_V4)?,
             front_v6: open_raw(pins, &counters::FRONT_V6)?,
             global: open(pins, names::GLOBAL)?,
+            sigs: if pins.map(names::SIGS).exists() {
+                Some(open(pins, names::SIGS)?)
+            } else {
+                None
+            },
             agg: if pins.map(names::AGG).exists() {
                 Some(open_raw(pins, &counters::AGG)?)
             } else {
@@ -136,5 +149,33 @@ impl Dataplane {
             program_id,
             current: stamp.is_some_and(|s| s.build == super::stamp::this_build()),
         }
+    }
+}
+
+impl Dataplane {
+    /// Every TCP SYN signature kept, by source (IPv4 /32, IPv6 /64). At most the map's capacity
+    /// (65 536 by default); read when asked (`explain`, `top`, scoring), not every poll.
+    pub fn signatures(
+        &self,
+    ) -> Result<Vec<(ipnet::IpNet, ipwarden_common::fingerprint::SigEntry)>, DataplaneError> {
+        let Some(map) = &self.sigs else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for item in map.iter() {
+            // An entry evicted while iterating ends the walk of that key only.
+            let Ok((k, e)) = item else {
+                continue;
+            };
+            let source = if k.version == 4 {
+                let mut a = [0u8; 4];
+                a.copy_from_slice(&k.source[..4]);
+                crate::net::host_prefix(std::net::IpAddr::from(a))
+            } else {
+                ipnet::IpNet::V6(crate::net::v6_prefix_net(k.source))
+            };
+            out.push((source, e));
+        }
+        Ok(out)
     }
 }

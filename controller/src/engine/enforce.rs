@@ -32,6 +32,10 @@ pub trait Enforcer: Send {
     fn set_monitor(&mut self, on: bool) -> Result<(), DataplaneError>;
     fn monitor(&self) -> Result<bool, DataplaneError>;
     fn globals(&self) -> Result<GlobalCounters, DataplaneError>;
+    /// TCP SYN signatures the data plane kept, by source.
+    fn signatures(&self) -> Vec<(IpNet, ipwarden_common::fingerprint::SigEntry)> {
+        Vec::new()
+    }
     /// The program enforcing here, as `status` shows it; `None` where there is no kernel program.
     fn program(&self) -> Option<ProgramView> {
         None
@@ -109,6 +113,13 @@ impl Enforcer for Dataplane {
 
     fn program(&self) -> Option<ProgramView> {
         Some(Dataplane::program(self))
+    }
+
+    fn signatures(&self) -> Vec<(IpNet, ipwarden_common::fingerprint::SigEntry)> {
+        Dataplane::signatures(self).unwrap_or_else(|e| {
+            tracing::warn!(error = %error_chain(&e), "reading SYN signatures");
+            Vec::new()
+        })
     }
 }
 

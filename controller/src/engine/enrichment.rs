@@ -201,7 +201,15 @@ impl Engine {
             .collect();
         let merged = with_tags(answer, &tags);
         let record = &merged;
-        let mut sc = score::score(record, pps, self.cfg.velocity_pps(), &self.cfg.scoring);
+        let extra: Vec<crate::score::Factor> =
+            self.proxy_factor(source, record).into_iter().collect();
+        let mut sc = score::score_with(
+            record,
+            pps,
+            self.cfg.velocity_pps(),
+            extra,
+            &self.cfg.scoring,
+        );
         sc.factors = credit(sc.factors, answer, &tags);
         let signals: Vec<String> = sc
             .factors

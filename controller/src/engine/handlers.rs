@@ -96,14 +96,19 @@ impl Engine {
             Request::AllowList => Response::Allow {
                 allow: self.allow_views(),
             },
-            Request::Top { n } => Response::Top {
-                sources: self
+            Request::Top { n } => {
+                let mut rows: Vec<TopRow> = self
                     .detector
                     .top(n)
                     .into_iter()
                     .map(|s| self.row(s))
-                    .collect(),
-            },
+                    .collect();
+                let sources: Vec<IpNet> = rows.iter().map(|r| r.source).collect();
+                for (row, os) in rows.iter_mut().zip(self.os_guesses(&sources)) {
+                    row.os = os;
+                }
+                Response::Top { sources: rows }
+            }
             Request::Stats => self.handle_stats(),
             Request::Explain { addr } => Response::Explain(self.explain(addr)),
             Request::Reload => self.reload_from_file(),
@@ -217,6 +222,7 @@ impl Engine {
             bytes: s.bytes,
             heavy: s.heavy,
             decision,
+            os: None,
         }
     }
 
@@ -309,6 +315,7 @@ impl Engine {
             rates: self.rates_of(addr).map(|s| self.row(s)),
             enrichment: self.lookup_view(addr),
             aggregates: self.aggregates.containing(addr),
+            fingerprints: self.fingerprints_of(source),
         }
     }
 

@@ -24,6 +24,8 @@ pub struct MemoryState {
     pub failing: bool,
     /// Calls that changed something, for tests that count writes.
     pub writes: u64,
+    /// SYN signatures, as a data plane would have kept them.
+    pub signatures: Vec<(IpNet, ipwarden_common::fingerprint::SigEntry)>,
 }
 
 /// A handle on shared [`MemoryState`]; clones see the same state.
@@ -55,6 +57,10 @@ impl MemoryEnforcer {
 }
 
 impl Enforcer for MemoryEnforcer {
+    fn signatures(&self) -> Vec<(IpNet, ipwarden_common::fingerprint::SigEntry)> {
+        self.state().signatures.clone()
+    }
+
     fn put_rules(&mut self, rules: &[(IpNet, BlockEntry)]) -> Result<(), DataplaneError> {
         self.change(|s| s.rules.extend(rules.iter().map(|(p, e)| (p.trunc(), *e))))
     }

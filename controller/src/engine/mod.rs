@@ -21,6 +21,7 @@ mod detection;
 pub mod enforce;
 mod enrichment;
 mod error;
+mod fingerprints;
 mod handlers;
 pub mod memory;
 pub mod sources;
@@ -83,6 +84,8 @@ pub struct Engine {
     book: Book,
     allow: Allowlist,
     detector: Detector,
+    /// SYN fingerprint rules (shipped, after the operator's).
+    fingerprint_rules: crate::fingerprint::Rules,
     /// Networks judged as a whole (`[detection.aggregate]`).
     aggregates: crate::aggregate::Aggregates,
     started: Instant,
@@ -141,6 +144,8 @@ impl Engine {
             allow,
             detector,
             aggregates,
+            fingerprint_rules: crate::fingerprint::Rules::load(None)
+                .expect("the shipped fingerprint rules parse (a unit test checks them)"),
             started: Instant::now(),
             polls: 0,
             last_poll: Duration::ZERO,
@@ -466,6 +471,8 @@ impl Engine {
 
     /// Applies a new configuration. Sections that only take effect at start are reported.
     pub fn reload(&mut self, cfg: Config) -> Result<Vec<String>, EngineError> {
+        // Checked before anything changes: a bad rule file refuses the whole reload.
+        let rules = crate::fingerprint::Rules::load(cfg.fingerprints.rules.as_deref())?;
         let mut notes = Vec::new();
         if cfg.daemon != self.cfg.daemon {
             notes.push("[daemon] changes apply at the next start".to_owned());
@@ -485,6 +492,7 @@ impl Engine {
         self.aggregates
             .reconfigure(cfg.detection.aggregate.clone(), cfg.detection.window);
         self.allow.set_configured(cfg.allow_prefixes());
+        self.fingerprint_rules = rules;
         self.cfg = cfg;
         self.sync_all()?;
         tracing::info!("configuration reloaded");

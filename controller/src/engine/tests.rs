@@ -1026,6 +1026,120 @@ fn rebuilding_from_the_maps_keeps_origins_and_remaining_time() {
 
 // --- enrichment results -------------------------------------------------------------------
 
+/// A SYN as the data plane keeps it: IPv4, TTL 61, DF, window 64240 and `options`.
+fn syn_entry(
+    addr: [u8; 4],
+    ttl: u8,
+    window: u16,
+    options: &[u8],
+) -> ipwarden_common::fingerprint::SigEntry {
+    let mut e = ipwarden_common::fingerprint::SigEntry {
+        version: 4,
+        ttl,
+        flags: ipwarden_common::fingerprint::SynSignature::DF,
+        header_len: (20 + options.len()) as u8,
+        window,
+        captured: options.len() as u8,
+        ..Default::default()
+    };
+    e.options[..options.len()].copy_from_slice(options);
+    e.last_addr[..4].copy_from_slice(&addr);
+    e
+}
+
+#[test]
+fn a_residential_source_with_a_linux_server_stack_gets_the_proxy_factor() {
+    let linux: &[u8] = &[
+        2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+    ];
+    let windows: &[u8] = &[2, 4, 5, 180, 1, 3, 3, 8, 1, 1, 4, 2];
+    let mut f = Fixture::new();
+    f.planes[0].state().signatures = vec![
+        (
+            net("203.0.113.70/32"),
+            syn_entry([203, 0, 113, 70], 61, 64240, linux),
+        ),
+        (
+            net("203.0.113.71/32"),
+            syn_entry([203, 0, 113, 71], 119, 64240, windows),
+        ),
+    ];
+    let residential = Record {
+        hosting: Some(false),
+        vpn: Some(false),
+        crawler: Some(false),
+        ..Record::default()
+    };
+    for last in [70u8, 71] {
+        let addr = IpAddr::from([203, 0, 113, last]);
+        f.engine.on_enriched(Enriched {
+            candidate: Candidate {
+                source: Engine::source_of(addr),
+                addr,
+                pps: 50_000.0,
+            },
+            result: Ok(residential.clone()),
+        });
+    }
+    // Velocity 20 + suspect 30 = 50: challenged.
+    let d = f
+        .engine
+        .book()
+        .get(&net("203.0.113.70/32"), &Holder::of(Origin::Ipasis))
+        .expect("the Linux-stack residential source is decided");
+    assert_eq!(d.action, Action::Challenge, "{d:?}");
+    assert!(
+        d.factors
+            .iter()
+            .any(|x| x.name.starts_with("residential_proxy_suspect") && x.weight == 30),
+        "{:?}",
+        d.factors
+    );
+    // The Windows desktop on a residential line: velocity alone, 20, allowed.
+    assert!(
+        f.engine
+            .book()
+            .covering("203.0.113.71".parse().unwrap())
+            .is_empty()
+    );
+    let Response::Explain(e) = f.ok(Request::Explain {
+        addr: "203.0.113.70".parse().unwrap(),
+    }) else {
+        panic!()
+    };
+    assert_eq!(e.fingerprints.len(), 1);
+    assert_eq!(e.fingerprints[0].os, "linux");
+    assert_eq!(e.fingerprints[0].hops, 3);
+    // A hosting answer is not residential: no factor.
+    let mut g = Fixture::new();
+    g.planes[0].state().signatures = vec![(
+        net("203.0.113.70/32"),
+        syn_entry([203, 0, 113, 70], 61, 64240, linux),
+    )];
+    let addr = IpAddr::from([203, 0, 113, 70]);
+    g.engine.on_enriched(Enriched {
+        candidate: Candidate {
+            source: Engine::source_of(addr),
+            addr,
+            pps: 50_000.0,
+        },
+        result: Ok(Record {
+            hosting: Some(true),
+            ..Record::default()
+        }),
+    });
+    let d = g
+        .engine
+        .book()
+        .get(&net("203.0.113.70/32"), &Holder::of(Origin::Ipasis))
+        .unwrap();
+    assert!(
+        !d.factors.iter().any(|x| x.name.starts_with("residential")),
+        "{:?}",
+        d.factors
+    );
+}
+
 #[test]
 fn an_enrichment_answer_becomes_an_ipasis_decision_and_is_cached() {
     let mut f = Fixture::new();

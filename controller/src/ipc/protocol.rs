@@ -281,6 +281,9 @@ pub struct TopRow {
     pub heavy: bool,
     /// The action of the decision covering the source, if any.
     pub decision: Option<String>,
+    /// The OS family its TCP SYNs look like (several joined with `+`), if it sent any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
 }
 
 /// Global counters of one interface.
@@ -308,6 +311,9 @@ pub struct ExplainView {
     /// The networks holding the address that detection tracks as aggregates, narrowest first.
     #[serde(default)]
     pub aggregates: Vec<crate::aggregate::AggregateView>,
+    /// The TCP SYN signatures its source sent, classified.
+    #[serde(default)]
+    pub fingerprints: Vec<crate::fingerprint::FingerprintView>,
 }
 
 #[cfg(test)]

@@ -1,0 +1,84 @@
+//! SYN fingerprints in the engine: classifying what the data plane kept for a source, and the
+//! `residential_proxy_suspect` factor of its score.
+
+use ipnet::IpNet;
+
+use super::Engine;
+use crate::{
+    enrich::Record,
+    fingerprint::{self, FingerprintView, Rules},
+    score::Factor,
+};
+
+/// The factor's name, as `explain` and the decision's reason show it.
+pub const RESIDENTIAL_PROXY_SUSPECT: &str = "residential_proxy_suspect";
+
+impl Engine {
+    /// Replaces the fingerprint rules (at start and on reload).
+    pub fn set_fingerprint_rules(&mut self, rules: Rules) {
+        self.fingerprint_rules = rules;
+    }
+
+    /// Every SYN signature the data plane kept for `source`, classified.
+    pub fn fingerprints_of(&self, source: IpNet) -> Vec<FingerprintView> {
+        let Some(plane) = self.planes.first() else {
+            return Vec::new();
+        };
+        plane
+            .enforcer
+            .signatures()
+            .into_iter()
+            .filter(|(s, _)| *s == source)
+            .map(|(_, e)| fingerprint::view(&self.fingerprint_rules, &e.signature(), ip_of(&e)))
+            .collect()
+    }
+
+    /// The OS guess of each of these sources (one read of the signature map).
+    pub(super) fn os_guesses(&self, sources: &[IpNet]) -> Vec<Option<String>> {
+        let Some(plane) = self.planes.first() else {
+            return vec![None; sources.len()];
+        };
+        let all = plane.enforcer.signatures();
+        sources
+            .iter()
+            .map(|src| {
+                let mut oses: Vec<String> = all
+                    .iter()
+                    .filter(|(s, _)| s == src)
+                    .map(|(_, e)| {
+                        self.fingerprint_rules
+                            .classify(&e.signature())
+                            .map_or_else(|| "unknown".to_owned(), |r| r.os.clone())
+                    })
+                    .collect();
+                oses.sort();
+                oses.dedup();
+                (!oses.is_empty()).then(|| oses.join("+"))
+            })
+            .collect()
+    }
+
+    /// `residential_proxy_suspect`: IPASIS says a residential or mobile line (neither hosting,
+    /// crawler nor VPN), yet the source's SYNs show a server's stack or come from too far.
+    pub(super) fn proxy_factor(&self, source: IpNet, answer: &Record) -> Option<Factor> {
+        let yes = |f: Option<bool>| f == Some(true);
+        if yes(answer.hosting) || yes(answer.crawler) || yes(answer.vpn) {
+            return None;
+        }
+        let why = fingerprint::proxy_suspicion(&self.fingerprints_of(source))?;
+        Some(Factor {
+            name: format!("{RESIDENTIAL_PROXY_SUSPECT}: {why}"),
+            weight: self.cfg.scoring.residential_proxy_suspect,
+        })
+    }
+}
+
+fn ip_of(e: &ipwarden_common::fingerprint::SigEntry) -> std::net::IpAddr {
+    if e.version == 4 {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(&e.last_addr[..4]);
+        a.into()
+    } else {
+        e.last_addr.into()
+    }
+}
