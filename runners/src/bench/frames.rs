@@ -1,5 +1,5 @@
 //! The frames the in-kernel benchmark feeds to each program: 64-byte IPv4 and 78-byte IPv6 TCP
-//! SYNs (plus an 802.1Q-tagged one), from sources that are or are not in the block set.
+//! SYNs (plus an 802.1Q-tagged one) and ACKs, from sources that are or are not in the block set.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -16,12 +16,23 @@ pub const DROP_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 7);
 pub const DST_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
 
 fn tcp_syn() -> [u8; 20] {
+    tcp(0x02)
+}
+
+fn tcp(flags: u8) -> [u8; 20] {
     let mut t = [0u8; 20];
     t[0..2].copy_from_slice(&40000u16.to_be_bytes());
     t[2..4].copy_from_slice(&443u16.to_be_bytes());
     t[12] = 5 << 4;
-    t[13] = 0x02;
+    t[13] = flags;
     t
+}
+
+/// The SYN `frame` made an ACK (flags at `tcp_flags_at`): the path of established traffic,
+/// which never reaches the SYN fingerprint code.
+fn as_ack(mut frame: Vec<u8>, tcp_flags_at: usize) -> Vec<u8> {
+    frame[tcp_flags_at] = 0x10;
+    frame
 }
 
 fn eth(ethertype: u16, vlan: Option<u16>) -> Vec<u8> {
@@ -112,6 +123,20 @@ pub fn cases() -> Vec<Case> {
             name: "IPv4 VLAN drop",
             frame: syn_v4(DROP_V4, Some(100)),
             drop: true,
+            xdp_filter: true,
+        },
+        // The rows above are SYNs: a passed SYN also takes the fingerprint path (one LRU lookup,
+        // a write only for a new signature). These are the same sources' ACKs.
+        Case {
+            name: "IPv4 pass, ACK (no SYN path)",
+            frame: as_ack(syn_v4(PASS_V4, None), 14 + 20 + 13),
+            drop: false,
+            xdp_filter: true,
+        },
+        Case {
+            name: "IPv6 pass, ACK (no SYN path)",
+            frame: as_ack(syn_v6(PASS_V6), 14 + 40 + 13),
+            drop: false,
             xdp_filter: true,
         },
     ]
