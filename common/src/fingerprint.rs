@@ -12,6 +12,9 @@ use crate::parse::{
     VLAN_HLEN,
 };
 
+/// Slots of the data plane's per-CPU memo of signatures recently kept (a power of two).
+pub const SIG_SEEN_SLOTS: u32 = 4096;
+
 /// Most options recorded in [`SynSignature::order`]; a SYN with more is flagged unparsed.
 pub const MAX_OPTIONS: usize = 12;
 
@@ -123,25 +126,19 @@ impl SigEntry {
     /// timestamp option's values): version, TTL, flags, header length, window and the first
     /// option (the MSS, on every common stack). One entry per distinct digest and source.
     pub const fn digest(&self) -> u32 {
-        let b = [
+        digest_of(
             self.version,
             self.ttl,
             self.flags,
             self.header_len,
-            (self.window >> 8) as u8,
-            self.window as u8,
-            self.options[0],
-            self.options[1],
-            self.options[2],
-            self.options[3],
-        ];
-        let mut h: u32 = 0x811c_9dc5;
-        let mut i = 0;
-        while i < b.len() {
-            h = (h ^ b[i] as u32).wrapping_mul(0x0100_0193);
-            i += 1;
-        }
-        h
+            self.window,
+            [
+                self.options[0],
+                self.options[1],
+                self.options[2],
+                self.options[3],
+            ],
+        )
     }
 
     /// The signature, with the options parsed (those the frame did not carry, or that do not
@@ -166,14 +163,90 @@ impl SigEntry {
     }
 }
 
+/// See [`SigEntry::digest`].
+pub const fn digest_of(
+    version: u8,
+    ttl: u8,
+    flags: u8,
+    header_len: u8,
+    window: u16,
+    first: [u8; 4],
+) -> u32 {
+    let b = [
+        version,
+        ttl,
+        flags,
+        header_len,
+        (window >> 8) as u8,
+        window as u8,
+        first[0],
+        first[1],
+        first[2],
+        first[3],
+    ];
+    let mut h: u32 = 0x811c_9dc5;
+    let mut i = 0;
+    while i < b.len() {
+        h = (h ^ b[i] as u32).wrapping_mul(0x0100_0193);
+        i += 1;
+    }
+    h
+}
+
 const TCP_HLEN: usize = 20;
 
+/// The fixed fields of a SYN: enough to name its signature ([`SynHead::digest`]) before
+/// copying its options, which only a signature not yet kept needs.
+#[derive(Clone, Copy, Debug)]
+pub struct SynHead {
+    entry_head: SigEntry,
+    first: [u8; 4],
+    tcp: usize,
+}
+
+impl SynHead {
+    pub const fn version(&self) -> u8 {
+        self.entry_head.version
+    }
+
+    /// The full source address.
+    pub const fn source(&self) -> &[u8; 16] {
+        &self.entry_head.last_addr
+    }
+
+    /// Equals [`SigEntry::digest`] of [`SynHead::capture`]'s entry.
+    pub const fn digest(&self) -> u32 {
+        let e = &self.entry_head;
+        digest_of(
+            e.version,
+            e.ttl,
+            e.flags,
+            e.header_len,
+            e.window,
+            self.first,
+        )
+    }
+
+    /// The entry to keep, with the option bytes.
+    #[inline(always)]
+    pub fn capture<F: Frame + ?Sized>(&self, frame: &F) -> SigEntry {
+        let mut e = self.entry_head;
+        e.captured = copy_options(frame, self.tcp + TCP_HLEN, &mut e.options);
+        e
+    }
+}
+
 /// The frame's TCP SYN as the data plane keeps it (IP and fixed TCP fields, option bytes, the
-/// full source address); `None` if the frame is not a TCP SYN the parser can reach. Called only
-/// for frames [`crate::parse_frame`] counted as SYNs. No loop over the options: they are copied
-/// with the largest of a few fixed-size loads that fits in the frame.
-#[inline(always)]
+/// full source address); `None` if the frame is not a TCP SYN the parser can reach.
 pub fn syn_signature<F: Frame + ?Sized>(frame: &F) -> Option<SigEntry> {
+    syn_head(frame).map(|h| h.capture(frame))
+}
+
+/// The fixed fields of the frame's TCP SYN. Called only for frames [`crate::parse_frame`]
+/// counted as SYNs. No loop over the options: [`SynHead::capture`] copies them with the largest
+/// of a few fixed-size loads that fits in the frame.
+#[inline(always)]
+pub fn syn_head<F: Frame + ?Sized>(frame: &F) -> Option<SynHead> {
     let mut ethertype = u16::from_be_bytes(frame.load::<2>(12)?);
     let mut offset = ETH_HLEN;
     if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
@@ -215,8 +288,11 @@ pub fn syn_signature<F: Frame + ?Sized>(frame: &F) -> Option<SigEntry> {
     let t = frame.load::<TCP_HLEN>(tcp)?;
     e.window = u16::from_be_bytes([t[14], t[15]]);
     e.header_len = (t[12] >> 4) * 4;
-    e.captured = copy_options(frame, tcp + TCP_HLEN, &mut e.options);
-    Some(e)
+    Some(SynHead {
+        entry_head: e,
+        first: frame.load::<4>(tcp + TCP_HLEN).unwrap_or([0; 4]),
+        tcp,
+    })
 }
 
 #[inline(always)]
@@ -400,6 +476,14 @@ mod tests {
         let linux = d(frame_v4(64, true, 64240, LINUX));
         assert_ne!(linux, d(frame_v4(128, true, 64240, WINDOWS)));
         assert_ne!(linux, d(frame_v4(64, true, 65535, MACOS)));
+        // The data plane names a signature before capturing it: the same digest.
+        for f in [
+            frame_v4(64, true, 64240, LINUX),
+            frame_v4(128, true, 64240, WINDOWS),
+            frame_v4(255, false, 512, &[]),
+        ] {
+            assert_eq!(syn_head(&f[..]).unwrap().digest(), d(f.clone()));
+        }
         // The timestamp values change with every SYN; the digest does not.
         let mut other_ts = LINUX.to_vec();
         other_ts[9] = 99;

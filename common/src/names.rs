@@ -46,8 +46,11 @@ pub const AGG: &str = "AGG";
 /// TCP SYN signatures per source: `LRU_HASH<SigKey, SigEntry>`.
 pub const SIGS: &str = "SIGS";
 
+/// The data plane's per-CPU memo of signatures recently kept: `PERCPU_ARRAY<u64>`.
+pub const SIG_SEEN: &str = "SIG_SEEN";
+
 /// Every map, for loaders that pin, size or check them all.
-pub const MAPS: [&str; 17] = [
+pub const MAPS: [&str; 18] = [
     BLOCK_V4,
     BLOCK_V6,
     BLOCK_NET_V4,
@@ -65,6 +68,7 @@ pub const MAPS: [&str; 17] = [
     STAMP,
     AGG,
     SIGS,
+    SIG_SEEN,
 ];
 
 /// The kernel keeps `BPF_OBJ_NAME_LEN - 1` = 15 bytes of a name.

@@ -1,33 +1,47 @@
 //! Recording TCP SYN signatures (see `ipwarden_common::fingerprint`): for SYNs only, never on
 //! the path of other packets, and written only when the source shows a signature not yet kept.
 
-use ipwarden_common::fingerprint::{SigKey, syn_signature};
+use ipwarden_common::fingerprint::{SIG_SEEN_SLOTS, SigKey, syn_head};
 use ipwarden_ebpf::frame::XdpFrame;
 
-use crate::maps::SIGS;
+use crate::maps::{SIG_SEEN, SIGS};
 
 /// Parses the SYN's signature and keeps it under its source (IPv4 address or IPv6 /64) unless
 /// that source already showed it.
 #[inline(always)]
 pub fn record(frame: &XdpFrame) {
-    let Some(entry) = syn_signature(frame) else {
+    let Some(head) = syn_head(frame) else {
         return;
     };
     let mut source = [0u8; 8];
-    if entry.version == 4 {
-        source[..4].copy_from_slice(&entry.last_addr[..4]);
+    if head.version() == 4 {
+        source[..4].copy_from_slice(&head.source()[..4]);
     } else {
-        source.copy_from_slice(&entry.last_addr[..8]);
+        source.copy_from_slice(&head.source()[..8]);
     }
     let key = SigKey {
         source,
-        version: entry.version,
+        version: head.version(),
         _pad: [0; 3],
-        digest: entry.digest(),
+        digest: head.digest(),
     };
+    // A per-CPU direct-mapped memo of (source, signature) pairs recently kept: a SYN flood from
+    // one source pays an inlined array probe per SYN, not a hash lookup.
+    let tag = (u64::from(key.digest) << 32)
+        ^ u64::from_ne_bytes(key.source).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        | 1;
+    let Some(seen) = SIG_SEEN.get_ptr_mut((tag >> 52) as u32 & (SIG_SEEN_SLOTS - 1)) else {
+        return;
+    };
+    // SAFETY: a per-CPU array slot, written only by this CPU's program.
+    let seen = unsafe { &mut *seen };
+    if *seen == tag {
+        return;
+    }
+    *seen = tag;
     // SAFETY: a lookup; the pointer is not dereferenced.
     if unsafe { SIGS.get(&key) }.is_some() {
         return;
     }
-    let _ = SIGS.insert(&key, &entry, 0);
+    let _ = SIGS.insert(&key, &head.capture(frame), 0);
 }

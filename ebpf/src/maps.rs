@@ -77,3 +77,9 @@ pub static AGG: PerCpuArray<AggCell> = PerCpuArray::pinned(AGG_TOTAL, 0);
 // signature the source has not shown before.
 #[map]
 pub static SIGS: LruHashMap<SigKey, SigEntry> = LruHashMap::pinned(capacity::SIGS, 0);
+
+// The per-CPU memo of signatures recently kept (see `fingerprint::record`): never read by user
+// space, so it has no pin of interest and no layout to keep.
+#[map]
+pub static SIG_SEEN: PerCpuArray<u64> =
+    PerCpuArray::pinned(ipwarden_common::fingerprint::SIG_SEEN_SLOTS, 0);

@@ -34,6 +34,7 @@ mod aya_map_type {
             names::BUCKET_V6 => ("LruHash", 8, 8),
             names::STAMP => ("Array", 4, size_of::<ipwarden_common::Stamp>()),
             names::AGG => ("PerCpuArray", 4, size_of::<ipwarden_common::AggCell>()),
+            names::SIG_SEEN => ("PerCpuArray", 4, 8),
             names::SIGS => (
                 "LruHash",
                 16,
