@@ -3,7 +3,7 @@
 
 use std::{
     fs::File,
-    os::unix::net::UnixStream,
+    os::unix::{fs::PermissionsExt as _, net::UnixStream},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
@@ -24,6 +24,25 @@ pub struct DaemonHome {
 }
 
 impl DaemonHome {
+    /// A home whose configuration is `config` followed by an `[ipasis]` section pointing at
+    /// `base_url` with a key file (mode 0600) in the home.
+    pub fn with_ipasis(config: &str, base_url: &str, bpffs: &Path) -> Self {
+        let home = Self::new("", bpffs);
+        let key_file = home.config().with_file_name("ipasis.key");
+        std::fs::write(&key_file, "ipasis_4f3c2b1a09f8e7d6c5b4a392").expect("writing the key");
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod 0600 on the key");
+        std::fs::write(
+            home.config(),
+            format!(
+                "{config}\n[ipasis]\nbase_url = \"{base_url}\"\nkey_file = \"{}\"\n",
+                key_file.display()
+            ),
+        )
+        .expect("writing the configuration");
+        home
+    }
+
     /// A home with `config` as its configuration file, pinning under `bpffs`.
     pub fn new(config: &str, bpffs: &Path) -> Self {
         let dir = tempfile::Builder::new()

@@ -7,7 +7,6 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr},
-    os::unix::fs::PermissionsExt as _,
     time::{Duration, Instant},
 };
 
@@ -63,17 +62,11 @@ impl Env {
         let bpffs = BpfFs::new();
         let topo = Topology::two_hosts();
         let stub = IpasisStub::start_in(&topo.edge);
-        let home = DaemonHome::new("", bpffs.path());
-        let key_file = home.config().with_file_name("ipasis.key");
-        std::fs::write(&key_file, "ipasis_4f3c2b1a09f8e7d6c5b4a392").unwrap();
-        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
         // Every source is residential to the stand-in (its default answer). A SYN flood above
         // syn_pps_threshold is a heavy hitter; velocity (20) + residential_proxy_suspect (30)
         // reaches challenge_at (50), velocity alone does not.
-        std::fs::write(
-            home.config(),
-            format!(
-                r#"
+        let home = DaemonHome::with_ipasis(
+            r#"
 [detection]
 poll_interval = "200ms"
 window = "2s"
@@ -85,18 +78,12 @@ hard_pps_limit = 1000000
 v4_levels = []
 v6_levels = []
 
-[ipasis]
-base_url = "{}"
-key_file = "{}"
-
 [scoring]
 velocity_pps = 300
 "#,
-                stub.base_url(),
-                key_file.display()
-            ),
-        )
-        .unwrap();
+            &stub.base_url(),
+            bpffs.path(),
+        );
         Self {
             topo,
             home,

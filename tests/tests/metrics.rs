@@ -8,7 +8,6 @@ use std::{
     collections::BTreeSet,
     io::{Read as _, Write as _},
     net::{IpAddr, Ipv4Addr, TcpStream},
-    os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::Duration,
@@ -76,13 +75,8 @@ fn a_scrape_during_a_flood_passes_promtool_and_agrees_with_stats() {
     topo.add_source(BLOCKED.into());
     topo.add_source(LOUD.into());
     let stub = IpasisStub::start_in(&topo.edge);
-    let home = DaemonHome::new("", bpffs.path());
-    let key_file = home.config().with_file_name("ipasis.key");
-    std::fs::write(&key_file, "ipasis_4f3c2b1a09f8e7d6c5b4a392").unwrap();
-    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::write(
-        home.config(),
-        format!(
+    let home = DaemonHome::with_ipasis(
+        &format!(
             r#"
 [detection]
 poll_interval = "200ms"
@@ -90,18 +84,13 @@ window = "2s"
 pps_threshold = 300
 hard_pps_limit = 1000000
 
-[ipasis]
-base_url = "{}"
-key_file = "{}"
-
 [metrics]
 listen = "{METRICS}"
-"#,
-            stub.base_url(),
-            key_file.display()
+"#
         ),
-    )
-    .unwrap();
+        &stub.base_url(),
+        bpffs.path(),
+    );
     // Logs as JSON lines, for collectors other than journald.
     let _daemon = Daemon::start_args(&home, &topo.edge, &[], &["--log-format", "json"]);
     home.cli(&["block", "203.0.113.7"]);

@@ -170,11 +170,7 @@ pub fn attach(opts: &AttachOptions) -> Result<Attached, DataplaneError> {
 
     let mut ebpf = load(opts)?;
     let program = xdp_program(&mut ebpf, &iface)?;
-    let program_err = |op, source| DataplaneError::Program {
-        op,
-        iface: iface.clone(),
-        source: Box::new(source),
-    };
+    let program_err = program_error(&iface);
 
     let (link_id, kind) = match opts.mode {
         AttachMode::Driver => (
@@ -230,13 +226,20 @@ fn load(opts: &AttachOptions) -> Result<Ebpf, DataplaneError> {
     })
 }
 
-/// The XDP entry point of `ebpf`, verified and loaded into the kernel.
-fn xdp_program<'a>(ebpf: &'a mut Ebpf, iface: &str) -> Result<&'a mut Xdp, DataplaneError> {
-    let program_err = |op, source| DataplaneError::Program {
+/// Maps a program error on `iface` to a [`DataplaneError`] naming the operation.
+fn program_error(
+    iface: &str,
+) -> impl Fn(&'static str, aya::programs::ProgramError) -> DataplaneError + '_ {
+    move |op, source| DataplaneError::Program {
         op,
         iface: iface.to_owned(),
         source: Box::new(source),
-    };
+    }
+}
+
+/// The XDP entry point of `ebpf`, verified and loaded into the kernel.
+fn xdp_program<'a>(ebpf: &'a mut Ebpf, iface: &str) -> Result<&'a mut Xdp, DataplaneError> {
+    let program_err = program_error(iface);
     let program: &mut Xdp = ebpf
         .program_mut(names::PROGRAM)
         .ok_or_else(|| {
@@ -316,11 +319,7 @@ pub fn adopt(opts: &AttachOptions) -> Result<Adoption, DataplaneError> {
 
     let mut ebpf = load(opts)?;
     let program = xdp_program(&mut ebpf, &iface)?;
-    let program_err = |op, source| DataplaneError::Program {
-        op,
-        iface: iface.clone(),
-        source: Box::new(source),
-    };
+    let program_err = program_error(&iface);
     let id = program
         .attach_to_link(link)
         .map_err(|e| program_err("replacing the program on the pinned link", e))?;
