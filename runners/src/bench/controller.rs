@@ -232,3 +232,59 @@ pub fn parse<T: for<'de> Deserialize<'de>>(stdout: &[u8]) -> anyhow::Result<T> {
     let line = text.lines().last().context("probe printed nothing")?;
     serde_json::from_str(line).with_context(|| format!("probe output: {text}"))
 }
+
+/// One poll that makes `n` velocity decisions (a flood spread over `n` sources, each above
+/// `pps_threshold`), against real pinned maps and a real store.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Enactment {
+    pub decisions: usize,
+    /// Seconds the poll's engine work took (detect, decide, store in one transaction, enforce).
+    pub tick_s: f64,
+    /// Write transactions (fsyncs) it cost.
+    pub store_writes: u64,
+}
+
+pub fn enact(bpffs: &Path, state: &Path, n: usize) -> anyhow::Result<Enactment> {
+    let _subject = kernel::ipwarden_sized(bpffs, 1, 1024, (2 * n as u32).max(1024))?;
+    let pins = PinDir::new(bpffs, "bench1");
+    let mut cfg = Config::default();
+    cfg.decisions.max_decisions = n + 16;
+    let plane = Plane::new(
+        "bench",
+        AttachKind::Adopted,
+        Box::new(Dataplane::open(&pins)?),
+    );
+    let mut engine = Engine::new(cfg, None, Store::open(state)?, vec![plane]);
+    const S: u64 = 1_000_000_000;
+    // A first, empty poll (it also prunes the history: a write of its own).
+    engine.tick(100 * S, Vec::new(), Duration::ZERO);
+    let snapshots: Vec<_> = (0..n)
+        .map(|i| {
+            let addr = IpAddr::from(0x6440_0000u32.wrapping_add(i as u32).to_be_bytes());
+            (
+                Engine::source_of(addr),
+                ipwarden::detect::Snapshot {
+                    packets: 50_000,
+                    bytes: 5_000_000,
+                    syn: 0,
+                    first_seen_ns: 100 * S,
+                    addr,
+                },
+            )
+        })
+        .collect();
+    let writes = engine.store_writes();
+    let t0 = Instant::now();
+    engine.tick(110 * S, snapshots, Duration::ZERO);
+    let tick = t0.elapsed();
+    anyhow::ensure!(
+        engine.book().len() == n,
+        "{} of {n} decisions enacted",
+        engine.book().len()
+    );
+    Ok(Enactment {
+        decisions: n,
+        tick_s: tick.as_secs_f64(),
+        store_writes: engine.store_writes() - writes,
+    })
+}

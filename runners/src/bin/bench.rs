@@ -32,6 +32,27 @@ fn main() -> anyhow::Result<()> {
         println!("{md}");
         return Ok(());
     }
+    if args.first().map(String::as_str) == Some("enact") {
+        // One poll's 10 000 velocity decisions, printed.
+        let bpffs = BpfFs::new();
+        let state = tempfile::tempdir()?;
+        let mut times = Vec::new();
+        let mut writes = 0;
+        for _ in 0..if opts.quick { 3 } else { 7 } {
+            let state = tempfile::tempdir_in(state.path())?;
+            let e = controller::enact(bpffs.path(), state.path(), 10_000)?;
+            times.push(e.tick_s);
+            writes = e.store_writes;
+        }
+        let (median, min) = stats(&times);
+        println!(
+            "Enacting the 10000 velocity decisions of one poll (detect, decide, store, enforce in real maps): median {:.3} s, min {:.3} s, {writes} write transaction(s), {} runs",
+            median,
+            min,
+            times.len()
+        );
+        return Ok(());
+    }
     if args.first().map(String::as_str) == Some("listing") {
         let mut md = String::new();
         listing_section(&mut md, opts.quick)?;
