@@ -222,3 +222,68 @@ fn an_aggregate_holding_an_allowlisted_address_is_not_blocked() {
         "the aggregate was not judged heavy at all:\n{log}"
     );
 }
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn with_ipasis_a_heavy_24_is_decided_when_its_busiest_members_agree() {
+    use ipwarden_tests::{
+        BpfFs, Daemon, DaemonHome, Topology,
+        ipasis_stub::{IpasisStub, Reply, answers},
+        require_privileges,
+    };
+    require_privileges();
+    let bpffs = BpfFs::new();
+    let topo = Topology::two_hosts();
+    let stub = IpasisStub::start_in(&topo.edge);
+    // Every member is a hosting address: scored 50 (+20 velocity), a challenge each.
+    stub.set_fallback(Reply::json(answers::HOSTING));
+    let home = DaemonHome::with_ipasis(&config(500), &stub.base_url(), bpffs.path());
+    let _daemon = Daemon::start(&home, &topo.edge);
+    let frames: Vec<Vec<u8>> = (1..=100u8)
+        .map(|i| {
+            udp4(
+                EDGE_MAC,
+                CLIENT_MAC,
+                Ipv4Addr::new(203, 0, 113, i),
+                EDGE_V4,
+                16,
+            )
+        })
+        .collect();
+    let decided = std::thread::scope(|s| {
+        let client = &topo.client;
+        s.spawn(move || {
+            let sock = RawSocket::open(client, CLIENT_IF);
+            spray(&sock, &frames, 1000, Duration::from_secs(4))
+        });
+        let deadline = Instant::now() + Duration::from_secs(8);
+        loop {
+            let list = home.json(&["list"]);
+            if let Some(d) = list["decisions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["prefix"] == "203.0.113.0/24")
+            {
+                break d.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the /24 was not decided: {list}\n{}",
+                home.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    assert_eq!(decided["origin"], "ipasis", "{decided}");
+    assert_eq!(decided["action"], "challenge", "{decided}");
+    assert!(
+        decided["reason"]
+            .as_str()
+            .unwrap()
+            .contains("busiest members all challenged"),
+        "{decided}"
+    );
+    // Three lookups (the busiest members), not one per source of the /24.
+    assert!(stub.seen().len() <= 4, "{} lookups", stub.seen().len());
+}

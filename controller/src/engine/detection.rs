@@ -221,6 +221,11 @@ impl Engine {
             tracing::info!(prefix = %net, %allow, %origin, "heavy aggregate holds an allowlisted address: not blocked");
             return None;
         }
+        if self.enrich.is_some() {
+            // With IP intelligence, the network is judged by its busiest members' answers.
+            self.start_vote(ev);
+            return None;
+        }
         if self.cfg.detection.on_heavy_hitter == HeavyHitterAction::Observe {
             return None;
         }

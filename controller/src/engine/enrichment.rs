@@ -211,6 +211,7 @@ impl Engine {
             &self.cfg.scoring,
         );
         sc.factors = credit(sc.factors, answer, &tags);
+        self.vote(source, sc.verdict, record.operator.clone());
         let signals: Vec<String> = sc
             .factors
             .iter()

@@ -28,6 +28,7 @@ pub mod sources;
 mod tags;
 #[cfg(test)]
 mod tests;
+mod votes;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -84,6 +85,8 @@ pub struct Engine {
     book: Book,
     allow: Allowlist,
     detector: Detector,
+    /// Heavy aggregates waiting for their busiest members' IPASIS verdicts.
+    votes: HashMap<IpNet, votes::Vote>,
     /// SYN fingerprint rules (shipped, after the operator's).
     fingerprint_rules: crate::fingerprint::Rules,
     /// Networks judged as a whole (`[detection.aggregate]`).
@@ -144,6 +147,7 @@ impl Engine {
             allow,
             detector,
             aggregates,
+            votes: HashMap::new(),
             fingerprint_rules: crate::fingerprint::Rules::load(None)
                 .expect("the shipped fingerprint rules parse (a unit test checks them)"),
             started: Instant::now(),
