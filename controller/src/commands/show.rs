@@ -35,6 +35,24 @@ pub fn status(conn: &Conn, format: Format) -> anyhow::Result<()> {
         if let Some(why) = &i.out_of_sync {
             println!("           OUT OF SYNC with the store (rebuilt at the next poll): {why}");
         }
+        if let Some(p) = &i.program {
+            println!(
+                "           program: id {}, build {}{}, layout {}{}",
+                p.program_id,
+                p.build,
+                if p.version.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (ipwarden {})", p.version)
+                },
+                p.layout,
+                if p.current {
+                    ""
+                } else {
+                    " - NOT this binary's build"
+                }
+            );
+        }
     }
     let by: Vec<String> = s
         .decisions_by_origin
