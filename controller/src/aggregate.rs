@@ -16,7 +16,10 @@ use ipwarden_common::{
 };
 use serde::Serialize;
 
-use crate::{config::AggregateConfig, detect::Rates};
+use crate::{
+    config::AggregateConfig,
+    detect::{Rates, Sample, rates},
+};
 
 /// How many of an aggregate's busiest members are kept (shown, and looked up with IPASIS).
 pub const BUSIEST: usize = 3;
@@ -136,13 +139,6 @@ pub struct AggregateView {
     pub heavy: bool,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
-struct Sample {
-    t: u64,
-    packets: u64,
-    syn: u64,
-}
-
 #[derive(Debug)]
 struct Track {
     now: Sample,
@@ -233,15 +229,7 @@ impl Aggregates {
             }
             t.members = members.count;
             t.last_poll = polls;
-            let dt = (s.t.saturating_sub(t.old.t)) as f64 / 1e9;
-            t.rates = if dt > 0.0 {
-                Rates {
-                    pps: (s.packets - t.old.packets) as f64 / dt,
-                    syn_pps: (s.syn - t.old.syn) as f64 / dt,
-                }
-            } else {
-                Rates::default()
-            };
+            t.rates = rates(&t.old, &s);
             let heavy = members.count >= self.cfg.min_sources
                 && (t.rates.pps >= self.cfg.pps as f64
                     || t.rates.syn_pps >= self.cfg.syn_pps as f64);

@@ -60,10 +60,10 @@ pub struct SourceView {
 
 /// Counters at one poll.
 #[derive(Clone, Copy, Debug, Default)]
-struct Sample {
-    t: u64,
-    packets: u64,
-    syn: u64,
+pub(crate) struct Sample {
+    pub(crate) t: u64,
+    pub(crate) packets: u64,
+    pub(crate) syn: u64,
 }
 
 /// One source's state: about 120 bytes, so a million sources fit in the daemon's budget.
@@ -354,7 +354,8 @@ fn judge(
     }
 }
 
-fn rates(from: &Sample, to: &Sample) -> Rates {
+/// Rates between two samples (also the aggregates' rates).
+pub(crate) fn rates(from: &Sample, to: &Sample) -> Rates {
     let (t0, p0, s0) = (from.t, from.packets, from.syn);
     let (t1, p1, s1) = (to.t, to.packets, to.syn);
     // Below a millisecond the quotient means nothing; the next poll will tell.

@@ -52,6 +52,9 @@ pub struct Dataplane {
     /// The front tables as last read, and the packet count they were read at: an idle host's
     /// poll does not read 2 × 16 384 slots per CPU again when no packet arrived since.
     pub(super) front_memo: std::sync::Mutex<FrontMemo>,
+    /// The aggregate cells summed over CPUs as last read, and the packet count they were read
+    /// at: an idle host's poll does not read 2 MiB of cells per CPU again.
+    pub(super) agg_memo: std::sync::Mutex<(Option<u64>, Vec<ipwarden_common::AggCell>)>,
 }
 
 /// Opens a pinned map that is read raw, in batches, refusing it unless its type, key size and
@@ -121,6 +124,7 @@ impl Dataplane {
             },
             config: open(pins, names::CONFIG)?,
             front_memo: std::sync::Mutex::new(FrontMemo::default()),
+            agg_memo: std::sync::Mutex::new((None, Vec::new())),
         })
     }
 

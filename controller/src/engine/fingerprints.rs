@@ -1,7 +1,10 @@
 //! SYN fingerprints in the engine: classifying what the data plane kept for a source, and the
 //! `residential_proxy_suspect` factor of its score.
 
+use std::cell::RefCell;
+
 use ipnet::IpNet;
+use ipwarden_common::fingerprint::SigEntry;
 
 use super::Engine;
 use crate::{
@@ -13,7 +16,33 @@ use crate::{
 /// The factor's name, as `explain` and the decision's reason show it.
 pub const RESIDENTIAL_PROXY_SUSPECT: &str = "residential_proxy_suspect";
 
+/// The data plane's signatures by source, read at most once per poll: scoring the sources of a
+/// spread flood would otherwise read the whole map (up to 65 536 entries) once per source.
+#[derive(Debug, Default)]
+pub(super) struct SigIndex(RefCell<Option<(u64, BySource)>>);
+
+/// Signatures by source (seeded hasher: the sources are chosen by senders).
+type BySource = foldhash::HashMap<IpNet, Vec<SigEntry>>;
+
 impl Engine {
+    /// Runs `f` on the signatures by source as read at this poll.
+    fn with_signatures<T>(
+        &self,
+        f: impl FnOnce(&foldhash::HashMap<IpNet, Vec<SigEntry>>) -> T,
+    ) -> T {
+        let mut index = self.sig_index.0.borrow_mut();
+        if index.as_ref().is_none_or(|(polls, _)| *polls != self.polls) {
+            let mut by = BySource::default();
+            if let Some(plane) = self.planes.first() {
+                for (source, e) in plane.enforcer.signatures() {
+                    by.entry(source).or_default().push(e);
+                }
+            }
+            *index = Some((self.polls, by));
+        }
+        f(&index.as_ref().expect("filled above").1)
+    }
+
     /// Replaces the fingerprint rules (at start and on reload).
     pub fn set_fingerprint_rules(&mut self, rules: Rules) {
         self.fingerprint_rules = rules;
@@ -21,41 +50,37 @@ impl Engine {
 
     /// Every SYN signature the data plane kept for `source`, classified.
     pub fn fingerprints_of(&self, source: IpNet) -> Vec<FingerprintView> {
-        let Some(plane) = self.planes.first() else {
-            return Vec::new();
-        };
-        plane
-            .enforcer
-            .signatures()
-            .into_iter()
-            .filter(|(s, _)| *s == source)
-            .map(|(_, e)| fingerprint::view(&self.fingerprint_rules, &e.signature(), ip_of(&e)))
-            .collect()
+        self.with_signatures(|by| {
+            by.get(&source)
+                .into_iter()
+                .flatten()
+                .map(|e| fingerprint::view(&self.fingerprint_rules, &e.signature(), ip_of(e)))
+                .collect()
+        })
     }
 
-    /// The OS guess of each of these sources (one read of the signature map).
+    /// The OS guess of each of these sources.
     pub(super) fn os_guesses(&self, sources: &[IpNet]) -> Vec<Option<String>> {
-        let Some(plane) = self.planes.first() else {
-            return vec![None; sources.len()];
-        };
-        let all = plane.enforcer.signatures();
-        sources
-            .iter()
-            .map(|src| {
-                let mut oses: Vec<String> = all
-                    .iter()
-                    .filter(|(s, _)| s == src)
-                    .map(|(_, e)| {
-                        self.fingerprint_rules
-                            .classify(&e.signature())
-                            .map_or_else(|| "unknown".to_owned(), |r| r.os.clone())
-                    })
-                    .collect();
-                oses.sort();
-                oses.dedup();
-                (!oses.is_empty()).then(|| oses.join("+"))
-            })
-            .collect()
+        self.with_signatures(|by| {
+            sources
+                .iter()
+                .map(|src| {
+                    let mut oses: Vec<String> = by
+                        .get(src)
+                        .into_iter()
+                        .flatten()
+                        .map(|e| {
+                            self.fingerprint_rules
+                                .classify(&e.signature())
+                                .map_or_else(|| "unknown".to_owned(), |r| r.os.clone())
+                        })
+                        .collect();
+                    oses.sort();
+                    oses.dedup();
+                    (!oses.is_empty()).then(|| oses.join("+"))
+                })
+                .collect()
+        })
     }
 
     /// `residential_proxy_suspect`: IPASIS says a residential or mobile line (neither hosting,

@@ -89,6 +89,8 @@ pub struct Engine {
     votes: HashMap<IpNet, votes::Vote>,
     /// SYN fingerprint rules (shipped, after the operator's).
     fingerprint_rules: crate::fingerprint::Rules,
+    /// The data plane's SYN signatures, read at most once per poll.
+    sig_index: fingerprints::SigIndex,
     /// Networks judged as a whole (`[detection.aggregate]`).
     aggregates: crate::aggregate::Aggregates,
     started: Instant,
@@ -148,6 +150,7 @@ impl Engine {
             detector,
             aggregates,
             votes: HashMap::new(),
+            sig_index: fingerprints::SigIndex::default(),
             fingerprint_rules: crate::fingerprint::Rules::load(None)
                 .expect("the shipped fingerprint rules parse (a unit test checks them)"),
             started: Instant::now(),
