@@ -16,6 +16,7 @@ pub mod capacity;
 pub mod config;
 pub mod fingerprint;
 pub mod front;
+pub mod index;
 pub mod key;
 pub mod names;
 pub mod parse;

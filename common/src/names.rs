@@ -49,8 +49,14 @@ pub const SIGS: &str = "SIGS";
 /// The data plane's per-CPU memo of signatures recently kept: `PERCPU_ARRAY<u64>`.
 pub const SIG_SEEN: &str = "SIG_SEEN";
 
+/// The IPv4 block index (see [`crate::index`]): mmapable `ARRAY<IndexBucket>` of
+/// [`crate::index::INDEX_BUCKETS`] buckets, written by user space only.
+pub const INDEX_V4: &str = "INDEX_V4";
+/// The IPv6 /64 block index.
+pub const INDEX_V6: &str = "INDEX_V6";
+
 /// Every map, for loaders that pin, size or check them all.
-pub const MAPS: [&str; 18] = [
+pub const MAPS: [&str; 20] = [
     BLOCK_V4,
     BLOCK_V6,
     BLOCK_NET_V4,
@@ -69,6 +75,8 @@ pub const MAPS: [&str; 18] = [
     AGG,
     SIGS,
     SIG_SEEN,
+    INDEX_V4,
+    INDEX_V6,
 ];
 
 /// The kernel keeps `BPF_OBJ_NAME_LEN - 1` = 15 bytes of a name.

@@ -13,6 +13,7 @@ use ipwarden_common::{
     capacity,
     fingerprint::{SigEntry, SigKey},
     front::FRONT_SLOTS,
+    index::{INDEX_BUCKETS, IndexBucket},
 };
 
 #[map]
@@ -83,3 +84,14 @@ pub static SIGS: LruHashMap<SigKey, SigEntry> = LruHashMap::pinned(capacity::SIG
 #[map]
 pub static SIG_SEEN: PerCpuArray<u64> =
     PerCpuArray::pinned(ipwarden_common::fingerprint::SIG_SEEN_SLOTS, 0);
+
+// The block indexes (see `ipwarden_common::index`): mmapable so that their values are
+// page-aligned (a bucket is one cache line) and user space writes ways in a safe order.
+#[map]
+pub static INDEX_V4: Array<IndexBucket> = Array::pinned(INDEX_BUCKETS, BPF_F_MMAPABLE);
+
+#[map]
+pub static INDEX_V6: Array<IndexBucket> = Array::pinned(INDEX_BUCKETS, BPF_F_MMAPABLE);
+
+/// `BPF_F_MMAPABLE` (include/uapi/linux/bpf.h).
+const BPF_F_MMAPABLE: u32 = 1 << 10;

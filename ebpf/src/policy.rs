@@ -1,6 +1,7 @@
 //! Allowlist and block set lookups, producing a [`Decision`].
 //!
-//! Order: the exact-match hash (/32, /64: the common case, O(1) whatever the set size), then the
+//! Order: the block index (one cache line: a live plain block of this exact source that no
+//! allowlisted prefix overlaps, see `ipwarden_common::index`), then the exact-match hash (/32, /64: the common case, O(1) whatever the set size), then the
 //! LPM trie of wider (or, for IPv6, longer than /64) prefixes. Only when an entry matches is the
 //! allowlist consulted (an allow entry beats any block entry): traffic that matches nothing, the
 //! bulk of it, never pays for the allowlist's LPM walk. An entry whose `expires_at_ns` has passed is ignored: the
@@ -8,13 +9,17 @@
 //! A challenge entry rate-limits each source it covers (IPv4 address, IPv6 /64) with its own
 //! GCRA bucket, whatever the entry's prefix length.
 
-use aya_ebpf::maps::{LruHashMap, lpm_trie::Key};
-use ipwarden_common::{Action, BlockEntry, SrcV6Prefix, VerdictCache, gcra};
+use aya_ebpf::maps::{Array, LruHashMap, lpm_trie::Key};
+use ipwarden_common::{
+    Action, BlockEntry, SrcV6Prefix, VerdictCache, gcra,
+    index::{IndexBucket, bucket, key_v4, key_v6},
+};
 
 use crate::{
     clock::{jiffies, now},
     maps::{
         ALLOW_V4, ALLOW_V6, BLOCK_NET_V4, BLOCK_NET_V6, BLOCK_V4, BLOCK_V6, BUCKET_V4, BUCKET_V6,
+        INDEX_V4, INDEX_V6,
     },
 };
 
@@ -140,10 +145,21 @@ fn admit<K>(
     }
 }
 
+/// A live block of exactly this source from the index: the hash and the allowlist need not be
+/// asked (user space indexes no entry an allowlisted prefix overlaps).
+#[inline(always)]
+fn indexed(index: &Array<IndexBucket>, key: u64, now: Now) -> Option<Judged> {
+    let until = index.get(bucket(key))?.find(key)?;
+    (now.ns < until).then(|| now.cached(Decision::Block, VerdictCache::BLOCK, until))
+}
+
 /// Judges an IPv4 source.
 #[inline(always)]
 pub fn ipv4(src: &[u8; 4]) -> Judged {
     let now = Now::read();
+    if let Some(j) = indexed(&INDEX_V4, key_v4(src), now) {
+        return j;
+    }
     let key = Key::new(32, *src);
     // SAFETY: the value is read at once; a concurrent update may tear it, which at worst
     // mis-times one packet's verdict.
@@ -162,6 +178,9 @@ pub fn ipv4(src: &[u8; 4]) -> Judged {
 #[inline(always)]
 pub fn ipv6(src: &[u8; 16], prefix: &SrcV6Prefix) -> Judged {
     let now = Now::read();
+    if let Some(j) = indexed(&INDEX_V6, key_v6(prefix), now) {
+        return j;
+    }
     let key = Key::new(128, *src);
     // SAFETY: as in `ipv4`.
     let entry = match unsafe { BLOCK_V6.get(prefix) }.filter(|e| e.is_live(now.ns)) {

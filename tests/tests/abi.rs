@@ -35,6 +35,9 @@ mod aya_map_type {
             names::STAMP => ("Array", 4, size_of::<ipwarden_common::Stamp>()),
             names::AGG => ("PerCpuArray", 4, size_of::<ipwarden_common::AggCell>()),
             names::SIG_SEEN => ("PerCpuArray", 4, 8),
+            names::INDEX_V4 | names::INDEX_V6 => {
+                ("Array", 4, size_of::<ipwarden_common::index::IndexBucket>())
+            }
             names::SIGS => (
                 "LruHash",
                 16,
@@ -67,6 +70,11 @@ fn pinned_maps_match_the_common_abi() {
             names::ALLOW_V4 | names::ALLOW_V6 => assert_eq!(max, defaults.allow),
             // The program's slot hash depends on this size: never resized.
             names::FRONT_V4 | names::FRONT_V6 => assert_eq!(max, FRONT_SLOTS),
+            names::INDEX_V4 | names::INDEX_V6 => {
+                assert_eq!(max, ipwarden_common::index::INDEX_BUCKETS);
+                // BPF_F_MMAPABLE: page-aligned values, one cache line per bucket.
+                assert_ne!(info.map_flags() & (1 << 10), 0, "{name} is not mmapable");
+            }
             _ => {}
         }
     }

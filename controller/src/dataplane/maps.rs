@@ -17,6 +17,7 @@ use super::{
     DataplaneError, PinDir,
     batch::{self, PercpuSpec},
     counters::{self, FrontMemo},
+    index::{Index, Indexes},
 };
 
 /// Handles on every map of one attachment.
@@ -49,6 +50,8 @@ pub struct Dataplane {
         >,
     >,
     pub(super) config: Array<MapData, DataplaneConfig>,
+    /// The block indexes, mapped (see `index`).
+    pub(super) index: Indexes,
     /// The front tables as last read, and the packet count they were read at: an idle host's
     /// poll does not read 2 × 16 384 slots per CPU again when no packet arrived since.
     pub(super) front_memo: std::sync::Mutex<FrontMemo>,
@@ -83,6 +86,14 @@ where
     let map = Map::from_map_data(open_pinned(pins, name)?)
         .map_err(|e| DataplaneError::map("reading map type", name, e))?;
     T::try_from(map).map_err(|e| DataplaneError::map("checking map layout", name, e))
+}
+
+/// A block index, mapped; `None` for pins of a build before the index.
+fn open_index(pins: &PinDir, name: &'static str) -> Result<Option<Index>, DataplaneError> {
+    if !pins.map(name).exists() {
+        return Ok(None);
+    }
+    Index::map(&open_pinned(pins, name)?, name).map(Some)
 }
 
 /// A map's capacity, 0 if the kernel will not say (only used in messages and for sizing).
@@ -123,6 +134,10 @@ impl Dataplane {
                 None
             },
             config: open(pins, names::CONFIG)?,
+            index: Indexes {
+                v4: open_index(pins, names::INDEX_V4)?,
+                v6: open_index(pins, names::INDEX_V6)?,
+            },
             front_memo: std::sync::Mutex::new(FrontMemo::default()),
             agg_memo: std::sync::Mutex::new((None, Vec::new())),
         })

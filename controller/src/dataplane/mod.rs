@@ -9,6 +9,7 @@ mod batch;
 mod config;
 mod counters;
 mod error;
+mod index;
 mod loader;
 mod maps;
 pub mod object;

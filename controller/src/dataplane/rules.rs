@@ -8,7 +8,11 @@ use aya::maps::{IterableMap as _, MapData, MapError, lpm_trie::Key};
 use ipnet::{IpNet, Ipv4Net};
 use ipwarden_common::{BlockEntry, names};
 
-use super::{Dataplane, DataplaneError, maps::max_entries};
+use super::{
+    Dataplane, DataplaneError,
+    index::{self, AllowOverlap},
+    maps::max_entries,
+};
 use crate::net;
 
 /// A block set entry as user space sees it.
@@ -53,7 +57,8 @@ impl Dataplane {
     /// Adds or replaces a block entry. /32 and /64 prefixes go to the exact-match hashes; every
     /// other length to the LPM tries.
     pub fn block(&mut self, net: IpNet, entry: BlockEntry) -> Result<(), DataplaneError> {
-        self.changing(net, true, |dp| dp.block_entry(net, entry))
+        let mut allow = None;
+        self.changing(net, true, |dp| dp.block_entry(net, entry, &mut allow))
     }
 
     /// Adds or replaces many block entries, with one generation change at the end (bulk loads
@@ -64,9 +69,10 @@ impl Dataplane {
     ) -> Result<(), DataplaneError> {
         let mut fine = false;
         let mut out = Ok(());
+        let mut allow = None;
         for (net, entry) in entries {
             fine |= matches!(net.trunc(), IpNet::V6(n) if n.prefix_len() > net::V6_SOURCE_PREFIX);
-            out = self.block_entry(net, entry);
+            out = self.block_entry(net, entry, &mut allow);
             if out.is_err() {
                 break;
             }
@@ -75,7 +81,33 @@ impl Dataplane {
         out
     }
 
-    fn block_entry(&mut self, net: IpNet, entry: BlockEntry) -> Result<(), DataplaneError> {
+    /// `allow`: the allowlist as the index needs it, read at the first exact entry of a change.
+    fn block_entry(
+        &mut self,
+        net: IpNet,
+        entry: BlockEntry,
+        allow: &mut Option<AllowOverlap>,
+    ) -> Result<(), DataplaneError> {
+        let Some(key) = index::exact_key(net) else {
+            return self.hash_or_trie_insert(net, entry);
+        };
+        let keep = index::indexable(&entry) && self.has_index(key.0) && {
+            if allow.is_none() {
+                *allow = Some(AllowOverlap::new(&self.allows()?));
+            }
+            !allow.as_ref().is_some_and(|a| a.overlaps(net))
+        };
+        if !keep {
+            self.unindex(key);
+        }
+        self.hash_or_trie_insert(net, entry)?;
+        if keep {
+            self.index(key, entry.expires_at_ns);
+        }
+        Ok(())
+    }
+
+    fn hash_or_trie_insert(&mut self, net: IpNet, entry: BlockEntry) -> Result<(), DataplaneError> {
         match net.trunc() {
             IpNet::V4(n) if n.prefix_len() == 32 => {
                 let r = self.block_v4.insert(n.addr().octets(), entry, 0);
@@ -104,6 +136,9 @@ impl Dataplane {
     }
 
     fn unblock_entry(&mut self, net: IpNet) -> Result<bool, DataplaneError> {
+        if let Some(key) = index::exact_key(net) {
+            self.unindex(key);
+        }
         match net.trunc() {
             IpNet::V4(n) if n.prefix_len() == 32 => {
                 removed(self.block_v4.remove(&n.addr().octets()), names::BLOCK_V4)
@@ -172,6 +207,9 @@ impl Dataplane {
     }
 
     fn allow_entry(&mut self, net: IpNet) -> Result<(), DataplaneError> {
+        // Blocks this prefix overlaps leave the index first: from now on the program must ask
+        // the allowlist for them.
+        self.unindex_overlapping(net);
         match net.trunc() {
             IpNet::V4(n) => {
                 let key = Key::new(n.prefix_len().into(), n.addr().octets());
@@ -217,5 +255,71 @@ impl Dataplane {
         }
         out.sort();
         Ok(out)
+    }
+}
+
+/// The block index's bookkeeping (see `index` for the rule it keeps).
+impl Dataplane {
+    fn has_index(&self, v6: bool) -> bool {
+        if v6 {
+            self.index.v6.is_some()
+        } else {
+            self.index.v4.is_some()
+        }
+    }
+
+    fn index_of(&mut self, v6: bool) -> Option<&mut index::Index> {
+        if v6 {
+            self.index.v6.as_mut()
+        } else {
+            self.index.v4.as_mut()
+        }
+    }
+
+    fn index(&mut self, (v6, key): (bool, u64), until: u64) {
+        if let Some(ix) = self.index_of(v6)
+            && !ix.put(key, until)
+        {
+            tracing::debug!(
+                map = ix.name(),
+                "index bucket full: the entry takes the full path"
+            );
+        }
+    }
+
+    fn unindex(&mut self, (v6, key): (bool, u64)) {
+        if let Some(ix) = self.index_of(v6) {
+            ix.remove(key);
+        }
+    }
+
+    fn unindex_overlapping(&mut self, net: IpNet) {
+        let net = net.trunc();
+        let v6 = matches!(net, IpNet::V6(_));
+        let exact = match net {
+            IpNet::V4(n) => n.prefix_len() == 32,
+            IpNet::V6(n) => n.prefix_len() >= net::V6_SOURCE_PREFIX,
+        };
+        if exact {
+            let host = IpNet::new(net.addr(), if v6 { net::V6_SOURCE_PREFIX } else { 32 })
+                .expect("a valid length");
+            if let Some(key) = index::exact_key(host) {
+                self.unindex(key);
+            }
+        } else if let Some(ix) = self.index_of(v6) {
+            ix.remove_where(|k| index::overlaps(index::key_net(v6, k), net));
+        }
+    }
+
+    /// The index's expiry for an exact prefix, if it has a way (tests and `explain`).
+    pub fn indexed(&self, net: IpNet) -> Option<u64> {
+        let (v6, key) = index::exact_key(net)?;
+        let ix = if v6 { &self.index.v6 } else { &self.index.v4 };
+        ix.as_ref()?.get(key)
+    }
+
+    /// Filled ways per family (IPv4, IPv6); `None` for pins without an index.
+    pub fn index_len(&self) -> Option<(usize, usize)> {
+        Some((self.index.v4.as_ref()?.len(), self.index.v6.as_ref()?.len()))
     }
 }

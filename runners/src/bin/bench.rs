@@ -80,6 +80,44 @@ fn main() -> anyhow::Result<()> {
         println!("{md}");
         return Ok(());
     }
+    if args.first().map(String::as_str) == Some("spray") {
+        // Working on the many-sources path: `spray N [SUBJECT]` sprays N blocked /64s at
+        // ipwarden and xdp-filter (1M entries each), or at SUBJECT alone (for a profiler), and
+        // prints each run's rate.
+        let n: u32 = args.get(1).context("spray N")?.parse()?;
+        let only = args.get(2).filter(|a| !a.starts_with("--")).cloned();
+        let bpffs = BpfFs::new();
+        let entries = 1_000_000;
+        let mut subjects = [
+            kernel::ipwarden(bpffs.path(), entries, 100_000)?,
+            kernel::xdp_filter(bpffs.path(), entries)?,
+        ];
+        let mut bed = live::Bed::new(ipwarden::dataplane::object::baseline::TX)?;
+        let dp = ipwarden::dataplane::Dataplane::open(&ipwarden::dataplane::PinDir::new(
+            bpffs.path(),
+            format!("bench{entries}"),
+        ))?;
+        eprintln!("index ways (v4, v6): {:?}", dp.index_len());
+        for round in 0..if opts.quick { 3 } else { 7 } {
+            for (i, s) in subjects.iter_mut().enumerate() {
+                if only.as_deref().is_some_and(|o| !s.name.starts_with(o)) {
+                    continue;
+                }
+                let name = s.name.clone();
+                let r = bed.measure(
+                    &mut live::Receiver::Xdp(s),
+                    live::Traffic::Spray(n),
+                    3_000_000,
+                )?;
+                println!(
+                    "round {round} {i} {name}: {:.2} Mpps, {:.0} ns/frame",
+                    r.pps / 1e6,
+                    r.cpu * 1e9 / r.pps
+                );
+            }
+        }
+        return Ok(());
+    }
     if only_live {
         // The live section alone, printed, for working on it.
         let bpffs = BpfFs::new();
