@@ -1,7 +1,6 @@
-//! The block index (see `ipwarden_common::index`), written through a shared mapping of the
+//! The block index (see `ipwarden_common::index`), written through shared mappings of the
 //! pinned array: a way is filled or emptied with two ordered 8-byte stores, which a bpf(2)
-//! update (a memcpy of the whole bucket, in no promised order) could not guarantee, and a bulk
-//! load of a million entries costs no syscall.
+//! update (a memcpy of the whole bucket, in no promised order) could not guarantee.
 //!
 //! The rule the program relies on: a filled way is a live `Action::BLOCK` entry of the exact
 //! hash for that key, and no allowlisted prefix overlaps the key. So a way is emptied before the
@@ -30,133 +29,184 @@ use crate::net;
 /// `BPF_F_MMAPABLE`.
 const MMAPABLE: u32 = 1 << 10;
 
-/// One family's index, mapped into this process.
+/// Buckets per page of the mapping.
+const PAGE_BUCKETS: usize = 4096 / size_of::<IndexBucket>();
+/// Pages mapped at once by scans and sorted bulk writes (64 KiB); a single change maps one.
+pub(super) const BULK_PAGES: usize = 16;
+
+/// One family's index. Mapped a window at a time, never whole: the kernel maps an mmapable
+/// array's pages at `mmap` time, so a whole mapping would add 32 MiB to the resident size of
+/// every process that opens the pins.
 pub(super) struct Index {
-    buckets: NonNull<IndexBucket>,
+    data: MapData,
     map: &'static str,
+    window: Option<Window>,
 }
 
-// SAFETY: the mapping is shared memory owned by this value; every access goes through `&self`
-// (reads) or `&mut self` (writes), and the kernel program only reads it.
+/// A mapped run of pages: buckets `first..first + len`.
+struct Window {
+    ptr: NonNull<IndexBucket>,
+    first: usize,
+    len: usize,
+}
+
+// SAFETY: the window is shared memory owned by this value and only reached through `&mut self`;
+// the kernel program only reads it.
 unsafe impl Send for Index {}
-// SAFETY: as above; `&self` methods only read.
+// SAFETY: `&self` methods do not touch the window.
 unsafe impl Sync for Index {}
 
-impl Drop for Index {
+impl Drop for Window {
     fn drop(&mut self) {
-        // SAFETY: the mapping made in `map`, of this length, unmapped once.
-        unsafe { libc::munmap(self.buckets.as_ptr().cast(), Self::LEN) };
+        // SAFETY: the mapping made in `Index::at`, of this length, unmapped once.
+        unsafe {
+            libc::munmap(
+                self.ptr.as_ptr().cast(),
+                self.len * size_of::<IndexBucket>(),
+            )
+        };
     }
 }
 
 impl Index {
-    const LEN: usize = INDEX_BUCKETS as usize * size_of::<IndexBucket>();
-
-    /// Maps the pinned index `data` (named `map`), refusing one of another shape.
-    pub(super) fn map(data: &MapData, map: &'static str) -> Result<Self, DataplaneError> {
+    /// Opens the pinned index `data` (named `map`), refusing one of another shape.
+    pub(super) fn open(data: MapData, map: &'static str) -> Result<Self, DataplaneError> {
         let info = data
             .info()
             .map_err(|e| DataplaneError::map("reading map info", map, e))?;
-        let shape = |detail: String| DataplaneError::Syscall {
-            op: "mmap",
-            map,
-            source: io::Error::other(detail),
-        };
         if info.value_size() as usize != size_of::<IndexBucket>()
             || info.max_entries() != INDEX_BUCKETS
             || info.map_flags() & MMAPABLE == 0
         {
-            return Err(shape(format!(
-                "the pinned index has {} values of {} bytes (flags {:#x}); this build expects {INDEX_BUCKETS} of {} bytes, mmapable",
-                info.max_entries(),
-                info.value_size(),
-                info.map_flags(),
-                size_of::<IndexBucket>()
-            )));
+            return Err(DataplaneError::Syscall {
+                op: "checking the block index",
+                map,
+                source: io::Error::other(format!(
+                    "the pinned index has {} values of {} bytes (flags {:#x}); this build expects {INDEX_BUCKETS} of {} bytes, mmapable",
+                    info.max_entries(),
+                    info.value_size(),
+                    info.map_flags(),
+                    size_of::<IndexBucket>()
+                )),
+            });
         }
-        // SAFETY: a fresh shared mapping of the map's value area, which is exactly `LEN` bytes
-        // (checked above) and page-aligned by the kernel for mmapable arrays.
+        Ok(Self {
+            data,
+            map,
+            window: None,
+        })
+    }
+
+    /// Bucket `i`, mapping the `pages` pages from its own if the current window lacks it.
+    fn at(&mut self, i: usize, pages: usize) -> Result<*mut IndexBucket, DataplaneError> {
+        if let Some(w) = &self.window
+            && (w.first..w.first + w.len).contains(&i)
+        {
+            // SAFETY: `i - first` is inside the window.
+            return Ok(unsafe { w.ptr.as_ptr().add(i - w.first) });
+        }
+        self.window = None;
+        let first = i / PAGE_BUCKETS * PAGE_BUCKETS;
+        let len = (pages * PAGE_BUCKETS).min(INDEX_BUCKETS as usize - first);
+        // SAFETY: a fresh shared mapping of whole pages inside the map's value area (the kernel
+        // checks the range too); mmapable array values start page-aligned.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                Self::LEN,
+                len * size_of::<IndexBucket>(),
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
-                data.fd().as_fd().as_raw_fd(),
-                0,
+                self.data.fd().as_fd().as_raw_fd(),
+                (first * size_of::<IndexBucket>()) as libc::off_t,
             )
         };
         if ptr == libc::MAP_FAILED {
             return Err(DataplaneError::Syscall {
                 op: "mmap",
-                map,
+                map: self.map,
                 source: io::Error::last_os_error(),
             });
         }
-        Ok(Self {
-            buckets: NonNull::new(ptr.cast()).expect("mmap returned a non-null address"),
-            map,
-        })
+        let ptr = NonNull::new(ptr.cast()).expect("mmap returned a non-null address");
+        self.window = Some(Window { ptr, first, len });
+        // SAFETY: `i - first` is inside the window just made.
+        Ok(unsafe { ptr.as_ptr().add(i - first) })
     }
 
-    fn way(&self, key: u64) -> (*mut IndexBucket, Option<usize>) {
-        // SAFETY: `bucket` is below INDEX_BUCKETS, the mapping's length in buckets.
-        let b = unsafe { self.buckets.as_ptr().add(bucket(key) as usize) };
-        // SAFETY: a valid, aligned bucket of the mapping; read volatile (the kernel never
-        // writes it, but another process may).
+    /// Unmaps the window: called at the end of every change.
+    pub(super) fn release(&mut self) {
+        self.window = None;
+    }
+
+    fn way(
+        &mut self,
+        key: u64,
+        pages: usize,
+    ) -> Result<(*mut IndexBucket, Option<usize>), DataplaneError> {
+        let b = self.at(bucket(key) as usize, pages)?;
+        // SAFETY: a valid, aligned bucket of the window; read volatile (another process may
+        // write it).
         let seen = unsafe { std::ptr::read_volatile(b) };
         let found = (0..INDEX_WAYS).find(|&w| seen.until[w] != 0 && seen.keys[w] == key);
-        (b, found)
+        Ok((b, found))
     }
 
     /// The expiry indexed for `key`, if any.
-    pub(super) fn get(&self, key: u64) -> Option<u64> {
-        let (b, way) = self.way(key);
+    pub(super) fn get(&mut self, key: u64) -> Result<Option<u64>, DataplaneError> {
+        let (b, way) = self.way(key, 1)?;
         // SAFETY: as in `way`.
-        way.map(|w| unsafe { std::ptr::read_volatile(&raw const (*b).until[w]) })
+        Ok(way.map(|w| unsafe { std::ptr::read_volatile(&raw const (*b).until[w]) }))
     }
 
     /// Indexes `key` until `expires_at_ns` (`BlockEntry`'s: `NEVER` is 0, which the index
-    /// stores as `u64::MAX`, 0 meaning an empty way). `false` when its bucket is full: the key
-    /// then takes the full path, which is correct, only slower.
-    pub(super) fn put(&mut self, key: u64, expires_at_ns: u64) -> bool {
+    /// stores as `u64::MAX`, 0 meaning an empty way). `Ok(false)` when its bucket is full: the
+    /// key then takes the full path, which is correct, only slower. `pages`: the window to map
+    /// (writes sorted by bucket map [`BULK_PAGES`]).
+    pub(super) fn put(
+        &mut self,
+        key: u64,
+        expires_at_ns: u64,
+        pages: usize,
+    ) -> Result<bool, DataplaneError> {
         let until = if expires_at_ns == BlockEntry::NEVER {
             u64::MAX
         } else {
             expires_at_ns
         };
-        let (b, found) = self.way(key);
-        // SAFETY: `b` is a valid bucket of the mapping; the stores are 8-byte aligned.
+        let (b, found) = self.way(key, pages)?;
+        // SAFETY: `b` is a valid bucket of the window; the stores are 8-byte aligned.
         unsafe {
             if let Some(w) = found {
                 std::ptr::write_volatile(&raw mut (*b).until[w], until);
-                return true;
+                return Ok(true);
             }
             let seen = std::ptr::read_volatile(b);
             let Some(w) = (0..INDEX_WAYS).find(|&w| seen.until[w] == 0) else {
-                return false;
+                return Ok(false);
             };
             // Key first: a reader that sees the key before the expiry sees an empty way.
             std::ptr::write_volatile(&raw mut (*b).keys[w], key);
             fence(Ordering::Release);
             std::ptr::write_volatile(&raw mut (*b).until[w], until);
         }
-        true
+        Ok(true)
     }
 
-    /// Empties `key`'s way, if it has one.
-    pub(super) fn remove(&mut self, key: u64) {
-        let (b, found) = self.way(key);
+    /// Empties `key`'s way, if it has one. An error means the way may still be filled: the
+    /// caller must not change the hash entry then.
+    pub(super) fn remove(&mut self, key: u64) -> Result<(), DataplaneError> {
+        let (b, found) = self.way(key, 1)?;
         if let Some(w) = found {
             // SAFETY: as in `put`.
             unsafe { Self::empty(b, w) };
         }
+        Ok(())
     }
 
     /// Expiry first, then the key: a reader never pairs a stale key with a later expiry.
     ///
     /// # Safety
-    /// `b` is a bucket of the mapping and `w < INDEX_WAYS`.
+    /// `b` is a bucket of the window and `w < INDEX_WAYS`.
     unsafe fn empty(b: *mut IndexBucket, w: usize) {
         // SAFETY: the caller's promise.
         unsafe {
@@ -166,37 +216,28 @@ impl Index {
         }
     }
 
-    /// Empties every way whose key `drop` selects (a whole-index scan: 32 MiB).
-    pub(super) fn remove_where(&mut self, drop: impl Fn(u64) -> bool) -> usize {
-        let mut n = 0;
+    /// Visits every bucket (a whole-index scan, [`BULK_PAGES`] at a time), emptying the ways
+    /// whose key `drop` selects; returns the filled ways left.
+    pub(super) fn scan(&mut self, drop: impl Fn(u64) -> bool) -> Result<usize, DataplaneError> {
+        let mut left = 0;
         for i in 0..INDEX_BUCKETS as usize {
-            // SAFETY: `i` is below the mapping's length in buckets.
-            let b = unsafe { self.buckets.as_ptr().add(i) };
-            // SAFETY: a valid bucket.
+            let b = self.at(i, BULK_PAGES)?;
+            // SAFETY: a valid bucket of the window.
             let seen = unsafe { std::ptr::read_volatile(b) };
             for w in 0..INDEX_WAYS {
-                if seen.until[w] != 0 && drop(seen.keys[w]) {
+                if seen.until[w] == 0 {
+                    continue;
+                }
+                if drop(seen.keys[w]) {
                     // SAFETY: as above.
                     unsafe { Self::empty(b, w) };
-                    n += 1;
+                } else {
+                    left += 1;
                 }
             }
         }
-        n
-    }
-
-    /// Filled ways.
-    pub(super) fn len(&self) -> usize {
-        // SAFETY: the whole mapping, read as buckets; a concurrent write tears nothing we use.
-        let all =
-            unsafe { std::slice::from_raw_parts(self.buckets.as_ptr(), INDEX_BUCKETS as usize) };
-        all.iter()
-            .map(|b| b.until.iter().filter(|&&u| u != 0).count())
-            .sum()
-    }
-
-    pub(super) fn name(&self) -> &'static str {
-        self.map
+        self.release();
+        Ok(left)
     }
 }
 

@@ -93,7 +93,7 @@ fn open_index(pins: &PinDir, name: &'static str) -> Result<Option<Index>, Datapl
     if !pins.map(name).exists() {
         return Ok(None);
     }
-    Index::map(&open_pinned(pins, name)?, name).map(Some)
+    Index::open(open_pinned(pins, name)?, name).map(Some)
 }
 
 /// A map's capacity, 0 if the kernel will not say (only used in messages and for sizing).

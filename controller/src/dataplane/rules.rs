@@ -58,7 +58,13 @@ impl Dataplane {
     /// other length to the LPM tries.
     pub fn block(&mut self, net: IpNet, entry: BlockEntry) -> Result<(), DataplaneError> {
         let mut allow = None;
-        self.changing(net, true, |dp| dp.block_entry(net, entry, &mut allow))
+        let mut later = Vec::new();
+        let out = self.changing(net, true, |dp| {
+            dp.block_entry(net, entry, &mut allow, &mut later)?;
+            dp.index_all(later)
+        });
+        self.release_index();
+        out
     }
 
     /// Adds or replaces many block entries, with one generation change at the end (bulk loads
@@ -70,23 +76,30 @@ impl Dataplane {
         let mut fine = false;
         let mut out = Ok(());
         let mut allow = None;
+        let mut later = Vec::new();
         for (net, entry) in entries {
             fine |= matches!(net.trunc(), IpNet::V6(n) if n.prefix_len() > net::V6_SOURCE_PREFIX);
-            out = self.block_entry(net, entry, &mut allow);
+            out = self.block_entry(net, entry, &mut allow, &mut later);
             if out.is_err() {
                 break;
             }
         }
+        // The entries in the hash so far get their ways, in bucket order (a window of the index
+        // is mapped once for all of its buckets), even when a later entry failed.
+        let indexed = self.index_all(later);
+        self.release_index();
         self.new_generation(fine.then_some(true))?;
-        out
+        out.and(indexed)
     }
 
     /// `allow`: the allowlist as the index needs it, read at the first exact entry of a change.
+    /// `later`: the ways to fill once the hash holds their entries ([`Self::index_all`]).
     fn block_entry(
         &mut self,
         net: IpNet,
         entry: BlockEntry,
         allow: &mut Option<AllowOverlap>,
+        later: &mut Vec<Way>,
     ) -> Result<(), DataplaneError> {
         let Some(key) = index::exact_key(net) else {
             return self.hash_or_trie_insert(net, entry);
@@ -98,11 +111,15 @@ impl Dataplane {
             !allow.as_ref().is_some_and(|a| a.overlaps(net))
         };
         if !keep {
-            self.unindex(key);
+            self.unindex(key)?;
         }
         self.hash_or_trie_insert(net, entry)?;
         if keep {
-            self.index(key, entry.expires_at_ns);
+            later.push(Way {
+                v6: key.0,
+                key: key.1,
+                expires_at_ns: entry.expires_at_ns,
+            });
         }
         Ok(())
     }
@@ -132,12 +149,14 @@ impl Dataplane {
 
     /// Removes the block entry for exactly `net`; `false` if there was none.
     pub fn unblock(&mut self, net: IpNet) -> Result<bool, DataplaneError> {
-        self.changing(net, false, |dp| dp.unblock_entry(net))
+        let out = self.changing(net, false, |dp| dp.unblock_entry(net));
+        self.release_index();
+        out
     }
 
     fn unblock_entry(&mut self, net: IpNet) -> Result<bool, DataplaneError> {
         if let Some(key) = index::exact_key(net) {
-            self.unindex(key);
+            self.unindex(key)?;
         }
         match net.trunc() {
             IpNet::V4(n) if n.prefix_len() == 32 => {
@@ -203,13 +222,15 @@ impl Dataplane {
 
     /// Allowlists a prefix: its sources pass even when a block entry matches them.
     pub fn allow(&mut self, net: IpNet) -> Result<(), DataplaneError> {
-        self.changing(net, true, |dp| dp.allow_entry(net))
+        let out = self.changing(net, true, |dp| dp.allow_entry(net));
+        self.release_index();
+        out
     }
 
     fn allow_entry(&mut self, net: IpNet) -> Result<(), DataplaneError> {
         // Blocks this prefix overlaps leave the index first: from now on the program must ask
         // the allowlist for them.
-        self.unindex_overlapping(net);
+        self.unindex_overlapping(net)?;
         match net.trunc() {
             IpNet::V4(n) => {
                 let key = Key::new(n.prefix_len().into(), n.addr().octets());
@@ -258,6 +279,13 @@ impl Dataplane {
     }
 }
 
+/// A way to fill once the hash holds its block.
+struct Way {
+    v6: bool,
+    key: u64,
+    expires_at_ns: u64,
+}
+
 /// The block index's bookkeeping (see `index` for the rule it keeps).
 impl Dataplane {
     fn has_index(&self, v6: bool) -> bool {
@@ -276,24 +304,41 @@ impl Dataplane {
         }
     }
 
-    fn index(&mut self, (v6, key): (bool, u64), until: u64) {
-        if let Some(ix) = self.index_of(v6)
-            && !ix.put(key, until)
+    fn release_index(&mut self) {
+        for ix in [self.index.v4.as_mut(), self.index.v6.as_mut()]
+            .into_iter()
+            .flatten()
         {
-            tracing::debug!(
-                map = ix.name(),
-                "index bucket full: the entry takes the full path"
-            );
+            ix.release();
         }
     }
 
-    fn unindex(&mut self, (v6, key): (bool, u64)) {
-        if let Some(ix) = self.index_of(v6) {
-            ix.remove(key);
+    /// Fills the ways, sorted by bucket so each window of the index is mapped once.
+    fn index_all(&mut self, mut ways: Vec<Way>) -> Result<(), DataplaneError> {
+        let pages = if ways.len() > 1 { index::BULK_PAGES } else { 1 };
+        ways.sort_unstable_by_key(|w| (w.v6, ipwarden_common::index::bucket(w.key)));
+        let mut full = 0usize;
+        for w in ways {
+            if let Some(ix) = self.index_of(w.v6)
+                && !ix.put(w.key, w.expires_at_ns, pages)?
+            {
+                full += 1;
+            }
+        }
+        if full > 0 {
+            tracing::debug!(full, "index buckets full: those entries take the full path");
+        }
+        Ok(())
+    }
+
+    fn unindex(&mut self, (v6, key): (bool, u64)) -> Result<(), DataplaneError> {
+        match self.index_of(v6) {
+            Some(ix) => ix.remove(key),
+            None => Ok(()),
         }
     }
 
-    fn unindex_overlapping(&mut self, net: IpNet) {
+    fn unindex_overlapping(&mut self, net: IpNet) -> Result<(), DataplaneError> {
         let net = net.trunc();
         let v6 = matches!(net, IpNet::V6(_));
         let exact = match net {
@@ -303,23 +348,37 @@ impl Dataplane {
         if exact {
             let host = IpNet::new(net.addr(), if v6 { net::V6_SOURCE_PREFIX } else { 32 })
                 .expect("a valid length");
-            if let Some(key) = index::exact_key(host) {
-                self.unindex(key);
+            match index::exact_key(host) {
+                Some(key) => self.unindex(key),
+                None => Ok(()),
             }
         } else if let Some(ix) = self.index_of(v6) {
-            ix.remove_where(|k| index::overlaps(index::key_net(v6, k), net));
+            ix.scan(|k| index::overlaps(index::key_net(v6, k), net))
+                .map(drop)
+        } else {
+            Ok(())
         }
     }
 
-    /// The index's expiry for an exact prefix, if it has a way (tests and `explain`).
-    pub fn indexed(&self, net: IpNet) -> Option<u64> {
-        let (v6, key) = index::exact_key(net)?;
-        let ix = if v6 { &self.index.v6 } else { &self.index.v4 };
-        ix.as_ref()?.get(key)
+    /// The index's expiry for an exact prefix, if it has a way (tests).
+    pub fn indexed(&mut self, net: IpNet) -> Result<Option<u64>, DataplaneError> {
+        let Some((v6, key)) = index::exact_key(net) else {
+            return Ok(None);
+        };
+        let Some(ix) = self.index_of(v6) else {
+            return Ok(None);
+        };
+        let out = ix.get(key);
+        ix.release();
+        out
     }
 
-    /// Filled ways per family (IPv4, IPv6); `None` for pins without an index.
-    pub fn index_len(&self) -> Option<(usize, usize)> {
-        Some((self.index.v4.as_ref()?.len(), self.index.v6.as_ref()?.len()))
+    /// Filled ways per family (IPv4, IPv6); `None` for pins without an index. Reads the whole
+    /// index (64 KiB at a time).
+    pub fn index_len(&mut self) -> Result<Option<(usize, usize)>, DataplaneError> {
+        let (Some(v4), Some(v6)) = (self.index.v4.as_mut(), self.index.v6.as_mut()) else {
+            return Ok(None);
+        };
+        Ok(Some((v4.scan(|_| false)?, v6.scan(|_| false)?)))
     }
 }

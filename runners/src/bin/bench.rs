@@ -93,11 +93,11 @@ fn main() -> anyhow::Result<()> {
             kernel::xdp_filter(bpffs.path(), entries)?,
         ];
         let mut bed = live::Bed::new(ipwarden::dataplane::object::baseline::TX)?;
-        let dp = ipwarden::dataplane::Dataplane::open(&ipwarden::dataplane::PinDir::new(
+        let mut dp = ipwarden::dataplane::Dataplane::open(&ipwarden::dataplane::PinDir::new(
             bpffs.path(),
             format!("bench{entries}"),
         ))?;
-        eprintln!("index ways (v4, v6): {:?}", dp.index_len());
+        eprintln!("index ways (v4, v6): {:?}", dp.index_len()?);
         for round in 0..if opts.quick { 3 } else { 7 } {
             for (i, s) in subjects.iter_mut().enumerate() {
                 if only.as_deref().is_some_and(|o| !s.name.starts_with(o)) {
