@@ -39,6 +39,7 @@ fn main() -> anyhow::Result<()> {
         "bench-drop",
         "bench-tx",
         "bench-touch",
+        "bench-sink",
     ] {
         let object = out_dir.join(name);
         if !object.exists() {

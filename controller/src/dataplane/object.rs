@@ -17,6 +17,9 @@ pub mod baseline {
     /// Parses the frame with ipwarden's parser and returns `XDP_DROP`: the floor of a filter
     /// that reads the packet.
     pub static TOUCH: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-touch"));
+    /// The ipwarden program with passed frames dropped (`ipwarden_sink`): its cost on floods
+    /// of unblocked sources, without the kernel stack's.
+    pub static SINK: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-sink"));
     /// Returns `XDP_TX`: with live frames, a traffic generator.
     pub static TX: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-tx"));
 }

@@ -4,7 +4,7 @@
 //! - `bench_tx` sends its input frame unchanged: one source.
 //! - `bench_spray` rewrites the IPv6 source's /64 on every frame, cycling through
 //!   `SPRAY[COUNT]` distinct /64s: many sources, to measure the data plane when sources do not
-//!   stay in its per-CPU front table.
+//!   stay in its per-CPU front table, blocked ones or (with `SPRAY[BASE]`) unblocked ones.
 #![no_std]
 #![no_main]
 
@@ -16,11 +16,13 @@ use aya_ebpf::{
 };
 
 /// `[NEXT]`: the index of the next source; `[COUNT]`: how many sources to cycle through
-/// (0 sends the frame unchanged).
+/// (0 sends the frame unchanged); `[BASE]`: the top bits of the source's third group (0 means
+/// 0x8000, the benchmark's blocked filler entries; 0x4000 sprays sources no entry covers).
 #[map(name = "SPRAY")]
-static SPRAY: Array<u32> = Array::with_max_entries(2, 0);
+static SPRAY: Array<u32> = Array::with_max_entries(3, 0);
 const NEXT: u32 = 0;
 const COUNT: u32 = 1;
+const BASE: u32 = 2;
 
 /// Ethernet (14) + the IPv6 header's bytes before the source (8) + the source's first four
 /// bytes (2001:0db8): the offset of the source's third and fourth 16-bit groups.
@@ -34,6 +36,10 @@ pub fn bench_tx(_ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn bench_spray(ctx: XdpContext) -> u32 {
     let count = SPRAY.get(COUNT).copied().unwrap_or(0);
+    let base = match SPRAY.get(BASE).copied().unwrap_or(0) {
+        0 => 0x8000,
+        b => b,
+    };
     let Some(next) = SPRAY.get_ptr_mut(NEXT) else {
         return xdp_action::XDP_TX;
     };
@@ -46,7 +52,7 @@ pub fn bench_spray(ctx: XdpContext) -> u32 {
     // Source i + 1 is 2001:db8:(0x8000 | i >> 16):(i & 0xffff)::/64, the encoding of the
     // benchmark's filler block entries (`runners/src/bench/kernel.rs`, `filler_v6`).
     let n = i + 1;
-    let groups = (0x8000 | (n >> 16)) << 16 | (n & 0xffff);
+    let groups = (base | (n >> 16)) << 16 | (n & 0xffff);
     let start = ctx.data();
     if start + SOURCE_GROUPS_3_4 + 4 > ctx.data_end() {
         return xdp_action::XDP_TX;

@@ -28,6 +28,8 @@ const XDP_PASS: u32 = 2;
 
 /// Where Debian's xdp-tools puts xdp-filter's allow-by-default, drop-on-match IP program (`xdpfilt_alw_ip`: "alw" is the default policy).
 pub const XDP_FILTER_OBJECT: &str = "/usr/lib/x86_64-linux-gnu/bpf/xdpfilt_alw_ip.o";
+/// Its deny-by-default twin (`xdpfilt_dny_ip`): frames its rules do not match are dropped.
+pub const XDP_FILTER_DENY_OBJECT: &str = "/usr/lib/x86_64-linux-gnu/bpf/xdpfilt_dny_ip.o";
 
 /// A loaded program under test.
 pub struct Subject {
@@ -47,6 +49,10 @@ pub enum Kind {
     Touch,
     Ipwarden,
     XdpFilter,
+    /// ipwarden with passed frames dropped (`bench-sink`).
+    IpwardenSink,
+    /// xdp-filter's deny-by-default program: drops what its rules do not match.
+    XdpFilterDeny,
 }
 
 impl Subject {
@@ -81,7 +87,8 @@ impl Subject {
     pub fn expects(&self, case: &Case) -> Option<u32> {
         match self.kind {
             Kind::EmptyPass => Some(XDP_PASS),
-            Kind::EmptyDrop | Kind::Touch => Some(XDP_DROP),
+            Kind::EmptyDrop | Kind::Touch | Kind::IpwardenSink => Some(XDP_DROP),
+            Kind::XdpFilterDeny => None,
             Kind::Ipwarden => Some(if case.drop { XDP_DROP } else { XDP_PASS }),
             Kind::XdpFilter => {
                 case.xdp_filter
@@ -201,13 +208,49 @@ pub fn ipwarden_sized(
     warm: usize,
     src_capacity: u32,
 ) -> anyhow::Result<Subject> {
-    if object::OBJECT.is_empty() {
+    ipwarden_variant(bpffs, entries, warm, src_capacity, Kind::Ipwarden)
+}
+
+/// The ipwarden program that drops what it passes (see [`Kind::IpwardenSink`]), with the same
+/// block set as [`ipwarden`].
+pub fn ipwarden_sink(bpffs: &Path, entries: usize) -> anyhow::Result<Subject> {
+    ipwarden_variant(
+        bpffs,
+        entries,
+        0,
+        Capacities::default().src_v4,
+        Kind::IpwardenSink,
+    )
+}
+
+fn ipwarden_variant(
+    bpffs: &Path,
+    entries: usize,
+    warm: usize,
+    src_capacity: u32,
+    kind: Kind,
+) -> anyhow::Result<Subject> {
+    let (bytes, program, dir, name) = match kind {
+        Kind::IpwardenSink => (
+            object::baseline::SINK,
+            "ipwarden_sink",
+            format!("sink{entries}"),
+            format!("ipwarden (passed frames dropped), {entries}"),
+        ),
+        _ => (
+            object::OBJECT,
+            names::PROGRAM,
+            format!("bench{entries}"),
+            format!("ipwarden {entries}"),
+        ),
+    };
+    if bytes.is_empty() {
         bail!("this build has no XDP object (AYA_BUILD_SKIP); run `cargo xtask bench`");
     }
-    let pins = PinDir::new(bpffs, format!("bench{entries}"));
+    let pins = PinDir::new(bpffs, dir);
     let caps = Capacities::default();
     let mut ebpf = load(
-        object::OBJECT,
+        bytes,
         &pins.dir(),
         &[
             (names::BLOCK_V4, caps.block_v4.max(entries as u32)),
@@ -216,7 +259,7 @@ pub fn ipwarden_sized(
             (names::SRC_V6, src_capacity),
         ],
     )?;
-    load_program(&mut ebpf, names::PROGRAM)?;
+    load_program(&mut ebpf, program)?;
     let mut dp = Dataplane::open(&pins)?;
     let prefixes = prefix_count(entries);
     let entry = BlockEntry::block(Reason::FEED, BlockEntry::NEVER);
@@ -242,11 +285,11 @@ pub fn ipwarden_sized(
     dp.block_all(exact.chain(wider).map(|net| (net, entry)))?;
     warm_counters(&pins, warm)?;
     Ok(Subject {
-        name: format!("ipwarden {entries}"),
+        name,
         entries,
-        kind: Kind::Ipwarden,
+        kind,
         ebpf,
-        program: names::PROGRAM.into(),
+        program: program.into(),
     })
 }
 
@@ -283,15 +326,40 @@ pub fn warm_counters(pins: &PinDir, n: usize) -> anyhow::Result<()> {
 
 /// xdp-filter in allow-by-default IP mode, dropping matched sources, with `entries` source rules per family.
 pub fn xdp_filter(bpffs: &Path, entries: usize) -> anyhow::Result<Subject> {
-    let bytes = std::fs::read(XDP_FILTER_OBJECT)
-        .with_context(|| format!("reading {XDP_FILTER_OBJECT} (Debian package xdp-tools)"))?;
+    xdp_filter_policy(bpffs, entries, false)
+}
+
+/// xdp-filter in deny-by-default IP mode with the same rules: it drops every frame they do not
+/// match (the unblocked sprays' baseline).
+pub fn xdp_filter_deny(bpffs: &Path, entries: usize) -> anyhow::Result<Subject> {
+    xdp_filter_policy(bpffs, entries, true)
+}
+
+fn xdp_filter_policy(bpffs: &Path, entries: usize, deny: bool) -> anyhow::Result<Subject> {
+    let (path, program, kind, dir) = if deny {
+        (
+            XDP_FILTER_DENY_OBJECT,
+            "xdpfilt_dny_ip",
+            Kind::XdpFilterDeny,
+            "xdpfiltdny",
+        )
+    } else {
+        (
+            XDP_FILTER_OBJECT,
+            "xdpfilt_alw_ip",
+            Kind::XdpFilter,
+            "xdpfilt",
+        )
+    };
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("reading {path} (Debian package xdp-tools)"))?;
     let size = entries.max(10_000) as u32;
     let mut ebpf = load(
         &bytes,
-        &bpffs.join(format!("xdpfilt{entries}")),
+        &bpffs.join(format!("{dir}{entries}")),
         &[("filter_ipv4", size), ("filter_ipv6", size)],
     )?;
-    load_program(&mut ebpf, "xdpfilt_alw_ip")?;
+    load_program(&mut ebpf, program)?;
     let cpus = nr_cpus().map_err(|(_, e)| e)?;
     // MAP_FLAG_SRC (xdp-filter's common_kern_user.h): match the packet's source address.
     let flag = || PerCpuValues::try_from(vec![1u64; cpus]);
@@ -316,11 +384,15 @@ pub fn xdp_filter(bpffs: &Path, entries: usize) -> anyhow::Result<Subject> {
         }
     }
     Ok(Subject {
-        name: format!("xdp-filter {entries}"),
+        name: if deny {
+            format!("xdp-filter deny-by-default {entries}")
+        } else {
+            format!("xdp-filter {entries}")
+        },
         entries,
-        kind: Kind::XdpFilter,
+        kind,
         ebpf,
-        program: "xdpfilt_alw_ip".into(),
+        program: program.into(),
     })
 }
 

@@ -63,6 +63,9 @@ pub enum Traffic {
     /// IPv6 frames (80 bytes) from this many distinct /64s in turn, each one a filler entry
     /// of the benchmark's block set (see [`super::kernel::filler_v6`]).
     Spray(u32),
+    /// As `Spray`, from /64s no entry covers (2001:db8:4000::/34): a random-source flood of
+    /// unblocked sources, which the counter maps must track.
+    SprayUnblocked(u32),
 }
 
 /// One measured run.
@@ -215,8 +218,8 @@ impl Bed {
         ))
     }
 
-    /// Sets the spray generator's source count and restarts its cycle.
-    fn set_spray(&mut self, sources: u32) -> anyhow::Result<()> {
+    /// Sets the spray generator's source count and base and restarts its cycle.
+    fn set_spray(&mut self, sources: u32, base: u32) -> anyhow::Result<()> {
         let mut map: Array<_, u32> = self
             .generator
             .map_mut("SPRAY")
@@ -224,6 +227,7 @@ impl Bed {
             .try_into()?;
         map.set(0, 0, 0)?;
         map.set(1, sources, 0)?;
+        map.set(2, base, 0)?;
         Ok(())
     }
 
@@ -232,9 +236,14 @@ impl Bed {
         self.pin_napi()?;
         let (program, frame) = match traffic {
             Traffic::OneSource => (TX_PROGRAM, &self.frame),
-            Traffic::Spray(sources) => {
+            Traffic::Spray(sources) | Traffic::SprayUnblocked(sources) => {
                 ensure!(sources > 0, "a spray needs at least one source");
-                self.set_spray(sources)?;
+                let base = if matches!(traffic, Traffic::Spray(_)) {
+                    0x8000
+                } else {
+                    0x4000
+                };
+                self.set_spray(sources, base)?;
                 (SPRAY_PROGRAM, &self.frame_v6)
             }
         };
