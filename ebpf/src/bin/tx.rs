@@ -17,7 +17,7 @@ use aya_ebpf::{
 
 /// `[NEXT]`: the index of the next source; `[COUNT]`: how many sources to cycle through
 /// (0 sends the frame unchanged); `[BASE]`: the top bits of the source's third group (0 means
-/// 0x8000, the benchmark's blocked filler entries; 0x4000 sprays sources no entry covers).
+/// 0x8000, the benchmark's blocked filler entries; 0x2000 sprays sources no entry covers).
 #[map(name = "SPRAY")]
 static SPRAY: Array<u32> = Array::with_max_entries(3, 0);
 const NEXT: u32 = 0;

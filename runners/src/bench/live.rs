@@ -63,7 +63,7 @@ pub enum Traffic {
     /// IPv6 frames (80 bytes) from this many distinct /64s in turn, each one a filler entry
     /// of the benchmark's block set (see [`super::kernel::filler_v6`]).
     Spray(u32),
-    /// As `Spray`, from /64s no entry covers (2001:db8:4000::/34): a random-source flood of
+    /// As `Spray`, from /64s no entry covers (2001:db8:2000::/44): a random-source flood of
     /// unblocked sources, which the counter maps must track.
     SprayUnblocked(u32),
 }
@@ -241,7 +241,8 @@ impl Bed {
                 let base = if matches!(traffic, Traffic::Spray(_)) {
                     0x8000
                 } else {
-                    0x4000
+                    // Clear of the filler entries (0x8000…) and the /48 fillers (0x4000…).
+                    0x2000
                 };
                 self.set_spray(sources, base)?;
                 (SPRAY_PROGRAM, &self.frame_v6)
