@@ -153,6 +153,28 @@ fn indexed(index: &Array<IndexBucket>, key: u64, now: Now) -> Option<Judged> {
     (now.ns < until).then(|| now.cached(Decision::Block, VerdictCache::BLOCK, until))
 }
 
+/// Whether the index holds a live block of exactly this IPv4 source: the whole judgement of a
+/// sprayed blocked source that finds its front-table slot held by another (see `source`).
+#[inline(always)]
+pub fn index_blocks_v4(src: &[u8; 4]) -> bool {
+    index_blocks(&INDEX_V4, key_v4(src))
+}
+
+/// As [`index_blocks_v4`], for an IPv6 /64.
+#[inline(always)]
+pub fn index_blocks_v6(prefix: &SrcV6Prefix) -> bool {
+    index_blocks(&INDEX_V6, key_v6(prefix))
+}
+
+#[inline(always)]
+fn index_blocks(index: &Array<IndexBucket>, key: u64) -> bool {
+    match index.get(bucket(key)).and_then(|b| b.find(key)) {
+        // A permanent block needs no clock (a helper call).
+        Some(until) => until == u64::MAX || now() < until,
+        None => false,
+    }
+}
+
 /// Judges an IPv4 source.
 #[inline(always)]
 pub fn ipv4(src: &[u8; 4]) -> Judged {

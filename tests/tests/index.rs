@@ -140,3 +140,66 @@ fn plain_blocks_are_indexed_and_allowlisted_challenged_or_removed_ones_never() {
         "under its rate"
     );
 }
+
+/// The slots on every CPU of the IPv6 front table's slot `slot`.
+fn front_v6(fx: &Fixture, slot: u32) -> Vec<ipwarden_common::FrontV6> {
+    let pins = fx.ipw.pins();
+    let map = aya::maps::Map::from_map_data(
+        aya::maps::MapData::from_pin(pins.map(ipwarden_common::names::FRONT_V6)).unwrap(),
+    )
+    .unwrap();
+    let front: aya::maps::PerCpuArray<_, ipwarden_common::FrontV6> = map.try_into().unwrap();
+    front.get(&slot, 0).unwrap().iter().copied().collect()
+}
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn an_indexed_blocked_source_leaves_another_sources_front_slot_alone() {
+    use ipwarden_common::{front::slot_v6, key::v6_prefix};
+    let fx = Fixture::attached(&[]);
+    let sock = RawSocket::open(&fx.topo.client, CLIENT_IF);
+    let mut dp = fx.dp();
+    let client: Ipv6Addr = "2001:db8:5:1::9".parse().unwrap();
+    let slot = slot_v6(&v6_prefix(&client.octets()));
+    // A /64 of another /48 whose front-table slot is the client's.
+    let blocked = (0..1u32 << 20)
+        .map(|i| {
+            Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                6,
+                (i >> 4) as u16,
+                0,
+                0,
+                0,
+                (i & 15) as u16 + 1,
+            )
+        })
+        .find(|a| slot_v6(&v6_prefix(&a.octets())) == slot)
+        .expect("a colliding /64 among 65 536");
+    let blocked_net = IpNet::new(blocked.into(), 64).unwrap().trunc();
+    dp.block(
+        blocked_net,
+        BlockEntry::block(Reason::MANUAL, BlockEntry::NEVER),
+    )
+    .unwrap();
+    assert!(dp.indexed(blocked_net).unwrap().is_some());
+
+    assert_eq!(send(&fx, &sock, client.into(), 5), [0, 0, 5]);
+    let holds = |a: Ipv6Addr| {
+        front_v6(&fx, slot)
+            .iter()
+            .any(|f| f.used != 0 && f.key == v6_prefix(&a.octets()))
+    };
+    assert!(holds(client), "the client holds its slot");
+    assert_eq!(send(&fx, &sock, blocked.into(), 20), [20, 0, 20]);
+    assert!(holds(client), "the blocked flood took the client's slot");
+    assert!(!holds(blocked));
+    // The client's five packets are still pending in its slot, counted once.
+    let counted: u64 = front_v6(&fx, slot)
+        .iter()
+        .filter(|f| f.key == v6_prefix(&client.octets()))
+        .map(|f| f.pending.packets)
+        .sum();
+    assert_eq!(counted, 5);
+}
