@@ -6,8 +6,8 @@
 
 use std::{net::Ipv4Addr, time::Duration};
 
-use ipwarden::dataplane::stamp;
-use ipwarden_common::{LAYOUT_VERSION, Stamp};
+use ipwarden::{dataplane::stamp, net::host_prefix};
+use ipwarden_common::{LAYOUT_VERSION, Stamp, names};
 use ipwarden_tests::{
     Daemon, DaemonEnv,
     topology::{EDGE_IF, EDGE_V4},
@@ -44,9 +44,13 @@ fn a_daemon_swaps_another_builds_program_on_the_link_while_a_blocked_flood_gets_
     );
     assert!(daemon.stop().success());
 
-    // The pins now say another build attached the program: what a package upgrade leaves.
+    // The pins now say another build attached the program: what a package upgrade leaves. A
+    // release before the block index left no index pins either.
     let pins = env.ipw.pins();
     stamp::write(&pins, &Stamp::new(OTHER_BUILD, "0.0.9")).unwrap();
+    for map in [names::INDEX_V4, names::INDEX_V6] {
+        std::fs::remove_file(pins.map(map)).unwrap();
+    }
 
     let sink = UdpSink::bind(&env.topo.edge, (EDGE_V4, 7002).into());
     let sent = std::thread::scope(|s| {
@@ -81,6 +85,18 @@ fn a_daemon_swaps_another_builds_program_on_the_link_while_a_blocked_flood_gets_
         flood.join().unwrap()
     });
     assert!(sent > 3000, "the flood ran ({sent} sent)");
+    // The upgrade created the index maps and the restore filled them.
+    for map in [names::INDEX_V4, names::INDEX_V6] {
+        assert!(pins.map(map).exists(), "{map} pinned again");
+    }
+    assert_eq!(
+        env.ipw
+            .dataplane()
+            .indexed(host_prefix(ATTACKER.into()))
+            .unwrap(),
+        Some(u64::MAX),
+        "the stored block is indexed after the upgrade"
+    );
     let got = sink.drain(Duration::from_millis(300));
     assert_eq!(
         got.get(&ATTACKER.into()).copied().unwrap_or(0),
@@ -160,4 +176,35 @@ fn a_bpffs_mounted_in_a_private_mount_namespace_is_said_to_end_with_the_daemon()
     // What the warning said: with the namespace gone, so is the program.
     let link = env.topo.edge.ip(&["link", "show", "dev", EDGE_IF]);
     assert!(!link.contains("xdp"), "{link}");
+}
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn an_index_way_a_release_without_the_index_left_stale_is_cleared_at_start() {
+    let env = DaemonEnv::new(CONFIG, &[ATTACKER.into()]);
+    let daemon = env.start();
+    assert!(daemon.stop().success());
+    // A downgrade's release unblocked ATTACKER in the hash but knew nothing of the index: the
+    // way stays, and the program would keep dropping an unblocked source.
+    let mut dp = env.ipw.dataplane();
+    let net = host_prefix(ATTACKER.into());
+    dp.block(net, ipwarden_common::BlockEntry::block(1, 0))
+        .unwrap();
+    let map = aya::maps::Map::from_map_data(
+        aya::maps::MapData::from_pin(env.ipw.pins().map(names::BLOCK_V4)).unwrap(),
+    )
+    .unwrap();
+    let mut hash: aya::maps::HashMap<_, [u8; 4], ipwarden_common::BlockEntry> =
+        map.try_into().unwrap();
+    hash.remove(&ATTACKER.octets()).unwrap();
+    assert!(dp.indexed(net).unwrap().is_some(), "the stale way");
+    assert_eq!(env.delivered(ATTACKER.into(), 20), 0, "dropped through it");
+
+    let _daemon = env.start();
+    assert_eq!(
+        dp.indexed(net).unwrap(),
+        None,
+        "cleared by the start's resync"
+    );
+    assert_eq!(env.delivered(ATTACKER.into(), 20), 20, "the source passes");
 }

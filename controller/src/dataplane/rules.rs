@@ -360,6 +360,19 @@ impl Dataplane {
         }
     }
 
+    /// Empties the block index (every lookup takes the full path until entries are put
+    /// again: slower, never wrong). Resyncs start with it, so ways a release without the index
+    /// left stale (it changed the hash without them) cannot outlive a daemon start.
+    pub fn clear_index(&mut self) -> Result<(), DataplaneError> {
+        for ix in [self.index.v4.as_mut(), self.index.v6.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            ix.scan(|_| true)?;
+        }
+        Ok(())
+    }
+
     /// The index's expiry for an exact prefix, if it has a way (tests).
     pub fn indexed(&mut self, net: IpNet) -> Result<Option<u64>, DataplaneError> {
         let Some((v6, key)) = index::exact_key(net) else {

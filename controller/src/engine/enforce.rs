@@ -41,6 +41,13 @@ pub trait Enforcer: Send {
         None
     }
 
+    /// Empties what the point derives from its rules to go faster (the data plane's block
+    /// index): a resync rebuilds it from the rules, so nothing a release that did not keep it
+    /// (a downgrade, then an upgrade again) left stale can outlive the resync.
+    fn clear_derived(&mut self) -> Result<(), DataplaneError> {
+        Ok(())
+    }
+
     /// Makes the point equal to `rules`, `allow` and `monitor`: entries it should not hold
     /// out, every wanted one in.
     fn resync(
@@ -49,6 +56,7 @@ pub trait Enforcer: Send {
         allow: &[IpNet],
         monitor: bool,
     ) -> Result<(), DataplaneError> {
+        self.clear_derived()?;
         let wanted: std::collections::HashSet<IpNet> = rules.iter().map(|(p, _)| *p).collect();
         let stale: Vec<IpNet> = self
             .rules()?
@@ -71,6 +79,10 @@ pub trait Enforcer: Send {
 }
 
 impl Enforcer for Dataplane {
+    fn clear_derived(&mut self) -> Result<(), DataplaneError> {
+        self.clear_index()
+    }
+
     fn put_rules(&mut self, rules: &[(IpNet, BlockEntry)]) -> Result<(), DataplaneError> {
         match rules {
             [] => Ok(()),
