@@ -20,7 +20,8 @@
 //! a million blocked sources then costs a slot read and an index line per frame, no slot write
 //! and no flush, and the sources holding the slots keep them (measured: 1.1 to 1.3 times the
 //! frame rate at a million sources). A blocked source that finds its slot free still claims it
-//! and is judged from the cache after, as before.
+//! and is judged from the cache after, as before; one that finds another blocked source there
+//! takes it now and then (see `displaces`).
 
 use aya_ebpf::{bindings::BPF_NOEXIST, maps::LruPerCpuHashMap};
 use ipwarden_common::{
@@ -73,6 +74,25 @@ fn cached(verdict: u64) -> Decision {
     }
 }
 
+/// Whether an indexed blocked source takes the slot after all: only from another blocked
+/// source, and only for one frame in eight. A sprayed flood then writes few slots, and a
+/// blocked source that stays (while the slot's holder left long ago, e.g. the last flood's)
+/// still gets the slot and the cached path after a few frames.
+#[inline(always)]
+fn displaces(occupant: &VerdictCache, cfg: &DataplaneConfig) -> bool {
+    if occupant.get(cfg.generation, jiffies()) != Some(VerdictCache::BLOCK) {
+        return false;
+    }
+    // The coin: the count of dropped frames (it moves with every one) mixed with the clock. The
+    // count alone would give a source of a periodic spray the same face every time.
+    GLOBAL.get(GlobalCounter::Dropped as u32).is_some_and(|n| {
+        n.wrapping_add(jiffies())
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            >> 61
+            == 0
+    })
+}
+
 /// The slot's cached verdict if valid, else the block set's, which is then cached. Also
 /// returns the kernel time of the judgement, 0 when the verdict came from the cache.
 #[inline(always)]
@@ -104,7 +124,12 @@ pub fn ipv4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> Decision {
     // SAFETY: a per-CPU array slot belongs to this CPU for the duration of the program.
     let slot = unsafe { &mut *slot };
     let claim = slot.used == 0 || slot.key != *src;
-    if claim && slot.used != 0 && !cfg.monitor() && policy::index_blocks_v4(src) {
+    if claim
+        && slot.used != 0
+        && !cfg.monitor()
+        && policy::index_blocks_v4(src)
+        && !displaces(&slot.cache, cfg)
+    {
         return Decision::Block;
     }
     if claim {
@@ -140,7 +165,12 @@ pub fn ipv6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> Decision {
     // SAFETY: as in `ipv4`.
     let slot = unsafe { &mut *slot };
     let claim = slot.used == 0 || slot.key != key;
-    if claim && slot.used != 0 && !cfg.monitor() && policy::index_blocks_v6(&key) {
+    if claim
+        && slot.used != 0
+        && !cfg.monitor()
+        && policy::index_blocks_v6(&key)
+        && !displaces(&slot.cache, cfg)
+    {
         return Decision::Block;
     }
     if claim {

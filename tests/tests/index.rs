@@ -40,7 +40,9 @@ fn send(fx: &Fixture, sock: &RawSocket, src: IpAddr, n: u64) -> [u64; 3] {
         ]
     };
     let before = read();
-    assert_eq!(sock.send_many(n as usize, |_| frame.clone()), n as usize);
+    // From one CPU: the frames are then judged on it, and one CPU's front table tells the story.
+    let sent = ipwarden_tests::cpu::on_cpu(0, || sock.send_many(n as usize, |_| frame.clone()));
+    assert_eq!(sent.unwrap(), n as usize);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while read()[2] < before[2] + n && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -202,4 +204,45 @@ fn an_indexed_blocked_source_leaves_another_sources_front_slot_alone() {
         .map(|f| f.pending.packets)
         .sum();
     assert_eq!(counted, 5);
+
+    // A blocked source that stays takes the slot from another blocked one, after a few frames
+    // (one in eight, by a coin): it is judged from the front table's cache after.
+    let second = (0..1u32 << 20)
+        .map(|i| {
+            Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                7,
+                (i >> 4) as u16,
+                0,
+                0,
+                0,
+                (i & 15) as u16 + 1,
+            )
+        })
+        .find(|a| slot_v6(&v6_prefix(&a.octets())) == slot)
+        .expect("a second colliding /64");
+    let second_net = IpNet::new(second.into(), 64).unwrap().trunc();
+    dp.block(
+        second_net,
+        BlockEntry::block(Reason::MANUAL, BlockEntry::NEVER),
+    )
+    .unwrap();
+    assert_eq!(send(&fx, &sock, second.into(), 1), [1, 0, 1]);
+    assert!(
+        holds(client),
+        "a blocked source never displaces a passing one"
+    );
+    // Make the first blocked source hold the slot: unblock it a moment, let it claim, block it.
+    dp.unblock(blocked_net).unwrap();
+    assert_eq!(send(&fx, &sock, blocked.into(), 1), [0, 0, 1]);
+    dp.block(
+        blocked_net,
+        BlockEntry::block(Reason::MANUAL, BlockEntry::NEVER),
+    )
+    .unwrap();
+    assert_eq!(send(&fx, &sock, blocked.into(), 1), [1, 0, 1]);
+    assert!(holds(blocked), "the first blocked source holds the slot");
+    assert_eq!(send(&fx, &sock, second.into(), 200), [200, 0, 200]);
+    assert!(holds(second), "the staying blocked source took the slot");
 }

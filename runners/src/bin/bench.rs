@@ -84,7 +84,12 @@ fn main() -> anyhow::Result<()> {
         // Working on the many-sources path: `spray N [SUBJECT]` sprays N blocked /64s at
         // ipwarden and xdp-filter (1M entries each), or at SUBJECT alone (for a profiler), and
         // prints each run's rate.
-        let n: u32 = args.get(1).context("spray N")?.parse()?;
+        let counts: Vec<u32> = args
+            .get(1)
+            .context("spray N[,N…]")?
+            .split(',')
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
         let unblocked = args.iter().any(|a| a == "--unblocked");
         let only = args.get(2).filter(|a| !a.starts_with("--")).cloned();
         let bpffs = BpfFs::new();
@@ -112,17 +117,19 @@ fn main() -> anyhow::Result<()> {
                     continue;
                 }
                 let name = s.name.clone();
-                let traffic = if unblocked {
-                    live::Traffic::SprayUnblocked(n)
-                } else {
-                    live::Traffic::Spray(n)
-                };
-                let r = bed.measure(&mut live::Receiver::Xdp(s), traffic, 3_000_000)?;
-                println!(
-                    "round {round} {i} {name}: {:.2} Mpps, {:.0} ns/frame",
-                    r.pps / 1e6,
-                    r.cpu * 1e9 / r.pps
-                );
+                for &n in &counts {
+                    let traffic = if unblocked {
+                        live::Traffic::SprayUnblocked(n)
+                    } else {
+                        live::Traffic::Spray(n)
+                    };
+                    let r = bed.measure(&mut live::Receiver::Xdp(s), traffic, 3_000_000)?;
+                    println!(
+                        "round {round} {i} {name} {n}: {:.2} Mpps, {:.0} ns/frame",
+                        r.pps / 1e6,
+                        r.cpu * 1e9 / r.pps
+                    );
+                }
             }
         }
         return Ok(());
