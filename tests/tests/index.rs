@@ -143,6 +143,15 @@ fn plain_blocks_are_indexed_and_allowlisted_challenged_or_removed_ones_never() {
     );
 }
 
+/// A /64 in 2001:db8:`group`::/48 whose IPv6 front-table slot is `slot`.
+fn colliding(group: u16, slot: u32) -> Ipv6Addr {
+    use ipwarden_common::{front::slot_v6, key::v6_prefix};
+    (0..1u32 << 16)
+        .map(|i| Ipv6Addr::new(0x2001, 0xdb8, group, i as u16, 0, 0, 0, 1))
+        .find(|a| slot_v6(&v6_prefix(&a.octets())) == slot)
+        .expect("a colliding /64 among 65 536")
+}
+
 /// The slots on every CPU of the IPv6 front table's slot `slot`.
 fn front_v6(fx: &Fixture, slot: u32) -> Vec<ipwarden_common::FrontV6> {
     let pins = fx.ipw.pins();
@@ -164,21 +173,7 @@ fn an_indexed_blocked_source_leaves_another_sources_front_slot_alone() {
     let client: Ipv6Addr = "2001:db8:5:1::9".parse().unwrap();
     let slot = slot_v6(&v6_prefix(&client.octets()));
     // A /64 of another /48 whose front-table slot is the client's.
-    let blocked = (0..1u32 << 20)
-        .map(|i| {
-            Ipv6Addr::new(
-                0x2001,
-                0xdb8,
-                6,
-                (i >> 4) as u16,
-                0,
-                0,
-                0,
-                (i & 15) as u16 + 1,
-            )
-        })
-        .find(|a| slot_v6(&v6_prefix(&a.octets())) == slot)
-        .expect("a colliding /64 among 65 536");
+    let blocked = colliding(6, slot);
     let blocked_net = IpNet::new(blocked.into(), 64).unwrap().trunc();
     dp.block(
         blocked_net,
@@ -207,21 +202,7 @@ fn an_indexed_blocked_source_leaves_another_sources_front_slot_alone() {
 
     // A blocked source that stays takes the slot from another blocked one, after a few frames
     // (one in eight, by a coin): it is judged from the front table's cache after.
-    let second = (0..1u32 << 20)
-        .map(|i| {
-            Ipv6Addr::new(
-                0x2001,
-                0xdb8,
-                7,
-                (i >> 4) as u16,
-                0,
-                0,
-                0,
-                (i & 15) as u16 + 1,
-            )
-        })
-        .find(|a| slot_v6(&v6_prefix(&a.octets())) == slot)
-        .expect("a second colliding /64");
+    let second = colliding(7, slot);
     let second_net = IpNet::new(second.into(), 64).unwrap().trunc();
     dp.block(
         second_net,
