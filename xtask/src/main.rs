@@ -1,5 +1,6 @@
 //! `cargo xtask`: set up a machine, build, test, demo and run ipwarden. `main` only dispatches.
 
+mod arch;
 mod bench;
 mod build;
 mod cmd;
@@ -41,6 +42,11 @@ enum Command {
     Run(run::Options),
     /// rustfmt and clippy, warnings denied.
     Lint,
+    /// The controller's import graph against ARCHITECTURE.md (`--show` prints every arrow).
+    Arch {
+        #[arg(long)]
+        show: bool,
+    },
     /// What CI runs: setup, lint, all tests.
     Ci,
 }
@@ -56,6 +62,8 @@ fn main() -> anyhow::Result<()> {
         Command::Deb(opts) => deb::run(&opts).map(|_| ()),
         Command::Run(opts) => run::run(&opts),
         Command::Lint => lint::run(),
+        Command::Arch { show: true } => arch::show(),
+        Command::Arch { show: false } => arch::run(),
         Command::Ci => {
             setup::run()?;
             lint::run()?;
