@@ -16,6 +16,7 @@ use ipwarden_common::{
 };
 use serde::Serialize;
 
+use crate::wire::AggregateView;
 use crate::{
     config::AggregateConfig,
     detect::{Rates, Sample, rates},
@@ -126,17 +127,6 @@ pub struct HeavyAggregate {
     pub rates: Rates,
     pub members: usize,
     pub busiest: Vec<Member>,
-}
-
-/// An aggregate's state as `explain` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
-pub struct AggregateView {
-    pub net: IpNet,
-    pub pps: f64,
-    pub syn_pps: f64,
-    /// Distinct active members seen at the last poll.
-    pub members: usize,
-    pub heavy: bool,
 }
 
 #[derive(Debug)]

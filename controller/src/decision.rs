@@ -193,7 +193,7 @@ pub struct Decision {
     pub score: Option<i32>,
     /// The score's contributions, for `explain`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub factors: Vec<crate::score::Factor>,
+    pub factors: Vec<Factor>,
     /// For `challenge`: the rate each covered source keeps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<ChallengeRate>,
@@ -260,7 +260,7 @@ impl Decision {
     }
 
     /// The score that made the decision, with its factors.
-    pub fn with_score(mut self, score: i32, factors: Vec<crate::score::Factor>) -> Self {
+    pub fn with_score(mut self, score: i32, factors: Vec<Factor>) -> Self {
         self.score = Some(score);
         self.factors = factors;
         self
@@ -329,6 +329,40 @@ impl Decision {
             }
         }
     }
+}
+
+/// One contribution to a score, shown by `explain`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Factor {
+    pub name: String,
+    pub weight: i32,
+}
+
+/// How a decision ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum End {
+    /// Its TTL ran out.
+    Expired,
+    /// Its holder (or an operator) withdrew it.
+    Lifted,
+}
+
+impl End {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::Lifted => "lifted",
+        }
+    }
+}
+
+/// An ended decision, as `ipwarden history` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ended {
+    pub decision: Decision,
+    pub end: End,
+    pub ended_unix_ms: u64,
 }
 
 #[cfg(test)]

@@ -10,8 +10,9 @@
 
 use std::{fmt, net::IpAddr};
 
+use crate::wire::FingerprintView;
 use ipwarden_common::fingerprint::{MAX_OPTIONS, SynSignature, kind};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use thiserror::Error;
 
 /// The shipped rules.
@@ -288,21 +289,6 @@ pub fn initial_ttl(ttl: u8) -> u8 {
 /// Hops between the sender and here, from the received TTL.
 pub fn hops(ttl: u8) -> u8 {
     initial_ttl(ttl) - ttl
-}
-
-/// One signature of a source as `explain` and `top` show it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FingerprintView {
-    /// p0f-like: `4:64:df:64240:1460:7:mss,sok,ts,nop,ws`.
-    pub signature: String,
-    /// The OS family guess (`unknown` when no rule matched).
-    pub os: String,
-    pub class: Option<String>,
-    pub rule: Option<String>,
-    pub ttl: u8,
-    pub hops: u8,
-    /// The address that last sent it.
-    pub addr: IpAddr,
 }
 
 /// Renders a signature compactly.

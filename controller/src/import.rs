@@ -3,61 +3,19 @@
 //! bare decisions) and `ipwarden export --json` / `list --json`. Bad lines are reported with their
 //! number and skipped; nothing else is lost.
 
-use std::time::Duration;
-
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{
-    decision::{Action, ChallengeRate, Decision, Holder},
-    net::parse_prefix,
-};
+use crate::{decision::Action, net::parse_prefix, wire::ImportEntry as Entry};
 
-/// One decision to import.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Entry {
-    pub prefix: IpNet,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<Action>,
-    /// Its own TTL, if the input said.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttl_secs: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-impl Entry {
-    fn of(prefix: IpNet) -> Self {
-        Self {
-            prefix,
-            action: None,
-            ttl_secs: None,
-            reason: None,
-        }
-    }
-
-    /// The decision it becomes under `holder`.
-    pub fn decision(
-        self,
-        holder: &Holder,
-        now_ms: u64,
-        default_ttl: Duration,
-        rate: ChallengeRate,
-    ) -> Decision {
-        let ttl = self.ttl_secs.map_or(default_ttl, Duration::from_secs);
-        let reason = self
-            .reason
-            .unwrap_or_else(|| format!("imported ({holder})"));
-        Decision::new(
-            self.prefix,
-            self.action.unwrap_or(Action::Block),
-            holder.clone(),
-            reason,
-            now_ms,
-            Some(ttl),
-        )
-        .with_rate(rate)
+/// An entry with nothing but its prefix.
+fn entry_of(prefix: IpNet) -> Entry {
+    Entry {
+        prefix,
+        action: None,
+        ttl_secs: None,
+        reason: None,
     }
 }
 
@@ -100,7 +58,7 @@ fn lines(text: &str) -> Parsed {
             .map(|f| f.trim().trim_matches('"'))
             .find_map(|f| parse_prefix(f).ok());
         match found {
-            Some(p) => out.entries.push(Entry::of(p)),
+            Some(p) => out.entries.push(entry_of(p)),
             // A CSV header names no address: skipped quietly.
             None if i == 0 && line.contains(',') => {}
             None => out.skipped.push(Skipped {
@@ -217,6 +175,9 @@ fn short(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    use crate::decision::{Decision, Holder};
 
     fn prefixes(p: &Parsed) -> Vec<String> {
         p.entries.iter().map(|e| e.prefix.to_string()).collect()

@@ -26,3 +26,4 @@ pub mod net;
 pub mod output;
 pub mod score;
 pub mod store;
+pub mod wire;

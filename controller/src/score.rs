@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{config::ScoringConfig, enrich::Record};
+use crate::{config::ScoringConfig, decision::Factor, enrich::Record};
 
 /// What the score says to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,13 +13,6 @@ pub enum Verdict {
     Block,
     Challenge,
     Allow,
-}
-
-/// One contribution to a score, shown by `explain`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Factor {
-    pub name: String,
-    pub weight: i32,
 }
 
 /// A scored answer.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::{
-    decision::{Decision, Holder},
+    decision::{Decision, Ended, Holder},
     enrich::Record,
 };
 
@@ -45,33 +45,6 @@ pub struct CachedAnswer {
     /// `None`: the API rejected the address (400); that is permanent.
     pub record: Option<Record>,
     pub fetched_unix_ms: u64,
-}
-
-/// How a decision ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum End {
-    /// Its TTL ran out.
-    Expired,
-    /// Its holder (or an operator) withdrew it.
-    Lifted,
-}
-
-impl End {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Expired => "expired",
-            Self::Lifted => "lifted",
-        }
-    }
-}
-
-/// An ended decision, as `ipwarden history` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Ended {
-    pub decision: Decision,
-    pub end: End,
-    pub ended_unix_ms: u64,
 }
 
 /// The key of a decision: its prefix and holder (`prefix|origin|source`). The prefix leads so
@@ -478,7 +451,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::Origin;
+    use crate::decision::{End, Origin};
 
     #[test]
     fn answers_are_cached_per_source_across_reopening() {

@@ -8,7 +8,7 @@
 mod fixture;
 
 use fixture::Fixture;
-use ipwarden::ipc::protocol::{Request, Response};
+use ipwarden::wire::{Request, Response};
 
 /// Keys whose values depend on when and where the test runs.
 const VOLATILE: [&str; 8] = [

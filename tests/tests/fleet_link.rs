@@ -11,14 +11,13 @@ use std::{sync::Arc, time::Duration};
 use ipnet::IpNet;
 use ipwarden::{
     config::FleetConfig,
-    decision::{Decision, Holder, Origin, now_unix_ms},
+    decision::{Decision, End, Ended, Holder, Origin, now_unix_ms},
     engine::{Sink as _, SourceEvent},
     enrich::{
         Record,
         pipeline::{Shared, SharedLookups as _},
     },
     fleet::{self, Fleet, SnapshotRequest},
-    store::{End, Ended},
 };
 use ipwarden_tests::nats::NatsServer;
 use tokio::sync::mpsc;

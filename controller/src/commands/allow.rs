@@ -2,8 +2,8 @@
 
 use ipwarden::{
     cli::AllowAction,
-    ipc::protocol::{Request, Response},
     output::table,
+    wire::{Request, Response},
 };
 
 pub fn run(action: AllowAction) -> anyhow::Result<()> {

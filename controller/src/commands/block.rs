@@ -3,7 +3,7 @@
 use ipwarden::{
     cli::{BlockArgs, UnblockArgs},
     decision::{Action, Decision, Origin, now_unix_ms},
-    ipc::protocol::{Request, Response},
+    wire::{Request, Response},
 };
 
 pub fn block(args: &BlockArgs) -> anyhow::Result<()> {

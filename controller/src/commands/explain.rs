@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use ipwarden::{
     cli::{Conn, Format},
     decision::now_unix_ms,
-    ipc::protocol::{Request, Response},
+    wire::{Request, Response},
 };
 
 pub fn run(addr: IpAddr, conn: &Conn, format: Format) -> anyhow::Result<()> {

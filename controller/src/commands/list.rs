@@ -6,8 +6,8 @@ use ipnet::IpNet;
 use ipwarden::{
     cli::{ActionArg, Conn, Format, ImportArgs},
     decision::{Action, Decision, Origin, now_unix_ms},
-    ipc::protocol::{Request, Response},
     output::table,
+    wire::{Request, Response},
 };
 
 /// `manual`, `velocity`, `feed:NAME`.

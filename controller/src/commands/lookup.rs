@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use ipwarden::{
     cli::{Conn, Format},
     enrich::record::Flag,
-    ipc::protocol::{LookupView, Request, Response},
+    wire::{LookupView, Request, Response},
 };
 
 fn flag(f: Flag) -> &'static str {

@@ -18,10 +18,8 @@ use anyhow::Context as _;
 use ipwarden::{
     cli::{Command, Conn, Target},
     dataplane::{Dataplane, PinDir},
-    ipc::{
-        client,
-        protocol::{Request, Response},
-    },
+    ipc::client,
+    wire::{Request, Response},
 };
 
 /// Runs one command.

@@ -2,8 +2,8 @@
 
 use ipwarden::{
     cli::{Conn, Format},
-    ipc::protocol::{Request, Response},
     output::table,
+    wire::{Request, Response},
 };
 
 pub fn status(conn: &Conn, format: Format) -> anyhow::Result<()> {

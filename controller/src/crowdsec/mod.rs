@@ -20,10 +20,10 @@ use std::{
 };
 
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+use crate::wire::CrowdsecView;
 use crate::{
     config::CrowdsecConfig,
     decision::{ChallengeRate, Decision, Holder, Origin, now_unix_ms},
@@ -34,34 +34,6 @@ use lapi::{LapiDecision, StreamAnswer};
 
 /// Longest reason kept from a scenario name.
 const MAX_REASON: usize = 256;
-
-/// What `status` says about the CrowdSec link.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct CrowdsecView {
-    pub lapi_url: String,
-    pub connected: bool,
-    /// Decisions held from CrowdSec.
-    pub held: usize,
-    pub last_pull_unix_ms: Option<u64>,
-    pub resyncs: u64,
-    pub last_resync_unix_ms: Option<u64>,
-    /// What the last full resync found that deltas had not said: decisions missing here, and
-    /// decisions held here that CrowdSec no longer has.
-    pub last_resync_missing: u64,
-    pub last_resync_stale: u64,
-    /// Decisions not enforced, by why (`type captcha2`, `scope Country`, `origin CAPI`,
-    /// `value`, `expired`).
-    pub ignored: BTreeMap<String, u64>,
-    pub last_error: Option<String>,
-    /// Alerts pushed (watcher mode), pushes dropped because the queue was full, the last
-    /// push error.
-    #[serde(default)]
-    pub pushed: u64,
-    #[serde(default)]
-    pub push_dropped: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub push_error: Option<String>,
-}
 
 /// The shared view.
 #[derive(Debug, Default)]

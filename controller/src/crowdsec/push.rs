@@ -19,9 +19,8 @@ use tokio::sync::mpsc;
 use super::Link;
 use crate::{
     config::CrowdsecConfig,
-    decision::{Action, Decision, Origin, now_unix_ms},
+    decision::{Action, Decision, Ended, Origin, now_unix_ms},
     engine::Sink,
-    store::Ended,
 };
 
 /// Alerts waiting to be pushed, at most.

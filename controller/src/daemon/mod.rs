@@ -31,12 +31,10 @@ use crate::{
         pipeline::{Enriched, LookupError},
     },
     fleet::{self, SnapshotRequest},
-    ipc::{
-        protocol::{LookupView, Request, Response},
-        server::{self, ServerError},
-    },
+    ipc::server::{self, ServerError},
     metrics::Instruments,
     store::{self, Store, StoreError},
+    wire::{LookupView, Request, Response},
 };
 
 pub use notify::{notify, reloading};

@@ -152,22 +152,32 @@ impl Dataplane {
 impl Dataplane {
     /// The attached program's stamp and kernel id, for `status` (best effort: a read that fails
     /// shows as unstamped or id 0, never as an error of `status`).
-    pub fn program(&self) -> crate::ipc::protocol::ProgramView {
-        let stamp = super::stamp::read(&self.pins).ok().flatten();
+    pub fn program(&self) -> Program {
         let program_id = aya::programs::links::PinnedLink::from_pin(self.pins.link())
             .ok()
             .map(aya::programs::links::FdLink::from)
             .and_then(|l| l.info().ok())
             .map_or(0, |i| i.program_id());
-        crate::ipc::protocol::ProgramView {
-            version: stamp
-                .map(|s| s.version_str().to_owned())
-                .unwrap_or_default(),
-            build: stamp.map_or_else(|| "unstamped".into(), |s| format!("{:016x}", s.build)),
-            layout: stamp.map_or(1, |s| s.layout),
+        Program {
+            stamp: super::stamp::read(&self.pins).ok().flatten(),
             program_id,
-            current: stamp.is_some_and(|s| s.build == super::stamp::this_build()),
         }
+    }
+}
+
+/// The XDP program attached to an interface: its pins' stamp (`None` for pins of a release
+/// before stamps) and its kernel id (0 when the link could not be read).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Program {
+    pub stamp: Option<ipwarden_common::Stamp>,
+    pub program_id: u32,
+}
+
+impl Program {
+    /// Whether it is this binary's build.
+    pub fn is_current(&self) -> bool {
+        self.stamp
+            .is_some_and(|s| s.build == super::stamp::this_build())
     }
 }
 

@@ -23,7 +23,7 @@ pub use loader::{
     Adoption, AttachKind, AttachMode, AttachOptions, Attached, Capacities, adopt, attach, detach,
     error_chain, is_attached,
 };
-pub use maps::Dataplane;
+pub use maps::{Dataplane, Program};
 pub use object::{OBJECT, object_is_stub};
 pub use pins::{Bpffs, DEFAULT_BPFFS, PinDir, ensure_bpffs};
 pub use rules::BlockRule;

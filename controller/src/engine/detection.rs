@@ -9,9 +9,8 @@ use super::Engine;
 use crate::{
     allowlist::overlaps,
     config::HeavyHitterAction,
-    decision::{Action, Decision, Holder, Origin, now_unix_ms},
+    decision::{Action, Decision, End, Ended, Holder, Origin, now_unix_ms},
     detect::{Event, Rates, Snapshot},
-    store::{End, Ended},
 };
 
 impl Engine {

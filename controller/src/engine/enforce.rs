@@ -13,10 +13,7 @@ use ipnet::IpNet;
 use ipwarden_common::BlockEntry;
 
 pub use crate::dataplane::{AttachKind, error_chain};
-use crate::{
-    dataplane::{BlockRule, Dataplane, DataplaneError, GlobalCounters},
-    ipc::protocol::ProgramView,
-};
+use crate::dataplane::{BlockRule, Dataplane, DataplaneError, GlobalCounters};
 
 /// What the engine needs from one enforcement point.
 pub trait Enforcer: Send {
@@ -37,7 +34,7 @@ pub trait Enforcer: Send {
         Vec::new()
     }
     /// The program enforcing here, as `status` shows it; `None` where there is no kernel program.
-    fn program(&self) -> Option<ProgramView> {
+    fn program(&self) -> Option<crate::dataplane::Program> {
         None
     }
 
@@ -123,7 +120,7 @@ impl Enforcer for Dataplane {
         Dataplane::globals(self)
     }
 
-    fn program(&self) -> Option<ProgramView> {
+    fn program(&self) -> Option<crate::dataplane::Program> {
         Some(Dataplane::program(self))
     }
 

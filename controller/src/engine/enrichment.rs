@@ -201,7 +201,7 @@ impl Engine {
             .collect();
         let merged = with_tags(answer, &tags);
         let record = &merged;
-        let extra: Vec<crate::score::Factor> =
+        let extra: Vec<crate::decision::Factor> =
             self.proxy_factor(source, record).into_iter().collect();
         let mut sc = score::score_with(
             record,
@@ -296,10 +296,10 @@ fn with_tags(r: &Record, tags: &[(Tag, String)]) -> Record {
 /// Names the feed behind each factor that a tag supplied and the answer did not (`explain`
 /// shows `hosting (feed aws)`).
 fn credit(
-    factors: Vec<crate::score::Factor>,
+    factors: Vec<crate::decision::Factor>,
     answer: &Record,
     tags: &[(Tag, String)],
-) -> Vec<crate::score::Factor> {
+) -> Vec<crate::decision::Factor> {
     let had = |t: Tag| match t {
         Tag::Hosting => answer.hosting == Some(true),
         Tag::Tor => answer.tor == Some(true),

@@ -7,10 +7,11 @@ use ipnet::IpNet;
 use ipwarden_common::fingerprint::SigEntry;
 
 use super::Engine;
+use crate::wire::FingerprintView;
 use crate::{
+    decision::Factor,
     enrich::Record,
-    fingerprint::{self, FingerprintView, Rules},
-    score::Factor,
+    fingerprint::{self, Rules},
 };
 
 /// The factor's name, as `explain` and the decision's reason show it.

@@ -10,11 +10,46 @@ use crate::{
     config::{Config, DEFAULT_PATH},
     decision::{Action, Decision, Holder, Origin},
     detect::SourceView,
-    ipc::protocol::{
+    wire::{
         AllowView, ExplainView, InterfaceStats, InterfaceView, LookupView, Request, Response,
         StatusView, TopRow,
     },
 };
+
+/// The decision an imported entry becomes under `holder`.
+fn imported(
+    e: crate::wire::ImportEntry,
+    holder: &Holder,
+    now_ms: u64,
+    default_ttl: Duration,
+    rate: crate::decision::ChallengeRate,
+) -> Decision {
+    let ttl = e.ttl_secs.map_or(default_ttl, Duration::from_secs);
+    let reason = e.reason.unwrap_or_else(|| format!("imported ({holder})"));
+    Decision::new(
+        e.prefix,
+        e.action.unwrap_or(Action::Block),
+        holder.clone(),
+        reason,
+        now_ms,
+        Some(ttl),
+    )
+    .with_rate(rate)
+}
+
+/// The program attached to an interface, as `status` shows it.
+fn program_view(p: crate::dataplane::Program) -> crate::wire::ProgramView {
+    let stamp = p.stamp;
+    crate::wire::ProgramView {
+        version: stamp
+            .map(|s| s.version_str().to_owned())
+            .unwrap_or_default(),
+        build: stamp.map_or_else(|| "unstamped".into(), |s| format!("{:016x}", s.build)),
+        layout: stamp.map_or(1, |s| s.layout),
+        program_id: p.program_id,
+        current: p.is_current(),
+    }
+}
 
 fn error(e: impl std::fmt::Display) -> Response {
     Response::Error {
@@ -125,7 +160,7 @@ impl Engine {
 
     fn handle_import(
         &mut self,
-        entries: Vec<crate::import::Entry>,
+        entries: Vec<crate::wire::ImportEntry>,
         holder: Holder,
         ttl_secs: Option<u64>,
     ) -> Response {
@@ -144,7 +179,7 @@ impl Engine {
         };
         let decisions = entries
             .into_iter()
-            .map(|e| e.decision(&holder, now, default_ttl, rate))
+            .map(|e| imported(e, &holder, now, default_ttl, rate))
             .collect();
         match self.propose_batch(decisions) {
             Ok(a) => Response::Imported {
@@ -242,7 +277,7 @@ impl Engine {
                     attach: p.attach.name().to_owned(),
                     monitor: p.enforcer.monitor().unwrap_or(false),
                     out_of_sync: p.out_of_sync().map(str::to_owned),
-                    program: p.enforcer.program(),
+                    program: p.enforcer.program().map(program_view),
                 })
                 .collect(),
             decisions: self.book.len(),

@@ -50,11 +50,11 @@ pub use sources::{Applied, BlockRequest, CHUNK, Lift, Scope, SourceEvent};
 use crate::{
     allowlist::Allowlist,
     config::Config,
-    decision::{Decision, Origin, now_unix_ms},
+    decision::{Decision, End, Ended, Origin, now_unix_ms},
     detect::Detector,
     enrich::Pipeline,
     net::host_prefix,
-    store::{End, Ended, Store},
+    store::Store,
 };
 
 /// A place decisions go besides the data plane (the fleet, metrics): told every committed

@@ -8,10 +8,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::{Engine, EngineError};
-use crate::{
-    decision::{Action, Decision, Holder, Origin, Recidive, now_unix_ms},
-    store::{End, Ended},
-};
+use crate::decision::{Action, Decision, End, Ended, Holder, Origin, Recidive, now_unix_ms};
 
 /// What a decision source asks of the engine.
 #[derive(Clone, Debug)]

@@ -13,7 +13,7 @@ use crate::{
     decision::{Action, Holder},
     detect::Snapshot,
     enrich::{Record, pipeline::Enriched, queue::Candidate},
-    ipc::protocol::{Request, Response},
+    wire::{Request, Response},
 };
 
 const S: u64 = 1_000_000_000;

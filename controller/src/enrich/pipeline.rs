@@ -15,7 +15,6 @@ use std::{
 };
 
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::{Notify, Semaphore, mpsc};
 
@@ -25,6 +24,7 @@ use super::{
     queue::{Candidate, Queue},
 };
 use crate::config::IpasisConfig;
+use crate::wire::{EnrichStats, PipelineView};
 
 /// A lookup's outcome for a queued candidate, on its way to the engine.
 #[derive(Debug)]
@@ -69,21 +69,6 @@ pub enum LookupError {
     Api(#[from] EnrichError),
 }
 
-/// Counters for `status`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct EnrichStats {
-    /// Lookups sent (each may include retries).
-    pub requests: u64,
-    pub answers: u64,
-    pub failures: u64,
-    /// Heavy hitters decided from the cache, without a request.
-    pub cache_hits: u64,
-    /// Answers another host of the fleet got, used instead of a request.
-    #[serde(default)]
-    pub fleet_answers: u64,
-    pub last_error: Option<String>,
-}
-
 /// Shared state of the stage.
 pub struct Pipeline {
     pub cfg: IpasisConfig,
@@ -96,22 +81,6 @@ pub struct Pipeline {
     shared: std::sync::OnceLock<Arc<dyn SharedLookups>>,
     /// Where request durations and outcomes are recorded (set once, with `[metrics]` on).
     instruments: std::sync::OnceLock<crate::metrics::Instruments>,
-}
-
-/// The stage's state as `status` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PipelineView {
-    pub queued: usize,
-    pub in_flight: usize,
-    /// Candidates dropped because the queue was full.
-    pub dropped: u64,
-    pub requests_today: u64,
-    pub daily_quota: u64,
-    /// Seconds until requests resume, when paused (429, bad key, quota).
-    pub paused_secs: Option<u64>,
-    pub pause_reason: Option<String>,
-    #[serde(flatten)]
-    pub stats: EnrichStats,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

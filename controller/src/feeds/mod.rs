@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 
 pub use formats::Format;
 
+use crate::wire::FeedView;
 use crate::{
     config::{FeedConfig, FeedUse},
     decision::{Decision, Holder, Origin, now_unix_ms},
@@ -32,25 +33,6 @@ use crate::{
 
 /// How many refreshes in a row must show a shrink beyond `max_shrink` before it applies.
 pub const SHRINK_CONFIRMATIONS: u32 = 3;
-
-/// A feed's state, as `status` shows it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct FeedView {
-    pub name: String,
-    pub url: String,
-    /// `block`, or the tag.
-    #[serde(rename = "use")]
-    pub use_: String,
-    pub prefixes: usize,
-    /// When the copy in force was fetched.
-    pub fetched_unix_ms: Option<u64>,
-    pub last_attempt_unix_ms: Option<u64>,
-    /// Lines skipped in the copy in force.
-    pub bad_lines: usize,
-    /// Set while a large shrink waits for confirmation.
-    pub held: Option<String>,
-    pub last_error: Option<String>,
-}
 
 /// Every feed's view, shared with the engine for `status`.
 #[derive(Debug, Default)]

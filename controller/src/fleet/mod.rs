@@ -28,7 +28,7 @@ use async_nats::{ConnectOptions, jetstream};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
-pub use link::{FleetView, Link};
+pub use link::Link;
 pub use publish::Outbox;
 
 use crate::{config::FleetConfig, decision::Decision, engine::SourceEvent};
@@ -149,12 +149,12 @@ pub async fn start(
     let (events_tx, events) = mpsc::unbounded_channel();
     let options = options(cfg, &host, events_tx).await?;
     let bucket = format!("{}-decisions", cfg.bucket_prefix);
-    let link = Arc::new(Link::new(FleetView {
+    let link = Arc::new(Link::new(crate::wire::FleetView {
         host_id: host.clone(),
         servers: cfg.url.clone(),
         bucket: bucket.clone(),
         applied_revision: applied.unwrap_or(0),
-        ..FleetView::default()
+        ..crate::wire::FleetView::default()
     }));
     let (outbox, changes) = Outbox::new(cfg.publish.clone(), Arc::new(AtomicBool::new(false)));
     let answers = cfg.share_enrichment.then(|| {

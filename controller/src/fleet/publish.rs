@@ -19,9 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Link, OP_TIMEOUT, SnapshotRequest, keys, wire::Shared};
 use crate::{
-    decision::{Decision, Holder, Origin},
+    decision::{Decision, Ended, Holder, Origin},
     engine::Sink,
-    store::Ended,
 };
 
 /// How many changes the engine may queue before it falls back to a full reconcile.

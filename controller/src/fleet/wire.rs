@@ -6,10 +6,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::{
-    decision::{Action, ChallengeRate, Decision, Holder, Origin},
-    score::Factor,
-};
+use crate::decision::{Action, ChallengeRate, Decision, Factor, Holder, Origin};
 
 /// Wire format version; a peer ignores (and counts) values of other versions.
 pub const VERSION: u32 = 1;

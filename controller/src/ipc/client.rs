@@ -10,7 +10,7 @@ use std::{
 
 use thiserror::Error;
 
-use super::protocol::{Envelope, MAX_FRAME, PROTOCOL_VERSION, Request, Response};
+use crate::wire::{Envelope, MAX_FRAME, PROTOCOL_VERSION, Request, Response};
 
 /// How long the CLI waits for the daemon's answer.
 const TIMEOUT: Duration = Duration::from_secs(30);

@@ -2,5 +2,4 @@
 //! client the CLI uses, and the daemon's server.
 
 pub mod client;
-pub mod protocol;
 pub mod server;

@@ -18,7 +18,7 @@ use tokio::{
     net::{UnixListener, UnixStream},
 };
 
-use super::protocol::{
+use crate::wire::{
     Envelope, IMPORT_START, MAX_IMPORT, MAX_REQUEST, PROTOCOL_VERSION, Request, Response,
 };
 

@@ -10,7 +10,7 @@ use prometheus_client::{
 };
 
 use super::SnapshotFn;
-use crate::ipc::protocol::{InterfaceStats, StatusView};
+use crate::wire::{InterfaceStats, StatusView};
 
 /// The kernel counters exported per interface, by the `verdict` label (`seen` is their sum and
 /// is left out, so that `sum by (iface)` of the metric is the frames seen).

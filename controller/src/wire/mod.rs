@@ -1,0 +1,122 @@
+//! Requests and responses on the control socket, and their framing.
+//!
+//! Framing: one JSON object per line in each direction (debuggable with `socat - UNIX:PATH`),
+//! at most [`MAX_FRAME`] bytes. A request is `{"version": 1, "cmd": "...", ...}`; the response
+//! payloads are also what the CLI prints for `--json`, so their shape is the documented,
+//! stable JSON schema.
+
+mod request;
+mod response;
+mod views;
+
+use serde::{Deserialize, Serialize};
+
+pub use request::{ImportEntry, Request};
+pub use response::Response;
+pub use views::{
+    AggregateView, AllowView, CrowdsecView, EnrichStats, ExplainView, FeedView, FingerprintView,
+    FleetView, InterfaceStats, InterfaceView, LookupView, PipelineView, ProgramView, StatusView,
+    TopRow,
+};
+
+/// Bumped on incompatible changes; the daemon refuses other versions with a clear error.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest request or response line, newline included.
+pub const MAX_FRAME: usize = 16 << 20;
+
+/// Largest request line the daemon reads (requests are small; this bounds a hostile peer).
+pub const MAX_REQUEST: usize = 64 << 10;
+
+/// Largest `import` request: a million prefixes are about 50 MB. Only a line that starts as an
+/// import (`IMPORT_START`, as the CLI writes it) may grow past [`MAX_REQUEST`].
+pub const MAX_IMPORT: usize = 128 << 20;
+
+/// How an import request line starts.
+pub const IMPORT_START: &[u8] = br#"{"version":1,"cmd":"import","#;
+
+/// A request with its protocol version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub version: u32,
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_flat_json_objects() {
+        let e = Envelope {
+            version: PROTOCOL_VERSION,
+            request: Request::Block {
+                prefix: "203.0.113.0/24".parse().unwrap(),
+                ttl_secs: Some(60),
+                permanent: false,
+                reason: None,
+                origin: None,
+                source: None,
+            },
+        };
+        let s = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            s,
+            r#"{"version":1,"cmd":"block","prefix":"203.0.113.0/24","ttl_secs":60,"permanent":false,"reason":null}"#
+        );
+        assert_eq!(serde_json::from_str::<Envelope>(&s).unwrap(), e);
+        let top: Envelope = serde_json::from_str(r#"{"version":1,"cmd":"top","n":5}"#).unwrap();
+        assert_eq!(top.request, Request::Top { n: 5 });
+        // What the previous release's CLI sends still reads.
+        let list: Envelope = serde_json::from_str(r#"{"version":1,"cmd":"list"}"#).unwrap();
+        assert_eq!(
+            list.request,
+            Request::List {
+                origin: None,
+                after: None,
+                limit: None
+            }
+        );
+        let unblock: Envelope =
+            serde_json::from_str(r#"{"version":1,"cmd":"unblock","prefix":"203.0.113.7/32"}"#)
+                .unwrap();
+        assert!(matches!(
+            unblock.request,
+            Request::Unblock {
+                origin: None,
+                all_origins: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn an_import_line_starts_as_the_server_expects() {
+        let e = Envelope {
+            version: PROTOCOL_VERSION,
+            request: Request::Import {
+                decisions: Vec::new(),
+                origin: None,
+                source: None,
+                ttl_secs: None,
+            },
+        };
+        assert!(serde_json::to_vec(&e).unwrap().starts_with(IMPORT_START));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bad in [
+            "",
+            "{",
+            "null",
+            r#"{"version":1}"#,
+            r#"{"version":1,"cmd":"launch_missiles"}"#,
+            r#"{"version":1,"cmd":"block","prefix":"300.0.0.0/8"}"#,
+            r#"{"version":"one","cmd":"status"}"#,
+        ] {
+            assert!(serde_json::from_str::<Envelope>(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The views the daemon answers with: plain data, filled by the features they describe. Their
+//! JSON is the documented schema (`--json`), pinned by the golden tests.
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::{allowlist::AllowOrigin, decision::Decision, enrich::record::Record};
+
+/// An IPASIS answer and where it came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LookupView {
+    pub addr: IpAddr,
+    /// The unit answers are cached and decisions made for.
+    pub source: IpNet,
+    pub cached: bool,
+    pub age_secs: u64,
+    /// `null` when IPASIS rejected the address (400).
+    pub record: Option<Record>,
+}
+
+/// `status`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusView {
+    pub version: String,
+    pub pid: u32,
+    pub uptime_secs: u64,
+    pub config: Option<String>,
+    pub state_db: String,
+    pub interfaces: Vec<InterfaceView>,
+    pub decisions: usize,
+    /// Decisions per origin (`manual`, `velocity`, `ipasis`, `feed`, `crowdsec`, `fleet`).
+    pub decisions_by_origin: BTreeMap<String, usize>,
+    pub allow: usize,
+    pub tracked_sources: usize,
+    pub heavy_hitters: usize,
+    pub polls: u64,
+    pub last_poll_ms: f64,
+    /// Polls that took longer than `detection.poll_interval` (the next started late).
+    #[serde(default)]
+    pub late_polls: u64,
+    /// Aggregates (networks) tracked, and how many are heavy now.
+    #[serde(default)]
+    pub aggregates_tracked: usize,
+    #[serde(default)]
+    pub heavy_aggregates: usize,
+    /// `on`, or `off` with the reason (no API key, disabled).
+    pub enrichment: String,
+    /// The enrichment stage, when on.
+    pub ipasis: Option<PipelineView>,
+    /// Problems worth an operator's attention, newest last.
+    pub warnings: Vec<String>,
+    /// The fleet link, when `[fleet]` is configured (boxed: most hosts have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<Box<FleetView>>,
+    /// The CrowdSec link, when `[crowdsec]` is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crowdsec: Option<Box<CrowdsecView>>,
+    /// Every `[[feeds]]` entry's state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feeds: Vec<FeedView>,
+}
+
+/// One attachment in `status`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceView {
+    pub iface: String,
+    /// `driver`, `skb`, or `adopted` when the daemon reused an existing attachment.
+    pub attach: String,
+    pub monitor: bool,
+    /// Why the interface's maps differ from the store, until the next poll rebuilds them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_sync: Option<String>,
+    /// The attached program: which build and layout stamped the pins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<ProgramView>,
+}
+
+/// The XDP program attached to an interface, from its pins' stamp and its link.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramView {
+    /// The ipwarden version that attached (or last upgraded) it; empty when unstamped.
+    pub version: String,
+    /// The data plane build id (16 hex digits); `unstamped` for pins of a release before stamps.
+    pub build: String,
+    pub layout: u32,
+    /// The kernel's program id (`bpftool prog show id N`); 0 if the link could not be read.
+    pub program_id: u32,
+    /// Whether it is this binary's build.
+    pub current: bool,
+}
+
+/// One allowlist entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+pub struct AllowView {
+    pub prefix: IpNet,
+    /// `builtin` (loopback, link-local), `protected` (default gateways, the API's addresses),
+    /// `config` (`allow.prefixes`) or `runtime` (`allow add`).
+    pub origin: AllowOrigin,
+}
+
+/// One row of `top`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopRow {
+    pub source: IpNet,
+    pub pps: f64,
+    pub syn_pps: f64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub heavy: bool,
+    /// The action of the decision covering the source, if any.
+    pub decision: Option<String>,
+    /// The OS family its TCP SYNs look like (several joined with `+`), if it sent any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+}
+
+/// Global counters of one interface.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceStats {
+    pub iface: String,
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// `explain`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExplainView {
+    pub addr: IpAddr,
+    /// The unit the address is counted and judged as: its /32 or /64.
+    pub source: IpNet,
+    /// `allowed`, `blocked`, `challenged` or `no decision`.
+    pub verdict: String,
+    pub allow: Vec<AllowView>,
+    /// Every holder's decision on the prefixes covering the address: most specific prefix
+    /// first, the enforced one first within a prefix.
+    pub decisions: Vec<Decision>,
+    pub rates: Option<TopRow>,
+    /// The cached IPASIS answer for the source, if any.
+    pub enrichment: Option<LookupView>,
+    /// The networks holding the address that detection tracks as aggregates, narrowest first.
+    #[serde(default)]
+    pub aggregates: Vec<AggregateView>,
+    /// The TCP SYN signatures its source sent, classified.
+    #[serde(default)]
+    pub fingerprints: Vec<FingerprintView>,
+}
+
+/// What `status` says about the fleet.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FleetView {
+    pub host_id: String,
+    /// The servers, as configured (credentials never appear in a URL here: they come from
+    /// files).
+    pub servers: Vec<String>,
+    pub bucket: String,
+    pub connected: bool,
+    /// The last revision of the decisions bucket applied here (stored, resumed after a
+    /// restart).
+    pub applied_revision: u64,
+    /// The bucket's last revision when last asked; `lag` = it - `applied_revision`.
+    pub bucket_revision: Option<u64>,
+    pub lag: Option<u64>,
+    /// Local changes waiting to be published (NATS unreachable, or a burst in flight).
+    pub pending_publish: usize,
+    pub published: u64,
+    /// Peers' decisions and withdrawals applied here.
+    pub applied: u64,
+    /// Peers' values that could not be read (counted, logged once per kind).
+    pub unreadable: u64,
+    /// Peers' IPASIS answers used instead of a request.
+    pub shared_answers: u64,
+    /// Lookups this host made for the fleet (it held the claim).
+    pub claims_won: u64,
+    pub last_error: Option<String>,
+}
+
+/// What `status` says about the CrowdSec link.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CrowdsecView {
+    pub lapi_url: String,
+    pub connected: bool,
+    /// Decisions held from CrowdSec.
+    pub held: usize,
+    pub last_pull_unix_ms: Option<u64>,
+    pub resyncs: u64,
+    pub last_resync_unix_ms: Option<u64>,
+    /// What the last full resync found that deltas had not said: decisions missing here, and
+    /// decisions held here that CrowdSec no longer has.
+    pub last_resync_missing: u64,
+    pub last_resync_stale: u64,
+    /// Decisions not enforced, by why (`type captcha2`, `scope Country`, `origin CAPI`,
+    /// `value`, `expired`).
+    pub ignored: BTreeMap<String, u64>,
+    pub last_error: Option<String>,
+    /// Alerts pushed (watcher mode), pushes dropped because the queue was full, the last
+    /// push error.
+    #[serde(default)]
+    pub pushed: u64,
+    #[serde(default)]
+    pub push_dropped: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_error: Option<String>,
+}
+
+/// A feed's state, as `status` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FeedView {
+    pub name: String,
+    pub url: String,
+    /// `block`, or the tag.
+    #[serde(rename = "use")]
+    pub use_: String,
+    pub prefixes: usize,
+    /// When the copy in force was fetched.
+    pub fetched_unix_ms: Option<u64>,
+    pub last_attempt_unix_ms: Option<u64>,
+    /// Lines skipped in the copy in force.
+    pub bad_lines: usize,
+    /// Set while a large shrink waits for confirmation.
+    pub held: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// Counters for `status`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EnrichStats {
+    /// Lookups sent (each may include retries).
+    pub requests: u64,
+    pub answers: u64,
+    pub failures: u64,
+    /// Heavy hitters decided from the cache, without a request.
+    pub cache_hits: u64,
+    /// Answers another host of the fleet got, used instead of a request.
+    #[serde(default)]
+    pub fleet_answers: u64,
+    pub last_error: Option<String>,
+}
+
+/// The stage's state as `status` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PipelineView {
+    pub queued: usize,
+    pub in_flight: usize,
+    /// Candidates dropped because the queue was full.
+    pub dropped: u64,
+    pub requests_today: u64,
+    pub daily_quota: u64,
+    /// Seconds until requests resume, when paused (429, bad key, quota).
+    pub paused_secs: Option<u64>,
+    pub pause_reason: Option<String>,
+    #[serde(flatten)]
+    pub stats: EnrichStats,
+}
+
+/// An aggregate's state as `explain` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct AggregateView {
+    pub net: IpNet,
+    pub pps: f64,
+    pub syn_pps: f64,
+    /// Distinct active members seen at the last poll.
+    pub members: usize,
+    pub heavy: bool,
+}
+
+/// One signature of a source as `explain` and `top` show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FingerprintView {
+    /// p0f-like: `4:64:df:64240:1460:7:mss,sok,ts,nop,ws`.
+    pub signature: String,
+    /// The OS family guess (`unknown` when no rule matched).
+    pub os: String,
+    pub class: Option<String>,
+    pub rule: Option<String>,
+    pub ttl: u8,
+    pub hops: u8,
+    /// The address that last sent it.
+    pub addr: IpAddr,
+}
