@@ -24,6 +24,7 @@ pub mod ipc;
 pub mod metrics;
 pub mod net;
 pub mod output;
+pub mod policy;
 pub mod score;
 pub mod store;
 pub mod wire;

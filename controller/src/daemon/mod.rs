@@ -6,9 +6,14 @@
 //! SIGHUP reloads the configuration; SIGTERM/SIGINT stop, leaving the program attached (and
 //! enforcing) unless `daemon.detach_on_stop` is set.
 
+pub mod handlers;
 mod notify;
 pub mod poll;
 mod protect;
+mod scrape;
+pub mod state;
+#[cfg(test)]
+mod tests;
 
 use std::{
     path::PathBuf,
@@ -25,7 +30,7 @@ use crate::{
     config::{Config, ConfigError, DEFAULT_PATH},
     dataplane::{self, Adoption, AttachOptions, Dataplane, DataplaneError, PinDir},
     decision::Origin,
-    engine::{AttachKind, Engine, EngineError, EnrichmentState, Plane, SourceEvent},
+    engine::{AttachKind, EngineError, Plane, SourceEvent},
     enrich::{
         ApiKey, EnrichError, IpasisClient, Pipeline,
         pipeline::{Enriched, LookupError},
@@ -33,9 +38,11 @@ use crate::{
     fleet::{self, SnapshotRequest},
     ipc::server::{self, ServerError},
     metrics::Instruments,
+    policy::EnrichmentState,
     store::{self, Store, StoreError},
     wire::{LookupView, Request, Response},
 };
+use state::State;
 
 pub use notify::{notify, reloading};
 
@@ -236,13 +243,13 @@ async fn serve(
         mut readers,
         warnings,
     } = attach_all(&cfg)?;
-    let mut engine = Engine::new(cfg.clone(), config_path, store, planes);
-    engine.set_fingerprint_rules(
+    let mut state = State::new(cfg.clone(), config_path, store, planes);
+    state.policy.set_fingerprint_rules(
         crate::fingerprint::Rules::load(cfg.fingerprints.rules.as_deref())
             .map_err(DaemonError::Fingerprints)?,
     );
     for w in warnings {
-        engine.warn_standing(w);
+        state.engine.warn_standing(w);
     }
     // The hosts the daemon talks to: blocking them would cut it off from its API and peers.
     let mut protected_urls: Vec<String> = Vec::new();
@@ -255,15 +262,18 @@ async fn serve(
         if !protected.prefixes.is_empty() {
             tracing::info!(addresses = ?protected.prefixes, "never blocking the gateways and the API's addresses");
         }
-        engine.set_protected(protected);
+        state.engine.set_protected(protected);
     }
     // A large restore can outlast the unit's start timeout: ask for more, and say why.
     notify("EXTEND_TIMEOUT_USEC=300000000\nSTATUS=restoring decisions into the maps");
     if rebuild {
-        let (decisions, allow) = engine.import_from_maps().map_err(DaemonError::Restore)?;
+        let (decisions, allow) = state
+            .engine
+            .import_from_maps()
+            .map_err(DaemonError::Restore)?;
         tracing::warn!(decisions, allow, "state rebuilt from the pinned maps");
     }
-    let restored = engine.restore().map_err(DaemonError::Restore)?;
+    let restored = state.engine.restore().map_err(DaemonError::Restore)?;
     tracing::info!(
         decisions = restored.decisions,
         expired = restored.expired,
@@ -272,12 +282,12 @@ async fn serve(
     );
     match &pipeline {
         Some(p) => {
-            engine.set_enrichment(p.clone());
+            state.policy.set_enrichment(p.clone());
             tracing::info!(base_url = %cfg.ipasis.base_url, "IPASIS enrichment on");
         }
-        None if !cfg.ipasis.enabled => engine.set_enrichment_off(EnrichmentState::Disabled),
+        None if !cfg.ipasis.enabled => state.policy.set_enrichment_off(EnrichmentState::Disabled),
         None => {
-            engine.set_enrichment_off(EnrichmentState::NoKey);
+            state.policy.set_enrichment_off(EnrichmentState::NoKey);
             tracing::warn!("IPASIS enrichment off: no API key; the velocity-only policy applies");
         }
     }
@@ -291,7 +301,7 @@ async fn serve(
             start_fleet(
                 f,
                 &cfg,
-                &mut engine,
+                &mut state,
                 pipeline.as_ref(),
                 sources_tx.clone(),
                 snapshots_tx,
@@ -308,9 +318,9 @@ async fn serve(
             };
             let started = crate::crowdsec::start(c, rate, sources_tx.clone())
                 .map_err(DaemonError::Crowdsec)?;
-            engine.set_crowdsec(started.link);
+            state.sources.crowdsec = Some(started.link);
             let push = started.push.map(|(sink, task)| {
-                engine.add_sink(Box::new(sink));
+                state.engine.add_sink(Box::new(sink));
                 tracing::info!(login = %c.login, "CrowdSec watcher on: velocity and IPASIS decisions are pushed as alerts");
                 task
             });
@@ -324,7 +334,7 @@ async fn serve(
     } else {
         let (views, tasks) =
             crate::feeds::start(&cfg.feeds, &cfg.daemon.state_dir, sources_tx.clone());
-        engine.set_feeds(views);
+        state.sources.feeds = Some(views);
         tracing::info!(feeds = cfg.feeds.len(), "feeds on");
         tasks
     };
@@ -332,18 +342,13 @@ async fn serve(
     if let Some(p) = &pipeline {
         p.instrument(instruments.clone());
     }
-    let engine = Arc::new(Mutex::new(engine));
+    let engine = Arc::new(Mutex::new(state));
     let metrics = match cfg.metrics.listen {
         Some(addr) => {
             let scraped = engine.clone();
             let registry = crate::metrics::registry(
                 &instruments,
-                Arc::new(move || {
-                    scraped
-                        .lock()
-                        .expect("engine lock poisoned")
-                        .metrics_snapshot()
-                }),
+                Arc::new(move || scrape::snapshot(&scraped.lock().expect("engine lock poisoned"))),
             );
             let server = crate::metrics::serve(addr, registry)
                 .await
@@ -447,15 +452,12 @@ fn enrichment(cfg: &Config) -> Result<Option<Arc<Pipeline>>, DaemonError> {
 
 /// Answers one control-socket request (on a blocking thread). Fresh lookups go to the API
 /// without holding the engine lock.
-fn handle(engine: &Mutex<Engine>, pipeline: Option<&Pipeline>, req: Request) -> Response {
+fn handle(engine: &Mutex<State>, pipeline: Option<&Pipeline>, req: Request) -> Response {
     let Request::Lookup { addr, fresh } = req else {
-        return engine.lock().expect("engine lock poisoned").handle(req);
+        return handlers::handle(&mut engine.lock().expect("engine lock poisoned"), req);
     };
     if !fresh
-        && let Some(v) = engine
-            .lock()
-            .expect("engine lock poisoned")
-            .lookup_view(addr)
+        && let Some(v) = handlers::lookup_view(&engine.lock().expect("engine lock poisoned"), addr)
     {
         return Response::Lookup(v);
     }
@@ -465,7 +467,7 @@ fn handle(engine: &Mutex<Engine>, pipeline: Option<&Pipeline>, req: Request) -> 
         };
     };
     let result = tokio::runtime::Handle::current().block_on(pipeline.lookup_now(addr));
-    let source = Engine::source_of(addr);
+    let source = crate::net::host_prefix(addr);
     let record = match result {
         Ok(r) => Some(r),
         // The API rejected the address: that answer is cached too.
@@ -499,14 +501,15 @@ fn handle(engine: &Mutex<Engine>, pipeline: Option<&Pipeline>, req: Request) -> 
 async fn start_fleet(
     f: &crate::config::FleetConfig,
     cfg: &Config,
-    engine: &mut Engine,
+    state: &mut State,
     pipeline: Option<&Arc<Pipeline>>,
     sources: mpsc::Sender<SourceEvent>,
     snapshots: mpsc::Sender<SnapshotRequest>,
 ) -> Result<(tokio::task::JoinHandle<()>, Vec<Origin>), DaemonError> {
     let host = f.host();
     let bucket = format!("{}-decisions", f.bucket_prefix);
-    let applied = engine
+    let applied = state
+        .engine
         .checkpoint(&fleet::checkpoint_key(&bucket))
         .map_err(DaemonError::Restore)?;
     let started = fleet::start(
@@ -520,8 +523,8 @@ async fn start_fleet(
     .await
     .map_err(DaemonError::Fleet)?;
     let origins = started.outbox.origins().to_vec();
-    engine.add_sink(Box::new(started.outbox));
-    engine.set_fleet(started.link);
+    state.engine.add_sink(Box::new(started.outbox));
+    state.sources.fleet = Some(started.link);
     if let (Some(shared), Some(p)) = (started.answers, pipeline) {
         p.share_with(shared);
     }
@@ -568,7 +571,7 @@ struct Inbox {
 }
 
 async fn poll_loop(
-    engine: &Arc<Mutex<Engine>>,
+    engine: &Arc<Mutex<State>>,
     readers: &mut Vec<Dataplane>,
     mut inbox: Inbox,
     mut period: std::time::Duration,
@@ -586,7 +589,7 @@ async fn poll_loop(
             _ = ticker.tick() => {
                 let started = std::time::Instant::now();
                 let owned = std::mem::take(readers);
-                let aggregates = engine.lock().expect("engine lock poisoned").aggregates_on();
+                let aggregates = engine.lock().expect("engine lock poisoned").policy.aggregates_on();
                 let (back, poll) = tokio::task::spawn_blocking(move || {
                     let p = poll::read(&owned, aggregates);
                     (owned, p)
@@ -618,17 +621,16 @@ async fn poll_loop(
                 }
             }
             Some(p) = inbox.protected.recv() => {
-                engine.lock().expect("engine lock poisoned").set_protected(p);
+                engine.lock().expect("engine lock poisoned").engine.set_protected(p);
             }
             _ = hup.recv() => {
                 inbox.refresh.notify_one();
                 notify(&reloading());
-                let response = engine.lock().expect("engine lock poisoned").handle(Request::Reload);
+                let reloaded = engine.lock().expect("engine lock poisoned").reload_from_file();
                 notify("READY=1");
-                match response {
-                    Response::Done { message } => tracing::info!("SIGHUP: {message}"),
-                    Response::Error { message } => tracing::error!("SIGHUP: {message}"),
-                    _ => {}
+                match reloaded {
+                    Ok(message) => tracing::info!("SIGHUP: {message}"),
+                    Err(e) => tracing::error!("SIGHUP: {e}"),
                 }
             }
             Some(enriched) = inbox.answers.recv() => {
@@ -643,6 +645,7 @@ async fn poll_loop(
                 let local: Vec<crate::decision::Decision> = engine
                     .lock()
                     .expect("engine lock poisoned")
+                    .engine
                     .book()
                     .iter()
                     .filter(|d| inbox.publish.contains(&d.origin))

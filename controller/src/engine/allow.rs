@@ -2,7 +2,7 @@
 
 use ipnet::IpNet;
 
-use super::{Engine, EngineError, enforce::error_chain};
+use super::{Engine, EngineError, planes::error_chain};
 
 impl Engine {
     /// Adds a runtime allowlist entry.

@@ -13,9 +13,6 @@ use crate::{
 /// Why a request was refused or failed. Refusals name what to do instead.
 #[derive(Debug, Error)]
 pub enum EngineError {
-    /// The SYN fingerprint rules (an operator's file) do not parse.
-    #[error(transparent)]
-    Fingerprints(#[from] crate::fingerprint::RuleError),
     #[error(
         "refusing to block {prefix}: it overlaps the allowlisted {allow} ({origin}); remove that allow entry first if you really mean it"
     )]

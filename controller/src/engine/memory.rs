@@ -10,7 +10,7 @@ use std::{
 use ipnet::IpNet;
 use ipwarden_common::BlockEntry;
 
-use super::enforce::Enforcer;
+use super::planes::Enforcer;
 use crate::dataplane::{BlockRule, DataplaneError, GlobalCounters};
 
 /// What an in-memory enforcement point holds.

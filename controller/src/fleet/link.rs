@@ -25,7 +25,7 @@ impl Link {
     /// Records a failure, logging it when it differs from the last one (a link that stays down
     /// does not flood the log).
     pub fn failed(&self, what: &str, error: &dyn std::error::Error) {
-        let message = format!("{what}: {}", crate::engine::enforce::error_chain(error));
+        let message = format!("{what}: {}", crate::engine::error_chain(error));
         self.update(|v| {
             if v.last_error.as_deref() != Some(message.as_str()) {
                 tracing::warn!(error = %message, "fleet");

@@ -15,11 +15,11 @@ use anyhow::Context as _;
 use ipnet::IpNet;
 use ipwarden::{
     config::Config,
-    daemon::poll,
+    daemon::{poll, state::State},
     dataplane::{Dataplane, PinDir},
     decision::{Holder, Origin},
     detect::Detector,
-    engine::{AttachKind, BlockRequest, Engine, Plane},
+    engine::{AttachKind, BlockRequest, Plane},
     store::Store,
 };
 use serde::{Deserialize, Serialize};
@@ -123,7 +123,7 @@ pub fn probe_engine(
         AttachKind::Adopted,
         Box::new(Dataplane::open(&pins)?),
     );
-    let mut engine = Engine::new(cfg, None, store, vec![plane]);
+    let mut engine = State::new(cfg, None, store, vec![plane]);
     let requests: Vec<BlockRequest> = (0..decisions)
         .map(|i| BlockRequest {
             prefix: IpNet::from(IpAddr::from(
@@ -135,7 +135,9 @@ pub fn probe_engine(
         })
         .collect();
     let t0 = Instant::now();
-    let (n, refused) = engine.bulk_block(requests, Holder::named(Origin::Feed, "bench"))?;
+    let (n, refused) = engine
+        .engine
+        .bulk_block(requests, Holder::named(Origin::Feed, "bench"))?;
     let bulk = t0.elapsed();
     anyhow::ensure!(
         n == decisions && refused == 0,
@@ -254,7 +256,7 @@ pub fn enact(bpffs: &Path, state: &Path, n: usize) -> anyhow::Result<Enactment> 
         AttachKind::Adopted,
         Box::new(Dataplane::open(&pins)?),
     );
-    let mut engine = Engine::new(cfg, None, Store::open(state)?, vec![plane]);
+    let mut engine = State::new(cfg, None, Store::open(state)?, vec![plane]);
     const S: u64 = 1_000_000_000;
     // A first, empty poll (it also prunes the history: a write of its own).
     engine.tick(100 * S, Vec::new(), Duration::ZERO);
@@ -262,7 +264,7 @@ pub fn enact(bpffs: &Path, state: &Path, n: usize) -> anyhow::Result<Enactment> 
         .map(|i| {
             let addr = IpAddr::from(0x6440_0000u32.wrapping_add(i as u32).to_be_bytes());
             (
-                Engine::source_of(addr),
+                ipwarden::net::host_prefix(addr),
                 ipwarden::detect::Snapshot {
                     packets: 50_000,
                     bytes: 5_000_000,
@@ -273,18 +275,18 @@ pub fn enact(bpffs: &Path, state: &Path, n: usize) -> anyhow::Result<Enactment> 
             )
         })
         .collect();
-    let writes = engine.store_writes();
+    let writes = engine.engine.store_writes();
     let t0 = Instant::now();
     engine.tick(110 * S, snapshots, Duration::ZERO);
     let tick = t0.elapsed();
     anyhow::ensure!(
-        engine.book().len() == n,
+        engine.engine.book().len() == n,
         "{} of {n} decisions enacted",
-        engine.book().len()
+        engine.engine.book().len()
     );
     Ok(Enactment {
         decisions: n,
         tick_s: tick.as_secs_f64(),
-        store_writes: engine.store_writes() - writes,
+        store_writes: engine.engine.store_writes() - writes,
     })
 }

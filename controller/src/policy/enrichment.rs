@@ -2,44 +2,22 @@
 //! fresh cached answer); answers come back through the daemon's channel as [`Enriched`] and are
 //! scored into decisions here.
 
-use std::{fmt, net::IpAddr, sync::Arc};
+use std::{net::IpAddr, sync::Arc};
 
 use ipnet::IpNet;
 
-use super::{Engine, EngineError};
+use super::state::{EnrichmentState, Policy};
 use crate::{
     config::{OnError, Tag},
     decision::{Action, ChallengeRate, Decision, Holder, Origin, now_unix_ms},
     detect::Rates,
+    engine::{Engine, EngineError},
     enrich::{EnrichError, Pipeline, Record, pipeline::Enriched, queue::Candidate},
     score::{self, Verdict},
     store::CachedAnswer,
 };
 
-/// Whether heavy hitters are enriched, and if not, why.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EnrichmentState {
-    On,
-    /// `[ipasis] enabled = false`.
-    Disabled,
-    /// No key in `ipasis.key_file`, the `ipasis.key` credential or `IPASIS_KEY`.
-    NoKey,
-    /// Nothing said yet (no daemon around this engine): the velocity-only policy.
-    VelocityOnly,
-}
-
-impl fmt::Display for EnrichmentState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::On => "on",
-            Self::Disabled => "off: disabled in [ipasis]",
-            Self::NoKey => "off: no API key (ipasis.key_file, credential ipasis.key or IPASIS_KEY)",
-            Self::VelocityOnly => "off: velocity-only policy",
-        })
-    }
-}
-
-impl Engine {
+impl Policy {
     /// Turns enrichment on: heavy hitters go to `pipeline` instead of the velocity-only policy.
     pub fn set_enrichment(&mut self, pipeline: Arc<Pipeline>) {
         self.enrich = Some(pipeline);
@@ -52,6 +30,11 @@ impl Engine {
         self.enrichment_state = why;
     }
 
+    /// Whether heavy hitters are enriched, and if not, why.
+    pub fn enrichment_state(&self) -> EnrichmentState {
+        self.enrichment_state
+    }
+
     /// The enrichment stage, when enabled.
     pub fn enrichment(&self) -> Option<&Arc<Pipeline>> {
         self.enrich.as_ref()
@@ -60,14 +43,15 @@ impl Engine {
     /// Decides from a fresh cached answer, or queues the source for a lookup.
     pub(super) fn enrich_or_queue(
         &mut self,
+        engine: &mut Engine,
         pipeline: &Pipeline,
         source: IpNet,
         addr: IpAddr,
         rates: Rates,
     ) -> Result<(), EngineError> {
-        if let Some(answer) = self.fresh_answer(source)? {
+        if let Some(answer) = self.fresh_answer(engine, source)? {
             pipeline.cache_hit();
-            return self.decide(source, answer.record.as_ref(), rates.pps);
+            return self.decide(engine, source, answer.record.as_ref(), rates.pps);
         }
         if pipeline.submit(Candidate {
             source,
@@ -81,8 +65,12 @@ impl Engine {
 
     /// The cached answer for a source if it is still within `ipasis.cache_ttl` (a 400 answer
     /// never expires).
-    pub fn fresh_answer(&self, source: IpNet) -> Result<Option<CachedAnswer>, EngineError> {
-        let Some(a) = self.store.answer(source)? else {
+    pub fn fresh_answer(
+        &self,
+        engine: &Engine,
+        source: IpNet,
+    ) -> Result<Option<CachedAnswer>, EngineError> {
+        let Some(a) = engine.answer(source)? else {
             return Ok(None);
         };
         let age = now_unix_ms().saturating_sub(a.fetched_unix_ms);
@@ -90,14 +78,9 @@ impl Engine {
         Ok(fresh.then_some(a))
     }
 
-    /// The cached answer for a source whatever its age (for `explain`).
-    pub fn cached_answer(&self, source: IpNet) -> Option<CachedAnswer> {
-        self.store.answer(source).ok().flatten()
-    }
-
     /// Caches a fresh answer (from `ipwarden lookup`).
     pub fn store_answer(
-        &self,
+        engine: &Engine,
         source: IpNet,
         record: Option<Record>,
     ) -> Result<CachedAnswer, EngineError> {
@@ -105,14 +88,15 @@ impl Engine {
             record,
             fetched_unix_ms: now_unix_ms(),
         };
-        self.store.put_answer(source, &answer)?;
+        engine.put_answer(source, &answer)?;
         Ok(answer)
     }
 
     /// A heavy hitter whose feed tags alone reach a verdict is decided with no API call; whether
     /// it was.
-    pub(super) fn decide_from_tags(
+    pub fn decide_from_tags(
         &mut self,
+        engine: &mut Engine,
         source: IpNet,
         addr: IpAddr,
         pps: f64,
@@ -154,7 +138,7 @@ impl Engine {
             sc,
         );
         tracing::info!(%source, feeds = ?feeds, "decided from feed tags, no IPASIS request");
-        self.propose(d).map(|_| true)
+        engine.propose_one(d).map(|_| true)
     }
 
     /// A scorer's decision: the score and its factors, `decisions.default_ttl`, and the
@@ -185,6 +169,7 @@ impl Engine {
     /// Scores an answer (with any feed tags of the source) and proposes the verdict.
     fn decide(
         &mut self,
+        engine: &mut Engine,
         source: IpNet,
         record: Option<&Record>,
         pps: f64,
@@ -201,8 +186,10 @@ impl Engine {
             .collect();
         let merged = with_tags(answer, &tags);
         let record = &merged;
-        let extra: Vec<crate::decision::Factor> =
-            self.proxy_factor(source, record).into_iter().collect();
+        let extra: Vec<crate::decision::Factor> = self
+            .proxy_factor(engine, source, record)
+            .into_iter()
+            .collect();
         let mut sc = score::score_with(
             record,
             pps,
@@ -211,7 +198,7 @@ impl Engine {
             &self.cfg.scoring,
         );
         sc.factors = credit(sc.factors, answer, &tags);
-        self.vote(source, sc.verdict, record.operator.clone());
+        self.vote(engine, source, sc.verdict, record.operator.clone());
         let signals: Vec<String> = sc
             .factors
             .iter()
@@ -240,43 +227,52 @@ impl Engine {
             Verdict::Challenge => Action::Challenge,
         };
         let d = self.scored(source, action, Holder::of(Origin::Ipasis), reason, sc);
-        self.propose(d).map(drop)
+        engine.propose_one(d).map(drop)
     }
 
     /// An answer (or failure) for a queued candidate, from the daemon's channel.
-    pub fn on_enriched(&mut self, enriched: Enriched) {
+    pub fn on_enriched(&mut self, engine: &mut Engine, enriched: Enriched) {
         let Enriched { candidate, result } = enriched;
         let outcome = match result {
-            Ok(record) => self
-                .store_answer(candidate.source, Some(record.clone()))
-                .and_then(|_| self.decide(candidate.source, Some(&record), candidate.pps)),
-            Err(EnrichError::Invalid) => self.store_answer(candidate.source, None).map(drop),
-            Err(e) => self.enrichment_failed(&candidate, &e),
+            Ok(record) => Self::store_answer(engine, candidate.source, Some(record.clone()))
+                .and_then(|_| self.decide(engine, candidate.source, Some(&record), candidate.pps)),
+            Err(EnrichError::Invalid) => {
+                Self::store_answer(engine, candidate.source, None).map(drop)
+            }
+            Err(e) => self.enrichment_failed(engine, &candidate, &e),
         };
         if let Some(p) = &self.enrich {
             // Only now may the source be queued again: its answer is cached.
             p.finished(&candidate.source);
         }
         if let Err(e) = outcome {
-            self.warn(format!("enrichment of {}: {e}", candidate.source));
+            engine.warn(format!("enrichment of {}: {e}", candidate.source));
         }
     }
 
-    fn enrichment_failed(&mut self, c: &Candidate, e: &EnrichError) -> Result<(), EngineError> {
+    fn enrichment_failed(
+        &mut self,
+        engine: &mut Engine,
+        c: &Candidate,
+        e: &EnrichError,
+    ) -> Result<(), EngineError> {
         tracing::warn!(source = %c.source, error = %e, "enrichment failed");
         let retry = now_unix_ms() + self.cfg.ipasis.retry_failed_after.as_millis() as u64;
         self.retry_at.insert(c.source, retry);
-        if self.cfg.ipasis.on_error == OnError::Open || self.allow.conflict(&c.source).is_some() {
+        if self.cfg.ipasis.on_error == OnError::Open
+            || engine.allowlist().conflict(&c.source).is_some()
+        {
             return Ok(());
         }
-        self.propose(Decision::block(
-            c.source,
-            Holder::of(Origin::Ipasis),
-            format!("enrichment-failed: {e}"),
-            now_unix_ms(),
-            Some(self.cfg.ipasis.closed_ttl),
-        ))
-        .map(drop)
+        engine
+            .propose_one(Decision::block(
+                c.source,
+                Holder::of(Origin::Ipasis),
+                format!("enrichment-failed: {e}"),
+                now_unix_ms(),
+                Some(self.cfg.ipasis.closed_ttl),
+            ))
+            .map(drop)
     }
 }
 

@@ -1,15 +1,14 @@
 //! SYN fingerprints in the engine: classifying what the data plane kept for a source, and the
 //! `residential_proxy_suspect` factor of its score.
 
-use std::cell::RefCell;
-
 use ipnet::IpNet;
 use ipwarden_common::fingerprint::SigEntry;
 
-use super::Engine;
+use super::state::{BySource, Policy};
 use crate::wire::FingerprintView;
 use crate::{
     decision::Factor,
+    engine::Engine,
     enrich::Record,
     fingerprint::{self, Rules},
 };
@@ -17,24 +16,17 @@ use crate::{
 /// The factor's name, as `explain` and the decision's reason show it.
 pub const RESIDENTIAL_PROXY_SUSPECT: &str = "residential_proxy_suspect";
 
-/// The data plane's signatures by source, read at most once per poll: scoring the sources of a
-/// spread flood would otherwise read the whole map (up to 65 536 entries) once per source.
-#[derive(Debug, Default)]
-pub(super) struct SigIndex(RefCell<Option<(u64, BySource)>>);
-
-/// Signatures by source (seeded hasher: the sources are chosen by senders).
-type BySource = foldhash::HashMap<IpNet, Vec<SigEntry>>;
-
-impl Engine {
+impl Policy {
     /// Runs `f` on the signatures by source as read at this poll.
     fn with_signatures<T>(
         &self,
+        engine: &Engine,
         f: impl FnOnce(&foldhash::HashMap<IpNet, Vec<SigEntry>>) -> T,
     ) -> T {
         let mut index = self.sig_index.0.borrow_mut();
         if index.as_ref().is_none_or(|(polls, _)| *polls != self.polls) {
             let mut by = BySource::default();
-            if let Some(plane) = self.planes.first() {
+            if let Some(plane) = engine.planes().first() {
                 for (source, e) in plane.enforcer.signatures() {
                     by.entry(source).or_default().push(e);
                 }
@@ -50,8 +42,8 @@ impl Engine {
     }
 
     /// Every SYN signature the data plane kept for `source`, classified.
-    pub fn fingerprints_of(&self, source: IpNet) -> Vec<FingerprintView> {
-        self.with_signatures(|by| {
+    pub fn fingerprints_of(&self, engine: &Engine, source: IpNet) -> Vec<FingerprintView> {
+        self.with_signatures(engine, |by| {
             by.get(&source)
                 .into_iter()
                 .flatten()
@@ -61,8 +53,8 @@ impl Engine {
     }
 
     /// The OS guess of each of these sources.
-    pub(super) fn os_guesses(&self, sources: &[IpNet]) -> Vec<Option<String>> {
-        self.with_signatures(|by| {
+    pub fn os_guesses(&self, engine: &Engine, sources: &[IpNet]) -> Vec<Option<String>> {
+        self.with_signatures(engine, |by| {
             sources
                 .iter()
                 .map(|src| {
@@ -86,12 +78,17 @@ impl Engine {
 
     /// `residential_proxy_suspect`: IPASIS says a residential or mobile line (neither hosting,
     /// crawler nor VPN), yet the source's SYNs show a server's stack or come from too far.
-    pub(super) fn proxy_factor(&self, source: IpNet, answer: &Record) -> Option<Factor> {
+    pub(super) fn proxy_factor(
+        &self,
+        engine: &Engine,
+        source: IpNet,
+        answer: &Record,
+    ) -> Option<Factor> {
         let yes = |f: Option<bool>| f == Some(true);
         if yes(answer.hosting) || yes(answer.crawler) || yes(answer.vpn) {
             return None;
         }
-        let why = fingerprint::proxy_suspicion(&self.fingerprints_of(source))?;
+        let why = fingerprint::proxy_suspicion(&self.fingerprints_of(engine, source))?;
         Some(Factor {
             name: format!("{RESIDENTIAL_PROXY_SUSPECT}: {why}"),
             weight: self.cfg.scoring.residential_proxy_suspect,

@@ -7,31 +7,19 @@ use std::collections::HashMap;
 
 use ipnet::IpNet;
 
-use super::Engine;
+use super::state::{Policy, VOTE_TTL_MS, Vote};
 use crate::{
     aggregate::HeavyAggregate,
     decision::{Action, ChallengeRate, Decision, Holder, Origin, now_unix_ms},
     detect::Rates,
+    engine::Engine,
     score::Verdict,
 };
 
-/// How long a network waits for its members' answers before the vote is dropped.
-const VOTE_TTL_MS: u64 = 10 * 60 * 1000;
-
-/// A heavy network waiting for its busiest members' verdicts.
-#[derive(Debug)]
-pub(super) struct Vote {
-    members: Vec<IpNet>,
-    verdicts: HashMap<IpNet, (Verdict, Option<String>)>,
-    count: usize,
-    rates: Rates,
-    since_ms: u64,
-}
-
-impl Engine {
+impl Policy {
     /// Starts a vote on `ev`'s network: its busiest members are looked up (or decided from the
     /// cache at once).
-    pub(super) fn start_vote(&mut self, ev: &HeavyAggregate) {
+    pub(super) fn start_vote(&mut self, engine: &mut Engine, ev: &HeavyAggregate) {
         let Some(pipeline) = self.enrich.clone() else {
             return;
         };
@@ -54,14 +42,20 @@ impl Engine {
                 pps: m.pps,
                 syn_pps: 0.0,
             };
-            if let Err(e) = self.enrich_or_queue(&pipeline, m.source, m.addr, rates) {
-                self.warn(format!("looking up {} for {}: {e}", m.source, ev.net));
+            if let Err(e) = self.enrich_or_queue(engine, &pipeline, m.source, m.addr, rates) {
+                engine.warn(format!("looking up {} for {}: {e}", m.source, ev.net));
             }
         }
     }
 
     /// A member's verdict; decides the network when every member has answered alike.
-    pub(super) fn vote(&mut self, source: IpNet, verdict: Verdict, operator: Option<String>) {
+    pub(super) fn vote(
+        &mut self,
+        engine: &mut Engine,
+        source: IpNet,
+        verdict: Verdict,
+        operator: Option<String>,
+    ) {
         let nets: Vec<IpNet> = self
             .votes
             .iter()
@@ -124,8 +118,8 @@ impl Engine {
                 pps: self.cfg.scoring.challenge_pps,
                 burst: self.cfg.scoring.challenge_burst,
             });
-            if let Err(e) = self.propose(d) {
-                self.warn(format!("deciding heavy aggregate {net}: {e}"));
+            if let Err(e) = engine.propose_one(d) {
+                engine.warn(format!("deciding heavy aggregate {net}: {e}"));
             }
         }
     }

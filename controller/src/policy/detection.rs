@@ -5,31 +5,30 @@ use std::{net::IpAddr, time::Duration};
 
 use ipnet::IpNet;
 
-use super::Engine;
+use super::Policy;
 use crate::{
     allowlist::overlaps,
     config::HeavyHitterAction,
-    decision::{Action, Decision, End, Ended, Holder, Origin, now_unix_ms},
+    decision::{Action, Decision, Holder, Origin, now_unix_ms},
     detect::{Event, Rates, Snapshot},
+    engine::{Engine, EngineError},
+    net::host_prefix,
 };
 
-impl Engine {
+impl Policy {
     /// One poll's worth of work.
     pub fn tick(
         &mut self,
+        engine: &mut Engine,
         now_ns: u64,
         snapshots: Vec<(IpNet, Snapshot)>,
         took: Duration,
     ) -> Vec<Event> {
         self.polls += 1;
         self.last_poll = took;
-        for f in self.resync(false) {
-            let why = super::enforce::error_chain(&f.error);
-            self.warn(format!("{} is still out of sync: {why}", f.iface));
-        }
+        engine.maintain();
+        self.new_episodes(engine);
         let now_ms = now_unix_ms();
-        self.expire(now_ms);
-        self.prune_history(now_ms);
         let due: Vec<IpNet> = self
             .retry_at
             .iter()
@@ -44,55 +43,31 @@ impl Engine {
         let events = self.detector.observe(now_ns, snapshots);
         let mut decided = Vec::new();
         for event in &events {
-            match self.on_event(event) {
+            match self.on_event(engine, event) {
                 Ok(Some(d)) => decided.push(d),
                 Ok(None) => {}
-                Err(e) => self.warn(format!("acting on {event:?}: {e}")),
+                Err(e) => engine.warn(format!("acting on {event:?}: {e}")),
             }
         }
-        self.enact(decided);
+        enact(engine, decided);
         events
     }
 
-    /// Stores and enforces one poll's decisions together (see [`Engine::propose_all`]).
-    fn enact(&mut self, decided: Vec<Decision>) {
-        let n = decided.len();
-        if let Err(e) = self.propose_all(decided) {
-            self.warn(format!("enacting {n} decisions of this poll: {e}"));
-        }
-    }
-
-    /// Ends expired decisions: one transaction, the next holder of each prefix enforced.
-    fn expire(&mut self, now_ms: u64) {
-        let ended: Vec<Ended> = self
-            .book
-            .expired(now_ms)
-            .into_iter()
-            .map(|d| Ended {
-                decision: d.clone(),
-                end: End::Expired,
-                ended_unix_ms: now_ms,
-            })
-            .collect();
-        if ended.is_empty() {
-            return;
-        }
-        let names: Vec<(IpNet, Holder)> = ended
-            .iter()
-            .map(|e| (e.decision.prefix, e.decision.holder()))
-            .collect();
-        if let Err(e) = self.commit(Vec::new(), ended) {
-            self.warn(format!("removing expired decisions: {e}"));
-            return;
-        }
-        for (prefix, holder) in names {
-            tracing::info!(%prefix, %holder, "decision expired");
+    /// Sources whose last decision ended start a new episode: judged afresh if they flood
+    /// again.
+    pub fn new_episodes(&mut self, engine: &mut Engine) {
+        for prefix in engine.take_ended() {
+            self.detector.reset(&prefix);
         }
     }
 
     /// What to do about one event: a velocity decision to enact with the poll's others, or
     /// nothing (covered, allowlisted, observed, or handed to enrichment).
-    fn on_event(&mut self, event: &Event) -> Result<Option<Decision>, super::EngineError> {
+    fn on_event(
+        &mut self,
+        engine: &mut Engine,
+        event: &Event,
+    ) -> Result<Option<Decision>, EngineError> {
         let (source, addr, rates, what) = match event {
             Event::HeavyHitter {
                 source,
@@ -102,16 +77,16 @@ impl Engine {
             Event::HardLimit { source, rates } => (*source, None, *rates, "hard rate limit"),
         };
         tracing::info!(%source, pps = rates.pps.round(), syn_pps = rates.syn_pps.round(), "{what}");
-        if self
-            .book
+        if engine
+            .book()
             .covering(source.network())
             .iter()
             .any(|d| d.action == Action::Block)
         {
             return Ok(None);
         }
-        if let Some((allow, origin)) = self
-            .allow
+        if let Some((allow, origin)) = engine
+            .allowlist()
             .entries()
             .into_iter()
             .find(|(a, _)| overlaps(a, &source))
@@ -122,13 +97,13 @@ impl Engine {
         // With enrichment on, feed tags that reach a verdict by themselves save the request.
         if let Some(addr) = addr
             && self.enrich.is_some()
-            && self.decide_from_tags(source, addr, rates.pps)?
+            && self.decide_from_tags(engine, source, addr, rates.pps)?
         {
             return Ok(None);
         }
         if let (Some(addr), Some(pipeline)) = (addr, self.enrich.clone()) {
             return self
-                .enrich_or_queue(&pipeline, source, addr, rates)
+                .enrich_or_queue(engine, &pipeline, source, addr, rates)
                 .map(|()| None);
         }
         if addr.is_some() && self.cfg.detection.on_heavy_hitter == HeavyHitterAction::Observe {
@@ -139,7 +114,7 @@ impl Engine {
 
     /// Records how long a whole poll took; one longer than the interval makes the next start
     /// late, which is counted and warned about (at most once a minute).
-    pub fn note_poll_time(&mut self, spent: Duration, interval: Duration) {
+    pub fn note_poll_time(&mut self, engine: &mut Engine, spent: Duration, interval: Duration) {
         if spent <= interval {
             return;
         }
@@ -147,7 +122,7 @@ impl Engine {
         let now_ms = now_unix_ms();
         if now_ms.saturating_sub(self.last_late_warning_ms) >= 60_000 {
             self.last_late_warning_ms = now_ms;
-            self.warn(format!(
+            engine.warn(format!(
                 "a poll took {:.0} ms, longer than detection.poll_interval ({:.0} ms): polls start late and detection falls behind ({} late so far)",
                 spent.as_secs_f64() * 1e3,
                 interval.as_secs_f64() * 1e3,
@@ -165,6 +140,7 @@ impl Engine {
     /// and the front tables' `pending` counts (after [`Engine::tick`] has fed the detector).
     pub fn judge_aggregates(
         &mut self,
+        engine: &mut Engine,
         now_ns: u64,
         cells: Vec<ipwarden_common::AggCell>,
         pending: Vec<(IpNet, u64, u64)>,
@@ -177,11 +153,11 @@ impl Engine {
             .observe(now_ns, &cells, &pending, candidates);
         let mut decided: Vec<Decision> = Vec::new();
         for ev in events {
-            if let Some(d) = self.on_aggregate(&ev, &decided) {
+            if let Some(d) = self.on_aggregate(engine, &ev, &decided) {
                 decided.push(d);
             }
         }
-        self.enact(decided);
+        enact(engine, decided);
     }
 
     /// A heavy aggregate: blocked as a prefix for `detection.hard_ttl` unless a narrower heavy
@@ -191,14 +167,15 @@ impl Engine {
     /// by one).
     fn on_aggregate(
         &mut self,
+        engine: &mut Engine,
         ev: &crate::aggregate::HeavyAggregate,
         decided: &[Decision],
     ) -> Option<Decision> {
         let net = ev.net;
         let busiest: Vec<String> = ev.busiest.iter().map(|m| m.source.to_string()).collect();
         tracing::info!(prefix = %net, members = ev.members, pps = ev.rates.pps.round(), syn_pps = ev.rates.syn_pps.round(), ?busiest, "heavy aggregate");
-        if self
-            .book
+        if engine
+            .book()
             .covering(net.network())
             .iter()
             .any(|d| d.action == Action::Block && d.prefix.contains(&net))
@@ -206,13 +183,13 @@ impl Engine {
             return None;
         }
         if decided.iter().any(|d| net.contains(&d.prefix))
-            || self.recent_aggregate_block_inside(&net)
+            || self.recent_aggregate_block_inside(engine, &net)
         {
             self.aggregates.reset(&net);
             return None;
         }
-        if let Some((allow, origin)) = self
-            .allow
+        if let Some((allow, origin)) = engine
+            .allowlist()
             .entries()
             .into_iter()
             .find(|(a, _)| overlaps(a, &net))
@@ -222,7 +199,7 @@ impl Engine {
         }
         if self.enrich.is_some() {
             // With IP intelligence, the network is judged by its busiest members' answers.
-            self.start_vote(ev);
+            self.start_vote(engine, ev);
             return None;
         }
         if self.cfg.detection.on_heavy_hitter == HeavyHitterAction::Observe {
@@ -245,9 +222,9 @@ impl Engine {
 
     /// Whether a velocity decision on a network strictly inside `net` was made within the
     /// detection window (its traffic may still fill `net`'s rate).
-    fn recent_aggregate_block_inside(&self, net: &IpNet) -> bool {
+    fn recent_aggregate_block_inside(&self, engine: &Engine, net: &IpNet) -> bool {
         let since = now_unix_ms().saturating_sub(self.cfg.detection.window.as_millis() as u64);
-        self.book.iter().any(|d| {
+        engine.book().iter().any(|d| {
             d.origin == Origin::Velocity
                 && d.prefix != *net
                 && d.prefix.prefix_len() > net.prefix_len()
@@ -274,7 +251,18 @@ impl Engine {
     }
 
     /// The source unit of an address and the detector's view of it.
-    pub(super) fn rates_of(&self, addr: IpAddr) -> Option<crate::detect::SourceView> {
-        self.detector.get(&Self::source_of(addr))
+    pub fn rates_of(&self, addr: IpAddr) -> Option<crate::detect::SourceView> {
+        self.detector.get(&host_prefix(addr))
+    }
+}
+
+/// Stores and enforces one poll's decisions together (one durable transaction).
+fn enact(engine: &mut Engine, decided: Vec<Decision>) {
+    let n = decided.len();
+    if n == 0 {
+        return;
+    }
+    if let Err(e) = engine.propose(decided) {
+        engine.warn(format!("enacting {n} decisions of this poll: {e}"));
     }
 }

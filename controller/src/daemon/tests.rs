@@ -7,12 +7,16 @@ use ipnet::IpNet;
 use ipwarden_common::{GlobalCounter, Reason};
 use tempfile::TempDir;
 
-use super::*;
+use super::{handlers, state::State};
 use crate::{
     allowlist::AllowOrigin,
-    decision::{Action, Holder},
+    config::Config,
+    decision::{Action, Decision, End, Holder, Origin, now_unix_ms},
     detect::Snapshot,
+    engine::{AttachKind, Enforcer as _, Engine, EngineError, MemoryEnforcer, Plane, SourceEvent},
     enrich::{Record, pipeline::Enriched, queue::Candidate},
+    net::host_prefix,
+    store::Store,
     wire::{Request, Response},
 };
 
@@ -32,7 +36,7 @@ fn config() -> Config {
 }
 
 struct Fixture {
-    engine: Engine,
+    state: State,
     planes: Vec<MemoryEnforcer>,
     dir: TempDir,
 }
@@ -42,7 +46,7 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let planes: Vec<MemoryEnforcer> = (0..n).map(|_| MemoryEnforcer::new()).collect();
         let store = Store::open(dir.path()).unwrap();
-        let engine = Engine::new(
+        let state = State::new(
             cfg,
             None,
             store,
@@ -52,12 +56,8 @@ impl Fixture {
                 .map(|(i, m)| Plane::new(format!("if{i}"), AttachKind::Memory, Box::new(m.clone())))
                 .collect(),
         );
-        let mut f = Self {
-            engine,
-            planes,
-            dir,
-        };
-        f.engine.restore().unwrap();
+        let mut f = Self { state, planes, dir };
+        f.state.engine.restore().unwrap();
         f
     }
 
@@ -66,14 +66,14 @@ impl Fixture {
     }
 
     fn ok(&mut self, request: Request) -> Response {
-        match self.engine.handle(request) {
+        match handlers::handle(&mut self.state, request) {
             Response::Error { message } => panic!("unexpected error: {message}"),
             r => r,
         }
     }
 
     fn err(&mut self, request: Request) -> String {
-        match self.engine.handle(request) {
+        match handlers::handle(&mut self.state, request) {
             Response::Error { message } => message,
             r => panic!("expected an error, got {r:?}"),
         }
@@ -90,8 +90,8 @@ impl Fixture {
 
     /// Stops the engine and reopens the store it left.
     fn reopened_store(self) -> (Store, TempDir) {
-        let Self { engine, dir, .. } = self;
-        drop(engine);
+        let Self { state, dir, .. } = self;
+        drop(state);
         (Store::open(dir.path()).unwrap(), dir)
     }
 }
@@ -148,11 +148,8 @@ fn flood(f: &mut Fixture, addr: &str, pps: u64, secs: u64) {
             first_seen_ns: 100 * S,
             addr: a,
         };
-        f.engine.tick(
-            (100 + i) * S,
-            vec![(Engine::source_of(a), snap)],
-            Duration::ZERO,
-        );
+        f.state
+            .tick((100 + i) * S, vec![(host_prefix(a), snap)], Duration::ZERO);
     }
 }
 
@@ -171,18 +168,18 @@ fn one_polls_ten_thousand_decisions_cost_one_write_transaction() {
                 first_seen_ns: 100 * S,
                 addr: a,
             };
-            (Engine::source_of(a), snap)
+            (host_prefix(a), snap)
         })
         .collect();
     // The first poll also prunes the history (one write of its own).
-    f.engine.tick(109 * S, Vec::new(), Duration::ZERO);
-    let before = f.engine.store_writes();
+    f.state.tick(109 * S, Vec::new(), Duration::ZERO);
+    let before = f.state.engine.store_writes();
     let start = std::time::Instant::now();
-    f.engine.tick(110 * S, sources, Duration::ZERO);
+    f.state.tick(110 * S, sources, Duration::ZERO);
     let took = start.elapsed();
-    assert_eq!(f.engine.book().len(), 10_000);
+    assert_eq!(f.state.engine.book().len(), 10_000);
     assert_eq!(
-        f.engine.store_writes() - before,
+        f.state.engine.store_writes() - before,
         1,
         "10 000 velocity decisions in one transaction ({took:?})"
     );
@@ -217,11 +214,15 @@ fn block_is_stored_projected_listed_and_restored() {
 fn unblock_lifts_the_manual_decision_and_says_what_still_holds() {
     let mut f = Fixture::new();
     f.ok(block("203.0.113.7"));
-    f.engine
-        .propose(velocity("203.0.113.7/32", Duration::from_secs(600)))
+    f.state
+        .engine
+        .propose_one(velocity("203.0.113.7/32", Duration::from_secs(600)))
         .unwrap();
     f.ok(feed_block("203.0.113.7", "drop", 1800));
-    assert_eq!(f.engine.book().holders(&net("203.0.113.7/32")).len(), 3);
+    assert_eq!(
+        f.state.engine.book().holders(&net("203.0.113.7/32")).len(),
+        3
+    );
     // Manual lasts longest (1 h): it is what the kernel holds.
     assert_eq!(f.entry(0, "203.0.113.7/32").unwrap().1, Reason::MANUAL);
     let Response::Unblocked {
@@ -320,6 +321,7 @@ fn an_import_is_one_batch_with_refusals_counted() {
     assert_eq!((enacted, refused), (2, 1), "192.0.2.5 is allowlisted");
     assert_eq!(f.entry(0, "198.51.100.3/32").unwrap().1, Reason::FEED);
     let d = f
+        .state
         .engine
         .book()
         .get(&net("203.0.113.1/32"), &Holder::named(Origin::Feed, "list"))
@@ -367,7 +369,7 @@ fn only_operator_origins_can_be_given_on_the_command_line() {
         message.contains("velocity decisions are made by"),
         "{message}"
     );
-    assert!(f.engine.book().is_empty());
+    assert!(f.state.engine.book().is_empty());
 }
 
 #[test]
@@ -432,29 +434,37 @@ fn a_batch_counts_refusals_and_respects_the_limit() {
         )
     };
     let applied = f
+        .state
         .engine
-        .propose_batch(vec![
+        .propose(vec![
             feed("203.0.113.1"),
             feed("192.0.2.7"),
             feed("203.0.113.2"),
         ])
-        .unwrap();
+        .unwrap()
+        .counts();
     assert_eq!((applied.enacted, applied.refused), (2, 1));
     assert_eq!(f.planes[0].state().rules.len(), 2);
     // Renewing what is held needs no room; two new ones do not fit.
-    f.engine
-        .propose_batch(vec![feed("203.0.113.1"), feed("203.0.113.2")])
+    f.state
+        .engine
+        .propose(vec![feed("203.0.113.1"), feed("203.0.113.2")])
         .unwrap();
     let err = f
+        .state
         .engine
-        .propose_batch(vec![feed("203.0.113.3"), feed("203.0.113.4")])
+        .propose(vec![feed("203.0.113.3"), feed("203.0.113.4")])
         .unwrap_err();
     assert!(matches!(err, EngineError::Full { limit: 3 }), "{err}");
-    assert_eq!(f.engine.book().len(), 2, "a refused batch changes nothing");
+    assert_eq!(
+        f.state.engine.book().len(),
+        2,
+        "a refused batch changes nothing"
+    );
     f.ok(block("203.0.113.5"));
     let message = f.err(block("203.0.113.1"));
     assert!(message.contains("decisions.max_decisions"), "{message}");
-    assert_eq!(f.engine.book().len(), 3);
+    assert_eq!(f.state.engine.book().len(), 3);
 }
 
 #[test]
@@ -474,7 +484,7 @@ fn replace_withdraws_what_a_source_no_longer_lists_and_nothing_else() {
             })
             .collect::<Vec<_>>()
     };
-    f.engine
+    f.state
         .apply(SourceEvent::Replace {
             holder: holder.clone(),
             decisions: listed(&["203.0.113.0/24", "198.51.100.0/25"]),
@@ -482,6 +492,7 @@ fn replace_withdraws_what_a_source_no_longer_lists_and_nothing_else() {
         .unwrap();
     f.ok(block("203.0.113.0/24"));
     let applied = f
+        .state
         .engine
         .apply(SourceEvent::Replace {
             holder: holder.clone(),
@@ -493,6 +504,7 @@ fn replace_withdraws_what_a_source_no_longer_lists_and_nothing_else() {
     assert_eq!(f.entry(0, "203.0.113.0/24").unwrap().1, Reason::MANUAL);
     assert!(f.entry(0, "2001:db8:4::/48").is_some());
     let applied = f
+        .state
         .engine
         .apply(SourceEvent::Withdraw {
             holder,
@@ -516,7 +528,7 @@ fn a_replacement_in_parts_withdraws_only_what_no_part_kept() {
             Some(Duration::from_secs(60)),
         )
     };
-    f.engine
+    f.state
         .apply(SourceEvent::Propose(vec![
             d("203.0.113.1"),
             d("203.0.113.2"),
@@ -533,10 +545,11 @@ fn a_replacement_in_parts_withdraws_only_what_no_part_kept() {
     assert_eq!(parts.len(), 4);
     let mut withdrawn = 0;
     for p in parts {
-        withdrawn += f.engine.apply(p).unwrap().withdrawn;
+        withdrawn += f.state.apply(p).unwrap().withdrawn;
     }
     assert_eq!(withdrawn, 2);
     let held: Vec<String> = f
+        .state
         .engine
         .book()
         .iter()
@@ -562,11 +575,11 @@ fn a_replacement_in_parts_withdraws_only_what_no_part_kept() {
 #[test]
 fn a_poll_longer_than_the_interval_is_counted_and_said() {
     let mut f = Fixture::new();
-    f.engine
+    f.state
         .note_poll_time(Duration::from_millis(150), Duration::from_millis(200));
-    f.engine
+    f.state
         .note_poll_time(Duration::from_millis(340), Duration::from_millis(200));
-    f.engine
+    f.state
         .note_poll_time(Duration::from_millis(400), Duration::from_millis(200));
     let Response::Status(s) = f.ok(Request::Status) else {
         panic!()
@@ -629,7 +642,7 @@ fn status_stats_explain_top_and_lookup_views() {
         fresh: false,
     });
     assert!(message.contains("no cached IPASIS answer"), "{message}");
-    f.engine
+    f.state
         .store_answer(net("203.0.113.66/32"), Some(Record::default()))
         .unwrap();
     assert!(matches!(
@@ -647,7 +660,7 @@ fn reload_applies_a_good_file_and_keeps_the_old_config_on_a_bad_one() {
     let path = dir.path().join("ipwarden.toml");
     std::fs::write(&path, "[allow]\nprefixes = [\"198.51.100.0/24\"]\n").unwrap();
     let mut f = Fixture::new();
-    f.engine.config_path = Some(path.clone());
+    f.state.config_path = Some(path.clone());
     let Response::Done { message } = f.ok(Request::Reload) else {
         panic!()
     };
@@ -674,14 +687,15 @@ fn block_beats_challenge_and_expiry_falls_back_to_the_next_holder() {
         now_unix_ms(),
         Some(Duration::from_secs(3600)),
     );
-    f.engine.propose(challenge).unwrap();
+    f.state.engine.propose_one(challenge).unwrap();
     assert_eq!(
         f.entry(0, p),
         Some((ipwarden_common::Action::CHALLENGE, Reason::IPASIS))
     );
     // A short velocity block wins over a longer challenge ...
-    f.engine
-        .propose(velocity(p, Duration::from_millis(30)))
+    f.state
+        .engine
+        .propose_one(velocity(p, Duration::from_millis(30)))
         .unwrap();
     assert_eq!(
         f.entry(0, p),
@@ -689,7 +703,7 @@ fn block_beats_challenge_and_expiry_falls_back_to_the_next_holder() {
     );
     // ... and when it expires the challenge is enforced again.
     std::thread::sleep(Duration::from_millis(40));
-    f.engine.tick(1, Vec::new(), Duration::ZERO);
+    f.state.tick(1, Vec::new(), Duration::ZERO);
     assert_eq!(
         f.entry(0, p),
         Some((ipwarden_common::Action::CHALLENGE, Reason::IPASIS))
@@ -713,6 +727,7 @@ fn a_heavy_hitter_is_blocked_by_velocity_for_hard_ttl_unless_allowlisted() {
     flood(&mut f, "203.0.113.66", 5000, 2);
     flood(&mut f, "192.0.2.5", 5000, 2);
     let d = f
+        .state
         .engine
         .book()
         .get(&net("203.0.113.66/32"), &Holder::of(Origin::Velocity))
@@ -721,7 +736,7 @@ fn a_heavy_hitter_is_blocked_by_velocity_for_hard_ttl_unless_allowlisted() {
     assert_eq!(d.ttl(), Some(Duration::from_secs(600)));
     assert!(d.reason.contains("heavy hitter: 5000 pps"), "{}", d.reason);
     assert_eq!(
-        f.engine.book().len(),
+        f.state.engine.book().len(),
         1,
         "the allowlisted flood is not blocked"
     );
@@ -737,12 +752,13 @@ fn repeat_offenders_get_longer_ttls_up_to_max_ttl() {
     let base = Duration::from_secs(600);
     let mut ttls = Vec::new();
     for _ in 0..4 {
-        let d = f.engine.propose(velocity(p, base)).unwrap();
+        let d = f.state.engine.propose_one(velocity(p, base)).unwrap();
         ttls.push((
             d.ttl().unwrap().as_secs(),
             d.recidive.map(|r| (r.earlier, r.capped)),
         ));
-        f.engine
+        f.state
+            .engine
             .withdraw(&Holder::of(Origin::Velocity), &[net(p)])
             .unwrap();
     }
@@ -757,6 +773,7 @@ fn repeat_offenders_get_longer_ttls_up_to_max_ttl() {
     );
     // Manual blocks are the operator's: never lengthened, and they do not count.
     let m = f
+        .state
         .engine
         .block(BlockRequestFor::manual(p, 60), Holder::of(Origin::Manual))
         .unwrap();
@@ -769,7 +786,7 @@ fn repeat_offenders_get_longer_ttls_up_to_max_ttl() {
         now_unix_ms(),
         Some(base),
     );
-    let d = f.engine.propose(ipasis).unwrap();
+    let d = f.state.engine.propose_one(ipasis).unwrap();
     assert_eq!(d.recidive.map(|r| r.earlier), Some(4));
 }
 
@@ -781,23 +798,26 @@ fn offences_before_the_recidive_window_do_not_count() {
     let mut old = velocity(p, Duration::from_secs(600));
     old.created_unix_ms = old_ms;
     old.expires_unix_ms = Some(old_ms + 600_000);
-    f.engine.propose(old).unwrap();
-    f.engine.tick(1, Vec::new(), Duration::ZERO); // expires it into the history
-    assert!(f.engine.book().is_empty());
+    f.state.engine.propose_one(old).unwrap();
+    f.state.tick(1, Vec::new(), Duration::ZERO); // expires it into the history
+    assert!(f.state.engine.book().is_empty());
     let d = f
+        .state
         .engine
-        .propose(velocity(p, Duration::from_secs(600)))
+        .propose_one(velocity(p, Duration::from_secs(600)))
         .unwrap();
     assert_eq!(
         (d.ttl(), d.recidive),
         (Some(Duration::from_secs(600)), None)
     );
     let d2 = {
-        f.engine
+        f.state
+            .engine
             .withdraw(&Holder::of(Origin::Velocity), &[net(p)])
             .unwrap();
-        f.engine
-            .propose(velocity(p, Duration::from_secs(600)))
+        f.state
+            .engine
+            .propose_one(velocity(p, Duration::from_secs(600)))
             .unwrap()
     };
     assert_eq!(
@@ -811,8 +831,8 @@ fn offences_before_the_recidive_window_do_not_count() {
 struct BlockRequestFor;
 
 impl BlockRequestFor {
-    fn manual(p: &str, ttl_secs: u64) -> sources::BlockRequest {
-        sources::BlockRequest {
+    fn manual(p: &str, ttl_secs: u64) -> crate::engine::BlockRequest {
+        crate::engine::BlockRequest {
             prefix: net(p),
             ttl: Some(Duration::from_secs(ttl_secs)),
             permanent: false,
@@ -824,7 +844,7 @@ impl BlockRequestFor {
 #[test]
 fn feed_tags_join_the_score_and_name_their_feed() {
     let mut f = Fixture::new();
-    f.engine
+    f.state
         .apply(SourceEvent::Tags {
             feed: "cloud".into(),
             tag: crate::config::Tag::Hosting,
@@ -833,8 +853,10 @@ fn feed_tags_join_the_score_and_name_their_feed() {
         .unwrap();
     // Tags alone: hosting +50 reaches the challenge threshold.
     assert!(
-        f.engine
+        f.state
+            .policy
             .decide_from_tags(
+                &mut f.state.engine,
                 net("203.0.113.66/32"),
                 "203.0.113.66".parse().unwrap(),
                 10.0
@@ -842,6 +864,7 @@ fn feed_tags_join_the_score_and_name_their_feed() {
             .unwrap()
     );
     let d = f
+        .state
         .engine
         .book()
         .get(
@@ -855,8 +878,10 @@ fn feed_tags_join_the_score_and_name_their_feed() {
     assert!(d.reason.starts_with("feed cloud:"), "{}", d.reason);
     // Untagged: nothing decided from tags.
     assert!(
-        !f.engine
+        !f.state
+            .policy
             .decide_from_tags(
+                &mut f.state.engine,
                 net("198.51.100.9/32"),
                 "198.51.100.9".parse().unwrap(),
                 10.0
@@ -864,7 +889,7 @@ fn feed_tags_join_the_score_and_name_their_feed() {
             .unwrap()
     );
     // An IPASIS answer (proxy) plus the tag (hosting): 80, a block, the tag credited.
-    f.engine.on_enriched(Enriched {
+    f.state.on_enriched(Enriched {
         candidate: Candidate {
             source: net("203.0.113.77/32"),
             addr: "203.0.113.77".parse().unwrap(),
@@ -876,6 +901,7 @@ fn feed_tags_join_the_score_and_name_their_feed() {
         }),
     });
     let d = f
+        .state
         .engine
         .book()
         .get(&net("203.0.113.77/32"), &Holder::of(Origin::Ipasis))
@@ -912,11 +938,11 @@ fn a_failing_interface_is_marked_out_of_sync_and_rebuilt_at_the_next_tick() {
         s.warnings
     );
     // Still failing: the tick's resync fails and it stays out of sync.
-    f.engine.tick(1, Vec::new(), Duration::ZERO);
-    assert!(f.engine.planes.any_out_of_sync());
+    f.state.tick(1, Vec::new(), Duration::ZERO);
+    assert!(f.state.engine.planes().any_out_of_sync());
     f.planes[1].state().failing = false;
-    f.engine.tick(2, Vec::new(), Duration::ZERO);
-    assert!(!f.engine.planes.any_out_of_sync());
+    f.state.tick(2, Vec::new(), Duration::ZERO);
+    assert!(!f.state.engine.planes().any_out_of_sync());
     let held = |i: usize| -> Vec<(IpNet, u8, u32)> {
         f.planes[i]
             .state()
@@ -950,7 +976,6 @@ fn restore_makes_every_plane_equal_to_the_store_and_ends_expired_decisions() {
         .unwrap();
     let mut engine = Engine::new(
         config(),
-        None,
         Store::open(dir.path()).unwrap(),
         vec![Plane::new(
             "if0",
@@ -968,14 +993,13 @@ fn restore_makes_every_plane_equal_to_the_store_and_ends_expired_decisions() {
     );
     assert!(plane.state().allow.contains(&net("198.51.100.0/24")));
     assert!(plane.state().allow.contains(&net("192.0.2.0/24")));
-    assert_eq!(engine.store.history(None, 10).unwrap().len(), 1);
+    assert_eq!(engine.history(None, 10).unwrap().len(), 1);
     // A plane that cannot be made equal fails the start, naming it.
     drop(engine);
     let broken = MemoryEnforcer::new();
     broken.state().failing = true;
     let mut engine = Engine::new(
         config(),
-        None,
         Store::open(dir.path()).unwrap(),
         vec![Plane::new("eth9", AttachKind::Memory, Box::new(broken))],
     );
@@ -986,8 +1010,9 @@ fn restore_makes_every_plane_equal_to_the_store_and_ends_expired_decisions() {
 #[test]
 fn rebuilding_from_the_maps_keeps_origins_and_remaining_time() {
     let mut f = Fixture::new();
-    f.engine
-        .propose(velocity("203.0.113.1/32", Duration::from_secs(600)))
+    f.state
+        .engine
+        .propose_one(velocity("203.0.113.1/32", Duration::from_secs(600)))
         .unwrap();
     f.ok(feed_block("198.51.100.0/24", "drop", 60));
     f.ok(Request::AllowAdd {
@@ -999,7 +1024,6 @@ fn rebuilding_from_the_maps_keeps_origins_and_remaining_time() {
     let fresh = tempfile::tempdir().unwrap();
     let mut engine = Engine::new(
         config(),
-        None,
         Store::open(fresh.path()).unwrap(),
         vec![Plane::new(
             "if0",
@@ -1072,9 +1096,9 @@ fn a_residential_source_with_a_linux_server_stack_gets_the_proxy_factor() {
     };
     for last in [70u8, 71] {
         let addr = IpAddr::from([203, 0, 113, last]);
-        f.engine.on_enriched(Enriched {
+        f.state.on_enriched(Enriched {
             candidate: Candidate {
-                source: Engine::source_of(addr),
+                source: host_prefix(addr),
                 addr,
                 pps: 50_000.0,
             },
@@ -1083,6 +1107,7 @@ fn a_residential_source_with_a_linux_server_stack_gets_the_proxy_factor() {
     }
     // Velocity 20 + suspect 30 = 50: challenged.
     let d = f
+        .state
         .engine
         .book()
         .get(&net("203.0.113.70/32"), &Holder::of(Origin::Ipasis))
@@ -1097,7 +1122,8 @@ fn a_residential_source_with_a_linux_server_stack_gets_the_proxy_factor() {
     );
     // The Windows desktop on a residential line: velocity alone, 20, allowed.
     assert!(
-        f.engine
+        f.state
+            .engine
             .book()
             .covering("203.0.113.71".parse().unwrap())
             .is_empty()
@@ -1117,9 +1143,9 @@ fn a_residential_source_with_a_linux_server_stack_gets_the_proxy_factor() {
         syn_entry([203, 0, 113, 70], 61, 64240, linux),
     )];
     let addr = IpAddr::from([203, 0, 113, 70]);
-    g.engine.on_enriched(Enriched {
+    g.state.on_enriched(Enriched {
         candidate: Candidate {
-            source: Engine::source_of(addr),
+            source: host_prefix(addr),
             addr,
             pps: 50_000.0,
         },
@@ -1129,6 +1155,7 @@ fn a_residential_source_with_a_linux_server_stack_gets_the_proxy_factor() {
         }),
     });
     let d = g
+        .state
         .engine
         .book()
         .get(&net("203.0.113.70/32"), &Holder::of(Origin::Ipasis))
@@ -1144,7 +1171,7 @@ fn a_residential_source_with_a_linux_server_stack_gets_the_proxy_factor() {
 fn an_enrichment_answer_becomes_an_ipasis_decision_and_is_cached() {
     let mut f = Fixture::new();
     let source = net("203.0.113.66/32");
-    f.engine.on_enriched(Enriched {
+    f.state.on_enriched(Enriched {
         candidate: Candidate {
             source,
             addr: "203.0.113.66".parse().unwrap(),
@@ -1156,6 +1183,7 @@ fn an_enrichment_answer_becomes_an_ipasis_decision_and_is_cached() {
         }),
     });
     let d = f
+        .state
         .engine
         .book()
         .get(&source, &Holder::of(Origin::Ipasis))
@@ -1163,10 +1191,16 @@ fn an_enrichment_answer_becomes_an_ipasis_decision_and_is_cached() {
     assert_eq!(d.action, Action::Block);
     assert!(d.factors.iter().any(|x| x.name == "tor"), "{:?}", d.factors);
     assert_eq!(f.entry(0, "203.0.113.66/32").unwrap().1, Reason::IPASIS);
-    assert!(f.engine.fresh_answer(source).unwrap().is_some());
+    assert!(
+        f.state
+            .policy
+            .fresh_answer(&f.state.engine, source)
+            .unwrap()
+            .is_some()
+    );
     // A rejected address is cached as such and decides nothing.
     let other = net("203.0.113.67/32");
-    f.engine.on_enriched(Enriched {
+    f.state.on_enriched(Enriched {
         candidate: Candidate {
             source: other,
             addr: "203.0.113.67".parse().unwrap(),
@@ -1175,12 +1209,13 @@ fn an_enrichment_answer_becomes_an_ipasis_decision_and_is_cached() {
         result: Err(crate::enrich::EnrichError::Invalid),
     });
     assert!(
-        f.engine
-            .fresh_answer(other)
+        f.state
+            .policy
+            .fresh_answer(&f.state.engine, other)
             .unwrap()
             .unwrap()
             .record
             .is_none()
     );
-    assert_eq!(f.engine.book().len(), 1);
+    assert_eq!(f.state.engine.book().len(), 1);
 }

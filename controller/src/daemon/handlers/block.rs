@@ -1,0 +1,47 @@
+//! `block` and `unblock`.
+
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::{super::state::State, error};
+use crate::{
+    decision::Holder,
+    engine::{BlockRequest, Lift},
+    wire::Response,
+};
+
+pub fn block(
+    state: &mut State,
+    prefix: IpNet,
+    ttl_secs: Option<u64>,
+    permanent: bool,
+    reason: Option<String>,
+    holder: Holder,
+) -> Response {
+    let req = BlockRequest {
+        prefix,
+        ttl: ttl_secs.map(Duration::from_secs),
+        permanent,
+        reason,
+    };
+    match state.engine.block(req, holder) {
+        Ok(decision) => Response::Blocked { decision },
+        Err(e) => error(e),
+    }
+}
+
+pub fn unblock(state: &mut State, prefix: IpNet, holder: Holder, all: bool) -> Response {
+    let what = if all { Lift::All } else { Lift::Holder(holder) };
+    match state.engine.unblock(prefix, what) {
+        Ok((lifted, still)) => match lifted.first() {
+            Some(first) => Response::Unblocked {
+                decision: first.clone(),
+                lifted,
+                still,
+            },
+            None => error(format!("{} is not blocked", prefix.trunc())),
+        },
+        Err(e) => error(e),
+    }
+}

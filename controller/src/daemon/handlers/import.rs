@@ -1,0 +1,67 @@
+//! `import`: many decisions in one durable transaction.
+
+use std::time::Duration;
+
+use super::{super::state::State, error};
+use crate::{
+    decision::{Action, ChallengeRate, Decision, Holder, Origin, now_unix_ms},
+    engine::EngineError,
+    wire::{ImportEntry, Response},
+};
+
+pub fn import(
+    state: &mut State,
+    entries: Vec<ImportEntry>,
+    holder: Holder,
+    ttl_secs: Option<u64>,
+) -> Response {
+    if !matches!(holder.origin, Origin::Manual | Origin::Feed) {
+        return error(EngineError::NotOperatorOrigin {
+            origin: holder.origin,
+        });
+    }
+    let cfg = state.engine.config();
+    let now = now_unix_ms();
+    let default_ttl = ttl_secs
+        .map(Duration::from_secs)
+        .unwrap_or(cfg.decisions.default_ttl);
+    let rate = ChallengeRate {
+        pps: cfg.scoring.challenge_pps,
+        burst: cfg.scoring.challenge_burst,
+    };
+    let decisions = entries
+        .into_iter()
+        .map(|e| decision(e, &holder, now, default_ttl, rate))
+        .collect();
+    match state.engine.propose(decisions) {
+        Ok(p) => {
+            let a = p.counts();
+            Response::Imported {
+                enacted: a.enacted,
+                refused: a.refused,
+            }
+        }
+        Err(e) => error(e),
+    }
+}
+
+/// The decision an imported entry becomes under `holder`.
+fn decision(
+    e: ImportEntry,
+    holder: &Holder,
+    now_ms: u64,
+    default_ttl: Duration,
+    rate: ChallengeRate,
+) -> Decision {
+    let ttl = e.ttl_secs.map_or(default_ttl, Duration::from_secs);
+    let reason = e.reason.unwrap_or_else(|| format!("imported ({holder})"));
+    Decision::new(
+        e.prefix,
+        e.action.unwrap_or(Action::Block),
+        holder.clone(),
+        reason,
+        now_ms,
+        Some(ttl),
+    )
+    .with_rate(rate)
+}

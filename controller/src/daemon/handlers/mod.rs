@@ -1,0 +1,93 @@
+//! The control socket's requests, one file each: every handler calls the engine's and the
+//! policy's typed methods and fills the wire's views. Nothing below the daemon knows the
+//! protocol. Handlers never panic on bad input: every failure is a `Response::Error`.
+
+mod allow;
+mod block;
+mod explain;
+mod import;
+mod list;
+mod lookup;
+mod reload;
+mod stats;
+mod status;
+mod top;
+
+pub use lookup::lookup_view;
+pub use stats::stats;
+pub use status::status;
+
+use super::state::State;
+use crate::{
+    decision::{Holder, Origin},
+    wire::{Request, Response},
+};
+
+/// Answers one request.
+pub fn handle(state: &mut State, request: Request) -> Response {
+    match request {
+        Request::Status => Response::Status(status(state)),
+        Request::Block {
+            prefix,
+            ttl_secs,
+            permanent,
+            reason,
+            origin,
+            source,
+        } => block::block(
+            state,
+            prefix,
+            ttl_secs,
+            permanent,
+            reason,
+            holder(origin, source),
+        ),
+        Request::Unblock {
+            prefix,
+            origin,
+            source,
+            all_origins,
+        } => block::unblock(state, prefix, holder(origin, source), all_origins),
+        Request::List {
+            origin,
+            after,
+            limit,
+        } => list::list(state, origin, after, limit),
+        Request::Import {
+            decisions,
+            origin,
+            source,
+            ttl_secs,
+        } => import::import(state, decisions, holder(origin, source), ttl_secs),
+        Request::History { prefix, limit } => list::history(state, prefix, limit),
+        Request::AllowAdd { prefix } => allow::add(state, prefix),
+        Request::AllowRm { prefix } => allow::remove(state, prefix),
+        Request::AllowList => allow::list(state),
+        Request::Top { n } => top::top(state, n),
+        Request::Stats => match stats(state) {
+            Ok(interfaces) => Response::Stats { interfaces },
+            Err(e) => error(e),
+        },
+        Request::Explain { addr } => Response::Explain(explain::explain(state, addr)),
+        Request::Reload => reload::reload(state),
+        Request::Lookup { addr, .. } => match lookup_view(state, addr) {
+            // The daemon answers fresh lookups itself, outside the lock; here only the cache
+            // is consulted.
+            Some(v) => Response::Lookup(v),
+            None => error(format!("no cached IPASIS answer for {addr}")),
+        },
+    }
+}
+
+fn error(e: impl std::fmt::Display) -> Response {
+    Response::Error {
+        message: e.to_string(),
+    }
+}
+
+fn holder(origin: Option<Origin>, source: Option<String>) -> Holder {
+    Holder {
+        origin: origin.unwrap_or(Origin::Manual),
+        source,
+    }
+}

@@ -1,0 +1,27 @@
+//! `stats`: every interface's global counters.
+
+use ipwarden_common::GlobalCounter;
+
+use super::super::state::State;
+use crate::wire::InterfaceStats;
+
+/// The counters of every interface, or which interface could not be read.
+pub fn stats(state: &State) -> Result<Vec<InterfaceStats>, String> {
+    let by_iface = state.engine.planes().globals().map_err(|f| {
+        format!(
+            "reading {}: {}",
+            f.iface,
+            crate::engine::error_chain(&f.error)
+        )
+    })?;
+    Ok(by_iface
+        .into_iter()
+        .map(|(iface, g)| InterfaceStats {
+            iface,
+            counters: GlobalCounter::ALL
+                .iter()
+                .map(|c| (c.name().to_owned(), g.get(*c)))
+                .collect(),
+        })
+        .collect())
+}

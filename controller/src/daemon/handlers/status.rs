@@ -1,0 +1,74 @@
+//! `status`: the daemon, its interfaces, decisions, detection and sources at a glance. Metrics
+//! read the same view.
+
+use super::super::state::State;
+use crate::{
+    dataplane::Program,
+    wire::{InterfaceView, ProgramView, StatusView},
+};
+
+pub fn status(state: &State) -> StatusView {
+    let engine = &state.engine;
+    let policy = &state.policy;
+    let (tracked, heavy) = policy.detector().counts();
+    let (polls, late_polls, last_poll) = policy.polls();
+    let (aggregates_tracked, heavy_aggregates) = policy.aggregates().counts();
+    StatusView {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        pid: std::process::id(),
+        uptime_secs: state.uptime().as_secs(),
+        config: state.config_path().map(|p| p.display().to_string()),
+        state_db: engine.store_path().display().to_string(),
+        interfaces: engine
+            .planes()
+            .iter()
+            .map(|p| InterfaceView {
+                iface: p.iface.clone(),
+                attach: p.attach.name().to_owned(),
+                monitor: p.enforcer.monitor().unwrap_or(false),
+                out_of_sync: p.out_of_sync().map(str::to_owned),
+                program: p.enforcer.program().map(program_view),
+            })
+            .collect(),
+        decisions: engine.book().len(),
+        decisions_by_origin: engine
+            .book()
+            .count_by_origin()
+            .into_iter()
+            .map(|(o, n)| (o.name().to_owned(), n))
+            .collect(),
+        allow: engine.allowlist().len(),
+        tracked_sources: tracked,
+        heavy_hitters: heavy,
+        polls,
+        late_polls,
+        aggregates_tracked,
+        heavy_aggregates,
+        last_poll_ms: (last_poll.as_secs_f64() * 1e4).round() / 10.0,
+        enrichment: policy.enrichment_state().to_string(),
+        ipasis: policy.enrichment().map(|p| p.view()),
+        warnings: engine.warnings().cloned().collect(),
+        fleet: state.sources.fleet.as_ref().map(|l| Box::new(l.view())),
+        crowdsec: state.sources.crowdsec.as_ref().map(|l| Box::new(l.view())),
+        feeds: state
+            .sources
+            .feeds
+            .as_ref()
+            .map(|f| f.all())
+            .unwrap_or_default(),
+    }
+}
+
+/// The program attached to an interface, as `status` shows it.
+fn program_view(p: Program) -> ProgramView {
+    let stamp = p.stamp;
+    ProgramView {
+        version: stamp
+            .map(|s| s.version_str().to_owned())
+            .unwrap_or_default(),
+        build: stamp.map_or_else(|| "unstamped".into(), |s| format!("{:016x}", s.build)),
+        layout: stamp.map_or(1, |s| s.layout),
+        program_id: p.program_id,
+        current: p.is_current(),
+    }
+}

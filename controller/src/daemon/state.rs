@@ -1,0 +1,210 @@
+//! What the daemon keeps behind its one lock: the engine (the decision core), the policy
+//! (detection and enrichment), the views of the running sources, and what `status` says of the
+//! process. The poll loop, the control socket, SIGHUP and metrics all go through it.
+
+use std::{
+    net::IpAddr,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use ipnet::IpNet;
+use thiserror::Error;
+
+use crate::{
+    config::{Config, ConfigError, DEFAULT_PATH},
+    detect::{Event, Snapshot},
+    engine::{Applied, Engine, EngineError, Plane, SourceEvent},
+    enrich::{Record, pipeline::Enriched},
+    fingerprint::{RuleError, Rules},
+    policy::Policy,
+    store::{CachedAnswer, Store},
+};
+
+/// The status views of the sources started with the daemon.
+#[derive(Default)]
+pub struct SourceViews {
+    pub fleet: Option<Arc<crate::fleet::Link>>,
+    pub crowdsec: Option<Arc<crate::crowdsec::Link>>,
+    pub feeds: Option<Arc<crate::feeds::Views>>,
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug, Error)]
+pub enum ReloadError {
+    #[error("configuration not reloaded, the old one stays: {0}")]
+    Config(#[from] ConfigError),
+    #[error("configuration not reloaded, the old one stays: {0}")]
+    Fingerprints(#[from] RuleError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+pub struct State {
+    pub engine: Engine,
+    pub policy: Policy,
+    pub sources: SourceViews,
+    started: Instant,
+    pub(super) config_path: Option<PathBuf>,
+}
+
+impl State {
+    pub fn new(
+        cfg: Config,
+        config_path: Option<PathBuf>,
+        store: Store,
+        planes: Vec<Plane>,
+    ) -> Self {
+        Self {
+            policy: Policy::new(cfg.clone()),
+            engine: Engine::new(cfg, store, planes),
+            sources: SourceViews::default(),
+            started: Instant::now(),
+            config_path,
+        }
+    }
+
+    /// How long the daemon has run.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The path the configuration was loaded from.
+    pub fn config_path(&self) -> Option<&PathBuf> {
+        self.config_path.as_ref()
+    }
+
+    /// One poll's worth of work (see [`Policy::tick`]).
+    pub fn tick(
+        &mut self,
+        now_ns: u64,
+        snapshots: Vec<(IpNet, Snapshot)>,
+        took: Duration,
+    ) -> Vec<Event> {
+        self.policy.tick(&mut self.engine, now_ns, snapshots, took)
+    }
+
+    /// Judges the networks of this poll's active sources (after [`State::tick`]).
+    pub fn judge_aggregates(
+        &mut self,
+        now_ns: u64,
+        cells: Vec<ipwarden_common::AggCell>,
+        pending: Vec<(IpNet, u64, u64)>,
+    ) {
+        self.policy
+            .judge_aggregates(&mut self.engine, now_ns, cells, pending);
+    }
+
+    /// Records how long a whole poll took (a late one is counted and warned about).
+    pub fn note_poll_time(&mut self, spent: Duration, interval: Duration) {
+        self.policy
+            .note_poll_time(&mut self.engine, spent, interval);
+    }
+
+    /// The current poll period (reloadable).
+    pub fn poll_interval(&self) -> Duration {
+        self.policy.poll_interval()
+    }
+
+    /// An IPASIS answer (or failure) for a queued candidate.
+    pub fn on_enriched(&mut self, enriched: Enriched) {
+        self.policy.on_enriched(&mut self.engine, enriched);
+    }
+
+    /// Applies what a decision source sent: feed tags to the policy, the rest to the engine.
+    pub fn apply(&mut self, event: SourceEvent) -> Result<Applied, EngineError> {
+        match event {
+            SourceEvent::Tags {
+                feed,
+                tag,
+                prefixes,
+            } => {
+                let n = prefixes.len();
+                self.policy.set_tags(feed, tag, prefixes);
+                Ok(Applied {
+                    enacted: n,
+                    ..Applied::default()
+                })
+            }
+            other => self.engine.apply(other),
+        }
+    }
+
+    /// Caches an IPASIS answer (from `ipwarden lookup`).
+    pub fn store_answer(
+        &self,
+        source: IpNet,
+        record: Option<Record>,
+    ) -> Result<CachedAnswer, EngineError> {
+        Policy::store_answer(&self.engine, source, record)
+    }
+
+    /// The cached answer of an address's source unit whatever its age.
+    pub fn cached_answer(&self, addr: IpAddr) -> Option<CachedAnswer> {
+        self.engine
+            .answer(crate::net::host_prefix(addr))
+            .ok()
+            .flatten()
+    }
+
+    /// One line for the service manager's `STATUS=` (shown by `systemctl status`).
+    pub fn summary(&self) -> String {
+        let warnings = self.engine.warnings().count();
+        let (tracked, heavy) = self.policy.detector().counts();
+        format!(
+            "{} decisions, {tracked} sources tracked, {heavy} heavy hitters{}",
+            self.engine.book().len(),
+            if warnings == 0 {
+                String::new()
+            } else {
+                format!(", {warnings} warnings (ipwarden status)")
+            }
+        )
+    }
+
+    /// Applies a new configuration; returns what applies only at the next start or attach.
+    pub fn reload(&mut self, cfg: Config) -> Result<Vec<String>, ReloadError> {
+        // Checked before anything changes: a bad rule file refuses the whole reload.
+        let rules = Rules::load(cfg.fingerprints.rules.as_deref())?;
+        let old = self.engine.config();
+        let mut notes = Vec::new();
+        if cfg.daemon != old.daemon {
+            notes.push("[daemon] changes apply at the next start".to_owned());
+        }
+        if cfg.metrics != old.metrics {
+            notes.push("[metrics] changes apply at the next start".to_owned());
+        }
+        let mut new_dp = cfg.dataplane.clone();
+        new_dp.monitor = old.dataplane.monitor;
+        if new_dp != old.dataplane {
+            notes.push("[dataplane] sizes and attach mode apply at the next attach".to_owned());
+        }
+        if cfg.ipasis != old.ipasis {
+            notes.push("[ipasis] changes apply at the next start".to_owned());
+        }
+        self.policy.reconfigure(cfg.clone(), rules);
+        self.engine.reconfigure(cfg)?;
+        tracing::info!("configuration reloaded");
+        Ok(notes)
+    }
+
+    /// Reloads the file the configuration came from (or the default path); the message the
+    /// operator sees.
+    pub fn reload_from_file(&mut self) -> Result<String, ReloadError> {
+        let path = self
+            .config_path
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PATH.into());
+        let explicit = self.config_path.is_some();
+        let mut cfg = Config::load(&path, explicit)?;
+        // Command-line overrides given at start stay in force.
+        cfg.daemon = self.engine.config().daemon.clone();
+        let notes = self.reload(cfg)?;
+        Ok(if notes.is_empty() {
+            format!("reloaded {}", path.display())
+        } else {
+            format!("reloaded {} ({})", path.display(), notes.join("; "))
+        })
+    }
+}

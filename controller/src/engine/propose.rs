@@ -1,0 +1,388 @@
+//! The one way decisions enter and leave the book, whatever their source (an operator,
+//! velocity, IPASIS, a feed, CrowdSec, the fleet): [`Engine::propose`] applies one rule set
+//! (validation, the decision limit, repeat offenders' TTLs, replacement bookkeeping, bounded
+//! logging) and [`Engine::replace`] withdraws what a scope no longer lists.
+
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::{
+    Engine, EngineError,
+    events::{Applied, BlockRequest, Lift, Scope, SourceEvent},
+};
+use crate::decision::{Action, Decision, End, Ended, Holder, Origin, Recidive, now_unix_ms};
+
+/// How many decisions of one proposal are logged one by one (the rest as a sum).
+const LOGGED: usize = 10;
+
+impl Engine {
+    /// Why `prefix` may not be blocked, if it may not.
+    fn refusal(&self, prefix: IpNet) -> Option<EngineError> {
+        if prefix.prefix_len() == 0 {
+            return Some(EngineError::Everything {
+                op: "block",
+                prefix,
+            });
+        }
+        self.allow
+            .conflict(&prefix)
+            .map(|(allow, origin)| EngineError::AllowlistConflict {
+                prefix,
+                allow,
+                origin,
+            })
+    }
+
+    /// Whether `extra` new holders still fit under `decisions.max_decisions`.
+    fn room_for(&self, extra: usize) -> Result<(), EngineError> {
+        let limit = self.cfg.decisions.max_decisions;
+        if self.book.len() + extra > limit {
+            return Err(EngineError::Full { limit });
+        }
+        Ok(())
+    }
+
+    /// Lengthens a repeat offender's TTL: a velocity or IPASIS block of a prefix that such a
+    /// block held within `decisions.recidive_window` lasts `recidive_factor` times longer per
+    /// earlier block, up to `decisions.max_ttl`.
+    fn with_recidive(&self, mut d: Decision) -> Result<Decision, EngineError> {
+        let dc = &self.cfg.decisions;
+        let (Some(base), true) = (d.ttl(), d.origin.is_recidive_tracked()) else {
+            return Ok(d);
+        };
+        if d.action != Action::Block || dc.recidive_factor <= 1 {
+            return Ok(d);
+        }
+        let since = d
+            .created_unix_ms
+            .saturating_sub(dc.recidive_window.as_millis() as u64);
+        let earlier = self
+            .store
+            .history(Some(d.prefix), usize::MAX)?
+            .iter()
+            .filter(|e| {
+                e.decision.origin.is_recidive_tracked()
+                    && e.decision.action == Action::Block
+                    && e.decision.created_unix_ms >= since
+            })
+            .count() as u32;
+        if earlier == 0 {
+            return Ok(d);
+        }
+        let factor = u64::from(dc.recidive_factor).saturating_pow(earlier);
+        let wanted = base.saturating_mul(u32::try_from(factor).unwrap_or(u32::MAX));
+        let ttl = wanted.min(dc.max_ttl).max(base);
+        d.expires_unix_ms = Some(crate::decision::deadline_ms(d.created_unix_ms, ttl));
+        d.recidive = Some(Recidive {
+            earlier,
+            base_ttl_secs: base.as_secs(),
+            factor: dc.recidive_factor,
+            capped: wanted > dc.max_ttl,
+        });
+        Ok(d)
+    }
+
+    /// Enacts decisions, each under its own holder (replacing that holder's earlier one on the
+    /// prefix), in one durable transaction. The rules, the same for every source:
+    /// - the prefix is normalized (IPv4-mapped to IPv4, host bits cleared);
+    /// - a /0 or a prefix overlapping the allowlist is refused: skipped, counted and logged;
+    /// - new holders must fit under `decisions.max_decisions`, or nothing is enacted;
+    /// - a repeat offender's block lasts longer (`decisions.recidive_*`);
+    /// - a replacement in progress records what it keeps;
+    /// - each decision is logged (renewals at debug), at most [`LOGGED`] a call, then a sum.
+    ///
+    /// Returns the decisions as enacted and what was refused.
+    pub fn propose(&mut self, decisions: Vec<Decision>) -> Result<Proposed, EngineError> {
+        let mut out = Proposed::default();
+        let mut earlier = Vec::with_capacity(decisions.len());
+        let mut fresh = 0;
+        for mut d in decisions {
+            d.prefix = crate::net::unmap(d.prefix).trunc();
+            if let Some(why) = self.refusal(d.prefix) {
+                out.refused.push((d, why));
+                continue;
+            }
+            let renewal = self.book.get(&d.prefix, &d.holder()).cloned();
+            fresh += usize::from(renewal.is_none());
+            out.enacted.push(self.with_recidive(d)?);
+            earlier.push(renewal);
+        }
+        self.room_for(fresh)?;
+        for (scope, kept) in &mut self.replacing {
+            kept.extend(
+                out.enacted
+                    .iter()
+                    .filter(|d| scope.covers(d))
+                    .map(|d| (d.prefix, d.holder())),
+            );
+        }
+        self.commit(out.enacted.clone(), Vec::new())?;
+        for (d, why) in out.refused.iter().take(LOGGED) {
+            tracing::info!(prefix = %d.prefix, holder = %d.holder(), "refused: {why}");
+        }
+        for (d, e) in out.enacted.iter().zip(&earlier).take(LOGGED) {
+            log_decision(d, e.as_ref());
+        }
+        let total = out.enacted.len() + out.refused.len();
+        if total > LOGGED {
+            let origins: std::collections::BTreeSet<&str> =
+                out.enacted.iter().map(|d| d.origin.name()).collect();
+            tracing::info!(
+                enacted = out.enacted.len(),
+                new = fresh,
+                refused = out.refused.len(),
+                origins = ?origins,
+                logged = LOGGED,
+                "decisions (the rest are in `ipwarden list`)"
+            );
+        }
+        Ok(out)
+    }
+
+    /// [`Engine::propose`] for one decision: a refusal is the error.
+    pub fn propose_one(&mut self, d: Decision) -> Result<Decision, EngineError> {
+        let mut p = self.propose(vec![d])?;
+        if let Some((_, why)) = p.refused.pop() {
+            return Err(why);
+        }
+        Ok(p.enacted.pop().expect("one decision proposed, not refused"))
+    }
+
+    /// Withdraws `holder`'s decisions on exactly these prefixes (absent ones are skipped), in
+    /// one durable transaction; the withdrawn decisions.
+    pub fn withdraw(
+        &mut self,
+        holder: &Holder,
+        prefixes: &[IpNet],
+    ) -> Result<Vec<Decision>, EngineError> {
+        let now = now_unix_ms();
+        let ended: Vec<Ended> = prefixes
+            .iter()
+            .filter_map(|p| self.book.get(&p.trunc(), holder))
+            .map(|d| Ended {
+                decision: d.clone(),
+                end: End::Lifted,
+                ended_unix_ms: now,
+            })
+            .collect();
+        let gone: Vec<Decision> = ended.iter().map(|e| e.decision.clone()).collect();
+        self.commit(Vec::new(), ended)?;
+        for d in gone.iter().take(LOGGED) {
+            tracing::info!(prefix = %d.prefix, holder = %holder, action = d.action.name(), "decision lifted");
+        }
+        if gone.len() > LOGGED {
+            tracing::info!(withdrawn = gone.len(), %holder, logged = LOGGED, "decisions lifted");
+        }
+        Ok(gone)
+    }
+
+    /// Withdraws every decision of `scope` whose (prefix, holder) `keep` does not hold; how
+    /// many.
+    fn withdraw_stale(
+        &mut self,
+        scope: &Scope,
+        keep: impl Fn(&IpNet, &Holder) -> bool,
+    ) -> Result<usize, EngineError> {
+        let mut stale: std::collections::BTreeMap<Holder, Vec<IpNet>> = Default::default();
+        for d in self.book.iter().filter(|d| scope.covers(d)) {
+            let holder = d.holder();
+            if !keep(&d.prefix, &holder) {
+                stale.entry(holder).or_default().push(d.prefix);
+            }
+        }
+        let mut withdrawn = 0;
+        for (holder, prefixes) in stale {
+            withdrawn += self.withdraw(&holder, &prefixes)?.len();
+        }
+        Ok(withdrawn)
+    }
+
+    /// Makes `scope`'s decisions (one holder's, or one origin's across holders) equal to
+    /// `decisions`: the rest of what it holds is withdrawn.
+    pub fn replace(
+        &mut self,
+        scope: &Scope,
+        decisions: Vec<Decision>,
+    ) -> Result<Applied, EngineError> {
+        let wanted: std::collections::HashSet<(IpNet, Holder)> = decisions
+            .iter()
+            .map(|d| (crate::net::unmap(d.prefix).trunc(), d.holder()))
+            .collect();
+        let withdrawn = self.withdraw_stale(scope, |p, h| wanted.contains(&(*p, h.clone())))?;
+        let mut applied = self.propose(decisions)?.counts();
+        applied.withdrawn = withdrawn;
+        Ok(applied)
+    }
+
+    /// Applies what a source sent.
+    pub fn apply(&mut self, event: SourceEvent) -> Result<Applied, EngineError> {
+        match event {
+            SourceEvent::Propose(ds) => Ok(self.propose(ds)?.counts()),
+            SourceEvent::Withdraw { holder, prefixes } => Ok(Applied {
+                withdrawn: self.withdraw(&holder, &prefixes)?.len(),
+                ..Applied::default()
+            }),
+            SourceEvent::Replace { holder, decisions } => {
+                self.replace(&Scope::Holder(holder), decisions)
+            }
+            SourceEvent::ReplaceOrigin { origin, decisions } => {
+                self.replace(&Scope::Origin(origin), decisions)
+            }
+            SourceEvent::Checkpoint { key, value } => {
+                self.store.set_meta(&key, value)?;
+                Ok(Applied::default())
+            }
+            SourceEvent::ReplaceBegin { scope } => {
+                self.replacing.retain(|(s, _)| *s != scope);
+                self.replacing.push((scope, Default::default()));
+                Ok(Applied::default())
+            }
+            SourceEvent::ReplaceEnd { scope } => {
+                let Some(at) = self.replacing.iter().position(|(s, _)| *s == scope) else {
+                    return Ok(Applied::default());
+                };
+                let (scope, kept) = self.replacing.swap_remove(at);
+                let withdrawn =
+                    self.withdraw_stale(&scope, |p, h| kept.contains(&(*p, h.clone())))?;
+                Ok(Applied {
+                    withdrawn,
+                    ..Applied::default()
+                })
+            }
+            SourceEvent::Tags { .. } => Ok(Applied::default()),
+        }
+    }
+
+    /// A decision source's stored checkpoint (see [`SourceEvent::Checkpoint`]).
+    pub fn checkpoint(&self, key: &str) -> Result<Option<u64>, EngineError> {
+        Ok(self.store.meta(key)?)
+    }
+
+    /// An operator's `block`, held by `holder` (manual, or a named feed acting for a list the
+    /// operator has).
+    pub fn block(&mut self, req: BlockRequest, holder: Holder) -> Result<Decision, EngineError> {
+        if !matches!(holder.origin, Origin::Manual | Origin::Feed) {
+            return Err(EngineError::NotOperatorOrigin {
+                origin: holder.origin,
+            });
+        }
+        let d = self.operator_block(req, &holder, now_unix_ms());
+        self.propose_one(d)
+    }
+
+    /// The decision an operator's block request makes: the default TTL unless given or
+    /// permanent, a reason naming the origin unless given.
+    fn operator_block(&self, req: BlockRequest, holder: &Holder, now_ms: u64) -> Decision {
+        let ttl = if req.permanent {
+            None
+        } else {
+            Some(req.ttl.unwrap_or(self.cfg.decisions.default_ttl))
+        };
+        let reason = req
+            .reason
+            .unwrap_or_else(|| format!("{} block", holder.origin));
+        Decision::block(req.prefix, holder.clone(), reason, now_ms, ttl)
+    }
+
+    /// Many operator blocks at once (a bulk load): one durable transaction, then the planes.
+    /// Returns (enacted, refused).
+    pub fn bulk_block(
+        &mut self,
+        requests: Vec<BlockRequest>,
+        holder: Holder,
+    ) -> Result<(usize, usize), EngineError> {
+        let now = now_unix_ms();
+        let batch = requests
+            .into_iter()
+            .map(|req| self.operator_block(req, &holder, now))
+            .collect();
+        let applied = self.propose(batch)?.counts();
+        Ok((applied.enacted, applied.refused))
+    }
+
+    /// An operator's `unblock`: lifts `what` on exactly `prefix`; returns what was lifted and
+    /// what still holds the prefix.
+    pub fn unblock(
+        &mut self,
+        prefix: IpNet,
+        what: Lift,
+    ) -> Result<(Vec<Decision>, Vec<Decision>), EngineError> {
+        let prefix = prefix.trunc();
+        let holders: Vec<Holder> = self
+            .book
+            .holders(&prefix)
+            .iter()
+            .map(Decision::holder)
+            .collect();
+        if holders.is_empty() {
+            return Err(EngineError::NotBlocked { prefix });
+        }
+        let lifted = match &what {
+            Lift::Holder(h) if !holders.contains(h) => {
+                return Err(EngineError::NotHeld {
+                    prefix,
+                    holder: h.clone(),
+                    held_by: holders
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+            Lift::Holder(h) => self.withdraw(h, &[prefix])?,
+            Lift::All => {
+                let mut all = Vec::new();
+                for h in &holders {
+                    all.extend(self.withdraw(h, &[prefix])?);
+                }
+                tracing::warn!(%prefix, holders = all.len(), "every origin's decision lifted by the operator");
+                all
+            }
+        };
+        let still = self.book.holders(&prefix).to_vec();
+        Ok((lifted, still))
+    }
+}
+
+/// What a proposal did: the decisions as enacted (a repeat offender's TTL lengthened) and the
+/// refused ones with why.
+#[derive(Debug, Default)]
+pub struct Proposed {
+    pub enacted: Vec<Decision>,
+    pub refused: Vec<(Decision, EngineError)>,
+}
+
+impl Proposed {
+    /// The counts.
+    pub fn counts(&self) -> Applied {
+        Applied {
+            enacted: self.enacted.len(),
+            refused: self.refused.len(),
+            withdrawn: 0,
+        }
+    }
+}
+
+/// Logs a decision once: a renewal with the same action and reason is not news.
+fn log_decision(d: &Decision, earlier: Option<&Decision>) {
+    if earlier.is_some_and(|e| e.action == d.action && e.reason == d.reason) {
+        tracing::debug!(prefix = %d.prefix, holder = %d.holder(), "decision renewed");
+        return;
+    }
+    let ttl = d
+        .remaining(now_unix_ms())
+        .map(|t| humantime::format_duration(Duration::from_secs(t.as_secs())).to_string())
+        .unwrap_or_else(|| "permanent".into());
+    let recidive = d.recidive.map(|r| r.earlier).unwrap_or(0);
+    tracing::info!(
+        prefix = %d.prefix,
+        origin = d.origin.name(),
+        source = d.source.as_deref().unwrap_or(""),
+        reason = %d.reason,
+        ttl,
+        recidive,
+        "decision: {}",
+        d.action.name()
+    );
+}

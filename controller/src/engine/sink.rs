@@ -1,0 +1,9 @@
+//! Places decisions go besides the data plane.
+
+use crate::decision::{Decision, Ended};
+
+/// A place decisions go besides the data plane (the fleet, metrics): told every committed
+/// change, after the store and the planes. It must not block: the engine holds its lock.
+pub trait Sink: Send {
+    fn changed(&mut self, put: &[Decision], ended: &[Ended]);
+}

@@ -1,0 +1,467 @@
+//! The engine's state and the one path every change takes ([`Engine::commit`]): a change is
+//! written to the store (durably), then to the planes, then to memory, before the caller is
+//! answered. An acknowledged change survives a crash; a crash between store and planes is
+//! repaired by `restore`, and a plane that fails is rebuilt from the book at the next tick.
+
+use std::{collections::VecDeque, time::Duration};
+
+use ipnet::IpNet;
+use ipwarden_common::BlockEntry;
+
+use super::{
+    Book, EngineError, Planes,
+    events::Scope,
+    planes::{self, Plane},
+    sink::Sink,
+};
+use crate::{
+    allowlist::Allowlist,
+    config::Config,
+    decision::{Decision, End, Ended, Holder, Origin, now_unix_ms},
+    net::host_prefix,
+    store::{CachedAnswer, Store},
+};
+
+/// What `restore` did, for the startup log.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    pub decisions: usize,
+    pub expired: usize,
+    pub allow: usize,
+}
+
+/// How many warnings `status` keeps.
+const WARNINGS: usize = 20;
+
+/// How often expired history is pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+pub struct Engine {
+    pub(super) cfg: Config,
+    pub(super) store: Store,
+    pub(super) planes: Planes,
+    pub(super) book: Book,
+    pub(super) allow: Allowlist,
+    pub(super) warnings: VecDeque<String>,
+    /// Conditions that hold for the daemon's whole life (no gateway found, pins that end with
+    /// the process): shown first by `status`, never pushed out by newer warnings.
+    standing: Vec<String>,
+    /// Set while no default gateway is found (re-read with the routes).
+    pub(super) gateway_warning: Option<String>,
+    /// Whether `restore` has made the planes equal to the store (before, changes are recorded
+    /// only).
+    pub(super) restored: bool,
+    last_prune_ms: u64,
+    sinks: Vec<Box<dyn Sink>>,
+    /// Replacements in progress (`SourceEvent::ReplaceBegin`), with what they kept so far.
+    pub(super) replacing: Vec<(Scope, std::collections::HashSet<(IpNet, Holder)>)>,
+    /// Prefixes whose last decision ended since [`Engine::take_ended`]: a source there starts a
+    /// new episode (detection judges it afresh if it floods again).
+    ended: Vec<IpNet>,
+}
+
+impl Engine {
+    pub fn new(cfg: Config, store: Store, planes: Vec<Plane>) -> Self {
+        let mut allow = Allowlist::default();
+        allow.set_configured(cfg.allow_prefixes());
+        Self {
+            cfg,
+            store,
+            planes: Planes::new(planes),
+            book: Book::default(),
+            allow,
+            warnings: VecDeque::new(),
+            standing: Vec::new(),
+            gateway_warning: None,
+            restored: false,
+            last_prune_ms: 0,
+            sinks: Vec::new(),
+            replacing: Vec::new(),
+            ended: Vec::new(),
+        }
+    }
+
+    /// Adds a place every committed change goes to.
+    pub fn add_sink(&mut self, sink: Box<dyn Sink>) {
+        self.sinks.push(sink);
+    }
+
+    /// Addresses that must never be blocked (default gateways, the API's addresses).
+    /// Sets the protected prefixes (gateways, the API's and peers' addresses). Before the
+    /// restore this only records them; later, what changed is applied to every plane.
+    pub fn set_protected(&mut self, protected: crate::allowlist::Protected) {
+        self.gateway_warning = (!protected.gateway_found).then(|| {
+            "no default gateway found in this network namespace's routes: none is protected from blocking".to_owned()
+        });
+        let old: std::collections::BTreeSet<IpNet> =
+            self.allow.protected().iter().copied().collect();
+        let new: std::collections::BTreeSet<IpNet> = protected.prefixes.iter().copied().collect();
+        if old == new {
+            return;
+        }
+        self.allow.set_protected(protected.prefixes);
+        if !self.restored {
+            return;
+        }
+        let added: Vec<IpNet> = new.difference(&old).copied().collect();
+        let removed: Vec<IpNet> = old.difference(&new).copied().collect();
+        for p in &added {
+            self.plane_change("protecting an address", |e| e.allow(*p));
+        }
+        let entries = self.allow.entries();
+        for p in removed.iter().filter(|p| !entries.contains_key(p)) {
+            self.plane_change("unprotecting an address", |e| e.disallow(*p));
+        }
+        tracing::info!(
+            ?added,
+            ?removed,
+            "protected addresses changed (routes or DNS)"
+        );
+    }
+
+    /// Write transactions the store has begun (each one fsync).
+    pub fn store_writes(&self) -> u64 {
+        self.store.write_transactions()
+    }
+
+    /// Every live decision.
+    pub fn book(&self) -> &Book {
+        &self.book
+    }
+
+    /// Problems worth an operator's attention, newest last.
+    pub fn warnings(&self) -> impl Iterator<Item = &String> {
+        self.gateway_warning
+            .iter()
+            .chain(self.standing.iter())
+            .chain(self.warnings.iter())
+    }
+
+    /// Records a condition that lasts as long as the daemon: `status` always shows it.
+    pub fn warn_standing(&mut self, message: String) {
+        tracing::error!("{message}");
+        self.standing.push(message);
+    }
+
+    pub fn warn(&mut self, message: String) {
+        tracing::warn!("{message}");
+        self.warnings.push_back(message);
+        while self.warnings.len() > WARNINGS {
+            self.warnings.pop_front();
+        }
+    }
+
+    /// The wanted kernel state: the enforced decision of every prefix, and the allowlist.
+    fn wanted(&self, now_ms: u64) -> (Vec<(IpNet, BlockEntry)>, Vec<IpNet>) {
+        let rules = self
+            .book
+            .effective_all()
+            .map(|d| (d.prefix, d.kernel_entry(now_ms)))
+            .collect();
+        (rules, self.allow.entries().into_keys().collect())
+    }
+
+    /// Makes the planes equal to the engine's state: every plane with `all`, else those out of
+    /// sync.
+    fn resync(&mut self, all: bool) -> Vec<planes::PlaneFailure> {
+        if !all && !self.planes.any_out_of_sync() {
+            return Vec::new();
+        }
+        let (rules, allow) = self.wanted(now_unix_ms());
+        self.planes
+            .resync(all, &rules, &allow, self.cfg.dataplane.monitor)
+    }
+
+    /// Loads the store and makes every plane equal to it: stored decisions and allow entries
+    /// in, anything else (left by an older daemon or `ipwarden map` commands) out. Expired
+    /// decisions go to the history. A plane that cannot be made equal fails the start.
+    pub fn restore(&mut self) -> Result<Restored, EngineError> {
+        let now = now_unix_ms();
+        let mut report = Restored::default();
+        let mut ended = Vec::new();
+        for d in self.store.decisions()? {
+            if d.expired(now) {
+                ended.push(Ended {
+                    decision: d,
+                    end: End::Expired,
+                    ended_unix_ms: now,
+                });
+            } else {
+                self.book.insert(d);
+            }
+        }
+        report.expired = ended.len();
+        self.store.end_decisions(&ended)?;
+        self.allow.set_runtime(self.store.allows()?);
+        report.decisions = self.book.len();
+        report.allow = self.allow.len();
+        self.sync_all()?;
+        self.restored = true;
+        Ok(report)
+    }
+
+    /// Makes every plane equal to the book, or fails naming the planes that could not be.
+    fn sync_all(&mut self) -> Result<(), EngineError> {
+        let failures = self.resync(true);
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let ifaces = failures
+            .iter()
+            .map(|f| format!("{} ({})", f.iface, planes::error_chain(&f.error)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(EngineError::OutOfSync { ifaces })
+    }
+
+    /// Rebuilds the store from the first plane's maps (after an unreadable database was moved
+    /// aside): every live entry becomes a decision of the origin its reason code names, with
+    /// its remaining time; every allow entry that is not configured becomes a runtime entry.
+    /// Returns (decisions, allow).
+    pub fn import_from_maps(&mut self) -> Result<(usize, usize), EngineError> {
+        let Some(plane) = self.planes.first() else {
+            return Ok((0, 0));
+        };
+        let read_err = |source| EngineError::Dataplane {
+            iface: plane.iface.clone(),
+            source,
+        };
+        let now_ms = now_unix_ms();
+        let now_ns = crate::clock::monotonic_ns();
+        let mut decisions = Vec::new();
+        for rule in plane.enforcer.rules().map_err(read_err)? {
+            if !rule.entry.is_live(now_ns) {
+                continue;
+            }
+            let origin = Origin::from_reason_code(rule.entry.reason).unwrap_or(Origin::Manual);
+            let challenge = rule.entry.action == ipwarden_common::Action::CHALLENGE;
+            let ttl = crate::clock::remaining(rule.entry.expires_at_ns);
+            let reason = "rebuilt from the data plane after the state database was lost";
+            let d = if challenge {
+                Decision::new(
+                    rule.net,
+                    crate::decision::Action::Challenge,
+                    crate::decision::Holder::of(origin),
+                    reason,
+                    now_ms,
+                    ttl,
+                )
+                .with_rate(crate::decision::ChallengeRate {
+                    pps: (1_000_000_000 / rule.entry.interval_ns.max(1)).max(1),
+                    burst: rule.entry.burst,
+                })
+            } else {
+                Decision::block(
+                    rule.net,
+                    crate::decision::Holder::of(origin),
+                    reason,
+                    now_ms,
+                    ttl,
+                )
+            };
+            decisions.push(d);
+        }
+        let configured = self.allow.entries();
+        let mut allow = 0;
+        for net in plane.enforcer.allows().map_err(read_err)? {
+            if !configured.contains_key(&net) {
+                self.store.put_allow(net)?;
+                allow += 1;
+            }
+        }
+        self.store
+            .put_decisions(&decisions.iter().collect::<Vec<_>>())?;
+        Ok((decisions.len(), allow))
+    }
+
+    /// The one path every change takes: `put` decisions (each replacing its holder's earlier
+    /// one on the prefix) and `ended` ones, written to the store in one durable transaction,
+    /// then the strongest remaining decision of every touched prefix to the planes, then the
+    /// book. A plane that fails is marked out of sync (rebuilt at the next tick) and warned
+    /// about; the change stands, since it is stored.
+    pub(super) fn commit(
+        &mut self,
+        mut put: Vec<Decision>,
+        mut ended: Vec<Ended>,
+    ) -> Result<(), EngineError> {
+        if put.is_empty() && ended.is_empty() {
+            return Ok(());
+        }
+        self.store.write(&put.iter().collect::<Vec<_>>(), &ended)?;
+        let now = now_unix_ms();
+        put.sort_by_key(|d| d.prefix);
+        ended.sort_by_key(|e| e.decision.prefix);
+        let (puts, removes) = self.projection(&put, &ended, now);
+        self.plane_change("applying decisions", |e| {
+            e.remove_rules(&removes)?;
+            e.put_rules(&puts)
+        });
+        for sink in &mut self.sinks {
+            sink.changed(&put, &ended);
+        }
+        for e in ended {
+            let d = &e.decision;
+            self.book.remove(&d.prefix, &d.holder());
+            if !self.book.contains_prefix(&d.prefix) {
+                self.ended.push(d.prefix);
+            }
+        }
+        for d in put {
+            self.book.insert(d);
+        }
+        Ok(())
+    }
+
+    /// The kernel entries to put and the prefixes to remove once `put` and `ended` (both
+    /// sorted by prefix) are applied to the book.
+    fn projection(
+        &self,
+        put: &[Decision],
+        ended: &[Ended],
+        now: u64,
+    ) -> (Vec<(IpNet, BlockEntry)>, Vec<IpNet>) {
+        let mut touched: Vec<IpNet> = put
+            .iter()
+            .map(|d| d.prefix)
+            .chain(ended.iter().map(|e| e.decision.prefix))
+            .collect();
+        touched.sort();
+        touched.dedup();
+        let group = |p: &IpNet| {
+            let new = range_of(put, |d| d.prefix.cmp(p));
+            let gone = range_of(ended, |e| e.decision.prefix.cmp(p));
+            (new, gone)
+        };
+        let (mut puts, mut removes) = (Vec::new(), Vec::new());
+        for p in touched {
+            let (new, gone) = group(&p);
+            let kept = self.book.holders(&p).iter().filter(|d| {
+                !gone.iter().any(|e| e.decision.held_by(&d.holder()))
+                    && !new.iter().any(|n| n.held_by(&d.holder()))
+            });
+            let best = kept
+                .chain(new.iter())
+                .reduce(|best, d| if d.stronger_than(best) { d } else { best });
+            match best {
+                Some(d) => puts.push((p, d.kernel_entry(now))),
+                None => removes.push(p),
+            }
+        }
+        (puts, removes)
+    }
+
+    /// Applies a new configuration: the decision limits, the configured allowlist and the
+    /// monitor mode take effect at once (every plane is resynced).
+    pub fn reconfigure(&mut self, cfg: Config) -> Result<(), EngineError> {
+        self.allow.set_configured(cfg.allow_prefixes());
+        self.cfg = cfg;
+        self.sync_all()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Prefixes whose last decision ended since the last call (see [`Engine::take_ended`]'s
+    /// field): each starts a new episode.
+    pub fn take_ended(&mut self) -> Vec<IpNet> {
+        std::mem::take(&mut self.ended)
+    }
+
+    /// One poll's upkeep: planes that fell out of sync are rebuilt, expired decisions end
+    /// (into the history), the history is pruned now and then.
+    pub fn maintain(&mut self) {
+        for f in self.resync(false) {
+            let why = planes::error_chain(&f.error);
+            self.warn(format!("{} is still out of sync: {why}", f.iface));
+        }
+        let now_ms = now_unix_ms();
+        self.expire(now_ms);
+        self.prune_history(now_ms);
+    }
+
+    /// Ends expired decisions: one transaction, the next holder of each prefix enforced.
+    fn expire(&mut self, now_ms: u64) {
+        let ended: Vec<Ended> = self
+            .book
+            .expired(now_ms)
+            .into_iter()
+            .map(|d| Ended {
+                decision: d.clone(),
+                end: End::Expired,
+                ended_unix_ms: now_ms,
+            })
+            .collect();
+        if ended.is_empty() {
+            return;
+        }
+        let names: Vec<(IpNet, Holder)> = ended
+            .iter()
+            .map(|e| (e.decision.prefix, e.decision.holder()))
+            .collect();
+        if let Err(e) = self.commit(Vec::new(), ended) {
+            self.warn(format!("removing expired decisions: {e}"));
+            return;
+        }
+        for (prefix, holder) in names {
+            tracing::info!(%prefix, %holder, "decision expired");
+        }
+    }
+
+    /// The cached IPASIS answer for a source, whatever its age.
+    pub fn answer(&self, source: IpNet) -> Result<Option<CachedAnswer>, EngineError> {
+        Ok(self.store.answer(source)?)
+    }
+
+    /// Caches an IPASIS answer.
+    pub fn put_answer(&self, source: IpNet, answer: &CachedAnswer) -> Result<(), EngineError> {
+        Ok(self.store.put_answer(source, answer)?)
+    }
+
+    /// Ended decisions, newest last (of `prefix` only, if given).
+    pub fn history(&self, prefix: Option<IpNet>, limit: usize) -> Result<Vec<Ended>, EngineError> {
+        Ok(self.store.history(prefix.map(|p| p.trunc()), limit)?)
+    }
+
+    /// The allowlist in force (configured, protected, runtime).
+    pub fn allowlist(&self) -> &Allowlist {
+        &self.allow
+    }
+
+    /// Every enforcement point.
+    pub fn planes(&self) -> &Planes {
+        &self.planes
+    }
+
+    /// Where the store lives.
+    pub fn store_path(&self) -> &std::path::Path {
+        self.store.path()
+    }
+
+    /// The source unit (/32, /64) of an address, as the detector keys it.
+    pub fn source_of(addr: std::net::IpAddr) -> IpNet {
+        host_prefix(addr)
+    }
+
+    /// Prunes the history now and then (`decisions.history_retention`).
+    fn prune_history(&mut self, now_ms: u64) {
+        if now_ms.saturating_sub(self.last_prune_ms) < PRUNE_EVERY.as_millis() as u64 {
+            return;
+        }
+        self.last_prune_ms = now_ms;
+        let cutoff = now_ms.saturating_sub(self.cfg.decisions.history_retention.as_millis() as u64);
+        match self.store.prune_history(cutoff) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(pruned = n, "history pruned"),
+            Err(e) => self.warn(format!("pruning the decision history: {e}")),
+        }
+    }
+}
+
+/// The elements of `sorted` for which `cmp` is `Equal` (a run in a sorted slice).
+fn range_of<T>(sorted: &[T], cmp: impl Fn(&T) -> std::cmp::Ordering) -> &[T] {
+    let start = sorted.partition_point(|x| cmp(x).is_lt());
+    let len = sorted[start..].partition_point(|x| cmp(x).is_eq());
+    &sorted[start..start + len]
+}
