@@ -17,7 +17,8 @@ use ipwarden::{
         Record,
         pipeline::{Shared, SharedLookups as _},
     },
-    fleet::{self, Fleet, SnapshotRequest},
+    fleet::{self, Fleet},
+    sources::SnapshotRequest,
 };
 use ipwarden_tests::nats::NatsServer;
 use tokio::sync::mpsc;
@@ -67,7 +68,7 @@ async fn host(cfg: &FleetConfig, name: &str, applied: Option<u64>, local: Vec<De
     .await
     .expect("starting the fleet link");
     let snapshots = tokio::spawn(async move {
-        while let Some(SnapshotRequest(reply)) = snap_rx.recv().await {
+        while let Some(SnapshotRequest { reply, .. }) = snap_rx.recv().await {
             let _ = reply.send(local.clone());
         }
     });

@@ -8,15 +8,19 @@ use ipwarden::{
 
 pub fn run(action: AllowAction) -> anyhow::Result<()> {
     match action {
-        AllowAction::Add { prefix, conn } => super::done(&conn, Request::AllowAdd { prefix }),
-        AllowAction::Rm { prefix, conn } => super::done(&conn, Request::AllowRm { prefix }),
+        AllowAction::Add { prefix, conn } => {
+            crate::commands::ask::done(&conn, Request::AllowAdd { prefix })
+        }
+        AllowAction::Rm { prefix, conn } => {
+            crate::commands::ask::done(&conn, Request::AllowRm { prefix })
+        }
         AllowAction::List { conn, format } => {
-            let response = super::call(&conn, Request::AllowList)?;
+            let response = crate::commands::ask::call(&conn, Request::AllowList)?;
             let Response::Allow { allow } = &response else {
-                return super::unexpected(&response);
+                return crate::commands::ask::unexpected(&response);
             };
             if format.json {
-                return super::print_json(&response);
+                return crate::commands::print::print_json(&response);
             }
             let rows: Vec<Vec<String>> = allow
                 .iter()

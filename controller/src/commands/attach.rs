@@ -22,7 +22,7 @@ pub fn run(args: &AttachArgs) -> anyhow::Result<()> {
         capacities.block_v6 = n;
     }
     let opts = AttachOptions {
-        pins: super::pins(&args.target),
+        pins: crate::commands::pins::pins(&args.target),
         mode,
         capacities,
         build: dataplane::stamp::this_build(),

@@ -15,15 +15,19 @@ pub fn block(args: &BlockArgs) -> anyhow::Result<()> {
         origin: (args.origin != Origin::Manual).then_some(args.origin),
         source: args.name.clone(),
     };
-    match super::call(&args.conn, request)? {
+    match crate::commands::ask::call(&args.conn, request)? {
         Response::Blocked { decision } => {
             match decision.remaining(now_unix_ms()) {
-                Some(left) => println!("blocked {} for {}", decision.prefix, super::human(left)),
+                Some(left) => println!(
+                    "blocked {} for {}",
+                    decision.prefix,
+                    crate::commands::print::human(left)
+                ),
                 None => println!("blocked {} permanently", decision.prefix),
             }
             Ok(())
         }
-        other => super::unexpected(&other),
+        other => crate::commands::ask::unexpected(&other),
     }
 }
 
@@ -39,7 +43,7 @@ pub fn unblock(args: &UnblockArgs) -> anyhow::Result<()> {
         source: args.name.clone(),
         all_origins: args.all_origins,
     };
-    match super::call(&args.conn, request)? {
+    match crate::commands::ask::call(&args.conn, request)? {
         Response::Unblocked {
             decision,
             lifted,
@@ -73,8 +77,10 @@ pub fn unblock(args: &UnblockArgs) -> anyhow::Result<()> {
                             "{} {} ({})",
                             holder_of(d),
                             d.action.name(),
-                            d.remaining(now)
-                                .map_or_else(|| "permanent".to_owned(), super::human)
+                            d.remaining(now).map_or_else(
+                                || "permanent".to_owned(),
+                                crate::commands::print::human
+                            )
                         ))
                         .collect::<Vec<_>>()
                         .join(", ")
@@ -82,6 +88,6 @@ pub fn unblock(args: &UnblockArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        other => super::unexpected(&other),
+        other => crate::commands::ask::unexpected(&other),
     }
 }

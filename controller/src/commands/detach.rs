@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use ipwarden::{cli::Target, dataplane};
 
 pub fn run(target: &Target) -> anyhow::Result<()> {
-    dataplane::detach(&super::pins(target))
+    dataplane::detach(&crate::commands::pins::pins(target))
         .with_context(|| format!("detaching from {}", target.iface))?;
     println!("detached from {}", target.iface);
     Ok(())

@@ -9,12 +9,12 @@ use ipwarden::{
 };
 
 pub fn run(addr: IpAddr, conn: &Conn, format: Format) -> anyhow::Result<()> {
-    let response = super::call(conn, Request::Explain { addr })?;
+    let response = crate::commands::ask::call(conn, Request::Explain { addr })?;
     let Response::Explain(e) = &response else {
-        return super::unexpected(&response);
+        return crate::commands::ask::unexpected(&response);
     };
     if format.json {
-        return super::print_json(&response);
+        return crate::commands::print::print_json(&response);
     }
     println!(
         "{addr} is counted and judged as {}: {}",
@@ -30,7 +30,7 @@ pub fn run(addr: IpAddr, conn: &Conn, format: Format) -> anyhow::Result<()> {
     for d in &e.decisions {
         let expiry = d.remaining(now).map_or_else(
             || "permanent".to_owned(),
-            |t| format!("expires in {}", super::human(t)),
+            |t| format!("expires in {}", crate::commands::print::human(t)),
         );
         println!(
             "  {} {} by {} ({}): {}",
@@ -41,12 +41,14 @@ pub fn run(addr: IpAddr, conn: &Conn, format: Format) -> anyhow::Result<()> {
             d.reason,
         );
         if let Some(r) = d.recidive {
-            let ttl = d.ttl().map_or_else(|| "permanent".to_owned(), super::human);
+            let ttl = d
+                .ttl()
+                .map_or_else(|| "permanent".to_owned(), crate::commands::print::human);
             println!(
                 "    repeat offender: blocked {} time{} before within decisions.recidive_window, so {} x {}^{} = {}{}",
                 r.earlier,
                 if r.earlier == 1 { "" } else { "s" },
-                super::human(std::time::Duration::from_secs(r.base_ttl_secs)),
+                crate::commands::print::human(std::time::Duration::from_secs(r.base_ttl_secs)),
                 r.factor,
                 r.earlier,
                 ttl,

@@ -34,9 +34,9 @@ fn pages(
             after,
             limit: Some(PAGE.min(left.max(1))),
         };
-        let response = super::call(conn, request)?;
+        let response = crate::commands::ask::call(conn, request)?;
         let Response::Decisions { decisions, next } = response else {
-            return super::unexpected(&response);
+            return crate::commands::ask::unexpected(&response);
         };
         for d in decisions {
             if left == 0 {
@@ -99,7 +99,7 @@ pub fn run(
                 d.action.name().to_owned(),
                 holder(d),
                 d.remaining(now)
-                    .map_or_else(|| "never".to_owned(), super::human),
+                    .map_or_else(|| "never".to_owned(), crate::commands::print::human),
                 d.reason.clone(),
             ]
         })
@@ -120,12 +120,12 @@ pub fn history(
     conn: &Conn,
     format: Format,
 ) -> anyhow::Result<()> {
-    let response = super::call(conn, Request::History { prefix, limit })?;
+    let response = crate::commands::ask::call(conn, Request::History { prefix, limit })?;
     let Response::History { entries } = &response else {
-        return super::unexpected(&response);
+        return crate::commands::ask::unexpected(&response);
     };
     if format.json {
-        return super::print_json(&response);
+        return crate::commands::print::print_json(&response);
     }
     let now = now_unix_ms();
     let rows: Vec<Vec<String>> = entries
@@ -139,11 +139,12 @@ pub fn history(
                 format!(
                     "{} {} ago",
                     e.end.name(),
-                    super::human(std::time::Duration::from_millis(
+                    crate::commands::print::human(std::time::Duration::from_millis(
                         now.saturating_sub(e.ended_unix_ms)
                     ))
                 ),
-                d.ttl().map_or_else(|| "permanent".to_owned(), super::human),
+                d.ttl()
+                    .map_or_else(|| "permanent".to_owned(), crate::commands::print::human),
                 d.reason.clone(),
             ]
         })
@@ -187,7 +188,7 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
         eprintln!("… and {} more skipped", parsed.skipped.len() - 20);
     }
     let n = parsed.entries.len();
-    let response = super::call(
+    let response = crate::commands::ask::call(
         &args.conn,
         Request::Import {
             decisions: parsed.entries,
@@ -197,7 +198,7 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
         },
     )?;
     let Response::Imported { enacted, refused } = response else {
-        return super::unexpected(&response);
+        return crate::commands::ask::unexpected(&response);
     };
     println!(
         "imported {enacted} of {n} decisions ({refused} refused: allowlisted or /0; {} lines skipped)",

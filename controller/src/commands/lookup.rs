@@ -48,12 +48,12 @@ pub fn print(v: &LookupView, indent: &str) {
 }
 
 pub fn run(addr: IpAddr, fresh: bool, conn: &Conn, format: Format) -> anyhow::Result<()> {
-    let response = super::call(conn, Request::Lookup { addr, fresh })?;
+    let response = crate::commands::ask::call(conn, Request::Lookup { addr, fresh })?;
     let Response::Lookup(v) = &response else {
-        return super::unexpected(&response);
+        return crate::commands::ask::unexpected(&response);
     };
     if format.json {
-        return super::print_json(&response);
+        return crate::commands::print::print_json(&response);
     }
     print(v, "");
     Ok(())

@@ -2,6 +2,7 @@
 //! Daemon commands go through [`call`]; `attach`, `detach` and `map` act on the pins directly.
 
 mod allow;
+mod ask;
 mod assets;
 mod attach;
 mod block;
@@ -11,16 +12,12 @@ mod explain;
 mod list;
 mod lookup;
 mod map;
+mod pins;
+mod print;
 mod run;
 mod show;
 
-use anyhow::Context as _;
-use ipwarden::{
-    cli::{Command, Conn, Target},
-    dataplane::{Dataplane, PinDir},
-    ipc::client,
-    wire::{Request, Response},
-};
+use ipwarden::{cli::Command, wire::Request};
 
 /// Runs one command.
 pub fn run(command: Command) -> anyhow::Result<()> {
@@ -68,7 +65,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Stats { conn, format } => show::stats(&conn, format),
         Command::Explain { addr, conn, format } => explain::run(addr, &conn, format),
         Command::Reload { conn } => {
-            done(&conn, Request::Reload)?;
+            ask::done(&conn, Request::Reload)?;
             Ok(())
         }
         Command::Config { action } => config::run(action),
@@ -77,48 +74,4 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Map { action } => map::run(action),
         Command::GenerateAssets { out } => assets::run(&out),
     }
-}
-
-/// Sends a request to the daemon; an error answer becomes an error.
-fn call(conn: &Conn, request: Request) -> anyhow::Result<Response> {
-    match client::call(&conn.socket, request)? {
-        Response::Error { message } => Err(anyhow::anyhow!(message)),
-        other => Ok(other),
-    }
-}
-
-/// Sends a request whose answer is a plain acknowledgement, and prints it.
-fn done(conn: &Conn, request: Request) -> anyhow::Result<()> {
-    match call(conn, request)? {
-        Response::Done { message } => {
-            println!("{message}");
-            Ok(())
-        }
-        other => unexpected(&other),
-    }
-}
-
-fn unexpected(r: &Response) -> anyhow::Result<()> {
-    anyhow::bail!("unexpected answer from the daemon: {r:?}")
-}
-
-/// The pin directory a command targets.
-fn pins(target: &Target) -> PinDir {
-    PinDir::new(&target.bpffs, &target.iface)
-}
-
-/// Opens the pinned maps of the targeted attachment.
-fn open(target: &Target) -> anyhow::Result<Dataplane> {
-    Dataplane::open(&pins(target)).with_context(|| format!("opening the maps of {}", target.iface))
-}
-
-/// Prints a serializable value as pretty JSON.
-fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
-
-/// `3m 20s`-style durations for tables.
-fn human(d: std::time::Duration) -> String {
-    humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
 }

@@ -7,18 +7,18 @@ use ipwarden::{
 };
 
 pub fn status(conn: &Conn, format: Format) -> anyhow::Result<()> {
-    let response = super::call(conn, Request::Status)?;
+    let response = crate::commands::ask::call(conn, Request::Status)?;
     let Response::Status(s) = &response else {
-        return super::unexpected(&response);
+        return crate::commands::ask::unexpected(&response);
     };
     if format.json {
-        return super::print_json(&response);
+        return crate::commands::print::print_json(&response);
     }
     println!(
         "ipwarden {} (pid {}), up {}",
         s.version,
         s.pid,
-        super::human(std::time::Duration::from_secs(s.uptime_secs))
+        crate::commands::print::human(std::time::Duration::from_secs(s.uptime_secs))
     );
     println!(
         "config:    {}",
@@ -199,12 +199,12 @@ pub fn top_watch(
 }
 
 pub fn top(conn: &Conn, format: Format, n: usize) -> anyhow::Result<()> {
-    let response = super::call(conn, Request::Top { n })?;
+    let response = crate::commands::ask::call(conn, Request::Top { n })?;
     let Response::Top { sources } = &response else {
-        return super::unexpected(&response);
+        return crate::commands::ask::unexpected(&response);
     };
     if format.json {
-        return super::print_json(&response);
+        return crate::commands::print::print_json(&response);
     }
     let rows: Vec<Vec<String>> = sources
         .iter()
@@ -234,12 +234,12 @@ pub fn top(conn: &Conn, format: Format, n: usize) -> anyhow::Result<()> {
 }
 
 pub fn stats(conn: &Conn, format: Format) -> anyhow::Result<()> {
-    let response = super::call(conn, Request::Stats)?;
+    let response = crate::commands::ask::call(conn, Request::Stats)?;
     let Response::Stats { interfaces } = &response else {
-        return super::unexpected(&response);
+        return crate::commands::ask::unexpected(&response);
     };
     if format.json {
-        return super::print_json(&response);
+        return crate::commands::print::print_json(&response);
     }
     for (i, iface) in interfaces.iter().enumerate() {
         if i > 0 {

@@ -15,7 +15,7 @@ pub mod push;
 use std::{
     collections::{BTreeMap, HashMap},
     net::IpAddr,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -23,12 +23,13 @@ use ipnet::IpNet;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
-use crate::wire::CrowdsecView;
 use crate::{
     config::CrowdsecConfig,
     decision::{ChallengeRate, Decision, Holder, Origin, now_unix_ms},
     engine::SourceEvent,
     net::{V6_SOURCE_PREFIX, host_prefix},
+    sources::{Context, Source, SourceError, SourceStatus, Start, Starting, StatusCell},
+    wire::CrowdsecView,
 };
 use lapi::{LapiDecision, StreamAnswer};
 
@@ -36,35 +37,7 @@ use lapi::{LapiDecision, StreamAnswer};
 const MAX_REASON: usize = 256;
 
 /// The shared view.
-#[derive(Debug, Default)]
-pub struct Link(Mutex<CrowdsecView>);
-
-impl Link {
-    pub fn view(&self) -> CrowdsecView {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn update(&self, f: impl FnOnce(&mut CrowdsecView)) {
-        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
-    }
-
-    fn pushed(&self, n: u64, dropped: u64) {
-        self.update(|v| {
-            v.pushed += n;
-            v.push_dropped = dropped;
-            v.push_error = None;
-        });
-    }
-
-    fn push_failed(&self, why: &str) {
-        self.update(|v| {
-            if v.push_error.as_deref() != Some(why) {
-                tracing::error!(error = why, "CrowdSec: pushing alerts failed");
-            }
-            v.push_error = Some(why.to_owned());
-        });
-    }
-}
+pub type Link = StatusCell<CrowdsecView>;
 
 /// Why the link could not start.
 #[derive(Debug, Error)]
@@ -110,6 +83,34 @@ pub struct Crowdsec {
     pub push: Option<(push::Pusher, tokio::task::JoinHandle<()>)>,
 }
 
+impl Start for CrowdsecConfig {
+    /// The bouncer (and, with `push`, the watcher that pushes velocity and IPASIS decisions
+    /// as alerts).
+    fn start<'a>(&'a self, ctx: &'a mut Context) -> Starting<'a> {
+        Box::pin(async move {
+            let rate = ChallengeRate {
+                pps: ctx.cfg.scoring.challenge_pps,
+                burst: ctx.cfg.scoring.challenge_burst,
+            };
+            let started = start(self, rate, ctx.events.clone())
+                .map_err(|e| SourceError::new("the CrowdSec link", e))?;
+            let mut tasks = vec![started.task];
+            if let Some((sink, task)) = started.push {
+                ctx.sinks.push(Box::new(sink));
+                tasks.push(task);
+                tracing::info!(login = %self.login, "CrowdSec watcher on: velocity and IPASIS decisions are pushed as alerts");
+            }
+            tracing::info!(lapi = %self.lapi_url, poll = ?self.poll_interval, resync = ?self.resync_interval, "CrowdSec bouncer on");
+            let link = started.link;
+            Ok(Source::new(
+                "crowdsec",
+                tasks,
+                Arc::new(move || SourceStatus::Crowdsec(link.view())),
+            ))
+        })
+    }
+}
+
 /// Starts the task. The key is read (and its mode checked) here, so a bad key file stops the
 /// daemon at start; it is sent only in the `X-Api-Key` header.
 pub fn start(
@@ -131,18 +132,16 @@ pub fn start(
             },
         })?;
     header.set_sensitive(true);
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("ipwarden/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(cfg.timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(CrowdsecError::Http)?;
-    let link = Arc::new(Link(Mutex::new(CrowdsecView {
+    let http = crate::http::client(crate::http::Options {
+        connect_timeout: Duration::from_secs(5),
+        timeout: Some(cfg.timeout),
+        redirects: crate::http::Redirects::None,
+    })
+    .map_err(CrowdsecError::Http)?;
+    let link = Arc::new(Link::new(CrowdsecView {
         lapi_url: cfg.lapi_url.clone(),
         ..CrowdsecView::default()
-    })));
+    }));
     let push = match (&cfg.push, &cfg.password_file) {
         (true, Some(path)) => {
             let password = crate::enrich::ApiKey::from_file(path).map_err(|source| {

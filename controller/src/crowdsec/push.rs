@@ -16,12 +16,16 @@ use std::{
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::Link;
 use crate::{
     config::CrowdsecConfig,
     decision::{Action, Decision, Ended, Origin, now_unix_ms},
     engine::Sink,
+    sources::StatusCell,
+    wire::CrowdsecView,
 };
+
+/// The link's shared view.
+type Link = StatusCell<CrowdsecView>;
 
 /// Alerts waiting to be pushed, at most.
 const QUEUE: usize = 4096;
@@ -136,7 +140,8 @@ async fn run(
                 token = login(&http, &base, &cfg.login, &password).await;
             }
             let Some(t) = &token else {
-                link.push_failed(
+                push_failed(
+                    &link,
                     "logging in as a watcher failed (crowdsec.login, crowdsec.password_file)",
                 );
                 tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
@@ -151,17 +156,17 @@ async fn run(
                 .await;
             match r.map(|r| r.status().as_u16()) {
                 Ok(200..=299) => {
-                    link.pushed(alerts.len() as u64, dropped.load(Ordering::Relaxed));
+                    pushed(&link, alerts.len() as u64, dropped.load(Ordering::Relaxed));
                     break;
                 }
                 // The token expired: log in again.
                 Ok(401) => token = None,
                 Ok(s) => {
-                    link.push_failed(&format!("the LAPI refused the alerts ({s})"));
+                    push_failed(&link, &format!("the LAPI refused the alerts ({s})"));
                     break;
                 }
                 Err(e) => {
-                    link.push_failed(&format!("pushing alerts: {}", e.without_url()));
+                    push_failed(&link, &format!("pushing alerts: {}", e.without_url()));
                     tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
                 }
             }
@@ -197,4 +202,23 @@ async fn login(
     }
     let v: Value = serde_json::from_slice(&body).ok()?;
     v.get("token")?.as_str().map(str::to_owned)
+}
+
+/// Counts pushed alerts and clears the last push error.
+fn pushed(link: &Link, n: u64, dropped: u64) {
+    link.update(|v| {
+        v.pushed += n;
+        v.push_dropped = dropped;
+        v.push_error = None;
+    });
+}
+
+/// Records a failed push, logged when it differs from the last one.
+fn push_failed(link: &Link, why: &str) {
+    link.update(|v| {
+        if v.push_error.as_deref() != Some(why) {
+            tracing::error!(error = why, "CrowdSec: pushing alerts failed");
+        }
+        v.push_error = Some(why.to_owned());
+    });
 }

@@ -4,14 +4,60 @@
 //! [`REFRESH`] and on every reload: routes change and DNS answers move (and a daemon that
 //! starts before the network, as the unit orders it, resolves nothing at first).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs as _};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs as _},
+    sync::Arc,
+};
 
 use ipnet::IpNet;
+use tokio::sync::mpsc;
 
 /// How often the gateways and the hosts' addresses are read again.
 pub const REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub use crate::allowlist::Protected;
+
+/// The hosts the daemon talks to: blocking them would cut it off from its API and peers.
+pub fn urls(cfg: &crate::config::Config, ipasis_on: bool) -> Vec<String> {
+    let mut urls: Vec<String> = Vec::new();
+    if ipasis_on {
+        urls.push(cfg.ipasis.base_url.clone());
+    }
+    urls.extend(cfg.fleet.iter().flat_map(|f| f.url.iter().cloned()));
+    urls
+}
+
+/// Reads the gateways and resolves `urls` every [`REFRESH`] and when `wake` is notified (a
+/// reload), sending what it found; the engine applies changes only. A panic while reading is
+/// reported on `panics` (the daemon stops: protection must not silently stop following the
+/// routes).
+pub async fn refresh(
+    urls: Vec<String>,
+    wake: Arc<tokio::sync::Notify>,
+    out: mpsc::Sender<Protected>,
+    panics: mpsc::UnboundedSender<String>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(REFRESH) => {}
+            _ = wake.notified() => {}
+        }
+        let urls = urls.clone();
+        let found =
+            tokio::task::spawn_blocking(move || current(urls.iter().map(String::as_str))).await;
+        let found = match found {
+            Ok(f) => f,
+            Err(e) => {
+                let message = super::shared::panic_message(e);
+                let _ = panics.send(format!("reading the gateways: {message}"));
+                return;
+            }
+        };
+        if out.send(found).await.is_err() {
+            return;
+        }
+    }
+}
 
 /// Reads the routes and resolves `urls` (blocking: DNS).
 pub fn current<'a>(urls: impl IntoIterator<Item = &'a str>) -> Protected {

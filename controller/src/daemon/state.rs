@@ -5,7 +5,6 @@
 use std::{
     net::IpAddr,
     path::PathBuf,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -19,16 +18,9 @@ use crate::{
     enrich::{Record, pipeline::Enriched},
     fingerprint::{RuleError, Rules},
     policy::Policy,
+    sources::Sources,
     store::{CachedAnswer, Store},
 };
-
-/// The status views of the sources started with the daemon.
-#[derive(Default)]
-pub struct SourceViews {
-    pub fleet: Option<Arc<crate::fleet::Link>>,
-    pub crowdsec: Option<Arc<crate::crowdsec::Link>>,
-    pub feeds: Option<Arc<crate::feeds::Views>>,
-}
 
 /// Why a reload changed nothing.
 #[derive(Debug, Error)]
@@ -44,7 +36,10 @@ pub enum ReloadError {
 pub struct State {
     pub engine: Engine,
     pub policy: Policy,
-    pub sources: SourceViews,
+    /// The running decision sources.
+    pub sources: Sources,
+    /// Sources already reported as stopped.
+    stopped: std::collections::BTreeSet<String>,
     started: Instant,
     pub(super) config_path: Option<PathBuf>,
 }
@@ -59,7 +54,8 @@ impl State {
         Self {
             policy: Policy::new(cfg.clone()),
             engine: Engine::new(cfg, store, planes),
-            sources: SourceViews::default(),
+            sources: Sources::default(),
+            stopped: Default::default(),
             started: Instant::now(),
             config_path,
         }
@@ -146,6 +142,24 @@ impl State {
             .answer(crate::net::host_prefix(addr))
             .ok()
             .flatten()
+    }
+
+    /// Says (once, in `status` and the log) that a source's task ended: a source runs as long
+    /// as the daemon, so one that ended panicked or gave up, and what it would have decided is
+    /// missing until the daemon restarts.
+    pub fn check_sources(&mut self) {
+        let ended: Vec<String> = self
+            .sources
+            .iter()
+            .filter(|s| s.stopped() && !self.stopped.contains(&s.name))
+            .map(|s| s.name.clone())
+            .collect();
+        for name in ended {
+            self.engine.warn_standing(format!(
+                "the {name} source stopped (see the log); its decisions stay, nothing new comes from it until the daemon restarts"
+            ));
+            self.stopped.insert(name);
+        }
     }
 
     /// One line for the service manager's `STATUS=` (shown by `systemctl status`).

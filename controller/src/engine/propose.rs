@@ -230,7 +230,7 @@ impl Engine {
                 self.replace(&Scope::Origin(origin), decisions)
             }
             SourceEvent::Checkpoint { key, value } => {
-                self.store.set_meta(&key, value)?;
+                self.store.set_checkpoint(&key, value)?;
                 Ok(Applied::default())
             }
             SourceEvent::ReplaceBegin { scope } => {
@@ -256,7 +256,12 @@ impl Engine {
 
     /// A decision source's stored checkpoint (see [`SourceEvent::Checkpoint`]).
     pub fn checkpoint(&self, key: &str) -> Result<Option<u64>, EngineError> {
-        Ok(self.store.meta(key)?)
+        Ok(self.store.checkpoint(key)?)
+    }
+
+    /// Every source's stored checkpoint, by key.
+    pub fn checkpoints(&self) -> Result<std::collections::BTreeMap<String, u64>, EngineError> {
+        Ok(self.store.checkpoints()?)
     }
 
     /// An operator's `block`, held by `holder` (manual, or a named feed acting for a list the

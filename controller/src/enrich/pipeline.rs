@@ -80,7 +80,7 @@ pub struct Pipeline {
     wake: Notify,
     shared: std::sync::OnceLock<Arc<dyn SharedLookups>>,
     /// Where request durations and outcomes are recorded (set once, with `[metrics]` on).
-    instruments: std::sync::OnceLock<crate::metrics::Instruments>,
+    instruments: std::sync::OnceLock<crate::instruments::Instruments>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -187,7 +187,7 @@ impl Pipeline {
     }
 
     /// Records request durations and outcomes in `instruments` (set once, before `run`).
-    pub fn instrument(&self, instruments: crate::metrics::Instruments) {
+    pub fn instrument(&self, instruments: crate::instruments::Instruments) {
         let _ = self.instruments.set(instruments);
     }
 
@@ -198,8 +198,8 @@ impl Pipeline {
         if let Some(i) = self.instruments.get() {
             i.ipasis_duration.observe(start.elapsed().as_secs_f64());
             i.ipasis_requests
-                .get_or_create(&crate::metrics::OutcomeLabel {
-                    outcome: crate::metrics::outcome(&result),
+                .get_or_create(&crate::instruments::OutcomeLabel {
+                    outcome: outcome(&result),
                 })
                 .inc();
         }
@@ -330,5 +330,19 @@ impl Pipeline {
                 }
             });
         }
+    }
+}
+
+/// The `outcome` label of one IPASIS request's result.
+fn outcome<T>(result: &Result<T, crate::enrich::EnrichError>) -> &'static str {
+    use crate::enrich::EnrichError as E;
+    match result {
+        Ok(_) => "answer",
+        Err(E::Invalid) => "invalid",
+        Err(E::RateLimited { .. }) => "rate_limited",
+        Err(E::Unauthorized { .. }) => "unauthorized",
+        Err(E::QuotaExhausted) => "quota",
+        Err(E::Timeout(_)) => "timeout",
+        Err(_) => "error",
     }
 }

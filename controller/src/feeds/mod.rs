@@ -12,11 +12,7 @@
 
 pub mod formats;
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-    sync::{Arc, Mutex},
-};
+use std::{path::PathBuf, sync::Arc};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -24,35 +20,16 @@ use tokio::sync::mpsc;
 
 pub use formats::Format;
 
-use crate::wire::FeedView;
 use crate::{
     config::{FeedConfig, FeedUse},
     decision::{Decision, Holder, Origin, now_unix_ms},
     engine::SourceEvent,
+    sources::{Context, Source, SourceError, SourceStatus, Start, Starting, StatusCell},
+    wire::FeedView,
 };
 
 /// How many refreshes in a row must show a shrink beyond `max_shrink` before it applies.
 pub const SHRINK_CONFIRMATIONS: u32 = 3;
-
-/// Every feed's view, shared with the engine for `status`.
-#[derive(Debug, Default)]
-pub struct Views(Mutex<BTreeMap<String, FeedView>>);
-
-impl Views {
-    pub fn all(&self) -> Vec<FeedView> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    fn update(&self, name: &str, f: impl FnOnce(&mut FeedView)) {
-        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        f(all.entry(name.to_owned()).or_default());
-    }
-}
 
 /// The last good copy's metadata, beside its body.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -62,40 +39,48 @@ struct Meta {
     fetched_unix_ms: u64,
 }
 
-/// Starts one task per feed.
-pub fn start(
-    feeds: &[FeedConfig],
-    state_dir: &Path,
-    sources: mpsc::Sender<SourceEvent>,
-) -> (Arc<Views>, Vec<tokio::task::JoinHandle<()>>) {
-    let views = Arc::new(Views::default());
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let tasks = feeds
-        .iter()
-        .map(|f| {
-            views.update(&f.name, |v| {
-                v.name = f.name.clone();
-                v.url = f.url.clone();
-                v.use_ = match f.use_ {
+impl Start for FeedConfig {
+    /// One feed: a task that fetches it every `refresh` and replaces its set.
+    fn start<'a>(&'a self, ctx: &'a mut Context) -> Starting<'a> {
+        Box::pin(async move {
+            let view = Arc::new(StatusCell::new(FeedView {
+                name: self.name.clone(),
+                url: self.url.clone(),
+                use_: match self.use_ {
                     FeedUse::Block => "block".into(),
-                    FeedUse::Tag => f.tag.map(|t| t.name()).unwrap_or("tag").into(),
-                };
-            });
-            tokio::spawn(
+                    FeedUse::Tag => self.tag.map(|t| t.name()).unwrap_or("tag").into(),
+                },
+                ..FeedView::default()
+            }));
+            let client = crate::http::client(crate::http::Options {
+                connect_timeout: self.timeout,
+                timeout: Some(self.timeout),
+                redirects: crate::http::Redirects::Follow(MAX_REDIRECTS),
+            })
+            .map_err(|e| SourceError::new(format!("feed {}", self.name), e))?;
+            let task = tokio::spawn(
                 Feed {
-                    cfg: f.clone(),
-                    dir: state_dir.join("feeds"),
-                    views: views.clone(),
-                    sources: sources.clone(),
+                    cfg: self.clone(),
+                    dir: ctx.cfg.daemon.state_dir.join("feeds"),
+                    view: view.clone(),
+                    client,
+                    sources: ctx.events.clone(),
                     in_force: None,
                     shrinks: 0,
                 }
                 .run(),
-            )
+            );
+            Ok(Source::new(
+                format!("feed {}", self.name),
+                vec![task],
+                Arc::new(move || SourceStatus::Feed(view.view())),
+            ))
         })
-        .collect();
-    (views, tasks)
+    }
 }
+
+/// Redirects a feed may take (never from https to http).
+const MAX_REDIRECTS: usize = 5;
 
 /// Why a fetch failed.
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +105,8 @@ enum Fetched {
 struct Feed {
     cfg: FeedConfig,
     dir: PathBuf,
-    views: Arc<Views>,
+    view: Arc<StatusCell<FeedView>>,
+    client: reqwest::Client,
     sources: mpsc::Sender<SourceEvent>,
     /// The set in force (what the engine holds or tags).
     in_force: Option<Vec<IpNet>>,
@@ -165,8 +151,7 @@ impl Feed {
         }
         loop {
             let now = now_unix_ms();
-            self.views
-                .update(&self.cfg.name, |v| v.last_attempt_unix_ms = Some(now));
+            self.view.update(|v| v.last_attempt_unix_ms = Some(now));
             let meta = self.stored().map(|(_, m)| m).unwrap_or_default();
             match self.fetch(&meta).await {
                 Ok(Fetched::New(body, meta)) => {
@@ -181,7 +166,7 @@ impl Feed {
                         }
                         Ok(false) => {}
                     }
-                    self.views.update(&self.cfg.name, |v| v.last_error = None);
+                    self.view.update(|v| v.last_error = None);
                 }
                 Ok(Fetched::Unchanged) => {
                     // Renew the TTLs of what is in force.
@@ -190,12 +175,12 @@ impl Feed {
                     {
                         return;
                     }
-                    self.views.update(&self.cfg.name, |v| v.last_error = None);
+                    self.view.update(|v| v.last_error = None);
                 }
                 Err(e) => {
                     let message = e.to_string();
                     let age = meta.fetched_unix_ms;
-                    self.views.update(&self.cfg.name, |v| {
+                    self.view.update(|v| {
                         if v.last_error.as_deref() != Some(message.as_str()) {
                             tracing::warn!(feed = self.cfg.name, error = %message, last_good_unix_ms = age, "feed fetch failed; the last good copy stays in force");
                         }
@@ -233,12 +218,7 @@ impl Feed {
                 },
             ));
         }
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("ipwarden/", env!("CARGO_PKG_VERSION")))
-            .timeout(self.cfg.timeout)
-            .build()
-            .map_err(|e| FetchError::Http(e.to_string()))?;
-        let mut req = client.get(url);
+        let mut req = self.client.get(url);
         if let Some(etag) = &meta.etag {
             req = req.header(reqwest::header::IF_NONE_MATCH, etag);
         }
@@ -308,14 +288,14 @@ impl Feed {
             );
             tracing::warn!(feed = self.cfg.name, "{why}");
             if self.shrinks < SHRINK_CONFIRMATIONS {
-                self.views.update(&self.cfg.name, |v| v.held = Some(why));
+                self.view.update(|v| v.held = Some(why));
                 return self.send(old.clone()).await.map(|()| false);
             }
             tracing::warn!(feed = self.cfg.name, "the shrink is confirmed; applying it");
         }
         self.shrinks = 0;
         let (n, bad) = (new.len(), parsed.bad.len());
-        self.views.update(&self.cfg.name, |v| {
+        self.view.update(|v| {
             v.prefixes = n;
             v.bad_lines = bad;
             v.fetched_unix_ms = Some(fetched);

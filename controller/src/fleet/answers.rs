@@ -14,7 +14,11 @@ use std::{
 
 use ipnet::IpNet;
 
-use super::{Buckets, Link, OP_TIMEOUT, keys};
+use super::{
+    buckets::{Buckets, OP_TIMEOUT},
+    keys,
+    link::Link,
+};
 use crate::{
     enrich::{Record, pipeline::Shared, pipeline::SharedLookups},
     store::CachedAnswer,
@@ -113,7 +117,7 @@ impl SharedAnswers {
         if let Ok(Err(e)) =
             tokio::time::timeout(OP_TIMEOUT, b.answers.put(&key, bytes.into())).await
         {
-            self.link.failed("sharing an IPASIS answer", &e);
+            super::link::failed(&self.link, "sharing an IPASIS answer", &e);
         }
     }
 }

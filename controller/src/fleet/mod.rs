@@ -13,6 +13,7 @@
 //! and `watch` the two directions, `answers` shared enrichment.
 
 pub mod answers;
+mod buckets;
 pub mod keys;
 pub mod link;
 mod publish;
@@ -26,20 +27,18 @@ use std::{
 
 use async_nats::{ConnectOptions, jetstream};
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
+pub use buckets::{Buckets, OP_TIMEOUT, checkpoint_key};
 pub use link::Link;
 pub use publish::Outbox;
 
-use crate::{config::FleetConfig, decision::Decision, engine::SourceEvent};
-
-/// How long one NATS operation may take before it counts as a failure.
-pub const OP_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// The store key holding the last applied revision of `bucket`.
-pub fn checkpoint_key(bucket: &str) -> String {
-    format!("fleet-revision:{bucket}")
-}
+use crate::{
+    config::FleetConfig,
+    decision::Origin,
+    engine::SourceEvent,
+    sources::{Context, Source, SourceError, SourceStatus, Start, Starting},
+};
 
 /// Why fleet mode could not start.
 #[derive(Debug, Error)]
@@ -67,9 +66,6 @@ pub struct Fleet {
     pub answers: Option<Arc<answers::SharedAnswers>>,
     pub task: tokio::task::JoinHandle<()>,
 }
-
-/// A request from the fleet task to the daemon: the local decisions to publish.
-pub struct SnapshotRequest(pub oneshot::Sender<Vec<Decision>>);
 
 /// Reads a credentials file, refusing one that others can read.
 fn private_file(path: &std::path::Path) -> Result<String, FleetError> {
@@ -135,6 +131,40 @@ async fn options(
     Ok(o)
 }
 
+impl Start for FleetConfig {
+    /// Fleet mode: peers' decisions come in as a decision source, local ones go out through a
+    /// sink, IPASIS answers are shared.
+    fn start<'a>(&'a self, ctx: &'a mut Context) -> Starting<'a> {
+        Box::pin(async move {
+            let host = self.host();
+            let bucket = format!("{}-decisions", self.bucket_prefix);
+            let applied = ctx.checkpoints.get(&checkpoint_key(&bucket)).copied();
+            let started = start(
+                self,
+                host.clone(),
+                ctx.cfg.ipasis.cache_ttl,
+                applied,
+                ctx.events.clone(),
+                ctx.snapshots.clone(),
+            )
+            .await
+            .map_err(|e| SourceError::new("fleet mode", e))?;
+            let origins = started.outbox.origins().to_vec();
+            ctx.sinks.push(Box::new(started.outbox));
+            if let (Some(shared), Some(p)) = (started.answers, &ctx.ipasis) {
+                p.share_with(shared);
+            }
+            tracing::info!(host, servers = ?self.url, bucket, resume_after = ?applied, publish = ?origins, apply = self.apply, "fleet mode on");
+            let link = started.link;
+            Ok(Source::new(
+                "fleet",
+                vec![started.task],
+                Arc::new(move || SourceStatus::Fleet(link.view())),
+            ))
+        })
+    }
+}
+
 /// Starts the fleet task. `applied` is the revision stored by the last run (`None` for a host
 /// joining with an empty store: it takes the bucket's current contents first). Peers' decisions
 /// go to `sources`; the task asks the daemon for local decisions through `snapshots`.
@@ -144,7 +174,7 @@ pub async fn start(
     cache_ttl: Duration,
     applied: Option<u64>,
     sources: mpsc::Sender<SourceEvent>,
-    snapshots: mpsc::Sender<SnapshotRequest>,
+    snapshots: mpsc::Sender<crate::sources::SnapshotRequest>,
 ) -> Result<Fleet, FleetError> {
     let (events_tx, events) = mpsc::unbounded_channel();
     let options = options(cfg, &host, events_tx).await?;
@@ -182,6 +212,7 @@ pub async fn start(
         snapshots,
         answers: answers.clone(),
         applied,
+        origins: outbox.origins().to_vec(),
     }));
     Ok(Fleet {
         link,
@@ -201,87 +232,24 @@ struct Task {
     changes: mpsc::Receiver<publish::Change>,
     overflow: Arc<AtomicBool>,
     sources: mpsc::Sender<SourceEvent>,
-    snapshots: mpsc::Sender<SnapshotRequest>,
+    snapshots: mpsc::Sender<crate::sources::SnapshotRequest>,
     answers: Option<Arc<answers::SharedAnswers>>,
     applied: Option<u64>,
-}
-
-/// Creates a bucket, or opens it when it exists (another host may have made it with another
-/// `cache_ttl`: the first one's settings stand).
-///
-/// The stream is created by hand with the KV conventions (`KV_<bucket>`, subjects
-/// `$KV.<bucket>.>`, one message per subject, rollups allowed, deletes denied, direct gets):
-/// async-nats' `create_key_value` first reads the account's info, whose shape in NATS 2.9
-/// lacks fields the client requires, so it fails against Debian's 2.9.10.
-async fn bucket(
-    js: &jetstream::Context,
-    name: String,
-    max_age: Duration,
-) -> Result<jetstream::kv::Store, async_nats::Error> {
-    let config = jetstream::stream::Config {
-        name: format!("KV_{name}"),
-        subjects: vec![format!("$KV.{name}.>")],
-        max_messages_per_subject: 1,
-        max_age,
-        max_message_size: wire::MAX_VALUE as i32,
-        storage: jetstream::stream::StorageType::File,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        discard: jetstream::stream::DiscardPolicy::New,
-        num_replicas: 1,
-        ..Default::default()
-    };
-    let created = match tokio::time::timeout(OP_TIMEOUT, js.get_or_create_stream(config)).await {
-        Ok(Ok(_)) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some("timed out".to_owned()),
-    };
-    match tokio::time::timeout(OP_TIMEOUT, js.get_key_value(name.clone())).await {
-        Ok(Ok(kv)) => Ok(kv),
-        Ok(Err(e)) => Err(format!(
-            "opening bucket {name}: {e}{}",
-            created
-                .map(|c| format!(" (creating it: {c})"))
-                .unwrap_or_default()
-        )
-        .into()),
-        Err(_) => Err(format!("opening bucket {name}: timed out").into()),
-    }
-}
-
-/// The fleet's three buckets.
-pub struct Buckets {
-    pub decisions: jetstream::kv::Store,
-    pub answers: jetstream::kv::Store,
-    pub claims: jetstream::kv::Store,
-}
-
-async fn buckets(
-    js: &jetstream::Context,
-    cfg: &FleetConfig,
-    cache_ttl: Duration,
-) -> Result<Buckets, async_nats::Error> {
-    let p = &cfg.bucket_prefix;
-    Ok(Buckets {
-        decisions: bucket(js, format!("{p}-decisions"), Duration::ZERO).await?,
-        answers: bucket(js, format!("{p}-enrich"), cache_ttl).await?,
-        // Per-message TTLs need NATS 2.11: claims get a bucket whose age limit is the claim's.
-        claims: bucket(js, format!("{p}-claims"), cfg.claim_ttl).await?,
-    })
+    /// The origins this host publishes.
+    origins: Vec<Origin>,
 }
 
 /// The task: keeps the buckets open, publishes and watches, and starts both again after the
 /// link comes back (an ordered consumer does not survive every reconnect).
 async fn run(mut t: Task) {
     let js = jetstream::new(t.client.clone());
-    let mut publisher = publish::Publisher::new(t.host.clone(), t.link.clone());
+    let mut publisher = publish::Publisher::new(t.host.clone(), t.origins.clone(), t.link.clone());
     let mut delay = Duration::from_millis(200);
     loop {
-        let b = match buckets(&js, &t.cfg, t.cache_ttl).await {
+        let b = match buckets::open(&js, &t.cfg, t.cache_ttl).await {
             Ok(b) => Arc::new(b),
             Err(e) => {
-                t.link.failed("opening the buckets", e.as_ref());
+                link::failed(&t.link, "opening the buckets", e.as_ref());
                 t.link.update(|v| v.connected = false);
                 // Keep collecting local changes while waiting.
                 publisher.absorb(&mut t.changes);
@@ -312,7 +280,7 @@ async fn run(mut t: Task) {
         }
         t.link.update(|v| v.connected = false);
         if let Err(e) = outcome {
-            t.link.failed("fleet link", e.as_ref());
+            link::failed(&t.link, "fleet link", e.as_ref());
         }
         publisher.absorb(&mut t.changes);
         // Wait for the client to reconnect (bounded), then start over.

@@ -17,10 +17,11 @@ use futures_util::{StreamExt as _, stream::FuturesUnordered};
 use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Link, OP_TIMEOUT, SnapshotRequest, keys, wire::Shared};
+use super::{buckets::OP_TIMEOUT, keys, link::Link, wire::Shared};
 use crate::{
     decision::{Decision, Ended, Holder, Origin},
     engine::Sink,
+    sources::SnapshotRequest,
 };
 
 /// How many changes the engine may queue before it falls back to a full reconcile.
@@ -96,15 +97,18 @@ impl Sink for Outbox {
 /// The task's side.
 pub struct Publisher {
     host: String,
+    /// The origins this host shares (what a snapshot holds).
+    origins: Vec<Origin>,
     link: Arc<Link>,
     /// Key → value to put (`None`: delete).
     pending: BTreeMap<String, Option<Vec<u8>>>,
 }
 
 impl Publisher {
-    pub fn new(host: String, link: Arc<Link>) -> Self {
+    pub fn new(host: String, origins: Vec<Origin>, link: Arc<Link>) -> Self {
         Self {
             host,
+            origins,
             link,
             pending: BTreeMap::new(),
         }
@@ -137,7 +141,11 @@ impl Publisher {
     /// longer holds deleted.
     pub async fn reconcile(&mut self, kv: &Store, snapshots: &mpsc::Sender<SnapshotRequest>) {
         let (reply, rx) = oneshot::channel();
-        if snapshots.send(SnapshotRequest(reply)).await.is_err() {
+        let request = SnapshotRequest {
+            origins: self.origins.clone(),
+            reply,
+        };
+        if snapshots.send(request).await.is_err() {
             return;
         }
         let Ok(Ok(decisions)) = tokio::time::timeout(Duration::from_secs(30), rx).await else {
@@ -158,7 +166,7 @@ impl Publisher {
                     }
                 }
             }
-            Ok(Err(e)) => self.link.failed("listing this host's keys", e.as_ref()),
+            Ok(Err(e)) => super::link::failed(&self.link, "listing this host's keys", e.as_ref()),
             Err(_) => tracing::warn!("fleet: listing this host's keys timed out"),
         }
         let n = self.pending.len();

@@ -13,7 +13,12 @@ use futures_util::StreamExt as _;
 use ipnet::IpNet;
 use tokio::sync::mpsc;
 
-use super::{Link, OP_TIMEOUT, checkpoint_key, keys, wire::Shared};
+use super::{
+    buckets::{OP_TIMEOUT, checkpoint_key},
+    keys,
+    link::Link,
+    wire::Shared,
+};
 use crate::{
     decision::{Decision, Holder, Origin},
     engine::SourceEvent,

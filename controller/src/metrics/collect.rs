@@ -1,6 +1,6 @@
 //! The scrape-time collector: what `status` and `stats` know, as metrics.
 
-use std::{collections::BTreeMap, fmt};
+use std::{collections::BTreeMap, fmt, sync::Arc};
 
 use prometheus_client::{
     collector::Collector,
@@ -9,7 +9,6 @@ use prometheus_client::{
     registry::Unit,
 };
 
-use super::SnapshotFn;
 use crate::wire::{InterfaceStats, StatusView};
 
 /// The kernel counters exported per interface, by the `verdict` label (`seen` is their sum and
@@ -232,3 +231,6 @@ impl Collector for StateCollector {
         Ok(())
     }
 }
+
+/// Reads the state every scrape shows (runs on a blocking thread: it takes the engine lock).
+pub type SnapshotFn = Arc<dyn Fn() -> Option<Snapshot> + Send + Sync>;

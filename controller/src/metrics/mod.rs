@@ -11,50 +11,11 @@
 mod collect;
 mod http;
 
-use std::sync::Arc;
+use prometheus_client::registry::{Registry, Unit};
 
-use prometheus_client::{
-    encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
-    registry::{Registry, Unit},
-};
-
-pub use collect::Snapshot;
+pub use crate::instruments::{Instruments, OutcomeLabel};
+pub use collect::{Snapshot, SnapshotFn};
 pub use http::{MetricsError, serve};
-
-/// Label of `ipwarden_ipasis_requests_total`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabel {
-    pub outcome: &'static str,
-}
-
-/// What is recorded as it happens. Cheap to clone (every metric is an `Arc` inside).
-#[derive(Clone, Debug)]
-pub struct Instruments {
-    pub poll_duration: Histogram,
-    pub ipasis_duration: Histogram,
-    pub ipasis_requests: Family<OutcomeLabel, Counter>,
-}
-
-impl Default for Instruments {
-    fn default() -> Self {
-        Self {
-            // 1 ms .. ~4 s: a poll of a quiet host takes well under 1 ms, one of a million
-            // sources about a second.
-            poll_duration: Histogram::new(
-                prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 13),
-            ),
-            // 5 ms .. ~10 s: the client's timeout is seconds.
-            ipasis_duration: Histogram::new(
-                prometheus_client::metrics::histogram::exponential_buckets(0.005, 2.0, 12),
-            ),
-            ipasis_requests: Family::default(),
-        }
-    }
-}
-
-/// Reads the state every scrape shows (runs on a blocking thread: it takes the engine lock).
-pub type SnapshotFn = Arc<dyn Fn() -> Option<Snapshot> + Send + Sync>;
 
 /// The registry of one daemon: the instruments plus the scrape-time collector.
 pub fn registry(instruments: &Instruments, snapshot: SnapshotFn) -> Registry {
@@ -100,20 +61,6 @@ pub const NAMES: &[&str] = &[
     "ipwarden_ipasis_quota_remaining",
     "ipwarden_link_up",
 ];
-
-/// The `outcome` label of one IPASIS request's result.
-pub fn outcome<T>(result: &Result<T, crate::enrich::EnrichError>) -> &'static str {
-    use crate::enrich::EnrichError as E;
-    match result {
-        Ok(_) => "answer",
-        Err(E::Invalid) => "invalid",
-        Err(E::RateLimited { .. }) => "rate_limited",
-        Err(E::Unauthorized { .. }) => "unauthorized",
-        Err(E::QuotaExhausted) => "quota",
-        Err(E::Timeout(_)) => "timeout",
-        Err(_) => "error",
-    }
-}
 
 /// The metric names a Grafana dashboard's JSON queries, as families (a histogram's `_bucket`,
 /// `_sum` and `_count` series name their histogram).

@@ -11,23 +11,23 @@ struct AllowView {
 pub fn run(action: AllowAction) -> anyhow::Result<()> {
     match action {
         AllowAction::Add { prefix, target } => {
-            super::super::open(&target)?.allow(prefix)?;
+            crate::commands::pins::open(&target)?.allow(prefix)?;
             println!("allowlisted {prefix}");
         }
         AllowAction::Rm { prefix, target } => {
-            if !super::super::open(&target)?.disallow(prefix)? {
+            if !crate::commands::pins::open(&target)?.disallow(prefix)? {
                 anyhow::bail!("{prefix} is not on the allowlist of {}", target.iface);
             }
             println!("removed {prefix} from the allowlist");
         }
         AllowAction::List { target, format } => {
-            let allow: Vec<String> = super::super::open(&target)?
+            let allow: Vec<String> = crate::commands::pins::open(&target)?
                 .allows()?
                 .iter()
                 .map(ToString::to_string)
                 .collect();
             if format.json {
-                return super::super::print_json(&AllowView { allow });
+                return crate::commands::print::print_json(&AllowView { allow });
             }
             println!("PREFIX");
             allow.iter().for_each(|p| println!("{p}"));

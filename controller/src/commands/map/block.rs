@@ -8,7 +8,7 @@ use ipwarden::{
 use ipwarden_common::BlockEntry;
 
 pub fn block(args: &MapBlockArgs) -> anyhow::Result<()> {
-    let mut dp = super::super::open(&args.target)?;
+    let mut dp = crate::commands::pins::open(&args.target)?;
     let deadline = clock::deadline_ns(args.ttl);
     let entry = match args.challenge {
         Some(pps) => BlockEntry::challenge(args.reason.reason_code(), deadline, pps, args.burst),
@@ -32,7 +32,7 @@ pub fn block(args: &MapBlockArgs) -> anyhow::Result<()> {
 }
 
 pub fn unblock(prefix: IpNet, target: &Target) -> anyhow::Result<()> {
-    let mut dp = super::super::open(target)?;
+    let mut dp = crate::commands::pins::open(target)?;
     if !dp.unblock(prefix)? {
         anyhow::bail!(
             "{prefix} is not blocked on {} (see `ipwarden map list`)",

@@ -12,10 +12,10 @@ struct ListView {
 }
 
 pub fn run(target: &Target, format: Format) -> anyhow::Result<()> {
-    let dp = super::super::open(target)?;
+    let dp = crate::commands::pins::open(target)?;
     let blocks: Vec<BlockView> = dp.blocks()?.iter().map(BlockView::from).collect();
     if format.json {
-        return super::super::print_json(&ListView { blocks });
+        return crate::commands::print::print_json(&ListView { blocks });
     }
     let rows: Vec<Vec<String>> = blocks
         .iter()

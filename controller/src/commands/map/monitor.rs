@@ -4,7 +4,7 @@ use ipwarden::cli::{Switch, Target};
 
 pub fn run(state: Switch, target: &Target) -> anyhow::Result<()> {
     let on = state == Switch::On;
-    super::super::open(target)?.set_monitor(on)?;
+    crate::commands::pins::open(target)?.set_monitor(on)?;
     println!(
         "monitor mode {} on {}",
         if on {

@@ -6,7 +6,7 @@ use ipwarden::{
 };
 
 pub fn run(args: &StatsArgs) -> anyhow::Result<()> {
-    let dp = super::super::open(&args.target)?;
+    let dp = crate::commands::pins::open(&args.target)?;
     let globals = dp.globals()?;
     let v4 = dp.sources_v4()?;
     let v6 = dp.sources_v6()?;
@@ -27,7 +27,7 @@ pub fn run(args: &StatsArgs) -> anyhow::Result<()> {
         top,
     };
     if args.format.json {
-        return super::super::print_json(&view);
+        return crate::commands::print::print_json(&view);
     }
     println!(
         "{}{}: {} IPv4 sources and {} IPv6 /64s tracked",

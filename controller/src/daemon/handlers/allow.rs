@@ -2,7 +2,8 @@
 
 use ipnet::IpNet;
 
-use super::{super::state::State, error};
+use super::reply::error;
+use crate::daemon::state::State;
 use crate::wire::{AllowView, Response};
 
 pub fn add(state: &mut State, prefix: IpNet) -> Response {

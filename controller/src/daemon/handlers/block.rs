@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::{super::state::State, error};
+use super::reply::error;
+use crate::daemon::state::State;
 use crate::{
     decision::Holder,
     engine::{BlockRequest, Lift},

@@ -2,7 +2,8 @@
 
 use std::net::IpAddr;
 
-use super::{super::state::State, lookup::lookup_view, top::row};
+use super::{lookup::lookup_view, top::row};
+use crate::daemon::state::State;
 use crate::{
     decision::{Action, Decision},
     net::host_prefix,

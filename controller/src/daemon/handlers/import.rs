@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use super::{super::state::State, error};
+use super::reply::error;
+use crate::daemon::state::State;
 use crate::{
     decision::{Action, ChallengeRate, Decision, Holder, Origin, now_unix_ms},
     engine::EngineError,

@@ -2,7 +2,8 @@
 
 use ipnet::IpNet;
 
-use super::{super::state::State, error};
+use super::reply::error;
+use crate::daemon::state::State;
 use crate::{decision::Origin, wire::Response};
 
 pub fn list(

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use super::super::state::State;
+use crate::daemon::state::State;
 use crate::{decision::now_unix_ms, net::host_prefix, wire::LookupView};
 
 /// The cached answer for an address's source unit, as `lookup` and `explain` show it.

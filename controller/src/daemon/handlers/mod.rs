@@ -9,6 +9,7 @@ mod import;
 mod list;
 mod lookup;
 mod reload;
+mod reply;
 mod stats;
 mod status;
 mod top;
@@ -17,11 +18,10 @@ pub use lookup::lookup_view;
 pub use stats::stats;
 pub use status::status;
 
+use reply::{error, holder};
+
 use super::state::State;
-use crate::{
-    decision::{Holder, Origin},
-    wire::{Request, Response},
-};
+use crate::wire::{Request, Response};
 
 /// Answers one request.
 pub fn handle(state: &mut State, request: Request) -> Response {
@@ -76,18 +76,5 @@ pub fn handle(state: &mut State, request: Request) -> Response {
             Some(v) => Response::Lookup(v),
             None => error(format!("no cached IPASIS answer for {addr}")),
         },
-    }
-}
-
-fn error(e: impl std::fmt::Display) -> Response {
-    Response::Error {
-        message: e.to_string(),
-    }
-}
-
-fn holder(origin: Option<Origin>, source: Option<String>) -> Holder {
-    Holder {
-        origin: origin.unwrap_or(Origin::Manual),
-        source,
     }
 }

@@ -1,6 +1,7 @@
 //! `reload`: the configuration file read again.
 
-use super::{super::state::State, error};
+use super::reply::error;
+use crate::daemon::state::State;
 use crate::wire::Response;
 
 pub fn reload(state: &mut State) -> Response {

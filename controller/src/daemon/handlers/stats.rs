@@ -2,7 +2,7 @@
 
 use ipwarden_common::GlobalCounter;
 
-use super::super::state::State;
+use crate::daemon::state::State;
 use crate::wire::InterfaceStats;
 
 /// The counters of every interface, or which interface could not be read.

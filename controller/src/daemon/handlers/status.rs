@@ -1,9 +1,10 @@
 //! `status`: the daemon, its interfaces, decisions, detection and sources at a glance. Metrics
 //! read the same view.
 
-use super::super::state::State;
+use crate::daemon::state::State;
 use crate::{
     dataplane::Program,
+    sources::SourceStatus,
     wire::{InterfaceView, ProgramView, StatusView},
 };
 
@@ -13,7 +14,7 @@ pub fn status(state: &State) -> StatusView {
     let (tracked, heavy) = policy.detector().counts();
     let (polls, late_polls, last_poll) = policy.polls();
     let (aggregates_tracked, heavy_aggregates) = policy.aggregates().counts();
-    StatusView {
+    let mut view = StatusView {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         pid: std::process::id(),
         uptime_secs: state.uptime().as_secs(),
@@ -46,17 +47,22 @@ pub fn status(state: &State) -> StatusView {
         heavy_aggregates,
         last_poll_ms: (last_poll.as_secs_f64() * 1e4).round() / 10.0,
         enrichment: policy.enrichment_state().to_string(),
-        ipasis: policy.enrichment().map(|p| p.view()),
+        ipasis: None,
         warnings: engine.warnings().cloned().collect(),
-        fleet: state.sources.fleet.as_ref().map(|l| Box::new(l.view())),
-        crowdsec: state.sources.crowdsec.as_ref().map(|l| Box::new(l.view())),
-        feeds: state
-            .sources
-            .feeds
-            .as_ref()
-            .map(|f| f.all())
-            .unwrap_or_default(),
+        fleet: None,
+        crowdsec: None,
+        feeds: Vec::new(),
+    };
+    for s in state.sources.statuses() {
+        match s {
+            SourceStatus::Fleet(v) => view.fleet = Some(Box::new(v)),
+            SourceStatus::Crowdsec(v) => view.crowdsec = Some(Box::new(v)),
+            SourceStatus::Feed(v) => view.feeds.push(v),
+            SourceStatus::Ipasis(v) => view.ipasis = Some(v),
+        }
     }
+    view.feeds.sort_by(|a, b| a.name.cmp(&b.name));
+    view
 }
 
 /// The program attached to an interface, as `status` shows it.

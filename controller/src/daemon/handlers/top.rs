@@ -1,6 +1,6 @@
 //! `top`: the busiest sources the detector tracks.
 
-use super::super::state::State;
+use crate::daemon::state::State;
 use crate::{
     detect::SourceView,
     wire::{Response, TopRow},

@@ -1,0 +1,30 @@
+//! Asking the daemon: one request, one answer; an error answer becomes an error.
+
+use ipwarden::{
+    cli::Conn,
+    ipc::client,
+    wire::{Request, Response},
+};
+
+/// Sends a request to the daemon; an error answer becomes an error.
+pub fn call(conn: &Conn, request: Request) -> anyhow::Result<Response> {
+    match client::call(&conn.socket, request)? {
+        Response::Error { message } => Err(anyhow::anyhow!(message)),
+        other => Ok(other),
+    }
+}
+
+/// Sends a request whose answer is a plain acknowledgement, and prints it.
+pub fn done(conn: &Conn, request: Request) -> anyhow::Result<()> {
+    match call(conn, request)? {
+        Response::Done { message } => {
+            println!("{message}");
+            Ok(())
+        }
+        other => unexpected(&other),
+    }
+}
+
+pub fn unexpected(r: &Response) -> anyhow::Result<()> {
+    anyhow::bail!("unexpected answer from the daemon: {r:?}")
+}

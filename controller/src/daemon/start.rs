@@ -1,0 +1,112 @@
+//! What the daemon sets up before it serves: the store, every interface's attachment, the
+//! IPASIS stage.
+
+use std::sync::Arc;
+
+use super::error::DaemonError;
+use crate::{
+    config::Config,
+    dataplane::{self, Adoption, AttachOptions, Dataplane, PinDir},
+    engine::{AttachKind, Plane},
+    enrich::{ApiKey, IpasisClient, Pipeline},
+    store::{self, Store},
+};
+
+/// Every interface attached or adopted.
+pub(super) struct Attachments {
+    pub planes: Vec<Plane>,
+    /// A second handle per interface, for the poll loop's counter reads.
+    pub readers: Vec<Dataplane>,
+    /// What `status` must warn about for the daemon's whole life.
+    pub warnings: Vec<String>,
+}
+
+/// Attaches to (or adopts) every interface.
+pub(super) fn attach_all(cfg: &Config) -> Result<Attachments, DaemonError> {
+    let mut planes = Vec::new();
+    let mut readers = Vec::new();
+    let mut warnings = Vec::new();
+    for iface in &cfg.daemon.ifaces {
+        let err = |source| DaemonError::Dataplane {
+            iface: iface.clone(),
+            source,
+        };
+        let pins = PinDir::new(&cfg.daemon.bpffs, iface);
+        let opts = AttachOptions {
+            pins: pins.clone(),
+            mode: cfg.dataplane.attach_mode.into(),
+            capacities: cfg.dataplane.capacities(),
+            build: dataplane::stamp::this_build(),
+        };
+        let attach = if dataplane::is_attached(&pins) {
+            match dataplane::adopt(&opts).map_err(err)? {
+                Adoption::Kept => {
+                    tracing::info!(
+                        iface,
+                        "adopting the existing attachment: no gap in protection"
+                    );
+                    AttachKind::Adopted
+                }
+                Adoption::Replaced { .. } => AttachKind::Upgraded,
+            }
+        } else {
+            let attached = dataplane::attach(&opts).map_err(err)?;
+            if attached.bpffs.ends_with_process() {
+                warnings.push(format!(
+                    "{iface}: this daemon mounted bpffs at {} itself, in a private mount namespace: the pins and the XDP program end with this process, enforcement will not survive it (run the daemon in the host's mount namespace, see the README's network namespace section)",
+                    cfg.daemon.bpffs.display()
+                ));
+            }
+            attached.kind
+        };
+        planes.push(Plane::new(
+            iface.clone(),
+            attach,
+            Box::new(Dataplane::open(&pins).map_err(err)?),
+        ));
+        readers.push(Dataplane::open(&pins).map_err(err)?);
+    }
+    Ok(Attachments {
+        planes,
+        readers,
+        warnings,
+    })
+}
+
+/// Opens the store; with `rebuild`, first moves an existing (unreadable) database aside.
+pub(super) fn open_store(cfg: &Config, rebuild: bool) -> Result<Store, DaemonError> {
+    let path = cfg.daemon.state_dir.join(store::FILE_NAME);
+    if rebuild && path.exists() {
+        let aside = path.with_extension(format!(
+            "redb.unreadable-{}",
+            crate::decision::now_unix_ms()
+        ));
+        std::fs::rename(&path, &aside).map_err(|source| DaemonError::Aside {
+            path: path.clone(),
+            source,
+        })?;
+        tracing::warn!(from = %path.display(), to = %aside.display(), "moved the state database aside; rebuilding it from the pinned maps");
+    }
+    let store = Store::open(&cfg.daemon.state_dir)?;
+    if let Some(n) = store.migrated() {
+        tracing::warn!(
+            decisions = n,
+            schema = store::SCHEMA,
+            path = %store.path().display(),
+            "state database migrated from the previous release's schema"
+        );
+    }
+    Ok(store)
+}
+
+/// The enrichment stage, if enabled and a key is available.
+pub(super) fn enrichment(cfg: &Config) -> Result<Option<Arc<Pipeline>>, DaemonError> {
+    if !cfg.ipasis.enabled {
+        return Ok(None);
+    }
+    let Some(key) = ApiKey::load(cfg.ipasis.key_file.as_deref()).map_err(DaemonError::Key)? else {
+        return Ok(None);
+    };
+    let client = IpasisClient::new(&cfg.ipasis, &key).map_err(DaemonError::Client)?;
+    Ok(Some(Arc::new(Pipeline::new(cfg.ipasis.clone(), client))))
+}

@@ -1,0 +1,49 @@
+//! Cached IPASIS answers.
+
+use ipnet::IpNet;
+use redb::ReadableDatabase as _;
+use serde::{Deserialize, Serialize};
+
+use super::base::{ANSWERS, Store, StoreError, db};
+use crate::enrich::Record;
+
+/// A cached IPASIS answer for one source unit (/32, /64).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedAnswer {
+    /// `None`: the API rejected the address (400); that is permanent.
+    pub record: Option<Record>,
+    pub fetched_unix_ms: u64,
+}
+
+impl Store {
+    /// Caches an answer, durably (the cache survives restarts).
+    pub fn put_answer(&self, source: IpNet, answer: &CachedAnswer) -> Result<(), StoreError> {
+        let tx = db!("begin", self.begin_write())?;
+        {
+            let mut t = db!("open table", tx.open_table(ANSWERS))?;
+            let bytes = serde_json::to_vec(answer).expect("answers serialize");
+            db!(
+                "insert",
+                t.insert(source.to_string().as_str(), bytes.as_slice())
+            )?;
+        }
+        db!("commit", tx.commit())
+    }
+
+    /// The cached answer for a source unit, whatever its age.
+    pub fn answer(&self, source: IpNet) -> Result<Option<CachedAnswer>, StoreError> {
+        let tx = db!("begin", self.db.begin_read())?;
+        let t = db!("open table", tx.open_table(ANSWERS))?;
+        let key = source.to_string();
+        match db!("read", t.get(key.as_str()))? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(v.value())
+                .map(Some)
+                .map_err(|source| StoreError::Corrupt {
+                    table: "ipasis answer",
+                    key,
+                    source,
+                }),
+        }
+    }
+}

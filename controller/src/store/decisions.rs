@@ -1,0 +1,143 @@
+//! Decisions and their history.
+
+use ipnet::IpNet;
+use redb::{ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _};
+
+use super::base::{DECISIONS, HISTORY, Store, StoreError, db, decode};
+use crate::decision::{Decision, Ended, Holder};
+
+/// The key of a decision: its prefix and holder (`prefix|origin|source`). The prefix leads so
+/// that one prefix's holders are neighbours.
+pub fn decision_key(prefix: &IpNet, holder: &Holder) -> String {
+    format!(
+        "{prefix}|{}|{}",
+        holder.origin.name(),
+        holder.source.as_deref().unwrap_or("")
+    )
+}
+
+/// The key of an ended decision: `prefix|ended ms (20 digits)|origin|source`, so a prefix's
+/// history is one range, in time order.
+pub(super) fn history_key(e: &Ended) -> String {
+    let d = &e.decision;
+    format!(
+        "{}|{:020}|{}|{}",
+        d.prefix,
+        e.ended_unix_ms,
+        d.origin.name(),
+        d.source.as_deref().unwrap_or("")
+    )
+}
+
+/// The ended time inside a history key.
+pub(super) fn history_key_ms(key: &str) -> Option<u64> {
+    key.split('|').nth(1)?.parse().ok()
+}
+
+impl Store {
+    /// Inserts or replaces decisions (one per prefix and holder), durably, in one transaction.
+    pub fn put_decisions(&self, decisions: &[&Decision]) -> Result<(), StoreError> {
+        self.write(decisions, &[])
+    }
+
+    /// Removes ended decisions and records them in the history, durably, in one transaction.
+    pub fn end_decisions(&self, ended: &[Ended]) -> Result<(), StoreError> {
+        self.write(&[], ended)
+    }
+
+    /// One durable transaction: `put` inserted or replaced, `ended` removed and recorded.
+    pub fn write(&self, put: &[&Decision], ended: &[Ended]) -> Result<(), StoreError> {
+        let tx = db!("begin", self.begin_write())?;
+        {
+            let mut t = db!("open table", tx.open_table(DECISIONS))?;
+            let mut h = db!("open table", tx.open_table(HISTORY))?;
+            for e in ended {
+                let d = &e.decision;
+                db!(
+                    "remove",
+                    t.remove(decision_key(&d.prefix, &d.holder()).as_str())
+                )?;
+                let bytes = serde_json::to_vec(e).expect("history entries serialize");
+                db!(
+                    "insert",
+                    h.insert(history_key(e).as_str(), bytes.as_slice())
+                )?;
+            }
+            for d in put {
+                let bytes = serde_json::to_vec(d).expect("decisions serialize");
+                db!(
+                    "insert",
+                    t.insert(
+                        decision_key(&d.prefix, &d.holder()).as_str(),
+                        bytes.as_slice()
+                    )
+                )?;
+            }
+        }
+        db!("commit", tx.commit())
+    }
+
+    /// Every stored decision, grouped by prefix.
+    pub fn decisions(&self) -> Result<Vec<Decision>, StoreError> {
+        let tx = db!("begin", self.db.begin_read())?;
+        let t = db!("open table", tx.open_table(DECISIONS))?;
+        let mut out = Vec::with_capacity(db!("read", t.len())? as usize);
+        for item in db!("read", t.iter())? {
+            let (k, v) = db!("read", item)?;
+            out.push(decode("decision", k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Ended decisions of `prefix` (all of them when `None`), oldest first, at most `limit`
+    /// (the newest ones).
+    pub fn history(&self, prefix: Option<IpNet>, limit: usize) -> Result<Vec<Ended>, StoreError> {
+        let tx = db!("begin", self.db.begin_read())?;
+        let t = db!("open table", tx.open_table(HISTORY))?;
+        let mut out: Vec<Ended> = Vec::new();
+        let mut push = |k: &str, v: &[u8]| -> Result<(), StoreError> {
+            out.push(decode("history", k, v)?);
+            Ok(())
+        };
+        match prefix {
+            Some(p) => {
+                // `|` sorts right before `}`: every key of this prefix lies in [p|, p}).
+                let (lo, hi) = (format!("{p}|"), format!("{p}}}"));
+                for item in db!("read", t.range(lo.as_str()..hi.as_str()))? {
+                    let (k, v) = db!("read", item)?;
+                    push(k.value(), v.value())?;
+                }
+            }
+            None => {
+                for item in db!("read", t.iter())? {
+                    let (k, v) = db!("read", item)?;
+                    push(k.value(), v.value())?;
+                }
+            }
+        }
+        out.sort_by_key(|e| e.ended_unix_ms);
+        let skip = out.len().saturating_sub(limit);
+        out.drain(..skip);
+        Ok(out)
+    }
+
+    /// Removes history entries that ended before `cutoff_ms`; how many.
+    pub fn prune_history(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
+        let tx = db!("begin", self.begin_write())?;
+        let mut pruned = 0;
+        {
+            let mut t = db!("open table", tx.open_table(HISTORY))?;
+            db!(
+                "prune",
+                t.retain(|k, _| {
+                    // An unreadable key is kept: pruning never guesses.
+                    let keep = history_key_ms(k).is_none_or(|ms| ms >= cutoff_ms);
+                    pruned += usize::from(!keep);
+                    keep
+                })
+            )?;
+        }
+        db!("commit", tx.commit())?;
+        Ok(pruned)
+    }
+}

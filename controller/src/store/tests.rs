@@ -1,0 +1,186 @@
+//! The store on disk: round trips, reopening, migrations from every older schema.
+
+use ipnet::IpNet;
+
+use super::{
+    base::{ALLOW, DECISIONS_V1, META},
+    *,
+};
+use crate::{
+    decision::{Decision, End, Ended, Holder, Origin},
+    enrich::Record,
+};
+
+#[test]
+fn answers_are_cached_per_source_across_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let src: IpNet = "2001:db8:2::/64".parse().unwrap();
+    let a = CachedAnswer {
+        record: Some(Record {
+            tor: Some(true),
+            ..Default::default()
+        }),
+        fetched_unix_ms: 42,
+    };
+    Store::open(dir.path())
+        .unwrap()
+        .put_answer(src, &a)
+        .unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.answer(src).unwrap(), Some(a));
+    assert_eq!(s.answer("203.0.113.7/32".parse().unwrap()).unwrap(), None);
+}
+
+fn decision(p: &str) -> Decision {
+    Decision::block(
+        p.parse().unwrap(),
+        Holder::of(Origin::Velocity),
+        "heavy hitter",
+        1,
+        Some(std::time::Duration::from_millis(1)),
+    )
+}
+
+#[test]
+fn decisions_and_allows_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.migrated(), None);
+        let (a, b) = (decision("203.0.113.7/32"), decision("2001:db8:2::/64"));
+        s.put_decisions(&[&a, &b]).unwrap();
+        s.end_decisions(&[Ended {
+            decision: a.clone(),
+            end: End::Lifted,
+            ended_unix_ms: 5,
+        }])
+        .unwrap();
+        s.put_allow("192.0.2.0/24".parse().unwrap()).unwrap();
+        s.put_allow("198.51.100.0/24".parse().unwrap()).unwrap();
+        assert!(s.remove_allow("198.51.100.0/24".parse().unwrap()).unwrap());
+        assert!(!s.remove_allow("198.51.100.0/24".parse().unwrap()).unwrap());
+    }
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.decisions().unwrap(), vec![decision("2001:db8:2::/64")]);
+    assert_eq!(
+        s.allows().unwrap(),
+        vec!["192.0.2.0/24".parse::<IpNet>().unwrap()]
+    );
+    let h = s.history(None, 10).unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!(
+        (h[0].end, &h[0].decision),
+        (End::Lifted, &decision("203.0.113.7/32"))
+    );
+}
+
+#[test]
+fn several_holders_of_one_prefix_are_kept_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let v = decision("203.0.113.7/32");
+    let mut m = v.clone();
+    (m.origin, m.reason) = (Origin::Manual, "by hand".into());
+    let mut f = v.clone();
+    (f.origin, f.source) = (Origin::Feed, Some("drop".into()));
+    s.put_decisions(&[&v, &m, &f]).unwrap();
+    assert_eq!(s.decisions().unwrap().len(), 3);
+    s.end_decisions(&[Ended {
+        decision: m.clone(),
+        end: End::Lifted,
+        ended_unix_ms: 9,
+    }])
+    .unwrap();
+    let left = s.decisions().unwrap();
+    assert_eq!(left.len(), 2);
+    assert!(left.contains(&v) && left.contains(&f));
+}
+
+#[test]
+fn history_is_per_prefix_in_time_order_bounded_and_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let ended = |p: &str, ms| Ended {
+        decision: decision(p),
+        end: End::Expired,
+        ended_unix_ms: ms,
+    };
+    // 203.0.113.7/32 and 203.0.113.70/32 share a text prefix: the range must not mix them.
+    s.end_decisions(&[
+        ended("203.0.113.7/32", 300),
+        ended("203.0.113.7/32", 100),
+        ended("203.0.113.70/32", 200),
+        ended("203.0.113.7/32", 1_000_000),
+    ])
+    .unwrap();
+    let of = |p: &str, limit| {
+        s.history(Some(p.parse().unwrap()), limit)
+            .unwrap()
+            .iter()
+            .map(|e| e.ended_unix_ms)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of("203.0.113.7/32", 10), vec![100, 300, 1_000_000]);
+    assert_eq!(of("203.0.113.7/32", 2), vec![300, 1_000_000], "the newest");
+    assert_eq!(of("203.0.113.70/32", 10), vec![200]);
+    assert_eq!(s.prune_history(250).unwrap(), 2);
+    assert_eq!(of("203.0.113.7/32", 10), vec![300, 1_000_000]);
+    assert!(of("203.0.113.70/32", 10).is_empty());
+}
+
+/// What the first release left: decisions keyed by prefix alone, no `meta` table.
+#[test]
+fn a_schema_1_database_is_migrated_once_with_every_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (decision("203.0.113.7/32"), decision("2001:db8:2::/64"));
+    {
+        let db = redb::Database::create(dir.path().join(FILE_NAME)).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut t = tx.open_table(DECISIONS_V1).unwrap();
+            for d in [&a, &b] {
+                let bytes = serde_json::to_vec(d).unwrap();
+                t.insert(d.prefix.to_string().as_str(), bytes.as_slice())
+                    .unwrap();
+            }
+            let mut allow = tx.open_table(ALLOW).unwrap();
+            allow.insert("192.0.2.0/24", b"1".as_slice()).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.migrated(), Some(2));
+    let mut got = s.decisions().unwrap();
+    got.sort_by_key(|d| d.prefix);
+    assert_eq!(got, vec![a, b]);
+    assert_eq!(s.allows().unwrap().len(), 1);
+    drop(s);
+    let again = Store::open(dir.path()).unwrap();
+    assert_eq!(again.migrated(), None, "migrated once");
+    assert_eq!(again.decisions().unwrap().len(), 2);
+}
+
+#[test]
+fn a_newer_schema_is_refused_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = redb::Database::create(dir.path().join(FILE_NAME)).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(META)
+            .unwrap()
+            .insert("schema", SCHEMA + 1)
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let err = Store::open(dir.path()).err().expect("must refuse");
+    assert!(matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA + 1));
+    assert!(err.to_string().contains("--rebuild-store"), "{err}");
+}
+
+#[test]
+fn a_corrupt_file_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(FILE_NAME), b"definitely not a database").unwrap();
+    let err = Store::open(dir.path()).err().expect("must fail");
+    assert!(err.to_string().contains("ipwarden.redb"), "{err}");
+}
