@@ -4,7 +4,6 @@
 //! The kernel program (crate `ipwarden-ebpf`) is embedded in this crate at build time; see
 //! `build.rs`. Everything that touches the kernel goes through [`dataplane`].
 
-pub mod aggregate;
 pub mod allowlist;
 pub mod cli;
 pub mod clock;

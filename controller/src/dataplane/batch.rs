@@ -215,7 +215,7 @@ mod tests {
     use ipwarden_common::{SrcStats, SrcStatsV6, SrcV4};
 
     use super::*;
-    use crate::dataplane::counters::{FRONT_V4, FRONT_V6, SRC_V4, SRC_V6};
+    use crate::dataplane::front::{FRONT_V4, FRONT_V6, SRC_V4, SRC_V6};
 
     fn found(map_type: Option<MapType>, key_size: u32, value_size: u32) -> MapLayout {
         MapLayout {

@@ -7,13 +7,14 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use aya::maps::MapData;
 use ipnet::Ipv6Net;
 use ipwarden_common::{
-    AggCell, FrontV4, FrontV6, GlobalCounter, Pending, SrcStats, SrcStatsV6, SrcV4, SrcV6Prefix,
+    AggCell, FrontV4, FrontV6, GlobalCounter, SrcStats, SrcStatsV6, SrcV4, SrcV6Prefix,
     front::FLUSH_AT, names,
 };
 
 use super::{
     Dataplane, DataplaneError,
     batch::{self, PercpuSpec},
+    front::{AGG, FRONT_V4, FRONT_V6, FrontMemo, Fronted, FrontedBy, SRC_V4, SRC_V6, fronted_in},
     maps::max_entries,
 };
 use crate::net;
@@ -28,17 +29,6 @@ use crate::net;
 /// `FLUSH_AT` packets per CPU fewer. Sized for up to 64 CPUs: on larger hosts a rare step back can
 /// exceed it, and is then handled as an eviction.
 pub const READ_SLACK_PACKETS: u64 = FLUSH_AT * 64;
-
-/// The maps read raw, in batches, with their key and value types. `Dataplane::open` refuses a
-/// pinned map that differs; `batch::for_each_percpu` checks again before every read.
-pub(super) const SRC_V4: PercpuSpec<SrcV4, SrcStats> = PercpuSpec::lru_percpu_hash(names::SRC_V4);
-pub(super) const SRC_V6: PercpuSpec<SrcV6Prefix, SrcStatsV6> =
-    PercpuSpec::lru_percpu_hash(names::SRC_V6);
-/// The front tables are indexed by slot.
-pub(super) const FRONT_V4: PercpuSpec<u32, FrontV4> = PercpuSpec::percpu_array(names::FRONT_V4);
-pub(super) const FRONT_V6: PercpuSpec<u32, FrontV6> = PercpuSpec::percpu_array(names::FRONT_V6);
-/// The aggregate cells, indexed by `ipwarden_common::aggregate::cell`.
-pub(super) const AGG: PercpuSpec<u32, AggCell> = PercpuSpec::percpu_array(names::AGG);
 
 /// Counters of one IPv4 source, summed over CPUs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,73 +57,6 @@ impl GlobalCounters {
     pub fn get(&self, counter: GlobalCounter) -> u64 {
         self.0[counter as usize]
     }
-}
-
-/// What the front tables hold for one source, summed over CPUs.
-#[derive(Clone, Copy, Default)]
-struct Fronted {
-    pending: Pending,
-    /// The earliest CPU's claim time.
-    first_seen_ns: u64,
-    /// IPv6: the latest address of the CPU that counted the most.
-    last_addr: [u8; 16],
-}
-
-impl Fronted {
-    fn add(&mut self, pending: &Pending, first_seen_ns: u64, last_addr: [u8; 16]) {
-        if pending.packets > self.pending.packets {
-            self.last_addr = last_addr;
-        }
-        self.pending.add(pending);
-        if self.first_seen_ns == 0 || (first_seen_ns != 0 && first_seen_ns < self.first_seen_ns) {
-            self.first_seen_ns = first_seen_ns;
-        }
-    }
-
-    /// Folds the pending counts into `stats` read from the LRU map.
-    fn into_stats(self, stats: &mut SrcStats) {
-        stats.add(&self.pending);
-        if stats.first_seen_ns == 0
-            || (self.first_seen_ns != 0 && self.first_seen_ns < stats.first_seen_ns)
-        {
-            stats.first_seen_ns = self.first_seen_ns;
-        }
-    }
-}
-
-/// Front-table contents by source. Keyed by addresses the sender chooses, so the hasher is
-/// seeded per process (foldhash's `RandomState`): with a fixed hash (Fx) a flood of chosen
-/// addresses could make every insert collide and turn each poll quadratic.
-type FrontedBy<K> = foldhash::HashMap<K, Fronted>;
-
-/// The front tables as last read (see `Dataplane::front_memo`).
-#[derive(Default)]
-pub(super) struct FrontMemo {
-    /// The `Seen` count (packets finished) when the tables were read.
-    seen: Option<u64>,
-    v4: FrontedBy<SrcV4>,
-    v6: FrontedBy<SrcV6Prefix>,
-}
-
-/// Sums one front table's slots over CPUs by source. `slot` gives an occupied slot's source,
-/// pending counts, claim time and (IPv6) latest address; slots with nothing pending are skipped.
-fn fronted_in<S: aya::Pod, K: Copy + Eq + std::hash::Hash>(
-    map: &MapData,
-    spec: &PercpuSpec<u32, S>,
-    iface: &str,
-    slot: impl Fn(&S) -> Option<(K, &Pending, u64, [u8; 16])>,
-) -> Result<FrontedBy<K>, DataplaneError> {
-    let mut out = FrontedBy::<K>::default();
-    batch::for_each_percpu(map, spec, iface, |_index: u32, cpus: &[S]| {
-        for (key, pending, first_seen_ns, last_addr) in cpus.iter().filter_map(&slot) {
-            if pending.packets != 0 {
-                out.entry(key)
-                    .or_default()
-                    .add(pending, first_seen_ns, last_addr);
-            }
-        }
-    })?;
-    Ok(out)
 }
 
 impl Dataplane {

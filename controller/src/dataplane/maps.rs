@@ -16,7 +16,7 @@ use ipwarden_common::{BlockEntry, DataplaneConfig, SrcV4, SrcV6Prefix, names};
 use super::{
     DataplaneError, PinDir,
     batch::{self, PercpuSpec},
-    counters::{self, FrontMemo},
+    front::{self, FrontMemo},
     index::{Index, Indexes},
 };
 
@@ -32,7 +32,7 @@ pub struct Dataplane {
     pub(super) block_net_v6: LpmTrie<MapData, [u8; 16], BlockEntry>,
     pub(super) allow_v4: LpmTrie<MapData, [u8; 4], u32>,
     pub(super) allow_v6: LpmTrie<MapData, [u8; 16], u32>,
-    /// Read raw, in batches (see `batch`), as `counters::SRC_V4` etc. describe them.
+    /// Read raw, in batches (see `batch`), as `front::SRC_V4` etc. describe them.
     pub(super) src_v4: MapData,
     pub(super) src_v6: MapData,
     pub(super) front_v4: MapData,
@@ -118,10 +118,10 @@ impl Dataplane {
             block_net_v6: open(pins, names::BLOCK_NET_V6)?,
             allow_v4: open(pins, names::ALLOW_V4)?,
             allow_v6: open(pins, names::ALLOW_V6)?,
-            src_v4: open_raw(pins, &counters::SRC_V4)?,
-            src_v6: open_raw(pins, &counters::SRC_V6)?,
-            front_v4: open_raw(pins, &counters::FRONT_V4)?,
-            front_v6: open_raw(pins, &counters::FRONT_V6)?,
+            src_v4: open_raw(pins, &front::SRC_V4)?,
+            src_v6: open_raw(pins, &front::SRC_V6)?,
+            front_v4: open_raw(pins, &front::FRONT_V4)?,
+            front_v6: open_raw(pins, &front::FRONT_V6)?,
             global: open(pins, names::GLOBAL)?,
             sigs: if pins.map(names::SIGS).exists() {
                 Some(open(pins, names::SIGS)?)
@@ -129,7 +129,7 @@ impl Dataplane {
                 None
             },
             agg: if pins.map(names::AGG).exists() {
-                Some(open_raw(pins, &counters::AGG)?)
+                Some(open_raw(pins, &front::AGG)?)
             } else {
                 None
             },

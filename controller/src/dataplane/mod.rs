@@ -9,6 +9,7 @@ mod batch;
 mod config;
 mod counters;
 mod error;
+mod front;
 mod index;
 mod loader;
 mod maps;

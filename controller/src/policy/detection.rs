@@ -146,8 +146,8 @@ impl Policy {
         pending: Vec<(IpNet, u64, u64)>,
     ) {
         let levels = self.aggregates.levels().to_vec();
-        let candidates = crate::aggregate::members(&levels, self.detector.active());
-        let pending = crate::aggregate::pending_by_network(&levels, pending);
+        let candidates = crate::detect::aggregate::members(&levels, self.detector.active());
+        let pending = crate::detect::aggregate::pending_by_network(&levels, pending);
         let events = self
             .aggregates
             .observe(now_ns, &cells, &pending, candidates);
@@ -168,7 +168,7 @@ impl Policy {
     fn on_aggregate(
         &mut self,
         engine: &mut Engine,
-        ev: &crate::aggregate::HeavyAggregate,
+        ev: &crate::detect::aggregate::HeavyAggregate,
         decided: &[Decision],
     ) -> Option<Decision> {
         let net = ev.net;

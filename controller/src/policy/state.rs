@@ -8,8 +8,8 @@ use ipwarden_common::fingerprint::SigEntry;
 
 use super::tags::Tags;
 use crate::{
-    aggregate::Aggregates,
     config::Config,
+    detect::aggregate::Aggregates,
     detect::{Detector, Rates},
     enrich::Pipeline,
     fingerprint::Rules,

@@ -9,9 +9,9 @@ use ipnet::IpNet;
 
 use super::state::{Policy, VOTE_TTL_MS, Vote};
 use crate::{
-    aggregate::HeavyAggregate,
     decision::{Action, ChallengeRate, Decision, Holder, Origin, now_unix_ms},
     detect::Rates,
+    detect::aggregate::HeavyAggregate,
     engine::Engine,
     score::Verdict,
 };

@@ -116,6 +116,22 @@ pub struct Parsed {
     pub reexports: Vec<Vec<String>>,
 }
 
+/// The lines of a file that are not tests (`#[cfg(test)]` items left out).
+pub fn code_lines(src: &str) -> usize {
+    let stripped = strip(src);
+    let mut tests = Vec::new();
+    let code = drop_test_items(&stripped, &mut tests);
+    let total = src.lines().count();
+    // A dropped item keeps its newlines but no text: its lines are blank in `code` and not in
+    // `stripped`.
+    let dropped = stripped
+        .lines()
+        .zip(code.lines())
+        .filter(|(a, b)| !a.trim().is_empty() && b.trim().is_empty())
+        .count();
+    total - dropped
+}
+
 /// Parses a stripped file: test-only items dropped, `use` trees expanded, inline paths found.
 pub fn parse(stripped: &str) -> Parsed {
     let mut parsed = Parsed::default();
@@ -340,6 +356,13 @@ mod tests {
                 "crate::inline::call"
             ]
         );
+    }
+
+    #[test]
+    fn lines_of_tests_do_not_count() {
+        let src = "fn a() {}\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn t() {}\n}\n";
+        assert_eq!(src.lines().count(), 6);
+        assert_eq!(code_lines(src), 1);
     }
 
     #[test]

@@ -1,15 +1,15 @@
-//! Velocity detection: per-source packet and SYN rates over a sliding window, heavy-hitter
-//! episodes, and the hard rate limit.
-//!
-//! Input: counter snapshots (cumulative per-source counters read from the kernel, keyed by
-//! IPv4 /32 or IPv6 /64) stamped with the kernel's monotonic clock. Output: [`Event`]s, each
-//! emitted once per episode. Pure logic: no kernel, no I/O, so it is unit-tested exhaustively.
+//! The per-source detector: packet and SYN rates over a sliding window, heavy-hitter episodes,
+//! and the hard rate limit.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::Serialize;
 
+use super::{
+    aggregate::Member,
+    rates::{Rates, Sample, rates},
+};
 use crate::{config::DetectionConfig, dataplane::READ_SLACK_PACKETS};
 
 /// Below this many tracks the table is not worth shrinking.
@@ -25,13 +25,6 @@ pub struct Snapshot {
     pub first_seen_ns: u64,
     /// A real address of the source: the address itself, or for an IPv6 /64 the last one seen.
     pub addr: IpAddr,
-}
-
-/// Rates of one source over the window.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
-pub struct Rates {
-    pub pps: f64,
-    pub syn_pps: f64,
 }
 
 /// What detection found.
@@ -56,14 +49,6 @@ pub struct SourceView {
     pub bytes: u64,
     pub syn: u64,
     pub heavy: bool,
-}
-
-/// Counters at one poll.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Sample {
-    pub(crate) t: u64,
-    pub(crate) packets: u64,
-    pub(crate) syn: u64,
 }
 
 /// One source's state: about 120 bytes, so a million sources fit in the daemon's budget.
@@ -288,12 +273,12 @@ impl Detector {
     }
 
     /// The sources counted at the last poll with a rate above zero: the members of aggregates.
-    pub fn active(&self) -> impl Iterator<Item = crate::aggregate::Member> + '_ {
+    pub fn active(&self) -> impl Iterator<Item = Member> + '_ {
         let polls = self.polls;
         self.tracks
             .iter()
             .filter(move |(_, t)| t.last_poll == polls && t.pps > 0.0)
-            .map(|(s, t)| crate::aggregate::Member {
+            .map(|(s, t)| Member {
                 source: *s,
                 addr: t.addr,
                 pps: f64::from(t.pps),
@@ -351,22 +336,6 @@ fn judge(
     } else {
         track.over_hard_since = 0;
         track.hard_fired = false;
-    }
-}
-
-/// Rates between two samples (also the aggregates' rates).
-pub(crate) fn rates(from: &Sample, to: &Sample) -> Rates {
-    let (t0, p0, s0) = (from.t, from.packets, from.syn);
-    let (t1, p1, s1) = (to.t, to.packets, to.syn);
-    // Below a millisecond the quotient means nothing; the next poll will tell.
-    let dt = t1.saturating_sub(t0);
-    if dt < 1_000_000 {
-        return Rates::default();
-    }
-    let secs = dt as f64 / 1e9;
-    Rates {
-        pps: p1.saturating_sub(p0) as f64 / secs,
-        syn_pps: s1.saturating_sub(s0) as f64 / secs,
     }
 }
 

@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::wire::AggregateView;
 use crate::{
     config::AggregateConfig,
-    detect::{Rates, Sample, rates},
+    detect::rates::{Rates, Sample, rates},
 };
 
 /// How many of an aggregate's busiest members are kept (shown, and looked up with IPASIS).
