@@ -2,28 +2,12 @@
 //! cannot be read reported by number and skipped. Bodies are bounded by the fetcher.
 
 use ipnet::IpNet;
-use serde::Deserialize;
 use serde_json::Value;
 
-use crate::net::{parse_prefix, unmap};
-
-/// What a feed looks like.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Format {
-    /// One address or prefix per line; `#` and `;` start comments.
-    CidrList,
-    /// Spamhaus DROP / DROPv6: text (`1.10.16.0/20 ; SBL256894`) or JSON lines
-    /// (`{"cidr":"1.10.16.0/20","sblid":"SBL256894"}`, a final metadata line).
-    SpamhausDrop,
-    /// The Tor Project's exit list: bulk (one address per line) or the detailed one
-    /// (`ExitAddress 1.2.3.4 2024-01-01 00:00:00`).
-    TorExitList,
-    /// AWS `ip-ranges.json`: `prefixes[].ip_prefix`, `ipv6_prefixes[].ipv6_prefix`.
-    AwsIpRanges,
-    /// Google Cloud `cloud.json`: `prefixes[].ipv4Prefix` / `ipv6Prefix`.
-    GcpCloud,
-}
+use crate::{
+    config::Format,
+    net::{parse_prefix, unmap},
+};
 
 /// A line or element that was skipped.
 #[derive(Clone, Debug, PartialEq, Eq)]

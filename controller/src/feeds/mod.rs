@@ -18,7 +18,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-pub use formats::Format;
+pub use crate::config::Format;
 
 use crate::{
     config::{FeedConfig, FeedUse},

@@ -1,0 +1,171 @@
+//! `[fleet]`: sharing decisions and IPASIS answers over NATS JetStream.
+
+use std::{path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+use super::ConfigError;
+use crate::decision::Origin;
+
+/// `[fleet]`: share decisions and IPASIS answers with the other hosts over NATS JetStream.
+/// Absent: nothing is shared and no connection is made.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    /// Server URLs (`nats://10.0.0.5:4222`); one string or a list (a cluster, or a local leaf
+    /// node first).
+    #[serde(deserialize_with = "one_or_many")]
+    pub url: Vec<String>,
+    /// This host's name in the fleet [default: the host name].
+    pub host_id: Option<String>,
+    /// A file holding the server's token (mode 0600).
+    pub token_file: Option<PathBuf>,
+    /// A NATS credentials file (JWT and NKey seed; mode 0600).
+    pub creds_file: Option<PathBuf>,
+    /// A CA bundle: the server must speak TLS with a certificate it signed.
+    pub ca_file: Option<PathBuf>,
+    /// Buckets are `<prefix>-decisions`, `<prefix>-enrich` and `<prefix>-claims`.
+    pub bucket_prefix: String,
+    /// Local origins shared with the fleet (never `fleet` or `crowdsec`).
+    pub publish: Vec<Origin>,
+    /// Whether peers' decisions are enforced here.
+    pub apply: bool,
+    /// Whether IPASIS answers are shared (one request per address per fleet).
+    pub share_enrichment: bool,
+    /// How long a lookup claim lives (the claims bucket's age limit).
+    #[serde(with = "humantime_serde")]
+    pub claim_ttl: Duration,
+    /// How long a host waits for the claimer's answer before asking IPASIS itself.
+    #[serde(with = "humantime_serde")]
+    pub claim_wait: Duration,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        Self {
+            url: Vec::new(),
+            host_id: None,
+            token_file: None,
+            creds_file: None,
+            ca_file: None,
+            bucket_prefix: "ipwarden".into(),
+            publish: vec![
+                Origin::Manual,
+                Origin::Velocity,
+                Origin::Ipasis,
+                Origin::Feed,
+            ],
+            apply: true,
+            share_enrichment: true,
+            claim_ttl: Duration::from_secs(5),
+            claim_wait: Duration::from_secs(8),
+        }
+    }
+}
+
+impl FleetConfig {
+    pub(super) fn validate(
+        &self,
+        invalid: &impl Fn(&'static str, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        if self.url.is_empty() {
+            return Err(invalid(
+                "fleet.url",
+                "needs at least one server (nats://HOST:PORT)",
+            ));
+        }
+        for u in &self.url {
+            let Some(rest) = u
+                .strip_prefix("nats://")
+                .or_else(|| u.strip_prefix("tls://"))
+            else {
+                return Err(invalid(
+                    "fleet.url",
+                    &format!("`{u}` must start with nats:// or tls://"),
+                ));
+            };
+            if rest.contains('@') {
+                // Not echoed: the part before `@` is a secret.
+                return Err(invalid(
+                    "fleet.url",
+                    "must not carry credentials (user:password@); use fleet.token_file or fleet.creds_file",
+                ));
+            }
+            if rest.is_empty() {
+                return Err(invalid("fleet.url", &format!("`{u}` names no server")));
+            }
+        }
+        if self.token_file.is_some() && self.creds_file.is_some() {
+            return Err(invalid(
+                "fleet.token_file",
+                "and fleet.creds_file are alternatives: set one",
+            ));
+        }
+        let prefix_ok = !self.bucket_prefix.is_empty()
+            && self.bucket_prefix.len() <= 32
+            && self
+                .bucket_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !prefix_ok {
+            return Err(invalid(
+                "fleet.bucket_prefix",
+                "must be 1 to 32 letters, digits, `-` or `_`",
+            ));
+        }
+        if let Some(o) = self
+            .publish
+            .iter()
+            .find(|o| matches!(o, Origin::Fleet | Origin::Crowdsec))
+        {
+            return Err(invalid(
+                "fleet.publish",
+                &format!(
+                    "cannot share `{o}` decisions: they came from elsewhere and are never re-published"
+                ),
+            ));
+        }
+        if self
+            .host_id
+            .as_deref()
+            .is_some_and(|h| h.trim().is_empty() || h.len() > 64)
+        {
+            return Err(invalid("fleet.host_id", "must be 1 to 64 characters"));
+        }
+        if self.claim_ttl < Duration::from_millis(500) || self.claim_wait.is_zero() {
+            return Err(invalid(
+                "fleet.claim_ttl",
+                "must be at least 500ms, and fleet.claim_wait greater than 0",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `host_id`, or the host name.
+    pub fn host(&self) -> String {
+        if let Some(h) = &self.host_id {
+            return h.clone();
+        }
+        let mut buf = [0u8; 256];
+        // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
+        let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        match (r, std::str::from_utf8(&buf[..end])) {
+            (0, Ok(h)) if !h.is_empty() => h.to_owned(),
+            _ => "unnamed-host".to_owned(),
+        }
+    }
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
