@@ -13,7 +13,7 @@ const KEY: &str = "ipasis_0123456789abcdef0123";
 
 fn client(stub: &IpasisStub, tweak: impl FnOnce(&mut IpasisConfig)) -> IpasisClient {
     let mut cfg = IpasisConfig {
-        base_url: stub.base_url(),
+        base_url: ipwarden::config::Url::parse(&stub.base_url()).expect("the stub URL parses"),
         timeout: Duration::from_millis(500),
         backoff: Duration::from_millis(20),
         ..IpasisConfig::default()
@@ -163,7 +163,7 @@ async fn connection_refused_is_a_transient_error() {
         l.local_addr().unwrap().port()
     };
     let cfg = IpasisConfig {
-        base_url: format!("http://127.0.0.1:{port}"),
+        base_url: ipwarden::config::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
         retries: 1,
         backoff: Duration::from_millis(10),
         ..IpasisConfig::default()

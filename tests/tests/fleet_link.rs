@@ -29,7 +29,7 @@ fn net(s: &str) -> IpNet {
 
 fn config(server: &NatsServer) -> FleetConfig {
     FleetConfig {
-        url: vec![server.url()],
+        url: vec![ipwarden::config::Url::parse(&server.url()).unwrap()],
         claim_ttl: Duration::from_secs(2),
         claim_wait: Duration::from_secs(4),
         ..FleetConfig::default()

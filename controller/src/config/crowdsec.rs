@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
-use super::ConfigError;
+use super::{ConfigError, url::Url};
 
 /// `[crowdsec]`: enforce a CrowdSec local API's decisions (ipwarden as its bouncer). Absent:
 /// no connection is made.
@@ -12,7 +12,7 @@ use super::ConfigError;
 #[serde(deny_unknown_fields, default)]
 pub struct CrowdsecConfig {
     /// The LAPI, e.g. `http://127.0.0.1:8080`.
-    pub lapi_url: String,
+    pub lapi_url: Url,
     /// The bouncer key from `cscli bouncers add NAME` (mode 0600).
     pub api_key_file: PathBuf,
     #[serde(with = "humantime_serde")]
@@ -44,7 +44,7 @@ pub struct CrowdsecConfig {
 impl Default for CrowdsecConfig {
     fn default() -> Self {
         Self {
-            lapi_url: "http://127.0.0.1:8080".into(),
+            lapi_url: Url::parse("http://127.0.0.1:8080").expect("the default URL parses"),
             api_key_file: PathBuf::from("/etc/ipwarden/crowdsec.key"),
             poll_interval: Duration::from_secs(10),
             resync_interval: Duration::from_secs(600),
@@ -70,17 +70,13 @@ impl CrowdsecConfig {
         &self,
         invalid: &impl Fn(&'static str, &str) -> ConfigError,
     ) -> Result<(), ConfigError> {
-        let Some(rest) = self
-            .lapi_url
-            .strip_prefix("http://")
-            .or_else(|| self.lapi_url.strip_prefix("https://"))
-        else {
+        if !matches!(self.lapi_url.scheme(), "http" | "https") {
             return Err(invalid(
                 "crowdsec.lapi_url",
                 "must start with http:// or https://",
             ));
-        };
-        if rest.contains('@') || rest.contains('?') {
+        }
+        if self.lapi_url.has_credentials() || self.lapi_url.url().query().is_some() {
             return Err(invalid(
                 "crowdsec.lapi_url",
                 "must carry no credentials or query: the key goes in crowdsec.api_key_file",

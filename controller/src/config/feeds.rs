@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use super::{ConfigError, url::Url};
 
 /// What a feed is used for.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -43,7 +43,7 @@ pub struct FeedConfig {
     /// Names the feed's decisions (`feed:<name>`) and its copy in the state directory.
     pub name: String,
     /// `https://…`, `http://…`, or `file:/path`.
-    pub url: String,
+    pub url: Url,
     pub format: Format,
     #[serde(rename = "use", default)]
     pub use_: FeedUse,
@@ -105,10 +105,7 @@ impl FeedConfig {
                 ),
             ));
         }
-        if !["https://", "http://", "file:"]
-            .iter()
-            .any(|s| self.url.starts_with(s))
-        {
+        if !matches!(self.url.scheme(), "https" | "http" | "file") {
             return Err(invalid(
                 "feeds.url",
                 &format!(
@@ -116,6 +113,15 @@ impl FeedConfig {
                     self.name
                 ),
             ));
+        }
+        if self.url.has_credentials() {
+            return Err(invalid(
+                "feeds.url",
+                &format!("feed {}: must carry no credentials", self.name),
+            ));
+        }
+        if self.url.scheme() == "http" {
+            tracing::warn!(feed = %self.name, url = %self.url, "a feed over plain http can be altered on the way: prefer https");
         }
         if (self.use_ == FeedUse::Tag) != self.tag.is_some() {
             return Err(invalid(

@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
-use super::ConfigError;
+use super::{ConfigError, url::Url};
 use crate::decision::Origin;
 
 /// `[fleet]`: share decisions and IPASIS answers with the other hosts over NATS JetStream.
@@ -15,7 +15,7 @@ pub struct FleetConfig {
     /// Server URLs (`nats://10.0.0.5:4222`); one string or a list (a cluster, or a local leaf
     /// node first).
     #[serde(deserialize_with = "one_or_many")]
-    pub url: Vec<String>,
+    pub url: Vec<Url>,
     /// This host's name in the fleet [default: the host name].
     pub host_id: Option<String>,
     /// A file holding the server's token (mode 0600).
@@ -75,23 +75,20 @@ impl FleetConfig {
             ));
         }
         for u in &self.url {
-            let Some(rest) = u
-                .strip_prefix("nats://")
-                .or_else(|| u.strip_prefix("tls://"))
-            else {
+            if !matches!(u.scheme(), "nats" | "tls") {
                 return Err(invalid(
                     "fleet.url",
-                    &format!("`{u}` must start with nats:// or tls://"),
+                    &format!("`{u:?}` must start with nats:// or tls://"),
                 ));
-            };
-            if rest.contains('@') {
+            }
+            if u.has_credentials() {
                 // Not echoed: the part before `@` is a secret.
                 return Err(invalid(
                     "fleet.url",
                     "must not carry credentials (user:password@); use fleet.token_file or fleet.creds_file",
                 ));
             }
-            if rest.is_empty() {
+            if u.url().host_str().is_none_or(str::is_empty) {
                 return Err(invalid("fleet.url", &format!("`{u}` names no server")));
             }
         }
@@ -157,15 +154,39 @@ impl FleetConfig {
     }
 }
 
-fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Url>, D::Error> {
+    struct Servers;
+    fn server<E: serde::de::Error>(text: &str) -> Result<Url, E> {
+        Url::parse(text).map_err(|_| {
+            if text.contains('@') {
+                // Not echoed: the part before `@` is a secret.
+                E::custom("a server that carries credentials and does not parse")
+            } else {
+                E::custom(format!("`{text}` must start with nats:// or tls://"))
+            }
+        })
     }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
-    })
+    impl<'de> serde::de::Visitor<'de> for Servers {
+        type Value = Vec<Url>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a server URL or a list of them")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(vec![server(v)?])
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(text) = seq.next_element::<String>()? {
+                out.push(server(&text)?);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(Servers)
 }

@@ -4,14 +4,14 @@ use std::{path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
-use super::ConfigError;
+use super::{ConfigError, url::Url};
 
 /// `[ipasis]`: the IP-intelligence API.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IpasisConfig {
     pub enabled: bool,
-    pub base_url: String,
+    pub base_url: Url,
     pub path: String,
     pub auth_header: String,
     pub key_file: Option<PathBuf>,
@@ -42,7 +42,7 @@ impl Default for IpasisConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            base_url: "https://api.ipasis.com".into(),
+            base_url: Url::parse("https://api.ipasis.com").expect("the default URL parses"),
             path: "/v1/lookup?ip={ip}".into(),
             auth_header: "X-API-Key".into(),
             key_file: None,
@@ -83,10 +83,16 @@ impl IpasisConfig {
         if !self.path.contains("{ip}") {
             return Err(invalid("ipasis.path", "must contain {ip}"));
         }
-        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
+        if !matches!(self.base_url.scheme(), "http" | "https") {
             return Err(invalid(
                 "ipasis.base_url",
                 "must start with http:// or https://",
+            ));
+        }
+        if self.base_url.has_credentials() {
+            return Err(invalid(
+                "ipasis.base_url",
+                "must carry no credentials: the key goes in ipasis.key_file",
             ));
         }
         if reqwest::header::HeaderName::from_bytes(self.auth_header.as_bytes()).is_err() {

@@ -18,6 +18,7 @@ mod feeds;
 mod fleet;
 mod ipasis;
 mod scoring;
+mod url;
 
 pub use allow::{AllowConfig, BUILTIN_ALLOW};
 pub use crowdsec::CrowdsecConfig;
@@ -30,6 +31,7 @@ pub use feeds::{FeedConfig, FeedUse, Format, Tag};
 pub use fleet::FleetConfig;
 pub use ipasis::{IpasisConfig, OnError};
 pub use scoring::ScoringConfig;
+pub use url::Url;
 
 use crate::allowlist::AllowOrigin;
 

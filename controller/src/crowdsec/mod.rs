@@ -139,7 +139,7 @@ pub fn start(
     })
     .map_err(CrowdsecError::Http)?;
     let link = Arc::new(Link::new(CrowdsecView {
-        lapi_url: cfg.lapi_url.clone(),
+        lapi_url: cfg.lapi_url.to_string(),
         ..CrowdsecView::default()
     }));
     let push = match (&cfg.push, &cfg.password_file) {
@@ -231,7 +231,7 @@ impl Puller {
     async fn pull(&self, startup: bool) -> Result<StreamAnswer, PullError> {
         let url = format!(
             "{}/v1/decisions/stream?startup={startup}",
-            self.cfg.lapi_url.trim_end_matches('/')
+            self.cfg.lapi_url.base()
         );
         let transport = |e: reqwest::Error| PullError::Transport(e.without_url().to_string());
         let mut response = self

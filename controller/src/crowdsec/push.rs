@@ -124,7 +124,7 @@ async fn run(
     mut rx: mpsc::Receiver<Decision>,
     dropped: Arc<AtomicU64>,
 ) {
-    let base = cfg.lapi_url.trim_end_matches('/').to_owned();
+    let base = cfg.lapi_url.base().to_owned();
     let mut token: Option<String> = None;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];

@@ -21,9 +21,13 @@ pub use crate::allowlist::Protected;
 pub fn urls(cfg: &crate::config::Config, ipasis_on: bool) -> Vec<String> {
     let mut urls: Vec<String> = Vec::new();
     if ipasis_on {
-        urls.push(cfg.ipasis.base_url.clone());
+        urls.push(cfg.ipasis.base_url.to_string());
     }
-    urls.extend(cfg.fleet.iter().flat_map(|f| f.url.iter().cloned()));
+    urls.extend(
+        cfg.fleet
+            .iter()
+            .flat_map(|f| f.url.iter().map(ToString::to_string)),
+    );
     urls
 }
 

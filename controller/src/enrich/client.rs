@@ -105,7 +105,7 @@ impl IpasisClient {
             .map_err(ClientBuildError::Http)?;
         Ok(Self {
             http,
-            base_url: cfg.base_url.trim_end_matches('/').to_owned(),
+            base_url: cfg.base_url.base().to_owned(),
             path: cfg.path.clone(),
             header: HeaderName::from_bytes(cfg.auth_header.as_bytes())
                 .map_err(|_| ClientBuildError::Header)?,

@@ -45,7 +45,7 @@ impl Start for FeedConfig {
         Box::pin(async move {
             let view = Arc::new(StatusCell::new(FeedView {
                 name: self.name.clone(),
-                url: self.url.clone(),
+                url: self.url.to_string(),
                 use_: match self.use_ {
                     FeedUse::Block => "block".into(),
                     FeedUse::Tag => self.tag.map(|t| t.name()).unwrap_or("tag").into(),
@@ -194,10 +194,8 @@ impl Feed {
 
     async fn fetch(&self, meta: &Meta) -> Result<Fetched, FetchError> {
         let url = &self.cfg.url;
-        if let Some(path) = url
-            .strip_prefix("file://")
-            .or_else(|| url.strip_prefix("file:"))
-        {
+        if url.scheme() == "file" {
+            let path = url.url().path();
             use std::io::Read as _;
             let mut body = Vec::new();
             std::fs::File::open(path)
@@ -218,7 +216,7 @@ impl Feed {
                 },
             ));
         }
-        let mut req = self.client.get(url);
+        let mut req = self.client.get(url.url().clone());
         if let Some(etag) = &meta.etag {
             req = req.header(reqwest::header::IF_NONE_MATCH, etag);
         }

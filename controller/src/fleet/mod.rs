@@ -181,7 +181,7 @@ pub async fn start(
     let bucket = format!("{}-decisions", cfg.bucket_prefix);
     let link = Arc::new(Link::new(crate::wire::FleetView {
         host_id: host.clone(),
-        servers: cfg.url.clone(),
+        servers: cfg.url.iter().map(ToString::to_string).collect(),
         bucket: bucket.clone(),
         applied_revision: applied.unwrap_or(0),
         ..crate::wire::FleetView::default()
@@ -196,7 +196,13 @@ pub async fn start(
     });
     // With retry_on_initial_connect this returns at once; the link comes up in the background.
     let client = options
-        .connect(cfg.url.as_slice())
+        .connect(
+            cfg.url
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .as_slice(),
+        )
         .await
         .map_err(|e| FleetError::Servers(std::io::Error::other(e)))?;
     let task = tokio::spawn(run(Task {

@@ -175,7 +175,7 @@ pub fn enrichment_throughput(
     let stub = IpasisStub::start();
     stub.set_fallback(Reply::json(answers::HOSTING).delayed(latency));
     let cfg = ipwarden::config::IpasisConfig {
-        base_url: stub.base_url(),
+        base_url: ipwarden::config::Url::parse(&stub.base_url()).expect("the stub URL parses"),
         ..Default::default()
     };
     let key = ipwarden::enrich::ApiKey::new("ipasis_bench", "bench")?;
