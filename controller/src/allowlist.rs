@@ -29,14 +29,9 @@ pub enum AllowOrigin {
 }
 
 impl AllowOrigin {
-    /// Stable lower-case name.
+    /// Stable lower-case name (its serde name).
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Runtime => "runtime",
-            Self::Protected => "protected",
-            Self::Builtin => "builtin",
-            Self::Config => "config",
-        }
+        crate::names::of(&self)
     }
 
     /// Whether only the configuration file can remove it.

@@ -24,12 +24,9 @@ pub enum Action {
 }
 
 impl Action {
-    /// Stable lower-case name.
+    /// Stable lower-case name (its serde name).
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Block => "block",
-            Self::Challenge => "challenge",
-        }
+        crate::names::of(&self)
     }
 }
 
@@ -105,16 +102,9 @@ impl Origin {
         Self::ALL.into_iter().find(|o| o.reason_code() == code)
     }
 
-    /// Stable lower-case name.
+    /// Stable lower-case name (its serde name).
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Manual => "manual",
-            Self::Velocity => "velocity",
-            Self::Ipasis => "ipasis",
-            Self::Feed => "feed",
-            Self::Crowdsec => "crowdsec",
-            Self::Fleet => "fleet",
-        }
+        crate::names::of(&self)
     }
 
     /// Whether repeat offences under this origin lengthen the TTL (`decisions.recidive_*`):
@@ -350,10 +340,7 @@ pub enum End {
 
 impl End {
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Expired => "expired",
-            Self::Lifted => "lifted",
-        }
+        crate::names::of(&self)
     }
 }
 

@@ -5,6 +5,7 @@
 //! `build.rs`. Everything that touches the kernel goes through [`dataplane`].
 
 pub mod allowlist;
+pub mod attach;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod import;
 pub mod instruments;
 pub mod ipc;
 pub mod metrics;
+pub mod names;
 pub mod net;
 pub mod output;
 pub mod policy;

@@ -62,8 +62,14 @@ fn main() -> ExitCode {
             let unreachable = err
                 .downcast_ref::<ipwarden::ipc::client::ClientError>()
                 .is_some_and(|e| e.is_unreachable());
-            // 3: the daemon could not be reached; 2 is clap's usage error.
-            ExitCode::from(if unreachable { 3 } else { 1 })
+            // 3: the daemon could not be reached; 2 is clap's usage error (and a request the
+            // daemon could not read); 1 every other failure.
+            let code = match err.downcast_ref::<commands::Refused>() {
+                Some(r) => r.kind.exit_code(),
+                None if unreachable => 3,
+                None => 1,
+            };
+            ExitCode::from(code)
         }
     }
 }

@@ -30,6 +30,9 @@ fn printed(response: &Response, pretty: bool) -> String {
     } else {
         serde_json::to_string(response).unwrap()
     };
+    // The CLI reads back what the daemon writes: every typed field round-trips.
+    let back: Response = serde_json::from_str(&text).unwrap();
+    assert_eq!(&back, response, "{text}");
     replace_volatile(&text)
 }
 

@@ -2,7 +2,7 @@
 //! panic; a decoded request survives a round trip.
 #![no_main]
 
-use ipwarden::ipc::protocol::Envelope;
+use ipwarden::wire::Envelope;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,15 +3,23 @@
 use ipwarden::{
     cli::Conn,
     ipc::client,
-    wire::{Request, Response},
+    wire::{ErrorKind, Request, Response},
 };
 
 /// Sends a request to the daemon; an error answer becomes an error.
 pub fn call(conn: &Conn, request: Request) -> anyhow::Result<Response> {
     match client::call(&conn.socket, request)? {
-        Response::Error { message } => Err(anyhow::anyhow!(message)),
+        Response::Error { message, kind } => Err(Refused { message, kind }.into()),
         other => Ok(other),
     }
+}
+
+/// The daemon's error answer; `main` takes the exit code from its kind.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Refused {
+    pub message: String,
+    pub kind: ErrorKind,
 }
 
 /// Sends a request whose answer is a plain acknowledgement, and prints it.

@@ -17,6 +17,7 @@ mod print;
 mod run;
 mod show;
 
+pub use ask::Refused;
 use ipwarden::{cli::Command, wire::Request};
 
 /// Runs one command.

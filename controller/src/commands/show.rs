@@ -216,7 +216,7 @@ pub fn top(conn: &Conn, format: Format, n: usize) -> anyhow::Result<()> {
                 s.packets.to_string(),
                 s.bytes.to_string(),
                 if s.heavy { "yes" } else { "" }.to_owned(),
-                s.decision.clone().unwrap_or_else(|| "-".into()),
+                s.decision.map_or("-", |a| a.name()).to_owned(),
                 s.os.clone().unwrap_or_else(|| "-".into()),
             ]
         })

@@ -28,11 +28,7 @@ pub enum Tag {
 
 impl Tag {
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Hosting => "hosting",
-            Self::Tor => "tor",
-            Self::Proxy => "proxy",
-        }
+        crate::names::of(&self)
     }
 }
 

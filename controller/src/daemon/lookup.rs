@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use super::{handlers, shared::Shared};
 use crate::{
     enrich::{EnrichError, Pipeline, pipeline::LookupError},
-    wire::{LookupView, Request, Response},
+    wire::{ErrorKind, LookupView, Request, Response},
 };
 
 /// Answers one request (on a blocking thread).
@@ -31,6 +31,7 @@ pub fn answer(
             let _ = panics.send(format!("answering {what}: {message}"));
             Response::Error {
                 message: format!("internal error: {message}; the daemon restarts"),
+                kind: ErrorKind::Internal,
             }
         }
     }
@@ -46,6 +47,7 @@ fn handle(shared: &Shared, pipeline: Option<&Pipeline>, req: Request) -> Respons
     let Some(pipeline) = pipeline else {
         return Response::Error {
             message: "enrichment is off (no IPASIS API key, or [ipasis] enabled = false)".into(),
+            kind: ErrorKind::Unavailable,
         };
     };
     let result = tokio::runtime::Handle::current().block_on(pipeline.lookup_now(addr));
@@ -57,6 +59,7 @@ fn handle(shared: &Shared, pipeline: Option<&Pipeline>, req: Request) -> Respons
         Err(e) => {
             return Response::Error {
                 message: format!("lookup failed: {e}"),
+                kind: ErrorKind::Unavailable,
             };
         }
     };
@@ -70,6 +73,7 @@ fn handle(shared: &Shared, pipeline: Option<&Pipeline>, req: Request) -> Respons
         }),
         Err(e) => Response::Error {
             message: e.to_string(),
+            kind: ErrorKind::Internal,
         },
     }
 }

@@ -67,14 +67,14 @@ impl Fixture {
 
     fn ok(&mut self, request: Request) -> Response {
         match handlers::handle(&mut self.state, request) {
-            Response::Error { message } => panic!("unexpected error: {message}"),
+            Response::Error { message, .. } => panic!("unexpected error: {message}"),
             r => r,
         }
     }
 
     fn err(&mut self, request: Request) -> String {
         match handlers::handle(&mut self.state, request) {
-            Response::Error { message } => message,
+            Response::Error { message, .. } => message,
             r => panic!("expected an error, got {r:?}"),
         }
     }
@@ -636,7 +636,7 @@ fn status_stats_explain_top_and_lookup_views() {
     let Response::Top { sources } = f.ok(Request::Top { n: 5 }) else {
         panic!()
     };
-    assert_eq!(sources[0].decision.as_deref(), Some("block"));
+    assert_eq!(sources[0].decision.map(Action::name), Some("block"));
     let message = f.err(Request::Lookup {
         addr: "203.0.113.66".parse().unwrap(),
         fresh: false,

@@ -1,5 +1,6 @@
 //! Loading, attaching, pinning and detaching the XDP program.
 
+pub use crate::attach::AttachKind;
 use std::{fmt, io};
 
 use aya::{
@@ -101,41 +102,6 @@ pub struct Attached {
     pub bpffs: super::Bpffs,
     /// The mode the kernel accepted: `Driver` or `Skb`.
     pub kind: AttachKind,
-}
-
-/// How an interface came to be enforced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttachKind {
-    /// Native XDP in the driver.
-    Driver,
-    /// Generic XDP (the driver lacks native support).
-    Skb,
-    /// An attachment a previous daemon of this build left pinned, reused without a gap.
-    Adopted,
-    /// An attachment another build left pinned: its link now runs this build's program,
-    /// swapped atomically (no moment without a filter), its maps kept.
-    Upgraded,
-    /// Not a kernel attachment (the engine's in-memory enforcer, in tests and benchmarks).
-    Memory,
-}
-
-impl AttachKind {
-    /// Stable lower-case name, as `status` shows it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Driver => "driver",
-            Self::Skb => "skb",
-            Self::Adopted => "adopted",
-            Self::Upgraded => "upgraded",
-            Self::Memory => "memory",
-        }
-    }
-}
-
-impl std::fmt::Display for AttachKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
 }
 
 /// Whether `pins` holds a pinned XDP link.

@@ -19,7 +19,7 @@ use tokio::{
 };
 
 use crate::wire::{
-    Envelope, IMPORT_START, MAX_IMPORT, MAX_REQUEST, PROTOCOL_VERSION, Request, Response,
+    Envelope, ErrorKind, IMPORT_START, MAX_IMPORT, MAX_REQUEST, PROTOCOL_VERSION, Request, Response,
 };
 
 /// How long a connection may stay silent between requests.
@@ -125,7 +125,8 @@ async fn connection(stream: UnixStream, handler: Handler) {
         let mut limited = (&mut reader).take(MAX_REQUEST as u64);
         let _ = tokio::time::timeout(Duration::from_secs(1), limited.read_until(b'\n', &mut line))
             .await;
-        send(&mut w, &Response::Error { message }).await;
+        let kind = ErrorKind::Refused;
+        send(&mut w, &Response::Error { message, kind }).await;
         return;
     }
     loop {
@@ -148,7 +149,8 @@ async fn connection(stream: UnixStream, handler: Handler) {
         }
         if line.len() > limit {
             let message = format!("request larger than {limit} bytes");
-            send(&mut w, &Response::Error { message }).await;
+            let kind = ErrorKind::Invalid;
+            send(&mut w, &Response::Error { message, kind }).await;
             return;
         }
         let response = match serde_json::from_slice::<Envelope>(&line) {
@@ -158,6 +160,7 @@ async fn connection(stream: UnixStream, handler: Handler) {
                     Ok(r) => r,
                     Err(e) => Response::Error {
                         message: format!("internal error: {e}"),
+                        kind: ErrorKind::Internal,
                     },
                 }
             }
@@ -166,9 +169,11 @@ async fn connection(stream: UnixStream, handler: Handler) {
                     "protocol version {} is not supported (daemon speaks {PROTOCOL_VERSION}): use the ipwarden CLI of the same release",
                     env.version
                 ),
+                kind: ErrorKind::Invalid,
             },
             Err(e) => Response::Error {
                 message: format!("malformed request: {e}"),
+                kind: ErrorKind::Invalid,
             },
         };
         if !send(&mut w, &response).await {

@@ -1,12 +1,13 @@
 //! The policy's state: what detection, enrichment, aggregates and fingerprints keep between
 //! polls, and the small types they share.
 
-use std::{cell::RefCell, collections::HashMap, fmt, sync::Arc, time::Duration};
+use std::{cell::RefCell, collections::HashMap, sync::Arc, time::Duration};
 
 use ipnet::IpNet;
 use ipwarden_common::fingerprint::SigEntry;
 
 use super::tags::Tags;
+pub use crate::wire::EnrichmentState;
 use crate::{
     config::Config,
     detect::aggregate::Aggregates,
@@ -97,29 +98,6 @@ impl Policy {
     /// Replaces a feed's tagged set (`SourceEvent::Tags`).
     pub fn set_tags(&mut self, feed: String, tag: crate::config::Tag, prefixes: Vec<IpNet>) {
         self.tags.set(feed, tag, prefixes);
-    }
-}
-
-/// Whether heavy hitters are enriched, and if not, why.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EnrichmentState {
-    On,
-    /// `[ipasis] enabled = false`.
-    Disabled,
-    /// No key in `ipasis.key_file`, the `ipasis.key` credential or `IPASIS_KEY`.
-    NoKey,
-    /// Nothing said yet (no daemon around this engine): the velocity-only policy.
-    VelocityOnly,
-}
-
-impl fmt::Display for EnrichmentState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::On => "on",
-            Self::Disabled => "off: disabled in [ipasis]",
-            Self::NoKey => "off: no API key (ipasis.key_file, credential ipasis.key or IPASIS_KEY)",
-            Self::VelocityOnly => "off: velocity-only policy",
-        })
     }
 }
 

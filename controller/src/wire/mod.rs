@@ -12,11 +12,12 @@ mod views;
 use serde::{Deserialize, Serialize};
 
 pub use request::{ImportEntry, Request};
+pub use response::ErrorKind;
 pub use response::Response;
 pub use views::{
-    AggregateView, AllowView, CrowdsecView, EnrichStats, ExplainView, FeedView, FingerprintView,
-    FleetView, InterfaceStats, InterfaceView, LookupView, PipelineView, ProgramView, StatusView,
-    TopRow,
+    AggregateView, AllowView, CrowdsecView, EnrichStats, EnrichmentState, ExplainView, FeedView,
+    FingerprintView, FleetView, InterfaceStats, InterfaceView, LookupView, OriginCounts,
+    PipelineView, ProgramView, StatusView, TopRow, Verdict,
 };
 
 /// Bumped on incompatible changes; the daemon refuses other versions with a clear error.
@@ -103,6 +104,30 @@ mod tests {
             },
         };
         assert!(serde_json::to_vec(&e).unwrap().starts_with(IMPORT_START));
+    }
+
+    #[test]
+    fn errors_carry_a_kind_and_an_older_daemons_answer_still_reads() {
+        let e = Response::Error {
+            message: "203.0.113.7/32 is not blocked".into(),
+            kind: ErrorKind::NotFound,
+        };
+        let s = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            s,
+            r#"{"type":"error","message":"203.0.113.7/32 is not blocked","kind":"not_found"}"#
+        );
+        let old: Response = serde_json::from_str(r#"{"type":"error","message":"x"}"#).unwrap();
+        assert_eq!(
+            old,
+            Response::Error {
+                message: "x".into(),
+                kind: ErrorKind::Internal
+            }
+        );
+        assert_eq!(ErrorKind::Invalid.exit_code(), 2);
+        assert_eq!(ErrorKind::NotFound.exit_code(), 1);
+        assert_eq!(ErrorKind::Full.name(), "full");
     }
 
     #[test]

@@ -10,9 +10,12 @@ use crate::decision::{Decision, Ended};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Response {
-    /// The request failed; `message` is one line for the operator.
+    /// The request failed; `message` is one line for the operator, `kind` what a program (and
+    /// the CLI's exit code) can tell from it.
     Error {
         message: String,
+        #[serde(default)]
+        kind: ErrorKind,
     },
     /// A plain acknowledgement.
     Done {
@@ -57,4 +60,39 @@ pub enum Response {
     },
     Explain(ExplainView),
     Lookup(LookupView),
+}
+
+/// Why a request failed, for programs: the message is for people.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request cannot be read or names something impossible (exit code 2).
+    Invalid,
+    /// What it names is not there (not blocked, not allowlisted, no cached answer).
+    NotFound,
+    /// It is refused by a rule (the allowlist, a /0, an origin the CLI may not give).
+    Refused,
+    /// A limit is reached (`decisions.max_decisions`).
+    Full,
+    /// A part it needs is off or unreachable (IPASIS).
+    Unavailable,
+    /// The daemon failed (its store, the data plane); also what an answer without a kind
+    /// means.
+    #[default]
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn name(self) -> &'static str {
+        crate::names::of(&self)
+    }
+
+    /// The CLI's exit code for it: 2 for a request that cannot be made (bad usage or input),
+    /// 1 for every other failure (3, the daemon unreachable, is the client's own).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Self::Invalid => 2,
+            _ => 1,
+        }
+    }
 }

@@ -6,7 +6,12 @@ use std::{collections::BTreeMap, net::IpAddr};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::{allowlist::AllowOrigin, decision::Decision, enrich::record::Record};
+use crate::{
+    allowlist::AllowOrigin,
+    attach::AttachKind,
+    decision::{Action, Decision, Origin},
+    enrich::record::Record,
+};
 
 /// An IPASIS answer and where it came from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -30,8 +35,9 @@ pub struct StatusView {
     pub state_db: String,
     pub interfaces: Vec<InterfaceView>,
     pub decisions: usize,
-    /// Decisions per origin (`manual`, `velocity`, `ipasis`, `feed`, `crowdsec`, `fleet`).
-    pub decisions_by_origin: BTreeMap<String, usize>,
+    /// Decisions per origin (`manual`, `velocity`, `ipasis`, `feed`, `crowdsec`, `fleet`), in
+    /// the order of their names.
+    pub decisions_by_origin: OriginCounts,
     pub allow: usize,
     pub tracked_sources: usize,
     pub heavy_hitters: usize,
@@ -46,7 +52,7 @@ pub struct StatusView {
     #[serde(default)]
     pub heavy_aggregates: usize,
     /// `on`, or `off` with the reason (no API key, disabled).
-    pub enrichment: String,
+    pub enrichment: EnrichmentState,
     /// The enrichment stage, when on.
     pub ipasis: Option<PipelineView>,
     /// Problems worth an operator's attention, newest last.
@@ -67,7 +73,7 @@ pub struct StatusView {
 pub struct InterfaceView {
     pub iface: String,
     /// `driver`, `skb`, or `adopted` when the daemon reused an existing attachment.
-    pub attach: String,
+    pub attach: AttachKind,
     pub monitor: bool,
     /// Why the interface's maps differ from the store, until the next poll rebuilds them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,7 +116,7 @@ pub struct TopRow {
     pub bytes: u64,
     pub heavy: bool,
     /// The action of the decision covering the source, if any.
-    pub decision: Option<String>,
+    pub decision: Option<Action>,
     /// The OS family its TCP SYNs look like (several joined with `+`), if it sent any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub os: Option<String>,
@@ -130,7 +136,7 @@ pub struct ExplainView {
     /// The unit the address is counted and judged as: its /32 or /64.
     pub source: IpNet,
     /// `allowed`, `blocked`, `challenged` or `no decision`.
-    pub verdict: String,
+    pub verdict: Verdict,
     pub allow: Vec<AllowView>,
     /// Every holder's decision on the prefixes covering the address: most specific prefix
     /// first, the enforced one first within a prefix.
@@ -278,3 +284,98 @@ pub struct FingerprintView {
     /// The address that last sent it.
     pub addr: IpAddr,
 }
+
+/// What `explain` concludes for an address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Allowed,
+    Blocked,
+    Challenged,
+    #[serde(rename = "no decision")]
+    NoDecision,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        crate::names::of(&self)
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether heavy hitters are enriched, and if not, why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnrichmentState {
+    #[serde(rename = "on")]
+    On,
+    /// `[ipasis] enabled = false`.
+    #[serde(rename = "off: disabled in [ipasis]")]
+    Disabled,
+    /// No key in `ipasis.key_file`, the `ipasis.key` credential or `IPASIS_KEY`.
+    #[serde(rename = "off: no API key (ipasis.key_file, credential ipasis.key or IPASIS_KEY)")]
+    NoKey,
+    /// Nothing said yet (no daemon around this engine): the velocity-only policy.
+    #[serde(rename = "off: velocity-only policy")]
+    VelocityOnly,
+}
+
+impl std::fmt::Display for EnrichmentState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(crate::names::of(self))
+    }
+}
+
+/// Decisions by origin, written in the order of the origins' names (as when they were
+/// strings).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct OriginCounts(pub BTreeMap<Origin, usize>);
+
+impl Serialize for OriginCounts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut sorted: Vec<(&Origin, &usize)> = self.0.iter().collect();
+        sorted.sort_by_key(|(o, _)| o.name());
+        let mut map = s.serialize_map(Some(sorted.len()))?;
+        for (o, n) in sorted {
+            map.serialize_entry(o.name(), n)?;
+        }
+        map.end()
+    }
+}
+
+impl OriginCounts {
+    /// Counts in the order of the origins' names.
+    pub fn iter(&self) -> impl Iterator<Item = (Origin, usize)> + '_ {
+        let mut sorted: Vec<(Origin, usize)> = self.0.iter().map(|(o, n)| (*o, *n)).collect();
+        sorted.sort_by_key(|(o, _)| o.name());
+        sorted.into_iter()
+    }
+}
+
+/// `counts["manual"]`: an origin's count by its name (0 when none).
+impl std::ops::Index<&str> for OriginCounts {
+    type Output = usize;
+    fn index(&self, name: &str) -> &usize {
+        self.0
+            .iter()
+            .find(|(o, _)| o.name() == name)
+            .map_or(&0, |(_, n)| n)
+    }
+}
+
+/// The names of these enums compare with text (`attach == "memory"`).
+macro_rules! compares_with_text {
+    ($($t:ty),*) => {
+        $(impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                crate::names::of(self) == *other
+            }
+        })*
+    };
+}
+compares_with_text!(EnrichmentState, Verdict, AttachKind);

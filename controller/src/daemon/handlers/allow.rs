@@ -2,7 +2,7 @@
 
 use ipnet::IpNet;
 
-use super::reply::error;
+use super::reply::engine_error;
 use crate::daemon::state::State;
 use crate::wire::{AllowView, Response};
 
@@ -11,7 +11,7 @@ pub fn add(state: &mut State, prefix: IpNet) -> Response {
         Ok(()) => Response::Done {
             message: format!("allowlisted {}", prefix.trunc()),
         },
-        Err(e) => error(e),
+        Err(e) => engine_error(&e),
     }
 }
 
@@ -20,7 +20,7 @@ pub fn remove(state: &mut State, prefix: IpNet) -> Response {
         Ok(()) => Response::Done {
             message: format!("removed {} from the allowlist", prefix.trunc()),
         },
-        Err(e) => error(e),
+        Err(e) => engine_error(&e),
     }
 }
 

@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::reply::error;
+use super::reply::{engine_error, error};
 use crate::daemon::state::State;
 use crate::{
     decision::Holder,
     engine::{BlockRequest, Lift},
-    wire::Response,
+    wire::{ErrorKind, Response},
 };
 
 pub fn block(
@@ -28,7 +28,7 @@ pub fn block(
     };
     match state.engine.block(req, holder) {
         Ok(decision) => Response::Blocked { decision },
-        Err(e) => error(e),
+        Err(e) => engine_error(&e),
     }
 }
 
@@ -41,8 +41,11 @@ pub fn unblock(state: &mut State, prefix: IpNet, holder: Holder, all: bool) -> R
                 lifted,
                 still,
             },
-            None => error(format!("{} is not blocked", prefix.trunc())),
+            None => error(
+                ErrorKind::NotFound,
+                format!("{} is not blocked", prefix.trunc()),
+            ),
         },
-        Err(e) => error(e),
+        Err(e) => engine_error(&e),
     }
 }

@@ -7,7 +7,7 @@ use crate::daemon::state::State;
 use crate::{
     decision::{Action, Decision},
     net::host_prefix,
-    wire::{AllowView, ExplainView},
+    wire::{AllowView, ExplainView, Verdict},
 };
 
 pub fn explain(state: &State, addr: IpAddr) -> ExplainView {
@@ -27,15 +27,15 @@ pub fn explain(state: &State, addr: IpAddr) -> ExplainView {
         .cloned()
         .collect();
     let verdict = match (allow.is_empty(), decisions.first().map(|d| d.action)) {
-        (false, _) => "allowed",
-        (true, Some(Action::Block)) => "blocked",
-        (true, Some(Action::Challenge)) => "challenged",
-        (true, None) => "no decision",
+        (false, _) => Verdict::Allowed,
+        (true, Some(Action::Block)) => Verdict::Blocked,
+        (true, Some(Action::Challenge)) => Verdict::Challenged,
+        (true, None) => Verdict::NoDecision,
     };
     ExplainView {
         addr,
         source,
-        verdict: verdict.to_owned(),
+        verdict,
         allow,
         decisions,
         rates: state.policy.rates_of(addr).map(|s| row(state, s)),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::reply::error;
+use super::reply::engine_error;
 use crate::daemon::state::State;
 use crate::{
     decision::{Action, ChallengeRate, Decision, Holder, Origin, now_unix_ms},
@@ -17,7 +17,7 @@ pub fn import(
     ttl_secs: Option<u64>,
 ) -> Response {
     if !matches!(holder.origin, Origin::Manual | Origin::Feed) {
-        return error(EngineError::NotOperatorOrigin {
+        return engine_error(&EngineError::NotOperatorOrigin {
             origin: holder.origin,
         });
     }
@@ -42,7 +42,7 @@ pub fn import(
                 refused: a.refused,
             }
         }
-        Err(e) => error(e),
+        Err(e) => engine_error(&e),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use ipnet::IpNet;
 
-use super::reply::error;
+use super::reply::engine_error;
 use crate::daemon::state::State;
 use crate::{decision::Origin, wire::Response};
 
@@ -27,6 +27,6 @@ pub fn list(
 pub fn history(state: &State, prefix: Option<IpNet>, limit: usize) -> Response {
     match state.engine.history(prefix, limit) {
         Ok(entries) => Response::History { entries },
-        Err(e) => error(e),
+        Err(e) => engine_error(&e),
     }
 }

@@ -21,7 +21,7 @@ pub use status::status;
 use reply::{error, holder};
 
 use super::state::State;
-use crate::wire::{Request, Response};
+use crate::wire::{ErrorKind, Request, Response};
 
 /// Answers one request.
 pub fn handle(state: &mut State, request: Request) -> Response {
@@ -66,7 +66,7 @@ pub fn handle(state: &mut State, request: Request) -> Response {
         Request::Top { n } => top::top(state, n),
         Request::Stats => match stats(state) {
             Ok(interfaces) => Response::Stats { interfaces },
-            Err(e) => error(e),
+            Err(e) => error(ErrorKind::Internal, e),
         },
         Request::Explain { addr } => Response::Explain(explain::explain(state, addr)),
         Request::Reload => reload::reload(state),
@@ -74,7 +74,10 @@ pub fn handle(state: &mut State, request: Request) -> Response {
             // The daemon answers fresh lookups itself, outside the lock; here only the cache
             // is consulted.
             Some(v) => Response::Lookup(v),
-            None => error(format!("no cached IPASIS answer for {addr}")),
+            None => error(
+                ErrorKind::NotFound,
+                format!("no cached IPASIS answer for {addr}"),
+            ),
         },
     }
 }

@@ -1,12 +1,23 @@
 //! `reload`: the configuration file read again.
 
-use super::reply::error;
+use super::reply::{error, kind_of};
 use crate::daemon::state::State;
-use crate::wire::Response;
+use crate::{
+    daemon::state::ReloadError,
+    wire::{ErrorKind, Response},
+};
 
 pub fn reload(state: &mut State) -> Response {
     match state.reload_from_file() {
         Ok(message) => Response::Done { message },
-        Err(e) => error(e),
+        Err(e) => {
+            let kind = match &e {
+                ReloadError::Engine(e) => kind_of(e),
+                // A file that does not load: the request was fine, the file is refused.
+                ReloadError::Config(_) | ReloadError::Fingerprints(_) => ErrorKind::Refused,
+            };
+            tracing::error!("reload: {e}");
+            error(kind, e)
+        }
     }
 }

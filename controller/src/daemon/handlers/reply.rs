@@ -1,14 +1,39 @@
-//! What every handler shares: errors as answers, and the holder a request names.
+//! What every handler shares: errors as answers (with their kind), and the holder a request
+//! names.
 
 use crate::{
     decision::{Holder, Origin},
-    wire::Response,
+    engine::EngineError,
+    wire::{ErrorKind, Response},
 };
 
 /// A failure as the answer.
-pub fn error(e: impl std::fmt::Display) -> Response {
+pub fn error(kind: ErrorKind, e: impl std::fmt::Display) -> Response {
     Response::Error {
         message: e.to_string(),
+        kind,
+    }
+}
+
+/// An engine failure as the answer.
+pub fn engine_error(e: &EngineError) -> Response {
+    error(kind_of(e), e)
+}
+
+/// What a program can tell from an engine failure.
+pub fn kind_of(e: &EngineError) -> ErrorKind {
+    match e {
+        EngineError::AllowlistConflict { .. }
+        | EngineError::Everything { .. }
+        | EngineError::NotOperatorOrigin { .. }
+        | EngineError::ConfiguredAllow { .. } => ErrorKind::Refused,
+        EngineError::NotBlocked { .. }
+        | EngineError::NotHeld { .. }
+        | EngineError::NotAllowed { .. } => ErrorKind::NotFound,
+        EngineError::Full { .. } => ErrorKind::Full,
+        EngineError::Store(_) | EngineError::Dataplane { .. } | EngineError::OutOfSync { .. } => {
+            ErrorKind::Internal
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use crate::daemon::state::State;
 use crate::{
     dataplane::Program,
     sources::SourceStatus,
-    wire::{InterfaceView, ProgramView, StatusView},
+    wire::{InterfaceView, OriginCounts, ProgramView, StatusView},
 };
 
 pub fn status(state: &State) -> StatusView {
@@ -25,19 +25,14 @@ pub fn status(state: &State) -> StatusView {
             .iter()
             .map(|p| InterfaceView {
                 iface: p.iface.clone(),
-                attach: p.attach.name().to_owned(),
+                attach: p.attach,
                 monitor: p.enforcer.monitor().unwrap_or(false),
                 out_of_sync: p.out_of_sync().map(str::to_owned),
                 program: p.enforcer.program().map(program_view),
             })
             .collect(),
         decisions: engine.book().len(),
-        decisions_by_origin: engine
-            .book()
-            .count_by_origin()
-            .into_iter()
-            .map(|(o, n)| (o.name().to_owned(), n))
-            .collect(),
+        decisions_by_origin: OriginCounts(engine.book().count_by_origin()),
         allow: engine.allowlist().len(),
         tracked_sources: tracked,
         heavy_hitters: heavy,
@@ -46,7 +41,7 @@ pub fn status(state: &State) -> StatusView {
         aggregates_tracked,
         heavy_aggregates,
         last_poll_ms: (last_poll.as_secs_f64() * 1e4).round() / 10.0,
-        enrichment: policy.enrichment_state().to_string(),
+        enrichment: policy.enrichment_state(),
         ipasis: None,
         warnings: engine.warnings().cloned().collect(),
         fleet: None,

@@ -31,7 +31,7 @@ pub(super) fn row(state: &State, s: SourceView) -> TopRow {
         .book()
         .covering(s.source.network())
         .first()
-        .map(|d| d.action.name().to_owned());
+        .map(|d| d.action);
     TopRow {
         source: s.source,
         pps: (s.rates.pps * 10.0).round() / 10.0,
