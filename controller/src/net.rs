@@ -9,6 +9,59 @@ use thiserror::Error;
 /// The prefix length IPv6 sources are judged at.
 pub const V6_SOURCE_PREFIX: u8 = 64;
 
+/// An address family: where user space keeps something per family (a map, an index, a prefix
+/// length), it is indexed by this rather than a flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(net: &IpNet) -> Self {
+        match net {
+            IpNet::V4(_) => Self::V4,
+            IpNet::V6(_) => Self::V6,
+        }
+    }
+
+    /// The length sources are counted and judged at: /32, /64.
+    pub fn source_len(self) -> u8 {
+        match self {
+            Self::V4 => 32,
+            Self::V6 => V6_SOURCE_PREFIX,
+        }
+    }
+}
+
+/// One value per family.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PerFamily<T> {
+    pub v4: T,
+    pub v6: T,
+}
+
+impl<T> PerFamily<T> {
+    pub fn get(&self, f: Family) -> &T {
+        match f {
+            Family::V4 => &self.v4,
+            Family::V6 => &self.v6,
+        }
+    }
+
+    pub fn get_mut(&mut self, f: Family) -> &mut T {
+        match f {
+            Family::V4 => &mut self.v4,
+            Family::V6 => &mut self.v6,
+        }
+    }
+
+    /// Both, IPv4 first.
+    pub fn each_mut(&mut self) -> [&mut T; 2] {
+        [&mut self.v4, &mut self.v6]
+    }
+}
+
 /// An address or prefix that cannot be used.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PrefixError {

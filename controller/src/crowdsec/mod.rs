@@ -261,11 +261,11 @@ impl Puller {
     }
 
     /// One LAPI decision as a decision here, or why it is not enforced.
-    fn decision(&self, d: &LapiDecision, now_ms: u64) -> Result<Decision, String> {
+    fn decision(&self, d: &LapiDecision, now_ms: u64) -> Result<Decision, Ignored> {
         let (prefix, kind) = self.key_of(d)?;
         let action = self.cfg.types[&kind];
-        let Some(ttl) = lapi::go_duration(&d.duration).map_err(|_| "duration".to_owned())? else {
-            return Err("expired".to_owned());
+        let Some(ttl) = lapi::go_duration(&d.duration).map_err(|_| Ignored::Duration)? else {
+            return Err(Ignored::Expired);
         };
         let mut reason = if d.scenario.is_empty() {
             format!("crowdsec {kind}")
@@ -291,23 +291,23 @@ impl Puller {
     }
 
     /// The prefix and type a LAPI decision is held under, or why it is ignored.
-    fn key_of(&self, d: &LapiDecision) -> Result<(IpNet, String), String> {
+    fn key_of(&self, d: &LapiDecision) -> Result<(IpNet, String), Ignored> {
         if !self
             .cfg
             .scopes
             .iter()
             .any(|s| s.eq_ignore_ascii_case(&d.scope))
         {
-            return Err(format!("scope {}", short(&d.scope)));
+            return Err(Ignored::Scope(short(&d.scope)));
         }
         if !self.cfg.origins.is_empty() && !self.cfg.origins.iter().any(|o| o == &d.origin) {
-            return Err(format!("origin {}", short(&d.origin)));
+            return Err(Ignored::Origin(short(&d.origin)));
         }
         let kind = d.kind.to_ascii_lowercase();
         if !self.cfg.types.contains_key(&kind) {
-            return Err(format!("type {}", short(&d.kind)));
+            return Err(Ignored::Type(short(&d.kind)));
         }
-        let prefix = lapi::value_prefix(&d.value).map_err(|_| "value".to_owned())?;
+        let prefix = lapi::value_prefix(&d.value).map_err(|_| Ignored::Value)?;
         // CrowdSec's /128s per /64 (the unit sources are judged by), unless told otherwise: a
         // /128 each would fill the LPM trie.
         let prefix = match prefix {
@@ -319,12 +319,12 @@ impl Puller {
         Ok((prefix, kind))
     }
 
-    fn ignored(&self, why: String) {
+    fn ignored(&self, why: Ignored) {
         self.link
-            .update(|v| *v.ignored.entry(why).or_default() += 1);
+            .update(|v| *v.ignored.entry(why.to_string()).or_default() += 1);
     }
 
-    async fn apply_full(&mut self, answer: StreamAnswer) -> Result<(), ()> {
+    async fn apply_full(&mut self, answer: StreamAnswer) -> Result<(), Stopping> {
         let now = now_unix_ms();
         let mut decisions = Vec::new();
         let mut held = HashMap::new();
@@ -365,10 +365,10 @@ impl Puller {
                 decisions,
             })
             .await
-            .map_err(drop)
+            .map_err(|_| Stopping)
     }
 
-    async fn apply_delta(&mut self, answer: StreamAnswer) -> Result<(), ()> {
+    async fn apply_delta(&mut self, answer: StreamAnswer) -> Result<(), Stopping> {
         let now = now_unix_ms();
         let mut gone: BTreeMap<String, Vec<IpNet>> = BTreeMap::new();
         for d in answer.deleted.unwrap_or_default() {
@@ -398,13 +398,13 @@ impl Puller {
                     prefixes,
                 })
                 .await
-                .map_err(drop)?;
+                .map_err(|_| Stopping)?;
         }
         if !new.is_empty() {
             self.sources
                 .send(SourceEvent::Propose(new))
                 .await
-                .map_err(drop)?;
+                .map_err(|_| Stopping)?;
         }
         // Expired entries leave the engine by themselves; forget them here too.
         self.held.retain(|_, e| e.is_none_or(|e| e > now));
@@ -413,6 +413,28 @@ impl Puller {
         Ok(())
     }
 }
+
+/// Why a LAPI decision is not enforced (counted in `status` by this text).
+#[derive(Debug, Error)]
+enum Ignored {
+    #[error("scope {0}")]
+    Scope(String),
+    #[error("origin {0}")]
+    Origin(String),
+    #[error("type {0}")]
+    Type(String),
+    #[error("value")]
+    Value,
+    #[error("duration")]
+    Duration,
+    #[error("expired")]
+    Expired,
+}
+
+/// The engine's channel is closed: the daemon is stopping.
+#[derive(Debug, Error)]
+#[error("the daemon is stopping")]
+pub struct Stopping;
 
 fn short(s: &str) -> String {
     s.chars().take(32).collect()

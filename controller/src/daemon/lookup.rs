@@ -38,11 +38,25 @@ pub fn answer(
 }
 
 fn handle(shared: &Shared, pipeline: Option<&Pipeline>, req: Request) -> Response {
-    let Request::Lookup { addr, fresh } = req else {
-        return handlers::handle(&mut crate::sync::lock(shared), req);
+    let (addr, fresh) = match req {
+        Request::Lookup { addr, fresh } => (addr, fresh),
+        other => return handlers::handle(&mut crate::sync::lock(shared), other),
     };
-    if !fresh && let Some(v) = handlers::lookup_view(&crate::sync::lock(shared), addr) {
-        return Response::Lookup(v);
+    if !fresh {
+        // The cached answer, as the handler gives it; without one, a fresh lookup.
+        let cached = handlers::handle(
+            &mut crate::sync::lock(shared),
+            Request::Lookup { addr, fresh },
+        );
+        if !matches!(
+            cached,
+            Response::Error {
+                kind: ErrorKind::NotFound,
+                ..
+            }
+        ) {
+            return cached;
+        }
     }
     let Some(pipeline) = pipeline else {
         return Response::Error {

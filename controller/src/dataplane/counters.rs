@@ -59,6 +59,90 @@ impl GlobalCounters {
     }
 }
 
+/// A per-source counter map's value, one family's: merged over CPUs, with what the front tables
+/// hold added, made into that family's source. The IPv4 and IPv6 readers share everything
+/// else.
+trait Counted: aya::Pod + Default {
+    type Key: aya::Pod + Copy + Eq + std::hash::Hash;
+    type Source;
+    const SPEC: PercpuSpec<Self::Key, Self>;
+    fn map(dp: &Dataplane) -> &MapData;
+    fn fronted(memo: &FrontMemo) -> &FrontedBy<Self::Key>;
+    fn merge_cpu(&mut self, cpu: &Self);
+    /// Adds the front tables' pending counts (if any); the packet count after.
+    fn add_front(&mut self, front: Option<&Fronted>) -> u64;
+    fn source(self, key: Self::Key) -> Self::Source;
+}
+
+impl Counted for SrcStats {
+    type Key = SrcV4;
+    type Source = SourceV4;
+    const SPEC: PercpuSpec<SrcV4, SrcStats> = SRC_V4;
+
+    fn map(dp: &Dataplane) -> &MapData {
+        &dp.src_v4
+    }
+
+    fn fronted(memo: &FrontMemo) -> &FrontedBy<SrcV4> {
+        &memo.v4
+    }
+
+    fn merge_cpu(&mut self, cpu: &Self) {
+        self.merge(cpu);
+    }
+
+    fn add_front(&mut self, front: Option<&Fronted>) -> u64 {
+        if let Some(f) = front {
+            f.into_stats(self);
+        }
+        self.packets
+    }
+
+    fn source(self, key: SrcV4) -> SourceV4 {
+        SourceV4 {
+            addr: Ipv4Addr::from(key),
+            stats: self,
+        }
+    }
+}
+
+impl Counted for SrcStatsV6 {
+    type Key = SrcV6Prefix;
+    type Source = SourceV6;
+    const SPEC: PercpuSpec<SrcV6Prefix, SrcStatsV6> = SRC_V6;
+
+    fn map(dp: &Dataplane) -> &MapData {
+        &dp.src_v6
+    }
+
+    fn fronted(memo: &FrontMemo) -> &FrontedBy<SrcV6Prefix> {
+        &memo.v6
+    }
+
+    fn merge_cpu(&mut self, cpu: &Self) {
+        self.merge(cpu);
+    }
+
+    fn add_front(&mut self, front: Option<&Fronted>) -> u64 {
+        if let Some(f) = front {
+            f.into_stats(&mut self.stats);
+            // The front table holds the latest packets.
+            if f.pending.packets != 0 {
+                self.last_addr = f.last_addr;
+            }
+        }
+        self.stats.packets
+    }
+
+    fn source(self, key: SrcV6Prefix) -> SourceV6 {
+        SourceV6 {
+            net: net::v6_prefix_net(key),
+            last_addr: Ipv6Addr::from(self.last_addr),
+            stats: self.stats,
+        }
+    }
+}
+
 impl Dataplane {
     /// Every tracked IPv4 source with its counters summed over CPUs, read in batches. Entries
     /// that only hold a cached block verdict (no packet counted) are left out.
@@ -126,109 +210,52 @@ impl Dataplane {
     /// emitted with the fresh front-table read. A source that took its first slot during the read
     /// is left to the next poll rather than risk emitting it twice.
     pub fn visit_sources_v4(&self, each: impl FnMut(SourceV4)) -> Result<(), DataplaneError> {
-        let candidates = self.fronted(|m| m.v4.keys().copied().collect())?;
-        self.visit_merged(
-            &self.src_v4,
-            &SRC_V4,
-            &candidates,
-            |cpus: &[SrcStats]| {
-                let mut stats = SrcStats::default();
-                cpus.iter().for_each(|c| stats.merge(c));
-                stats
-            },
-            |stats, f: Option<&Fronted>| {
-                if let Some(f) = f {
-                    f.into_stats(stats);
-                }
-                stats.packets
-            },
-            || self.fronted(|m| m.v4.clone()),
-            |key, stats| SourceV4 {
-                addr: Ipv4Addr::from(key),
-                stats,
-            },
-            each,
-        )
+        self.visit_merged::<SrcStats>(each)
     }
 
     /// As [`Self::sources_v6`], streaming (see [`Self::visit_sources_v4`]).
     pub fn visit_sources_v6(&self, each: impl FnMut(SourceV6)) -> Result<(), DataplaneError> {
-        let candidates = self.fronted(|m| m.v6.keys().copied().collect())?;
-        self.visit_merged(
-            &self.src_v6,
-            &SRC_V6,
-            &candidates,
-            |cpus: &[SrcStatsV6]| {
-                let mut merged = SrcStatsV6::default();
-                cpus.iter().for_each(|c| merged.merge(c));
-                merged
-            },
-            |merged, f: Option<&Fronted>| {
-                if let Some(f) = f {
-                    f.into_stats(&mut merged.stats);
-                    // The front table holds the latest packets.
-                    if f.pending.packets != 0 {
-                        merged.last_addr = f.last_addr;
-                    }
-                }
-                merged.stats.packets
-            },
-            || self.fronted(|m| m.v6.clone()),
-            |key, merged| SourceV6 {
-                net: net::v6_prefix_net(key),
-                last_addr: Ipv6Addr::from(merged.last_addr),
-                stats: merged.stats,
-            },
-            each,
-        )
+        self.visit_merged::<SrcStatsV6>(each)
     }
 
-    /// The LRU map streamed into `each`, except the `candidates` (sources the front tables held
-    /// at the last read), which are merged with a front-table read made after the map's.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the v4/v6 twins differ in these only"
-    )]
-    fn visit_merged<K, V, M, S>(
+    /// The family `C`'s LRU map streamed into `each`, except the sources the front tables held
+    /// at the last read, which are merged with a front-table read made after the map's.
+    fn visit_merged<C: Counted>(
         &self,
-        map: &MapData,
-        spec: &PercpuSpec<K, V>,
-        candidates: &foldhash::HashSet<K>,
-        merge: impl Fn(&[V]) -> M,
-        add_front: impl Fn(&mut M, Option<&Fronted>) -> u64,
-        fronted_after: impl FnOnce() -> Result<FrontedBy<K>, DataplaneError>,
-        source: impl Fn(K, M) -> S,
-        mut each: impl FnMut(S),
-    ) -> Result<(), DataplaneError>
-    where
-        K: aya::Pod + Copy + Eq + std::hash::Hash,
-        V: aya::Pod,
-        M: Default,
-    {
-        let mut held: foldhash::HashMap<K, M> = foldhash::HashMap::default();
-        batch::for_each_percpu(map, spec, self.pins.iface(), |key: K, cpus: &[V]| {
-            let mut merged = merge(cpus);
-            if candidates.contains(&key) {
-                held.insert(key, merged);
-            } else if add_front(&mut merged, None) != 0 {
-                each(source(key, merged));
-            }
-        })?;
-        let fronted = fronted_after()?;
+        mut each: impl FnMut(C::Source),
+    ) -> Result<(), DataplaneError> {
+        let candidates: foldhash::HashSet<C::Key> =
+            self.fronted(|m| C::fronted(m).keys().copied().collect())?;
+        let mut held: foldhash::HashMap<C::Key, C> = foldhash::HashMap::default();
+        batch::for_each_percpu(
+            C::map(self),
+            &C::SPEC,
+            self.pins.iface(),
+            |key: C::Key, cpus: &[C]| {
+                let mut merged = C::default();
+                cpus.iter().for_each(|c| merged.merge_cpu(c));
+                if candidates.contains(&key) {
+                    held.insert(key, merged);
+                } else if merged.add_front(None) != 0 {
+                    each(merged.source(key));
+                }
+            },
+        )?;
+        let fronted = self.fronted(|m| C::fronted(m).clone())?;
         for (key, f) in &fronted {
             if !candidates.contains(key) {
                 // Took its first slot while the map was read: maybe streamed already.
                 continue;
             }
             let mut merged = held.remove(key).unwrap_or_default();
-            if add_front(&mut merged, Some(f)) != 0 {
-                each(source(*key, merged));
+            if merged.add_front(Some(f)) != 0 {
+                each(merged.source(*key));
             }
         }
         // Held back, but nothing pending any more: the map's counts are the whole count.
         for (key, mut merged) in held {
-            if add_front(&mut merged, None) != 0 {
-                each(source(key, merged));
+            if merged.add_front(None) != 0 {
+                each(merged.source(key));
             }
         }
         Ok(())

@@ -24,7 +24,7 @@ use ipwarden_common::{
 };
 
 use super::DataplaneError;
-use crate::net;
+use crate::net::{self, Family, PerFamily};
 
 /// `BPF_F_MMAPABLE`.
 const MMAPABLE: u32 = 1 << 10;
@@ -243,29 +243,24 @@ impl Index {
 
 /// Both families' indexes, when the pins have them (pins of a release before the index have
 /// none until the daemon upgrades the program).
-#[derive(Default)]
-pub(super) struct Indexes {
-    pub(super) v4: Option<Index>,
-    pub(super) v6: Option<Index>,
-}
+pub(super) type Indexes = PerFamily<Option<Index>>;
 
 /// The index key of an exact entry's prefix: `Some` only for IPv4 /32 and IPv6 /64.
-pub(super) fn exact_key(net: IpNet) -> Option<(bool, u64)> {
+pub(super) fn exact_key(net: IpNet) -> Option<(Family, u64)> {
     match net.trunc() {
-        IpNet::V4(n) if n.prefix_len() == 32 => Some((false, key_v4(&n.addr().octets()))),
+        IpNet::V4(n) if n.prefix_len() == 32 => Some((Family::V4, key_v4(&n.addr().octets()))),
         IpNet::V6(n) if n.prefix_len() == net::V6_SOURCE_PREFIX => {
-            Some((true, key_v6(&net::v6_prefix_key(&n))))
+            Some((Family::V6, key_v6(&net::v6_prefix_key(&n))))
         }
         _ => None,
     }
 }
 
 /// The prefix an index key stands for.
-pub(super) fn key_net(v6: bool, key: u64) -> IpNet {
-    if v6 {
-        IpNet::V6(net::v6_prefix_net(key.to_ne_bytes()))
-    } else {
-        net::host_prefix(Ipv4Addr::from((key as u32).to_ne_bytes()).into())
+pub(super) fn key_net(family: Family, key: u64) -> IpNet {
+    match family {
+        Family::V6 => IpNet::V6(net::v6_prefix_net(key.to_ne_bytes())),
+        Family::V4 => net::host_prefix(Ipv4Addr::from((key as u32).to_ne_bytes()).into()),
     }
 }
 
@@ -278,7 +273,7 @@ pub(super) fn overlaps(a: IpNet, b: IpNet) -> bool {
 /// bulk change: a lookup per prefix length present, not a scan per entry.
 pub(super) struct AllowOverlap {
     /// The allowlisted prefixes by family and length.
-    lengths: Vec<(bool, u8)>,
+    lengths: Vec<(Family, u8)>,
     nets: HashSet<IpNet>,
     /// IPv6 allow prefixes longer than /64, by their /64: they overlap that /64's entry.
     inside_v6: HashSet<IpNet>,
@@ -286,19 +281,19 @@ pub(super) struct AllowOverlap {
 
 impl AllowOverlap {
     pub(super) fn new(allows: &[IpNet]) -> Self {
-        let mut lengths: Vec<(bool, u8)> = Vec::new();
+        let mut lengths: Vec<(Family, u8)> = Vec::new();
         let mut inside_v6 = HashSet::new();
         for a in allows {
             let a = a.trunc();
-            let v6 = matches!(a, IpNet::V6(_));
-            if v6 && a.prefix_len() > net::V6_SOURCE_PREFIX {
+            let family = Family::of(&a);
+            if family == Family::V6 && a.prefix_len() > net::V6_SOURCE_PREFIX {
                 inside_v6.insert(
                     IpNet::new(a.addr(), net::V6_SOURCE_PREFIX)
                         .expect("64 is a valid IPv6 length")
                         .trunc(),
                 );
-            } else if !lengths.contains(&(v6, a.prefix_len())) {
-                lengths.push((v6, a.prefix_len()));
+            } else if !lengths.contains(&(family, a.prefix_len())) {
+                lengths.push((family, a.prefix_len()));
             }
         }
         Self {
@@ -310,12 +305,12 @@ impl AllowOverlap {
 
     /// `net` is an exact prefix (IPv4 /32, IPv6 /64).
     pub(super) fn overlaps(&self, net: IpNet) -> bool {
-        let v6 = matches!(net, IpNet::V6(_));
-        if v6 && self.inside_v6.contains(&net.trunc()) {
+        let family = Family::of(&net);
+        if family == Family::V6 && self.inside_v6.contains(&net.trunc()) {
             return true;
         }
         self.lengths.iter().any(|&(f, len)| {
-            f == v6
+            f == family
                 && len <= net.prefix_len()
                 && IpNet::new(net.addr(), len)
                     .map(|n| self.nets.contains(&n.trunc()))
@@ -364,8 +359,8 @@ mod tests {
     fn keys_round_trip_to_their_prefixes() {
         for n in ["192.0.2.7/32", "2001:db8:2:3::/64"] {
             let n: IpNet = n.parse().unwrap();
-            let (v6, key) = exact_key(n).unwrap();
-            assert_eq!(key_net(v6, key), n);
+            let (family, key) = exact_key(n).unwrap();
+            assert_eq!(key_net(family, key), n);
         }
         assert_eq!(exact_key("192.0.2.0/24".parse().unwrap()), None);
         assert!(overlaps(

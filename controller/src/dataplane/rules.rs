@@ -4,7 +4,10 @@
 
 use std::net::Ipv4Addr;
 
-use aya::maps::{IterableMap as _, MapData, MapError, lpm_trie::Key};
+use aya::{
+    Pod,
+    maps::{HashMap, IterableMap as _, LpmTrie, MapData, MapError, lpm_trie::Key},
+};
 use ipnet::{IpNet, Ipv4Net};
 use ipwarden_common::{BlockEntry, names};
 
@@ -13,7 +16,7 @@ use super::{
     index::{self, AllowOverlap},
     maps::max_entries,
 };
-use crate::net;
+use crate::net::{self, Family};
 
 /// A block set entry as user space sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +53,85 @@ fn inserted(
             })
         }
         Err(e) => Err(DataplaneError::map("inserting entry", map, e)),
+    }
+}
+
+/// Every entry of an exact hash, as prefixes.
+fn read_hash<K: Pod, V: Pod>(
+    map: &HashMap<MapData, K, V>,
+    name: &'static str,
+    net: impl Fn(K) -> IpNet,
+    each: &mut impl FnMut(IpNet, V),
+) -> Result<(), DataplaneError> {
+    for item in map.iter() {
+        let (k, v) = item.map_err(|e| DataplaneError::map("reading entries", name, e))?;
+        each(net(k), v);
+    }
+    Ok(())
+}
+
+/// Every entry of an LPM trie, as prefixes (a key that is no prefix is skipped).
+fn read_trie<K: Pod, V: Pod>(
+    map: &LpmTrie<MapData, K, V>,
+    name: &'static str,
+    net: impl Fn(u32, K) -> Option<IpNet>,
+    each: &mut impl FnMut(IpNet, V),
+) -> Result<(), DataplaneError> {
+    for item in map.iter() {
+        let (k, v) = item.map_err(|e| DataplaneError::map("reading entries", name, e))?;
+        if let Some(n) = net(k.prefix_len(), k.data()) {
+            each(n, v);
+        }
+    }
+    Ok(())
+}
+
+/// One entry's place in one map: put or take it there.
+trait Place<V> {
+    fn put(&mut self, value: V) -> Result<(), DataplaneError>;
+    /// `true` if it was there.
+    fn take(&mut self) -> Result<bool, DataplaneError>;
+}
+
+/// A key in a map of the kind `M` (an exact hash or an LPM trie), generic over the key type as
+/// aya's maps are: both families share one implementation.
+struct At<'a, M, K> {
+    map: &'a mut M,
+    key: K,
+    name: &'static str,
+}
+
+impl<'a, K: Pod, V: Pod> At<'a, HashMap<MapData, K, V>, K> {
+    fn hash(map: &'a mut HashMap<MapData, K, V>, key: K, name: &'static str) -> Self {
+        Self { map, key, name }
+    }
+}
+
+impl<'a, K: Pod, V: Pod> At<'a, LpmTrie<MapData, K, V>, Key<K>> {
+    fn trie(map: &'a mut LpmTrie<MapData, K, V>, key: Key<K>, name: &'static str) -> Self {
+        Self { map, key, name }
+    }
+}
+
+impl<K: Pod, V: Pod> Place<V> for At<'_, HashMap<MapData, K, V>, K> {
+    fn put(&mut self, value: V) -> Result<(), DataplaneError> {
+        let r = self.map.insert(self.key, value, 0);
+        inserted(r, self.name, self.map.map())
+    }
+
+    fn take(&mut self) -> Result<bool, DataplaneError> {
+        removed(self.map.remove(&self.key), self.name)
+    }
+}
+
+impl<K: Pod, V: Pod> Place<V> for At<'_, LpmTrie<MapData, K, V>, Key<K>> {
+    fn put(&mut self, value: V) -> Result<(), DataplaneError> {
+        let r = self.map.insert(&self.key, value, 0);
+        inserted(r, self.name, self.map.map())
+    }
+
+    fn take(&mut self) -> Result<bool, DataplaneError> {
+        removed(self.map.remove(&self.key), self.name)
     }
 }
 
@@ -116,7 +198,7 @@ impl Dataplane {
         self.hash_or_trie_insert(net, entry)?;
         if keep {
             later.push(Way {
-                v6: key.0,
+                family: key.0,
                 key: key.1,
                 expires_at_ns: entry.expires_at_ns,
             });
@@ -125,25 +207,49 @@ impl Dataplane {
     }
 
     fn hash_or_trie_insert(&mut self, net: IpNet, entry: BlockEntry) -> Result<(), DataplaneError> {
+        self.block_place(net).put(entry)
+    }
+
+    /// Where `net`'s block entry lives: its family's exact hash (an IPv4 /32, an IPv6 /64) or
+    /// its LPM trie, with its key there. The one place that tells the four maps apart.
+    fn block_place(&mut self, net: IpNet) -> Box<dyn Place<BlockEntry> + '_> {
         match net.trunc() {
-            IpNet::V4(n) if n.prefix_len() == 32 => {
-                let r = self.block_v4.insert(n.addr().octets(), entry, 0);
-                inserted(r, names::BLOCK_V4, self.block_v4.map())
-            }
-            IpNet::V4(n) => {
-                let key = Key::new(n.prefix_len().into(), n.addr().octets());
-                let r = self.block_net_v4.insert(&key, entry, 0);
-                inserted(r, names::BLOCK_NET_V4, self.block_net_v4.map())
-            }
-            IpNet::V6(n) if n.prefix_len() == net::V6_SOURCE_PREFIX => {
-                let r = self.block_v6.insert(net::v6_prefix_key(&n), entry, 0);
-                inserted(r, names::BLOCK_V6, self.block_v6.map())
-            }
-            IpNet::V6(n) => {
-                let key = Key::new(n.prefix_len().into(), n.addr().octets());
-                let r = self.block_net_v6.insert(&key, entry, 0);
-                inserted(r, names::BLOCK_NET_V6, self.block_net_v6.map())
-            }
+            IpNet::V4(n) if n.prefix_len() == 32 => Box::new(At::hash(
+                &mut self.block_v4,
+                n.addr().octets(),
+                names::BLOCK_V4,
+            )),
+            IpNet::V4(n) => Box::new(At::trie(
+                &mut self.block_net_v4,
+                Key::new(n.prefix_len().into(), n.addr().octets()),
+                names::BLOCK_NET_V4,
+            )),
+            IpNet::V6(n) if n.prefix_len() == net::V6_SOURCE_PREFIX => Box::new(At::hash(
+                &mut self.block_v6,
+                net::v6_prefix_key(&n),
+                names::BLOCK_V6,
+            )),
+            IpNet::V6(n) => Box::new(At::trie(
+                &mut self.block_net_v6,
+                Key::new(n.prefix_len().into(), n.addr().octets()),
+                names::BLOCK_NET_V6,
+            )),
+        }
+    }
+
+    /// Where `net`'s allow entry lives: its family's LPM trie.
+    fn allow_place(&mut self, net: IpNet) -> Box<dyn Place<u32> + '_> {
+        match net.trunc() {
+            IpNet::V4(n) => Box::new(At::trie(
+                &mut self.allow_v4,
+                Key::new(n.prefix_len().into(), n.addr().octets()),
+                names::ALLOW_V4,
+            )),
+            IpNet::V6(n) => Box::new(At::trie(
+                &mut self.allow_v6,
+                Key::new(n.prefix_len().into(), n.addr().octets()),
+                names::ALLOW_V6,
+            )),
         }
     }
 
@@ -158,64 +264,37 @@ impl Dataplane {
         if let Some(key) = index::exact_key(net) {
             self.unindex(key)?;
         }
-        match net.trunc() {
-            IpNet::V4(n) if n.prefix_len() == 32 => {
-                removed(self.block_v4.remove(&n.addr().octets()), names::BLOCK_V4)
-            }
-            IpNet::V4(n) => {
-                let key = Key::new(n.prefix_len().into(), n.addr().octets());
-                removed(self.block_net_v4.remove(&key), names::BLOCK_NET_V4)
-            }
-            IpNet::V6(n) if n.prefix_len() == net::V6_SOURCE_PREFIX => removed(
-                self.block_v6.remove(&net::v6_prefix_key(&n)),
-                names::BLOCK_V6,
-            ),
-            IpNet::V6(n) => {
-                let key = Key::new(n.prefix_len().into(), n.addr().octets());
-                removed(self.block_net_v6.remove(&key), names::BLOCK_NET_V6)
-            }
-        }
+        self.block_place(net).take()
     }
 
     /// Every block entry, expired ones included (the kernel ignores those).
     pub fn blocks(&self) -> Result<Vec<BlockRule>, DataplaneError> {
         let mut out = Vec::new();
-        let read = |e| DataplaneError::map("reading entries", names::BLOCK_V4, e);
-        for item in self.block_v4.iter() {
-            let (k, entry) = item.map_err(read)?;
-            out.push(BlockRule {
-                net: IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::from(k), 32)),
-                entry,
-            });
-        }
-        for item in self.block_v6.iter() {
-            let (k, entry) =
-                item.map_err(|e| DataplaneError::map("reading entries", names::BLOCK_V6, e))?;
-            out.push(BlockRule {
-                net: IpNet::V6(net::v6_prefix_net(k)),
-                entry,
-            });
-        }
-        for item in self.block_net_v4.iter() {
-            let (k, entry) =
-                item.map_err(|e| DataplaneError::map("reading entries", names::BLOCK_NET_V4, e))?;
-            if let Some(n) = net::v4_net(k.prefix_len(), k.data()) {
-                out.push(BlockRule {
-                    net: IpNet::V4(n),
-                    entry,
-                });
-            }
-        }
-        for item in self.block_net_v6.iter() {
-            let (k, entry) =
-                item.map_err(|e| DataplaneError::map("reading entries", names::BLOCK_NET_V6, e))?;
-            if let Some(n) = net::v6_net(k.prefix_len(), k.data()) {
-                out.push(BlockRule {
-                    net: IpNet::V6(n),
-                    entry,
-                });
-            }
-        }
+        let mut rule = |net, entry| out.push(BlockRule { net, entry });
+        read_hash(
+            &self.block_v4,
+            names::BLOCK_V4,
+            |k| IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::from(k), 32)),
+            &mut rule,
+        )?;
+        read_hash(
+            &self.block_v6,
+            names::BLOCK_V6,
+            |k| IpNet::V6(net::v6_prefix_net(k)),
+            &mut rule,
+        )?;
+        read_trie(
+            &self.block_net_v4,
+            names::BLOCK_NET_V4,
+            |l, d| net::v4_net(l, d).map(IpNet::V4),
+            &mut rule,
+        )?;
+        read_trie(
+            &self.block_net_v6,
+            names::BLOCK_NET_V6,
+            |l, d| net::v6_net(l, d).map(IpNet::V6),
+            &mut rule,
+        )?;
         out.sort_by_key(|r| r.net);
         Ok(out)
     }
@@ -231,18 +310,7 @@ impl Dataplane {
         // Blocks this prefix overlaps leave the index first: from now on the program must ask
         // the allowlist for them.
         self.unindex_overlapping(net)?;
-        match net.trunc() {
-            IpNet::V4(n) => {
-                let key = Key::new(n.prefix_len().into(), n.addr().octets());
-                let r = self.allow_v4.insert(&key, 1, 0);
-                inserted(r, names::ALLOW_V4, self.allow_v4.map())
-            }
-            IpNet::V6(n) => {
-                let key = Key::new(n.prefix_len().into(), n.addr().octets());
-                let r = self.allow_v6.insert(&key, 1, 0);
-                inserted(r, names::ALLOW_V6, self.allow_v6.map())
-            }
-        }
+        self.allow_place(net).put(1)
     }
 
     /// Removes exactly `net` from the allowlist; `false` if it was not there.
@@ -251,29 +319,25 @@ impl Dataplane {
     }
 
     fn disallow_entry(&mut self, net: IpNet) -> Result<bool, DataplaneError> {
-        match net.trunc() {
-            IpNet::V4(n) => {
-                let key = Key::new(n.prefix_len().into(), n.addr().octets());
-                removed(self.allow_v4.remove(&key), names::ALLOW_V4)
-            }
-            IpNet::V6(n) => {
-                let key = Key::new(n.prefix_len().into(), n.addr().octets());
-                removed(self.allow_v6.remove(&key), names::ALLOW_V6)
-            }
-        }
+        self.allow_place(net).take()
     }
 
     /// Every allowlisted prefix.
     pub fn allows(&self) -> Result<Vec<IpNet>, DataplaneError> {
         let mut out = Vec::new();
-        for k in self.allow_v4.keys() {
-            let k = k.map_err(|e| DataplaneError::map("reading keys", names::ALLOW_V4, e))?;
-            out.extend(net::v4_net(k.prefix_len(), k.data()).map(IpNet::V4));
-        }
-        for k in self.allow_v6.keys() {
-            let k = k.map_err(|e| DataplaneError::map("reading keys", names::ALLOW_V6, e))?;
-            out.extend(net::v6_net(k.prefix_len(), k.data()).map(IpNet::V6));
-        }
+        let mut add = |net, _| out.push(net);
+        read_trie(
+            &self.allow_v4,
+            names::ALLOW_V4,
+            |l, d| net::v4_net(l, d).map(IpNet::V4),
+            &mut add,
+        )?;
+        read_trie(
+            &self.allow_v6,
+            names::ALLOW_V6,
+            |l, d| net::v6_net(l, d).map(IpNet::V6),
+            &mut add,
+        )?;
         out.sort();
         Ok(out)
     }
@@ -281,34 +345,23 @@ impl Dataplane {
 
 /// A way to fill once the hash holds its block.
 struct Way {
-    v6: bool,
+    family: Family,
     key: u64,
     expires_at_ns: u64,
 }
 
 /// The block index's bookkeeping (see `index` for the rule it keeps).
 impl Dataplane {
-    fn has_index(&self, v6: bool) -> bool {
-        if v6 {
-            self.index.v6.is_some()
-        } else {
-            self.index.v4.is_some()
-        }
+    fn has_index(&self, family: Family) -> bool {
+        self.index.get(family).is_some()
     }
 
-    fn index_of(&mut self, v6: bool) -> Option<&mut index::Index> {
-        if v6 {
-            self.index.v6.as_mut()
-        } else {
-            self.index.v4.as_mut()
-        }
+    fn index_of(&mut self, family: Family) -> Option<&mut index::Index> {
+        self.index.get_mut(family).as_mut()
     }
 
     fn release_index(&mut self) {
-        for ix in [self.index.v4.as_mut(), self.index.v6.as_mut()]
-            .into_iter()
-            .flatten()
-        {
+        for ix in self.index.each_mut().into_iter().flatten() {
             ix.release();
         }
     }
@@ -316,10 +369,10 @@ impl Dataplane {
     /// Fills the ways, sorted by bucket so each window of the index is mapped once.
     fn index_all(&mut self, mut ways: Vec<Way>) -> Result<(), DataplaneError> {
         let pages = if ways.len() > 1 { index::BULK_PAGES } else { 1 };
-        ways.sort_unstable_by_key(|w| (w.v6, ipwarden_common::index::bucket(w.key)));
+        ways.sort_unstable_by_key(|w| (w.family, ipwarden_common::index::bucket(w.key)));
         let mut full = 0usize;
         for w in ways {
-            if let Some(ix) = self.index_of(w.v6)
+            if let Some(ix) = self.index_of(w.family)
                 && !ix.put(w.key, w.expires_at_ns, pages)?
             {
                 full += 1;
@@ -331,8 +384,8 @@ impl Dataplane {
         Ok(())
     }
 
-    fn unindex(&mut self, (v6, key): (bool, u64)) -> Result<(), DataplaneError> {
-        match self.index_of(v6) {
+    fn unindex(&mut self, (family, key): (Family, u64)) -> Result<(), DataplaneError> {
+        match self.index_of(family) {
             Some(ix) => ix.remove(key),
             None => Ok(()),
         }
@@ -340,20 +393,15 @@ impl Dataplane {
 
     fn unindex_overlapping(&mut self, net: IpNet) -> Result<(), DataplaneError> {
         let net = net.trunc();
-        let v6 = matches!(net, IpNet::V6(_));
-        let exact = match net {
-            IpNet::V4(n) => n.prefix_len() == 32,
-            IpNet::V6(n) => n.prefix_len() >= net::V6_SOURCE_PREFIX,
-        };
-        if exact {
-            let host = IpNet::new(net.addr(), if v6 { net::V6_SOURCE_PREFIX } else { 32 })
-                .expect("a valid length");
+        let family = Family::of(&net);
+        if net.prefix_len() >= family.source_len() {
+            let host = IpNet::new(net.addr(), family.source_len()).expect("a valid length");
             match index::exact_key(host) {
                 Some(key) => self.unindex(key),
                 None => Ok(()),
             }
-        } else if let Some(ix) = self.index_of(v6) {
-            ix.scan(|k| index::overlaps(index::key_net(v6, k), net))
+        } else if let Some(ix) = self.index_of(family) {
+            ix.scan(|k| index::overlaps(index::key_net(family, k), net))
                 .map(drop)
         } else {
             Ok(())
@@ -364,10 +412,7 @@ impl Dataplane {
     /// again: slower, never wrong). Resyncs start with it, so ways a release without the index
     /// left stale (it changed the hash without them) cannot outlive a daemon start.
     pub fn clear_index(&mut self) -> Result<(), DataplaneError> {
-        for ix in [self.index.v4.as_mut(), self.index.v6.as_mut()]
-            .into_iter()
-            .flatten()
-        {
+        for ix in self.index.each_mut().into_iter().flatten() {
             ix.scan(|_| true)?;
         }
         Ok(())
@@ -375,10 +420,10 @@ impl Dataplane {
 
     /// The index's expiry for an exact prefix, if it has a way (tests).
     pub fn indexed(&mut self, net: IpNet) -> Result<Option<u64>, DataplaneError> {
-        let Some((v6, key)) = index::exact_key(net) else {
+        let Some((family, key)) = index::exact_key(net) else {
             return Ok(None);
         };
-        let Some(ix) = self.index_of(v6) else {
+        let Some(ix) = self.index_of(family) else {
             return Ok(None);
         };
         let out = ix.get(key);

@@ -82,6 +82,11 @@ impl Start for FeedConfig {
 /// Redirects a feed may take (never from https to http).
 const MAX_REDIRECTS: usize = 5;
 
+/// The engine's channel is closed: the daemon is stopping.
+#[derive(Debug, thiserror::Error)]
+#[error("the daemon is stopping")]
+struct Stopping;
+
 /// Why a fetch failed.
 #[derive(Debug, thiserror::Error)]
 enum FetchError {
@@ -156,7 +161,7 @@ impl Feed {
             match self.fetch(&meta).await {
                 Ok(Fetched::New(body, meta)) => {
                     match self.apply(&body, meta.fetched_unix_ms, false).await {
-                        Err(()) => return,
+                        Err(Stopping) => return,
                         // In force: it is the last good copy now. A held shrink is not, so the
                         // next fetch sees it again (and counts a confirmation).
                         Ok(true) => {
@@ -260,7 +265,7 @@ impl Feed {
 
     /// Parses a body and puts it in force, unless it shrinks too much at once: whether it is in
     /// force (`Err`: the daemon is stopping).
-    async fn apply(&mut self, body: &str, fetched: u64, restored: bool) -> Result<bool, ()> {
+    async fn apply(&mut self, body: &str, fetched: u64, restored: bool) -> Result<bool, Stopping> {
         let parsed = formats::parse(self.cfg.format, body);
         for b in parsed.bad.iter().take(10) {
             tracing::warn!(feed = self.cfg.name, line = b.line, "skipped: {}", b.why);
@@ -309,7 +314,7 @@ impl Feed {
         self.send(new).await.map(|()| true)
     }
 
-    async fn send(&self, set: Vec<IpNet>) -> Result<(), ()> {
+    async fn send(&self, set: Vec<IpNet>) -> Result<(), Stopping> {
         let holder = Holder::named(Origin::Feed, self.cfg.name.clone());
         let event = match (self.cfg.use_, self.cfg.tag) {
             (FeedUse::Tag, Some(tag)) => SourceEvent::Tags {
@@ -337,6 +342,6 @@ impl Feed {
                 }
             }
         };
-        self.sources.send(event).await.map_err(drop)
+        self.sources.send(event).await.map_err(|_| Stopping)
     }
 }
