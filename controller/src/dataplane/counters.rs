@@ -165,7 +165,7 @@ impl Dataplane {
     fn fronted<T>(&self, pick: impl FnOnce(&FrontMemo) -> T) -> Result<T, DataplaneError> {
         // Every packet ends in exactly one terminal counter, after its front-table update.
         let seen = self.globals()?.get(GlobalCounter::Seen);
-        let mut memo = self.front_memo.lock().unwrap_or_else(|p| p.into_inner());
+        let mut memo = crate::sync::lock(&self.front_memo);
         if memo.seen != Some(seen) {
             memo.v4 = self.fronted_v4()?;
             memo.v6 = self.fronted_v6()?;
@@ -271,7 +271,7 @@ impl Dataplane {
         // Cells change only at flushes, and a flush only with a packet, which ends in a terminal
         // counter after it: with the count unchanged, the last read stands (as for the fronts).
         let seen = self.globals()?.get(GlobalCounter::Seen);
-        let mut memo = self.agg_memo.lock().unwrap_or_else(|p| p.into_inner());
+        let mut memo = crate::sync::lock(&self.agg_memo);
         if memo.0 != Some(seen) {
             let mut cells = vec![AggCell::default(); into.len()];
             batch::for_each_percpu(

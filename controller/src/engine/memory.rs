@@ -39,7 +39,7 @@ impl MemoryEnforcer {
 
     /// The state, for inspection or to inject failures.
     pub fn state(&self) -> MutexGuard<'_, MemoryState> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.0)
     }
 
     fn change<T>(&self, f: impl FnOnce(&mut MemoryState) -> T) -> Result<T, DataplaneError> {

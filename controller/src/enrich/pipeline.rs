@@ -84,7 +84,7 @@ pub struct Pipeline {
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().expect("enrichment lock poisoned")
+    crate::sync::lock(m)
 }
 
 impl Pipeline {

@@ -44,14 +44,11 @@ impl SharedAnswers {
 
     /// The buckets while the link is up.
     pub fn set_buckets(&self, b: Option<Arc<Buckets>>) {
-        *self.buckets.write().unwrap_or_else(|p| p.into_inner()) = b;
+        *crate::sync::write(&self.buckets) = b;
     }
 
     fn buckets(&self) -> Option<Arc<Buckets>> {
-        self.buckets
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        crate::sync::read(&self.buckets).clone()
     }
 
     /// The answer in the bucket, if any and readable.
