@@ -6,11 +6,7 @@
 //! (at most [`MAX_OPTIONS`] options within the 40 bytes TCP allows), and it never fails: options
 //! it cannot walk are flagged [`SynSignature::OPTIONS_UNPARSED`] and the rest is kept.
 
-use crate::parse::{
-    ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, Frame, IPPROTO_DSTOPTS,
-    IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_TCP, MAX_IPV6_EXT_HEADERS,
-    VLAN_HLEN,
-};
+use crate::parse::{Frame, Parsed, Syn, parse_syn};
 
 /// Slots of the data plane's per-CPU memo of signatures recently kept (a power of two).
 pub const SIG_SEEN_SLOTS: u32 = 4096;
@@ -239,59 +235,45 @@ impl SynHead {
 /// The frame's TCP SYN as the data plane keeps it (IP and fixed TCP fields, option bytes, the
 /// full source address); `None` if the frame is not a TCP SYN the parser can reach.
 pub fn syn_signature<F: Frame + ?Sized>(frame: &F) -> Option<SigEntry> {
-    syn_head(frame).map(|h| h.capture(frame))
+    let (Parsed::V4 { syn: Some(at), .. } | Parsed::V6 { syn: Some(at), .. }) = parse_syn(frame)
+    else {
+        return None;
+    };
+    syn_head(frame, at).map(|h| h.capture(frame))
 }
 
-/// The fixed fields of the frame's TCP SYN. Called only for frames [`crate::parse_frame`]
-/// counted as SYNs. No loop over the options: [`SynHead::capture`] copies them with the largest
-/// of a few fixed-size loads that fits in the frame.
+/// The fixed fields of the TCP SYN whose headers the parser found at `at`
+/// ([`crate::parse::parse_syn`]): nothing is parsed twice. No loop over the options:
+/// [`SynHead::capture`] copies them with the largest of a few fixed-size loads that fits in the
+/// frame.
 #[inline(always)]
-pub fn syn_head<F: Frame + ?Sized>(frame: &F) -> Option<SynHead> {
-    let mut ethertype = u16::from_be_bytes(frame.load::<2>(12)?);
-    let mut offset = ETH_HLEN;
-    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
-        ethertype = u16::from_be_bytes(frame.load::<2>(offset + 2)?);
-        offset += VLAN_HLEN;
-        if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
-            ethertype = u16::from_be_bytes(frame.load::<2>(offset + 2)?);
-            offset += VLAN_HLEN;
-        }
-    }
+pub fn syn_head<F: Frame + ?Sized>(frame: &F, at: Syn) -> Option<SynHead> {
     let mut e = SigEntry::default();
-    let tcp = match ethertype {
-        ETH_P_IP => {
-            let h = frame.load::<20>(offset)?;
-            let ihl = ((h[0] & 0x0F) as usize) * 4;
-            if h[9] != IPPROTO_TCP || ihl < 20 {
-                return None;
-            }
-            e.version = 4;
-            e.ttl = h[8];
-            if h[6] & 0x40 != 0 {
-                e.flags |= SynSignature::DF;
-            }
-            if ihl > 20 {
-                e.flags |= SynSignature::IP_OPTIONS;
-            }
-            e.last_addr[..4].copy_from_slice(&h[12..16]);
-            offset + ihl
+    let [first] = frame.load::<1>(at.ip)?;
+    if first >> 4 == 4 {
+        let h = frame.load::<20>(at.ip)?;
+        e.version = 4;
+        e.ttl = h[8];
+        if h[6] & 0x40 != 0 {
+            e.flags |= SynSignature::DF;
         }
-        ETH_P_IPV6 => {
-            let h = frame.load::<40>(offset)?;
-            e.version = 6;
-            e.ttl = h[7];
-            e.last_addr.copy_from_slice(&h[8..24]);
-            ipv6_tcp_offset(frame, h[6], offset + 40)?
+        if h[0] & 0x0F > 5 {
+            e.flags |= SynSignature::IP_OPTIONS;
         }
-        _ => return None,
-    };
-    let t = frame.load::<TCP_HLEN>(tcp)?;
+        e.last_addr[..4].copy_from_slice(&h[12..16]);
+    } else {
+        let h = frame.load::<40>(at.ip)?;
+        e.version = 6;
+        e.ttl = h[7];
+        e.last_addr.copy_from_slice(&h[8..24]);
+    }
+    let t = frame.load::<TCP_HLEN>(at.tcp)?;
     e.window = u16::from_be_bytes([t[14], t[15]]);
     e.header_len = (t[12] >> 4) * 4;
     Some(SynHead {
         entry_head: e,
-        first: frame.load::<4>(tcp + TCP_HLEN).unwrap_or([0; 4]),
-        tcp,
+        first: frame.load::<4>(at.tcp + TCP_HLEN).unwrap_or([0; 4]),
+        tcp: at.tcp,
     })
 }
 
@@ -326,28 +308,6 @@ fn copy_options<F: Frame + ?Sized>(frame: &F, at: usize, out: &mut [u8; 40]) -> 
     } else {
         0
     }
-}
-
-/// The TCP header's offset behind IPv6 extension headers (as [`crate::parse`] walks them).
-#[inline(always)]
-fn ipv6_tcp_offset<F: Frame + ?Sized>(frame: &F, mut next: u8, mut offset: usize) -> Option<usize> {
-    for _ in 0..MAX_IPV6_EXT_HEADERS {
-        match next {
-            IPPROTO_TCP => return Some(offset),
-            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
-                let [nh, len] = frame.load::<2>(offset)?;
-                next = nh;
-                offset += (len as usize + 1) * 8;
-            }
-            IPPROTO_FRAGMENT => {
-                let [nh, ..] = frame.load::<4>(offset)?;
-                next = nh;
-                offset += 8;
-            }
-            _ => return None,
-        }
-    }
-    (next == IPPROTO_TCP).then_some(offset)
 }
 
 /// Walks `len` (at most 40) bytes of options at `at`, one option per step.
@@ -414,6 +374,7 @@ mod tests {
     use std::vec::Vec;
 
     use super::*;
+    use crate::parse::{ETH_P_IP, ETH_P_IPV6, IPPROTO_HOPOPTS, IPPROTO_TCP};
 
     fn frame_v4(ttl: u8, df: bool, window: u16, opts: &[u8]) -> Vec<u8> {
         let mut f = std::vec![0u8; 12];
@@ -482,7 +443,11 @@ mod tests {
             frame_v4(128, true, 64240, WINDOWS),
             frame_v4(255, false, 512, &[]),
         ] {
-            assert_eq!(syn_head(&f[..]).unwrap().digest(), d(f.clone()));
+            let at = match parse_syn(&f[..]) {
+                Parsed::V4 { syn: Some(at), .. } | Parsed::V6 { syn: Some(at), .. } => at,
+                other => panic!("not a SYN: {other:?}"),
+            };
+            assert_eq!(syn_head(&f[..], at).unwrap().digest(), d(f.clone()));
         }
         // The timestamp values change with every SYN; the digest does not.
         let mut other_ts = LINUX.to_vec();
@@ -536,5 +501,42 @@ mod tests {
         assert_eq!((s.version, s.ttl, s.window, s.mss), (6, 57, 64800, 1460));
         assert_eq!(&e.last_addr[..2], &[0x20, 0x01]);
         assert_eq!(&s.order[..s.option_count as usize], &[2, 4, 8, 1, 3]);
+    }
+
+    /// The signature reads the headers the parser found: a later IPv6 fragment (its bytes are
+    /// payload, not TCP) is no SYN for either, and a first fragment is one for both.
+    #[test]
+    fn the_signature_and_the_counters_agree_on_what_a_syn_is() {
+        let frame = |fragment_offset: u16| {
+            let mut f = std::vec![0u8; 12];
+            f.extend_from_slice(&ETH_P_IPV6.to_be_bytes());
+            let mut ip = [0u8; 40];
+            ip[0] = 0x60;
+            ip[6] = crate::parse::IPPROTO_FRAGMENT;
+            ip[7] = 57;
+            f.extend_from_slice(&ip);
+            let off = (fragment_offset << 3).to_be_bytes();
+            f.extend_from_slice(&[IPPROTO_TCP, 0, off[0], off[1], 0, 0, 0, 1]);
+            let mut t = [0u8; 20];
+            t[12] = 5 << 4;
+            t[13] = 0x02;
+            f.extend_from_slice(&t);
+            f
+        };
+        let later = frame(1);
+        assert!(syn_signature(&later[..]).is_none());
+        assert_eq!(
+            crate::parse_frame(&later[..]),
+            Parsed::V6 {
+                src: [0; 16],
+                syn: false
+            }
+        );
+        let first = frame(0);
+        assert!(syn_signature(&first[..]).is_some());
+        assert!(matches!(
+            crate::parse_frame(&first[..]),
+            Parsed::V6 { syn: true, .. }
+        ));
     }
 }

@@ -23,17 +23,28 @@ impl Frame for [u8] {
     }
 }
 
-/// What a frame is, as far as ipwarden is concerned.
+/// What a frame is, as far as ipwarden is concerned. `S` says whether it opens a TCP
+/// connection (SYN without ACK): `bool`, or where the SYN's headers are ([`Syn`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Parsed {
-    /// An IPv4 packet: its source and whether it opens a TCP connection (SYN without ACK).
-    V4 { src: [u8; 4], syn: bool },
+pub enum Parsed<S = bool> {
+    /// An IPv4 packet: its source and whether it opens a TCP connection.
+    V4 { src: [u8; 4], syn: S },
     /// An IPv6 packet: its full source and whether it opens a TCP connection.
-    V6 { src: [u8; 16], syn: bool },
+    V6 { src: [u8; 16], syn: S },
     /// Not IPv4 or IPv6.
     NotIp,
     /// Claims to be IP (or is shorter than an Ethernet header) but no source can be read.
     Malformed,
+}
+
+/// Where a TCP SYN's headers start in its frame: the one parse both the counters and the SYN
+/// signature ([`crate::fingerprint::syn_head`]) read, so they cannot disagree on what a SYN is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Syn {
+    /// The IP header.
+    pub ip: usize,
+    /// The TCP header.
+    pub tcp: usize,
 }
 
 /// Ethernet header length.
@@ -75,6 +86,23 @@ const fn is_vlan(ethertype: u16) -> bool {
 /// Parses Ethernet, up to two VLAN tags, then IPv4 (any header length) or IPv6.
 #[inline(always)]
 pub fn parse_frame<F: Frame + ?Sized>(frame: &F) -> Parsed {
+    match parse_syn(frame) {
+        Parsed::V4 { src, syn } => Parsed::V4 {
+            src,
+            syn: syn.is_some(),
+        },
+        Parsed::V6 { src, syn } => Parsed::V6 {
+            src,
+            syn: syn.is_some(),
+        },
+        Parsed::NotIp => Parsed::NotIp,
+        Parsed::Malformed => Parsed::Malformed,
+    }
+}
+
+/// [`parse_frame`], with where a SYN's headers are.
+#[inline(always)]
+pub fn parse_syn<F: Frame + ?Sized>(frame: &F) -> Parsed<Option<Syn>> {
     let Some(ethertype) = frame.load::<2>(12) else {
         return Parsed::Malformed;
     };
@@ -107,7 +135,7 @@ pub fn parse_frame<F: Frame + ?Sized>(frame: &F) -> Parsed {
 }
 
 #[inline(always)]
-fn parse_ipv4<F: Frame + ?Sized>(frame: &F, offset: usize) -> Parsed {
+fn parse_ipv4<F: Frame + ?Sized>(frame: &F, offset: usize) -> Parsed<Option<Syn>> {
     let Some(hdr) = frame.load::<IPV4_MIN_HLEN>(offset) else {
         return Parsed::Malformed;
     };
@@ -120,12 +148,16 @@ fn parse_ipv4<F: Frame + ?Sized>(frame: &F, offset: usize) -> Parsed {
     let src = [hdr[12], hdr[13], hdr[14], hdr[15]];
     let fragment_offset = u16::from_be_bytes([hdr[6], hdr[7]]) & 0x1FFF;
     // Only a first fragment carries the TCP header.
-    let syn = hdr[9] == IPPROTO_TCP && fragment_offset == 0 && tcp_syn(frame, offset + ihl);
+    let syn = if hdr[9] == IPPROTO_TCP && fragment_offset == 0 {
+        tcp_syn(frame, offset, offset + ihl)
+    } else {
+        None
+    };
     Parsed::V4 { src, syn }
 }
 
 #[inline(always)]
-fn parse_ipv6<F: Frame + ?Sized>(frame: &F, offset: usize) -> Parsed {
+fn parse_ipv6<F: Frame + ?Sized>(frame: &F, offset: usize) -> Parsed<Option<Syn>> {
     let Some(hdr) = frame.load::<IPV6_HLEN>(offset) else {
         return Parsed::Malformed;
     };
@@ -135,8 +167,8 @@ fn parse_ipv6<F: Frame + ?Sized>(frame: &F, offset: usize) -> Parsed {
     let mut src = [0u8; 16];
     src.copy_from_slice(&hdr[8..24]);
     let syn = match hdr[6] {
-        IPPROTO_TCP => tcp_syn(frame, offset + IPV6_HLEN),
-        next => ipv6_ext_syn(frame, next, offset + IPV6_HLEN),
+        IPPROTO_TCP => tcp_syn(frame, offset, offset + IPV6_HLEN),
+        next => ipv6_ext_syn(frame, next, offset, offset + IPV6_HLEN),
     };
     Parsed::V6 { src, syn }
 }
@@ -149,40 +181,44 @@ fn parse_ipv6<F: Frame + ?Sized>(frame: &F, offset: usize) -> Parsed {
 /// The loop has a constant bound and each step advances at most 2 KiB, so the verifier can
 /// bound every offset; it only runs for IPv6 packets whose first next header is not TCP.
 #[inline(always)]
-fn ipv6_ext_syn<F: Frame + ?Sized>(frame: &F, mut next: u8, mut offset: usize) -> bool {
+fn ipv6_ext_syn<F: Frame + ?Sized>(
+    frame: &F,
+    mut next: u8,
+    ip: usize,
+    mut offset: usize,
+) -> Option<Syn> {
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         match next {
-            IPPROTO_TCP => return tcp_syn(frame, offset),
+            IPPROTO_TCP => return tcp_syn(frame, ip, offset),
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
-                let Some([nh, len]) = frame.load::<2>(offset) else {
-                    return false;
-                };
+                let [nh, len] = frame.load::<2>(offset)?;
                 next = nh;
                 offset += (len as usize + 1) * 8;
             }
             IPPROTO_FRAGMENT => {
-                let Some([nh, _, off_hi, off_lo]) = frame.load::<4>(offset) else {
-                    return false;
-                };
+                let [nh, _, off_hi, off_lo] = frame.load::<4>(offset)?;
                 if u16::from_be_bytes([off_hi, off_lo]) >> 3 != 0 {
-                    return false;
+                    return None;
                 }
                 next = nh;
                 offset += 8;
             }
-            _ => return false,
+            _ => return None,
         }
     }
-    next == IPPROTO_TCP && tcp_syn(frame, offset)
+    if next == IPPROTO_TCP {
+        tcp_syn(frame, ip, offset)
+    } else {
+        None
+    }
 }
 
-/// Whether the TCP header at `offset` has SYN set and ACK clear; `false` if it is truncated.
+/// Where the SYN's headers are if the TCP header at `tcp` (behind the IP header at `ip`) has
+/// SYN set and ACK clear; `None` if not, or if it is truncated.
 #[inline(always)]
-fn tcp_syn<F: Frame + ?Sized>(frame: &F, offset: usize) -> bool {
-    match frame.load::<1>(offset + TCP_FLAGS_OFFSET) {
-        Some([flags]) => flags & (TCP_SYN | TCP_ACK) == TCP_SYN,
-        None => false,
-    }
+fn tcp_syn<F: Frame + ?Sized>(frame: &F, ip: usize, tcp: usize) -> Option<Syn> {
+    let [flags] = frame.load::<1>(tcp + TCP_FLAGS_OFFSET)?;
+    (flags & (TCP_SYN | TCP_ACK) == TCP_SYN).then_some(Syn { ip, tcp })
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! Recording TCP SYN signatures (see `ipwarden_common::fingerprint`): for SYNs only, never on
 //! the path of other packets, and written only when the source shows a signature not yet kept.
 
-use ipwarden_common::fingerprint::{SIG_SEEN_SLOTS, SigKey, syn_head};
+use ipwarden_common::{
+    fingerprint::{SIG_SEEN_SLOTS, SigKey, syn_head},
+    parse::Syn,
+};
 use ipwarden_ebpf::frame::XdpFrame;
 
 use crate::maps::{SIG_SEEN, SIGS};
@@ -9,8 +12,8 @@ use crate::maps::{SIG_SEEN, SIGS};
 /// Parses the SYN's signature and keeps it under its source (IPv4 address or IPv6 /64) unless
 /// that source already showed it.
 #[inline(always)]
-pub fn record(frame: &XdpFrame) {
-    let Some(head) = syn_head(frame) else {
+pub fn record(frame: &XdpFrame, at: Syn) {
+    let Some(head) = syn_head(frame, at) else {
         return;
     };
     let mut source = [0u8; 8];

@@ -2,7 +2,7 @@
 //! variant (bin/sink.rs), which differ only in the action for passed frames.
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
-use ipwarden_common::{DataplaneConfig, GlobalCounter, Parsed, parse_frame};
+use ipwarden_common::{DataplaneConfig, GlobalCounter, Parsed, parse::parse_syn};
 use ipwarden_ebpf::frame::XdpFrame;
 
 use crate::{
@@ -20,18 +20,23 @@ pub fn run(ctx: &XdpContext, passed: u32) -> u32 {
     let frame = XdpFrame(ctx);
     // Read before any block-set lookup: the generation is what makes cached verdicts safe.
     let cfg = CONFIG.get(0).copied().unwrap_or_default();
-    let decision = match parse_frame(&frame) {
+    // One parse: the SYN signature reads the headers the parser found.
+    let decision = match parse_syn(&frame) {
         Parsed::V4 { src, syn } => {
-            let d = source::ipv4(&src, packet(&frame, syn), &cfg);
-            if syn && d != Decision::Block {
-                fingerprint::record(&frame);
+            let d = source::ipv4(&src, packet(&frame, syn.is_some()), &cfg);
+            if let Some(at) = syn
+                && d != Decision::Block
+            {
+                fingerprint::record(&frame, at);
             }
             d
         }
         Parsed::V6 { src, syn } => {
-            let d = source::ipv6(&src, packet(&frame, syn), &cfg);
-            if syn && d != Decision::Block {
-                fingerprint::record(&frame);
+            let d = source::ipv6(&src, packet(&frame, syn.is_some()), &cfg);
+            if let Some(at) = syn
+                && d != Decision::Block
+            {
+                fingerprint::record(&frame, at);
             }
             d
         }
