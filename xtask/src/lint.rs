@@ -1,9 +1,11 @@
 //! `cargo xtask lint`.
 
-use crate::{cmd, setup};
+use crate::{arch, cmd, setup};
 
 pub fn run() -> anyhow::Result<()> {
     cmd::run(cmd::cargo().args(["fmt", "--all", "--", "--check"]))?;
     setup::ensure()?;
-    cmd::run(cmd::cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))
+    cmd::run(cmd::cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+    // The controller's import graph against ARCHITECTURE.md.
+    arch::run()
 }

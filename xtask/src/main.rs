@@ -40,7 +40,7 @@ enum Command {
     Deb(deb::Options),
     /// Run the `ipwarden` binary: `cargo xtask run -- attach --iface eth0`.
     Run(run::Options),
-    /// rustfmt and clippy, warnings denied.
+    /// rustfmt and clippy, warnings denied, and the architecture check (`arch`).
     Lint,
     /// The controller's import graph against ARCHITECTURE.md (`--show` prints every arrow).
     Arch {

@@ -446,3 +446,10 @@ pub fn measure(subjects: &[Subject], rounds: usize, repeat: u32) -> anyhow::Resu
     }
     Ok(cells)
 }
+
+/// The subject of `kind` (with `entries` entries, unless it is the empty XDP_DROP).
+pub fn subject_index(subjects: &[Subject], kind: Kind, entries: usize) -> Option<usize> {
+    subjects
+        .iter()
+        .position(|s| s.kind == kind && (kind == Kind::EmptyDrop || s.entries == entries))
+}

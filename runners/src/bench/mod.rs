@@ -9,10 +9,14 @@ pub mod daemon;
 pub mod fleet;
 pub mod frames;
 pub mod kernel;
+pub mod kernel_section;
 pub mod listing;
 pub mod live;
+pub mod live_section;
+pub mod more_sections;
 pub mod report;
 pub mod sources;
+pub mod spray_section;
 
 use std::path::PathBuf;
 
