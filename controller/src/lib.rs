@@ -28,6 +28,7 @@ pub mod names;
 pub mod net;
 pub mod output;
 pub mod policy;
+pub mod record;
 pub mod score;
 pub mod sources;
 pub mod store;

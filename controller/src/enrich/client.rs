@@ -8,8 +8,9 @@ use std::{net::IpAddr, time::Duration};
 use reqwest::header::{HeaderName, HeaderValue};
 use thiserror::Error;
 
-use super::{ApiKey, Record, record::RecordError};
+use super::ApiKey;
 use crate::config::IpasisConfig;
+use crate::record::{Record, RecordError};
 
 /// A lookup that produced no answer.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Enrichment: what IP intelligence (IPASIS) says about a heavy hitter.
 //!
-//! `record` reads answers, `key` holds the API key, `client` talks HTTP with timeouts,
+//! `crate::record` reads answers, `key` holds the API key, `client` talks HTTP with timeouts,
 //! retries and the vendor's status codes, `limits` keeps us inside rate and quota, `queue`
 //! orders waiting candidates. The daemon's enrichment stage wires them together.
 
@@ -9,9 +9,8 @@ pub mod key;
 pub mod limits;
 pub mod pipeline;
 pub mod queue;
-pub mod record;
 
+pub use crate::record::{self, Record};
 pub use client::{EnrichError, IpasisClient};
 pub use key::ApiKey;
 pub use pipeline::Pipeline;
-pub use record::Record;

@@ -10,7 +10,7 @@ use crate::{
     allowlist::AllowOrigin,
     attach::AttachKind,
     decision::{Action, Decision, Origin},
-    enrich::record::Record,
+    record::Record,
 };
 
 /// An IPASIS answer and where it came from.
