@@ -33,11 +33,6 @@ impl AllowOrigin {
     pub fn name(self) -> &'static str {
         crate::names::of(&self)
     }
-
-    /// Whether only the configuration file can remove it.
-    pub fn is_configured(self) -> bool {
-        matches!(self, Self::Builtin | Self::Config)
-    }
 }
 
 impl fmt::Display for AllowOrigin {

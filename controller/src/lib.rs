@@ -4,8 +4,8 @@
 //! The kernel program (crate `ipwarden-ebpf`) is embedded in this crate at build time; see
 //! `build.rs`. Everything that touches the kernel goes through [`dataplane`].
 
-pub mod allowlist;
-pub mod attach;
+pub(crate) mod allowlist;
+pub(crate) mod attach;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -17,20 +17,20 @@ pub mod detect;
 pub mod engine;
 pub mod enrich;
 pub mod feeds;
-pub mod fingerprint;
+pub(crate) mod fingerprint;
 pub mod fleet;
-pub mod http;
+pub(crate) mod http;
 pub mod import;
-pub mod instruments;
+pub(crate) mod instruments;
 pub mod ipc;
 pub mod metrics;
-pub mod names;
+pub(crate) mod names;
 pub mod net;
 pub mod output;
-pub mod policy;
+pub(crate) mod policy;
 pub mod record;
-pub mod score;
+pub(crate) mod score;
 pub mod sources;
 pub mod store;
-pub mod sync;
+pub(crate) mod sync;
 pub mod wire;

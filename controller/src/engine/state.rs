@@ -18,7 +18,6 @@ use crate::{
     allowlist::Allowlist,
     config::Config,
     decision::{Decision, End, Ended, Holder, Origin, now_unix_ms},
-    net::host_prefix,
     store::{CachedAnswer, Store},
 };
 
@@ -437,11 +436,6 @@ impl Engine {
     /// Where the store lives.
     pub fn store_path(&self) -> &std::path::Path {
         self.store.path()
-    }
-
-    /// The source unit (/32, /64) of an address, as the detector keys it.
-    pub fn source_of(addr: std::net::IpAddr) -> IpNet {
-        host_prefix(addr)
     }
 
     /// Prunes the history now and then (`decisions.history_retention`).

@@ -13,5 +13,4 @@ mod state;
 mod tags;
 mod votes;
 
-pub use fingerprints::RESIDENTIAL_PROXY_SUSPECT;
 pub use state::{EnrichmentState, Policy};
