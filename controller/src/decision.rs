@@ -294,11 +294,30 @@ impl Decision {
             .map(|e| Duration::from_millis(e.saturating_sub(now_ms)))
     }
 
+    /// How much it enforces, whatever its prefix or expiry: a block more than any challenge,
+    /// a challenge with a lower rate (then a smaller burst) more than one with a higher.
+    pub fn strength(&self) -> (Action, std::cmp::Reverse<(u32, u32)>) {
+        let rate = match self.action {
+            Action::Block => (0, 0),
+            Action::Challenge => {
+                let r = self.rate.unwrap_or(ChallengeRate::DEFAULT);
+                (r.pps, r.burst)
+            }
+        };
+        (self.action, std::cmp::Reverse(rate))
+    }
+
+    /// Whether it enforces more than `other` (see [`Decision::strength`]): a wider decision that
+    /// does keeps a narrower `other` out of the kernel, whose longest match would weaken it.
+    pub fn enforces_more_than(&self, other: &Self) -> bool {
+        self.strength() > other.strength()
+    }
+
     /// Whether the data plane should enforce this decision rather than `other` on the same
-    /// prefix: block over challenge; of equal actions, the later expiry (permanent is latest);
-    /// then the holder, so that the choice is deterministic.
+    /// prefix: the one that enforces more ([`Decision::strength`]); of equal strength, the later
+    /// expiry (permanent is latest); then the holder, so that the choice is deterministic.
     pub fn stronger_than(&self, other: &Self) -> bool {
-        let rank = |d: &Self| (d.action, d.expires_unix_ms.unwrap_or(u64::MAX));
+        let rank = |d: &Self| (d.strength(), d.expires_unix_ms.unwrap_or(u64::MAX));
         match rank(self).cmp(&rank(other)) {
             std::cmp::Ordering::Equal => {
                 (self.origin, &self.source) < (other.origin, &other.source)

@@ -112,7 +112,8 @@ fn json_outputs_are_byte_identical_for_one_state() {
     check("list", &printed(&list, false));
     for (name, addr) in [
         ("explain-blocked", "203.0.113.66"),
-        ("explain-challenged", "203.0.113.70"),
+        ("explain-shadowed", "203.0.113.70"),
+        ("explain-challenged", "198.51.100.70"),
         ("explain-allowed", "192.0.2.5"),
         ("explain-nothing", "2001:db8:7::1"),
     ] {

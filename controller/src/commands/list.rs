@@ -197,12 +197,25 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
             ttl_secs: args.ttl.map(|t| t.as_secs().max(1)),
         },
     )?;
-    let Response::Imported { enacted, refused } = response else {
+    let Response::Imported {
+        enacted,
+        refused,
+        reasons,
+    } = response
+    else {
         return crate::commands::ask::unexpected(&response);
     };
+    for r in &reasons {
+        eprintln!("{r}");
+    }
     println!(
-        "imported {enacted} of {n} decisions ({refused} refused: allowlisted or /0; {} lines skipped)",
+        "imported {enacted} of {n} decisions ({refused} refused; {} lines skipped)",
         parsed.skipped.len()
+    );
+    // What did not fit is a failure the caller must see (what fit stays imported).
+    anyhow::ensure!(
+        !reasons.iter().any(|r| r.contains(" is full (")),
+        "{refused} decisions were refused (see above)"
     );
     Ok(())
 }

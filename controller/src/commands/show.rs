@@ -68,6 +68,23 @@ pub fn status(conn: &Conn, format: Format) -> anyhow::Result<()> {
             format!(" ({})", by.join(", "))
         }
     );
+    let fills: Vec<String> = s
+        .maps
+        .iter()
+        .map(|m| {
+            let mut f = format!("{} {}/{}", m.map, m.entries, m.capacity);
+            if m.refused > 0 || m.left_out > 0 {
+                f.push_str(&format!(
+                    " (FULL: {} refused, {} held but left out; raise {})",
+                    m.refused, m.left_out, m.setting
+                ));
+            }
+            f
+        })
+        .collect();
+    if !fills.is_empty() {
+        println!("maps:      {}", fills.join(", "));
+    }
     println!("allowlist: {} prefixes", s.allow);
     println!(
         "sources:   {} tracked, {} heavy hitters",

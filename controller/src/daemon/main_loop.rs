@@ -95,7 +95,7 @@ pub async fn run(
             Some(event) = async { backlog.pop_front() }, if !backlog.is_empty() => {
                 locked(shared, "applying a decision source's change", move |s| {
                     if let Err(err) = s.apply(event) {
-                        tracing::error!(error = %err, "applying a decision source's change");
+                        s.engine.warn(format!("applying a decision source's change: {err}"));
                     }
                 })
                 .await?;

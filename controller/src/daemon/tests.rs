@@ -310,12 +310,15 @@ fn an_import_is_one_batch_with_refusals_counted() {
     let mut f = Fixture::new();
     let parsed = crate::import::parse("203.0.113.1\n192.0.2.5\n::ffff:198.51.100.3\nbad\n");
     assert_eq!(parsed.skipped.len(), 1);
-    let Response::Imported { enacted, refused } = f.ok(Request::Import {
+    let Response::Imported {
+        enacted, refused, ..
+    } = f.ok(Request::Import {
         decisions: parsed.entries,
         origin: Some(Origin::Feed),
         source: Some("list".into()),
         ttl_secs: Some(60),
-    }) else {
+    })
+    else {
         panic!()
     };
     assert_eq!((enacted, refused), (2, 1), "192.0.2.5 is allowlisted");

@@ -67,6 +67,35 @@ impl Default for Capacities {
 }
 
 impl Capacities {
+    /// No bound (an enforcement point without kernel maps).
+    pub fn unlimited() -> Self {
+        let n = u32::MAX;
+        Self {
+            block_v4: n,
+            block_v6: n,
+            block_net_v4: n,
+            block_net_v6: n,
+            allow: n,
+            src_v4: n,
+            src_v6: n,
+            buckets: n,
+        }
+    }
+
+    /// The smaller of each.
+    pub fn min(&self, o: &Self) -> Self {
+        Self {
+            block_v4: self.block_v4.min(o.block_v4),
+            block_v6: self.block_v6.min(o.block_v6),
+            block_net_v4: self.block_net_v4.min(o.block_net_v4),
+            block_net_v6: self.block_net_v6.min(o.block_net_v6),
+            allow: self.allow.min(o.allow),
+            src_v4: self.src_v4.min(o.src_v4),
+            src_v6: self.src_v6.min(o.src_v6),
+            buckets: self.buckets.min(o.buckets),
+        }
+    }
+
     fn by_name(&self) -> [(&'static str, u32); 10] {
         [
             (names::BLOCK_V4, self.block_v4),

@@ -165,6 +165,24 @@ impl Dataplane {
     }
 }
 
+impl Dataplane {
+    /// What the pinned maps can hold (their kernel sizes, which an adopted attachment may have
+    /// from other settings than this daemon's).
+    pub fn capacities(&self) -> super::Capacities {
+        use aya::maps::IterableMap as _;
+        super::Capacities {
+            block_v4: max_entries(self.block_v4.map()),
+            block_v6: max_entries(self.block_v6.map()),
+            block_net_v4: max_entries(self.block_net_v4.map()),
+            block_net_v6: max_entries(self.block_net_v6.map()),
+            allow: max_entries(self.allow_v4.map()).min(max_entries(self.allow_v6.map())),
+            src_v4: max_entries(&self.src_v4),
+            src_v6: max_entries(&self.src_v6),
+            buckets: u32::MAX,
+        }
+    }
+}
+
 /// The XDP program attached to an interface: its pins' stamp (`None` for pins of a release
 /// before stamps) and its kernel id (0 when the link could not be read).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

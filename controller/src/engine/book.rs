@@ -130,6 +130,16 @@ impl Book {
         self.by_prefix.values().filter_map(|h| strongest(h))
     }
 
+    /// The prefixes with decisions strictly inside `net`.
+    pub fn inside(&self, net: &IpNet) -> impl Iterator<Item = IpNet> + '_ {
+        let last = IpNet::new(net.broadcast(), net.max_prefix_len()).expect("the longest length");
+        let net = *net;
+        self.by_prefix
+            .range(net..=last)
+            .map(|(p, _)| *p)
+            .filter(move |p| p.prefix_len() > net.prefix_len() && net.contains(p))
+    }
+
     /// Whether any decision is on exactly `prefix`.
     pub fn contains_prefix(&self, prefix: &IpNet) -> bool {
         self.by_prefix.contains_key(prefix)

@@ -39,8 +39,20 @@ pub enum EngineError {
     NotAllowed { prefix: IpNet },
     #[error("{prefix} is allowlisted by {origin}; change it in the configuration file and reload")]
     ConfiguredAllow { prefix: IpNet, origin: AllowOrigin },
+    #[error(
+        "a source's full set was not replaced, nothing it held was withdrawn: a part failed ({why})"
+    )]
+    ReplacementAborted { why: String },
     #[error("the decision limit ({limit}, decisions.max_decisions) is reached")]
     Full { limit: usize },
+    #[error(
+        "{map} is full ({capacity} entries): raise {setting} (applies at the next attach); what the map holds stays enforced"
+    )]
+    MapFull {
+        map: &'static str,
+        capacity: usize,
+        setting: &'static str,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("reading {iface}")]

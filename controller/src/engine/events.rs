@@ -65,6 +65,16 @@ impl Scope {
     }
 }
 
+/// A replacement sent in parts, in progress: what its parts kept, and why it failed if a
+/// part did (then nothing is withdrawn at its end: a decision that failed to be placed is
+/// still wanted).
+#[derive(Debug)]
+pub struct Replacement {
+    pub scope: Scope,
+    pub kept: std::collections::HashSet<(IpNet, Holder)>,
+    pub failed: Option<String>,
+}
+
 /// Decisions per part when a large event is applied in parts.
 pub const CHUNK: usize = 5_000;
 

@@ -24,8 +24,25 @@ pub struct MemoryState {
     pub failing: bool,
     /// Calls that changed something, for tests that count writes.
     pub writes: u64,
+    /// What its maps hold at most (tests of full maps); unlimited when `None`.
+    pub capacities: Option<crate::dataplane::Capacities>,
     /// SYN signatures, as a data plane would have kept them.
     pub signatures: Vec<(IpNet, ipwarden_common::fingerprint::SigEntry)>,
+}
+
+impl MemoryState {
+    /// Whether the map `prefix` goes to is at its capacity.
+    fn is_full(&self, prefix: &IpNet) -> bool {
+        let Some(c) = &self.capacities else {
+            return false;
+        };
+        let map = crate::engine::BlockMap::of(prefix);
+        self.rules
+            .keys()
+            .filter(|p| crate::engine::BlockMap::of(p) == map)
+            .count()
+            >= map.capacity(c)
+    }
 }
 
 /// A handle on shared [`MemoryState`]; clones see the same state.
@@ -62,7 +79,26 @@ impl Enforcer for MemoryEnforcer {
     }
 
     fn put_rules(&mut self, rules: &[(IpNet, BlockEntry)]) -> Result<(), DataplaneError> {
-        self.change(|s| s.rules.extend(rules.iter().map(|(p, e)| (p.trunc(), *e))))
+        // As the kernel: an entry that finds its map full fails, the others go in.
+        let full = self.change(|s| {
+            let mut full = None;
+            for (p, e) in rules {
+                let p = p.trunc();
+                if !s.rules.contains_key(&p) && s.is_full(&p) {
+                    full.get_or_insert(p);
+                    continue;
+                }
+                s.rules.insert(p, *e);
+            }
+            full
+        })?;
+        match full {
+            Some(p) => Err(DataplaneError::MapFull {
+                map: crate::engine::BlockMap::of(&p).name(),
+                capacity: 0,
+            }),
+            None => Ok(()),
+        }
     }
 
     fn remove_rules(&mut self, prefixes: &[IpNet]) -> Result<(), DataplaneError> {
@@ -111,5 +147,11 @@ impl Enforcer for MemoryEnforcer {
 
     fn globals(&self) -> Result<GlobalCounters, DataplaneError> {
         Ok(self.state().globals)
+    }
+
+    fn capacities(&self) -> crate::dataplane::Capacities {
+        self.state()
+            .capacities
+            .unwrap_or_else(crate::dataplane::Capacities::unlimited)
     }
 }

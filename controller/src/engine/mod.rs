@@ -18,15 +18,19 @@ mod error;
 mod events;
 pub mod memory;
 pub mod planes;
+mod projection;
 mod propose;
 mod sink;
 mod state;
+#[cfg(test)]
+mod tests;
 
 pub use book::Book;
 pub use error::EngineError;
-pub use events::{Applied, BlockRequest, CHUNK, Lift, Scope, SourceEvent};
+pub use events::{Applied, BlockRequest, CHUNK, Lift, Replacement, Scope, SourceEvent};
 pub use memory::MemoryEnforcer;
 pub use planes::{AttachKind, Enforcer, Plane, PlaneFailure, Planes, error_chain};
+pub use projection::{BlockMap, MapFill};
 pub use propose::Proposed;
 pub use sink::Sink;
 pub use state::{Engine, Restored};

@@ -13,7 +13,7 @@ use ipnet::IpNet;
 use ipwarden_common::BlockEntry;
 
 pub use crate::dataplane::{AttachKind, error_chain};
-use crate::dataplane::{BlockRule, Dataplane, DataplaneError, GlobalCounters};
+use crate::dataplane::{BlockRule, Capacities, Dataplane, DataplaneError, GlobalCounters};
 
 /// What the engine needs from one enforcement point.
 pub trait Enforcer: Send {
@@ -29,6 +29,10 @@ pub trait Enforcer: Send {
     fn set_monitor(&mut self, on: bool) -> Result<(), DataplaneError>;
     fn monitor(&self) -> Result<bool, DataplaneError>;
     fn globals(&self) -> Result<GlobalCounters, DataplaneError>;
+    /// What its maps can hold; the defaults where it has no kernel maps.
+    fn capacities(&self) -> Capacities {
+        Capacities::unlimited()
+    }
     /// TCP SYN signatures the data plane kept, by source.
     fn signatures(&self) -> Vec<(IpNet, ipwarden_common::fingerprint::SigEntry)> {
         Vec::new()
@@ -54,15 +58,8 @@ pub trait Enforcer: Send {
         monitor: bool,
     ) -> Result<(), DataplaneError> {
         self.clear_derived()?;
-        let wanted: std::collections::HashSet<IpNet> = rules.iter().map(|(p, _)| *p).collect();
-        let stale: Vec<IpNet> = self
-            .rules()?
-            .into_iter()
-            .map(|r| r.net)
-            .filter(|p| !wanted.contains(p))
-            .collect();
-        self.remove_rules(&stale)?;
-        self.put_rules(rules)?;
+        // The allowlist first: nothing can crowd it out, and blocks that fail to fit never
+        // keep it from the kernel.
         for p in self.allows()? {
             if !allow.contains(&p) {
                 self.disallow(p)?;
@@ -71,7 +68,17 @@ pub trait Enforcer: Send {
         for p in allow {
             self.allow(*p)?;
         }
-        self.set_monitor(monitor)
+        self.set_monitor(monitor)?;
+        let wanted: std::collections::HashSet<IpNet> = rules.iter().map(|(p, _)| *p).collect();
+        let stale: Vec<IpNet> = self
+            .rules()?
+            .into_iter()
+            .map(|r| r.net)
+            .filter(|p| !wanted.contains(p))
+            .collect();
+        // Every entry is tried even when one fails: a rebuild is never all-or-nothing.
+        let removed = self.remove_rules(&stale);
+        self.put_rules(rules).and(removed)
     }
 }
 
@@ -89,7 +96,16 @@ impl Enforcer for Dataplane {
     }
 
     fn remove_rules(&mut self, prefixes: &[IpNet]) -> Result<(), DataplaneError> {
-        prefixes.iter().try_for_each(|p| self.unblock(*p).map(drop))
+        // Every removal is tried; the first failure is the answer.
+        let mut out = Ok(());
+        for p in prefixes {
+            if let Err(e) = self.unblock(*p)
+                && out.is_ok()
+            {
+                out = Err(e);
+            }
+        }
+        out
     }
 
     fn rules(&self) -> Result<Vec<BlockRule>, DataplaneError> {
@@ -118,6 +134,10 @@ impl Enforcer for Dataplane {
 
     fn globals(&self) -> Result<GlobalCounters, DataplaneError> {
         Dataplane::globals(self)
+    }
+
+    fn capacities(&self) -> Capacities {
+        Dataplane::capacities(self)
     }
 
     fn program(&self) -> Option<crate::dataplane::Program> {
@@ -238,6 +258,15 @@ impl Planes {
     /// Whether any plane needs a resync.
     pub fn any_out_of_sync(&self) -> bool {
         self.0.iter().any(|p| p.out_of_sync.is_some())
+    }
+
+    /// What every plane can hold: the smallest of each map.
+    pub fn capacities(&self) -> Capacities {
+        self.0
+            .iter()
+            .map(|p| p.enforcer.capacities())
+            .reduce(|a, b| a.min(&b))
+            .unwrap_or_else(Capacities::unlimited)
     }
 
     /// The global counters of every plane, by interface.

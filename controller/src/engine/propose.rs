@@ -8,8 +8,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::{
-    Engine, EngineError,
-    events::{Applied, BlockRequest, Lift, Scope, SourceEvent},
+    BlockMap, Engine, EngineError,
+    events::{Applied, BlockRequest, Lift, Replacement, Scope, SourceEvent},
 };
 use crate::decision::{Action, Decision, End, Ended, Holder, Origin, Recidive, now_unix_ms};
 
@@ -97,11 +97,29 @@ impl Engine {
         let mut out = Proposed::default();
         let mut earlier = Vec::with_capacity(decisions.len());
         let mut fresh = 0;
+        // New prefixes of this proposal, per map: each needs a kernel entry.
+        let mut new_prefixes: std::collections::HashSet<IpNet> = Default::default();
+        let mut new_per_map = [0usize; 4];
         for mut d in decisions {
             d.prefix = crate::net::unmap(d.prefix).trunc();
             if let Some(why) = self.refusal(d.prefix) {
                 out.refused.push((d, why));
                 continue;
+            }
+            if !self.book.contains_prefix(&d.prefix) && !new_prefixes.contains(&d.prefix) {
+                let map = BlockMap::of(&d.prefix);
+                if !self.projection.has_room(map, new_per_map[map as usize]) {
+                    self.projection.refused(map);
+                    let why = EngineError::MapFull {
+                        map: map.name(),
+                        capacity: self.projection.capacity(map),
+                        setting: map.setting(),
+                    };
+                    out.refused.push((d, why));
+                    continue;
+                }
+                new_per_map[map as usize] += 1;
+                new_prefixes.insert(d.prefix);
             }
             let renewal = self.book.get(&d.prefix, &d.holder()).cloned();
             fresh += usize::from(renewal.is_none());
@@ -109,11 +127,11 @@ impl Engine {
             earlier.push(renewal);
         }
         self.room_for(fresh)?;
-        for (scope, kept) in &mut self.replacing {
-            kept.extend(
+        for r in &mut self.replacing {
+            r.kept.extend(
                 out.enacted
                     .iter()
-                    .filter(|d| scope.covers(d))
+                    .filter(|d| r.scope.covers(d))
                     .map(|d| (d.prefix, d.holder())),
             );
         }
@@ -218,7 +236,21 @@ impl Engine {
     /// Applies what a source sent.
     pub fn apply(&mut self, event: SourceEvent) -> Result<Applied, EngineError> {
         match event {
-            SourceEvent::Propose(ds) => Ok(self.propose(ds)?.counts()),
+            SourceEvent::Propose(ds) => {
+                // A part of a replacement that fails aborts the replacement.
+                let scopes: Vec<usize> = (0..self.replacing.len())
+                    .filter(|i| ds.iter().any(|d| self.replacing[*i].scope.covers(d)))
+                    .collect();
+                match self.propose(ds) {
+                    Ok(p) => Ok(p.counts()),
+                    Err(e) => {
+                        for i in scopes {
+                            self.replacing[i].failed = Some(e.to_string());
+                        }
+                        Err(e)
+                    }
+                }
+            }
             SourceEvent::Withdraw { holder, prefixes } => Ok(Applied {
                 withdrawn: self.withdraw(&holder, &prefixes)?.len(),
                 ..Applied::default()
@@ -230,21 +262,35 @@ impl Engine {
                 self.replace(&Scope::Origin(origin), decisions)
             }
             SourceEvent::Checkpoint { key, value } => {
+                if let Some(why) = self.checkpoint_held.take() {
+                    self.warn(format!(
+                        "{key} stays at its last checkpoint: a replacement before it failed ({why}); a restart reads again from there"
+                    ));
+                    return Ok(Applied::default());
+                }
                 self.store.set_checkpoint(&key, value)?;
                 Ok(Applied::default())
             }
             SourceEvent::ReplaceBegin { scope } => {
-                self.replacing.retain(|(s, _)| *s != scope);
-                self.replacing.push((scope, Default::default()));
+                self.replacing.retain(|r| r.scope != scope);
+                self.replacing.push(Replacement {
+                    scope,
+                    kept: Default::default(),
+                    failed: None,
+                });
                 Ok(Applied::default())
             }
             SourceEvent::ReplaceEnd { scope } => {
-                let Some(at) = self.replacing.iter().position(|(s, _)| *s == scope) else {
+                let Some(at) = self.replacing.iter().position(|r| r.scope == scope) else {
                     return Ok(Applied::default());
                 };
-                let (scope, kept) = self.replacing.swap_remove(at);
+                let r = self.replacing.swap_remove(at);
+                if let Some(why) = r.failed {
+                    self.checkpoint_held = Some(why.clone());
+                    return Err(EngineError::ReplacementAborted { why });
+                }
                 let withdrawn =
-                    self.withdraw_stale(&scope, |p, h| kept.contains(&(*p, h.clone())))?;
+                    self.withdraw_stale(&r.scope, |p, h| r.kept.contains(&(*p, h.clone())))?;
                 Ok(Applied {
                     withdrawn,
                     ..Applied::default()

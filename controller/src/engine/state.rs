@@ -10,8 +10,9 @@ use ipwarden_common::BlockEntry;
 
 use super::{
     Book, EngineError, Planes,
-    events::Scope,
+    events::Replacement,
     planes::{self, Plane},
+    projection::{MapFill, Projection},
     sink::Sink,
 };
 use crate::{
@@ -52,8 +53,13 @@ pub struct Engine {
     pub(super) restored: bool,
     last_prune_ms: u64,
     sinks: Vec<Box<dyn Sink>>,
+    /// What the kernel holds of the book (shadowed and left-out prefixes, map fill).
+    pub(super) projection: Projection,
     /// Replacements in progress (`SourceEvent::ReplaceBegin`), with what they kept so far.
-    pub(super) replacing: Vec<(Scope, std::collections::HashSet<(IpNet, Holder)>)>,
+    pub(super) replacing: Vec<Replacement>,
+    /// Set when a replacement failed: the next checkpoint is not stored (a restart then reads
+    /// again what this one may have missed), with why.
+    pub(super) checkpoint_held: Option<String>,
     /// Prefixes whose last decision ended since [`Engine::take_ended`]: a source there starts a
     /// new episode (detection judges it afresh if it floods again).
     ended: Vec<IpNet>,
@@ -63,10 +69,13 @@ impl Engine {
     pub fn new(cfg: Config, store: Store, planes: Vec<Plane>) -> Self {
         let mut allow = Allowlist::default();
         allow.set_configured(cfg.allow_prefixes());
+        let planes = Planes::new(planes);
+        let projection = Projection::new(&planes.capacities());
         Self {
+            projection,
             cfg,
             store,
-            planes: Planes::new(planes),
+            planes,
             book: Book::default(),
             allow,
             warnings: VecDeque::new(),
@@ -76,6 +85,7 @@ impl Engine {
             last_prune_ms: 0,
             sinks: Vec::new(),
             replacing: Vec::new(),
+            checkpoint_held: None,
             ended: Vec::new(),
         }
     }
@@ -150,19 +160,36 @@ impl Engine {
         }
     }
 
-    /// The wanted kernel state: the enforced decision of every prefix, and the allowlist.
-    fn wanted(&self, now_ms: u64) -> (Vec<(IpNet, BlockEntry)>, Vec<IpNet>) {
-        let rules = self
-            .book
-            .effective_all()
-            .map(|d| (d.prefix, d.kernel_entry(now_ms)))
+    /// The wanted kernel state: the enforced decision of every prefix that is not shadowed
+    /// and fits, the strongest first, and the allowlist.
+    fn wanted(&mut self, now_ms: u64) -> (Vec<(IpNet, BlockEntry)>, Vec<IpNet>) {
+        let rules = self.projection.full(&self.book, now_ms);
+        let left_out: Vec<String> = self
+            .projection
+            .fills()
+            .into_iter()
+            .filter(|f| f.left_out > 0)
+            .map(|f| {
+                format!(
+                    "{} decisions are not enforced: {} is full ({} entries); raise {}",
+                    f.left_out,
+                    f.map.name(),
+                    f.capacity,
+                    f.map.setting()
+                )
+            })
             .collect();
+        for w in left_out {
+            self.warn(w);
+        }
         (rules, self.allow.entries().into_keys().collect())
     }
 
     /// Makes the planes equal to the engine's state: every plane with `all`, else those out of
     /// sync.
-    fn resync(&mut self, all: bool) -> Vec<planes::PlaneFailure> {
+    fn resync(&mut self, mut all: bool) -> Vec<planes::PlaneFailure> {
+        // Decisions left out of a full map come back once others made room.
+        all |= self.restored && self.projection.wants_resync();
         if !all && !self.planes.any_out_of_sync() {
             return Vec::new();
         }
@@ -186,6 +213,9 @@ impl Engine {
                     ended_unix_ms: now,
                 });
             } else {
+                if !self.book.contains_prefix(&d.prefix) {
+                    self.projection.added(&d.prefix);
+                }
                 self.book.insert(d);
             }
         }
@@ -275,22 +305,39 @@ impl Engine {
 
     /// The one path every change takes: `put` decisions (each replacing its holder's earlier
     /// one on the prefix) and `ended` ones, written to the store in one durable transaction,
-    /// then the strongest remaining decision of every touched prefix to the planes, then the
-    /// book. A plane that fails is marked out of sync (rebuilt at the next tick) and warned
-    /// about; the change stands, since it is stored.
+    /// then to the book, then what that changes of the kernel's projection (see `projection`)
+    /// to the planes. A plane that fails is marked out of sync (rebuilt at the next tick) and
+    /// warned about; the change stands, since it is stored.
     pub(super) fn commit(
         &mut self,
-        mut put: Vec<Decision>,
-        mut ended: Vec<Ended>,
+        put: Vec<Decision>,
+        ended: Vec<Ended>,
     ) -> Result<(), EngineError> {
         if put.is_empty() && ended.is_empty() {
             return Ok(());
         }
         self.store.write(&put.iter().collect::<Vec<_>>(), &ended)?;
         let now = now_unix_ms();
-        put.sort_by_key(|d| d.prefix);
-        ended.sort_by_key(|e| e.decision.prefix);
-        let (puts, removes) = self.projection(&put, &ended, now);
+        let mut touched: Vec<IpNet> = Vec::with_capacity(put.len() + ended.len());
+        for e in &ended {
+            let d = &e.decision;
+            self.book.remove(&d.prefix, &d.holder());
+            if !self.book.contains_prefix(&d.prefix) {
+                self.projection.removed(&d.prefix);
+                self.ended.push(d.prefix);
+            }
+            touched.push(d.prefix);
+        }
+        for d in &put {
+            if !self.book.contains_prefix(&d.prefix) {
+                self.projection.added(&d.prefix);
+            }
+            self.book.insert(d.clone());
+            touched.push(d.prefix);
+        }
+        touched.sort();
+        touched.dedup();
+        let (puts, removes) = self.projection.delta(&self.book, &touched, now);
         self.plane_change("applying decisions", |e| {
             e.remove_rules(&removes)?;
             e.put_rules(&puts)
@@ -298,55 +345,7 @@ impl Engine {
         for sink in &mut self.sinks {
             sink.changed(&put, &ended);
         }
-        for e in ended {
-            let d = &e.decision;
-            self.book.remove(&d.prefix, &d.holder());
-            if !self.book.contains_prefix(&d.prefix) {
-                self.ended.push(d.prefix);
-            }
-        }
-        for d in put {
-            self.book.insert(d);
-        }
         Ok(())
-    }
-
-    /// The kernel entries to put and the prefixes to remove once `put` and `ended` (both
-    /// sorted by prefix) are applied to the book.
-    fn projection(
-        &self,
-        put: &[Decision],
-        ended: &[Ended],
-        now: u64,
-    ) -> (Vec<(IpNet, BlockEntry)>, Vec<IpNet>) {
-        let mut touched: Vec<IpNet> = put
-            .iter()
-            .map(|d| d.prefix)
-            .chain(ended.iter().map(|e| e.decision.prefix))
-            .collect();
-        touched.sort();
-        touched.dedup();
-        let group = |p: &IpNet| {
-            let new = range_of(put, |d| d.prefix.cmp(p));
-            let gone = range_of(ended, |e| e.decision.prefix.cmp(p));
-            (new, gone)
-        };
-        let (mut puts, mut removes) = (Vec::new(), Vec::new());
-        for p in touched {
-            let (new, gone) = group(&p);
-            let kept = self.book.holders(&p).iter().filter(|d| {
-                !gone.iter().any(|e| e.decision.held_by(&d.holder()))
-                    && !new.iter().any(|n| n.held_by(&d.holder()))
-            });
-            let best = kept
-                .chain(new.iter())
-                .reduce(|best, d| if d.stronger_than(best) { d } else { best });
-            match best {
-                Some(d) => puts.push((p, d.kernel_entry(now))),
-                None => removes.push(p),
-            }
-        }
-        (puts, removes)
     }
 
     /// Applies a new configuration: the decision limits, the configured allowlist and the
@@ -428,6 +427,25 @@ impl Engine {
         &self.allow
     }
 
+    /// Every block map's fill.
+    pub fn map_fills(&self) -> Vec<MapFill> {
+        self.projection.fills()
+    }
+
+    /// The decision the kernel applies to `addr`: the most specific covering decision it holds
+    /// (shadowed and left-out ones are not in it).
+    pub fn enforced_for(&self, addr: std::net::IpAddr) -> Option<&Decision> {
+        self.book
+            .covering(addr)
+            .into_iter()
+            .find(|d| self.projection.not_enforced(&d.prefix).is_none())
+    }
+
+    /// Why the decision held on `prefix` is not in the kernel, if it is not.
+    pub fn not_enforced(&self, prefix: &IpNet) -> Option<&'static str> {
+        self.projection.not_enforced(prefix)
+    }
+
     /// Every enforcement point.
     pub fn planes(&self) -> &Planes {
         &self.planes
@@ -451,11 +469,4 @@ impl Engine {
             Err(e) => self.warn(format!("pruning the decision history: {e}")),
         }
     }
-}
-
-/// The elements of `sorted` for which `cmp` is `Equal` (a run in a sorted slice).
-fn range_of<T>(sorted: &[T], cmp: impl Fn(&T) -> std::cmp::Ordering) -> &[T] {
-    let start = sorted.partition_point(|x| cmp(x).is_lt());
-    let len = sorted[start..].partition_point(|x| cmp(x).is_eq());
-    &sorted[start..start + len]
 }

@@ -178,6 +178,44 @@ impl Collector for StateCollector {
             None,
             &sync,
         )?;
+        let map = |f: &dyn Fn(&crate::wire::MapView) -> i64| -> Vec<(Labels<'_>, i64)> {
+            s.maps
+                .iter()
+                .map(|m| (vec![("map", m.map.as_str())], f(m)))
+                .collect()
+        };
+        gauge(
+            &mut enc,
+            "ipwarden_map_entries",
+            "Entries a block map holds",
+            None,
+            &map(&|m| as_i64(m.entries)),
+        )?;
+        gauge(
+            &mut enc,
+            "ipwarden_map_capacity",
+            "Entries a block map can hold (dataplane.max_blocks, dataplane.max_block_prefixes)",
+            None,
+            &map(&|m| as_i64(m.capacity)),
+        )?;
+        gauge(
+            &mut enc,
+            "ipwarden_map_left_out",
+            "Decisions held but not enforced because their block map is full",
+            None,
+            &map(&|m| as_i64(m.left_out)),
+        )?;
+        let refused: Vec<(Labels<'_>, u64)> = s
+            .maps
+            .iter()
+            .map(|m| (vec![("map", m.map.as_str())], m.refused))
+            .collect();
+        counter(
+            &mut enc,
+            "ipwarden_map_refused",
+            "Decisions refused because their block map was full",
+            &refused,
+        )?;
         gauge(
             &mut enc,
             "ipwarden_warnings",

@@ -16,8 +16,8 @@ pub use response::ErrorKind;
 pub use response::Response;
 pub use views::{
     AggregateView, AllowView, CrowdsecView, EnrichStats, EnrichmentState, ExplainView, FeedView,
-    FingerprintView, FleetView, InterfaceStats, InterfaceView, LookupView, OriginCounts,
-    PipelineView, ProgramView, StatusView, TopRow, Verdict,
+    FingerprintView, FleetView, InterfaceStats, InterfaceView, LookupView, MapView, NotEnforced,
+    OriginCounts, PipelineView, ProgramView, StatusView, TopRow, Verdict,
 };
 
 /// Bumped on incompatible changes; the daemon refuses other versions with a clear error.

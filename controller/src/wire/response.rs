@@ -44,10 +44,13 @@ pub enum Response {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         next: Option<IpNet>,
     },
-    /// What an import did.
+    /// What an import did; `reasons` says why entries were refused (entries refused for the
+    /// same reason, such as a full map, once, with their count).
     Imported {
         enacted: usize,
         refused: usize,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        reasons: Vec<String>,
     },
     Allow {
         allow: Vec<AllowView>,

@@ -57,6 +57,9 @@ pub struct StatusView {
     pub ipasis: Option<PipelineView>,
     /// Problems worth an operator's attention, newest last.
     pub warnings: Vec<String>,
+    /// Each block map's fill: what the kernel holds, can hold, and what did not fit.
+    #[serde(default)]
+    pub maps: Vec<MapView>,
     /// The fleet link, when `[fleet]` is configured (boxed: most hosts have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<Box<FleetView>>,
@@ -66,6 +69,24 @@ pub struct StatusView {
     /// Every `[[feeds]]` entry's state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub feeds: Vec<FeedView>,
+}
+
+/// One block map in `status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapView {
+    /// The kernel map (`BLOCK_V4`, `BLOCK_NET_V4`, ...).
+    pub map: String,
+    /// Entries it holds.
+    pub entries: usize,
+    pub capacity: usize,
+    /// The setting that sizes it.
+    pub setting: String,
+    /// Decisions refused because it was full, since the daemon started.
+    pub refused: u64,
+    /// Decisions held but not in it because it is full.
+    pub left_out: usize,
+    /// Decisions held but not in it because a wider decision enforces more.
+    pub shadowed: usize,
 }
 
 /// One attachment in `status`.
@@ -150,6 +171,16 @@ pub struct ExplainView {
     /// The TCP SYN signatures its source sent, classified.
     #[serde(default)]
     pub fingerprints: Vec<FingerprintView>,
+    /// Prefixes above whose decision the kernel does not hold, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_enforced: Vec<NotEnforced>,
+}
+
+/// A held decision the kernel does not enforce.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotEnforced {
+    pub prefix: IpNet,
+    pub why: String,
 }
 
 /// What `status` says about the fleet.

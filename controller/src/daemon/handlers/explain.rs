@@ -7,7 +7,7 @@ use crate::daemon::state::State;
 use crate::{
     decision::{Action, Decision},
     net::host_prefix,
-    wire::{AllowView, ExplainView, Verdict},
+    wire::{AllowView, ExplainView, NotEnforced, Verdict},
 };
 
 pub fn explain(state: &State, addr: IpAddr) -> ExplainView {
@@ -26,7 +26,19 @@ pub fn explain(state: &State, addr: IpAddr) -> ExplainView {
         .into_iter()
         .cloned()
         .collect();
-    let verdict = match (allow.is_empty(), decisions.first().map(|d| d.action)) {
+    let mut not_enforced: Vec<NotEnforced> = Vec::new();
+    for d in &decisions {
+        if let Some(why) = state.engine.not_enforced(&d.prefix)
+            && !not_enforced.iter().any(|n| n.prefix == d.prefix)
+        {
+            not_enforced.push(NotEnforced {
+                prefix: d.prefix,
+                why: why.to_owned(),
+            });
+        }
+    }
+    let enforced = state.engine.enforced_for(addr).map(|d| d.action);
+    let verdict = match (allow.is_empty(), enforced) {
         (false, _) => Verdict::Allowed,
         (true, Some(Action::Block)) => Verdict::Blocked,
         (true, Some(Action::Challenge)) => Verdict::Challenged,
@@ -42,5 +54,6 @@ pub fn explain(state: &State, addr: IpAddr) -> ExplainView {
         enrichment: lookup_view(state, addr),
         aggregates: state.policy.aggregates().containing(addr),
         fingerprints: state.policy.fingerprints_of(&state.engine, source),
+        not_enforced,
     }
 }

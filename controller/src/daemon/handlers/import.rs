@@ -40,10 +40,40 @@ pub fn import(
             Response::Imported {
                 enacted: a.enacted,
                 refused: a.refused,
+                reasons: reasons(&p.refused),
             }
         }
         Err(e) => engine_error(&e),
     }
+}
+
+/// How many entries one answer names one by one.
+const NAMED: usize = 20;
+
+/// Why entries were refused: a full map once with its count, other refusals one by one (at
+/// most [`NAMED`], then a count).
+fn reasons(refused: &[(Decision, EngineError)]) -> Vec<String> {
+    let mut full: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut named = Vec::new();
+    let mut more = 0;
+    for (_, e) in refused {
+        if matches!(e, EngineError::MapFull { .. }) {
+            *full.entry(e.to_string()).or_default() += 1;
+        } else if named.len() < NAMED {
+            named.push(e.to_string());
+        } else {
+            more += 1;
+        }
+    }
+    let mut out: Vec<String> = full
+        .into_iter()
+        .map(|(why, n)| format!("{n} refused: {why}"))
+        .collect();
+    out.extend(named);
+    if more > 0 {
+        out.push(format!("… and {more} more refused"));
+    }
+    out
 }
 
 /// The decision an imported entry becomes under `holder`.

@@ -30,10 +30,11 @@ pub fn kind_of(e: &EngineError) -> ErrorKind {
         EngineError::NotBlocked { .. }
         | EngineError::NotHeld { .. }
         | EngineError::NotAllowed { .. } => ErrorKind::NotFound,
-        EngineError::Full { .. } => ErrorKind::Full,
-        EngineError::Store(_) | EngineError::Dataplane { .. } | EngineError::OutOfSync { .. } => {
-            ErrorKind::Internal
-        }
+        EngineError::Full { .. } | EngineError::MapFull { .. } => ErrorKind::Full,
+        EngineError::Store(_)
+        | EngineError::Dataplane { .. }
+        | EngineError::OutOfSync { .. }
+        | EngineError::ReplacementAborted { .. } => ErrorKind::Internal,
     }
 }
 

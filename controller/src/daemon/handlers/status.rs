@@ -5,7 +5,7 @@ use crate::daemon::state::State;
 use crate::{
     dataplane::Program,
     sources::SourceStatus,
-    wire::{InterfaceView, OriginCounts, ProgramView, StatusView},
+    wire::{InterfaceView, MapView, OriginCounts, ProgramView, StatusView},
 };
 
 pub fn status(state: &State) -> StatusView {
@@ -44,6 +44,19 @@ pub fn status(state: &State) -> StatusView {
         enrichment: policy.enrichment_state(),
         ipasis: None,
         warnings: engine.warnings().cloned().collect(),
+        maps: engine
+            .map_fills()
+            .into_iter()
+            .map(|f| MapView {
+                map: f.map.name().to_owned(),
+                entries: f.entries,
+                capacity: f.capacity,
+                setting: f.map.setting().to_owned(),
+                refused: f.refused,
+                left_out: f.left_out,
+                shadowed: f.shadowed,
+            })
+            .collect(),
         fleet: None,
         crowdsec: None,
         feeds: Vec::new(),

@@ -28,9 +28,7 @@ pub fn top(state: &State, n: usize) -> Response {
 pub(super) fn row(state: &State, s: SourceView) -> TopRow {
     let decision = state
         .engine
-        .book()
-        .covering(s.source.network())
-        .first()
+        .enforced_for(s.source.network())
         .map(|d| d.action);
     TopRow {
         source: s.source,

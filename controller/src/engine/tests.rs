@@ -1,0 +1,301 @@
+//! The core's bounds on in-memory enforcers: full maps, precedence across prefix lengths,
+//! replacements that fail part-way.
+
+use std::time::Duration;
+
+use ipnet::IpNet;
+use tempfile::TempDir;
+
+use super::*;
+use crate::{
+    config::Config,
+    dataplane::Capacities,
+    decision::{Action, ChallengeRate, Decision, Holder, Origin, now_unix_ms},
+    store::Store,
+};
+
+fn net(s: &str) -> IpNet {
+    crate::net::parse_prefix(s).unwrap()
+}
+
+struct Core {
+    engine: Engine,
+    plane: MemoryEnforcer,
+    dir: TempDir,
+}
+
+/// An engine on one in-memory plane whose LPM tries hold `prefixes` entries each.
+fn core(prefixes: u32) -> Core {
+    let dir = tempfile::tempdir().unwrap();
+    core_in(dir, prefixes, Config::default())
+}
+
+fn core_in(dir: TempDir, prefixes: u32, cfg: Config) -> Core {
+    let plane = MemoryEnforcer::new();
+    plane.state().capacities = Some(Capacities {
+        block_net_v4: prefixes,
+        block_net_v6: prefixes,
+        ..Capacities::unlimited()
+    });
+    let mut engine = Engine::new(
+        cfg,
+        Store::open(dir.path()).unwrap(),
+        vec![Plane::new(
+            "if0",
+            AttachKind::Memory,
+            Box::new(plane.clone()),
+        )],
+    );
+    engine.restore().unwrap();
+    Core { engine, plane, dir }
+}
+
+fn block(prefix: &str, origin: Origin, ttl_secs: Option<u64>) -> Decision {
+    Decision::block(
+        net(prefix),
+        Holder::of(origin),
+        "test",
+        now_unix_ms(),
+        ttl_secs.map(Duration::from_secs),
+    )
+}
+
+fn challenge(prefix: &str, pps: u32) -> Decision {
+    Decision::new(
+        net(prefix),
+        Action::Challenge,
+        Holder::of(Origin::Crowdsec),
+        "test",
+        now_unix_ms(),
+        Some(Duration::from_secs(3600)),
+    )
+    .with_rate(ChallengeRate { pps, burst: 5 })
+}
+
+impl Core {
+    fn in_kernel(&self, prefix: &str) -> Option<u8> {
+        self.plane.state().rules.get(&net(prefix)).map(|e| e.action)
+    }
+}
+
+#[test]
+fn a_full_prefix_map_refuses_what_does_not_fit_and_keeps_everything_else() {
+    let mut c = core(4);
+    let ranges: Vec<Decision> = (0..6)
+        .map(|i| block(&format!("198.51.{i}.0/31"), Origin::Feed, Some(3600)))
+        .collect();
+    let p = c.engine.propose(ranges).unwrap();
+    assert_eq!((p.enacted.len(), p.refused.len()), (4, 2));
+    let why = p.refused[0].1.to_string();
+    assert!(
+        why.contains("BLOCK_NET_V4 is full (4 entries)")
+            && why.contains("dataplane.max_block_prefixes"),
+        "{why}"
+    );
+    // Exact entries have their own map; IPv6 prefixes theirs; the allowlist its own.
+    c.engine
+        .propose_one(block("203.0.113.7", Origin::Manual, None))
+        .unwrap();
+    c.engine
+        .propose_one(block("2001:db8::/48", Origin::Manual, None))
+        .unwrap();
+    c.engine.allow_add(net("192.0.2.0/24")).unwrap();
+    assert!(c.plane.state().allow.contains(&net("192.0.2.0/24")));
+    assert_eq!(c.plane.state().rules.len(), 6);
+    // An operator's block that does not fit is an error naming the map.
+    let err = c
+        .engine
+        .propose_one(block("203.0.113.0/30", Origin::Manual, None))
+        .unwrap_err();
+    assert!(matches!(err, EngineError::MapFull { .. }), "{err}");
+    let fill = c
+        .engine
+        .map_fills()
+        .into_iter()
+        .find(|f| f.map == BlockMap::NetV4)
+        .unwrap();
+    assert_eq!((fill.entries, fill.capacity, fill.refused), (4, 4, 3));
+    // Nothing is out of sync: the plane took every change.
+    assert!(!c.engine.planes().any_out_of_sync());
+}
+
+#[test]
+fn a_store_larger_than_the_maps_starts_and_enforces_the_strongest_first() {
+    let c = core(100);
+    let mut ds = vec![
+        block("198.51.100.0/30", Origin::Feed, Some(60)),
+        block("198.51.100.4/30", Origin::Feed, Some(7200)),
+        block("198.51.100.8/30", Origin::Manual, Some(60)),
+        challenge("198.51.100.12/30", 20),
+        block("198.51.100.16/30", Origin::Feed, None),
+    ];
+    let mut engine = c.engine;
+    engine.propose(std::mem::take(&mut ds)).unwrap();
+    drop(engine);
+    // The maps are smaller now (settings changed): three of five fit.
+    let mut c = core_in(c.dir, 3, Config::default());
+    let kernel: Vec<IpNet> = c.plane.state().rules.keys().copied().collect();
+    assert_eq!(
+        kernel,
+        vec![
+            net("198.51.100.8/30"),  // manual first
+            net("198.51.100.16/30"), // then blocks, the longest TTL (permanent) first
+            net("198.51.100.4/30"),
+        ]
+        .into_iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>()
+    );
+    assert!(
+        c.engine
+            .warnings()
+            .any(|w| w.contains("2 decisions are not enforced: BLOCK_NET_V4 is full")),
+        "{:?}",
+        c.engine.warnings().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        c.engine.not_enforced(&net("198.51.100.12/30")),
+        Some("its map is full (see `status`)")
+    );
+    // Room again: what was left out comes back at the next upkeep.
+    c.engine
+        .withdraw(&Holder::of(Origin::Manual), &[net("198.51.100.8/30")])
+        .unwrap();
+    c.engine.maintain();
+    assert!(c.in_kernel("198.51.100.0/30").is_some() || c.in_kernel("198.51.100.12/30").is_some());
+    assert_eq!(c.plane.state().rules.len(), 3);
+}
+
+#[test]
+fn the_strongest_decision_covering_an_address_wins_whatever_the_prefix_lengths() {
+    let mut c = core(100);
+    c.engine
+        .propose(vec![
+            block("203.0.113.0/24", Origin::Feed, Some(3600)),
+            challenge("203.0.113.10/32", 20),
+        ])
+        .unwrap();
+    // The narrower challenge would let 20 pps through the block: it stays out of the kernel.
+    assert_eq!(
+        c.in_kernel("203.0.113.0/24"),
+        Some(ipwarden_common::Action::BLOCK)
+    );
+    assert_eq!(c.in_kernel("203.0.113.10/32"), None);
+    assert_eq!(
+        c.engine
+            .enforced_for("203.0.113.10".parse().unwrap())
+            .map(|d| d.prefix),
+        Some(net("203.0.113.0/24"))
+    );
+    // A narrower block inside a wider challenge enforces more: both are in.
+    c.engine
+        .propose(vec![
+            challenge("198.51.100.0/24", 50),
+            block("198.51.100.7", Origin::Manual, None),
+        ])
+        .unwrap();
+    assert!(c.in_kernel("198.51.100.0/24").is_some());
+    assert!(c.in_kernel("198.51.100.7").is_some());
+    // A lower challenge rate is stronger: a /25 at 50 pps inside a /24 at 10 stays out...
+    c.engine
+        .propose(vec![
+            challenge("192.0.2.0/24", 10),
+            challenge("192.0.2.128/25", 50),
+        ])
+        .unwrap();
+    assert_eq!(c.in_kernel("192.0.2.128/25"), None);
+    // ...and when the wider one ends, the narrower comes back.
+    c.engine
+        .withdraw(&Holder::of(Origin::Crowdsec), &[net("192.0.2.0/24")])
+        .unwrap();
+    assert_eq!(
+        c.in_kernel("192.0.2.128/25"),
+        Some(ipwarden_common::Action::CHALLENGE)
+    );
+    c.engine
+        .withdraw(&Holder::of(Origin::Feed), &[net("203.0.113.0/24")])
+        .unwrap();
+    assert_eq!(
+        c.in_kernel("203.0.113.10/32"),
+        Some(ipwarden_common::Action::CHALLENGE)
+    );
+    // A resync computes the same.
+    c.engine
+        .propose_one(block("203.0.113.0/24", Origin::Feed, Some(3600)))
+        .unwrap();
+    c.engine.reconfigure(Config::default()).unwrap();
+    assert_eq!(c.in_kernel("203.0.113.10/32"), None);
+    assert!(c.in_kernel("203.0.113.0/24").is_some());
+}
+
+#[test]
+fn a_failed_part_aborts_the_replacement_and_holds_the_checkpoint() {
+    let mut cfg = Config::default();
+    cfg.decisions.max_decisions = 5;
+    let mut c = core_in(tempfile::tempdir().unwrap(), 100, cfg);
+    let holder = Holder::named(Origin::Feed, "drop");
+    let feed = |p: &str| {
+        Decision::block(
+            net(p),
+            holder.clone(),
+            "drop",
+            now_unix_ms(),
+            Some(Duration::from_secs(3600)),
+        )
+    };
+    c.engine
+        .apply(SourceEvent::Replace {
+            holder: holder.clone(),
+            decisions: vec![feed("198.51.100.1"), feed("198.51.100.2")],
+        })
+        .unwrap();
+    c.engine
+        .apply(SourceEvent::Checkpoint {
+            key: "feed".into(),
+            value: 1,
+        })
+        .unwrap();
+    // The next full set arrives in parts; the second part does not fit the decision limit.
+    let parts = SourceEvent::Replace {
+        holder: holder.clone(),
+        decisions: vec![
+            feed("198.51.100.2"),
+            feed("198.51.100.3"),
+            feed("198.51.100.4"),
+            feed("198.51.100.5"),
+            feed("198.51.100.6"),
+            feed("198.51.100.7"),
+        ],
+    }
+    .chunked(2);
+    let mut results = Vec::new();
+    for p in parts {
+        results.push(c.engine.apply(p));
+    }
+    results.push(c.engine.apply(SourceEvent::Checkpoint {
+        key: "feed".into(),
+        value: 2,
+    }));
+    assert!(
+        results
+            .iter()
+            .any(|r| matches!(r, Err(EngineError::Full { .. })))
+    );
+    assert!(
+        results
+            .iter()
+            .any(|r| matches!(r, Err(EngineError::ReplacementAborted { .. })))
+    );
+    // Nothing still wanted was withdrawn: 198.51.100.1 was not in the new set, but the set
+    // is incomplete, so it stays too.
+    assert!(c.engine.book().get(&net("198.51.100.1"), &holder).is_some());
+    assert!(c.engine.book().get(&net("198.51.100.2"), &holder).is_some());
+    // The checkpoint did not move.
+    assert_eq!(c.engine.checkpoint("feed").unwrap(), Some(1));
+    assert!(
+        c.engine
+            .warnings()
+            .any(|w| w.contains("stays at its last checkpoint"))
+    );
+}
