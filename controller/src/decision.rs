@@ -41,6 +41,14 @@ impl ChallengeRate {
     /// The one home of the default (`scoring.challenge_pps`, `scoring.challenge_burst`): what a
     /// challenge without a stated rate keeps.
     pub const DEFAULT: Self = Self { pps: 50, burst: 20 };
+
+    /// The highest rate the kernel's token bucket can express (one packet a nanosecond).
+    pub const MAX_PPS: u32 = 1_000_000_000;
+
+    /// Whether the kernel can enforce it: 1 to [`ChallengeRate::MAX_PPS`], a burst of 1 or more.
+    pub fn is_valid(self) -> bool {
+        (1..=Self::MAX_PPS).contains(&self.pps) && self.burst >= 1
+    }
 }
 
 /// Where a decision came from. Each origin holds its own decision on a prefix: lifting or
@@ -105,6 +113,12 @@ impl Origin {
     /// Stable lower-case name (its serde name).
     pub fn name(self) -> &'static str {
         crate::names::of(&self)
+    }
+
+    /// Whether it comes from outside this host's own judgement and its operator's hand: a
+    /// feed, CrowdSec, a fleet peer (bounded by `decisions.remote_widest_*`).
+    pub fn is_remote(self) -> bool {
+        matches!(self, Self::Feed | Self::Crowdsec | Self::Fleet)
     }
 
     /// Whether repeat offences under this origin lengthen the TTL (`decisions.recidive_*`):

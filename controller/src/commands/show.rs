@@ -85,6 +85,14 @@ pub fn status(conn: &Conn, format: Format) -> anyhow::Result<()> {
     if !fills.is_empty() {
         println!("maps:      {}", fills.join(", "));
     }
+    if !s.refusals.is_empty() {
+        let r: Vec<String> = s
+            .refusals
+            .iter()
+            .map(|r| format!("{} {} {}", r.count, r.origin, r.why))
+            .collect();
+        println!("refused:   {}", r.join(", "));
+    }
     println!("allowlist: {} prefixes", s.allow);
     println!(
         "sources:   {} tracked, {} heavy hitters",

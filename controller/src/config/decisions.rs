@@ -24,6 +24,11 @@ pub struct DecisionsConfig {
     /// How long expired and lifted decisions are kept for `ipwarden history` (and recidive).
     #[serde(with = "humantime_serde")]
     pub history_retention: Duration,
+    /// The widest IPv4 prefix a remote source (a feed, CrowdSec, a fleet peer, an import) may
+    /// decide on; wider ones are refused and counted.
+    pub remote_widest_v4: u8,
+    /// The same for IPv6.
+    pub remote_widest_v6: u8,
 }
 
 impl Default for DecisionsConfig {
@@ -35,6 +40,8 @@ impl Default for DecisionsConfig {
             recidive_factor: 2,
             max_ttl: Duration::from_secs(7 * 24 * 3600),
             history_retention: Duration::from_secs(7 * 24 * 3600),
+            remote_widest_v4: 8,
+            remote_widest_v6: 20,
         }
     }
 }
@@ -58,6 +65,13 @@ impl DecisionsConfig {
         }
         if self.max_ttl.is_zero() {
             return Err(invalid("decisions.max_ttl", "must be greater than 0"));
+        }
+        if !(1..=32).contains(&self.remote_widest_v4) || !(1..=128).contains(&self.remote_widest_v6)
+        {
+            return Err(invalid(
+                "decisions.remote_widest_v4",
+                "must be 1 to 32 (and remote_widest_v6 1 to 128): /0 is never accepted",
+            ));
         }
         Ok(())
     }

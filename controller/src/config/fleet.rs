@@ -38,6 +38,26 @@ pub struct FleetConfig {
     /// How long a host waits for the claimer's answer before asking IPASIS itself.
     #[serde(with = "humantime_serde")]
     pub claim_wait: Duration,
+    /// The share of `decisions.max_decisions` one peer's decisions may take here: a peer
+    /// cannot fill the table for the others.
+    pub max_share: f64,
+    /// What a peer's shared IPASIS answer may decide here: `challenge` (at most) or `block`.
+    pub peer_answers: PeerAnswers,
+    /// Limits set on the decisions bucket when this host creates it (`max_bytes`, `max_msgs`):
+    /// the server refuses writes beyond them.
+    pub bucket_max_bytes: i64,
+    pub bucket_max_msgs: i64,
+}
+
+/// What a peer's shared IPASIS answer may decide.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerAnswers {
+    /// At most a challenge: a peer's word alone never blocks here.
+    #[default]
+    Challenge,
+    /// Whatever this host's own answer would.
+    Block,
 }
 
 impl Default for FleetConfig {
@@ -49,16 +69,17 @@ impl Default for FleetConfig {
             creds_file: None,
             ca_file: None,
             bucket_prefix: "ipwarden".into(),
-            publish: vec![
-                Origin::Manual,
-                Origin::Velocity,
-                Origin::Ipasis,
-                Origin::Feed,
-            ],
+            // Feeds are not published: every host loads its feeds itself, and 20 hosts each
+            // publishing the same 50 000-entry feed would hold a million copies in the bucket.
+            publish: vec![Origin::Manual, Origin::Velocity, Origin::Ipasis],
             apply: true,
             share_enrichment: true,
             claim_ttl: Duration::from_secs(5),
             claim_wait: Duration::from_secs(8),
+            max_share: 0.25,
+            peer_answers: PeerAnswers::Challenge,
+            bucket_max_bytes: 1 << 30,
+            bucket_max_msgs: 2_000_000,
         }
     }
 }
@@ -128,6 +149,18 @@ impl FleetConfig {
             .is_some_and(|h| h.trim().is_empty() || h.len() > 64)
         {
             return Err(invalid("fleet.host_id", "must be 1 to 64 characters"));
+        }
+        if !(self.max_share > 0.0 && self.max_share <= 1.0) {
+            return Err(invalid(
+                "fleet.max_share",
+                "must be greater than 0 and at most 1",
+            ));
+        }
+        if self.bucket_max_bytes < 1 << 20 || self.bucket_max_msgs < 1000 {
+            return Err(invalid(
+                "fleet.bucket_max_bytes",
+                "must be at least 1 MiB (and fleet.bucket_max_msgs at least 1000)",
+            ));
         }
         if self.claim_ttl < Duration::from_millis(500) || self.claim_wait.is_zero() {
             return Err(invalid(

@@ -28,7 +28,7 @@ pub use decisions::DecisionsConfig;
 pub use detection::{AggregateConfig, DetectionConfig, HeavyHitterAction};
 pub use error::ConfigError;
 pub use feeds::{FeedConfig, FeedUse, Format, Tag};
-pub use fleet::FleetConfig;
+pub use fleet::{FleetConfig, PeerAnswers};
 pub use ipasis::{IpasisConfig, OnError};
 pub use scoring::ScoringConfig;
 pub use url::Url;
@@ -219,7 +219,8 @@ mod tests {
         let c = Config::parse("[fleet]\nurl = \"nats://192.0.2.1:4222\"\n", "f").unwrap();
         let f = c.fleet.expect("fleet on");
         assert_eq!(f.url, vec!["nats://192.0.2.1:4222"]);
-        assert_eq!(f.publish.len(), 4);
+        // Feeds are not published by default (every host loads them itself).
+        assert_eq!(f.publish.len(), 3);
         assert!(f.apply && f.share_enrichment);
         let c = Config::parse(
             "[fleet]\nurl = [\"nats://192.0.2.1:4222\", \"tls://192.0.2.2:4222\"]\nhost_id = \"edge-1\"\n",

@@ -43,6 +43,29 @@ pub enum EngineError {
         "a source's full set was not replaced, nothing it held was withdrawn: a part failed ({why})"
     )]
     ReplacementAborted { why: String },
+    #[error(
+        "refusing {origin}'s decision on {prefix}: wider than /{widest}, the widest a remote source may decide on ({setting})"
+    )]
+    TooWide {
+        prefix: IpNet,
+        origin: Origin,
+        widest: u8,
+        setting: &'static str,
+    },
+    #[error(
+        "refusing a challenge on {prefix} at {} pps, burst {}: rates are 1 to {} pps with a burst of at least 1",
+        rate.pps,
+        rate.burst,
+        crate::decision::ChallengeRate::MAX_PPS
+    )]
+    BadRate {
+        prefix: IpNet,
+        rate: crate::decision::ChallengeRate,
+    },
+    #[error(
+        "refusing a decision of fleet peer {host}: it holds its share ({limit}, fleet.max_share of decisions.max_decisions)"
+    )]
+    PeerFull { host: String, limit: usize },
     #[error("the decision limit ({limit}, decisions.max_decisions) is reached")]
     Full { limit: usize },
     #[error(

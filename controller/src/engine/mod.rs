@@ -20,6 +20,7 @@ pub mod memory;
 pub mod planes;
 mod projection;
 mod propose;
+mod refusals;
 mod sink;
 mod state;
 #[cfg(test)]

@@ -11,19 +11,54 @@ use super::{
     BlockMap, Engine, EngineError,
     events::{Applied, BlockRequest, Lift, Replacement, Scope, SourceEvent},
 };
-use crate::decision::{Action, Decision, End, Ended, Holder, Origin, Recidive, now_unix_ms};
+use crate::{
+    decision::{Action, Decision, End, Ended, Holder, Origin, Recidive, now_unix_ms},
+    net::Family,
+};
+
+/// The peer host a fleet decision's holder names (`host/origin`).
+pub(super) fn peer_of(d: &Decision) -> Option<&str> {
+    d.source.as_deref()?.split('/').next()
+}
 
 /// How many decisions of one proposal are logged one by one (the rest as a sum).
 const LOGGED: usize = 10;
 
 impl Engine {
-    /// Why `prefix` may not be blocked, if it may not.
-    fn refusal(&self, prefix: IpNet) -> Option<EngineError> {
+    /// Why `d` may not be enacted, if it may not: one rule set for every origin.
+    fn refusal(&self, d: &Decision) -> Option<EngineError> {
+        let prefix = d.prefix;
         if prefix.prefix_len() == 0 {
             return Some(EngineError::Everything {
                 op: "block",
                 prefix,
             });
+        }
+        if d.origin.is_remote() {
+            let (widest, setting) = match Family::of(&prefix) {
+                Family::V4 => (
+                    self.cfg.decisions.remote_widest_v4,
+                    "decisions.remote_widest_v4",
+                ),
+                Family::V6 => (
+                    self.cfg.decisions.remote_widest_v6,
+                    "decisions.remote_widest_v6",
+                ),
+            };
+            if prefix.prefix_len() < widest {
+                return Some(EngineError::TooWide {
+                    prefix,
+                    origin: d.origin,
+                    widest,
+                    setting,
+                });
+            }
+        }
+        if d.action == Action::Challenge
+            && let Some(r) = d.rate
+            && !r.is_valid()
+        {
+            return Some(EngineError::BadRate { prefix, rate: r });
         }
         self.allow
             .conflict(&prefix)
@@ -32,6 +67,32 @@ impl Engine {
                 allow,
                 origin,
             })
+    }
+
+    /// Why a fleet peer's decision is refused: the peer holds its whole share of
+    /// `decisions.max_decisions` already (`fleet.max_share`), so one host cannot fill the
+    /// table for all.
+    fn peer_refusal(
+        &self,
+        d: &Decision,
+        new: &mut std::collections::HashMap<String, usize>,
+    ) -> Option<EngineError> {
+        if d.origin != Origin::Fleet || self.book.get(&d.prefix, &d.holder()).is_some() {
+            return None;
+        }
+        let host = peer_of(d)?;
+        let share = self.cfg.fleet.as_ref().map_or(1.0, |f| f.max_share);
+        let limit = ((self.cfg.decisions.max_decisions as f64) * share).max(1.0) as usize;
+        let held = self.per_peer.get(host).copied().unwrap_or(0);
+        let added = new.entry(host.to_owned()).or_default();
+        if held + *added >= limit {
+            return Some(EngineError::PeerFull {
+                host: host.to_owned(),
+                limit,
+            });
+        }
+        *added += 1;
+        None
     }
 
     /// Whether `extra` new holders still fit under `decisions.max_decisions`.
@@ -100,9 +161,16 @@ impl Engine {
         // New prefixes of this proposal, per map: each needs a kernel entry.
         let mut new_prefixes: std::collections::HashSet<IpNet> = Default::default();
         let mut new_per_map = [0usize; 4];
+        let mut new_per_peer: std::collections::HashMap<String, usize> = Default::default();
         for mut d in decisions {
             d.prefix = crate::net::unmap(d.prefix).trunc();
-            if let Some(why) = self.refusal(d.prefix) {
+            if let Some(why) = self.refusal(&d) {
+                self.refusals.count(d.origin, &why);
+                out.refused.push((d, why));
+                continue;
+            }
+            if let Some(why) = self.peer_refusal(&d, &mut new_per_peer) {
+                self.refusals.count(d.origin, &why);
                 out.refused.push((d, why));
                 continue;
             }
@@ -115,6 +183,7 @@ impl Engine {
                         capacity: self.projection.capacity(map),
                         setting: map.setting(),
                     };
+                    self.refusals.count(d.origin, &why);
                     out.refused.push((d, why));
                     continue;
                 }

@@ -13,6 +13,7 @@ use super::{
     events::Replacement,
     planes::{self, Plane},
     projection::{MapFill, Projection},
+    refusals::Refusals,
     sink::Sink,
 };
 use crate::{
@@ -57,6 +58,10 @@ pub struct Engine {
     pub(super) projection: Projection,
     /// Replacements in progress (`SourceEvent::ReplaceBegin`), with what they kept so far.
     pub(super) replacing: Vec<Replacement>,
+    /// Decisions refused, by origin and why.
+    pub(super) refusals: Refusals,
+    /// Fleet decisions held, by peer host (each within `fleet.max_share`).
+    pub(super) per_peer: std::collections::HashMap<String, usize>,
     /// Set when a replacement failed: the next checkpoint is not stored (a restart then reads
     /// again what this one may have missed), with why.
     pub(super) checkpoint_held: Option<String>,
@@ -86,6 +91,8 @@ impl Engine {
             sinks: Vec::new(),
             replacing: Vec::new(),
             checkpoint_held: None,
+            refusals: Refusals::default(),
+            per_peer: Default::default(),
             ended: Vec::new(),
         }
     }
@@ -216,6 +223,7 @@ impl Engine {
                 if !self.book.contains_prefix(&d.prefix) {
                     self.projection.added(&d.prefix);
                 }
+                self.peer_count(&d, 1);
                 self.book.insert(d);
             }
         }
@@ -321,7 +329,9 @@ impl Engine {
         let mut touched: Vec<IpNet> = Vec::with_capacity(put.len() + ended.len());
         for e in &ended {
             let d = &e.decision;
-            self.book.remove(&d.prefix, &d.holder());
+            if self.book.remove(&d.prefix, &d.holder()).is_some() {
+                self.peer_count(d, -1);
+            }
             if !self.book.contains_prefix(&d.prefix) {
                 self.projection.removed(&d.prefix);
                 self.ended.push(d.prefix);
@@ -332,7 +342,9 @@ impl Engine {
             if !self.book.contains_prefix(&d.prefix) {
                 self.projection.added(&d.prefix);
             }
-            self.book.insert(d.clone());
+            if self.book.insert(d.clone()).is_none() {
+                self.peer_count(d, 1);
+            }
             touched.push(d.prefix);
         }
         touched.sort();
@@ -425,6 +437,26 @@ impl Engine {
     /// The allowlist in force (configured, protected, runtime).
     pub fn allowlist(&self) -> &Allowlist {
         &self.allow
+    }
+
+    /// Keeps the per-peer counts (fleet decisions only).
+    fn peer_count(&mut self, d: &Decision, by: isize) {
+        if d.origin != Origin::Fleet {
+            return;
+        }
+        let Some(host) = super::propose::peer_of(d) else {
+            return;
+        };
+        let n = self.per_peer.entry(host.to_owned()).or_default();
+        *n = n.saturating_add_signed(by);
+        if *n == 0 {
+            self.per_peer.remove(host);
+        }
+    }
+
+    /// Decisions refused since the start: (origin, why, count).
+    pub fn refusals(&self) -> impl Iterator<Item = (Origin, &'static str, u64)> + '_ {
+        self.refusals.iter()
     }
 
     /// Every block map's fill.

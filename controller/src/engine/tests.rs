@@ -299,3 +299,114 @@ fn a_failed_part_aborts_the_replacement_and_holds_the_checkpoint() {
             .any(|w| w.contains("stays at its last checkpoint"))
     );
 }
+
+#[test]
+fn remote_sources_may_not_decide_on_whole_swathes_of_the_address_space() {
+    let mut c = core(100);
+    let peer = |p: &str| {
+        Decision::block(
+            net(p),
+            Holder::named(Origin::Fleet, "edge-b/manual"),
+            "peer",
+            now_unix_ms(),
+            Some(Duration::from_secs(3600)),
+        )
+    };
+    let p = c
+        .engine
+        .propose(vec![
+            peer("0.0.0.0/1"),
+            peer("2000::/3"),
+            peer("198.51.100.0/24"),
+            block("10.0.0.0/7", Origin::Feed, Some(60)),
+            block("10.0.0.0/8", Origin::Feed, Some(60)),
+            block("2001:db8::/20", Origin::Crowdsec, Some(60)),
+        ])
+        .unwrap();
+    let refused: Vec<String> = p
+        .refused
+        .iter()
+        .map(|(d, _)| d.prefix.to_string())
+        .collect();
+    assert_eq!(refused, ["0.0.0.0/1", "2000::/3", "10.0.0.0/7"]);
+    let why = p.refused[0].1.to_string();
+    assert!(
+        why.contains("wider than /8") && why.contains("decisions.remote_widest_v4"),
+        "{why}"
+    );
+    assert!(c.in_kernel("0.0.0.0/1").is_none() && c.in_kernel("2000::/3").is_none());
+    // Counted by origin and why; an operator's own block is not bounded this way.
+    let counts: Vec<(Origin, &str, u64)> = c.engine.refusals().collect();
+    assert_eq!(
+        counts,
+        [
+            (Origin::Feed, "too_wide", 1),
+            (Origin::Fleet, "too_wide", 2)
+        ]
+    );
+    c.engine
+        .propose_one(block("10.0.0.0/7", Origin::Manual, Some(60)))
+        .unwrap();
+}
+
+#[test]
+fn rates_the_kernel_cannot_express_are_refused_for_every_origin() {
+    let mut c = core(100);
+    for (pps, burst) in [(0, 5), (ChallengeRate::MAX_PPS + 1, 5), (10, 0)] {
+        let mut d = challenge("198.51.100.0/24", 10);
+        d.rate = Some(ChallengeRate { pps, burst });
+        let err = c.engine.propose_one(d).unwrap_err();
+        assert!(matches!(err, EngineError::BadRate { .. }), "{err}");
+    }
+    let mut d = challenge("198.51.100.0/24", 10);
+    d.rate = Some(ChallengeRate {
+        pps: ChallengeRate::MAX_PPS,
+        burst: 1,
+    });
+    c.engine.propose_one(d).unwrap();
+}
+
+#[test]
+fn one_fleet_peer_cannot_fill_the_table_for_the_others() {
+    let mut cfg = Config::default();
+    cfg.decisions.max_decisions = 40;
+    cfg.fleet = Some(crate::config::FleetConfig {
+        max_share: 0.25,
+        ..Default::default()
+    });
+    let mut c = core_in(tempfile::tempdir().unwrap(), 100, cfg);
+    let peer = |host: &str, i: u8| {
+        Decision::block(
+            net(&format!("198.51.100.{i}")),
+            Holder::named(Origin::Fleet, format!("{host}/velocity")),
+            "peer",
+            now_unix_ms(),
+            Some(Duration::from_secs(3600)),
+        )
+    };
+    let p = c
+        .engine
+        .propose((0..15).map(|i| peer("edge-b", i)).collect())
+        .unwrap();
+    assert_eq!((p.enacted.len(), p.refused.len()), (10, 5));
+    assert!(p.refused[0].1.to_string().contains("fleet.max_share"));
+    // Another peer has its own share; renewing what is held needs none.
+    let p = c
+        .engine
+        .propose((20..25).map(|i| peer("edge-c", i)).collect())
+        .unwrap();
+    assert_eq!(p.enacted.len(), 5);
+    let p = c
+        .engine
+        .propose((0..10).map(|i| peer("edge-b", i)).collect())
+        .unwrap();
+    assert_eq!((p.enacted.len(), p.refused.len()), (10, 0));
+    // A withdrawal frees the peer's room.
+    c.engine
+        .withdraw(
+            &Holder::named(Origin::Fleet, "edge-b/velocity"),
+            &[net("198.51.100.0")],
+        )
+        .unwrap();
+    c.engine.propose_one(peer("edge-b", 14)).unwrap();
+}

@@ -216,6 +216,24 @@ impl Collector for StateCollector {
             "Decisions refused because their block map was full",
             &refused,
         )?;
+        let refused: Vec<(Labels<'_>, u64)> = s
+            .refusals
+            .iter()
+            .map(|r| {
+                (
+                    vec![("origin", r.origin.name()), ("why", r.why.as_str())],
+                    r.count,
+                )
+            })
+            .collect();
+        if !refused.is_empty() {
+            counter(
+                &mut enc,
+                "ipwarden_decisions_refused",
+                "Decisions refused, by origin and why (allowlisted, everything, too_wide, bad_rate, map_full, peer_share)",
+                &refused,
+            )?;
+        }
         gauge(
             &mut enc,
             "ipwarden_warnings",

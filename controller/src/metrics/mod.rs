@@ -57,6 +57,7 @@ pub const NAMES: &[&str] = &[
     "ipwarden_map_capacity",
     "ipwarden_map_left_out",
     "ipwarden_map_refused_total",
+    "ipwarden_decisions_refused_total",
     "ipwarden_poll_duration_seconds",
     "ipwarden_ipasis_requests_total",
     "ipwarden_ipasis_request_duration_seconds",

@@ -60,6 +60,10 @@ pub struct StatusView {
     /// Each block map's fill: what the kernel holds, can hold, and what did not fit.
     #[serde(default)]
     pub maps: Vec<MapView>,
+    /// Decisions refused since the start, by origin and why (`allowlisted`, `everything`,
+    /// `too_wide`, `bad_rate`, `map_full`, `peer_share`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refusals: Vec<RefusalView>,
     /// The fleet link, when `[fleet]` is configured (boxed: most hosts have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<Box<FleetView>>,
@@ -69,6 +73,14 @@ pub struct StatusView {
     /// Every `[[feeds]]` entry's state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub feeds: Vec<FeedView>,
+}
+
+/// Refused decisions of one origin for one reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusalView {
+    pub origin: Origin,
+    pub why: String,
+    pub count: u64,
 }
 
 /// One block map in `status`.

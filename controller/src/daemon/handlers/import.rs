@@ -7,6 +7,7 @@ use crate::daemon::state::State;
 use crate::{
     decision::{Action, ChallengeRate, Decision, Holder, Origin, now_unix_ms},
     engine::EngineError,
+    net::Family,
     wire::{ImportEntry, Response},
 };
 
@@ -30,12 +31,29 @@ pub fn import(
         pps: cfg.scoring.challenge_pps,
         burst: cfg.scoring.challenge_burst,
     };
-    let decisions = entries
-        .into_iter()
-        .map(|e| decision(e, &holder, now, default_ttl, rate))
-        .collect();
+    // An import is a remote source whatever origin it names: bounded in width as feeds are.
+    let (mut decisions, mut too_wide) = (Vec::new(), Vec::new());
+    for e in entries {
+        let d = decision(e, &holder, now, default_ttl, rate);
+        let (widest, setting) = match Family::of(&d.prefix) {
+            Family::V4 => (cfg.decisions.remote_widest_v4, "decisions.remote_widest_v4"),
+            Family::V6 => (cfg.decisions.remote_widest_v6, "decisions.remote_widest_v6"),
+        };
+        if d.prefix.prefix_len() < widest {
+            let why = EngineError::TooWide {
+                prefix: d.prefix,
+                origin: d.origin,
+                widest,
+                setting,
+            };
+            too_wide.push((d, why));
+        } else {
+            decisions.push(d);
+        }
+    }
     match state.engine.propose(decisions) {
-        Ok(p) => {
+        Ok(mut p) => {
+            p.refused.extend(too_wide);
             let a = p.counts();
             Response::Imported {
                 enacted: a.enacted,

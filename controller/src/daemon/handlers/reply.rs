@@ -25,12 +25,16 @@ pub fn kind_of(e: &EngineError) -> ErrorKind {
     match e {
         EngineError::AllowlistConflict { .. }
         | EngineError::Everything { .. }
+        | EngineError::TooWide { .. }
+        | EngineError::BadRate { .. }
         | EngineError::NotOperatorOrigin { .. }
         | EngineError::ConfiguredAllow { .. } => ErrorKind::Refused,
         EngineError::NotBlocked { .. }
         | EngineError::NotHeld { .. }
         | EngineError::NotAllowed { .. } => ErrorKind::NotFound,
-        EngineError::Full { .. } | EngineError::MapFull { .. } => ErrorKind::Full,
+        EngineError::Full { .. } | EngineError::MapFull { .. } | EngineError::PeerFull { .. } => {
+            ErrorKind::Full
+        }
         EngineError::Store(_)
         | EngineError::Dataplane { .. }
         | EngineError::OutOfSync { .. }

@@ -5,7 +5,7 @@ use crate::daemon::state::State;
 use crate::{
     dataplane::Program,
     sources::SourceStatus,
-    wire::{InterfaceView, MapView, OriginCounts, ProgramView, StatusView},
+    wire::{InterfaceView, MapView, OriginCounts, ProgramView, RefusalView, StatusView},
 };
 
 pub fn status(state: &State) -> StatusView {
@@ -42,6 +42,14 @@ pub fn status(state: &State) -> StatusView {
         heavy_aggregates,
         last_poll_ms: (last_poll.as_secs_f64() * 1e4).round() / 10.0,
         enrichment: policy.enrichment_state(),
+        refusals: engine
+            .refusals()
+            .map(|(origin, why, count)| RefusalView {
+                origin,
+                why: why.to_owned(),
+                count,
+            })
+            .collect(),
         ipasis: None,
         warnings: engine.warnings().cloned().collect(),
         maps: engine
