@@ -224,6 +224,14 @@ pub fn deadline_ms(now_ms: u64, ttl: Duration) -> u64 {
 }
 
 impl Decision {
+    /// The peer a fleet decision came from (its source is `host/origin`); `None` for others.
+    pub fn peer(&self) -> Option<&str> {
+        if self.origin != Origin::Fleet {
+            return None;
+        }
+        self.source.as_deref()?.split('/').next()
+    }
+
     /// A decision made now (`now_ms`) lasting `ttl` (`None`: permanent). The prefix is
     /// truncated to its network; the other fields start empty (see the `with_*` builders).
     pub fn new(

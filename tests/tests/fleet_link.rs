@@ -55,18 +55,28 @@ struct Host {
 }
 
 async fn host(cfg: &FleetConfig, name: &str, applied: Option<u64>, local: Vec<Decision>) -> Host {
+    host_on(cfg, name, "machine-of-test", applied, local).await
+}
+
+/// A host on a named machine: two machines may not hold one host id.
+async fn host_on(
+    cfg: &FleetConfig,
+    name: &str,
+    machine: &str,
+    applied: Option<u64>,
+    local: Vec<Decision>,
+) -> Host {
     let (sources, events) = mpsc::channel(64);
     let (snap_tx, mut snap_rx) = mpsc::channel::<SnapshotRequest>(4);
-    let fleet = fleet::start(
-        cfg,
-        name.to_owned(),
-        Duration::from_secs(3600),
-        applied,
-        sources,
-        snap_tx,
-    )
-    .await
-    .expect("starting the fleet link");
+    let here = fleet::Local {
+        host: name.to_owned(),
+        machine: machine.to_owned(),
+        cache_ttl: Duration::from_secs(3600),
+        max_ttl: Duration::from_secs(7 * 86400),
+    };
+    let fleet = fleet::start(cfg, here, applied, sources, snap_tx)
+        .await
+        .expect("starting the fleet link");
     let snapshots = tokio::spawn(async move {
         while let Some(SnapshotRequest { reply, .. }) = snap_rx.recv().await {
             let _ = reply.send(local.clone());
@@ -390,4 +400,55 @@ async fn one_claim_serves_the_fleet_and_a_quiet_claimer_is_not_waited_for_foreve
         waited >= Duration::from_secs(3) && waited < Duration::from_secs(8),
         "waited {waited:?} for a quiet claimer (claim_wait 4 s)"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_machine_with_a_held_host_id_publishes_and_applies_nothing() {
+    let server = NatsServer::start();
+    let cfg = config(&server);
+    let mut a = host_on(&cfg, "edge-a", "machine-1", None, Vec::new()).await;
+    a.connected().await;
+    assert!(matches!(a.next().await, SourceEvent::ReplaceOrigin { .. }));
+    let mut b = host(&cfg, "edge-b", None, Vec::new()).await;
+    b.connected().await;
+    assert!(matches!(b.next().await, SourceEvent::ReplaceOrigin { .. }));
+    // The impostor: another machine configured with edge-a's id.
+    let mut twin = host_on(&cfg, "edge-a", "machine-2", None, Vec::new()).await;
+    let mut said = None;
+    for _ in 0..100 {
+        let v = twin.fleet.link.view();
+        if let Some(e) = v
+            .last_error
+            .clone()
+            .filter(|e| e.contains("held by machine machine-1"))
+        {
+            assert!(!v.connected, "{v:?}");
+            said = Some(e);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let said = said.expect("the twin never said its id is held");
+    assert!(said.contains("fleet.host_id"), "{said}");
+    // What it decides is not published (its key would be edge-a's) ...
+    twin.fleet
+        .outbox
+        .changed(&[velocity("203.0.113.66/32")], &[]);
+    // ... and peers' decisions are not applied under the borrowed id.
+    b.fleet.outbox.changed(&[velocity("203.0.113.77/32")], &[]);
+    let got = proposed(a.next().await);
+    assert_eq!(got[0].prefix, net("203.0.113.77/32"));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), b.next())
+            .await
+            .is_err(),
+        "the twin's decision reached a peer"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), twin.next())
+            .await
+            .is_err(),
+        "the twin applied a peer's decision"
+    );
+    assert_eq!(twin.fleet.link.view().published, 0);
 }

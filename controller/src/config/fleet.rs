@@ -16,7 +16,8 @@ pub struct FleetConfig {
     /// node first).
     #[serde(deserialize_with = "one_or_many")]
     pub url: Vec<Url>,
-    /// This host's name in the fleet [default: the host name].
+    /// This host's name in the fleet: 1 to 64 letters, digits, `-` or `_` [default: the host
+    /// name, other characters as `-`].
     pub host_id: Option<String>,
     /// A file holding the server's token (mode 0600).
     pub token_file: Option<PathBuf>,
@@ -143,12 +144,19 @@ impl FleetConfig {
                 ),
             ));
         }
-        if self
-            .host_id
-            .as_deref()
-            .is_some_and(|h| h.trim().is_empty() || h.len() > 64)
-        {
-            return Err(invalid("fleet.host_id", "must be 1 to 64 characters"));
+        // Ids are NATS key tokens as they are: two ids never share a key, and a server's
+        // per-host publish permission (`$KV.<prefix>-decisions.<host_id>.>`) names it exactly.
+        if let Some(h) = self.host_id.as_deref() {
+            let ok = !h.is_empty()
+                && h.len() <= 64
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                return Err(invalid(
+                    "fleet.host_id",
+                    "must be 1 to 64 letters, digits, `-` or `_`",
+                ));
+            }
         }
         if !(self.max_share > 0.0 && self.max_share <= 1.0) {
             return Err(invalid(
@@ -181,7 +189,17 @@ impl FleetConfig {
         let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
         let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
         match (r, std::str::from_utf8(&buf[..end])) {
-            (0, Ok(h)) if !h.is_empty() => h.to_owned(),
+            (0, Ok(h)) if !h.is_empty() => h
+                .chars()
+                .take(64)
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '_' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect(),
             _ => "unnamed-host".to_owned(),
         }
     }

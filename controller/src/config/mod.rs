@@ -251,6 +251,15 @@ mod tests {
                 "[fleet]\nurl = \"nats://a\"\ntoken_file = \"/t\"\ncreds_file = \"/c\"\n",
                 "alternatives",
             ),
+            // `edge.1` and `edge-1` would share a key: ids are key tokens as they are.
+            (
+                "[fleet]\nurl = \"nats://a\"\nhost_id = \"edge.1\"\n",
+                "fleet.host_id",
+            ),
+            (
+                "[fleet]\nurl = \"nats://a\"\nmax_share = 0\n",
+                "fleet.max_share",
+            ),
         ] {
             let msg = Config::parse(bad, "f").unwrap_err().to_string();
             assert!(msg.contains(says), "{bad}: {msg}");

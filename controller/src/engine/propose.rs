@@ -16,11 +16,6 @@ use crate::{
     net::Family,
 };
 
-/// The peer host a fleet decision's holder names (`host/origin`).
-pub(super) fn peer_of(d: &Decision) -> Option<&str> {
-    d.source.as_deref()?.split('/').next()
-}
-
 /// How many decisions of one proposal are logged one by one (the rest as a sum).
 const LOGGED: usize = 10;
 
@@ -80,7 +75,7 @@ impl Engine {
         if d.origin != Origin::Fleet || self.book.get(&d.prefix, &d.holder()).is_some() {
             return None;
         }
-        let host = peer_of(d)?;
+        let host = d.peer()?;
         let share = self.cfg.fleet.as_ref().map_or(1.0, |f| f.max_share);
         let limit = ((self.cfg.decisions.max_decisions as f64) * share).max(1.0) as usize;
         let held = self.per_peer.get(host).copied().unwrap_or(0);

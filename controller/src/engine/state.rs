@@ -441,10 +441,7 @@ impl Engine {
 
     /// Keeps the per-peer counts (fleet decisions only).
     fn peer_count(&mut self, d: &Decision, by: isize) {
-        if d.origin != Origin::Fleet {
-            return;
-        }
-        let Some(host) = super::propose::peer_of(d) else {
+        let Some(host) = d.peer() else {
             return;
         };
         let n = self.per_peer.entry(host.to_owned()).or_default();

@@ -9,6 +9,10 @@ use async_nats::jetstream;
 /// How long one NATS operation may take before it counts as a failure.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long a host id stays held after its holder's last refresh (the hosts bucket's age
+/// limit; see `hosts`).
+pub const HOST_HOLD: Duration = Duration::from_secs(120);
+
 /// The store key holding the last applied revision of `bucket`.
 pub fn checkpoint_key(bucket: &str) -> String {
     format!("fleet-revision:{bucket}")
@@ -25,8 +29,12 @@ async fn bucket(
     js: &jetstream::Context,
     name: String,
     max_age: Duration,
+    limits: Option<(i64, i64)>,
 ) -> Result<jetstream::kv::Store, async_nats::Error> {
+    let (max_bytes, max_messages) = limits.unwrap_or((-1, -1));
     let config = jetstream::stream::Config {
+        max_bytes,
+        max_messages,
         name: format!("KV_{name}"),
         subjects: vec![format!("$KV.{name}.>")],
         max_messages_per_subject: 1,
@@ -58,11 +66,13 @@ async fn bucket(
     }
 }
 
-/// The fleet's three buckets.
+/// The fleet's buckets.
 pub struct Buckets {
     pub decisions: jetstream::kv::Store,
     pub answers: jetstream::kv::Store,
     pub claims: jetstream::kv::Store,
+    /// Which machine holds each host id (see `hosts`).
+    pub hosts: jetstream::kv::Store,
 }
 
 pub(super) async fn open(
@@ -72,9 +82,16 @@ pub(super) async fn open(
 ) -> Result<Buckets, async_nats::Error> {
     let p = &cfg.bucket_prefix;
     Ok(Buckets {
-        decisions: bucket(js, format!("{p}-decisions"), Duration::ZERO).await?,
-        answers: bucket(js, format!("{p}-enrich"), cache_ttl).await?,
+        decisions: bucket(
+            js,
+            format!("{p}-decisions"),
+            Duration::ZERO,
+            Some((cfg.bucket_max_bytes, cfg.bucket_max_msgs)),
+        )
+        .await?,
+        answers: bucket(js, format!("{p}-enrich"), cache_ttl, None).await?,
         // Per-message TTLs need NATS 2.11: claims get a bucket whose age limit is the claim's.
-        claims: bucket(js, format!("{p}-claims"), cfg.claim_ttl).await?,
+        claims: bucket(js, format!("{p}-claims"), cfg.claim_ttl, None).await?,
+        hosts: bucket(js, format!("{p}-hosts"), HOST_HOLD, None).await?,
     })
 }

@@ -14,6 +14,7 @@
 
 pub mod answers;
 mod buckets;
+mod hosts;
 pub mod keys;
 pub mod link;
 mod publish;
@@ -139,10 +140,15 @@ impl Start for FleetConfig {
             let host = self.host();
             let bucket = format!("{}-decisions", self.bucket_prefix);
             let applied = ctx.checkpoints.get(&checkpoint_key(&bucket)).copied();
+            let local = Local {
+                host: host.clone(),
+                machine: hosts::machine_id(),
+                cache_ttl: ctx.cfg.ipasis.cache_ttl,
+                max_ttl: ctx.cfg.decisions.max_ttl,
+            };
             let started = start(
                 self,
-                host.clone(),
-                ctx.cfg.ipasis.cache_ttl,
+                local,
                 applied,
                 ctx.events.clone(),
                 ctx.snapshots.clone(),
@@ -165,17 +171,30 @@ impl Start for FleetConfig {
     }
 }
 
+/// What this host brings to the link.
+#[derive(Clone, Debug)]
+pub struct Local {
+    /// Its id in the fleet (`fleet.host_id`).
+    pub host: String,
+    /// The machine it runs on: an id held by another machine is refused (see `hosts`).
+    pub machine: String,
+    /// How long an IPASIS answer lives (`ipasis.cache_ttl`).
+    pub cache_ttl: Duration,
+    /// The longest a peer's decision lasts here (`decisions.max_ttl`).
+    pub max_ttl: Duration,
+}
+
 /// Starts the fleet task. `applied` is the revision stored by the last run (`None` for a host
 /// joining with an empty store: it takes the bucket's current contents first). Peers' decisions
 /// go to `sources`; the task asks the daemon for local decisions through `snapshots`.
 pub async fn start(
     cfg: &FleetConfig,
-    host: String,
-    cache_ttl: Duration,
+    local: Local,
     applied: Option<u64>,
     sources: mpsc::Sender<SourceEvent>,
     snapshots: mpsc::Sender<crate::sources::SnapshotRequest>,
 ) -> Result<Fleet, FleetError> {
+    let host = local.host.clone();
     let (events_tx, events) = mpsc::unbounded_channel();
     let options = options(cfg, &host, events_tx).await?;
     let bucket = format!("{}-decisions", cfg.bucket_prefix);
@@ -207,8 +226,7 @@ pub async fn start(
         .map_err(|e| FleetError::Servers(std::io::Error::other(e)))?;
     let task = tokio::spawn(run(Task {
         cfg: cfg.clone(),
-        host,
-        cache_ttl,
+        local,
         client,
         events,
         link: link.clone(),
@@ -230,8 +248,7 @@ pub async fn start(
 
 struct Task {
     cfg: FleetConfig,
-    host: String,
-    cache_ttl: Duration,
+    local: Local,
     client: async_nats::Client,
     events: mpsc::UnboundedReceiver<async_nats::Event>,
     link: Arc<Link>,
@@ -249,10 +266,11 @@ struct Task {
 /// link comes back (an ordered consumer does not survive every reconnect).
 async fn run(mut t: Task) {
     let js = jetstream::new(t.client.clone());
-    let mut publisher = publish::Publisher::new(t.host.clone(), t.origins.clone(), t.link.clone());
+    let mut publisher =
+        publish::Publisher::new(t.local.host.clone(), t.origins.clone(), t.link.clone());
     let mut delay = Duration::from_millis(200);
     loop {
-        let b = match buckets::open(&js, &t.cfg, t.cache_ttl).await {
+        let b = match buckets::open(&js, &t.cfg, t.local.cache_ttl).await {
             Ok(b) => Arc::new(b),
             Err(e) => {
                 link::failed(&t.link, "opening the buckets", e.as_ref());
@@ -264,6 +282,29 @@ async fn run(mut t: Task) {
                 continue;
             }
         };
+        // Nothing is published, applied or shared under an id another machine holds.
+        let me = hosts::Holder {
+            host: t.local.host.clone(),
+            machine: t.local.machine.clone(),
+        };
+        let wait = match hosts::claim(&b.hosts, &me).await {
+            Ok(Ok(())) => None,
+            Ok(Err(held)) => {
+                link::failed(&t.link, "fleet host id", &held);
+                Some(hosts::REFRESH)
+            }
+            Err(e) => {
+                link::failed(&t.link, "claiming the host id", e.as_ref());
+                Some(delay)
+            }
+        };
+        if let Some(wait) = wait {
+            t.link.update(|v| v.connected = false);
+            publisher.absorb(&mut t.changes);
+            tokio::time::sleep(wait).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+            continue;
+        }
         delay = Duration::from_millis(200);
         t.link.update(|v| {
             v.connected = true;
@@ -277,7 +318,8 @@ async fn run(mut t: Task) {
         // down (or before a restart) reach the others, stale keys of ours are deleted.
         publisher.reconcile(&b.decisions, &t.snapshots).await;
         let outcome = tokio::select! {
-            r = watch::run(&b.decisions, &t.host, &t.link, &t.sources, &mut t.applied, t.cfg.apply) => r,
+            r = hosts::keep(&b.hosts, &me) => r,
+            r = watch::run(&b.decisions, &t.local.host, &t.link, &t.sources, &mut t.applied, t.cfg.apply, t.local.max_ttl) => r,
             r = publisher.run(&b.decisions, &mut t.changes, &t.overflow, &t.snapshots) => r,
             _ = link_lost(&mut t.events) => Err("the link to NATS was lost".into()),
         };

@@ -49,6 +49,7 @@ pub async fn run(
     sources: &mpsc::Sender<SourceEvent>,
     applied: &mut Option<u64>,
     apply: bool,
+    max_ttl: Duration,
 ) -> Result<(), async_nats::Error> {
     if !apply {
         return std::future::pending().await;
@@ -96,7 +97,7 @@ pub async fn run(
                 batch.last = Some(rev);
                 let ours = entry.key.split('.').next() == Some(me.as_str());
                 if !ours {
-                    read(&entry, link, &mut batch);
+                    read(&entry, link, &mut batch, max_ttl);
                 }
                 if initial {
                     if rev >= last {
@@ -142,7 +143,12 @@ fn kv_bucket(status: &async_nats::jetstream::kv::bucket::Status) -> &str {
 }
 
 /// Adds one entry to the batch; unreadable values are counted and logged, never applied.
-fn read(entry: &async_nats::jetstream::kv::Entry, link: &Link, batch: &mut Batch) {
+fn read(
+    entry: &async_nats::jetstream::kv::Entry,
+    link: &Link,
+    batch: &mut Batch,
+    max_ttl: Duration,
+) {
     let Some((host, origin, prefix)) = keys::parse_decision_key(&entry.key) else {
         unreadable(link, &entry.key, "not a decision key");
         return;
@@ -155,7 +161,7 @@ fn read(entry: &async_nats::jetstream::kv::Entry, link: &Link, batch: &mut Batch
     match entry.operation {
         Operation::Put => match Shared::parse(&entry.value) {
             Ok(s) if s.prefix.trunc() == prefix.trunc() && keys::token(&s.host) == host => {
-                let d = s.into_decision();
+                let d = s.into_decision(max_ttl, crate::decision::now_unix_ms());
                 batch.gone.remove(&(prefix, holder.clone()));
                 batch.put.insert((prefix, holder), d);
             }

@@ -17,6 +17,10 @@ pub const MAX_VALUE: usize = 16 << 10;
 /// Longest reason kept from a peer.
 const MAX_REASON: usize = 512;
 
+/// Score factors kept from a peer, and the longest name of one.
+const MAX_FACTORS: usize = 16;
+const MAX_FACTOR_NAME: usize = 128;
+
 /// One shared decision.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Shared {
@@ -97,16 +101,23 @@ impl Shared {
         Holder::named(Origin::Fleet, format!("{host}/{origin}"))
     }
 
-    /// The local decision: origin `fleet`, the maker's reason, score and expiry kept.
-    pub fn into_decision(self) -> Decision {
+    /// The local decision: origin `fleet`, the maker's reason, score and expiry kept within
+    /// this host's bounds: an expiry at most `max_ttl` from `now_ms` (a peer's permanent
+    /// decision is not permanent here), at most [`MAX_FACTORS`] factors, names and reason cut.
+    pub fn into_decision(self, max_ttl: std::time::Duration, now_ms: u64) -> Decision {
         let mut reason = format!("fleet: {} {}: {}", self.host, self.origin, self.reason);
-        if reason.len() > MAX_REASON {
-            let mut cut = MAX_REASON;
-            while !reason.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            reason.truncate(cut);
-        }
+        truncate(&mut reason, MAX_REASON);
+        let latest = now_ms.saturating_add(max_ttl.as_millis() as u64);
+        let expires = self.expires_unix_ms.map_or(latest, |e| e.min(latest));
+        let factors = self
+            .factors
+            .into_iter()
+            .take(MAX_FACTORS)
+            .map(|mut f| {
+                truncate(&mut f.name, MAX_FACTOR_NAME);
+                f
+            })
+            .collect();
         let mut d = Decision::new(
             self.prefix,
             self.action,
@@ -115,11 +126,22 @@ impl Shared {
             self.created_unix_ms,
             None,
         );
-        d.expires_unix_ms = self.expires_unix_ms;
+        d.expires_unix_ms = Some(expires);
         d.score = self.score;
-        d.factors = self.factors;
+        d.factors = factors;
         d.rate = self.rate.or(d.rate);
         d
+    }
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
     }
 }
 
@@ -142,7 +164,10 @@ mod tests {
     #[test]
     fn a_shared_decision_arrives_as_the_makers_fleet_decision() {
         let bytes = serde_json::to_vec(&Shared::of("edge-a", &decision(Origin::Velocity))).unwrap();
-        let d = Shared::parse(&bytes).unwrap().into_decision();
+        let d = Shared::parse(&bytes).unwrap().into_decision(
+            Duration::from_secs(7 * 86400),
+            crate::decision::now_unix_ms(),
+        );
         assert_eq!(d.origin, Origin::Fleet);
         assert_eq!(d.source.as_deref(), Some("edge-a/velocity"));
         assert_eq!(
@@ -176,7 +201,29 @@ mod tests {
         long.reason = "é".repeat(2000);
         let d = Shared::parse(&serde_json::to_vec(&long).unwrap())
             .unwrap()
-            .into_decision();
+            .into_decision(Duration::from_secs(3600), 1_000);
         assert!(d.reason.len() <= MAX_REASON);
+    }
+
+    #[test]
+    fn a_peers_value_is_kept_within_this_hosts_bounds() {
+        let now = 10_000_000;
+        let mut s = Shared::of("edge-a", &decision(Origin::Manual));
+        // A permanent decision is not permanent here, a far one is cut to max_ttl.
+        s.expires_unix_ms = None;
+        let d = s.clone().into_decision(Duration::from_secs(3600), now);
+        assert_eq!(d.expires_unix_ms, Some(now + 3_600_000));
+        s.expires_unix_ms = Some(u64::MAX);
+        let d = s.clone().into_decision(Duration::from_secs(3600), now);
+        assert_eq!(d.expires_unix_ms, Some(now + 3_600_000));
+        s.factors = (0..100)
+            .map(|i| Factor {
+                name: format!("{i}").repeat(500),
+                weight: 1,
+            })
+            .collect();
+        let d = s.into_decision(Duration::from_secs(3600), now);
+        assert_eq!(d.factors.len(), MAX_FACTORS);
+        assert!(d.factors.iter().all(|f| f.name.len() <= MAX_FACTOR_NAME));
     }
 }
