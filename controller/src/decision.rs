@@ -208,6 +208,10 @@ pub struct Decision {
     /// Set when the TTL was lengthened for a repeat offender.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recidive: Option<Recidive>,
+    /// The fleet host whose shared IPASIS answer this decision rests on (this host did not
+    /// ask IPASIS itself): such a decision is never published as this host's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_from: Option<String>,
 }
 
 /// Wall-clock now in Unix milliseconds.
@@ -257,6 +261,7 @@ impl Decision {
             created_unix_ms: now_ms,
             expires_unix_ms: ttl.map(|t| deadline_ms(now_ms, t)),
             recidive: None,
+            answer_from: None,
         }
     }
 

@@ -177,7 +177,11 @@ async fn decisions_reach_peers_and_deletions_follow() {
     // Fleet and CrowdSec decisions are never re-published.
     let mut relayed = velocity("198.51.100.9/32");
     relayed.origin = Origin::Fleet;
-    a.fleet.outbox.changed(&[relayed], &[]);
+    // Nor is a decision resting on a peer's IPASIS answer.
+    let mut hearsay = velocity("198.51.100.10/32");
+    hearsay.origin = Origin::Ipasis;
+    hearsay.answer_from = Some("edge-b".into());
+    a.fleet.outbox.changed(&[relayed, hearsay], &[]);
     // The lift propagates as a withdrawal of that holder.
     a.fleet.outbox.changed(
         &[],
@@ -200,7 +204,7 @@ async fn decisions_reach_peers_and_deletions_follow() {
     );
     let view = b.fleet.link.view();
     assert!(view.connected && view.applied >= 2, "{view:?}");
-    // Two publications (the decision, its deletion); the relayed decision is not one of them.
+    // Two publications (the decision, its deletion); the relayed ones are not among them.
     for _ in 0..100 {
         if a.fleet.link.view().published >= 2 {
             break;
@@ -372,8 +376,11 @@ async fn one_claim_serves_the_fleet_and_a_quiet_claimer_is_not_waited_for_foreve
                 assert_eq!(i, claimer);
                 lookups += 1;
             }
-            Shared::Answer(Some(r)) => assert_eq!(r.tor, Some(true)),
-            other => panic!("unexpected {other:?}"),
+            Shared::Answer(r, from) => {
+                assert_eq!(r.tor, Some(true));
+                // The answer names the host that asked IPASIS.
+                assert_eq!(from.host, ["edge-a", "edge-b", "edge-c"][claimer]);
+            }
         }
     }
     assert_eq!(lookups, 1);
@@ -382,7 +389,7 @@ async fn one_claim_serves_the_fleet_and_a_quiet_claimer_is_not_waited_for_foreve
     // Later asks are served from the bucket at once.
     assert!(matches!(
         shared[(claimer + 1) % 3].before_lookup(source).await,
-        Shared::Answer(Some(_))
+        Shared::Answer(..)
     ));
     // A claimer that goes quiet: the others ask IPASIS themselves after claim_wait.
     let other = net("2001:db8:2::/64");

@@ -133,7 +133,7 @@ impl State {
         source: IpNet,
         record: Option<Record>,
     ) -> Result<CachedAnswer, EngineError> {
-        Policy::store_answer(&self.engine, source, record)
+        Policy::store_answer(&self.engine, source, record, None)
     }
 
     /// The cached answer of an address's source unit whatever its age.

@@ -902,6 +902,7 @@ fn feed_tags_join_the_score_and_name_their_feed() {
             proxy: Some(true),
             ..Record::default()
         }),
+        peer: None,
     });
     let d = f
         .state
@@ -1106,6 +1107,7 @@ fn a_residential_source_with_a_linux_server_stack_gets_the_proxy_factor() {
                 pps: 50_000.0,
             },
             result: Ok(residential.clone()),
+            peer: None,
         });
     }
     // Velocity 20 + suspect 30 = 50: challenged.
@@ -1156,6 +1158,7 @@ fn a_residential_source_with_a_linux_server_stack_gets_the_proxy_factor() {
             hosting: Some(true),
             ..Record::default()
         }),
+        peer: None,
     });
     let d = g
         .state
@@ -1184,6 +1187,7 @@ fn an_enrichment_answer_becomes_an_ipasis_decision_and_is_cached() {
             tor: Some(true),
             ..Record::default()
         }),
+        peer: None,
     });
     let d = f
         .state
@@ -1210,6 +1214,7 @@ fn an_enrichment_answer_becomes_an_ipasis_decision_and_is_cached() {
             pps: 5000.0,
         },
         result: Err(crate::enrich::EnrichError::Invalid),
+        peer: None,
     });
     assert!(
         f.state
@@ -1221,4 +1226,71 @@ fn an_enrichment_answer_becomes_an_ipasis_decision_and_is_cached() {
             .is_none()
     );
     assert_eq!(f.state.engine.book().len(), 1);
+}
+
+#[test]
+fn a_peers_shared_answer_challenges_at_most_says_whose_it_is_and_expires_by_its_fetch() {
+    let tor = Record {
+        tor: Some(true),
+        ..Record::default()
+    };
+    let answer = |source: &str, fetched: u64| Enriched {
+        candidate: Candidate {
+            source: net(source),
+            addr: net(source).addr(),
+            pps: 5000.0,
+        },
+        result: Ok(tor.clone()),
+        peer: Some(crate::enrich::pipeline::Peer {
+            host: "edge-b".into(),
+            fetched_unix_ms: fetched,
+        }),
+    };
+    let mut f = Fixture::new();
+    let now = crate::decision::now_unix_ms();
+    f.state.on_enriched(answer("203.0.113.66/32", now));
+    let d = f
+        .state
+        .engine
+        .book()
+        .get(&net("203.0.113.66/32"), &Holder::of(Origin::Ipasis))
+        .expect("a decision from the peer's answer");
+    // Tor blocks on this host's own answer; on a peer's word alone it challenges.
+    assert_eq!(d.action, Action::Challenge);
+    assert_eq!(d.answer_from.as_deref(), Some("edge-b"));
+    assert!(d.reason.contains("answer from host edge-b"), "{}", d.reason);
+    let cached = f
+        .state
+        .policy
+        .fresh_answer(&f.state.engine, net("203.0.113.66/32"))
+        .unwrap()
+        .expect("cached");
+    assert_eq!(cached.host.as_deref(), Some("edge-b"));
+    assert_eq!(cached.fetched_unix_ms, now);
+    // An answer fetched a cache_ttl ago is not fresh here, however recently it arrived.
+    let ttl = f.state.engine.config().ipasis.cache_ttl.as_millis() as u64;
+    f.state
+        .on_enriched(answer("203.0.113.67/32", now - ttl - 1000));
+    assert!(
+        f.state
+            .policy
+            .fresh_answer(&f.state.engine, net("203.0.113.67/32"))
+            .unwrap()
+            .is_none()
+    );
+    // With fleet.peer_answers = "block" the operator trusts peers' answers fully.
+    let mut cfg = config();
+    cfg.fleet = Some(crate::config::FleetConfig {
+        peer_answers: crate::config::PeerAnswers::Block,
+        ..crate::config::FleetConfig::default()
+    });
+    let mut g = Fixture::with(cfg, 1);
+    g.state.on_enriched(answer("203.0.113.66/32", now));
+    let d = g
+        .state
+        .engine
+        .book()
+        .get(&net("203.0.113.66/32"), &Holder::of(Origin::Ipasis))
+        .unwrap();
+    assert_eq!(d.action, Action::Block);
 }

@@ -31,13 +31,25 @@ use crate::wire::{EnrichStats, PipelineView};
 pub struct Enriched {
     pub candidate: Candidate,
     pub result: Result<Record, EnrichError>,
+    /// Set when the answer is a fleet peer's, not this host's own.
+    pub peer: Option<Peer>,
+}
+
+/// Where a peer's answer came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// The host that asked IPASIS (as its value says).
+    pub host: String,
+    /// When it asked: the answer expires by this time, not by when it arrived here.
+    pub fetched_unix_ms: u64,
 }
 
 /// What the fleet says before a lookup.
 #[derive(Debug)]
 pub enum Shared {
-    /// Another host's answer (`None`: IPASIS rejected the address).
-    Answer(Option<Record>),
+    /// Another host's answer, within `ipasis.cache_ttl` of its fetch (a peer's "IPASIS rejected
+    /// the address" is never taken: this host asks itself).
+    Answer(Record, Peer),
     /// Ask IPASIS (this host holds the claim, or the fleet is away or quiet).
     LookUp,
 }
@@ -241,10 +253,12 @@ impl Pipeline {
         answers: mpsc::Sender<Enriched>,
     ) {
         let source = candidate.source;
+        let mut peer = None;
         let result = match shared.before_lookup(source).await {
-            Shared::Answer(record) => {
+            Shared::Answer(record, from) => {
                 lock(&self.stats).fleet_answers += 1;
-                record.ok_or(EnrichError::Invalid)
+                peer = Some(from);
+                Ok(record)
             }
             Shared::LookUp => match self.lookup_within_limits(candidate.addr).await {
                 Some(result) => {
@@ -264,7 +278,12 @@ impl Pipeline {
                 }
             },
         };
-        if answers.send(Enriched { candidate, result }).await.is_err() {
+        let enriched = Enriched {
+            candidate,
+            result,
+            peer,
+        };
+        if answers.send(enriched).await.is_err() {
             self.finished(&source);
         }
     }
@@ -324,7 +343,12 @@ impl Pipeline {
                 drop(permit);
                 me.note(&result);
                 let source = candidate.source;
-                if answers.send(Enriched { candidate, result }).await.is_err() {
+                let enriched = Enriched {
+                    candidate,
+                    result,
+                    peer: None,
+                };
+                if answers.send(enriched).await.is_err() {
                     // The daemon is stopping.
                     me.finished(&source);
                 }

@@ -211,6 +211,7 @@ pub async fn start(
             host.clone(),
             link.clone(),
             cfg.claim_wait,
+            local.cache_ttl,
         ))
     });
     // With retry_on_initial_connect this returns at once; the link comes up in the background.

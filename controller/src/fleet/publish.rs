@@ -79,7 +79,7 @@ impl Outbox {
 
 impl Sink for Outbox {
     fn changed(&mut self, put: &[Decision], ended: &[Ended]) {
-        for d in put.iter().filter(|d| self.origins.contains(&d.origin)) {
+        for d in put.iter().filter(|d| shared(&self.origins, d)) {
             self.send(Change::Put(d.clone()));
         }
         for e in ended
@@ -92,6 +92,12 @@ impl Sink for Outbox {
             });
         }
     }
+}
+
+/// Whether `d` is this host's to share: an origin it publishes, and not resting on a peer's
+/// IPASIS answer (a peer's word is never re-published as this host's own).
+fn shared(origins: &[Origin], d: &Decision) -> bool {
+    origins.contains(&d.origin) && d.answer_from.is_none()
 }
 
 /// The task's side.
@@ -153,7 +159,8 @@ impl Publisher {
             return;
         };
         let mut wanted = std::collections::BTreeSet::new();
-        for d in decisions {
+        let origins = self.origins.clone();
+        for d in decisions.into_iter().filter(|d| shared(&origins, d)) {
             wanted.insert(keys::decision_key(&self.host, &d.holder(), &d.prefix));
             self.note(Change::Put(d));
         }

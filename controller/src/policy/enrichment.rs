@@ -8,11 +8,15 @@ use ipnet::IpNet;
 
 use super::state::{EnrichmentState, Policy};
 use crate::{
-    config::{OnError, Tag},
+    config::{OnError, PeerAnswers, Tag},
     decision::{Action, ChallengeRate, Decision, Holder, Origin, now_unix_ms},
     detect::Rates,
     engine::{Engine, EngineError},
-    enrich::{EnrichError, Pipeline, Record, pipeline::Enriched, queue::Candidate},
+    enrich::{
+        EnrichError, Pipeline, Record,
+        pipeline::{Enriched, Peer},
+        queue::Candidate,
+    },
     score::{self, Verdict},
     store::CachedAnswer,
 };
@@ -51,7 +55,8 @@ impl Policy {
     ) -> Result<(), EngineError> {
         if let Some(answer) = self.fresh_answer(engine, source)? {
             pipeline.cache_hit();
-            return self.decide(engine, source, answer.record.as_ref(), rates.pps);
+            let peer = answer.host.as_deref();
+            return self.decide(engine, source, answer.record.as_ref(), rates.pps, peer);
         }
         if pipeline.submit(Candidate {
             source,
@@ -63,8 +68,8 @@ impl Policy {
         Ok(())
     }
 
-    /// The cached answer for a source if it is still within `ipasis.cache_ttl` (a 400 answer
-    /// never expires).
+    /// The cached answer for a source if it is still within `ipasis.cache_ttl` of its fetch (a
+    /// 400 answer this host got never expires).
     pub fn fresh_answer(
         &self,
         engine: &Engine,
@@ -74,19 +79,23 @@ impl Policy {
             return Ok(None);
         };
         let age = now_unix_ms().saturating_sub(a.fetched_unix_ms);
-        let fresh = a.record.is_none() || age < self.cfg.ipasis.cache_ttl.as_millis() as u64;
+        let rejected_here = a.record.is_none() && a.host.is_none();
+        let fresh = rejected_here || age < self.cfg.ipasis.cache_ttl.as_millis() as u64;
         Ok(fresh.then_some(a))
     }
 
-    /// Caches a fresh answer (from `ipwarden lookup`).
+    /// Caches an answer: this host's own, fetched now (`peer`: `None`), or a fleet peer's,
+    /// which keeps its fetch time and host.
     pub fn store_answer(
         engine: &Engine,
         source: IpNet,
         record: Option<Record>,
+        peer: Option<&Peer>,
     ) -> Result<CachedAnswer, EngineError> {
         let answer = CachedAnswer {
             record,
-            fetched_unix_ms: now_unix_ms(),
+            fetched_unix_ms: peer.map_or_else(now_unix_ms, |p| p.fetched_unix_ms),
+            host: peer.map(|p| p.host.clone()),
         };
         engine.put_answer(source, &answer)?;
         Ok(answer)
@@ -166,13 +175,15 @@ impl Policy {
         })
     }
 
-    /// Scores an answer (with any feed tags of the source) and proposes the verdict.
+    /// Scores an answer (with any feed tags of the source) and proposes the verdict. An answer
+    /// from fleet host `peer` decides at most what `fleet.peer_answers` lets it, and says so.
     fn decide(
         &mut self,
         engine: &mut Engine,
         source: IpNet,
         record: Option<&Record>,
         pps: f64,
+        peer: Option<&str>,
     ) -> Result<(), EngineError> {
         let Some(answer) = record else {
             tracing::debug!(%source, "IPASIS rejected the address earlier; no enrichment decision");
@@ -205,7 +216,9 @@ impl Policy {
             .map(|f| format!("{} {:+}", f.name, f.weight))
             .collect();
         let reason = format!(
-            "ipasis: {} ({}){}",
+            "ipasis{}: {} ({}){}",
+            peer.map(|h| format!(" (answer from host {h})"))
+                .unwrap_or_default(),
             sc.because,
             if signals.is_empty() {
                 "no risk signals".to_owned()
@@ -223,21 +236,46 @@ impl Policy {
                 tracing::info!(%source, score = sc.value, "ipasis: allowed ({reason})");
                 return Ok(());
             }
+            // A peer's word alone blocks only where the operator said it may.
+            Verdict::Block if peer.is_some() && self.peer_answers() == PeerAnswers::Challenge => {
+                Action::Challenge
+            }
             Verdict::Block => Action::Block,
             Verdict::Challenge => Action::Challenge,
         };
-        let d = self.scored(source, action, Holder::of(Origin::Ipasis), reason, sc);
+        let mut d = self.scored(source, action, Holder::of(Origin::Ipasis), reason, sc);
+        d.answer_from = peer.map(str::to_owned);
         engine.propose_one(d).map(drop)
+    }
+
+    /// What a peer's shared answer may decide here.
+    fn peer_answers(&self) -> PeerAnswers {
+        self.cfg
+            .fleet
+            .as_ref()
+            .map_or(PeerAnswers::Challenge, |f| f.peer_answers)
     }
 
     /// An answer (or failure) for a queued candidate, from the daemon's channel.
     pub fn on_enriched(&mut self, engine: &mut Engine, enriched: Enriched) {
-        let Enriched { candidate, result } = enriched;
+        let Enriched {
+            candidate,
+            result,
+            peer,
+        } = enriched;
         let outcome = match result {
-            Ok(record) => Self::store_answer(engine, candidate.source, Some(record.clone()))
-                .and_then(|_| self.decide(engine, candidate.source, Some(&record), candidate.pps)),
+            Ok(record) => Self::store_answer(
+                engine,
+                candidate.source,
+                Some(record.clone()),
+                peer.as_ref(),
+            )
+            .and_then(|_| {
+                let from = peer.as_ref().map(|p| p.host.as_str());
+                self.decide(engine, candidate.source, Some(&record), candidate.pps, from)
+            }),
             Err(EnrichError::Invalid) => {
-                Self::store_answer(engine, candidate.source, None).map(drop)
+                Self::store_answer(engine, candidate.source, None, peer.as_ref()).map(drop)
             }
             Err(e) => self.enrichment_failed(engine, &candidate, &e),
         };

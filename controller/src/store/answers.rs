@@ -12,7 +12,11 @@ use crate::enrich::Record;
 pub struct CachedAnswer {
     /// `None`: the API rejected the address (400); that is permanent.
     pub record: Option<Record>,
+    /// When IPASIS answered (a peer's answer keeps its own time: it expires as it would there).
     pub fetched_unix_ms: u64,
+    /// The fleet host that asked IPASIS; `None`: this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 impl Store {

@@ -21,6 +21,7 @@ fn answers_are_cached_per_source_across_reopening() {
             ..Default::default()
         }),
         fetched_unix_ms: 42,
+        host: None,
     };
     Store::open(dir.path())
         .unwrap()
