@@ -459,3 +459,55 @@ async fn a_second_machine_with_a_held_host_id_publishes_and_applies_nothing() {
     );
     assert_eq!(twin.fleet.link.view().published, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiners_first_sync_is_streamed_in_parts_not_held_whole() {
+    let server = NatsServer::start();
+    let cfg = config(&server);
+    // A host makes the buckets; a peer's 2 500 decisions are written as it would.
+    let mut a = host(&cfg, "edge-a", None, Vec::new()).await;
+    a.connected().await;
+    assert!(matches!(a.next().await, SourceEvent::ReplaceOrigin { .. }));
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let kv = async_nats::jetstream::new(client)
+        .get_key_value("ipwarden-decisions")
+        .await
+        .unwrap();
+    const N: usize = 2_500;
+    for i in 0..N {
+        let d = velocity(&format!("2001:db8::{i:x}/128"));
+        let value = serde_json::to_vec(&fleet::wire::Shared::of("edge-x", &d)).unwrap();
+        let key = fleet::keys::decision_key("edge-x", &d.holder(), &d.prefix);
+        kv.put(key, value.into()).await.unwrap();
+    }
+    let mut c = host(&cfg, "edge-c", None, Vec::new()).await;
+    let first = tokio::time::timeout(Duration::from_secs(10), c.events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&first, SourceEvent::ReplaceBegin { .. }),
+        "a large bucket begins a replacement in parts: {first:?}"
+    );
+    let mut got = 0;
+    let mut parts = 0;
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(10), c.events.recv())
+            .await
+            .expect("the sync stalled")
+            .expect("the link task ended");
+        match e {
+            SourceEvent::Propose(ds) => {
+                assert!(ds.len() <= 1_000, "a part of {}", ds.len());
+                got += ds.len();
+                parts += 1;
+            }
+            SourceEvent::ReplaceEnd { .. } => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(got, N);
+    assert!(parts >= 3, "{parts} parts");
+    // The checkpoint follows the end, never a part.
+    assert!(c.checkpoint().await > 0);
+}

@@ -1,6 +1,7 @@
 //! Peers' decisions from the bucket into the engine. A host with a stored revision resumes
 //! after it; one without takes the bucket's current contents first and replaces whatever fleet
-//! decisions it held with them. Entries are handed over in batches (at most every 50 ms or 1 000
+//! decisions it held with them: streamed in parts of 1 000 (a replacement the engine ends when
+//! the contents do), so a bucket of two million entries never sits in memory whole. Entries are handed over in batches (at most every 50 ms or 1 000
 //! entries), each followed by a checkpoint of its last revision, stored once the batch is
 //! applied: a crash in between applies the batch again, which changes nothing. A batch is
 //! handed over at once when the server has nothing more pending for the watch and the engine
@@ -21,7 +22,7 @@ use super::{
 };
 use crate::{
     decision::{Decision, Holder, Origin},
-    engine::SourceEvent,
+    engine::{Scope, SourceEvent},
 };
 
 const BATCH: usize = 1_000;
@@ -79,9 +80,9 @@ pub async fn run(
     };
     let mut watch = kv.watch_all_from_revision(from).await?;
     // The initial contents end at the entry marked `seen_current`; an empty bucket sends none.
-    let mut snapshot: Vec<Decision> = Vec::new();
+    let mut snapshot = Initial::default();
     if initial && status.info.state.messages == 0 {
-        hand_over_initial(sources, &mut snapshot, Some(last), &status.bucket).await?;
+        snapshot.end(sources, Some(last), &status.bucket).await?;
         *applied = Some(last);
         initial = false;
     }
@@ -100,14 +101,16 @@ pub async fn run(
                     read(&entry, link, &mut batch, max_ttl);
                 }
                 if initial {
+                    // The contents hold no deletions to apply: a deleted key is simply absent.
+                    batch.gone.clear();
                     if rev >= last {
-                        snapshot.extend(std::mem::take(&mut batch.put).into_values());
-                        batch.gone.clear();
-                        hand_over_initial(sources, &mut snapshot, Some(rev), &entry.bucket).await?;
+                        snapshot.take(&mut batch);
+                        snapshot.end(sources, Some(rev), &entry.bucket).await?;
                         *applied = Some(rev);
                         initial = false;
                     } else if batch.put.len() >= BATCH {
-                        snapshot.extend(std::mem::take(&mut batch.put).into_values());
+                        snapshot.take(&mut batch);
+                        snapshot.stream(sources).await?;
                     }
                 } else if batch.len() >= BATCH
                     || (entry.delta == 0 && sources.capacity() == sources.max_capacity())
@@ -228,37 +231,80 @@ async fn hand_over(
     Ok(())
 }
 
-/// Hands the bucket's whole contents over: they replace every fleet decision held here.
-async fn hand_over_initial(
-    sources: &mpsc::Sender<SourceEvent>,
-    snapshot: &mut Vec<Decision>,
-    rev: Option<u64>,
-    bucket: &str,
-) -> Result<(), async_nats::Error> {
-    let decisions = std::mem::take(snapshot);
-    tracing::info!(
-        decisions = decisions.len(),
-        "fleet: the bucket's current contents"
-    );
-    send(
-        sources,
-        SourceEvent::ReplaceOrigin {
-            origin: Origin::Fleet,
-            decisions,
-        },
-    )
-    .await?;
-    if let Some(value) = rev {
+/// The bucket's contents on their way to the engine: one `ReplaceOrigin` when they fit in a
+/// batch, otherwise a replacement in parts (`ReplaceBegin`, proposals, `ReplaceEnd`: what no
+/// part kept is withdrawn at the end, nothing if a part failed).
+#[derive(Default)]
+struct Initial {
+    waiting: Vec<Decision>,
+    /// Whether the replacement has begun (a part was handed over).
+    begun: bool,
+    sent: usize,
+}
+
+impl Initial {
+    fn take(&mut self, batch: &mut Batch) {
+        self.waiting
+            .extend(std::mem::take(&mut batch.put).into_values());
+    }
+
+    /// Hands what is waiting over as one part of the replacement.
+    async fn stream(
+        &mut self,
+        sources: &mpsc::Sender<SourceEvent>,
+    ) -> Result<(), async_nats::Error> {
+        if !self.begun {
+            let scope = Scope::Origin(Origin::Fleet);
+            send(sources, SourceEvent::ReplaceBegin { scope }).await?;
+            self.begun = true;
+        }
+        self.sent += self.waiting.len();
         send(
             sources,
-            SourceEvent::Checkpoint {
-                key: checkpoint_key(bucket),
-                value,
-            },
+            SourceEvent::Propose(std::mem::take(&mut self.waiting)),
         )
-        .await?;
+        .await
     }
-    Ok(())
+
+    /// The end of the contents: the replacement ends, then the checkpoint.
+    async fn end(
+        &mut self,
+        sources: &mpsc::Sender<SourceEvent>,
+        rev: Option<u64>,
+        bucket: &str,
+    ) -> Result<(), async_nats::Error> {
+        if self.begun {
+            self.stream(sources).await?;
+            let scope = Scope::Origin(Origin::Fleet);
+            send(sources, SourceEvent::ReplaceEnd { scope }).await?;
+        } else {
+            self.sent = self.waiting.len();
+            let decisions = std::mem::take(&mut self.waiting);
+            send(
+                sources,
+                SourceEvent::ReplaceOrigin {
+                    origin: Origin::Fleet,
+                    decisions,
+                },
+            )
+            .await?;
+        }
+        tracing::info!(
+            decisions = self.sent,
+            "fleet: the bucket's current contents"
+        );
+        if let Some(value) = rev {
+            send(
+                sources,
+                SourceEvent::Checkpoint {
+                    key: checkpoint_key(bucket),
+                    value,
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
 }
 
 async fn send(
