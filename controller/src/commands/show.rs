@@ -152,6 +152,15 @@ pub fn status(conn: &Conn, format: Format) -> anyhow::Result<()> {
             "           published {} (waiting {}), applied {}, unreadable {}, shared answers {}, claims {}",
             f.published, f.pending_publish, f.applied, f.unreadable, f.shared_answers, f.claims_won
         );
+        match f.last_heard_unix_ms {
+            Some(at) => println!(
+                "           last heard from the server {} ago",
+                super::print::human(std::time::Duration::from_millis(
+                    ipwarden::decision::now_unix_ms().saturating_sub(at)
+                ))
+            ),
+            None => println!("           never heard from the server"),
+        }
         if let Some(e) = &f.last_error {
             println!("           last error: {e}");
         }

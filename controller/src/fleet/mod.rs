@@ -307,6 +307,7 @@ async fn run(mut t: Task) {
             continue;
         }
         delay = Duration::from_millis(200);
+        link::heard(&t.link);
         t.link.update(|v| {
             v.connected = true;
             v.last_error = None;
@@ -319,6 +320,7 @@ async fn run(mut t: Task) {
         // down (or before a restart) reach the others, stale keys of ours are deleted.
         publisher.reconcile(&b.decisions, &t.snapshots).await;
         let outcome = tokio::select! {
+            r = link::heartbeat(&t.client, &t.link) => r,
             r = hosts::keep(&b.hosts, &me) => r,
             r = watch::run(&b.decisions, &t.local.host, &t.link, &t.sources, &mut t.applied, t.cfg.apply, t.local.max_ttl) => r,
             r = publisher.run(&b.decisions, &mut t.changes, &t.overflow, &t.snapshots) => r,
@@ -333,7 +335,9 @@ async fn run(mut t: Task) {
         }
         publisher.absorb(&mut t.changes);
         // Wait for the client to reconnect (bounded), then start over.
-        let _ = tokio::time::timeout(Duration::from_secs(2), connected(&mut t.events)).await;
+        if t.client.connection_state() != async_nats::connection::State::Connected {
+            let _ = tokio::time::timeout(Duration::from_secs(2), connected(&mut t.events)).await;
+        }
     }
 }
 

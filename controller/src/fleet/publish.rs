@@ -12,8 +12,8 @@ use std::{
     time::Duration,
 };
 
-use async_nats::jetstream::kv::Store;
-use futures_util::{StreamExt as _, stream::FuturesUnordered};
+use async_nats::jetstream::kv::{Operation, Store};
+use futures_util::{StreamExt as _, TryStreamExt as _, stream::FuturesUnordered};
 use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 
@@ -251,14 +251,32 @@ impl Publisher {
     }
 }
 
-/// This host's keys in the bucket.
+/// This host's live keys (`mine` ends with `.`). Read through a consumer filtered to them and
+/// ended by count: the stream's per-subject listing says how many there are (one message per
+/// key), so neither the whole bucket is read (the client's `keys()` does) nor the end waits on
+/// an idle heartbeat (which took 5 s right after a server restart).
 async fn existing_keys(kv: &Store, mine: &str) -> Result<Vec<String>, async_nats::Error> {
+    let mut subjects = kv
+        .stream
+        .info_with_subjects(format!("{}{mine}>", kv.prefix))
+        .await?;
+    let mut count = 0usize;
+    while let Some((_, n)) = subjects.try_next().await? {
+        count += n;
+    }
     let mut out = Vec::new();
-    let mut keys = kv.keys().await?;
-    while let Some(k) = keys.next().await {
-        let k = k?;
-        if k.starts_with(mine) {
-            out.push(k);
+    if count == 0 {
+        return Ok(out);
+    }
+    let mut entries = kv.watch_from_revision(format!("{mine}>"), 1).await?;
+    for _ in 0..count {
+        let Some(e) = entries.next().await else { break };
+        let e = e?;
+        if e.operation == Operation::Put {
+            out.push(e.key);
+        }
+        if e.delta == 0 {
+            break;
         }
     }
     Ok(out)

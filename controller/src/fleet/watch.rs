@@ -27,6 +27,9 @@ use crate::{
 
 const BATCH: usize = 1_000;
 const LINGER: Duration = Duration::from_millis(50);
+/// How often the bucket's revision is asked for, and how long a watch may deliver nothing
+/// while the bucket is ahead of it.
+const STALL: Duration = Duration::from_secs(1);
 
 /// A batch in the making.
 #[derive(Default)]
@@ -89,11 +92,15 @@ pub async fn run(
     let mut batch = Batch::default();
     let mut ticker = tokio::time::interval(LINGER);
     let mut lag_at = tokio::time::Instant::now();
+    let mut heard_at = tokio::time::Instant::now();
+    // The revision this host was at when the bucket was last seen ahead of it.
+    let mut behind_at: Option<u64> = None;
     loop {
         tokio::select! {
             entry = watch.next() => {
                 let Some(entry) = entry else { return Err("the watch ended".into()) };
                 let entry = entry?;
+                heard_at = tokio::time::Instant::now();
                 let rev = entry.revision;
                 batch.last = Some(rev);
                 let ours = entry.key.split('.').next() == Some(me.as_str());
@@ -125,15 +132,27 @@ pub async fn run(
                 if !initial && batch.last.is_some() {
                     hand_over(sources, &mut batch, kv_bucket(&status), applied, link).await?;
                 }
-                if lag_at.elapsed() > Duration::from_secs(2) {
+                if lag_at.elapsed() >= STALL {
                     lag_at = tokio::time::Instant::now();
                     if let Ok(Ok(s)) = tokio::time::timeout(OP_TIMEOUT, kv.status()).await {
                         let last = s.info.state.last_sequence;
-                        let applied = applied.unwrap_or(0);
+                        let done = applied.unwrap_or(0);
                         link.update(|v| {
                             v.bucket_revision = Some(last);
-                            v.lag = Some(last.saturating_sub(applied));
+                            v.lag = Some(last.saturating_sub(done));
                         });
+                        // A consumer made just after a server restart can sit idle until
+                        // its heartbeat notices (5 s): the bucket ahead at two checks in a
+                        // row with nothing arriving between ends the watch, and the link
+                        // starts a new one.
+                        let behind = !initial && last > done && batch.last.is_none();
+                        if behind && behind_at == Some(done) && heard_at.elapsed() >= STALL {
+                            return Err(format!(
+                                "the watch stopped delivering (the bucket is at revision {last}, this host at {done}); watching again"
+                            )
+                            .into());
+                        }
+                        behind_at = behind.then_some(done);
                     }
                 }
             }

@@ -221,6 +221,10 @@ pub struct FleetView {
     pub shared_answers: u64,
     /// Lookups this host made for the fleet (it held the claim).
     pub claims_won: u64,
+    /// When the server last answered this host (a heartbeat every 2 s while the link is up):
+    /// an old time with `connected` still true is a server that stopped answering.
+    #[serde(default)]
+    pub last_heard_unix_ms: Option<u64>,
     pub last_error: Option<String>,
 }
 
