@@ -557,3 +557,85 @@ async fn a_joiners_first_sync_is_streamed_in_parts_not_held_whole() {
     // The checkpoint follows the end, never a part.
     assert!(c.checkpoint().await > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_markers_older_than_max_ttl_are_purged() {
+    let server = NatsServer::start();
+    let cfg = config(&server);
+    let start = |max_ttl: Duration| {
+        let cfg = cfg.clone();
+        async move {
+            let (sources, events) = mpsc::channel(64);
+            let (snap_tx, mut snap_rx) = mpsc::channel::<SnapshotRequest>(4);
+            let here = fleet::Local {
+                host: "edge-a".into(),
+                machine: "machine-of-test".into(),
+                cache_ttl: Duration::from_secs(3600),
+                max_ttl,
+            };
+            let fleet = fleet::start(&cfg, here, None, sources, snap_tx)
+                .await
+                .unwrap();
+            let snapshots = tokio::spawn(async move {
+                while let Some(SnapshotRequest { reply, .. }) = snap_rx.recv().await {
+                    let _ = reply.send(Vec::new());
+                }
+            });
+            Host {
+                fleet,
+                events,
+                _snapshots: snapshots,
+            }
+        }
+    };
+    let mut a = start(Duration::from_secs(1)).await;
+    a.connected().await;
+    let d = velocity("203.0.113.5/32");
+    let key = fleet::keys::decision_key("edge-a", &d.holder(), &d.prefix);
+    a.fleet.outbox.changed(std::slice::from_ref(&d), &[]);
+    a.fleet.outbox.changed(
+        &[],
+        &[Ended {
+            decision: d.clone(),
+            end: End::Lifted,
+            ended_unix_ms: now_unix_ms(),
+        }],
+    );
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let stream = async_nats::jetstream::new(client)
+        .get_stream("KV_ipwarden-decisions")
+        .await
+        .unwrap();
+    let subject = format!("$KV.ipwarden-decisions.{key}");
+    let held = |stream: async_nats::jetstream::stream::Stream, subject: String| async move {
+        use futures_util::TryStreamExt as _;
+        let mut info = stream.info_with_subjects(&subject).await.unwrap();
+        let mut n = 0;
+        while let Some((_, c)) = info.try_next().await.unwrap() {
+            n += c;
+        }
+        n
+    };
+    // The marker stays while it may matter to a peer ...
+    for _ in 0..100 {
+        if a.fleet.link.view().published >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(held(stream.clone(), subject.clone()).await, 1, "no marker");
+    drop(a);
+    // ... and is purged once it is older than max_ttl (here 1 s) and its margin.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let a = start(Duration::from_secs(1)).await;
+    a.connected().await;
+    let mut n = 1;
+    for _ in 0..100 {
+        n = held(stream.clone(), subject.clone()).await;
+        if n == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(n, 0, "the old marker of {key} is still in the bucket");
+}

@@ -17,6 +17,7 @@ mod buckets;
 mod hosts;
 pub mod keys;
 pub mod link;
+mod own;
 mod publish;
 mod watch;
 pub mod wire;
@@ -267,8 +268,12 @@ struct Task {
 /// link comes back (an ordered consumer does not survive every reconnect).
 async fn run(mut t: Task) {
     let js = jetstream::new(t.client.clone());
-    let mut publisher =
-        publish::Publisher::new(t.local.host.clone(), t.origins.clone(), t.link.clone());
+    let mut publisher = publish::Publisher::new(
+        t.local.host.clone(),
+        t.origins.clone(),
+        t.link.clone(),
+        t.local.max_ttl,
+    );
     let mut delay = Duration::from_millis(200);
     loop {
         let b = match buckets::open(&js, &t.cfg, t.local.cache_ttl).await {

@@ -12,12 +12,15 @@ use std::{
     time::Duration,
 };
 
-use async_nats::jetstream::kv::{Operation, Store};
-use futures_util::{StreamExt as _, TryStreamExt as _, stream::FuturesUnordered};
+use async_nats::jetstream::kv::Store;
+use futures_util::{StreamExt as _, stream::FuturesUnordered};
 use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{buckets::OP_TIMEOUT, keys, link::Link, wire::Shared};
+use super::{buckets::OP_TIMEOUT, keys, link::Link, own, wire::Shared};
+
+/// How often an idle publisher lists this host's keys for old deletion markers.
+const TIDY: Duration = Duration::from_secs(3600);
 use crate::{
     decision::{Decision, Ended, Holder, Origin},
     engine::Sink,
@@ -108,15 +111,24 @@ pub struct Publisher {
     link: Arc<Link>,
     /// Key → value to put (`None`: delete).
     pending: BTreeMap<String, Option<Vec<u8>>>,
+    /// `decisions.max_ttl`: how long a deletion marker of ours can matter to a peer.
+    max_ttl: Duration,
+    /// Old deletion markers of ours found by the last listing, to purge.
+    markers: Vec<String>,
+    /// When this host's keys were last listed.
+    listed_at: tokio::time::Instant,
 }
 
 impl Publisher {
-    pub fn new(host: String, origins: Vec<Origin>, link: Arc<Link>) -> Self {
+    pub fn new(host: String, origins: Vec<Origin>, link: Arc<Link>, max_ttl: Duration) -> Self {
         Self {
             host,
             origins,
             link,
             pending: BTreeMap::new(),
+            max_ttl,
+            markers: Vec::new(),
+            listed_at: tokio::time::Instant::now(),
         }
     }
 
@@ -165,19 +177,45 @@ impl Publisher {
             self.note(Change::Put(d));
         }
         let mine = format!("{}.", keys::token(&self.host));
-        match tokio::time::timeout(OP_TIMEOUT * 10, existing_keys(kv, &mine)).await {
-            Ok(Ok(existing)) => {
-                for k in existing {
+        self.listed_at = tokio::time::Instant::now();
+        match tokio::time::timeout(OP_TIMEOUT * 10, own::list(kv, &mine, self.max_ttl)).await {
+            Ok(Ok(own)) => {
+                for k in own.live {
                     if !wanted.contains(&k) {
                         self.pending.entry(k).or_insert(None);
                     }
                 }
+                self.markers = own.old_markers;
             }
             Ok(Err(e)) => super::link::failed(&self.link, "listing this host's keys", e.as_ref()),
             Err(_) => tracing::warn!("fleet: listing this host's keys timed out"),
         }
         let n = self.pending.len();
         self.link.update(|v| v.pending_publish = n);
+    }
+
+    /// When idle: purges old deletion markers of ours, and lists our keys again every
+    /// [`TIDY`] to find more. Whether it did anything.
+    async fn tidy(&mut self, kv: &Store) -> Result<bool, async_nats::Error> {
+        if self.markers.is_empty() {
+            if self.listed_at.elapsed() < TIDY {
+                return Ok(false);
+            }
+            self.listed_at = tokio::time::Instant::now();
+            let mine = format!("{}.", keys::token(&self.host));
+            let own = tokio::time::timeout(OP_TIMEOUT * 10, own::list(kv, &mine, self.max_ttl))
+                .await
+                .map_err(|_| "listing this host's keys timed out")??;
+            self.markers = own.old_markers;
+            return Ok(!self.markers.is_empty());
+        }
+        let n = own::purge(kv, &self.markers).await?;
+        self.markers.clear();
+        tracing::info!(
+            markers = n,
+            "fleet: purged deletion markers older than decisions.max_ttl"
+        );
+        Ok(true)
     }
 
     /// Publishes until the link fails (then returns the error, keeping what was not published).
@@ -196,6 +234,9 @@ impl Publisher {
                 self.reconcile(kv, snapshots).await;
             }
             self.absorb(rx);
+            if self.pending.is_empty() && self.tidy(kv).await? {
+                continue;
+            }
             if self.pending.is_empty() {
                 tokio::select! {
                     c = rx.recv() => match c {
@@ -249,35 +290,4 @@ impl Publisher {
             }
         }
     }
-}
-
-/// This host's live keys (`mine` ends with `.`). Read through a consumer filtered to them and
-/// ended by count: the stream's per-subject listing says how many there are (one message per
-/// key), so neither the whole bucket is read (the client's `keys()` does) nor the end waits on
-/// an idle heartbeat (which took 5 s right after a server restart).
-async fn existing_keys(kv: &Store, mine: &str) -> Result<Vec<String>, async_nats::Error> {
-    let mut subjects = kv
-        .stream
-        .info_with_subjects(format!("{}{mine}>", kv.prefix))
-        .await?;
-    let mut count = 0usize;
-    while let Some((_, n)) = subjects.try_next().await? {
-        count += n;
-    }
-    let mut out = Vec::new();
-    if count == 0 {
-        return Ok(out);
-    }
-    let mut entries = kv.watch_from_revision(format!("{mine}>"), 1).await?;
-    for _ in 0..count {
-        let Some(e) = entries.next().await else { break };
-        let e = e?;
-        if e.operation == Operation::Put {
-            out.push(e.key);
-        }
-        if e.delta == 0 {
-            break;
-        }
-    }
-    Ok(out)
 }
