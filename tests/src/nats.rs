@@ -48,6 +48,8 @@ pub struct NatsServer {
     ns: Option<String>,
     pub addr: SocketAddr,
     monitor: u16,
+    /// A configuration file (users and their permissions), when the server has one.
+    config: Option<PathBuf>,
 }
 
 impl NatsServer {
@@ -55,7 +57,15 @@ impl NatsServer {
     pub fn start() -> Self {
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let (port, monitor) = (free_port(ip), free_port(ip));
-        Self::spawn(None, SocketAddr::new(ip, port), monitor)
+        Self::spawn(None, SocketAddr::new(ip, port), monitor, None)
+    }
+
+    /// A server on 127.0.0.1 reading `config` (NATS configuration syntax: `authorization`,
+    /// `accounts`; the listen address, store and JetStream come from the command line).
+    pub fn start_with_config(config: &str) -> Self {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let (port, monitor) = (free_port(ip), free_port(ip));
+        Self::spawn(None, SocketAddr::new(ip, port), monitor, Some(config))
     }
 
     /// A server listening on `ip` inside `ns` (an address of the namespace).
@@ -65,20 +75,27 @@ impl NatsServer {
             Some(ns.name().to_owned()),
             SocketAddr::new(ip, port),
             monitor,
+            None,
         )
     }
 
-    fn spawn(ns: Option<String>, addr: SocketAddr, monitor: u16) -> Self {
+    fn spawn(ns: Option<String>, addr: SocketAddr, monitor: u16, config: Option<&str>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("ipw-nats-")
             .tempdir()
             .expect("a store directory");
+        let config = config.map(|text| {
+            let path = dir.path().join("server.conf");
+            std::fs::write(&path, text).expect("writing the server's config");
+            path
+        });
         let mut s = Self {
             child: None,
             dir,
             ns,
             addr,
             monitor,
+            config,
         };
         s.restart();
         s
@@ -101,6 +118,9 @@ impl NatsServer {
             }
             None => Command::new(binary()),
         };
+        if let Some(c) = &self.config {
+            cmd.arg("-c").arg(c);
+        }
         cmd.arg("-js")
             .arg("-sd")
             .arg(self.dir.path())

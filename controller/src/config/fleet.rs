@@ -23,6 +23,9 @@ pub struct FleetConfig {
     pub token_file: Option<PathBuf>,
     /// A NATS credentials file (JWT and NKey seed; mode 0600).
     pub creds_file: Option<PathBuf>,
+    /// A file holding this host's NKey seed (`SU…`; mode 0600): the server's config names the
+    /// public key with the subjects this host may write (README, "Fleet permissions").
+    pub nkey_file: Option<PathBuf>,
     /// A CA bundle: the server must speak TLS with a certificate it signed.
     pub ca_file: Option<PathBuf>,
     /// Buckets are `<prefix>-decisions`, `<prefix>-enrich` and `<prefix>-claims`.
@@ -68,6 +71,7 @@ impl Default for FleetConfig {
             host_id: None,
             token_file: None,
             creds_file: None,
+            nkey_file: None,
             ca_file: None,
             bucket_prefix: "ipwarden".into(),
             // Feeds are not published: every host loads its feeds itself, and 20 hosts each
@@ -107,17 +111,18 @@ impl FleetConfig {
                 // Not echoed: the part before `@` is a secret.
                 return Err(invalid(
                     "fleet.url",
-                    "must not carry credentials (user:password@); use fleet.token_file or fleet.creds_file",
+                    "must not carry credentials (user:password@); use fleet.token_file, fleet.creds_file or fleet.nkey_file",
                 ));
             }
             if u.url().host_str().is_none_or(str::is_empty) {
                 return Err(invalid("fleet.url", &format!("`{u}` names no server")));
             }
         }
-        if self.token_file.is_some() && self.creds_file.is_some() {
+        let ways = [&self.token_file, &self.creds_file, &self.nkey_file];
+        if ways.iter().filter(|w| w.is_some()).count() > 1 {
             return Err(invalid(
                 "fleet.token_file",
-                "and fleet.creds_file are alternatives: set one",
+                "fleet.creds_file and fleet.nkey_file are alternatives: set one",
             ));
         }
         let prefix_ok = !self.bucket_prefix.is_empty()

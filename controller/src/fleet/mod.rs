@@ -55,6 +55,8 @@ pub enum FleetError {
         "the fleet credentials file {path} is readable by other users (mode {mode:o}); chmod 600 it"
     )]
     Readable { path: std::path::PathBuf, mode: u32 },
+    #[error("{path} does not hold an NKey user seed (one line starting with `SU`, 58 characters)")]
+    NotASeed { path: std::path::PathBuf },
     #[error("the fleet server list is empty or invalid")]
     Servers(#[source] std::io::Error),
 }
@@ -126,6 +128,19 @@ async fn options(
                 path: path.clone(),
                 source,
             })?;
+    }
+    if let Some(path) = &cfg.nkey_file {
+        let seed = private_file(path)?;
+        // Checked here so that a wrong file is named at start (never echoed: it is a secret).
+        let looks_right = seed.len() == 58
+            && seed.starts_with("SU")
+            && seed
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        if !looks_right {
+            return Err(FleetError::NotASeed { path: path.clone() });
+        }
+        o = o.nkey(seed);
     }
     if let Some(ca) = &cfg.ca_file {
         o = o.add_root_certificates(ca.clone()).require_tls(true);

@@ -195,8 +195,24 @@ impl Publisher {
     }
 
     /// When idle: purges old deletion markers of ours, and lists our keys again every
-    /// [`TIDY`] to find more. Whether it did anything.
-    async fn tidy(&mut self, kv: &Store) -> Result<bool, async_nats::Error> {
+    /// [`TIDY`] to find more. Whether it did anything. A failure is logged and tried again at
+    /// the next listing: it is housekeeping (a server whose permissions deny this host purges
+    /// refuses it), never a reason to drop the link.
+    async fn tidy(&mut self, kv: &Store) -> bool {
+        match self.try_tidy(kv).await {
+            Ok(did) => did,
+            Err(e) => {
+                self.markers.clear();
+                tracing::warn!(
+                    error = %crate::engine::error_chain(e.as_ref()),
+                    "fleet: purging old deletion markers failed; trying again in an hour"
+                );
+                false
+            }
+        }
+    }
+
+    async fn try_tidy(&mut self, kv: &Store) -> Result<bool, async_nats::Error> {
         if self.markers.is_empty() {
             if self.listed_at.elapsed() < TIDY {
                 return Ok(false);
@@ -234,7 +250,7 @@ impl Publisher {
                 self.reconcile(kv, snapshots).await;
             }
             self.absorb(rx);
-            if self.pending.is_empty() && self.tidy(kv).await? {
+            if self.pending.is_empty() && self.tidy(kv).await {
                 continue;
             }
             if self.pending.is_empty() {
