@@ -152,7 +152,12 @@ fn an_unreadable_store_stops_the_daemon_and_rebuild_recovers_from_the_maps() {
 #[test]
 #[ignore = "privileged: run with `cargo xtask test`"]
 fn the_default_gateway_is_never_blocked() {
-    let env = env();
+    // Turning off the builtin (loopback, link-local) entries leaves the management path
+    // protected: it has its own setting.
+    let env = DaemonEnv::new(
+        "[detection]\npoll_interval = \"200ms\"\n\n[allow]\nbuiltin = false\n",
+        &[ATTACKER],
+    );
     env.topo.edge.ip(&[
         "route",
         "add",
@@ -185,6 +190,35 @@ fn the_default_gateway_is_never_blocked() {
         Some(1),
         "protected entries cannot be removed"
     );
+}
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn management_protection_off_is_said_in_status() {
+    let env = DaemonEnv::new(
+        "[detection]\npoll_interval = \"200ms\"\n\n[allow]\nprotect_management = false\n",
+        &[ATTACKER],
+    );
+    env.topo.edge.ip(&[
+        "route",
+        "add",
+        "default",
+        "via",
+        &CLIENT_V4.to_string(),
+        "dev",
+        EDGE_IF,
+    ]);
+    let _d = env.start();
+    let status = env.home.json(&["status"]);
+    assert!(
+        status["warnings"].as_array().unwrap().iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .contains("allow.protect_management is off")),
+        "{status}"
+    );
+    // The operator asked for it: the gateway can be blocked.
+    env.home.cli(&["block", "198.51.100.2"]);
 }
 
 #[test]

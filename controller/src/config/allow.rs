@@ -9,7 +9,12 @@ use super::ConfigError;
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AllowConfig {
+    /// Loopback and link-local are never blocked.
     pub builtin: bool,
+    /// The management path is never blocked: the default gateways, the IPASIS endpoint and
+    /// the fleet's servers (found at start and every 30 s). Its own setting, on by default:
+    /// turning off `builtin` does not turn it off, and `status` warns while it is off.
+    pub protect_management: bool,
     pub prefixes: Vec<IpNet>,
 }
 
@@ -17,6 +22,7 @@ impl Default for AllowConfig {
     fn default() -> Self {
         Self {
             builtin: true,
+            protect_management: true,
             prefixes: Vec::new(),
         }
     }

@@ -47,12 +47,16 @@ pub async fn serve(
         state.engine.warn_standing(w);
     }
     let protected_urls = protect::urls(&cfg, pipeline.is_some());
-    if cfg.allow.builtin {
+    if cfg.allow.protect_management {
         let protected = protect::current(protected_urls.iter().map(String::as_str));
         if !protected.prefixes.is_empty() {
             tracing::info!(addresses = ?protected.prefixes, "never blocking the gateways and the API's addresses");
         }
         state.engine.set_protected(protected);
+    } else {
+        state.engine.warn_standing(
+            "allow.protect_management is off: the default gateways, the IPASIS endpoint and the fleet's servers can be blocked".to_owned(),
+        );
     }
     // A large restore can outlast the unit's start timeout: ask for more, and say why.
     notify("EXTEND_TIMEOUT_USEC=300000000\nSTATUS=restoring decisions into the maps");
@@ -137,7 +141,7 @@ pub async fn serve(
     let listener = server::bind(&cfg.daemon.socket)?;
     let refresh = Arc::new(tokio::sync::Notify::new());
     let (protected_tx, protected) = mpsc::channel(2);
-    let refresher = cfg.allow.builtin.then(|| {
+    let refresher = cfg.allow.protect_management.then(|| {
         tokio::spawn(protect::refresh(
             protected_urls,
             refresh.clone(),
