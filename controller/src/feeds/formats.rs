@@ -1,5 +1,7 @@
 //! The feed formats: a feed's body in, its prefixes out, with every line (or element) that
-//! cannot be read reported by number and skipped. Bodies are bounded by the fetcher.
+//! cannot be read counted and skipped (the first [`KEPT`] kept with their numbers: a 64 MiB
+//! body of junk is two million bad lines, which would take gigabytes to keep). Bodies are
+//! bounded by the fetcher.
 
 use ipnet::IpNet;
 use serde_json::Value;
@@ -16,20 +18,32 @@ pub struct Bad {
     pub why: String,
 }
 
+/// Skipped lines kept with their reason; the others are only counted.
+pub const KEPT: usize = 10;
+
 /// What a body held.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Parsed {
     pub prefixes: Vec<IpNet>,
+    /// The first [`KEPT`] skipped lines.
     pub bad: Vec<Bad>,
+    /// Every skipped line.
+    pub bad_count: usize,
 }
 
 impl Parsed {
+    fn skip(&mut self, line: usize, why: impl FnOnce() -> String) {
+        self.bad_count += 1;
+        if self.bad.len() < KEPT {
+            self.bad.push(Bad { line, why: why() });
+        }
+    }
+
     fn push(&mut self, line: usize, text: &str) {
         match parse_prefix(text.trim()) {
             Ok(p) => self.prefixes.push(unmap(p)),
-            Err(_) => self.bad.push(Bad {
-                line,
-                why: format!("`{}` is not an address or prefix", short(text)),
+            Err(_) => self.skip(line, || {
+                format!("`{}` is not an address or prefix", short(text))
             }),
         }
     }
@@ -94,15 +108,9 @@ fn spamhaus(body: &str) -> Parsed {
                     Some(c) => p.push(i + 1, c),
                     // The metadata line (`"type":"metadata"`) carries no prefix.
                     None if v.get("type").is_some() => {}
-                    None => p.bad.push(Bad {
-                        line: i + 1,
-                        why: "a JSON line without `cidr`".into(),
-                    }),
+                    None => p.skip(i + 1, || "a JSON line without `cidr`".into()),
                 },
-                Err(e) => p.bad.push(Bad {
-                    line: i + 1,
-                    why: format!("not JSON: {e}"),
-                }),
+                Err(e) => p.skip(i + 1, || format!("not JSON: {e}")),
             }
         } else {
             // `PREFIX ; SBLID`: everything before the `;` is the prefix.
@@ -119,10 +127,7 @@ fn json_fields(body: &str, fields: &[(&str, &str)]) -> Parsed {
     let v: Value = match serde_json::from_str(body) {
         Ok(v) => v,
         Err(e) => {
-            p.bad.push(Bad {
-                line: e.line(),
-                why: format!("not JSON: {e}"),
-            });
+            p.skip(e.line(), || format!("not JSON: {e}"));
             return p;
         }
     };
@@ -137,24 +142,22 @@ fn json_fields(body: &str, fields: &[(&str, &str)]) -> Parsed {
                 .iter()
                 .all(|(a, f)| *a != *array || item.get(f).is_none())
             {
-                p.bad.push(Bad {
-                    line: i + 1,
-                    why: format!("`{array}` element {} has no `{field}`", i + 1),
+                p.skip(i + 1, || {
+                    format!("`{array}` element {} has no `{field}`", i + 1)
                 });
             }
         }
     }
-    if p.prefixes.is_empty() && p.bad.is_empty() {
-        p.bad.push(Bad {
-            line: 1,
-            why: format!(
+    if p.prefixes.is_empty() && p.bad_count == 0 {
+        p.skip(1, || {
+            format!(
                 "no `{}` array",
                 fields
                     .iter()
                     .map(|(a, _)| *a)
                     .collect::<Vec<_>>()
                     .join("` or `")
-            ),
+            )
         });
     }
     p
@@ -231,5 +234,15 @@ mod tests {
                 .why
                 .contains("no `prefixes`")
         );
+    }
+
+    #[test]
+    fn junk_lines_are_counted_and_only_the_first_few_kept() {
+        let body = "junk line\n".repeat(100_000) + "203.0.113.0/24\n";
+        let p = parse(Format::CidrList, &body);
+        assert_eq!(strs(&p), ["203.0.113.0/24"]);
+        assert_eq!(p.bad_count, 100_000);
+        assert_eq!(p.bad.len(), KEPT);
+        assert_eq!(p.bad[0].line, 1);
     }
 }

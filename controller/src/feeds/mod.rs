@@ -267,13 +267,13 @@ impl Feed {
     /// force (`Err`: the daemon is stopping).
     async fn apply(&mut self, body: &str, fetched: u64, restored: bool) -> Result<bool, Stopping> {
         let parsed = formats::parse(self.cfg.format, body);
-        for b in parsed.bad.iter().take(10) {
+        for b in &parsed.bad {
             tracing::warn!(feed = self.cfg.name, line = b.line, "skipped: {}", b.why);
         }
-        if parsed.bad.len() > 10 {
+        if parsed.bad_count > parsed.bad.len() {
             tracing::warn!(
                 feed = self.cfg.name,
-                more = parsed.bad.len() - 10,
+                more = parsed.bad_count - parsed.bad.len(),
                 "more lines skipped"
             );
         }
@@ -297,7 +297,7 @@ impl Feed {
             tracing::warn!(feed = self.cfg.name, "the shrink is confirmed; applying it");
         }
         self.shrinks = 0;
-        let (n, bad) = (new.len(), parsed.bad.len());
+        let (n, bad) = (new.len(), parsed.bad_count);
         self.view.update(|v| {
             v.prefixes = n;
             v.bad_lines = bad;
