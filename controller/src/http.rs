@@ -53,3 +53,70 @@ pub fn client(opts: Options) -> Result<reqwest::Client, reqwest::Error> {
     }
     b.build()
 }
+
+/// Why a body was not read whole.
+#[derive(Debug)]
+pub enum BodyError {
+    /// Over the limit: reading stopped there (the rest is never held).
+    TooLarge,
+    Transport(reqwest::Error),
+}
+
+/// A response's body, read chunk by chunk up to `max` bytes: anything from outside is bounded
+/// before it is held, whatever its declared length.
+pub async fn body(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > max {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A one-shot server answering with `len` bytes of body, its length declared or not.
+    async fn serve(len: usize, declared: bool) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut req = [0u8; 1024];
+            let _ = s.read(&mut req).await;
+            let head = if declared {
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n")
+            } else {
+                "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n".to_owned()
+            };
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(&vec![b'x'; len]).await;
+        });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn bodies_are_bounded_whatever_their_declared_length() {
+        let c = client(Options {
+            connect_timeout: Duration::from_secs(2),
+            timeout: Some(Duration::from_secs(5)),
+            redirects: Redirects::None,
+        })
+        .unwrap();
+        for declared in [true, false] {
+            let url = serve(100, declared).await;
+            let r = c.get(&url).send().await.unwrap();
+            assert_eq!(body(r, 100).await.unwrap().len(), 100);
+            let url = serve(1 << 20, declared).await;
+            let r = c.get(&url).send().await.unwrap();
+            assert!(matches!(body(r, 64 << 10).await, Err(BodyError::TooLarge)));
+        }
+    }
+}

@@ -234,7 +234,7 @@ impl Puller {
             self.cfg.lapi_url.base()
         );
         let transport = |e: reqwest::Error| PullError::Transport(e.without_url().to_string());
-        let mut response = self
+        let response = self
             .http
             .get(url)
             .header("X-Api-Key", self.key.clone())
@@ -250,13 +250,12 @@ impl Puller {
             }
             s => return Err(PullError::Status(s)),
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            if body.len() + chunk.len() > self.cfg.max_body {
-                return Err(PullError::TooLarge(self.cfg.max_body));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = crate::http::body(response, self.cfg.max_body)
+            .await
+            .map_err(|e| match e {
+                crate::http::BodyError::TooLarge => PullError::TooLarge(self.cfg.max_body),
+                crate::http::BodyError::Transport(e) => transport(e),
+            })?;
         Ok(StreamAnswer::parse(&body)?)
     }
 

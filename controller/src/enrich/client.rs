@@ -149,7 +149,7 @@ impl IpasisClient {
             .get(self.url(addr))
             .header(self.header.clone(), self.key.clone())
             .timeout(self.timeout);
-        let mut response = request.send().await.map_err(|e| self.transport(&e))?;
+        let response = request.send().await.map_err(|e| self.transport(&e))?;
         let status = response.status().as_u16();
         match status {
             200 => {}
@@ -168,23 +168,14 @@ impl IpasisClient {
             500..=599 => return Err(EnrichError::Server { status }),
             _ => return Err(EnrichError::Status { status }),
         }
-        if response
-            .content_length()
-            .is_some_and(|n| n > self.max_body as u64)
-        {
-            return Err(EnrichError::TooLarge {
-                limit: self.max_body,
-            });
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(&e))? {
-            if body.len() + chunk.len() > self.max_body {
-                return Err(EnrichError::TooLarge {
+        let body = crate::http::body(response, self.max_body)
+            .await
+            .map_err(|e| match e {
+                crate::http::BodyError::TooLarge => EnrichError::TooLarge {
                     limit: self.max_body,
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
+                },
+                crate::http::BodyError::Transport(e) => self.transport(&e),
+            })?;
         Record::parse(&body).map_err(EnrichError::Body)
     }
 

@@ -228,7 +228,7 @@ impl Feed {
         if let Some(lm) = &meta.last_modified {
             req = req.header(reqwest::header::IF_MODIFIED_SINCE, lm);
         }
-        let mut resp = req
+        let resp = req
             .send()
             .await
             .map_err(|e| FetchError::Http(e.without_url().to_string()))?;
@@ -248,17 +248,14 @@ impl Feed {
             last_modified: header(reqwest::header::LAST_MODIFIED),
             fetched_unix_ms: now_unix_ms(),
         };
-        let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
+        let body = crate::http::body(resp, self.cfg.max_body)
             .await
-            .map_err(|e| FetchError::Http(e.without_url().to_string()))?
-        {
-            if body.len() + chunk.len() > self.cfg.max_body {
-                return Err(FetchError::TooLarge(self.cfg.max_body));
-            }
-            body.extend_from_slice(&chunk);
-        }
+            .map_err(|e| match e {
+                crate::http::BodyError::TooLarge => FetchError::TooLarge(self.cfg.max_body),
+                crate::http::BodyError::Transport(e) => {
+                    FetchError::Http(e.without_url().to_string())
+                }
+            })?;
         let body = String::from_utf8(body).map_err(|_| FetchError::Text)?;
         Ok(Fetched::New(body, meta))
     }
