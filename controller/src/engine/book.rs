@@ -11,7 +11,7 @@ use std::{
 
 use ipnet::IpNet;
 
-use crate::decision::{Decision, Holder, Origin};
+use crate::decision::{Action, Decision, Holder, Origin};
 
 /// The strongest of a prefix's holders.
 pub fn strongest(holders: &[Decision]) -> Option<&Decision> {
@@ -25,6 +25,10 @@ pub fn strongest(holders: &[Decision]) -> Option<&Decision> {
 pub struct Book {
     by_prefix: BTreeMap<IpNet, Vec<Decision>>,
     len: usize,
+    /// Decisions by origin and action, kept as they change: `status` and every `/metrics`
+    /// scrape read them under the engine's lock, where a scan of a million decisions would
+    /// hold up the poll loop.
+    counts: BTreeMap<(Origin, Action), usize>,
 }
 
 impl Book {
@@ -40,7 +44,8 @@ impl Book {
     /// Adds a decision, replacing its holder's earlier one on the prefix (returned).
     pub fn insert(&mut self, d: Decision) -> Option<Decision> {
         let holders = self.by_prefix.entry(d.prefix).or_default();
-        match holders
+        *self.counts.entry((d.origin, d.action)).or_default() += 1;
+        let old = match holders
             .iter_mut()
             .find(|x| x.origin == d.origin && x.source == d.source)
         {
@@ -50,7 +55,11 @@ impl Book {
                 self.len += 1;
                 None
             }
+        };
+        if let Some(o) = &old {
+            self.uncount(o);
         }
+        old
     }
 
     /// Removes a holder's decision on exactly `prefix`.
@@ -64,7 +73,17 @@ impl Book {
             e.remove();
         }
         self.len -= 1;
+        self.uncount(&d);
         Some(d)
+    }
+
+    fn uncount(&mut self, d: &Decision) {
+        if let Entry::Occupied(mut e) = self.counts.entry((d.origin, d.action)) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
     }
 
     /// A holder's decision on exactly `prefix`.
@@ -184,20 +203,20 @@ impl Book {
         self.iter().filter(|d| d.expired(now_ms)).collect()
     }
 
-    /// Counts by origin.
-    /// Held decisions by origin and action (every holder counts), for the metrics.
+    /// Held decisions by origin and action (every holder counts), for the metrics: kept, not
+    /// counted.
     pub fn count_by_origin_action(&self) -> BTreeMap<(Origin, &'static str), usize> {
-        let mut out = BTreeMap::new();
-        for d in self.iter() {
-            *out.entry((d.origin, d.action.name())).or_default() += 1;
-        }
-        out
+        self.counts
+            .iter()
+            .map(|(&(o, a), &n)| ((o, a.name()), n))
+            .collect()
     }
 
+    /// Held decisions by origin: kept, not counted.
     pub fn count_by_origin(&self) -> BTreeMap<Origin, usize> {
         let mut out = BTreeMap::new();
-        for d in self.iter() {
-            *out.entry(d.origin).or_default() += 1;
+        for (&(o, _), &n) in &self.counts {
+            *out.entry(o).or_default() += n;
         }
         out
     }
@@ -347,5 +366,31 @@ mod tests {
         assert_eq!(b.effective_all().count(), 3);
         assert_eq!(b.count_by_origin()[&Origin::Manual], 3);
         assert_eq!(b.expired(5_000).len(), 1);
+    }
+
+    #[test]
+    fn counts_follow_every_change() {
+        let mut b = Book::default();
+        let scan = |b: &Book| {
+            let mut out = BTreeMap::new();
+            for d in b.iter() {
+                *out.entry((d.origin, d.action.name())).or_default() += 1;
+            }
+            out
+        };
+        b.insert(block("203.0.113.1/32", Holder::of(Origin::Manual), None));
+        b.insert(block("203.0.113.2/32", Holder::of(Origin::Manual), None));
+        b.insert(block("203.0.113.1/32", Holder::of(Origin::Velocity), Some(60)));
+        // Replaced by a challenge of the same holder: the block's count goes.
+        let mut c = block("203.0.113.2/32", Holder::of(Origin::Manual), None);
+        c.action = Action::Challenge;
+        b.insert(c);
+        assert_eq!(b.count_by_origin_action(), scan(&b));
+        assert_eq!(b.count_by_origin_action().len(), 3);
+        b.remove(&net("203.0.113.1/32"), &Holder::of(Origin::Velocity));
+        b.remove(&net("203.0.113.2/32"), &Holder::of(Origin::Manual));
+        assert_eq!(b.count_by_origin_action(), scan(&b));
+        assert_eq!(b.count_by_origin()[&Origin::Manual], 1);
+        assert!(!b.count_by_origin().contains_key(&Origin::Velocity));
     }
 }
