@@ -29,9 +29,17 @@ use crate::net::{self, Family, PerFamily};
 /// `BPF_F_MMAPABLE`.
 const MMAPABLE: u32 = 1 << 10;
 
-/// Buckets per page of the mapping.
-const PAGE_BUCKETS: usize = 4096 / size_of::<IndexBucket>();
-/// Pages mapped at once by scans and sorted bulk writes (64 KiB); a single change maps one.
+/// Buckets per page of the mapping: mappings start at page boundaries, and the system's page
+/// is not always 4 KiB (16 KiB and 64 KiB on some arm64 and ppc64 kernels).
+fn page_buckets() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let page = usize::try_from(page).ok().filter(|p| *p >= 4096).unwrap_or(4096);
+    page / size_of::<IndexBucket>()
+}
+
+/// Pages mapped at once by scans and sorted bulk writes (64 KiB of 4 KiB pages); a single
+/// change maps one.
 pub(super) const BULK_PAGES: usize = 16;
 
 /// One family's index. Mapped a window at a time, never whole: the kernel maps an mmapable
@@ -41,6 +49,8 @@ pub(super) struct Index {
     data: MapData,
     map: &'static str,
     window: Option<Window>,
+    /// Buckets per page ([`page_buckets`]).
+    page: usize,
 }
 
 /// A mapped run of pages: buckets `first..first + len`.
@@ -94,6 +104,7 @@ impl Index {
             data,
             map,
             window: None,
+            page: page_buckets(),
         })
     }
 
@@ -106,8 +117,8 @@ impl Index {
             return Ok(unsafe { w.ptr.as_ptr().add(i - w.first) });
         }
         self.window = None;
-        let first = i / PAGE_BUCKETS * PAGE_BUCKETS;
-        let len = (pages * PAGE_BUCKETS).min(INDEX_BUCKETS as usize - first);
+        let first = i / self.page * self.page;
+        let len = (pages * self.page).min(INDEX_BUCKETS as usize - first);
         // SAFETY: a fresh shared mapping of whole pages inside the map's value area (the kernel
         // checks the range too); mmapable array values start page-aligned.
         let ptr = unsafe {
