@@ -34,7 +34,10 @@ const MMAPABLE: u32 = 1 << 10;
 fn page_buckets() -> usize {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    let page = usize::try_from(page).ok().filter(|p| *p >= 4096).unwrap_or(4096);
+    let page = usize::try_from(page)
+        .ok()
+        .filter(|p| *p >= 4096)
+        .unwrap_or(4096);
     page / size_of::<IndexBucket>()
 }
 

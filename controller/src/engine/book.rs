@@ -380,7 +380,11 @@ mod tests {
         };
         b.insert(block("203.0.113.1/32", Holder::of(Origin::Manual), None));
         b.insert(block("203.0.113.2/32", Holder::of(Origin::Manual), None));
-        b.insert(block("203.0.113.1/32", Holder::of(Origin::Velocity), Some(60)));
+        b.insert(block(
+            "203.0.113.1/32",
+            Holder::of(Origin::Velocity),
+            Some(60),
+        ));
         // Replaced by a challenge of the same holder: the block's count goes.
         let mut c = block("203.0.113.2/32", Holder::of(Origin::Manual), None);
         c.action = Action::Challenge;

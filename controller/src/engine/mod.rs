@@ -14,6 +14,7 @@
 
 mod allow;
 mod book;
+pub mod bounds;
 mod error;
 mod events;
 pub mod memory;

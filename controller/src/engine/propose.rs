@@ -11,10 +11,7 @@ use super::{
     BlockMap, Engine, EngineError,
     events::{Applied, BlockRequest, Lift, Replacement, Scope, SourceEvent},
 };
-use crate::{
-    decision::{Action, Decision, End, Ended, Holder, Origin, Recidive, now_unix_ms},
-    net::Family,
-};
+use crate::decision::{Action, Decision, End, Ended, Holder, Origin, Recidive, now_unix_ms};
 
 /// How many decisions of one proposal are logged one by one (the rest as a sum).
 const LOGGED: usize = 10;
@@ -28,26 +25,6 @@ impl Engine {
                 op: "block",
                 prefix,
             });
-        }
-        if d.origin.is_remote() {
-            let (widest, setting) = match Family::of(&prefix) {
-                Family::V4 => (
-                    self.cfg.decisions.remote_widest_v4,
-                    "decisions.remote_widest_v4",
-                ),
-                Family::V6 => (
-                    self.cfg.decisions.remote_widest_v6,
-                    "decisions.remote_widest_v6",
-                ),
-            };
-            if prefix.prefix_len() < widest {
-                return Some(EngineError::TooWide {
-                    prefix,
-                    origin: d.origin,
-                    widest,
-                    setting,
-                });
-            }
         }
         if d.action == Action::Challenge
             && let Some(r) = d.rate
@@ -157,8 +134,19 @@ impl Engine {
         let mut new_prefixes: std::collections::HashSet<IpNet> = Default::default();
         let mut new_per_map = [0usize; 4];
         let mut new_per_peer: std::collections::HashMap<String, usize> = Default::default();
+        let now = now_unix_ms();
         for mut d in decisions {
             d.prefix = crate::net::unmap(d.prefix).trunc();
+            if d.origin.is_remote() {
+                d = match super::bounds::remote(&self.cfg.decisions, d.clone(), now) {
+                    Ok(d) => d,
+                    Err(why) => {
+                        self.refusals.count(d.origin, &why);
+                        out.refused.push((d, why));
+                        continue;
+                    }
+                };
+            }
             if let Some(why) = self.refusal(&d) {
                 self.refusals.count(d.origin, &why);
                 out.refused.push((d, why));

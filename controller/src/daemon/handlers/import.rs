@@ -7,7 +7,6 @@ use crate::daemon::state::State;
 use crate::{
     decision::{Action, ChallengeRate, Decision, Holder, Origin, now_unix_ms},
     engine::EngineError,
-    net::Family,
     wire::{ImportEntry, Response},
 };
 
@@ -35,20 +34,11 @@ pub fn import(
     let (mut decisions, mut too_wide) = (Vec::new(), Vec::new());
     for e in entries {
         let d = decision(e, &holder, now, default_ttl, rate);
-        let (widest, setting) = match Family::of(&d.prefix) {
-            Family::V4 => (cfg.decisions.remote_widest_v4, "decisions.remote_widest_v4"),
-            Family::V6 => (cfg.decisions.remote_widest_v6, "decisions.remote_widest_v6"),
-        };
-        if d.prefix.prefix_len() < widest {
-            let why = EngineError::TooWide {
-                prefix: d.prefix,
-                origin: d.origin,
-                widest,
-                setting,
-            };
-            too_wide.push((d, why));
-        } else {
-            decisions.push(d);
+        let width = crate::engine::bounds::remote(&cfg.decisions, d.clone(), now);
+        match width {
+            // The width, whatever the origin (a manual import's TTL stays the operator's).
+            Ok(_) => decisions.push(d),
+            Err(why) => too_wide.push((d, why)),
         }
     }
     match state.engine.propose(decisions) {
