@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::error::DaemonError;
 use crate::{
     config::Config,
-    dataplane::{self, Adoption, AttachOptions, Dataplane, PinDir},
+    dataplane::{self, Adoption, AttachOptions, Capacities, Dataplane, PinDir},
     engine::{AttachKind, Plane},
     enrich::{ApiKey, IpasisClient, Pipeline},
     store::{self, Store},
@@ -59,11 +59,11 @@ pub(super) fn attach_all(cfg: &Config) -> Result<Attachments, DaemonError> {
             }
             attached.kind
         };
-        planes.push(Plane::new(
-            iface.clone(),
-            attach,
-            Box::new(Dataplane::open(&pins).map_err(err)?),
-        ));
+        let dp = Dataplane::open(&pins).map_err(err)?;
+        if matches!(attach, AttachKind::Adopted | AttachKind::Upgraded) {
+            warnings.extend(size_mismatches(iface, &opts.capacities, &dp.capacities()));
+        }
+        planes.push(Plane::new(iface.clone(), attach, Box::new(dp)));
         readers.push(Dataplane::open(&pins).map_err(err)?);
     }
     Ok(Attachments {
@@ -71,6 +71,29 @@ pub(super) fn attach_all(cfg: &Config) -> Result<Attachments, DaemonError> {
         readers,
         warnings,
     })
+}
+
+/// What an adopted attachment's maps hold that the configuration sizes otherwise: pinned maps
+/// keep the size they were created with (resizing them in place is not done yet), so a changed
+/// `[dataplane]` size is said, never silently ignored.
+fn size_mismatches(iface: &str, wanted: &Capacities, pinned: &Capacities) -> Vec<String> {
+    [
+        ("dataplane.max_blocks", "BLOCK_V4", wanted.block_v4, pinned.block_v4),
+        ("dataplane.max_blocks", "BLOCK_V6", wanted.block_v6, pinned.block_v6),
+        ("dataplane.max_block_prefixes", "BLOCK_NET_V4", wanted.block_net_v4, pinned.block_net_v4),
+        ("dataplane.max_block_prefixes", "BLOCK_NET_V6", wanted.block_net_v6, pinned.block_net_v6),
+        ("dataplane.max_allow", "ALLOW_V4/ALLOW_V6", wanted.allow, pinned.allow),
+        ("dataplane.max_sources", "SRC_V4", wanted.src_v4, pinned.src_v4),
+        ("dataplane.max_sources", "SRC_V6", wanted.src_v6, pinned.src_v6),
+    ]
+    .into_iter()
+    .filter(|(.., w, p)| w != p)
+    .map(|(setting, map, w, p)| {
+        format!(
+            "{iface}: {setting} = {w}, but the pinned {map} holds {p} entries: pinned maps keep their size; the new one applies when the program is attached afresh (`ipwarden detach {iface}`, then start: enforcement stops in between)"
+        )
+    })
+    .collect()
 }
 
 /// Opens the store; with `rebuild`, first moves an existing (unreadable) database aside.
@@ -109,4 +132,28 @@ pub(super) fn enrichment(cfg: &Config) -> Result<Option<Arc<Pipeline>>, DaemonEr
     };
     let client = IpasisClient::new(&cfg.ipasis, &key).map_err(DaemonError::Client)?;
     Ok(Some(Arc::new(Pipeline::new(cfg.ipasis.clone(), client))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_size_is_said_with_its_setting_and_map() {
+        let pinned = Capacities::default();
+        assert!(size_mismatches("eth0", &pinned, &pinned).is_empty());
+        let wanted = Capacities {
+            block_net_v4: 50_000,
+            block_net_v6: 50_000,
+            ..pinned
+        };
+        let said = size_mismatches("eth0", &wanted, &pinned);
+        assert_eq!(said.len(), 2);
+        assert!(
+            said[0].contains("dataplane.max_block_prefixes = 50000"),
+            "{}",
+            said[0]
+        );
+        assert!(said[0].contains("BLOCK_NET_V4 holds 16384"), "{}", said[0]);
+    }
 }
