@@ -392,6 +392,18 @@ impl DaemonEnv {
             .map(|r| (r.entry.action, r.entry.reason))
     }
 
+    /// A heavy hitter: 2 000 UDP datagrams a second for 2 s from `src` to the edge's port 7001
+    /// (over `pps_threshold` in the flood tests' configurations); how many were sent.
+    pub fn flood(&self, src: std::net::IpAddr) -> u64 {
+        crate::traffic::udp_flood(
+            &self.topo.client,
+            src,
+            (crate::topology::EDGE_V4, 7001).into(),
+            2000,
+            Duration::from_secs(2),
+        )
+    }
+
     /// Datagrams delivered out of `n` sent from `src` to the edge's UDP port 7000.
     pub fn delivered(&self, src: std::net::IpAddr, n: usize) -> usize {
         let to = (crate::topology::EDGE_V4, 7000).into();

@@ -252,3 +252,14 @@ fn connection(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
         }
     }
 }
+
+/// Writes the stub's API key to `dir/ipasis.key` (mode 0600, as the daemon requires) and
+/// returns the path.
+pub fn key_file(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let key = dir.join("ipasis.key");
+    std::fs::write(&key, "ipasis_test_key").expect("writing the key file");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+        .expect("making the key file private");
+    key
+}

@@ -14,6 +14,7 @@ pub mod crowdsec;
 pub mod daemon;
 pub mod fixture;
 pub mod fleet;
+pub mod fleet_host;
 pub mod frames;
 pub mod ipasis_stub;
 pub mod ipwarden;

@@ -16,9 +16,7 @@ use ipwarden_common::Action;
 use ipwarden_tests::{
     DaemonEnv, eventually,
     fleet::{HUB, Hub},
-    ipasis_stub::{IpasisStub, Reply, answers},
-    topology::EDGE_V4,
-    traffic::udp_flood,
+    ipasis_stub::{self, IpasisStub, Reply, answers},
 };
 
 const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
@@ -192,9 +190,7 @@ fn a_rogue_peer_and_a_poisoned_answer_are_held_to_their_bounds() {
     let stub = IpasisStub::start_on(&hub.ns, IpAddr::V4(HUB));
     stub.set_fallback(Reply::json(answers::TOR));
     let key_dir = tempfile::tempdir().unwrap();
-    let key = key_dir.path().join("ipasis.key");
-    std::fs::write(&key, "ipasis_test_key").unwrap();
-    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let key = ipasis_stub::key_file(key_dir.path());
     let poisoned: IpAddr = "203.0.113.66".parse().unwrap();
     let rejected: IpAddr = "203.0.113.67".parse().unwrap();
     let config = format!(
@@ -274,15 +270,7 @@ host_id = "edge-a"
     std::thread::scope(|s| {
         for src in [poisoned, rejected] {
             let env = &env;
-            s.spawn(move || {
-                udp_flood(
-                    &env.topo.client,
-                    src,
-                    (EDGE_V4, 7001).into(),
-                    2000,
-                    Duration::from_secs(2),
-                )
-            });
+            s.spawn(move || env.flood(src));
         }
     });
     // The peer's word alone challenges, says whose it is, and costs no request.

@@ -149,13 +149,11 @@ fn an_unreadable_store_stops_the_daemon_and_rebuild_recovers_from_the_maps() {
     assert_eq!(aside.len(), 1, "the unreadable file is kept aside");
 }
 
-#[test]
-#[ignore = "privileged: run with `cargo xtask test`"]
-fn the_default_gateway_is_never_blocked() {
-    // Turning off the builtin (loopback, link-local) entries leaves the management path
-    // protected: it has its own setting.
+/// A daemon's test bed whose edge routes by default through the client (198.51.100.2), with
+/// `allow` (an `[allow]` section) in its configuration.
+fn behind_a_gateway(allow: &str) -> DaemonEnv {
     let env = DaemonEnv::new(
-        "[detection]\npoll_interval = \"200ms\"\n\n[allow]\nbuiltin = false\n",
+        &format!("[detection]\npoll_interval = \"200ms\"\n\n{allow}"),
         &[ATTACKER],
     );
     env.topo.edge.ip(&[
@@ -167,6 +165,15 @@ fn the_default_gateway_is_never_blocked() {
         "dev",
         EDGE_IF,
     ]);
+    env
+}
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn the_default_gateway_is_never_blocked() {
+    // Turning off the builtin (loopback, link-local) entries leaves the management path
+    // protected: it has its own setting.
+    let env = behind_a_gateway("[allow]\nbuiltin = false\n");
     let _d = env.start();
     let allow = env.home.json(&["allow", "list"]);
     assert!(
@@ -195,19 +202,7 @@ fn the_default_gateway_is_never_blocked() {
 #[test]
 #[ignore = "privileged: run with `cargo xtask test`"]
 fn management_protection_off_is_said_in_status() {
-    let env = DaemonEnv::new(
-        "[detection]\npoll_interval = \"200ms\"\n\n[allow]\nprotect_management = false\n",
-        &[ATTACKER],
-    );
-    env.topo.edge.ip(&[
-        "route",
-        "add",
-        "default",
-        "via",
-        &CLIENT_V4.to_string(),
-        "dev",
-        EDGE_IF,
-    ]);
+    let env = behind_a_gateway("[allow]\nprotect_management = false\n");
     let _d = env.start();
     let status = env.home.json(&["status"]);
     assert!(

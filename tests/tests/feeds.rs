@@ -7,7 +7,6 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr},
-    os::unix::fs::PermissionsExt as _,
     path::Path,
     time::Duration,
 };
@@ -15,9 +14,7 @@ use std::{
 use ipwarden_common::{Action, Reason};
 use ipwarden_tests::{
     DaemonEnv, eventually,
-    ipasis_stub::{IpasisStub, Reply, answers},
-    topology::EDGE_V4,
-    traffic::udp_flood,
+    ipasis_stub::{self, IpasisStub, Reply, answers},
 };
 
 const LISTED: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
@@ -39,9 +36,7 @@ fn feeds_block_lift_report_hold_and_tag() {
     let dir = env.home.config().parent().unwrap().to_owned();
     let drop_file = dir.join("drop.txt");
     let cloud_file = dir.join("ip-ranges.json");
-    let key = dir.join("ipasis.key");
-    std::fs::write(&key, "ipasis_test_key").unwrap();
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let key = ipasis_stub::key_file(&dir);
     write(
         &drop_file,
         "; Spamhaus DROP List (fixture)\n203.0.113.0/28 ; SBL1\n203.0.113.16/28 ; SBL2\nnot a prefix ; SBL3\n",
@@ -144,15 +139,7 @@ refresh = "1s"
 
     // A flood from the tagged cloud range: decided from the tag, no IPASIS request.
     std::thread::scope(|s| {
-        s.spawn(|| {
-            udp_flood(
-                &env.topo.client,
-                CLOUD.into(),
-                (EDGE_V4, 7001).into(),
-                2000,
-                Duration::from_secs(2),
-            )
-        });
+        s.spawn(|| env.flood(CLOUD.into()));
         eventually(
             "the tagged source is decided",
             Duration::from_secs(8),

@@ -12,7 +12,7 @@ use ipwarden_common::Reason;
 use ipwarden_tests::{
     Daemon, DaemonEnv, eventually,
     fleet::{HUB, Hub},
-    ipasis_stub::{IpasisStub, Reply, answers},
+    ipasis_stub::{self, IpasisStub, Reply, answers},
     topology::EDGE_V4,
     traffic::udp_flood,
 };
@@ -203,9 +203,7 @@ fn the_same_tor_source_flooding_every_host_costs_one_request() {
         Reply::json(answers::TOR).delayed(Duration::from_millis(300)),
     );
     let key_dir = tempfile::tempdir().unwrap();
-    let key = key_dir.path().join("ipasis.key");
-    std::fs::write(&key, "ipasis_test_key").unwrap();
-    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let key = ipasis_stub::key_file(key_dir.path());
     let extra = format!(
         "\n[ipasis]\nbase_url = \"{}\"\nkey_file = \"{}\"\n",
         stub.base_url(),
@@ -228,15 +226,7 @@ fn the_same_tor_source_flooding_every_host_costs_one_request() {
     }
     std::thread::scope(|s| {
         for env in &envs {
-            s.spawn(move || {
-                udp_flood(
-                    &env.topo.client,
-                    tor,
-                    (EDGE_V4, 7001).into(),
-                    2000,
-                    Duration::from_secs(2),
-                )
-            });
+            s.spawn(move || env.flood(tor));
         }
     });
     for env in &envs {

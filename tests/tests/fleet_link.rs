@@ -17,11 +17,12 @@ use ipwarden::{
         Record,
         pipeline::{Shared, SharedLookups as _},
     },
-    fleet::{self, Fleet},
-    sources::SnapshotRequest,
+    fleet,
 };
-use ipwarden_tests::nats::NatsServer;
-use tokio::sync::mpsc;
+use ipwarden_tests::{
+    fleet_host::{self, Host},
+    nats::NatsServer,
+};
 
 fn net(s: &str) -> IpNet {
     s.parse().unwrap()
@@ -46,16 +47,8 @@ fn velocity(prefix: &str) -> Decision {
     )
 }
 
-/// A host's end of the link: what the daemon would receive, and the local decisions it would
-/// answer snapshot requests with.
-struct Host {
-    fleet: Fleet,
-    events: mpsc::Receiver<SourceEvent>,
-    _snapshots: tokio::task::JoinHandle<()>,
-}
-
-async fn host(cfg: &FleetConfig, name: &str, applied: Option<u64>, local: Vec<Decision>) -> Host {
-    host_on(cfg, name, "machine-of-test", applied, local).await
+async fn host(cfg: &FleetConfig, name: &str, applied: Option<u64>, held: Vec<Decision>) -> Host {
+    fleet_host::start(cfg, fleet_host::local(name), applied, held).await
 }
 
 /// A host on a named machine: two machines may not hold one host id.
@@ -64,68 +57,30 @@ async fn host_on(
     name: &str,
     machine: &str,
     applied: Option<u64>,
-    local: Vec<Decision>,
+    held: Vec<Decision>,
 ) -> Host {
-    let (sources, events) = mpsc::channel(64);
-    let (snap_tx, mut snap_rx) = mpsc::channel::<SnapshotRequest>(4);
     let here = fleet::Local {
-        host: name.to_owned(),
         machine: machine.to_owned(),
-        cache_ttl: Duration::from_secs(3600),
-        max_ttl: Duration::from_secs(7 * 86400),
+        ..fleet_host::local(name)
     };
-    let fleet = fleet::start(cfg, here, applied, sources, snap_tx)
-        .await
-        .expect("starting the fleet link");
-    let snapshots = tokio::spawn(async move {
-        while let Some(SnapshotRequest { reply, .. }) = snap_rx.recv().await {
-            let _ = reply.send(local.clone());
-        }
-    });
-    Host {
-        fleet,
-        events,
-        _snapshots: snapshots,
-    }
+    fleet_host::start(cfg, here, applied, held).await
 }
 
-impl Host {
-    /// The next event other than a checkpoint, within 10 s.
-    async fn next(&mut self) -> SourceEvent {
-        loop {
-            let e = tokio::time::timeout(Duration::from_secs(10), self.events.recv())
-                .await
-                .expect("no event from the fleet within 10 s")
-                .expect("the link task ended");
-            if !matches!(e, SourceEvent::Checkpoint { .. }) {
-                return e;
-            }
-        }
-    }
+/// A host whose link is up and whose first sync (of an empty bucket) is done.
+async fn joined(cfg: &FleetConfig, name: &str) -> Host {
+    let mut h = host(cfg, name, None, Vec::new()).await;
+    h.connected().await;
+    assert!(matches!(h.next().await, SourceEvent::ReplaceOrigin { .. }));
+    h
+}
 
-    /// Waits for the next checkpoint's revision.
-    async fn checkpoint(&mut self) -> u64 {
-        loop {
-            let e = tokio::time::timeout(Duration::from_secs(10), self.events.recv())
-                .await
-                .expect("no checkpoint within 10 s")
-                .expect("the link task ended");
-            if let SourceEvent::Checkpoint { value, .. } = e {
-                return value;
-            }
-        }
-    }
-
-    /// Waits until the link reports itself connected (bounded).
-    async fn connected(&self) {
-        for _ in 0..200 {
-            if self.fleet.link.view().connected {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("not connected within 10 s: {:?}", self.fleet.link.view());
-    }
+/// The decisions bucket, through a client of the test's own (as any writer with access).
+async fn bucket(server: &NatsServer) -> async_nats::jetstream::kv::Store {
+    let client = async_nats::connect(server.url()).await.unwrap();
+    async_nats::jetstream::new(client)
+        .get_key_value("ipwarden-decisions")
+        .await
+        .unwrap()
 }
 
 fn proposed(e: SourceEvent) -> Vec<Decision> {
@@ -337,14 +292,8 @@ async fn changes_made_while_the_server_is_down_reach_every_peer_within_the_bound
 async fn unreadable_values_are_counted_and_never_applied() {
     let server = NatsServer::start();
     let cfg = config(&server);
-    let mut b = host(&cfg, "edge-b", None, Vec::new()).await;
-    b.connected().await;
-    assert!(matches!(b.next().await, SourceEvent::ReplaceOrigin { .. }));
-    let client = async_nats::connect(server.url()).await.unwrap();
-    let kv = async_nats::jetstream::new(client)
-        .get_key_value("ipwarden-decisions")
-        .await
-        .unwrap();
+    let mut b = joined(&cfg, "edge-b").await;
+    let kv = bucket(&server).await;
     kv.put("edge-x.velocity._.203.0.113.9/32", "{not json".into())
         .await
         .unwrap();
@@ -511,14 +460,8 @@ async fn a_joiners_first_sync_is_streamed_in_parts_not_held_whole() {
     let server = NatsServer::start();
     let cfg = config(&server);
     // A host makes the buckets; a peer's 2 500 decisions are written as it would.
-    let mut a = host(&cfg, "edge-a", None, Vec::new()).await;
-    a.connected().await;
-    assert!(matches!(a.next().await, SourceEvent::ReplaceOrigin { .. }));
-    let client = async_nats::connect(server.url()).await.unwrap();
-    let kv = async_nats::jetstream::new(client)
-        .get_key_value("ipwarden-decisions")
-        .await
-        .unwrap();
+    let _a = joined(&cfg, "edge-a").await;
+    let kv = bucket(&server).await;
     const N: usize = 2_500;
     for i in 0..N {
         let d = velocity(&format!("2001:db8::{i:x}/128"));
@@ -527,10 +470,7 @@ async fn a_joiners_first_sync_is_streamed_in_parts_not_held_whole() {
         kv.put(key, value.into()).await.unwrap();
     }
     let mut c = host(&cfg, "edge-c", None, Vec::new()).await;
-    let first = tokio::time::timeout(Duration::from_secs(10), c.events.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let first = c.event().await;
     assert!(
         matches!(&first, SourceEvent::ReplaceBegin { .. }),
         "a large bucket begins a replacement in parts: {first:?}"
@@ -538,11 +478,7 @@ async fn a_joiners_first_sync_is_streamed_in_parts_not_held_whole() {
     let mut got = 0;
     let mut parts = 0;
     loop {
-        let e = tokio::time::timeout(Duration::from_secs(10), c.events.recv())
-            .await
-            .expect("the sync stalled")
-            .expect("the link task ended");
-        match e {
+        match c.event().await {
             SourceEvent::Propose(ds) => {
                 assert!(ds.len() <= 1_000, "a part of {}", ds.len());
                 got += ds.len();
@@ -563,30 +499,11 @@ async fn deletion_markers_older_than_max_ttl_are_purged() {
     let server = NatsServer::start();
     let cfg = config(&server);
     let start = |max_ttl: Duration| {
-        let cfg = cfg.clone();
-        async move {
-            let (sources, events) = mpsc::channel(64);
-            let (snap_tx, mut snap_rx) = mpsc::channel::<SnapshotRequest>(4);
-            let here = fleet::Local {
-                host: "edge-a".into(),
-                machine: "machine-of-test".into(),
-                cache_ttl: Duration::from_secs(3600),
-                max_ttl,
-            };
-            let fleet = fleet::start(&cfg, here, None, sources, snap_tx)
-                .await
-                .unwrap();
-            let snapshots = tokio::spawn(async move {
-                while let Some(SnapshotRequest { reply, .. }) = snap_rx.recv().await {
-                    let _ = reply.send(Vec::new());
-                }
-            });
-            Host {
-                fleet,
-                events,
-                _snapshots: snapshots,
-            }
-        }
+        let here = fleet::Local {
+            max_ttl,
+            ..fleet_host::local("edge-a")
+        };
+        fleet_host::start(&cfg, here, None, Vec::new())
     };
     let mut a = start(Duration::from_secs(1)).await;
     a.connected().await;

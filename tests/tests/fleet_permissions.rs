@@ -10,11 +10,12 @@ use ipwarden::{
     config::FleetConfig,
     decision::{Decision, Holder, Origin, now_unix_ms},
     engine::{Sink as _, SourceEvent},
-    fleet::{self, Fleet},
-    sources::SnapshotRequest,
+    fleet,
 };
-use ipwarden_tests::nats::NatsServer;
-use tokio::sync::mpsc;
+use ipwarden_tests::{
+    fleet_host::{self, Host},
+    nats::NatsServer,
+};
 
 /// The permissions of host `id` (README, "Fleet permissions"): its own decision keys and host
 /// id, the shared answers and claims, and the JetStream API calls a link makes. Not
@@ -67,63 +68,13 @@ fn velocity(prefix: &str) -> Decision {
     )
 }
 
-struct Host {
-    fleet: Fleet,
-    events: mpsc::Receiver<SourceEvent>,
-    _snapshots: tokio::task::JoinHandle<()>,
-}
-
 async fn host(server: &NatsServer, id: &str, who: &Identity) -> Host {
     let cfg = FleetConfig {
         url: vec![ipwarden::config::Url::parse(&server.url()).unwrap()],
         nkey_file: Some(who.seed_file.clone()),
         ..FleetConfig::default()
     };
-    let (sources, events) = mpsc::channel(64);
-    let (snap_tx, mut snap_rx) = mpsc::channel::<SnapshotRequest>(4);
-    let here = fleet::Local {
-        host: id.to_owned(),
-        machine: format!("machine-{id}"),
-        cache_ttl: Duration::from_secs(3600),
-        max_ttl: Duration::from_secs(7 * 86400),
-    };
-    let fleet = fleet::start(&cfg, here, None, sources, snap_tx)
-        .await
-        .expect("starting the fleet link");
-    let snapshots = tokio::spawn(async move {
-        while let Some(SnapshotRequest { reply, .. }) = snap_rx.recv().await {
-            let _ = reply.send(Vec::new());
-        }
-    });
-    Host {
-        fleet,
-        events,
-        _snapshots: snapshots,
-    }
-}
-
-impl Host {
-    async fn connected(&self) {
-        for _ in 0..200 {
-            if self.fleet.link.view().connected {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("not connected within 10 s: {:?}", self.fleet.link.view());
-    }
-
-    async fn next(&mut self) -> SourceEvent {
-        loop {
-            let e = tokio::time::timeout(Duration::from_secs(10), self.events.recv())
-                .await
-                .expect("no event from the fleet within 10 s")
-                .expect("the link task ended");
-            if !matches!(e, SourceEvent::Checkpoint { .. }) {
-                return e;
-            }
-        }
-    }
+    fleet_host::start(&cfg, fleet_host::local(id), None, Vec::new()).await
 }
 
 /// A raw client signed in as `who`, on the decisions bucket.

@@ -127,6 +127,20 @@ fn unblock(prefix: &str, origin: Option<Origin>, all: bool) -> Request {
     }
 }
 
+/// This host's own answer (no fleet peer) for a queued candidate.
+fn own_answer(
+    source: IpNet,
+    addr: IpAddr,
+    pps: f64,
+    result: Result<Record, crate::enrich::EnrichError>,
+) -> Enriched {
+    Enriched {
+        candidate: Candidate { source, addr, pps },
+        result,
+        peer: None,
+    }
+}
+
 fn velocity(prefix: &str, ttl: Duration) -> Decision {
     Decision::block(
         net(prefix),
@@ -892,18 +906,15 @@ fn feed_tags_join_the_score_and_name_their_feed() {
             .unwrap()
     );
     // An IPASIS answer (proxy) plus the tag (hosting): 80, a block, the tag credited.
-    f.state.on_enriched(Enriched {
-        candidate: Candidate {
-            source: net("203.0.113.77/32"),
-            addr: "203.0.113.77".parse().unwrap(),
-            pps: 10.0,
-        },
-        result: Ok(Record {
+    f.state.on_enriched(own_answer(
+        net("203.0.113.77/32"),
+        "203.0.113.77".parse().unwrap(),
+        10.0,
+        Ok(Record {
             proxy: Some(true),
             ..Record::default()
         }),
-        peer: None,
-    });
+    ));
     let d = f
         .state
         .engine
@@ -1100,15 +1111,12 @@ fn a_residential_source_with_a_linux_server_stack_gets_the_proxy_factor() {
     };
     for last in [70u8, 71] {
         let addr = IpAddr::from([203, 0, 113, last]);
-        f.state.on_enriched(Enriched {
-            candidate: Candidate {
-                source: host_prefix(addr),
-                addr,
-                pps: 50_000.0,
-            },
-            result: Ok(residential.clone()),
-            peer: None,
-        });
+        f.state.on_enriched(own_answer(
+            host_prefix(addr),
+            addr,
+            50_000.0,
+            Ok(residential.clone()),
+        ));
     }
     // Velocity 20 + suspect 30 = 50: challenged.
     let d = f
@@ -1148,18 +1156,15 @@ fn a_residential_source_with_a_linux_server_stack_gets_the_proxy_factor() {
         syn_entry([203, 0, 113, 70], 61, 64240, linux),
     )];
     let addr = IpAddr::from([203, 0, 113, 70]);
-    g.state.on_enriched(Enriched {
-        candidate: Candidate {
-            source: host_prefix(addr),
-            addr,
-            pps: 50_000.0,
-        },
-        result: Ok(Record {
+    g.state.on_enriched(own_answer(
+        host_prefix(addr),
+        addr,
+        50_000.0,
+        Ok(Record {
             hosting: Some(true),
             ..Record::default()
         }),
-        peer: None,
-    });
+    ));
     let d = g
         .state
         .engine
@@ -1177,18 +1182,15 @@ fn a_residential_source_with_a_linux_server_stack_gets_the_proxy_factor() {
 fn an_enrichment_answer_becomes_an_ipasis_decision_and_is_cached() {
     let mut f = Fixture::new();
     let source = net("203.0.113.66/32");
-    f.state.on_enriched(Enriched {
-        candidate: Candidate {
-            source,
-            addr: "203.0.113.66".parse().unwrap(),
-            pps: 5000.0,
-        },
-        result: Ok(Record {
+    f.state.on_enriched(own_answer(
+        source,
+        "203.0.113.66".parse().unwrap(),
+        5000.0,
+        Ok(Record {
             tor: Some(true),
             ..Record::default()
         }),
-        peer: None,
-    });
+    ));
     let d = f
         .state
         .engine
@@ -1207,15 +1209,12 @@ fn an_enrichment_answer_becomes_an_ipasis_decision_and_is_cached() {
     );
     // A rejected address is cached as such and decides nothing.
     let other = net("203.0.113.67/32");
-    f.state.on_enriched(Enriched {
-        candidate: Candidate {
-            source: other,
-            addr: "203.0.113.67".parse().unwrap(),
-            pps: 5000.0,
-        },
-        result: Err(crate::enrich::EnrichError::Invalid),
-        peer: None,
-    });
+    f.state.on_enriched(own_answer(
+        other,
+        "203.0.113.67".parse().unwrap(),
+        5000.0,
+        Err(crate::enrich::EnrichError::Invalid),
+    ));
     assert!(
         f.state
             .policy
