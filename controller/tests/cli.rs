@@ -130,3 +130,20 @@ fn config_check_reports_the_line_of_an_error() {
         ipwarden::config::EXAMPLE
     );
 }
+
+#[test]
+fn config_check_weighs_the_map_sizes_against_the_memory_available() {
+    let dir = tempfile::tempdir().unwrap();
+    let fine = dir.path().join("fine.toml");
+    std::fs::write(&fine, "").unwrap();
+    let out = ipwarden(&["config", "check", fine.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("MiB of kernel memory"), "{said}");
+    // Four billion exact blocks per family cannot be held by any test machine.
+    let huge = dir.path().join("huge.toml");
+    std::fs::write(&huge, "[dataplane]\nmax_blocks = 4000000000\n").unwrap();
+    let out = ipwarden(&["config", "check", huge.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("dataplane.max_blocks"), "{}", stderr(&out));
+}

@@ -96,6 +96,40 @@ impl Capacities {
         }
     }
 
+    /// About how much kernel memory maps of these sizes take when full, with `cpus` CPUs: hash
+    /// maps preallocate every element at creation (a 48-byte element header, key and value
+    /// rounded to 8; per-CPU values once per CPU), trie nodes (a 32-byte header, the prefix
+    /// bytes, the value) are allocated as entries go in. An estimate for `config check`, not
+    /// the kernel's own accounting.
+    pub fn estimated_bytes(&self, cpus: u64) -> u64 {
+        let hash = |n: u32, key: u64, value: u64| {
+            u64::from(n) * (48 + key.next_multiple_of(8) + value.next_multiple_of(8))
+        };
+        let per_cpu = |n: u32, key: u64, value: u64| {
+            u64::from(n) * (48 + key.next_multiple_of(8) + 8 + value.next_multiple_of(8) * cpus)
+        };
+        let trie = |n: u32, key: u64, value: u64| u64::from(n) * (32 + key + value);
+        let entry = size_of::<ipwarden_common::BlockEntry>() as u64;
+        hash(self.block_v4, 4, entry)
+            + hash(self.block_v6, 8, entry)
+            + trie(self.block_net_v4, 4, entry)
+            + trie(self.block_net_v6, 16, entry)
+            + trie(self.allow, 4, 4)
+            + trie(self.allow, 16, 4)
+            + per_cpu(
+                self.src_v4,
+                4,
+                size_of::<ipwarden_common::SrcStats>() as u64,
+            )
+            + per_cpu(
+                self.src_v6,
+                8,
+                size_of::<ipwarden_common::SrcStatsV6>() as u64,
+            )
+            + hash(self.buckets, 4, 8)
+            + hash(self.buckets, 8, 8)
+    }
+
     fn by_name(&self) -> [(&'static str, u32); 10] {
         [
             (names::BLOCK_V4, self.block_v4),
