@@ -145,5 +145,9 @@ fn config_check_weighs_the_map_sizes_against_the_memory_available() {
     std::fs::write(&huge, "[dataplane]\nmax_blocks = 4000000000\n").unwrap();
     let out = ipwarden(&["config", "check", huge.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("dataplane.max_blocks"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("dataplane.max_blocks"),
+        "{}",
+        stderr(&out)
+    );
 }

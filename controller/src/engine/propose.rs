@@ -128,7 +128,9 @@ impl Engine {
     /// Returns the decisions as enacted and what was refused.
     pub fn propose(&mut self, decisions: Vec<Decision>) -> Result<Proposed, EngineError> {
         let mut out = Proposed::default();
-        let mut earlier = Vec::with_capacity(decisions.len());
+        out.enacted.reserve_exact(decisions.len());
+        // What the first LOGGED decisions renewed, for their log lines (only those are logged).
+        let mut earlier = Vec::with_capacity(LOGGED);
         let mut fresh = 0;
         // New prefixes of this proposal, per map: each needs a kernel entry.
         let mut new_prefixes: std::collections::HashSet<IpNet> = Default::default();
@@ -173,10 +175,13 @@ impl Engine {
                 new_per_map[map as usize] += 1;
                 new_prefixes.insert(d.prefix);
             }
-            let renewal = self.book.get(&d.prefix, &d.holder()).cloned();
+            let renewal = self.book.get(&d.prefix, &d.holder());
             fresh += usize::from(renewal.is_none());
+            let renewal = (earlier.len() < LOGGED).then(|| renewal.cloned());
             out.enacted.push(self.with_recidive(d)?);
-            earlier.push(renewal);
+            if let Some(r) = renewal {
+                earlier.push(r);
+            }
         }
         self.room_for(fresh)?;
         for r in &mut self.replacing {
@@ -187,7 +192,7 @@ impl Engine {
                     .map(|d| (d.prefix, d.holder())),
             );
         }
-        self.commit(out.enacted.clone(), Vec::new())?;
+        self.commit(&out.enacted, Vec::new())?;
         for (d, why) in out.refused.iter().take(LOGGED) {
             tracing::info!(prefix = %d.prefix, holder = %d.holder(), "refused: {why}");
         }
@@ -237,7 +242,7 @@ impl Engine {
             })
             .collect();
         let gone: Vec<Decision> = ended.iter().map(|e| e.decision.clone()).collect();
-        self.commit(Vec::new(), ended)?;
+        self.commit(&[], ended)?;
         for d in gone.iter().take(LOGGED) {
             tracing::info!(prefix = %d.prefix, holder = %holder, action = d.action.name(), "decision lifted");
         }

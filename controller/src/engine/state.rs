@@ -318,7 +318,7 @@ impl Engine {
     /// warned about; the change stands, since it is stored.
     pub(super) fn commit(
         &mut self,
-        put: Vec<Decision>,
+        put: &[Decision],
         ended: Vec<Ended>,
     ) -> Result<(), EngineError> {
         if put.is_empty() && ended.is_empty() {
@@ -338,7 +338,7 @@ impl Engine {
             }
             touched.push(d.prefix);
         }
-        for d in &put {
+        for d in put {
             if !self.book.contains_prefix(&d.prefix) {
                 self.projection.added(&d.prefix);
             }
@@ -355,7 +355,7 @@ impl Engine {
             e.put_rules(&puts)
         });
         for sink in &mut self.sinks {
-            sink.changed(&put, &ended);
+            sink.changed(put, &ended);
         }
         Ok(())
     }
@@ -410,7 +410,7 @@ impl Engine {
             .iter()
             .map(|e| (e.decision.prefix, e.decision.holder()))
             .collect();
-        if let Err(e) = self.commit(Vec::new(), ended) {
+        if let Err(e) = self.commit(&[], ended) {
             self.warn(format!("removing expired decisions: {e}"));
             return;
         }
