@@ -52,8 +52,19 @@ fn init_logging(cli: &Cli) {
     }
 }
 
+/// A command's output piped into `head` ends when the reader goes: die of SIGPIPE quietly, as
+/// Unix tools do, instead of panicking on a broken pipe (Rust ignores SIGPIPE by default). The
+/// daemon keeps ignoring it: a client that hangs up must not kill it.
+fn quiet_broken_pipes(command: &ipwarden::cli::Command) {
+    if !matches!(command, ipwarden::cli::Command::Run(_)) {
+        // SAFETY: restoring a signal's default disposition, before any thread is started.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    quiet_broken_pipes(&cli.command);
     init_logging(&cli);
     match commands::run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,

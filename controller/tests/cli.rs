@@ -151,3 +151,19 @@ fn config_check_weighs_the_map_sizes_against_the_memory_available() {
         stderr(&out)
     );
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    // `ipwarden config example | head -1`: the reader is gone before the output is written.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ipwarden"))
+        .args(["config", "example"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt as _;
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+}
