@@ -513,7 +513,7 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
     let ttl = humantime::parse_duration(s)
         .map_err(|e| format!("`{s}` is not a duration ({e}); examples: 90s, 10m, 24h"))?;
     if ttl.is_zero() {
-        return Err("a TTL of zero would expire at once; omit --ttl for a permanent block".into());
+        return Err("a TTL of zero would expire at once; use --permanent for a block that lasts until `unblock` (without --ttl a block lasts decisions.default_ttl)".into());
     }
     Ok(ttl)
 }

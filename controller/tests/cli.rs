@@ -53,7 +53,7 @@ fn bad_addresses_exit_2_and_name_the_input() {
 fn bad_ttl_and_missing_iface_are_usage_errors() {
     let out = ipwarden(&["block", "203.0.113.7", "--ttl", "0s"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("omit --ttl"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("use --permanent"), "{}", stderr(&out));
     let out = ipwarden(&["block", "203.0.113.7", "--ttl", "1h", "--permanent"]);
     assert_eq!(out.status.code(), Some(2));
     let out = ipwarden(&["map", "block", "203.0.113.7"]);

@@ -32,7 +32,7 @@ pub fn run(target: &Target, format: Format) -> anyhow::Result<()> {
         .collect();
     print!(
         "{}",
-        table(&["PREFIX", "ACTION", "REASON", "EXPIRES IN"], &rows)
+        table(&["PREFIX", "ACTION", "ORIGIN", "EXPIRES IN"], &rows)
     );
     Ok(())
 }
