@@ -590,3 +590,41 @@ fn the_gateway_is_protected_under_a_subset_pid_proc_and_its_absence_is_said() {
     let warnings = env.home.json(&["status"])["warnings"].to_string();
     assert!(warnings.contains("no default gateway found"), "{warnings}");
 }
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn every_json_answer_is_one_document_on_one_line() {
+    let env = env(CONFIG);
+    let _daemon = env.start();
+    env.home.cli(&["block", "203.0.113.9", "--ttl", "1h"]);
+    env.home.cli(&["unblock", "203.0.113.9"]);
+    env.home.cli(&["block", "203.0.113.10", "--ttl", "1h"]);
+    for cmd in [
+        vec!["status"],
+        vec!["list"],
+        vec!["top"],
+        vec!["stats"],
+        vec!["explain", "203.0.113.10"],
+        vec!["history"],
+        vec!["allow", "list"],
+        // Without the daemon: the pinned maps themselves.
+        vec!["map", "list", "--iface", ipwarden_tests::topology::EDGE_IF],
+    ] {
+        let mut args = cmd.clone();
+        args.push("--json");
+        let out = if cmd[0] == "map" {
+            env.ipw.ok(Some(&env.topo.edge), &args)
+        } else {
+            env.home.cli(&args)
+        };
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{cmd:?} printed {} lines:\n{out}",
+            lines.len()
+        );
+        serde_json::from_str::<serde_json::Value>(lines[0])
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}: {out}"));
+    }
+}

@@ -1,8 +1,9 @@
 //! Printing: JSON, and durations for tables.
 
-/// Prints a serializable value as pretty JSON.
+/// Prints a serializable value as JSON, on one line.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    // One document per line: `jq`, `grep` and line-based log shippers take it as it is.
+    println!("{}", serde_json::to_string(value)?);
     Ok(())
 }
 
