@@ -628,3 +628,36 @@ fn every_json_answer_is_one_document_on_one_line() {
             .unwrap_or_else(|e| panic!("{cmd:?}: {e}: {out}"));
     }
 }
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn a_second_daemon_on_the_same_state_is_refused_and_harms_nothing() {
+    let env = env(CONFIG);
+    let first = env.start();
+    env.home.cli(&["block", "203.0.113.9", "--ttl", "1h"]);
+    for args in [&[][..], &["--rebuild-store"][..]] {
+        let before = env.home.log_text().len();
+        let mut second = Daemon::spawn_args(&env.home, &env.topo.edge, &[], args);
+        let status = second
+            .wait_exit(Duration::from_secs(10))
+            .expect("the second daemon kept running");
+        assert!(!status.success(), "{args:?}");
+        let said = env.home.log_text()[before..].to_owned();
+        assert!(
+            said.contains(&format!("in use by process {}", first.pid())),
+            "{args:?}: {said}"
+        );
+        assert!(!said.contains("--rebuild-store"), "{args:?}: {said}");
+    }
+    // The first daemon and its store are untouched.
+    assert!(
+        env.prefixes().contains("203.0.113.9/32"),
+        "{:?}",
+        env.prefixes()
+    );
+    let moved = std::fs::read_dir(env.home.state_dir())
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().contains("unreadable"));
+    assert!(!moved, "the store was moved aside under the running daemon");
+}

@@ -24,6 +24,9 @@ pub enum DaemonError {
         "refusing to start without the decision store (an empty block list would silently replace it); restore the file, or start once with --rebuild-store to rebuild it from the pinned maps"
     )]
     Store(#[from] StoreError),
+    /// Another daemon holds the store: it is fine, and must not be rebuilt under it.
+    #[error(transparent)]
+    StoreInUse(StoreError),
     #[error("moving {path} aside")]
     Aside {
         path: PathBuf,

@@ -100,6 +100,14 @@ fn size_mismatches(iface: &str, wanted: &Capacities, pinned: &Capacities) -> Vec
 pub(super) fn open_store(cfg: &Config, rebuild: bool) -> Result<Store, DaemonError> {
     let path = cfg.daemon.state_dir.join(store::FILE_NAME);
     if rebuild && path.exists() {
+        // Never move a database another daemon is using out from under it.
+        let holders = store::holders_of(&path);
+        if !holders.is_empty() {
+            return Err(DaemonError::StoreInUse(store::StoreError::Locked {
+                path,
+                holders,
+            }));
+        }
         let aside = path.with_extension(format!(
             "redb.unreadable-{}",
             crate::decision::now_unix_ms()
@@ -110,7 +118,10 @@ pub(super) fn open_store(cfg: &Config, rebuild: bool) -> Result<Store, DaemonErr
         })?;
         tracing::warn!(from = %path.display(), to = %aside.display(), "moved the state database aside; rebuilding it from the pinned maps");
     }
-    let store = Store::open(&cfg.daemon.state_dir)?;
+    let store = Store::open(&cfg.daemon.state_dir).map_err(|e| match e {
+        e @ store::StoreError::Locked { .. } => DaemonError::StoreInUse(e),
+        e => DaemonError::Store(e),
+    })?;
     if let Some(n) = store.migrated() {
         tracing::warn!(
             decisions = n,

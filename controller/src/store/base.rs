@@ -42,7 +42,14 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    /// The database cannot be opened (corrupt, locked by another process, unreadable).
+    /// Another process holds the database: one daemon per state directory. The store itself
+    /// is fine: nothing here may suggest rebuilding it.
+    #[error(
+        "the state database {path} is in use{}: one ipwarden daemon per state directory; stop the other one, or give this one another daemon.state_dir",
+        holders_text(holders)
+    )]
+    Locked { path: PathBuf, holders: Vec<u32> },
+    /// The database cannot be opened (corrupt, unreadable).
     #[error("cannot open the state database {path}")]
     Open {
         path: PathBuf,
@@ -131,4 +138,41 @@ impl Store {
     pub fn migrated(&self) -> Option<usize> {
         self.migrated
     }
+}
+
+fn holders_text(holders: &[u32]) -> String {
+    match holders {
+        [] => String::new(),
+        [one] => format!(" by process {one}"),
+        many => format!(
+            " by processes {}",
+            many.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The processes that have `path` open (read from /proc: as root, every process's; otherwise
+/// this user's).
+pub fn holders_of(path: &std::path::Path) -> Vec<u32> {
+    let Ok(want) = std::fs::canonicalize(path) else {
+        return Vec::new();
+    };
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out: Vec<u32> = procs
+        .flatten()
+        .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                fds.flatten()
+                    .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == want))
+            })
+        })
+        .collect();
+    out.sort_unstable();
+    out
 }

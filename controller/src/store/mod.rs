@@ -16,5 +16,5 @@ mod open;
 mod tests;
 
 pub use answers::CachedAnswer;
-pub use base::{CACHE_BYTES, FILE_NAME, SCHEMA, Store, StoreError};
+pub use base::{CACHE_BYTES, FILE_NAME, SCHEMA, Store, StoreError, holders_of};
 pub use decisions::decision_key;

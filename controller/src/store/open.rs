@@ -26,9 +26,15 @@ impl Store {
         let db = redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
             .create(&path)
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source: Box::new(source),
+            .map_err(|source| match source {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                    holders: super::base::holders_of(&path),
+                    path: path.clone(),
+                },
+                source => StoreError::Open {
+                    path: path.clone(),
+                    source: Box::new(source),
+                },
             })?;
         let mut store = Self {
             db,

@@ -185,3 +185,19 @@ fn a_corrupt_file_is_an_error_naming_it() {
     let err = Store::open(dir.path()).err().expect("must fail");
     assert!(err.to_string().contains("ipwarden.redb"), "{err}");
 }
+
+#[test]
+fn a_store_in_use_says_by_whom_and_never_suggests_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = Store::open(dir.path()).unwrap();
+    let err = Store::open(dir.path())
+        .err()
+        .expect("the second open is refused");
+    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+    let said = err.to_string();
+    assert!(
+        said.contains(&format!("by process {}", std::process::id())),
+        "{said}"
+    );
+    assert!(!said.contains("rebuild"), "{said}");
+}
