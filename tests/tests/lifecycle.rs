@@ -128,3 +128,32 @@ fn commands_on_an_unattached_interface_say_what_to_do() {
         "{stderr}"
     );
 }
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn a_failed_attach_leaves_nothing_and_detach_removes_leftover_pins() {
+    let bpffs = BpfFs::new();
+    let topo = Topology::two_hosts();
+    let ipw = Ipwarden::new(&bpffs);
+    // No such interface: said plainly, nothing loaded or pinned, no talk of a fallback.
+    let out = ipw.output(Some(&topo.edge), &["attach", "--iface", "nosuchif"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("there is no network interface nosuchif"),
+        "{err}"
+    );
+    assert!(!err.contains("falling back"), "{err}");
+    let leftover = ipwarden::dataplane::PinDir::new(bpffs.path(), "nosuchif").dir();
+    assert!(
+        !leftover.exists(),
+        "a failed attach left {}",
+        leftover.display()
+    );
+    // Maps left pinned without a program (the link pin gone): detach removes them.
+    ipw.attach(&topo.edge, &[]);
+    std::fs::remove_file(ipw.pins().link()).unwrap();
+    assert!(ipw.pins().dir().exists());
+    ipw.ok(None, &["detach", "--iface", EDGE_IF]);
+    assert!(!ipw.pins().dir().exists(), "leftover pins stayed");
+}

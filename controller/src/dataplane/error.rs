@@ -70,6 +70,9 @@ pub enum DataplaneError {
         "ipwarden is not attached to {iface} (no pins under {path}); run `ipwarden attach --iface {iface}` first"
     )]
     NotAttached { iface: String, path: PathBuf },
+    /// The kernel has no interface of that name: nothing is loaded or pinned.
+    #[error("there is no network interface {iface} (see `ip link`)")]
+    NoInterface { iface: String },
     /// Pinning or unpinning a link failed.
     #[error("{op} {path}")]
     Link {

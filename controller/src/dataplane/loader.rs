@@ -190,16 +190,84 @@ pub fn attach(opts: &AttachOptions) -> Result<Attached, DataplaneError> {
             path: pins.link(),
         });
     }
+    // Checked first: a missing interface loads and pins nothing, and is not reported as a
+    // failed native attach.
+    let name = std::ffi::CString::new(iface.as_str()).map_err(|_| DataplaneError::NoInterface {
+        iface: iface.clone(),
+    })?;
+    // SAFETY: a valid NUL-terminated string.
+    if unsafe { libc::if_nametoindex(name.as_ptr()) } == 0 {
+        return Err(DataplaneError::NoInterface { iface });
+    }
     let dir = pins.dir();
+    // Pins left by an earlier attachment carry its entries over; pins this attempt creates are
+    // removed if it fails, so a failed attach leaves nothing behind.
+    let had_pins = has_map_pins(pins);
     std::fs::create_dir_all(&dir).map_err(|source| DataplaneError::Fs {
         op: "creating pin directory",
         path: dir.clone(),
         source,
     })?;
+    let attached = attach_loaded(opts, &iface, bpffs);
+    if attached.is_err() && !had_pins {
+        if let Err(e) = remove_pins(pins) {
+            tracing::warn!(iface, error = %error_chain(&e), "removing the pins of a failed attach");
+        }
+    }
+    attached
+}
 
+/// Whether `pins` holds any map pin.
+fn has_map_pins(pins: &PinDir) -> bool {
+    names::MAPS.iter().any(|name| pins.map(name).exists())
+}
+
+/// Removes every map pin under `pins` and its directory (and `<bpffs>/ipwarden` when it is
+/// empty); how many pins it removed.
+fn remove_pins(pins: &PinDir) -> Result<usize, DataplaneError> {
+    let mut removed = 0;
+    for name in names::MAPS {
+        let path = pins.map(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(DataplaneError::Fs {
+                    op: "removing map pin",
+                    path,
+                    source,
+                });
+            }
+        }
+    }
+    let dir = pins.dir();
+    match std::fs::remove_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(DataplaneError::Fs {
+                op: "removing pin directory",
+                path: dir,
+                source,
+            });
+        }
+    }
+    // The shared `<bpffs>/ipwarden` directory goes when the last interface does.
+    let _ = std::fs::remove_dir(pins.bpffs().join("ipwarden"));
+    Ok(removed)
+}
+
+/// [`attach`] once the pin directory exists.
+fn attach_loaded(
+    opts: &AttachOptions,
+    iface: &str,
+    bpffs: super::Bpffs,
+) -> Result<Attached, DataplaneError> {
+    let pins = &opts.pins;
+    let dir = pins.dir();
     let mut ebpf = load(opts)?;
-    let program = xdp_program(&mut ebpf, &iface)?;
-    let program_err = program_error(&iface);
+    let program = xdp_program(&mut ebpf, iface)?;
+    let program_err = program_error(iface);
 
     let (link_id, kind) = match opts.mode {
         AttachMode::Driver => (
@@ -413,10 +481,21 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 pub fn detach(pins: &PinDir) -> Result<(), DataplaneError> {
     let link_path = pins.link();
     if !is_attached(pins) {
-        return Err(DataplaneError::NotAttached {
-            iface: pins.iface().to_owned(),
-            path: pins.dir(),
-        });
+        // No program, but maps may be pinned (an attachment whose link went away, a release
+        // that left them after a failed attach): they are removed all the same.
+        if !has_map_pins(pins) {
+            return Err(DataplaneError::NotAttached {
+                iface: pins.iface().to_owned(),
+                path: pins.dir(),
+            });
+        }
+        let n = remove_pins(pins)?;
+        tracing::info!(
+            iface = pins.iface(),
+            pins = n,
+            "no program was attached; removed the pinned maps left behind"
+        );
+        return Ok(());
     }
     let link = PinnedLink::from_pin(&link_path).map_err(|e| DataplaneError::Link {
         op: "opening pinned link",
@@ -431,28 +510,7 @@ pub fn detach(pins: &PinDir) -> Result<(), DataplaneError> {
         source,
     })?;
     drop(fd_link);
-    for name in names::MAPS {
-        let path = pins.map(name);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(DataplaneError::Fs {
-                    op: "removing map pin",
-                    path,
-                    source,
-                });
-            }
-        }
-    }
-    let dir = pins.dir();
-    std::fs::remove_dir(&dir).map_err(|source| DataplaneError::Fs {
-        op: "removing pin directory",
-        path: dir,
-        source,
-    })?;
-    // The shared `<bpffs>/ipwarden` directory goes when the last interface does.
-    let _ = std::fs::remove_dir(pins.bpffs().join("ipwarden"));
+    remove_pins(pins)?;
     tracing::info!(iface = pins.iface(), "XDP program detached");
     Ok(())
 }
