@@ -209,10 +209,11 @@ pub fn attach(opts: &AttachOptions) -> Result<Attached, DataplaneError> {
         source,
     })?;
     let attached = attach_loaded(opts, &iface, bpffs);
-    if attached.is_err() && !had_pins {
-        if let Err(e) = remove_pins(pins) {
-            tracing::warn!(iface, error = %error_chain(&e), "removing the pins of a failed attach");
-        }
+    if attached.is_err()
+        && !had_pins
+        && let Err(e) = remove_pins(pins)
+    {
+        tracing::warn!(iface, error = %error_chain(&e), "removing the pins of a failed attach");
     }
     attached
 }
