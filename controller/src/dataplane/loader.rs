@@ -272,11 +272,11 @@ fn attach_loaded(
 
     let (link_id, kind) = match opts.mode {
         AttachMode::Driver => (
-            attach_in(program, &iface, XdpMode::Driver)?,
+            attach_in(program, iface, XdpMode::Driver)?,
             AttachKind::Driver,
         ),
-        AttachMode::Skb => (attach_in(program, &iface, XdpMode::Skb)?, AttachKind::Skb),
-        AttachMode::Auto => match attach_in(program, &iface, XdpMode::Driver) {
+        AttachMode::Skb => (attach_in(program, iface, XdpMode::Skb)?, AttachKind::Skb),
+        AttachMode::Auto => match attach_in(program, iface, XdpMode::Driver) {
             Ok(id) => (id, AttachKind::Driver),
             Err(err) => {
                 tracing::warn!(
@@ -284,7 +284,7 @@ fn attach_loaded(
                     error = %error_chain(&err),
                     "native XDP not available, falling back to generic (skb) mode"
                 );
-                (attach_in(program, &iface, XdpMode::Skb)?, AttachKind::Skb)
+                (attach_in(program, iface, XdpMode::Skb)?, AttachKind::Skb)
             }
         },
     };
