@@ -268,6 +268,14 @@ fn unblock_lifts_the_manual_decision_and_says_what_still_holds() {
     assert_eq!(f.entry(0, "203.0.113.7/32"), None);
     let message = f.err(unblock("203.0.113.7", None, false));
     assert!(message.contains("is not blocked"), "{message}");
+    // Inside a wider block: which prefix and holder cover it, and how to lift that.
+    f.ok(feed_block("203.0.113.0/24", "drop", 3600));
+    let message = f.err(unblock("203.0.113.7", None, false));
+    assert!(
+        message.contains("203.0.113.0/24 covers it")
+            && message.contains("ipwarden unblock 203.0.113.0/24 --origin feed --name drop"),
+        "{message}"
+    );
 }
 
 #[test]

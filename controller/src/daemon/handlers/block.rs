@@ -8,7 +8,7 @@ use super::reply::{engine_error, error};
 use crate::daemon::state::State;
 use crate::{
     decision::Holder,
-    engine::{BlockRequest, Lift},
+    engine::{BlockRequest, EngineError, Lift},
     wire::{ErrorKind, Response},
 };
 
@@ -41,11 +41,39 @@ pub fn unblock(state: &mut State, prefix: IpNet, holder: Holder, all: bool) -> R
                 lifted,
                 still,
             },
-            None => error(
-                ErrorKind::NotFound,
-                format!("{} is not blocked", prefix.trunc()),
-            ),
+            None => error(ErrorKind::NotFound, not_blocked(state, prefix.trunc())),
         },
+        Err(EngineError::NotBlocked { prefix }) => {
+            error(ErrorKind::NotFound, not_blocked(state, prefix))
+        }
         Err(e) => engine_error(&e),
     }
+}
+
+/// Why `unblock PREFIX` lifted nothing: no decision at all, or a wider one that covers it (which
+/// `explain` shows as blocking), named with the command that lifts it.
+fn not_blocked(state: &State, prefix: IpNet) -> String {
+    let wider = state
+        .engine
+        .book()
+        .covering(prefix.network())
+        .into_iter()
+        .find(|d| d.prefix != prefix && d.prefix.contains(&prefix));
+    let Some(d) = wider else {
+        return format!("{prefix} is not blocked (see `ipwarden list`)");
+    };
+    let mut lift = format!("ipwarden unblock {}", d.prefix);
+    if d.origin != crate::decision::Origin::Manual {
+        lift.push_str(&format!(" --origin {}", d.origin));
+        if let Some(name) = &d.source {
+            lift.push_str(&format!(" --name {name}"));
+        }
+    }
+    format!(
+        "{prefix} has no decision of its own, but {} covers it ({} {}, {}); `{lift}` lifts that",
+        d.prefix,
+        d.holder(),
+        d.action.name(),
+        d.reason
+    )
 }
