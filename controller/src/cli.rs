@@ -297,6 +297,10 @@ pub struct BlockArgs {
     /// Never expire.
     #[arg(long)]
     pub permanent: bool,
+    /// Set this TTL even when it shortens an existing block of the same holder (without it, a
+    /// block again keeps the later expiry).
+    #[arg(long)]
+    pub replace: bool,
     /// Why, recorded with the decision and shown by `list` and `explain`.
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,

@@ -11,12 +11,16 @@ pub fn block(args: &BlockArgs) -> anyhow::Result<()> {
         prefix: args.prefix,
         ttl_secs: args.ttl.map(|t| t.as_secs().max(1)),
         permanent: args.permanent,
+        replace: args.replace,
         reason: args.reason.clone(),
         origin: (args.origin != Origin::Manual).then_some(args.origin),
         source: args.name.clone(),
     };
     match crate::commands::ask::call(&args.conn, request)? {
-        Response::Blocked { decision } => {
+        Response::Blocked {
+            decision,
+            kept_longer,
+        } => {
             match decision.remaining(now_unix_ms()) {
                 Some(left) => println!(
                     "blocked {} for {}",
@@ -24,6 +28,11 @@ pub fn block(args: &BlockArgs) -> anyhow::Result<()> {
                     crate::commands::print::human(left)
                 ),
                 None => println!("blocked {} permanently", decision.prefix),
+            }
+            if kept_longer {
+                println!(
+                    "(it was already blocked for longer: the later expiry is kept; --replace sets the new one)"
+                );
             }
             Ok(())
         }

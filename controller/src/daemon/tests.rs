@@ -101,6 +101,7 @@ fn block(prefix: &str) -> Request {
         prefix: net(prefix),
         ttl_secs: Some(3600),
         permanent: false,
+        replace: false,
         reason: Some("by hand".into()),
         origin: None,
         source: None,
@@ -112,6 +113,7 @@ fn feed_block(prefix: &str, name: &str, ttl_secs: u64) -> Request {
         prefix: net(prefix),
         ttl_secs: Some(ttl_secs),
         permanent: false,
+        replace: false,
         reason: None,
         origin: Some(Origin::Feed),
         source: Some(name.into()),
@@ -203,7 +205,7 @@ fn one_polls_ten_thousand_decisions_cost_one_write_transaction() {
 #[test]
 fn block_is_stored_projected_listed_and_restored() {
     let mut f = Fixture::new();
-    let Response::Blocked { decision } = f.ok(block("203.0.113.7")) else {
+    let Response::Blocked { decision, .. } = f.ok(block("203.0.113.7")) else {
         panic!()
     };
     assert_eq!(decision.prefix, net("203.0.113.7/32"));
@@ -386,6 +388,7 @@ fn only_operator_origins_can_be_given_on_the_command_line() {
         prefix: net("203.0.113.7/32"),
         ttl_secs: None,
         permanent: true,
+        replace: false,
         reason: None,
         origin: Some(Origin::Velocity),
         source: None,
@@ -801,7 +804,8 @@ fn repeat_offenders_get_longer_ttls_up_to_max_ttl() {
         .state
         .engine
         .block(BlockRequestFor::manual(p, 60), Holder::of(Origin::Manual))
-        .unwrap();
+        .unwrap()
+        .0;
     assert_eq!((m.ttl(), m.recidive), (Some(Duration::from_secs(60)), None));
     // IPASIS blocks count with velocity ones.
     let ipasis = Decision::block(
@@ -862,6 +866,7 @@ impl BlockRequestFor {
             ttl: Some(Duration::from_secs(ttl_secs)),
             permanent: false,
             reason: None,
+            replace: false,
         }
     }
 }
@@ -1300,4 +1305,51 @@ fn a_peers_shared_answer_challenges_at_most_says_whose_it_is_and_expires_by_its_
         .get(&net("203.0.113.66/32"), &Holder::of(Origin::Ipasis))
         .unwrap();
     assert_eq!(d.action, Action::Block);
+}
+
+#[test]
+fn blocking_again_never_shortens_a_block_unless_asked() {
+    let mut f = Fixture::new();
+    let with_ttl = |secs: u64, replace: bool| Request::Block {
+        prefix: net("203.0.113.7/32"),
+        ttl_secs: Some(secs),
+        permanent: false,
+        replace,
+        reason: None,
+        origin: None,
+        source: None,
+    };
+    let Response::Blocked { decision: long, .. } = f.ok(with_ttl(7200, false)) else {
+        panic!()
+    };
+    // A shorter TTL keeps the later expiry, and says so.
+    let Response::Blocked {
+        decision,
+        kept_longer,
+    } = f.ok(with_ttl(60, false))
+    else {
+        panic!()
+    };
+    assert!(kept_longer);
+    assert_eq!(decision.expires_unix_ms, long.expires_unix_ms);
+    // A longer one extends.
+    let Response::Blocked {
+        decision,
+        kept_longer,
+    } = f.ok(with_ttl(10_800, false))
+    else {
+        panic!()
+    };
+    assert!(!kept_longer);
+    assert!(decision.expires_unix_ms > long.expires_unix_ms);
+    // --replace sets the new TTL.
+    let Response::Blocked {
+        decision,
+        kept_longer,
+    } = f.ok(with_ttl(60, true))
+    else {
+        panic!()
+    };
+    assert!(!kept_longer);
+    assert!(decision.expires_unix_ms < long.expires_unix_ms);
 }

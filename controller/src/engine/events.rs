@@ -136,6 +136,8 @@ pub struct BlockRequest {
     pub ttl: Option<Duration>,
     pub permanent: bool,
     pub reason: Option<String>,
+    /// Set the TTL even when it shortens the holder's existing block.
+    pub replace: bool,
 }
 
 /// What `unblock` lifts.

@@ -369,14 +369,37 @@ impl Engine {
 
     /// An operator's `block`, held by `holder` (manual, or a named feed acting for a list the
     /// operator has).
-    pub fn block(&mut self, req: BlockRequest, holder: Holder) -> Result<Decision, EngineError> {
+    ///
+    /// Blocking again never shortens the holder's existing block unless `req.replace`: the
+    /// later expiry is kept, and the second value says so.
+    pub fn block(
+        &mut self,
+        req: BlockRequest,
+        holder: Holder,
+    ) -> Result<(Decision, bool), EngineError> {
         if !matches!(holder.origin, Origin::Manual | Origin::Feed) {
             return Err(EngineError::NotOperatorOrigin {
                 origin: holder.origin,
             });
         }
-        let d = self.operator_block(req, &holder, now_unix_ms());
-        self.propose_one(d)
+        let replace = req.replace;
+        let mut d = self.operator_block(req, &holder, now_unix_ms());
+        let mut kept_longer = false;
+        if !replace
+            && let Some(old) = self.book.get(&d.prefix.trunc(), &holder)
+            && old.action == d.action
+        {
+            let later = match (old.expires_unix_ms, d.expires_unix_ms) {
+                (None, Some(_)) => true,
+                (Some(o), Some(n)) => o > n,
+                _ => false,
+            };
+            if later {
+                d.expires_unix_ms = old.expires_unix_ms;
+                kept_longer = true;
+            }
+        }
+        self.propose_one(d).map(|d| (d, kept_longer))
     }
 
     /// The decision an operator's block request makes: the default TTL unless given or

@@ -56,6 +56,7 @@ mod tests {
                 prefix: "203.0.113.0/24".parse().unwrap(),
                 ttl_secs: Some(60),
                 permanent: false,
+                replace: false,
                 reason: None,
                 origin: None,
                 source: None,

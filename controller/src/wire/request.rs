@@ -22,6 +22,10 @@ pub enum Request {
         ttl_secs: Option<u64>,
         #[serde(default)]
         permanent: bool,
+        /// Set the TTL even when it shortens the holder's existing block (otherwise the later
+        /// expiry is kept).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        replace: bool,
         reason: Option<String>,
         /// Who holds it: `manual` (the default) or `feed` (with `source`, a list the operator
         /// loads by hand).

@@ -25,6 +25,9 @@ pub enum Response {
     /// The decision a `block` created.
     Blocked {
         decision: Decision,
+        /// The holder's existing block lasted longer and its expiry was kept (no `replace`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        kept_longer: bool,
     },
     /// What an `unblock` removed: `decision` is the first (the one before several holders
     /// existed), `lifted` all of them, `still` the decisions that still hold the prefix.

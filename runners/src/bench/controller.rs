@@ -132,6 +132,7 @@ pub fn probe_engine(
             ttl: None,
             permanent: false,
             reason: None,
+            replace: false,
         })
         .collect();
     let t0 = Instant::now();

@@ -1,7 +1,5 @@
 //! `block` and `unblock`.
 
-use std::time::Duration;
-
 use ipnet::IpNet;
 
 use super::reply::{engine_error, error};
@@ -12,22 +10,12 @@ use crate::{
     wire::{ErrorKind, Response},
 };
 
-pub fn block(
-    state: &mut State,
-    prefix: IpNet,
-    ttl_secs: Option<u64>,
-    permanent: bool,
-    reason: Option<String>,
-    holder: Holder,
-) -> Response {
-    let req = BlockRequest {
-        prefix,
-        ttl: ttl_secs.map(Duration::from_secs),
-        permanent,
-        reason,
-    };
+pub fn block(state: &mut State, req: BlockRequest, holder: Holder) -> Response {
     match state.engine.block(req, holder) {
-        Ok(decision) => Response::Blocked { decision },
+        Ok((decision, kept_longer)) => Response::Blocked {
+            decision,
+            kept_longer,
+        },
         Err(e) => engine_error(&e),
     }
 }

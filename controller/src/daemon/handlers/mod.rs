@@ -31,17 +31,20 @@ pub fn handle(state: &mut State, request: Request) -> Response {
             prefix,
             ttl_secs,
             permanent,
+            replace,
             reason,
             origin,
             source,
-        } => block::block(
-            state,
-            prefix,
-            ttl_secs,
-            permanent,
-            reason,
-            holder(origin, source),
-        ),
+        } => {
+            let req = crate::engine::BlockRequest {
+                prefix,
+                ttl: ttl_secs.map(std::time::Duration::from_secs),
+                permanent,
+                reason,
+                replace,
+            };
+            block::block(state, req, holder(origin, source))
+        }
         Request::Unblock {
             prefix,
             origin,
