@@ -339,7 +339,8 @@ fn challenge_rate_limits_each_source_to_about_its_rate() {
         "10",
     ]);
     let list = fx.map(&["list", "--json"]);
-    assert!(list.contains("\"action\": \"challenge\""), "{list}");
+    let json: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(json["blocks"][0]["action"], "challenge", "{list}");
 
     let sink = UdpSink::bind(&fx.topo.edge, Fixture::sink_addr(a));
     let secs = 2.0;
