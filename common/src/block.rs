@@ -44,6 +44,18 @@ impl BlockEntry {
         }
     }
 
+    /// A pass entry: full speed, overriding a wider challenge.
+    pub const fn pass(reason: u32, expires_at_ns: u64) -> Self {
+        Self {
+            expires_at_ns,
+            reason,
+            action: Action::PASS,
+            _pad: [0; 3],
+            interval_ns: 0,
+            burst: 0,
+        }
+    }
+
     /// A rate-limit entry: each source it covers may send `pps` packets per second (at least
     /// 1), with bursts of `burst` (at least 1); the rest is dropped.
     pub const fn challenge(reason: u32, expires_at_ns: u64, pps: u32, burst: u32) -> Self {
@@ -74,6 +86,11 @@ impl Action {
     /// Step-up, not ban: rate-limit each covered source with a token bucket (GCRA) and drop
     /// what exceeds it. Applications serve these sources a CAPTCHA or MFA.
     pub const CHALLENGE: u8 = 2;
+    /// Let through at full speed: a source that solved a challenge, for its pass's lifetime.
+    /// User space writes it only where no wider block applies (a pass never outranks a block);
+    /// the program passes every action it does not know, so a program older than this value
+    /// enforces it already.
+    pub const PASS: u8 = 3;
 }
 
 /// Namespace for the `BlockEntry::reason` codes.
@@ -94,6 +111,8 @@ impl Reason {
     pub const CROWDSEC: u32 = 5;
     /// Another host of the fleet.
     pub const FLEET: u32 = 6;
+    /// A solved challenge (the verdict endpoint's pass).
+    pub const CHALLENGE_PASS: u32 = 7;
 }
 
 /// Generic cell rate algorithm: the token bucket as one number per source, the theoretical

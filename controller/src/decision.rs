@@ -19,7 +19,11 @@ pub enum Action {
     /// Step-up: rate-limit each covered source (see `rate`); an L7 proxy serves it a CAPTCHA
     /// or MFA step.
     Challenge,
-    /// Drop every packet. Ordered after `Challenge`: the stronger action compares greater.
+    /// Full speed for a source that solved a challenge (see `verdict`): it outranks any
+    /// challenge, so a wider challenge never shadows it, and never a block, which always
+    /// shadows it. Only the verdict endpoint makes it, for one source unit (/32, /64).
+    Pass,
+    /// Drop every packet. Ordered last: the action that takes precedence compares greater.
     Block,
 }
 
@@ -80,17 +84,21 @@ pub enum Origin {
     Crowdsec,
     /// Another host of the fleet (named by the host).
     Fleet,
+    /// A challenge solved at the verdict endpoint: a pass for one source unit.
+    #[serde(rename = "challenge-pass")]
+    ChallengePass,
 }
 
 impl Origin {
     /// Every origin, in display order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Manual,
         Self::Velocity,
         Self::Ipasis,
         Self::Feed,
         Self::Crowdsec,
         Self::Fleet,
+        Self::ChallengePass,
     ];
 
     /// The kernel's reason code, carried in the block entry.
@@ -102,6 +110,7 @@ impl Origin {
             Self::Feed => Reason::FEED,
             Self::Crowdsec => Reason::CROWDSEC,
             Self::Fleet => Reason::FLEET,
+            Self::ChallengePass => Reason::CHALLENGE_PASS,
         }
     }
 
@@ -256,7 +265,7 @@ impl Decision {
             factors: Vec::new(),
             rate: match action {
                 Action::Challenge => Some(ChallengeRate::DEFAULT),
-                Action::Block => None,
+                Action::Block | Action::Pass => None,
             },
             created_unix_ms: now_ms,
             expires_unix_ms: ttl.map(|t| deadline_ms(now_ms, t)),
@@ -325,7 +334,7 @@ impl Decision {
     /// a challenge with a lower rate (then a smaller burst) more than one with a higher.
     pub fn strength(&self) -> (Action, std::cmp::Reverse<(u32, u32)>) {
         let rate = match self.action {
-            Action::Block => (0, 0),
+            Action::Block | Action::Pass => (0, 0),
             Action::Challenge => {
                 let r = self.rate.unwrap_or(ChallengeRate::DEFAULT);
                 (r.pps, r.burst)
@@ -359,6 +368,7 @@ impl Decision {
         let deadline = crate::clock::deadline_ns(self.remaining(now_ms));
         match self.action {
             Action::Block => BlockEntry::block(self.origin.reason_code(), deadline),
+            Action::Pass => BlockEntry::pass(self.origin.reason_code(), deadline),
             Action::Challenge => {
                 let rate = self.rate.unwrap_or(ChallengeRate::DEFAULT);
                 BlockEntry::challenge(self.origin.reason_code(), deadline, rate.pps, rate.burst)

@@ -33,4 +33,5 @@ pub(crate) mod score;
 pub mod sources;
 pub mod store;
 pub(crate) mod sync;
+pub mod verdict;
 pub mod wire;

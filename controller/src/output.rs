@@ -41,6 +41,7 @@ pub fn action_name(action: u8) -> &'static str {
     match action {
         Action::BLOCK => "block",
         Action::CHALLENGE => "challenge",
+        Action::PASS => "pass",
         _ => "unknown",
     }
 }

@@ -103,6 +103,8 @@ fn judge<K>(entry: Option<&BlockEntry>, now: Now, buckets: &LruHashMap<K, u64>, 
             VerdictCache::NONE,
             0,
         ),
+        // A solved challenge: full speed until the pass lapses, then the wider entry again.
+        Action::PASS => now.cached(Decision::Pass, VerdictCache::PASS, e.expires_at_ns),
         _ => pass,
     }
 }

@@ -76,6 +76,7 @@ pub fn unblock(args: &UnblockArgs) -> anyhow::Result<()> {
                 let state = match first.action {
                     Action::Block => "blocked",
                     Action::Challenge => "challenged",
+                    Action::Pass => "passed",
                 };
                 println!(
                     "{} is still {state}: {}",

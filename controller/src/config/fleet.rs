@@ -140,6 +140,16 @@ impl FleetConfig {
         if let Some(o) = self
             .publish
             .iter()
+            .find(|o| matches!(o, Origin::ChallengePass))
+        {
+            return Err(invalid(
+                "fleet.publish",
+                &format!("cannot share `{o}` decisions: a pass is for this host's site only"),
+            ));
+        }
+        if let Some(o) = self
+            .publish
+            .iter()
             .find(|o| matches!(o, Origin::Fleet | Origin::Crowdsec))
         {
             return Err(invalid(

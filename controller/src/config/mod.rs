@@ -19,6 +19,7 @@ mod fleet;
 mod ipasis;
 mod scoring;
 mod url;
+mod verdict;
 
 pub use allow::{AllowConfig, BUILTIN_ALLOW};
 pub use crowdsec::CrowdsecConfig;
@@ -32,6 +33,7 @@ pub use fleet::{FleetConfig, PeerAnswers};
 pub use ipasis::{IpasisConfig, OnError};
 pub use scoring::ScoringConfig;
 pub use url::Url;
+pub use verdict::VerdictConfig;
 
 use crate::allowlist::AllowOrigin;
 
@@ -57,6 +59,7 @@ pub struct Config {
     pub feeds: Vec<FeedConfig>,
     pub metrics: MetricsConfig,
     pub fingerprints: FingerprintsConfig,
+    pub verdict: Option<VerdictConfig>,
 }
 
 impl Config {
@@ -102,6 +105,9 @@ impl Config {
         }
         if let Some(c) = &self.crowdsec {
             c.validate(&invalid)?;
+        }
+        if let Some(v) = &self.verdict {
+            v.validate(&invalid)?;
         }
         let mut names = std::collections::BTreeSet::new();
         for f in &self.feeds {

@@ -110,7 +110,8 @@ pub fn alert(d: &Decision, now_ms: u64) -> Value {
             "origin": "crowdsec",
             "scenario": scenario,
             "scope": scope,
-            "type": match d.action { Action::Block => "ban", Action::Challenge => "captcha" },
+            // Only velocity and IPASIS decisions are pushed (see `Pusher`): never a pass.
+            "type": match d.action { Action::Block => "ban", Action::Challenge | Action::Pass => "captcha" },
             "value": value,
         }],
     })

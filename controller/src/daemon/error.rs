@@ -19,6 +19,8 @@ pub enum DaemonError {
     #[error(transparent)]
     Metrics(crate::metrics::MetricsError),
     #[error(transparent)]
+    Verdict(crate::verdict::VerdictError),
+    #[error(transparent)]
     Fingerprints(crate::fingerprint::RuleError),
     #[error(
         "refusing to start without the decision store (an empty block list would silently replace it); restore the file, or start once with --rebuild-store to rebuild it from the pinned maps"

@@ -115,6 +115,12 @@ pub async fn serve(
     if !cfg.feeds.is_empty() {
         tracing::info!(feeds = cfg.feeds.len(), "feeds on");
     }
+    let verdicts = match &cfg.verdict {
+        Some(v) => {
+            Some(verdict_endpoint(&cfg, v, &mut state, pipeline.clone(), ctx.events.clone()).await?)
+        }
+        None => None,
+    };
     // The sources hold their own senders: the channels stay open while they run.
     drop(ctx);
     let instruments = Instruments::default();
@@ -185,7 +191,7 @@ pub async fn serve(
 
     notify("STOPPING=1");
     server.abort();
-    for task in refresher.into_iter().chain(metrics) {
+    for task in refresher.into_iter().chain(metrics).chain(verdicts) {
         task.abort();
     }
     crate::sync::lock(&shared).sources.stop_all();
@@ -200,4 +206,35 @@ pub async fn serve(
         tracing::info!("stopped; the XDP program stays attached and keeps enforcing");
     }
     result
+}
+
+/// Starts the verdict endpoint: its key, its mirror of the decisions (kept by the engine from
+/// now on) and its listener.
+async fn verdict_endpoint(
+    cfg: &Config,
+    v: &crate::config::VerdictConfig,
+    state: &mut State,
+    pipeline: Option<Arc<crate::enrich::Pipeline>>,
+    events: mpsc::Sender<crate::engine::SourceEvent>,
+) -> Result<tokio::task::JoinHandle<()>, DaemonError> {
+    use crate::verdict::{Endpoint, Key, Parts, Table, VerdictError};
+    let key = Key::load_or_create(&v.key_path(&cfg.daemon.state_dir))
+        .map_err(|e| DaemonError::Verdict(VerdictError::Key(e)))?;
+    let table = Table::seeded(state.engine.book().iter(), state.engine.allow_entries());
+    state.engine.add_sink(table.sink());
+    let endpoint = Arc::new(Endpoint::new(
+        cfg,
+        Parts {
+            table,
+            answers: state.engine.answers(),
+            pipeline,
+            events,
+            key,
+        },
+    ));
+    let server = crate::verdict::serve(endpoint)
+        .await
+        .map_err(DaemonError::Verdict)?;
+    tracing::info!(addr = %v.listen, trusted_proxies = ?v.trusted_proxies, "verdicts at http://{}/verdict", v.listen);
+    Ok(tokio::spawn(server))
 }

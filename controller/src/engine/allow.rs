@@ -17,6 +17,7 @@ impl Engine {
         self.store.put_allow(prefix)?;
         self.plane_change("allowlisting", |e| e.allow(prefix));
         self.allow.add_runtime(prefix);
+        self.allow_changed();
         tracing::info!(%prefix, "allowlisted");
         Ok(())
     }
@@ -40,6 +41,7 @@ impl Engine {
             self.plane_change("removing an allow entry", |e| e.disallow(prefix));
         }
         self.allow.remove_runtime(&prefix);
+        self.allow_changed();
         tracing::info!(%prefix, "removed from the allowlist");
         Ok(())
     }

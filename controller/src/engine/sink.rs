@@ -6,4 +6,8 @@ use crate::decision::{Decision, Ended};
 /// change, after the store and the planes. It must not block: the engine holds its lock.
 pub trait Sink: Send {
     fn changed(&mut self, put: &[Decision], ended: &[Ended]);
+
+    /// The whole allowlist (configured, built-in, protected and runtime entries), after it
+    /// changed. Most sinks publish decisions only.
+    fn allowlist(&mut self, _entries: &[ipnet::IpNet]) {}
 }

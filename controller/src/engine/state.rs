@@ -116,6 +116,7 @@ impl Engine {
             return;
         }
         self.allow.set_protected(protected.prefixes);
+        self.allow_changed();
         if !self.restored {
             return;
         }
@@ -364,8 +365,25 @@ impl Engine {
     /// monitor mode take effect at once (every plane is resynced).
     pub fn reconfigure(&mut self, cfg: Config) -> Result<(), EngineError> {
         self.allow.set_configured(cfg.allow_prefixes());
+        self.allow_changed();
         self.cfg = cfg;
         self.sync_all()
+    }
+
+    /// Every allowlisted prefix, whatever put it there.
+    pub fn allow_entries(&self) -> Vec<IpNet> {
+        self.allow.entries().keys().copied().collect()
+    }
+
+    /// Tells the sinks the allowlist changed.
+    pub(super) fn allow_changed(&mut self) {
+        if self.sinks.is_empty() {
+            return;
+        }
+        let entries = self.allow_entries();
+        for sink in &mut self.sinks {
+            sink.allowlist(&entries);
+        }
     }
 
     /// The configuration in force.
@@ -422,6 +440,11 @@ impl Engine {
     /// The cached IPASIS answer for a source, whatever its age.
     pub fn answer(&self, source: IpNet) -> Result<Option<CachedAnswer>, EngineError> {
         Ok(self.store.answer(source)?)
+    }
+
+    /// A reader of cached IPASIS answers for other threads (the verdict endpoint).
+    pub fn answers(&self) -> crate::store::Answers {
+        self.store.answers()
     }
 
     /// Caches an IPASIS answer.

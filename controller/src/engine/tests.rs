@@ -410,3 +410,57 @@ fn one_fleet_peer_cannot_fill_the_table_for_the_others() {
         .unwrap();
     c.engine.propose_one(peer("edge-b", 14)).unwrap();
 }
+
+#[test]
+fn a_pass_lifts_a_wider_challenge_in_the_kernel_but_never_a_block() {
+    let mut c = core(100);
+    let pass = |prefix: &str| {
+        Decision::new(
+            net(prefix),
+            Action::Pass,
+            Holder::of(Origin::ChallengePass),
+            "solved a challenge",
+            now_unix_ms(),
+            Some(Duration::from_secs(600)),
+        )
+    };
+    c.engine
+        .propose(vec![challenge("203.0.113.0/24", 50), pass("203.0.113.7")])
+        .unwrap();
+    assert_eq!(
+        c.in_kernel("203.0.113.7/32"),
+        Some(ipwarden_common::Action::PASS)
+    );
+    assert_eq!(
+        c.in_kernel("203.0.113.0/24"),
+        Some(ipwarden_common::Action::CHALLENGE)
+    );
+    // A challenge of the same source: the pass still takes precedence while it lasts.
+    c.engine
+        .propose_one(challenge("203.0.113.7/32", 10))
+        .unwrap();
+    assert_eq!(
+        c.in_kernel("203.0.113.7/32"),
+        Some(ipwarden_common::Action::PASS)
+    );
+    // A block of its network: the pass is shadowed, the block enforced.
+    c.engine
+        .propose_one(block("203.0.113.0/24", Origin::Manual, None))
+        .unwrap();
+    assert_eq!(c.in_kernel("203.0.113.7/32"), None);
+    assert_eq!(
+        c.in_kernel("203.0.113.0/24"),
+        Some(ipwarden_common::Action::BLOCK)
+    );
+    // A block of exactly the source outranks the pass on its own prefix.
+    c.engine
+        .propose(vec![
+            pass("198.51.100.9"),
+            block("198.51.100.9", Origin::Velocity, Some(60)),
+        ])
+        .unwrap();
+    assert_eq!(
+        c.in_kernel("198.51.100.9/32"),
+        Some(ipwarden_common::Action::BLOCK)
+    );
+}

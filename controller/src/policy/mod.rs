@@ -13,4 +13,5 @@ mod state;
 mod tags;
 mod votes;
 
+pub use fingerprints::RESIDENTIAL_PROXY_SUSPECT;
 pub use state::{EnrichmentState, Policy};

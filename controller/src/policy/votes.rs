@@ -99,6 +99,7 @@ impl Policy {
                 match action {
                     Action::Block => "blocked",
                     Action::Challenge => "challenged",
+                    Action::Pass => "passed",
                 },
                 if operators.is_empty() {
                     String::new()

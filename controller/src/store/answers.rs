@@ -36,18 +36,38 @@ impl Store {
 
     /// The cached answer for a source unit, whatever its age.
     pub fn answer(&self, source: IpNet) -> Result<Option<CachedAnswer>, StoreError> {
-        let tx = db!("begin", self.db.begin_read())?;
-        let t = db!("open table", tx.open_table(ANSWERS))?;
-        let key = source.to_string();
-        match db!("read", t.get(key.as_str()))? {
-            None => Ok(None),
-            Some(v) => serde_json::from_slice(v.value())
-                .map(Some)
-                .map_err(|source| StoreError::Corrupt {
-                    table: "ipasis answer",
-                    key,
-                    source,
-                }),
-        }
+        read_answer(&self.db, source)
+    }
+
+    /// A handle that reads cached answers from another thread, never waiting for a writer
+    /// (redb's readers see the last committed state).
+    pub fn answers(&self) -> Answers {
+        Answers(self.db.clone())
+    }
+}
+
+/// Reads cached answers (see [`Store::answers`]).
+#[derive(Clone)]
+pub struct Answers(std::sync::Arc<redb::Database>);
+
+impl Answers {
+    pub fn get(&self, source: IpNet) -> Result<Option<CachedAnswer>, StoreError> {
+        read_answer(&self.0, source)
+    }
+}
+
+fn read_answer(db: &redb::Database, source: IpNet) -> Result<Option<CachedAnswer>, StoreError> {
+    let tx = db!("begin", db.begin_read())?;
+    let t = db!("open table", tx.open_table(ANSWERS))?;
+    let key = source.to_string();
+    match db!("read", t.get(key.as_str()))? {
+        None => Ok(None),
+        Some(v) => serde_json::from_slice(v.value())
+            .map(Some)
+            .map_err(|source| StoreError::Corrupt {
+                table: "ipasis answer",
+                key,
+                source,
+            }),
     }
 }

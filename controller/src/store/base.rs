@@ -107,7 +107,7 @@ pub(super) fn decode<T: for<'de> Deserialize<'de>>(
 
 /// Decisions, their history, the runtime allowlist and cached answers on disk.
 pub struct Store {
-    pub(super) db: Database,
+    pub(super) db: std::sync::Arc<Database>,
     pub(super) path: PathBuf,
     /// Decisions moved from an older schema by this opening, for the start log.
     pub(super) migrated: Option<usize>,

@@ -15,6 +15,6 @@ mod open;
 #[cfg(test)]
 mod tests;
 
-pub use answers::CachedAnswer;
+pub use answers::{Answers, CachedAnswer};
 pub use base::{CACHE_BYTES, FILE_NAME, SCHEMA, Store, StoreError, holders_of};
 pub use decisions::decision_key;

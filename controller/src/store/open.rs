@@ -37,7 +37,7 @@ impl Store {
                 },
             })?;
         let mut store = Self {
-            db,
+            db: std::sync::Arc::new(db),
             path,
             migrated: None,
             writes: std::sync::atomic::AtomicU64::new(0),

@@ -339,6 +339,8 @@ pub enum Verdict {
     Allowed,
     Blocked,
     Challenged,
+    /// A pass (a solved challenge) lets it through at full speed.
+    Passed,
     #[serde(rename = "no decision")]
     NoDecision,
 }

@@ -42,6 +42,7 @@ pub fn explain(state: &State, addr: IpAddr) -> ExplainView {
         (false, _) => Verdict::Allowed,
         (true, Some(Action::Block)) => Verdict::Blocked,
         (true, Some(Action::Challenge)) => Verdict::Challenged,
+        (true, Some(Action::Pass)) => Verdict::Passed,
         (true, None) => Verdict::NoDecision,
     };
     ExplainView {
