@@ -311,6 +311,13 @@ pub struct BlockArgs {
     /// The source within the origin (a feed's name).
     #[arg(long, value_name = "NAME", hide = true)]
     pub name: Option<String>,
+    /// Challenge instead of block: each covered source (IPv4 address, IPv6 /64) may send this
+    /// many packets a second; a proxy asking the verdict endpoint serves it the challenge page.
+    #[arg(long, value_name = "PPS")]
+    pub challenge: Option<u32>,
+    /// With --challenge: packets allowed back to back [default: scoring.challenge_burst].
+    #[arg(long, value_name = "PACKETS", requires = "challenge")]
+    pub burst: Option<u32>,
 }
 
 #[derive(Debug, Args)]

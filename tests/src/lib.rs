@@ -20,6 +20,7 @@ pub mod ipasis_stub;
 pub mod ipwarden;
 pub mod nats;
 pub mod netns;
+pub mod nginx;
 pub mod privilege;
 pub mod topology;
 pub mod traffic;

@@ -16,7 +16,7 @@ const TOOLCHAIN: &str = "nightly";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// The newest cargo-deb that builds with our stable toolchain (checked when it was chosen).
 const CARGO_DEB_VERSION: &str = "3.8.0";
-const APT_PACKAGES: [(&str, &str); 8] = [
+const APT_PACKAGES: [(&str, &str); 10] = [
     ("ip", "iproute2"),
     ("ping", "iputils-ping"),
     ("mount", "mount"),
@@ -27,6 +27,9 @@ const APT_PACKAGES: [(&str, &str); 8] = [
     ("lintian", "lintian"),
     ("man", "man-db"),
     ("dpkg-shlibdeps", "dpkg-dev"),
+    // The challenge test: a real browser runs the proof-of-work page.
+    ("chromium-headless-shell", "chromium-headless-shell"),
+    ("curl", "curl"),
 ];
 
 pub fn run() -> anyhow::Result<()> {
@@ -36,6 +39,7 @@ pub fn run() -> anyhow::Result<()> {
     apt_packages()?;
     CROWDSEC.ensure()?;
     PROMETHEUS.ensure()?;
+    NGINX.ensure()?;
     cargo_deb()?;
     eprintln!("setup: ready");
     Ok(())
@@ -66,6 +70,14 @@ const PROMETHEUS: Unpacked = Unpacked {
     package: "prometheus",
     why: "installing it starts a server",
     files: &["usr/bin/promtool"],
+};
+
+/// Debian's nginx, for the verdict endpoint's test (`auth_request` in front of an upstream):
+/// installing it would start a server on port 80.
+const NGINX: Unpacked = Unpacked {
+    package: "nginx",
+    why: "installing it starts a server",
+    files: &["usr/sbin/nginx"],
 };
 
 impl Unpacked {

@@ -15,19 +15,30 @@ pub fn block(args: &BlockArgs) -> anyhow::Result<()> {
         reason: args.reason.clone(),
         origin: (args.origin != Origin::Manual).then_some(args.origin),
         source: args.name.clone(),
+        challenge_pps: args.challenge,
+        challenge_burst: args.burst,
     };
     match crate::commands::ask::call(&args.conn, request)? {
         Response::Blocked {
             decision,
             kept_longer,
         } => {
+            let what = match (decision.action, decision.rate) {
+                (Action::Challenge, Some(r)) => {
+                    format!(
+                        "challenged (each source {} pps, bursts of {})",
+                        r.pps, r.burst
+                    )
+                }
+                _ => "blocked".to_owned(),
+            };
             match decision.remaining(now_unix_ms()) {
                 Some(left) => println!(
-                    "blocked {} for {}",
+                    "{what} {} for {}",
                     decision.prefix,
                     crate::commands::print::human(left)
                 ),
-                None => println!("blocked {} permanently", decision.prefix),
+                None => println!("{what} {} permanently", decision.prefix),
             }
             if kept_longer {
                 println!(

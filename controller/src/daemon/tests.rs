@@ -105,6 +105,8 @@ fn block(prefix: &str) -> Request {
         reason: Some("by hand".into()),
         origin: None,
         source: None,
+        challenge_pps: None,
+        challenge_burst: None,
     }
 }
 
@@ -117,6 +119,8 @@ fn feed_block(prefix: &str, name: &str, ttl_secs: u64) -> Request {
         reason: None,
         origin: Some(Origin::Feed),
         source: Some(name.into()),
+        challenge_pps: None,
+        challenge_burst: None,
     }
 }
 
@@ -392,6 +396,8 @@ fn only_operator_origins_can_be_given_on_the_command_line() {
         reason: None,
         origin: Some(Origin::Velocity),
         source: None,
+        challenge_pps: None,
+        challenge_burst: None,
     });
     assert!(
         message.contains("velocity decisions are made by"),
@@ -862,6 +868,7 @@ struct BlockRequestFor;
 impl BlockRequestFor {
     fn manual(p: &str, ttl_secs: u64) -> crate::engine::BlockRequest {
         crate::engine::BlockRequest {
+            challenge: None,
             prefix: net(p),
             ttl: Some(Duration::from_secs(ttl_secs)),
             permanent: false,
@@ -1318,6 +1325,8 @@ fn blocking_again_never_shortens_a_block_unless_asked() {
         reason: None,
         origin: None,
         source: None,
+        challenge_pps: None,
+        challenge_burst: None,
     };
     let Response::Blocked { decision: long, .. } = f.ok(with_ttl(7200, false)) else {
         panic!()

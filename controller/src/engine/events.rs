@@ -138,6 +138,8 @@ pub struct BlockRequest {
     pub reason: Option<String>,
     /// Set the TTL even when it shortens the holder's existing block.
     pub replace: bool,
+    /// Challenge at this rate instead of blocking.
+    pub challenge: Option<crate::decision::ChallengeRate>,
 }
 
 /// What `unblock` lifts.

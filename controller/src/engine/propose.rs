@@ -410,10 +410,26 @@ impl Engine {
         } else {
             Some(req.ttl.unwrap_or(self.cfg.decisions.default_ttl))
         };
+        let what = if req.challenge.is_some() {
+            "challenge"
+        } else {
+            "block"
+        };
         let reason = req
             .reason
-            .unwrap_or_else(|| format!("{} block", holder.origin));
-        Decision::block(req.prefix, holder.clone(), reason, now_ms, ttl)
+            .unwrap_or_else(|| format!("{} {what}", holder.origin));
+        match req.challenge {
+            Some(rate) => Decision::new(
+                req.prefix,
+                Action::Challenge,
+                holder.clone(),
+                reason,
+                now_ms,
+                ttl,
+            )
+            .with_rate(rate),
+            None => Decision::block(req.prefix, holder.clone(), reason, now_ms, ttl),
+        }
     }
 
     /// Many operator blocks at once (a bulk load): one durable transaction, then the planes.

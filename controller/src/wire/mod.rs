@@ -60,6 +60,8 @@ mod tests {
                 reason: None,
                 origin: None,
                 source: None,
+                challenge_pps: None,
+                challenge_burst: None,
             },
         };
         let s = serde_json::to_string(&e).unwrap();

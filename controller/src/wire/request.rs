@@ -33,6 +33,12 @@ pub enum Request {
         origin: Option<Origin>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         source: Option<String>,
+        /// Challenge instead of block: each covered source may send this many packets a
+        /// second (with bursts of `challenge_burst`, default `scoring.challenge_burst`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        challenge_pps: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        challenge_burst: Option<u32>,
     },
     /// Lifts the manual decision on exactly `prefix` (or `origin`/`source`'s, or every one).
     Unblock {

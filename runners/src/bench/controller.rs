@@ -133,6 +133,7 @@ pub fn probe_engine(
             permanent: false,
             reason: None,
             replace: false,
+            challenge: None,
         })
         .collect();
     let t0 = Instant::now();

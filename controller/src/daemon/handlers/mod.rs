@@ -35,13 +35,20 @@ pub fn handle(state: &mut State, request: Request) -> Response {
             reason,
             origin,
             source,
+            challenge_pps,
+            challenge_burst,
         } => {
+            let scoring = &state.engine.config().scoring;
             let req = crate::engine::BlockRequest {
                 prefix,
                 ttl: ttl_secs.map(std::time::Duration::from_secs),
                 permanent,
                 reason,
                 replace,
+                challenge: challenge_pps.map(|pps| crate::decision::ChallengeRate {
+                    pps,
+                    burst: challenge_burst.unwrap_or(scoring.challenge_burst),
+                }),
             };
             block::block(state, req, holder(origin, source))
         }
