@@ -17,10 +17,12 @@ pub struct Options {
 }
 
 /// Baselines the benchmark compares against, from Debian.
-const BENCH_PACKAGES: [(&str, &str); 3] = [
+const BENCH_PACKAGES: [(&str, &str); 4] = [
     ("xdp-filter", "xdp-tools"),
     ("nft", "nftables"),
     ("ethtool", "ethtool"),
+    // The verdict endpoint's keep-alive load generator.
+    ("wrk", "wrk"),
 ];
 
 pub fn run(opts: &Options) -> anyhow::Result<()> {

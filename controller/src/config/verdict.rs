@@ -21,7 +21,7 @@ pub struct VerdictConfig {
     /// own address is the client, whatever its headers say.
     pub trusted_proxies: Vec<IpNet>,
     /// Leading zero bits the challenge's SHA-256 proof of work needs (each bit doubles the
-    /// work: 16 is about 65 000 hashes, well under a second in a browser).
+    /// work: 20 is about a million hashes, about a second in a browser).
     pub difficulty: u8,
     /// How long a served challenge may be solved.
     #[serde(with = "humantime_serde")]
@@ -46,7 +46,7 @@ impl Default for VerdictConfig {
                 "127.0.0.0/8".parse().expect("valid"),
                 "::1/128".parse().expect("valid"),
             ],
-            difficulty: 16,
+            difficulty: 20,
             challenge_ttl: Duration::from_secs(300),
             pass_ttl: Duration::from_secs(3600),
             passes_per_hour: 3,

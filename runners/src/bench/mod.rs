@@ -17,6 +17,7 @@ pub mod more_sections;
 pub mod report;
 pub mod sources;
 pub mod spray_section;
+pub mod verdict;
 
 use std::path::PathBuf;
 

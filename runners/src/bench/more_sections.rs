@@ -86,3 +86,39 @@ pub fn sources_section(md: &mut String, quick: bool) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Section 8: the verdict endpoint (see `crate::bench::verdict`).
+pub fn verdict_section(md: &mut String, quick: bool) -> anyhow::Result<()> {
+    use crate::bench::verdict::{Load, median};
+    let f = crate::bench::verdict::measure(quick)?;
+    let _ = writeln!(
+        md,
+        "## 8. The verdict endpoint
+
+`wrk` (1 thread, {} keep-alive connections, {} s a run, runs interleaved, medians over {} rounds) against the endpoint on one runtime thread (100 000 decisions in its mirror) and against nginx answering 204 (one worker: the floor).
+",
+        f.connections,
+        f.secs,
+        f.floor.len()
+    );
+    let _ = writeln!(
+        md,
+        "| target | verdicts/s | p50 | p99 | rate vs nginx 204 |\n| --- | --- | --- | --- | --- |"
+    );
+    let floor = median(&f.floor, |l| l.per_sec);
+    let row = |md: &mut String, name: &str, loads: &[Load]| {
+        let rate = median(loads, |l| l.per_sec);
+        let _ = writeln!(
+            md,
+            "| {name} | {rate:.0} | {:.2} ms | {:.2} ms | {:.2}x |",
+            median(loads, |l| l.p50_ms),
+            median(loads, |l| l.p99_ms),
+            rate / floor
+        );
+    };
+    row(md, "nginx `return 204`", &f.floor);
+    row(md, "verdict, cached answer", &f.cached);
+    row(md, "verdict, unknown address (lookup queued)", &f.unknown);
+    let _ = writeln!(md);
+    Ok(())
+}

@@ -12,7 +12,7 @@ use ipwarden_runners::bench::{
     kernel_section::kernel_section,
     live,
     live_section::live_section,
-    more_sections::{fleet_section, listing_section, sources_section},
+    more_sections::{fleet_section, listing_section, sources_section, verdict_section},
     report, stats,
 };
 use ipwarden_tests::{BpfFs, require_privileges};
@@ -63,6 +63,12 @@ fn main() -> anyhow::Result<()> {
     if args.first().map(String::as_str) == Some("listing") {
         let mut md = String::new();
         listing_section(&mut md, opts.quick)?;
+        println!("{md}");
+        return Ok(());
+    }
+    if args.first().map(String::as_str) == Some("verdict") {
+        let mut md = String::new();
+        verdict_section(&mut md, opts.quick)?;
         println!("{md}");
         return Ok(());
     }
@@ -373,6 +379,9 @@ fn run(opts: &bench::Options) -> anyhow::Result<()> {
 
     eprintln!("fleet: propagation and join");
     fleet_section(&mut md, opts.quick)?;
+
+    eprintln!("the verdict endpoint under load");
+    verdict_section(&mut md, opts.quick)?;
 
     let _ = writeln!(md, "Whole run: {:.0} s.", started.elapsed().as_secs_f64());
     std::fs::write(opts.out.join("RESULTS.md"), &md)?;
