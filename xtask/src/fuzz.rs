@@ -10,7 +10,7 @@ use clap::Args;
 use crate::{cmd, setup};
 
 /// Every target, in `fuzz/fuzz_targets/`.
-const TARGETS: [&str; 8] = [
+const TARGETS: [&str; 9] = [
     "packet_parser",
     "ipasis_record",
     "config",
@@ -19,6 +19,7 @@ const TARGETS: [&str; 8] = [
     "crowdsec_stream",
     "fleet_value",
     "feed_body",
+    "verdict_request",
 ];
 
 const CARGO_FUZZ_VERSION: &str = "0.13.2";

@@ -9,13 +9,13 @@
 //! Routes, also under `/.ipwarden/` so that a proxy can pass that whole path through:
 //! `/verdict` (the subrequest), `/challenge` (the page), `/solve` (the page's answer).
 
-mod client;
-mod http;
+pub mod client;
+pub mod http;
 mod judge;
 mod page;
 mod passes;
 mod table;
-mod token;
+pub mod token;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
