@@ -103,8 +103,11 @@ impl Endpoint {
         let who = client(peer, req, &self.cfg.trusted_proxies);
         let now = now_unix_ms();
         let r = match route {
-            "/verdict" | "/" => self.verdict(who, req.cookie(COOKIE), now),
-            "/challenge" => self.page(who, req, now),
+            "/verdict" | "/" => self.verdict(who, req, now),
+            "/challenge" => {
+                self.counts.pages.fetch_add(1, Relaxed);
+                self.page(who, req, now)
+            }
             "/solve" => self.solve(who, req, now),
             _ => Response::new(404).text("not found\n"),
         };
@@ -117,8 +120,8 @@ impl Endpoint {
         r
     }
 
-    fn verdict(&self, who: IpAddr, cookie: Option<&str>, now: u64) -> Response {
-        let j = self.judge(who, cookie, now);
+    fn verdict(&self, who: IpAddr, req: &Request, now: u64) -> Response {
+        let j = self.judge(who, req.cookie(COOKIE), now);
         let (status, counter) = match j.action {
             Verdict::Allow => (200, &self.counts.allowed),
             Verdict::Challenge => (401, &self.counts.challenged),
@@ -147,7 +150,25 @@ impl Endpoint {
         if j.pass {
             r = r.header("X-Ipwarden-Pass", "valid");
         }
-        r
+        // Caddy's forward_auth and Traefik's ForwardAuth hand a refusal to the client as it
+        // is: a challenge carries its page, a block says so (nginx drops both bodies and
+        // serves its error_page instead).
+        match j.action {
+            Verdict::Challenge => {
+                let page = self.page(who, req, now);
+                r.headers.extend(
+                    page.headers
+                        .into_iter()
+                        .filter(|(n, _)| *n == "Content-Type"),
+                );
+                Response {
+                    body: page.body,
+                    ..r
+                }
+            }
+            Verdict::Block => r.text("blocked\n"),
+            Verdict::Allow => r,
+        }
     }
 
     /// The verdict on `who`: the allowlist, then the decision that takes precedence, then the
@@ -234,7 +255,6 @@ impl Endpoint {
 
     /// The challenge page, for the client's own unit.
     fn page(&self, who: IpAddr, req: &Request, now: u64) -> Response {
-        self.counts.pages.fetch_add(1, Relaxed);
         let unit = host_prefix(who);
         let expires = now + self.cfg.challenge_ttl.as_millis() as u64;
         let challenge = self.parts.key.challenge(unit, expires);

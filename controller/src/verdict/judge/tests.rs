@@ -126,8 +126,23 @@ fn clean_vpn_scored_and_decided_clients() {
     let blocked = get(&fx, "127.0.0.1", "/verdict", &xff("198.51.100.3"));
     assert_eq!(blocked.status, 403);
     assert_eq!(header(&blocked, "X-Ipwarden-Origin"), Some("manual"));
-    let ch = get(&fx, "127.0.0.1", "/verdict", &xff("203.0.113.9"));
+    let ch = get(
+        &fx,
+        "127.0.0.1",
+        "/verdict",
+        &format!("{}\r\nX-Forwarded-Uri: /shop", xff("203.0.113.9")),
+    );
     assert_eq!(ch.status, 401);
+    // The page rides along, for proxies that hand the refusal to the client as it is.
+    let page = String::from_utf8(ch.body).unwrap();
+    assert!(
+        page.contains("CHALLENGE=") && page.contains(r#"BACK="/shop""#),
+        "{page}"
+    );
+    assert_eq!(
+        String::from_utf8(blocked.body.clone()).unwrap(),
+        "blocked\n"
+    );
     // The allowlist beats the score.
     let allowed = get(&fx, "127.0.0.1", "/verdict", &xff("192.0.2.9"));
     assert_eq!(
