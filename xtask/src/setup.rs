@@ -194,6 +194,7 @@ pub fn is_ready() -> bool {
         && APT_PACKAGES.iter().all(|(bin, _)| cmd::on_path(bin))
         && CROWDSEC.is_ready()
         && PROMETHEUS.is_ready()
+        && NGINX.is_ready()
         && cargo_deb_version().is_some_and(|v| v.contains(CARGO_DEB_VERSION))
 }
 

@@ -4,8 +4,9 @@
 //! stand-in IPASIS API (no key or network needed), and floods it from a Tor exit, a hosting
 //! provider, a residential line and an IPv6 host rotating addresses inside its /64, while a
 //! normal client keeps talking. Shows the daemon finding the floods (`top`), deciding
-//! (`list`, `explain`, `lookup`), what got through before and after, and that enforcement
-//! outlives the daemon.
+//! (`list`, `explain`, `lookup`), what got through before and after, a web site behind nginx
+//! asking ipwarden about each client (a browser solving the challenge if
+//! chromium-headless-shell is installed), and that enforcement outlives the daemon.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -17,6 +18,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use ipwarden_tests::{
     BpfFs, Daemon, DaemonHome, Ipwarden, Topology,
     ipasis_stub::{IpasisStub, Reply, answers},
+    nginx::{self, Nginx},
     require_privileges,
     topology::{CLIENT_V4, EDGE_IF, EDGE_V4, EDGE_V6},
     traffic::{UdpSink, udp_flood, udp_send},
@@ -28,6 +30,8 @@ const ATTACKER_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 66);
 const HOSTING_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 88);
 /// A residential line with a busy user: fast, but not blocked by enrichment.
 const HOME_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 77);
+/// A VPN user browsing the site (never floods).
+const VPN_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 99);
 const ATTACKER_V6: [Ipv6Addr; 3] = [
     Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x10),
     Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x11),
@@ -50,6 +54,9 @@ key_file = "KEY_FILE"
 [scoring]
 challenge_pps = 20
 challenge_burst = 10
+
+[verdict]
+difficulty = 18
 "#;
 
 fn step(text: &str) {
@@ -97,7 +104,7 @@ fn main() {
     step("building a client and an edge host in network namespaces");
     let bpffs = BpfFs::new();
     let topo = Topology::two_hosts();
-    for a in [ATTACKER_V4, HOSTING_V4, HOME_V4] {
+    for a in [ATTACKER_V4, HOSTING_V4, HOME_V4, VPN_V4] {
         topo.add_source(a.into());
     }
     for a in ATTACKER_V6 {
@@ -116,6 +123,8 @@ fn main() {
     stub.set(&ATTACKER_V4.to_string(), Reply::json(answers::TOR));
     stub.set(&HOSTING_V4.to_string(), Reply::json(answers::HOSTING));
     stub.set(&HOME_V4.to_string(), Reply::json(answers::RESIDENTIAL));
+    stub.set(&VPN_V4.to_string(), Reply::json(answers::VPN));
+    stub.set(&CLIENT_V4.to_string(), Reply::json(answers::RESIDENTIAL));
     stub.set_fallback(Reply::json(answers::HOSTING_PROXY));
     println!(
         "{ATTACKER_V4}: Tor exit   {HOSTING_V4}: hosting   {HOME_V4}: residential   2001:db8:2::/64: hosting + proxy"
@@ -238,6 +247,8 @@ fn main() {
     show(&home, &["unblock", &tor_addr]);
     show(&home, &["history", &tor_addr]);
 
+    web(&topo, &home);
+
     step("stopping the daemon: the program stays attached and keeps dropping");
     drop(daemon);
     round(&topo, &sink4, &sink6);
@@ -246,4 +257,117 @@ fn main() {
     let ipw = Ipwarden::new(&bpffs);
     println!("$ ipwarden detach --iface {EDGE_IF}");
     print!("{}", ipw.ok(None, &["detach", "--iface", EDGE_IF]));
+}
+
+/// `curl` through nginx from `src`: the status line and the application's answer.
+fn curl(topo: &Topology, src: Ipv4Addr, extra: &str) -> String {
+    let url = format!("http://{EDGE_V4}:{}/app", nginx::PORT);
+    let out = topo.client.exec_output(
+        "curl",
+        &[
+            "-s",
+            "--max-time",
+            "3",
+            "--interface",
+            &src.to_string(),
+            "-w",
+            "\n%{http_code}",
+            &url,
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let shown = if body.contains("<title>") {
+        format!("the challenge page ({}), no pass", extra)
+    } else {
+        body.trim().to_owned()
+    };
+    format!("{src:<15} HTTP {code:<4} {shown}")
+}
+
+/// The verdict endpoint behind nginx: what the application sees of a clean, a VPN, a
+/// challenged and a blocked client, and a browser solving the challenge.
+fn web(topo: &Topology, home: &DaemonHome) {
+    step(
+        "a web site behind nginx, which asks ipwarden about every request (auth_request to the verdict endpoint)",
+    );
+    let _nginx = Nginx::start(&topo.edge, &EDGE_V4.to_string(), "127.0.0.1:9721");
+    println!(
+        "$ curl http://{EDGE_V4}:{}/app   # from each source; the application shows the X-Ipwarden-* headers it got",
+        nginx::PORT
+    );
+    println!("{}", curl(topo, CLIENT_V4, ""));
+    // The VPN user's first request queues its lookup (never waited for); the next shows it.
+    let _ = curl(topo, VPN_V4, "");
+    std::thread::sleep(Duration::from_millis(800));
+    println!("{}", curl(topo, VPN_V4, ""));
+    println!("{}", curl(topo, HOSTING_V4, "401"));
+    println!(
+        "{}",
+        curl(topo, ATTACKER_V4, "").replace("HTTP 000 ", "no TCP handshake: XDP drops its SYNs")
+    );
+
+    step(
+        "the client is challenged by hand; a real browser solves the page and gets its full speed back",
+    );
+    show(
+        home,
+        &[
+            "block",
+            &CLIENT_V4.to_string(),
+            "--challenge",
+            "20",
+            "--ttl",
+            "10m",
+        ],
+    );
+    println!("{}", curl(topo, CLIENT_V4, "401"));
+    let on_path = std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| d.join("chromium-headless-shell").is_file())
+    });
+    if !on_path {
+        println!("(chromium-headless-shell is not installed: `cargo xtask setup` installs it)");
+        return;
+    }
+    let profile = tempfile::tempdir().expect("a profile directory");
+    let url = format!("http://{EDGE_V4}:{}/app", nginx::PORT);
+    println!("$ chromium-headless-shell --headless --dump-dom {url}   # in the client's namespace");
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new("timeout")
+        .args([
+            "60",
+            "ip",
+            "netns",
+            "exec",
+            topo.client.name(),
+            "chromium-headless-shell",
+        ])
+        .args([
+            "--no-sandbox",
+            "--headless",
+            "--disable-gpu",
+            "--virtual-time-budget=30000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--dump-dom", &url])
+        .env("HOME", profile.path())
+        .output()
+        .expect("running chromium-headless-shell");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    match dom
+        .split("<p id=\"app\">")
+        .nth(1)
+        .and_then(|s| s.split("</p>").next())
+    {
+        Some(app) => println!(
+            "{app}   (solved and redirected in {:.1} s)",
+            started.elapsed().as_secs_f64()
+        ),
+        None => println!(
+            "(the browser did not reach the application: {})",
+            dom.trim()
+        ),
+    }
+    show(home, &["list", "--origin", "challenge-pass"]);
+    show(home, &["explain", &CLIENT_V4.to_string()]);
 }
