@@ -64,6 +64,9 @@ hard_pps_limit = 10000000
 base_url = "{}"
 key_file = "{}"
 
+[metrics]
+listen = "127.0.0.1:9720"
+
 [verdict]
 difficulty = 12
 pass_ttl = "{pass_ttl}"
@@ -230,6 +233,28 @@ fn nginx_asks_ipwarden_and_a_browser_solves_its_way_back_to_full_speed() {
     let after = env.env.delivered(CLIENT_V4.into(), 400);
     eprintln!("delivered of 400 back to back: {before} challenged, {after} with the pass");
     assert!(after >= 390, "passed: {after} of 400 delivered");
+
+    // `status` counts what the endpoint answered.
+    let status = home.json(&["status"]);
+    let v = &status["verdict"];
+    assert_eq!(v["listen"], "127.0.0.1:9721", "{status}");
+    assert_eq!(v["passes"], 1, "{v}");
+    assert_eq!(v["lost"], 0, "{v}");
+    assert!(v["challenged"].as_u64() >= Some(2), "{v}");
+    assert!(v["allowed"].as_u64() >= Some(3), "{v}");
+    assert!(home.cli(&["status"]).contains("1 passes"));
+    let scrape = env.env.topo.edge.exec(
+        "curl",
+        &["-s", "--max-time", "5", "http://127.0.0.1:9720/metrics"],
+    );
+    assert!(
+        scrape.contains("ipwarden_challenge_solutions_total{result=\"passed\"} 1"),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains("ipwarden_verdicts_total{action=\"challenge\"}"),
+        "{scrape}"
+    );
 }
 
 #[test]

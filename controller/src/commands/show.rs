@@ -193,6 +193,18 @@ pub fn status(conn: &Conn, format: Format) -> anyhow::Result<()> {
             println!("           last error: {e}");
         }
     }
+    if let Some(v) = &s.verdict {
+        println!(
+            "verdicts:  http://{}/verdict: {} allowed, {} challenged, {} blocked; {} pages, {} passes, {} solutions refused",
+            v.listen, v.allowed, v.challenged, v.blocked, v.pages, v.passes, v.refused
+        );
+        if v.lost > 0 {
+            println!(
+                "           {} passes could not lift their XDP rate limit (the engine's queue was full)",
+                v.lost
+            );
+        }
+    }
     for w in &s.warnings {
         println!("warning:   {w}");
     }

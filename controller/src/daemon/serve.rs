@@ -232,6 +232,7 @@ async fn verdict_endpoint(
             key,
         },
     ));
+    state.verdict = Some(endpoint.clone());
     let server = crate::verdict::serve(endpoint)
         .await
         .map_err(DaemonError::Verdict)?;

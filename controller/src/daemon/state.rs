@@ -38,6 +38,8 @@ pub struct State {
     pub policy: Policy,
     /// The running decision sources.
     pub sources: Sources,
+    /// The verdict endpoint, when `[verdict]` is configured.
+    pub verdict: Option<std::sync::Arc<crate::verdict::Endpoint>>,
     /// Sources already reported as stopped.
     stopped: std::collections::BTreeSet<String>,
     started: Instant,
@@ -55,6 +57,7 @@ impl State {
             policy: Policy::new(cfg.clone()),
             engine: Engine::new(cfg, store, planes),
             sources: Sources::default(),
+            verdict: None,
             stopped: Default::default(),
             started: Instant::now(),
             config_path,

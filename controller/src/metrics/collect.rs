@@ -268,6 +268,28 @@ impl Collector for StateCollector {
             )?;
         }
 
+        if let Some(v) = &s.verdict {
+            counter(
+                &mut enc,
+                "ipwarden_verdicts",
+                "Forward-auth verdicts answered by the verdict endpoint, by action",
+                &[
+                    (vec![("action", "allow")], v.allowed),
+                    (vec![("action", "challenge")], v.challenged),
+                    (vec![("action", "block")], v.blocked),
+                ],
+            )?;
+            counter(
+                &mut enc,
+                "ipwarden_challenge_solutions",
+                "Challenge solutions: passed (a pass given), refused (wrong, expired, spent, another address's, over the hourly limit)",
+                &[
+                    (vec![("result", "passed")], v.passes),
+                    (vec![("result", "refused")], v.refused),
+                ],
+            )?;
+        }
+
         let mut links: Vec<(Labels<'_>, i64)> = Vec::new();
         if let Some(f) = &s.fleet {
             links.push((vec![("link", "fleet")], i64::from(f.connected)));

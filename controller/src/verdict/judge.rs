@@ -51,6 +51,7 @@ pub struct Counts {
     pub pages: AtomicU64,
     pub passes: AtomicU64,
     pub refused: AtomicU64,
+    pub lost: AtomicU64,
 }
 
 /// The endpoint: configuration (read at start), the mirror and the cache it reads.
@@ -92,6 +93,21 @@ impl Endpoint {
 
     pub fn listen(&self) -> SocketAddr {
         self.cfg.listen
+    }
+
+    /// What `status` shows.
+    pub fn view(&self) -> crate::wire::VerdictView {
+        let c = &self.counts;
+        crate::wire::VerdictView {
+            listen: self.cfg.listen.to_string(),
+            allowed: c.allowed.load(Relaxed),
+            challenged: c.challenged.load(Relaxed),
+            blocked: c.blocked.load(Relaxed),
+            pages: c.pages.load(Relaxed),
+            passes: c.passes.load(Relaxed),
+            refused: c.refused.load(Relaxed),
+            lost: c.lost.load(Relaxed),
+        }
     }
 
     /// Answers one request from `peer`.
@@ -327,7 +343,8 @@ impl Endpoint {
             .events
             .try_send(SourceEvent::Propose(vec![decision]))
         {
-            // The cookie still works; the kernel's rate limit stays until the pass is retried.
+            // The cookie still works; the kernel's rate limit stays (counted in `status`).
+            self.counts.lost.fetch_add(1, Relaxed);
             tracing::warn!(%unit, error = %e, "verdict: the pass could not reach the engine: XDP keeps rate-limiting it");
         }
         tracing::info!(%unit, ttl = %humantime::format_duration(ttl), "challenge solved: pass given");

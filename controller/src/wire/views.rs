@@ -73,6 +73,27 @@ pub struct StatusView {
     /// Every `[[feeds]]` entry's state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub feeds: Vec<FeedView>,
+    /// The verdict endpoint, when `[verdict]` is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<VerdictView>,
+}
+
+/// The verdict endpoint in `status`: what it answered since the start.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerdictView {
+    pub listen: String,
+    pub allowed: u64,
+    pub challenged: u64,
+    pub blocked: u64,
+    /// Challenge pages served.
+    pub pages: u64,
+    /// Passes given (challenges solved).
+    pub passes: u64,
+    /// Solutions refused (wrong, expired, spent, another address's, over the hourly limit).
+    pub refused: u64,
+    /// Passes whose XDP lift could not reach the engine (its queue was full): their cookie
+    /// works, their rate limit stays.
+    pub lost: u64,
 }
 
 /// Refused decisions of one origin for one reason.

@@ -68,6 +68,7 @@ pub fn status(state: &State) -> StatusView {
         fleet: None,
         crowdsec: None,
         feeds: Vec::new(),
+        verdict: state.verdict.as_ref().map(|v| v.view()),
     };
     for s in state.sources.statuses() {
         match s {
