@@ -340,11 +340,12 @@ pub struct ImportArgs {
 #[derive(Debug, Args)]
 pub struct UnblockArgs {
     /// Address or prefix, as given to `block` (a bare IPv6 address means its /64).
-    #[arg(value_parser = parse_prefix_arg)]
-    pub prefix: IpNet,
+    #[arg(value_parser = parse_prefix_arg, required_unless_present_any = ["range", "all"], conflicts_with_all = ["range", "all"])]
+    pub prefix: Option<IpNet>,
     #[command(flatten)]
     pub conn: Conn,
-    /// Lift this origin's decision instead of the manual one.
+    /// Lift this origin's decision instead of the manual one (with --all or --range: only
+    /// this origin's decisions).
     #[arg(long, value_enum, conflicts_with = "all_origins")]
     pub origin: Option<Origin>,
     /// The source within the origin (a feed's name, a fleet host).
@@ -353,6 +354,13 @@ pub struct UnblockArgs {
     /// Lift every origin's decision on the prefix.
     #[arg(long)]
     pub all_origins: bool,
+    /// Bulk: lift every decision inside this prefix (of every origin, unless --origin), in
+    /// one transaction.
+    #[arg(long, value_name = "CIDR", value_parser = parse_prefix_arg, conflicts_with = "all_origins")]
+    pub range: Option<IpNet>,
+    /// Bulk: lift every decision of --origin (and --name), in one transaction.
+    #[arg(long, requires = "origin", conflicts_with = "all_origins")]
+    pub all: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -57,8 +57,11 @@ fn holder_of(d: &Decision) -> String {
 }
 
 pub fn unblock(args: &UnblockArgs) -> anyhow::Result<()> {
+    let Some(prefix) = args.prefix else {
+        return unblock_where(args);
+    };
     let request = Request::Unblock {
-        prefix: args.prefix,
+        prefix,
         origin: args.origin,
         source: args.name.clone(),
         all_origins: args.all_origins,
@@ -107,6 +110,36 @@ pub fn unblock(args: &UnblockArgs) -> anyhow::Result<()> {
                         .join(", ")
                 );
             }
+            Ok(())
+        }
+        other => crate::commands::ask::unexpected(&other),
+    }
+}
+
+/// `unblock --range CIDR` and `unblock --origin O [--name N] --all`.
+fn unblock_where(args: &UnblockArgs) -> anyhow::Result<()> {
+    let request = Request::UnblockWhere {
+        range: args.range,
+        origin: args.origin,
+        source: args.name.clone(),
+    };
+    match crate::commands::ask::call(&args.conn, request)? {
+        Response::LiftedMany { lifted } => {
+            let mut what = Vec::new();
+            if let Some(r) = args.range {
+                what.push(format!("inside {r}"));
+            }
+            if let Some(o) = args.origin {
+                what.push(match &args.name {
+                    Some(n) => format!("held by {o}:{n}"),
+                    None => format!("of origin {o}"),
+                });
+            }
+            println!(
+                "lifted {lifted} decision{} {}",
+                if lifted == 1 { "" } else { "s" },
+                what.join(" ")
+            );
             Ok(())
         }
         other => crate::commands::ask::unexpected(&other),

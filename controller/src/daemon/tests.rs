@@ -1362,3 +1362,53 @@ fn blocking_again_never_shortens_a_block_unless_asked() {
     assert!(!kept_longer);
     assert!(decision.expires_unix_ms < long.expires_unix_ms);
 }
+
+#[test]
+fn bulk_unblock_lifts_by_range_and_by_holder_in_one_transaction_and_refuses_empty_filters() {
+    let mut f = Fixture::new();
+    for p in [
+        "203.0.113.1",
+        "203.0.113.2",
+        "203.0.113.128/25",
+        "198.51.100.9",
+    ] {
+        f.ok(block(p));
+    }
+    f.ok(feed_block("203.0.113.3", "drop", 3600));
+    f.ok(feed_block("198.51.100.128/25", "drop", 3600));
+    f.ok(feed_block("198.51.100.200", "other", 3600));
+    let lift =
+        |range: Option<&str>, origin: Option<Origin>, source: Option<&str>| Request::UnblockWhere {
+            range: range.map(net),
+            origin,
+            source: source.map(str::to_owned),
+        };
+    for bad in [
+        lift(None, None, None),
+        lift(Some("0.0.0.0/0"), None, None),
+        lift(Some("203.0.113.0/24"), None, Some("drop")),
+    ] {
+        let e = f.err(bad);
+        assert!(!e.is_empty());
+    }
+    // Every origin's decisions inside the range, one transaction.
+    let writes = f.state.engine.store_writes();
+    match f.ok(lift(Some("203.0.113.0/24"), None, None)) {
+        Response::LiftedMany { lifted } => assert_eq!(lifted, 4),
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(f.state.engine.store_writes(), writes + 1);
+    assert_eq!(f.entry(0, "203.0.113.128/25"), None);
+    assert!(f.entry(0, "198.51.100.9/32").is_some(), "outside the range");
+    // One holder's, everywhere.
+    match f.ok(lift(None, Some(Origin::Feed), Some("drop"))) {
+        Response::LiftedMany { lifted } => assert_eq!(lifted, 1),
+        r => panic!("{r:?}"),
+    }
+    assert!(f.entry(0, "198.51.100.200/32").is_some(), "another feed's");
+    match f.ok(lift(None, Some(Origin::Feed), None)) {
+        Response::LiftedMany { lifted } => assert_eq!(lifted, 1),
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(f.state.engine.book().len(), 1);
+}

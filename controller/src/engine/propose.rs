@@ -252,6 +252,40 @@ impl Engine {
         Ok(gone)
     }
 
+    /// Lifts every decision inside `range` (equal or narrower) and of `origin` (and `source`,
+    /// when given), whatever else holds it, in one durable transaction; how many.
+    pub fn lift_where(
+        &mut self,
+        range: Option<IpNet>,
+        origin: Option<Origin>,
+        source: Option<&str>,
+    ) -> Result<usize, EngineError> {
+        let now = now_unix_ms();
+        let range = range.map(|r| crate::net::unmap(r).trunc());
+        let ended: Vec<Ended> = self
+            .book
+            .iter()
+            .filter(|d| range.is_none_or(|r| r.contains(&d.prefix)))
+            .filter(|d| origin.is_none_or(|o| d.origin == o))
+            .filter(|d| source.is_none_or(|s| d.source.as_deref() == Some(s)))
+            .map(|d| Ended {
+                decision: d.clone(),
+                end: End::Lifted,
+                ended_unix_ms: now,
+            })
+            .collect();
+        let n = ended.len();
+        self.commit(&[], ended)?;
+        tracing::info!(
+            lifted = n,
+            range = ?range,
+            origin = ?origin.map(Origin::name),
+            source,
+            "decisions lifted in bulk"
+        );
+        Ok(n)
+    }
+
     /// Withdraws every decision of `scope` whose (prefix, holder) `keep` does not hold; how
     /// many.
     fn withdraw_stale(

@@ -50,6 +50,16 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         all_origins: bool,
     },
+    /// Lifts, in one transaction, every decision inside `range` and/or of `origin` (and
+    /// `source`): bulk removal. At least one of `range` and `origin` is required.
+    UnblockWhere {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        range: Option<IpNet>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<Origin>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+    },
     List {
         /// Only this origin's decisions.
         #[serde(default, skip_serializing_if = "Option::is_none")]

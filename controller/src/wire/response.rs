@@ -38,6 +38,10 @@ pub enum Response {
         #[serde(default)]
         still: Vec<Decision>,
     },
+    /// How many decisions a bulk `unblock` lifted.
+    LiftedMany {
+        lifted: usize,
+    },
     History {
         entries: Vec<Ended>,
     },

@@ -65,3 +65,34 @@ fn not_blocked(state: &State, prefix: IpNet) -> String {
         d.reason
     )
 }
+
+/// A bulk `unblock`: refuses a filter that names nothing (or the whole address space without
+/// an origin), so that no typo lifts every decision.
+pub fn unblock_where(
+    state: &mut State,
+    range: Option<IpNet>,
+    origin: Option<crate::decision::Origin>,
+    source: Option<String>,
+) -> Response {
+    let invalid = |message: &str| error(ErrorKind::Invalid, message);
+    if source.is_some() && origin.is_none() {
+        return invalid("--name needs --origin");
+    }
+    match (range, origin) {
+        (None, None) => {
+            return invalid(
+                "name what to lift: --range CIDR (every decision inside it), --origin O --all (every decision of an origin), or both",
+            );
+        }
+        (Some(r), None) if r.prefix_len() == 0 => {
+            return invalid(
+                "--range of the whole address space lifts everything: name an origin too (--origin O)",
+            );
+        }
+        _ => {}
+    }
+    match state.engine.lift_where(range, origin, source.as_deref()) {
+        Ok(lifted) => Response::LiftedMany { lifted },
+        Err(e) => engine_error(&e),
+    }
+}

@@ -58,6 +58,11 @@ pub fn handle(state: &mut State, request: Request) -> Response {
             source,
             all_origins,
         } => block::unblock(state, prefix, holder(origin, source), all_origins),
+        Request::UnblockWhere {
+            range,
+            origin,
+            source,
+        } => block::unblock_where(state, range, origin, source),
         Request::List {
             origin,
             after,
