@@ -38,7 +38,13 @@ pub async fn serve(
         mut readers,
         warnings,
     } = start::attach_all(&cfg)?;
+    // The file's own `[daemon]` (before command-line overrides), for reload to compare with.
+    let daemon_in_file = match &config_path {
+        Some(p) => Config::load(p, true).ok().map(|c| c.daemon),
+        None => Some(Config::default().daemon),
+    };
     let mut state = State::new(cfg.clone(), config_path, store, planes);
+    state.daemon_in_file = daemon_in_file;
     state.policy.set_fingerprint_rules(
         crate::fingerprint::Rules::load(cfg.fingerprints.rules.as_deref())
             .map_err(DaemonError::Fingerprints)?,

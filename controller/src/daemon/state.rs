@@ -40,6 +40,9 @@ pub struct State {
     pub sources: Sources,
     /// The verdict endpoint, when `[verdict]` is configured.
     pub verdict: Option<std::sync::Arc<crate::verdict::Endpoint>>,
+    /// `[daemon]` as the file said at start (before command-line overrides): what a reload's
+    /// file is compared with, since the running section holds the overrides.
+    pub daemon_in_file: Option<crate::config::DaemonConfig>,
     /// Sources already reported as stopped.
     stopped: std::collections::BTreeSet<String>,
     started: Instant,
@@ -58,6 +61,7 @@ impl State {
             engine: Engine::new(cfg, store, planes),
             sources: Sources::default(),
             verdict: None,
+            daemon_in_file: None,
             stopped: Default::default(),
             started: Instant::now(),
             config_path,
@@ -192,6 +196,20 @@ impl State {
         if cfg.metrics != old.metrics {
             notes.push("[metrics] changes apply at the next start".to_owned());
         }
+        if let Some(feeds) = feed_changes(&old.feeds, &cfg.feeds) {
+            notes.push(format!(
+                "[[feeds]] changes ({feeds}) apply at the next start"
+            ));
+        }
+        if cfg.fleet != old.fleet {
+            notes.push("[fleet] changes apply at the next start".to_owned());
+        }
+        if cfg.crowdsec != old.crowdsec {
+            notes.push("[crowdsec] changes apply at the next start".to_owned());
+        }
+        if cfg.verdict != old.verdict {
+            notes.push("[verdict] changes apply at the next start".to_owned());
+        }
         let mut new_dp = cfg.dataplane.clone();
         new_dp.monitor = old.dataplane.monitor;
         if new_dp != old.dataplane {
@@ -203,6 +221,12 @@ impl State {
         self.policy.reconfigure(cfg.clone(), rules);
         self.engine.reconfigure(cfg)?;
         tracing::info!("configuration reloaded");
+        for n in &notes {
+            // Said where an operator looks: the reload's answer, the log and `status`.
+            tracing::warn!("reload: {n}: restart the daemon (systemctl restart ipwarden) to apply");
+            self.engine
+                .warn(format!("reload: {n}: restart the daemon to apply"));
+        }
         Ok(notes)
     }
 
@@ -215,13 +239,57 @@ impl State {
             .unwrap_or_else(|| DEFAULT_PATH.into());
         let explicit = self.config_path.is_some();
         let mut cfg = Config::load(&path, explicit)?;
-        // Command-line overrides given at start stay in force.
+        // Command-line overrides given at start stay in force; a change of the file's own
+        // `[daemon]` section is named (it applies at the next start).
+        let daemon_changed = self
+            .daemon_in_file
+            .as_ref()
+            .is_some_and(|start| *start != cfg.daemon);
         cfg.daemon = self.engine.config().daemon.clone();
-        let notes = self.reload(cfg)?;
+        let mut notes = self.reload(cfg)?;
+        if daemon_changed {
+            let n = "[daemon] changes (interfaces, socket, state or bpffs directory) apply at the next start";
+            tracing::warn!("reload: {n}: restart the daemon (systemctl restart ipwarden) to apply");
+            self.engine
+                .warn(format!("reload: {n}: restart the daemon to apply"));
+            notes.insert(0, n.to_owned());
+        }
         Ok(if notes.is_empty() {
             format!("reloaded {}", path.display())
         } else {
             format!("reloaded {} ({})", path.display(), notes.join("; "))
         })
     }
+}
+
+/// What changed between two `[[feeds]]` lists, by name; `None` when nothing did.
+fn feed_changes(
+    old: &[crate::config::FeedConfig],
+    new: &[crate::config::FeedConfig],
+) -> Option<String> {
+    let mut parts = Vec::new();
+    let named = |list: &[crate::config::FeedConfig], name: &str| {
+        list.iter().find(|f| f.name == name).cloned()
+    };
+    let added: Vec<&str> = new
+        .iter()
+        .filter(|f| named(old, &f.name).is_none())
+        .map(|f| f.name.as_str())
+        .collect();
+    let removed: Vec<&str> = old
+        .iter()
+        .filter(|f| named(new, &f.name).is_none())
+        .map(|f| f.name.as_str())
+        .collect();
+    let changed: Vec<&str> = new
+        .iter()
+        .filter(|f| named(old, &f.name).is_some_and(|o| o != **f))
+        .map(|f| f.name.as_str())
+        .collect();
+    for (what, names) in [("added", added), ("removed", removed), ("changed", changed)] {
+        if !names.is_empty() {
+            parts.push(format!("{what} {}", names.join(", ")));
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }

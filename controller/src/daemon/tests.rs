@@ -707,6 +707,42 @@ fn reload_applies_a_good_file_and_keeps_the_old_config_on_a_bad_one() {
     assert!(f.planes[0].state().allow.contains(&net("198.51.100.0/24")));
 }
 
+#[test]
+fn reload_names_every_change_it_cannot_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ipwarden.toml");
+    std::fs::write(&path, "").unwrap();
+    let mut f = Fixture::new();
+    f.state.config_path = Some(path.clone());
+    f.state.daemon_in_file = Some(Config::default().daemon);
+    let Response::Done { message } = f.ok(Request::Reload) else {
+        panic!()
+    };
+    assert!(
+        !message.contains("next start"),
+        "nothing changed: {message}"
+    );
+    std::fs::write(
+        &path,
+        "[daemon]\nifaces = [\"eth9\"]\n\n[[feeds]]\nname = \"drop\"\nurl = \"http://192.0.2.1/drop.txt\"\nformat = \"cidr-list\"\n\n[verdict]\n",
+    )
+    .unwrap();
+    let Response::Done { message } = f.ok(Request::Reload) else {
+        panic!()
+    };
+    for part in [
+        "[daemon] changes",
+        "[[feeds]] changes (added drop)",
+        "[verdict] changes",
+    ] {
+        assert!(message.contains(part), "{part} in {message}");
+    }
+    assert!(
+        f.state.engine.warnings().any(|w| w.contains("[[feeds]]")),
+        "status shows it"
+    );
+}
+
 // --- precedence, TTLs, recidive -------------------------------------------------------------
 
 #[test]
