@@ -8,9 +8,9 @@ pub struct DataplaneConfig {
     pub flags: u32,
     /// Reserved; always zero.
     pub _reserved: u32,
-    /// Changes to a fresh random value below 2^62 after every change to the block set or the
+    /// Changes to a fresh random value below 2^59 after every change to the block set or the
     /// allowlist: verdicts the program cached per source under another generation are
-    /// recomputed (see [`crate::VerdictCache`]). 62 random bits make it practically impossible
+    /// recomputed (see [`crate::VerdictCache`]). 59 random bits make it practically impossible
     /// for a new value to equal one some stale cache entry still carries, and random values
     /// need no read-modify-write that two writers could interleave.
     pub generation: u64,

@@ -27,9 +27,42 @@ pub const INDEX_WAYS: usize = 4;
 pub struct IndexBucket {
     /// Each way's key ([`key_v4`], [`key_v6`]).
     pub keys: [u64; INDEX_WAYS],
-    /// Each way's entry's `expires_at_ns`, `u64::MAX` for a permanent one (whose
-    /// `expires_at_ns` is `BlockEntry::NEVER`, 0); 0 = the way is empty.
+    /// Each way's [`way_until`]: the entry's `expires_at_ns` ([`PERMANENT`] for a permanent
+    /// one, whose `expires_at_ns` is `BlockEntry::NEVER`, 0) with the entry's `Reason` code in
+    /// the low three bits, so that a drop through the index is counted by origin; 0 = the way
+    /// is empty.
     pub until: [u64; INDEX_WAYS],
+}
+
+/// The low bits of a way's `until` that hold the entry's `Reason` code.
+const ORIGIN_BITS: u64 = 7;
+
+/// `until` of a permanent entry, before its origin bits: at or above it means permanent (a
+/// release that wrote `u64::MAX` reads as permanent too).
+pub const PERMANENT: u64 = !ORIGIN_BITS;
+
+/// A way's `until` for an entry lapsing at `expires_at_ns` (0: never) with `reason`. The
+/// expiry is rounded down by at most 7 ns; never 0 for a real (non-zero) reason.
+#[inline(always)]
+pub const fn way_until(expires_at_ns: u64, reason: u32) -> u64 {
+    let base = if expires_at_ns == 0 {
+        PERMANENT
+    } else {
+        expires_at_ns & !ORIGIN_BITS
+    };
+    base | (reason as u64 & ORIGIN_BITS)
+}
+
+/// The `Reason` code a way's `until` carries.
+#[inline(always)]
+pub const fn way_origin(until: u64) -> u32 {
+    (until & ORIGIN_BITS) as u32
+}
+
+/// Whether a way's `until` is a permanent entry's.
+#[inline(always)]
+pub const fn way_permanent(until: u64) -> bool {
+    until >= PERMANENT
 }
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for IndexBucket {}
@@ -85,6 +118,17 @@ pub const fn bucket(key: u64) -> u32 {
 mod tests {
     extern crate std;
     use super::*;
+
+    #[test]
+    fn a_ways_until_carries_expiry_and_origin() {
+        let u = way_until(1_000_000_005, 5);
+        assert_eq!((way_origin(u), way_permanent(u)), (5, false));
+        assert!(u <= 1_000_000_005 && u + 8 > 1_000_000_005);
+        let p = way_until(0, 1);
+        assert_eq!((way_origin(p), way_permanent(p)), (1, true));
+        assert!(way_permanent(u64::MAX), "an older release's permanent way");
+        assert_ne!(way_until(8, 1), 0);
+    }
 
     #[test]
     fn a_way_is_found_only_with_its_key_and_while_filled() {

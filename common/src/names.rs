@@ -55,8 +55,12 @@ pub const INDEX_V4: &str = "INDEX_V4";
 /// The IPv6 /64 block index.
 pub const INDEX_V6: &str = "INDEX_V6";
 
+/// Dropped packets and bytes by the dropping entry's origin: `PERCPU_ARRAY<DropCount>` indexed
+/// by `Reason` code ([`crate::stats::DROP_ORIGINS`] slots).
+pub const DROPS: &str = "DROPS";
+
 /// Every map, for loaders that pin, size or check them all.
-pub const MAPS: [&str; 20] = [
+pub const MAPS: [&str; 21] = [
     BLOCK_V4,
     BLOCK_V6,
     BLOCK_NET_V4,
@@ -77,6 +81,7 @@ pub const MAPS: [&str; 20] = [
     SIG_SEEN,
     INDEX_V4,
     INDEX_V6,
+    DROPS,
 ];
 
 /// The kernel keeps `BPF_OBJ_NAME_LEN - 1` = 15 bytes of a name.

@@ -127,6 +127,19 @@ impl GlobalCounter {
     }
 }
 
+/// Slots of the `DROPS` map: one per `Reason` code (0 = unspecified, and the origins).
+pub const DROP_ORIGINS: u32 = 8;
+
+/// Packets and bytes dropped (blocked, or over a challenge's rate) by entries of one origin.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropCount {
+    pub packets: u64,
+    pub bytes: u64,
+}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for DropCount {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,9 +25,11 @@ pub const JIFFY_MAX_NS: u64 = 10_000_000;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VerdictCache {
-    /// The generation the verdict was computed under, shifted left by two, with the verdict
-    /// (one of the `VerdictCache::*` consts) in the low two bits. [`VerdictCache::NONE`] there
-    /// means nothing is cached. One word, so the 62-bit generation costs no extra space.
+    /// The generation the verdict was computed under, shifted left by five, the origin of the
+    /// entry that decided it (a `Reason` code, 3 bits: drops are counted by origin) shifted
+    /// left by two, and the verdict (one of the `VerdictCache::*` consts) in the low two bits.
+    /// [`VerdictCache::NONE`] there means nothing is cached. One word, so the 59-bit generation
+    /// and the origin cost no extra space.
     pub tag: u64,
     /// `bpf_jiffies64` at which the verdict lapses; 0 = never.
     pub until_jiffies: u64,
@@ -47,16 +49,37 @@ impl VerdictCache {
     /// A live block entry matched: drop.
     pub const BLOCK: u64 = 3;
     const VERDICT: u64 = 3;
+    const ORIGIN: u64 = 7;
+    const GENERATION_SHIFT: u32 = 5;
 
-    /// A verdict valid under `generation` (below 2^62, see
+    /// A verdict valid under `generation` (below 2^59, see
     /// [`crate::DataplaneConfig::generation`]) until `until_jiffies` (0 = for as long as the
     /// generation).
     #[inline(always)]
     pub const fn new(generation: u64, verdict: u64, until_jiffies: u64) -> Self {
+        Self::decided_by(generation, verdict, 0, until_jiffies)
+    }
+
+    /// As [`VerdictCache::new`], remembering the `Reason` code of the entry that decided it.
+    #[inline(always)]
+    pub const fn decided_by(
+        generation: u64,
+        verdict: u64,
+        origin: u32,
+        until_jiffies: u64,
+    ) -> Self {
         Self {
-            tag: (generation << 2) | (verdict & Self::VERDICT),
+            tag: (generation << Self::GENERATION_SHIFT)
+                | ((origin as u64 & Self::ORIGIN) << 2)
+                | (verdict & Self::VERDICT),
             until_jiffies,
         }
+    }
+
+    /// The `Reason` code of the entry that decided the cached verdict (0 if none did).
+    #[inline(always)]
+    pub const fn origin(&self) -> u32 {
+        ((self.tag >> 2) & Self::ORIGIN) as u32
     }
 
     /// The jiffy by which a verdict decided by an entry lapsing at `expires_at_ns` (0 = never)
@@ -79,7 +102,7 @@ impl VerdictCache {
     pub const fn get(&self, generation: u64, now_jiffies: u64) -> Option<u64> {
         let verdict = self.tag & Self::VERDICT;
         if verdict == Self::NONE
-            || self.tag >> 2 != generation
+            || self.tag >> Self::GENERATION_SHIFT != generation
             || (self.until_jiffies != 0 && now_jiffies >= self.until_jiffies)
         {
             None
@@ -99,8 +122,12 @@ mod tests {
     }
 
     #[test]
-    fn every_verdict_round_trips_under_a_62_bit_generation() {
-        let g = (1u64 << 62) - 1;
+    fn every_verdict_and_origin_round_trips_under_a_59_bit_generation() {
+        let g = (1u64 << 59) - 1;
+        for o in 0..8 {
+            let c = VerdictCache::decided_by(g, VerdictCache::BLOCK, o, 0);
+            assert_eq!((c.get(g, 0), c.origin()), (Some(VerdictCache::BLOCK), o));
+        }
         for v in [VerdictCache::PASS, VerdictCache::ALLOW, VerdictCache::BLOCK] {
             assert_eq!(VerdictCache::new(g, v, 0).get(g, 0), Some(v));
             assert_eq!(VerdictCache::new(g, v, 0).get(g - 1, 0), None);

@@ -14,6 +14,7 @@ use ipwarden_common::{
     fingerprint::{SigEntry, SigKey},
     front::FRONT_SLOTS,
     index::{INDEX_BUCKETS, IndexBucket},
+    stats::{DROP_ORIGINS, DropCount},
 };
 
 #[map]
@@ -95,3 +96,8 @@ pub static INDEX_V6: Array<IndexBucket> = Array::pinned(INDEX_BUCKETS, BPF_F_MMA
 
 /// `BPF_F_MMAPABLE` (include/uapi/linux/bpf.h).
 const BPF_F_MMAPABLE: u32 = 1 << 10;
+
+// Drops by the dropping entry's origin (`Reason` code): one update per dropped frame, none for
+// frames that pass.
+#[map]
+pub static DROPS: PerCpuArray<DropCount> = PerCpuArray::pinned(DROP_ORIGINS, 0);

@@ -12,7 +12,7 @@
 use aya_ebpf::maps::{Array, LruHashMap, lpm_trie::Key};
 use ipwarden_common::{
     Action, BlockEntry, SrcV6Prefix, VerdictCache, gcra,
-    index::{IndexBucket, bucket, key_v4, key_v6},
+    index::{IndexBucket, bucket, key_v4, key_v6, way_origin, way_permanent},
 };
 
 use crate::{
@@ -47,13 +47,23 @@ pub struct Judged {
     /// The kernel time of the judgement: a new source's first-seen time, so claiming a
     /// front-table slot needs no clock call of its own.
     pub at_ns: u64,
+    /// The `Reason` code of the entry that decided a drop (0 otherwise): drops are counted by
+    /// origin.
+    pub origin: u32,
 }
 
 impl Judged {
     /// The cache entry to keep under `generation`.
     #[inline(always)]
     pub const fn cache(&self, generation: u64) -> VerdictCache {
-        VerdictCache::new(generation, self.verdict, self.until_jiffies)
+        VerdictCache::decided_by(generation, self.verdict, self.origin, self.until_jiffies)
+    }
+
+    /// The same judgement, decided by an entry of `origin`.
+    #[inline(always)]
+    const fn by(mut self, origin: u32) -> Self {
+        self.origin = origin;
+        self
     }
 }
 
@@ -80,6 +90,7 @@ impl Now {
             verdict,
             until_jiffies: VerdictCache::lapse(expires_at_ns, self.ns, self.jiffies),
             at_ns: self.ns,
+            origin: 0,
         }
     }
 }
@@ -97,12 +108,16 @@ fn judge<K>(entry: Option<&BlockEntry>, now: Now, buckets: &LruHashMap<K, u64>, 
         return pass;
     }
     match e.action {
-        Action::BLOCK => now.cached(Decision::Block, VerdictCache::BLOCK, e.expires_at_ns),
-        Action::CHALLENGE => now.cached(
-            admit(buckets, key, now.ns, e.interval_ns, e.burst),
-            VerdictCache::NONE,
-            0,
-        ),
+        Action::BLOCK => now
+            .cached(Decision::Block, VerdictCache::BLOCK, e.expires_at_ns)
+            .by(e.reason),
+        Action::CHALLENGE => now
+            .cached(
+                admit(buckets, key, now.ns, e.interval_ns, e.burst),
+                VerdictCache::NONE,
+                0,
+            )
+            .by(e.reason),
         // A solved challenge: full speed until the pass lapses, then the wider entry again.
         Action::PASS => now.cached(Decision::Pass, VerdictCache::PASS, e.expires_at_ns),
         _ => pass,
@@ -152,29 +167,32 @@ fn admit<K>(
 #[inline(always)]
 fn indexed(index: &Array<IndexBucket>, key: u64, now: Now) -> Option<Judged> {
     let until = index.get(bucket(key))?.find(key)?;
-    (now.ns < until).then(|| now.cached(Decision::Block, VerdictCache::BLOCK, until))
+    let lapse = if way_permanent(until) { 0 } else { until };
+    (now.ns < until).then(|| {
+        now.cached(Decision::Block, VerdictCache::BLOCK, lapse)
+            .by(way_origin(until))
+    })
 }
 
-/// Whether the index holds a live block of exactly this IPv4 source: the whole judgement of a
-/// sprayed blocked source that finds its front-table slot held by another (see `source`).
+/// The origin of the index's live block of exactly this IPv4 source, if it holds one: the
+/// whole judgement of a sprayed blocked source that finds its front-table slot held by another
+/// (see `source`).
 #[inline(always)]
-pub fn index_blocks_v4(src: &[u8; 4]) -> bool {
+pub fn index_blocks_v4(src: &[u8; 4]) -> Option<u32> {
     index_blocks(&INDEX_V4, key_v4(src))
 }
 
 /// As [`index_blocks_v4`], for an IPv6 /64.
 #[inline(always)]
-pub fn index_blocks_v6(prefix: &SrcV6Prefix) -> bool {
+pub fn index_blocks_v6(prefix: &SrcV6Prefix) -> Option<u32> {
     index_blocks(&INDEX_V6, key_v6(prefix))
 }
 
 #[inline(always)]
-fn index_blocks(index: &Array<IndexBucket>, key: u64) -> bool {
-    match index.get(bucket(key)).and_then(|b| b.find(key)) {
-        // A permanent block needs no clock (a helper call).
-        Some(until) => until == u64::MAX || now() < until,
-        None => false,
-    }
+fn index_blocks(index: &Array<IndexBucket>, key: u64) -> Option<u32> {
+    let until = index.get(bucket(key))?.find(key)?;
+    // A permanent block needs no clock (a helper call).
+    (way_permanent(until) || now() < until).then_some(way_origin(until))
 }
 
 /// Judges an IPv4 source.

@@ -94,16 +94,17 @@ fn displaces(occupant: &VerdictCache, cfg: &DataplaneConfig) -> bool {
 }
 
 /// The slot's cached verdict if valid, else the block set's, which is then cached. Also
-/// returns the kernel time of the judgement, 0 when the verdict came from the cache.
+/// returns the kernel time of the judgement (0 when the verdict came from the cache) and the
+/// origin of the entry that decided it.
 #[inline(always)]
 fn decide(
     cache: &mut VerdictCache,
     cfg: &DataplaneConfig,
     cacheable: bool,
     judge: impl FnOnce() -> Judged,
-) -> (Decision, u64) {
+) -> (Decision, u64, u32) {
     if cacheable && let Some(verdict) = cache.get(cfg.generation, jiffies()) {
-        return (cached(verdict), 0);
+        return (cached(verdict), 0, cache.origin());
     }
     let j = judge();
     *cache = if cacheable {
@@ -111,15 +112,17 @@ fn decide(
     } else {
         VerdictCache::default()
     };
-    (j.decision, j.at_ns)
+    (j.decision, j.at_ns, j.origin)
 }
 
-/// Counts and judges a packet of an IPv4 source.
+/// Counts and judges a packet of an IPv4 source; the decision and the origin of the entry
+/// that made it.
 #[inline(always)]
-pub fn ipv4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> Decision {
+pub fn ipv4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32) {
     let Some(slot) = FRONT_V4.get_ptr_mut(slot_v4(src)) else {
         // Unreachable: the index is below the table's size.
-        return policy::ipv4(src).decision;
+        let j = policy::ipv4(src);
+        return (j.decision, j.origin);
     };
     // SAFETY: a per-CPU array slot belongs to this CPU for the duration of the program.
     let slot = unsafe { &mut *slot };
@@ -127,10 +130,10 @@ pub fn ipv4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> Decision {
     if claim
         && slot.used != 0
         && !cfg.monitor()
-        && policy::index_blocks_v4(src)
+        && let Some(origin) = policy::index_blocks_v4(src)
         && !displaces(&slot.cache, cfg)
     {
-        return Decision::Block;
+        return (Decision::Block, origin);
     }
     if claim {
         if slot.used != 0 {
@@ -142,7 +145,7 @@ pub fn ipv4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> Decision {
         // An empty cache: the source is judged below.
         slot.cache = VerdictCache::default();
     }
-    let (decision, judged_at) = decide(&mut slot.cache, cfg, true, || policy::ipv4(src));
+    let (decision, judged_at, origin) = decide(&mut slot.cache, cfg, true, || policy::ipv4(src));
     if claim {
         slot.first_seen_ns = judged_at;
     }
@@ -152,15 +155,16 @@ pub fn ipv4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> Decision {
             flush_v4(src, &mut slot.pending, slot.first_seen_ns);
         }
     }
-    decision
+    (decision, origin)
 }
 
 /// Counts and judges a packet of an IPv6 source under its /64, remembering the full address.
 #[inline(always)]
-pub fn ipv6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> Decision {
+pub fn ipv6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32) {
     let key = v6_prefix(src);
     let Some(slot) = FRONT_V6.get_ptr_mut(slot_v6(&key)) else {
-        return policy::ipv6(src, &key).decision;
+        let j = policy::ipv6(src, &key);
+        return (j.decision, j.origin);
     };
     // SAFETY: as in `ipv4`.
     let slot = unsafe { &mut *slot };
@@ -168,10 +172,10 @@ pub fn ipv6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> Decision {
     if claim
         && slot.used != 0
         && !cfg.monitor()
-        && policy::index_blocks_v6(&key)
+        && let Some(origin) = policy::index_blocks_v6(&key)
         && !displaces(&slot.cache, cfg)
     {
-        return Decision::Block;
+        return (Decision::Block, origin);
     }
     if claim {
         if slot.used != 0 {
@@ -188,7 +192,7 @@ pub fn ipv6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> Decision {
         // An empty cache: the source is judged below.
         slot.cache = VerdictCache::default();
     }
-    let (decision, judged_at) = decide(&mut slot.cache, cfg, cfg.v6_cacheable(), || {
+    let (decision, judged_at, origin) = decide(&mut slot.cache, cfg, cfg.v6_cacheable(), || {
         policy::ipv6(src, &key)
     });
     if claim {
@@ -201,7 +205,7 @@ pub fn ipv6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> Decision {
             flush_v6(&key, &mut slot.pending, src, slot.first_seen_ns);
         }
     }
-    decision
+    (decision, origin)
 }
 
 #[inline(always)]

@@ -35,6 +35,11 @@ mod aya_map_type {
             names::STAMP => ("Array", 4, size_of::<ipwarden_common::Stamp>()),
             names::AGG => ("PerCpuArray", 4, size_of::<ipwarden_common::AggCell>()),
             names::SIG_SEEN => ("PerCpuArray", 4, 8),
+            names::DROPS => (
+                "PerCpuArray",
+                4,
+                size_of::<ipwarden_common::stats::DropCount>(),
+            ),
             names::INDEX_V4 | names::INDEX_V6 => {
                 ("Array", 4, size_of::<ipwarden_common::index::IndexBucket>())
             }
@@ -70,6 +75,8 @@ fn pinned_maps_match_the_common_abi() {
             names::ALLOW_V4 | names::ALLOW_V6 => assert_eq!(max, defaults.allow),
             // The program's slot hash depends on this size: never resized.
             names::FRONT_V4 | names::FRONT_V6 => assert_eq!(max, FRONT_SLOTS),
+            // One slot per `Reason` code: the program indexes it by the code.
+            names::DROPS => assert_eq!(max, ipwarden_common::stats::DROP_ORIGINS),
             names::INDEX_V4 | names::INDEX_V6 => {
                 assert_eq!(max, ipwarden_common::index::INDEX_BUCKETS);
                 // BPF_F_MMAPABLE: page-aligned values, one cache line per bucket.

@@ -661,3 +661,49 @@ fn a_second_daemon_on_the_same_state_is_refused_and_harms_nothing() {
         .any(|e| e.file_name().to_string_lossy().contains("unreadable"));
     assert!(!moved, "the store was moved aside under the running daemon");
 }
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn drops_are_counted_by_the_origin_of_the_decision_that_dropped_them() {
+    let feed_source = Ipv4Addr::new(203, 0, 113, 8);
+    let env = DaemonEnv::new(CONFIG, &[ATTACKER.into(), feed_source.into()]);
+    let _daemon = env.start();
+    env.home.cli(&["block", &ATTACKER.to_string()]);
+    env.home.cli(&[
+        "block",
+        &feed_source.to_string(),
+        "--origin",
+        "feed",
+        "--name",
+        "drop-list",
+    ]);
+    assert_eq!(env.delivered(ATTACKER.into(), 30), 0);
+    assert_eq!(env.delivered(feed_source.into(), 20), 0);
+    assert_eq!(env.delivered(feed_source.into(), 20), 0);
+    let stats = env.home.json(&["stats"]);
+    let by_origin = &stats["interfaces"][0]["dropped_by_origin"];
+    let find = |o: &str| {
+        by_origin
+            .as_array()
+            .and_then(|a| a.iter().find(|d| d["origin"] == o))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {o} drops in {stats}"))
+    };
+    let (manual, feed) = (find("manual"), find("feed"));
+    assert_eq!(manual["packets"], 30, "{stats}");
+    assert_eq!(feed["packets"], 40, "{stats}");
+    // Each datagram is one frame of the same size: bytes are counted per frame.
+    let per_frame = manual["bytes"].as_u64().unwrap() / 30;
+    assert!(per_frame >= 58, "{stats}");
+    assert_eq!(feed["bytes"].as_u64().unwrap(), 40 * per_frame, "{stats}");
+    let total: u64 = by_origin
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["packets"].as_u64().unwrap())
+        .sum();
+    let dropped = stats["interfaces"][0]["counters"]["dropped"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(total, dropped, "every drop has an origin: {stats}");
+}

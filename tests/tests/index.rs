@@ -177,10 +177,14 @@ fn an_indexed_blocked_source_leaves_another_sources_front_slot_alone() {
     let blocked_net = IpNet::new(blocked.into(), 64).unwrap().trunc();
     dp.block(
         blocked_net,
-        BlockEntry::block(Reason::MANUAL, BlockEntry::NEVER),
+        BlockEntry::block(Reason::FEED, BlockEntry::NEVER),
     )
     .unwrap();
-    assert!(dp.indexed(blocked_net).unwrap().is_some());
+    assert_eq!(
+        dp.indexed_by(blocked_net).unwrap(),
+        Some((u64::MAX, Reason::FEED)),
+        "a permanent way carrying its origin"
+    );
 
     assert_eq!(send(&fx, &sock, client.into(), 5), [0, 0, 5]);
     let holds = |a: Ipv6Addr| {
@@ -190,6 +194,15 @@ fn an_indexed_blocked_source_leaves_another_sources_front_slot_alone() {
     };
     assert!(holds(client), "the client holds its slot");
     assert_eq!(send(&fx, &sock, blocked.into(), 20), [20, 0, 20]);
+    // Dropped through the index: still counted under the decision's origin.
+    let drops = fx.dp().drops_by_origin().unwrap();
+    assert_eq!(
+        drops
+            .iter()
+            .map(|(code, d)| (*code, d.packets))
+            .collect::<Vec<_>>(),
+        [(Reason::FEED, 20)]
+    );
     assert!(holds(client), "the blocked flood took the client's slot");
     assert!(!holds(blocked));
     // The client's five packets are still pending in its slot, counted once.

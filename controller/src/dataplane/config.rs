@@ -11,7 +11,7 @@ use crate::net;
 impl Dataplane {
     /// Runs a change to the block set or the allowlist, then gives the data plane a new
     /// generation, whatever the change's outcome: the program recomputes every verdict it cached
-    /// before (see `ipwarden_common::verdict`). The generation is 62 random bits rather than a
+    /// before (see `ipwarden_common::verdict`). The generation is 59 random bits rather than a
     /// count, so that two processes changing the maps at once cannot both write the same "next"
     /// value.
     ///
@@ -83,7 +83,7 @@ impl Dataplane {
                     source: std::io::Error::last_os_error(),
                 });
             }
-            fresh = u64::from_ne_bytes(bytes) >> 2;
+            fresh = u64::from_ne_bytes(bytes) >> 5;
         }
         cfg.generation = fresh;
         self.config

@@ -48,9 +48,13 @@ pub struct SourceV6 {
     pub stats: SrcStats,
 }
 
-/// Global counters summed over CPUs, indexed by [`GlobalCounter`].
+/// Global counters summed over CPUs, indexed by [`GlobalCounter`], and the drops by the
+/// dropping entry's origin, indexed by `Reason` code.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GlobalCounters(pub [u64; GlobalCounter::COUNT as usize]);
+pub struct GlobalCounters(
+    pub [u64; GlobalCounter::COUNT as usize],
+    pub [ipwarden_common::stats::DropCount; ipwarden_common::stats::DROP_ORIGINS as usize],
+);
 
 impl GlobalCounters {
     /// One counter.
@@ -321,6 +325,31 @@ impl Dataplane {
         (max_entries(&self.src_v4), max_entries(&self.src_v6))
     }
 
+    /// Dropped packets and bytes by the dropping entry's `Reason` code, summed over CPUs; only
+    /// origins with drops. Empty for pins of a build before these counters.
+    pub fn drops_by_origin(
+        &self,
+    ) -> Result<Vec<(u32, ipwarden_common::stats::DropCount)>, DataplaneError> {
+        let Some(drops) = &self.drops else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for code in 0..ipwarden_common::stats::DROP_ORIGINS {
+            let values = drops
+                .get(&code, 0)
+                .map_err(|e| DataplaneError::map("reading drops", names::DROPS, e))?;
+            let mut sum = ipwarden_common::stats::DropCount::default();
+            for v in values.iter() {
+                sum.packets += v.packets;
+                sum.bytes += v.bytes;
+            }
+            if sum.packets > 0 {
+                out.push((code, sum));
+            }
+        }
+        Ok(out)
+    }
+
     /// The global counters, summed over CPUs.
     pub fn globals(&self) -> Result<GlobalCounters, DataplaneError> {
         let mut out = GlobalCounters::default();
@@ -335,6 +364,9 @@ impl Dataplane {
         out.0[GlobalCounter::Seen as usize] = out.get(GlobalCounter::Passed)
             + out.get(GlobalCounter::Dropped)
             + out.get(GlobalCounter::Limited);
+        for (code, count) in self.drops_by_origin()? {
+            out.1[code as usize] = count;
+        }
         Ok(out)
     }
 }

@@ -20,7 +20,10 @@ use aya::maps::MapData;
 use ipnet::IpNet;
 use ipwarden_common::{
     Action, BlockEntry,
-    index::{INDEX_BUCKETS, INDEX_WAYS, IndexBucket, bucket, key_v4, key_v6},
+    index::{
+        INDEX_BUCKETS, INDEX_WAYS, IndexBucket, bucket, key_v4, key_v6, way_origin, way_permanent,
+        way_until,
+    },
 };
 
 use super::DataplaneError;
@@ -165,28 +168,34 @@ impl Index {
         Ok((b, found))
     }
 
-    /// The expiry indexed for `key`, if any.
-    pub(super) fn get(&mut self, key: u64) -> Result<Option<u64>, DataplaneError> {
+    /// The expiry indexed for `key` (`u64::MAX` for a permanent entry, rounded down to 8 ns
+    /// otherwise) and its origin's `Reason` code, if it has a way.
+    pub(super) fn get(&mut self, key: u64) -> Result<Option<(u64, u32)>, DataplaneError> {
         let (b, way) = self.way(key, 1)?;
         // SAFETY: as in `way`.
-        Ok(way.map(|w| unsafe { std::ptr::read_volatile(&raw const (*b).until[w]) }))
+        Ok(way.map(|w| {
+            let until = unsafe { std::ptr::read_volatile(&raw const (*b).until[w]) };
+            let expiry = if way_permanent(until) {
+                u64::MAX
+            } else {
+                until & !7
+            };
+            (expiry, way_origin(until))
+        }))
     }
 
-    /// Indexes `key` until `expires_at_ns` (`BlockEntry`'s: `NEVER` is 0, which the index
-    /// stores as `u64::MAX`, 0 meaning an empty way). `Ok(false)` when its bucket is full: the
+    /// Indexes `key` until `expires_at_ns` (`BlockEntry`'s: `NEVER` is 0) with its origin
+    /// (see `ipwarden_common::index::way_until`). `Ok(false)` when its bucket is full: the
     /// key then takes the full path, which is correct, only slower. `pages`: the window to map
     /// (writes sorted by bucket map [`BULK_PAGES`]).
     pub(super) fn put(
         &mut self,
         key: u64,
         expires_at_ns: u64,
+        reason: u32,
         pages: usize,
     ) -> Result<bool, DataplaneError> {
-        let until = if expires_at_ns == BlockEntry::NEVER {
-            u64::MAX
-        } else {
-            expires_at_ns
-        };
+        let until = way_until(expires_at_ns, reason);
         let (b, found) = self.way(key, pages)?;
         // SAFETY: `b` is a valid bucket of the window; the stores are 8-byte aligned.
         unsafe {

@@ -38,6 +38,9 @@ pub struct Dataplane {
     pub(super) front_v4: MapData,
     pub(super) front_v6: MapData,
     pub(super) global: PerCpuArray<MapData, u64>,
+    /// Drops by origin; `None` for pins of a build before them (until the daemon upgrades the
+    /// program, which creates the map).
+    pub(super) drops: Option<PerCpuArray<MapData, ipwarden_common::stats::DropCount>>,
     /// Aggregate counters; `None` for pins of a build before aggregates (until the daemon
     /// upgrades the program, which creates the map).
     pub(super) agg: Option<MapData>,
@@ -123,6 +126,11 @@ impl Dataplane {
             front_v4: open_raw(pins, &front::FRONT_V4)?,
             front_v6: open_raw(pins, &front::FRONT_V6)?,
             global: open(pins, names::GLOBAL)?,
+            drops: if pins.map(names::DROPS).exists() {
+                Some(open(pins, names::DROPS)?)
+            } else {
+                None
+            },
             sigs: if pins.map(names::SIGS).exists() {
                 Some(open(pins, names::SIGS)?)
             } else {

@@ -201,6 +201,7 @@ impl Dataplane {
                 family: key.0,
                 key: key.1,
                 expires_at_ns: entry.expires_at_ns,
+                reason: entry.reason,
             });
         }
         Ok(())
@@ -348,6 +349,8 @@ struct Way {
     family: Family,
     key: u64,
     expires_at_ns: u64,
+    /// The entry's origin, carried by the way so that index drops are counted by origin.
+    reason: u32,
 }
 
 /// The block index's bookkeeping (see `index` for the rule it keeps).
@@ -373,7 +376,7 @@ impl Dataplane {
         let mut full = 0usize;
         for w in ways {
             if let Some(ix) = self.index_of(w.family)
-                && !ix.put(w.key, w.expires_at_ns, pages)?
+                && !ix.put(w.key, w.expires_at_ns, w.reason, pages)?
             {
                 full += 1;
             }
@@ -420,6 +423,11 @@ impl Dataplane {
 
     /// The index's expiry for an exact prefix, if it has a way (tests).
     pub fn indexed(&mut self, net: IpNet) -> Result<Option<u64>, DataplaneError> {
+        Ok(self.indexed_by(net)?.map(|(expiry, _)| expiry))
+    }
+
+    /// The index's expiry and origin (`Reason` code) for an exact prefix, if it has a way.
+    pub fn indexed_by(&mut self, net: IpNet) -> Result<Option<(u64, u32)>, DataplaneError> {
         let Some((family, key)) = index::exact_key(net) else {
             return Ok(None);
         };

@@ -116,6 +116,29 @@ impl Collector for StateCollector {
             "Frames the XDP program handled, by interface and verdict (allowed and monitored are sub-counts of passed)",
             &packets,
         )?;
+        let mut drop_packets = Vec::new();
+        let mut drop_bytes = Vec::new();
+        for i in &snap.stats {
+            for d in &i.dropped_by_origin {
+                let labels = vec![("iface", i.iface.as_str()), ("origin", d.origin.as_str())];
+                drop_packets.push((labels.clone(), d.packets));
+                drop_bytes.push((labels, d.bytes));
+            }
+        }
+        if !drop_packets.is_empty() {
+            counter(
+                &mut enc,
+                "ipwarden_dropped_packets_by_origin",
+                "Frames dropped (blocked, or over a challenge's rate), by interface and the origin of the decision that dropped them",
+                &drop_packets,
+            )?;
+            counter(
+                &mut enc,
+                "ipwarden_dropped_bytes",
+                "Bytes of the frames dropped, by interface and the origin of the decision that dropped them",
+                &drop_bytes,
+            )?;
+        }
 
         let decisions: Vec<_> = snap
             .decisions

@@ -181,6 +181,19 @@ pub struct TopRow {
 pub struct InterfaceStats {
     pub iface: String,
     pub counters: BTreeMap<String, u64>,
+    /// Dropped (blocked or over a challenge's rate) packets and bytes by the origin of the
+    /// entry that dropped them; origins without drops are left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped_by_origin: Vec<OriginDrops>,
+}
+
+/// Drops of one origin on one interface.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginDrops {
+    /// The origin (`manual`, `feed`, …), or `unspecified` for entries written without one.
+    pub origin: String,
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 /// `explain`.

@@ -3,7 +3,7 @@
 use ipwarden_common::GlobalCounter;
 
 use crate::daemon::state::State;
-use crate::wire::InterfaceStats;
+use crate::wire::{InterfaceStats, OriginDrops};
 
 /// The counters of every interface, or which interface could not be read.
 pub fn stats(state: &State) -> Result<Vec<InterfaceStats>, String> {
@@ -21,6 +21,17 @@ pub fn stats(state: &State) -> Result<Vec<InterfaceStats>, String> {
             counters: GlobalCounter::ALL
                 .iter()
                 .map(|c| (c.name().to_owned(), g.get(*c)))
+                .collect(),
+            dropped_by_origin: g
+                .1
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| d.packets > 0)
+                .map(|(code, d)| OriginDrops {
+                    origin: crate::output::reason_name(code as u32).to_owned(),
+                    packets: d.packets,
+                    bytes: d.bytes,
+                })
                 .collect(),
         })
         .collect())
