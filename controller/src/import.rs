@@ -31,7 +31,34 @@ pub struct Skipped {
 #[derive(Debug, Default)]
 pub struct Parsed {
     pub entries: Vec<Entry>,
+    /// Each entry's 1-based line (text) or element (JSON) number.
+    pub lines: Vec<usize>,
     pub skipped: Vec<Skipped>,
+}
+
+impl Parsed {
+    fn push(&mut self, at: usize, e: Entry) {
+        self.entries.push(e);
+        self.lines.push(at);
+    }
+
+    /// The lines of the entries for `prefix`.
+    pub fn lines_of(&self, prefix: &IpNet) -> impl Iterator<Item = usize> + '_ {
+        let prefix = *prefix;
+        self.entries
+            .iter()
+            .zip(&self.lines)
+            .filter(move |(e, _)| e.prefix == prefix)
+            .map(|(_, l)| *l)
+    }
+}
+
+/// Header names of a CSV column read as the entry's reason.
+const REASON_COLUMNS: [&str; 4] = ["reason", "scenario", "comment", "description"];
+
+fn csv_fields(line: &str) -> impl Iterator<Item = &str> {
+    line.split([',', ';', '\t'])
+        .map(|f| f.trim().trim_matches('"'))
 }
 
 /// Reads any of the supported shapes.
@@ -48,6 +75,8 @@ pub fn parse(text: &str) -> Parsed {
 
 fn lines(text: &str) -> Parsed {
     let mut out = Parsed::default();
+    // A CSV header's reason column, if it names one.
+    let mut reason_at: Option<usize> = None;
     for (i, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
         if line.is_empty() {
@@ -58,9 +87,19 @@ fn lines(text: &str) -> Parsed {
             .map(|f| f.trim().trim_matches('"'))
             .find_map(|f| parse_prefix(f).ok());
         match found {
-            Some(p) => out.entries.push(entry_of(p)),
-            // A CSV header names no address: skipped quietly.
-            None if i == 0 && line.contains(',') => {}
+            Some(p) => {
+                let mut e = entry_of(p);
+                e.reason = reason_at
+                    .and_then(|c| csv_fields(line).nth(c))
+                    .filter(|r| !r.is_empty())
+                    .map(|r| r.chars().take(256).collect());
+                out.push(i + 1, e);
+            }
+            // A CSV header names no address: skipped quietly, its reason column noted.
+            None if i == 0 && line.contains(',') => {
+                reason_at = csv_fields(line)
+                    .position(|f| REASON_COLUMNS.contains(&f.to_ascii_lowercase().as_str()));
+            }
             None => out.skipped.push(Skipped {
                 at: i + 1,
                 why: format!("no address or prefix in `{}`", short(line)),
@@ -115,14 +154,17 @@ fn element(v: &Value, at: usize, out: &mut Parsed) {
     let skip = |why: String| Skipped { at, why };
     if v.get("prefix").is_some() {
         match serde_json::from_value::<ExportedDecision>(v.clone()) {
-            Ok(d) => out.entries.push(Entry {
-                prefix: crate::net::unmap(d.prefix).trunc(),
-                action: Some(d.action),
-                ttl_secs: d
-                    .expires_unix_ms
-                    .map(|e| e.saturating_sub(crate::decision::now_unix_ms()) / 1000),
-                reason: Some(d.reason),
-            }),
+            Ok(d) => out.push(
+                at,
+                Entry {
+                    prefix: crate::net::unmap(d.prefix).trunc(),
+                    action: Some(d.action),
+                    ttl_secs: d
+                        .expires_unix_ms
+                        .map(|e| e.saturating_sub(crate::decision::now_unix_ms()) / 1000),
+                    reason: Some(d.reason),
+                },
+            ),
             Err(e) => out.skipped.push(skip(format!("not a decision: {e}"))),
         }
         return;
@@ -146,15 +188,18 @@ fn element(v: &Value, at: usize, out: &mut Parsed) {
         Some("captcha") => Some(Action::Challenge),
         _ => Some(Action::Block),
     };
-    out.entries.push(Entry {
-        prefix,
-        action,
-        ttl_secs: ttl.map(|t| t.as_secs().max(1)),
-        reason: v
-            .get("scenario")
-            .and_then(Value::as_str)
-            .map(|s| s.chars().take(256).collect()),
-    });
+    out.push(
+        at,
+        Entry {
+            prefix,
+            action,
+            ttl_secs: ttl.map(|t| t.as_secs().max(1)),
+            reason: v
+                .get("scenario")
+                .and_then(Value::as_str)
+                .map(|s| s.chars().take(256).collect()),
+        },
+    );
 }
 
 /// The fields of an exported decision that import keeps.
@@ -210,6 +255,18 @@ mod tests {
         assert_eq!(prefixes(&p), ["203.0.113.7/32", "198.51.100.9/32"]);
         assert_eq!(p.skipped.len(), 1);
         assert_eq!(p.skipped[0].at, 4);
+        // The header's reason column is the entries' reason; lines are remembered.
+        assert_eq!(p.entries[0].reason.as_deref(), Some("ssh-bf"));
+        assert_eq!(p.entries[1].reason.as_deref(), Some("x"));
+        assert_eq!(p.lines, [2, 3]);
+        assert_eq!(
+            p.lines_of(&"198.51.100.9/32".parse().unwrap())
+                .collect::<Vec<_>>(),
+            [3]
+        );
+        // Without a reason column, none.
+        let p = parse("ip,count\n203.0.113.7,5\n");
+        assert_eq!(p.entries[0].reason, None);
     }
 
     #[test]

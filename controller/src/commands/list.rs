@@ -188,10 +188,19 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
         eprintln!("… and {} more skipped", parsed.skipped.len() - 20);
     }
     let n = parsed.entries.len();
+    let skipped = parsed.skipped.len();
+    // Entries go to the daemon; their prefixes and lines stay, to name refused lines.
+    let lines: Vec<(IpNet, usize)> = parsed
+        .entries
+        .iter()
+        .map(|e| e.prefix)
+        .zip(parsed.lines.iter().copied())
+        .collect();
+    let entries = parsed.entries;
     let response = crate::commands::ask::call(
         &args.conn,
         Request::Import {
-            decisions: parsed.entries,
+            decisions: entries,
             origin: (args.origin != Origin::Manual).then_some(args.origin),
             source: args.name.clone(),
             ttl_secs: args.ttl.map(|t| t.as_secs().max(1)),
@@ -201,6 +210,7 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
         enacted,
         refused,
         reasons,
+        refused_prefixes,
     } = response
     else {
         return crate::commands::ask::unexpected(&response);
@@ -208,10 +218,12 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
     for r in &reasons {
         eprintln!("{r}");
     }
-    println!(
-        "imported {enacted} of {n} decisions ({refused} refused; {} lines skipped)",
-        parsed.skipped.len()
-    );
+    for p in &refused_prefixes {
+        for (_, line) in lines.iter().filter(|(q, _)| q == p) {
+            eprintln!("{}:{line}: {p} refused", args.file.display());
+        }
+    }
+    println!("imported {enacted} of {n} decisions ({refused} refused; {skipped} lines skipped)");
     // What did not fit is a failure the caller must see (what fit stays imported).
     anyhow::ensure!(
         !reasons.iter().any(|r| r.contains(" is full (")),

@@ -339,9 +339,12 @@ fn an_import_is_one_batch_with_refusals_counted() {
     let parsed = crate::import::parse("203.0.113.1\n192.0.2.5\n::ffff:198.51.100.3\nbad\n");
     assert_eq!(parsed.skipped.len(), 1);
     let Response::Imported {
-        enacted, refused, ..
+        enacted,
+        refused,
+        refused_prefixes,
+        ..
     } = f.ok(Request::Import {
-        decisions: parsed.entries,
+        decisions: parsed.entries.clone(),
         origin: Some(Origin::Feed),
         source: Some("list".into()),
         ttl_secs: Some(60),
@@ -350,6 +353,20 @@ fn an_import_is_one_batch_with_refusals_counted() {
         panic!()
     };
     assert_eq!((enacted, refused), (2, 1), "192.0.2.5 is allowlisted");
+    // The refused entry is named, and the reader knows its line.
+    assert_eq!(refused_prefixes, [net("192.0.2.5/32")]);
+    assert_eq!(
+        parsed.lines_of(&refused_prefixes[0]).collect::<Vec<_>>(),
+        [2]
+    );
+    // A feed import without the feed's name would make a holder no one can lift by name.
+    let message = f.err(Request::Import {
+        decisions: parsed.entries,
+        origin: Some(Origin::Feed),
+        source: None,
+        ttl_secs: None,
+    });
+    assert!(message.contains("--name"), "{message}");
     assert_eq!(f.entry(0, "198.51.100.3/32").unwrap().1, Reason::FEED);
     let d = f
         .state

@@ -58,6 +58,10 @@ pub enum Response {
         refused: usize,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         reasons: Vec<String>,
+        /// The first refused entries' prefixes (at most 20), so that the CLI can name their
+        /// lines.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        refused_prefixes: Vec<IpNet>,
     },
     Allow {
         allow: Vec<AllowView>,

@@ -21,6 +21,13 @@ pub fn import(
             origin: holder.origin,
         });
     }
+    if holder.origin == Origin::Feed && holder.source.is_none() {
+        // A nameless feed holder could be lifted only with every other feed's decisions.
+        return super::reply::error(
+            crate::wire::ErrorKind::Invalid,
+            "a feed import needs the feed's name (--name NAME): its decisions are lifted by that name",
+        );
+    }
     let cfg = state.engine.config();
     let now = now_unix_ms();
     let default_ttl = ttl_secs
@@ -49,6 +56,12 @@ pub fn import(
                 enacted: a.enacted,
                 refused: a.refused,
                 reasons: reasons(&p.refused),
+                refused_prefixes: p
+                    .refused
+                    .iter()
+                    .take(NAMED)
+                    .map(|(d, _)| d.prefix)
+                    .collect(),
             }
         }
         Err(e) => engine_error(&e),
