@@ -329,8 +329,8 @@ pub struct ImportArgs {
     /// Hold the decisions as this origin: `manual` (default) or `feed` with --name.
     #[arg(long, value_enum, default_value_t = Origin::Manual)]
     pub origin: Origin,
-    /// The source within the origin (a feed's name).
-    #[arg(long, value_name = "NAME")]
+    /// The source within the origin (a feed's name; required with `--origin feed`).
+    #[arg(long, value_name = "NAME", required_if_eq("origin", "feed"))]
     pub name: Option<String>,
     /// TTL of entries that carry none [default: decisions.default_ttl].
     #[arg(long, value_parser = parse_ttl)]
@@ -394,6 +394,10 @@ pub enum ConfigAction {
     Check {
         /// The file to check.
         file: PathBuf,
+        /// Missing interfaces (and no interface at all) are errors, not warnings: for checking
+        /// on the host that runs the daemon.
+        #[arg(long)]
+        strict: bool,
     },
     /// Print the fully commented default configuration.
     Example,

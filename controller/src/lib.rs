@@ -17,7 +17,7 @@ pub mod detect;
 pub mod engine;
 pub mod enrich;
 pub mod feeds;
-pub(crate) mod fingerprint;
+pub mod fingerprint;
 pub mod fleet;
 pub(crate) mod http;
 pub mod import;

@@ -132,6 +132,59 @@ fn config_check_reports_the_line_of_an_error() {
 }
 
 #[test]
+fn config_check_runs_the_checks_run_would_before_attaching() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let check = |text: &str, extra: &[&str]| {
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, text).unwrap();
+        let mut args = vec!["config", "check", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        ipwarden(&args)
+    };
+    // An interface this host lacks: a warning, an error with --strict.
+    let out = check("[daemon]\nifaces = [\"nosuchif9\"]\n", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no interface `nosuchif9`"));
+    let out = check("[daemon]\nifaces = [\"nosuchif9\"]\n", &["--strict"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("nosuchif9"), "{}", stderr(&out));
+    let out = check("", &["--strict"]);
+    assert!(
+        stderr(&out).contains("daemon.ifaces is empty"),
+        "{}",
+        stderr(&out)
+    );
+    // A key file that is missing, or readable by others: refused, naming the setting.
+    let key = dir.path().join("ipasis.key");
+    let cfg = format!("[ipasis]\nkey_file = \"{}\"\n", key.display());
+    let out = check(&cfg, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("ipasis.key_file"), "{}", stderr(&out));
+    std::fs::write(&key, "ipasis_0123456789abcdef").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = check(&cfg, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !stderr(&out).contains("0123456789"),
+        "the key is never printed"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(check(&cfg, &[]).status.success());
+    let cs = format!(
+        "[crowdsec]\nlapi_url = \"http://127.0.0.1:8080\"\napi_key_file = \"{}\"\n",
+        dir.path().join("nope.key").display()
+    );
+    let out = check(&cs, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("crowdsec.api_key_file"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn config_check_weighs_the_map_sizes_against_the_memory_available() {
     let dir = tempfile::tempdir().unwrap();
     let fine = dir.path().join("fine.toml");

@@ -8,8 +8,10 @@ use ipwarden::{
 
 pub fn run(action: ConfigAction) -> anyhow::Result<()> {
     match action {
-        ConfigAction::Check { file } => {
+        ConfigAction::Check { file, strict } => {
             let cfg = Config::load(&file, true)?;
+            check_files(&cfg)?;
+            check_interfaces(&cfg, strict)?;
             println!(
                 "{}: ok ({} interface(s), {} allowlisted prefix(es))",
                 file.display(),
@@ -19,6 +21,85 @@ pub fn run(action: ConfigAction) -> anyhow::Result<()> {
             check_memory(&cfg)?;
         }
         ConfigAction::Example => print!("{EXAMPLE}"),
+    }
+    Ok(())
+}
+
+/// The files `run` reads before attaching: key and credential files (present, readable, not
+/// readable by group or others) and the fingerprint rules. Their contents are never printed.
+fn check_files(cfg: &Config) -> anyhow::Result<()> {
+    use ipwarden::enrich::ApiKey;
+    if cfg.ipasis.enabled
+        && let Some(path) = &cfg.ipasis.key_file
+    {
+        ApiKey::from_file(path).map_err(|e| anyhow::anyhow!("ipasis.key_file: {e}"))?;
+    }
+    if let Some(c) = &cfg.crowdsec {
+        ApiKey::from_file(&c.api_key_file)
+            .map_err(|e| anyhow::anyhow!("crowdsec.api_key_file: {e}"))?;
+    }
+    if let Some(f) = &cfg.fleet {
+        for (key, path) in [
+            ("fleet.token_file", &f.token_file),
+            ("fleet.creds_file", &f.creds_file),
+            ("fleet.nkey_file", &f.nkey_file),
+        ] {
+            if let Some(path) = path {
+                private(key, path)?;
+            }
+        }
+        if let Some(ca) = &f.ca_file {
+            std::fs::metadata(ca)
+                .map_err(|e| anyhow::anyhow!("fleet.ca_file {}: {e}", ca.display()))?;
+        }
+    }
+    if let Some(v) = &cfg.verdict {
+        // Made at the first start when absent; an existing one must be private.
+        let path = v.key_path(&cfg.daemon.state_dir);
+        if path.exists() {
+            private("verdict.key_file", &path)?;
+        }
+    }
+    ipwarden::fingerprint::Rules::load(cfg.fingerprints.rules.as_deref())
+        .map_err(|e| anyhow::anyhow!("fingerprints.rules: {e}"))?;
+    Ok(())
+}
+
+/// A secret file: readable, and by nobody but its owner.
+fn private(key: &str, path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta =
+        std::fs::metadata(path).map_err(|e| anyhow::anyhow!("{key} {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "{key} {} is readable by group or others (mode {mode:o}): chmod 600 it",
+            path.display()
+        );
+    }
+    std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{key} {}: {e}", path.display()))?;
+    Ok(())
+}
+
+/// The interfaces `run` attaches to: none at all, or one this host does not have, is a warning
+/// (the file may be checked on another host), an error with `--strict`.
+fn check_interfaces(cfg: &Config, strict: bool) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    if cfg.daemon.ifaces.is_empty() {
+        problems.push("daemon.ifaces is empty: `ipwarden run` then needs --iface".to_owned());
+    }
+    for iface in &cfg.daemon.ifaces {
+        if !std::path::Path::new("/sys/class/net").join(iface).exists() {
+            problems.push(format!(
+                "daemon.ifaces: this host has no interface `{iface}` (`ip link` lists them)"
+            ));
+        }
+    }
+    if strict && !problems.is_empty() {
+        bail!("{}", problems.join("; "));
+    }
+    for p in problems {
+        println!("warning: {p}");
     }
     Ok(())
 }
