@@ -193,6 +193,25 @@ pub fn status(conn: &Conn, format: Format) -> anyhow::Result<()> {
             println!("           last error: {e}");
         }
     }
+    if let Some(p) = &s.policy {
+        println!(
+            "policy:    poll {} ms over a {} ms window; heavy at {} pps or {} SYN/s ({} them), hard limit {} pps; score: block at {}, challenge at {}; TTL {} s{}",
+            p.poll_interval_ms,
+            p.window_ms,
+            p.pps_threshold,
+            p.syn_pps_threshold,
+            ipwarden::names::of(&p.on_heavy_hitter),
+            p.hard_pps_limit,
+            p.block_at,
+            p.challenge_at,
+            p.default_ttl_secs,
+            if p.monitor {
+                "; MONITOR mode: nothing is dropped"
+            } else {
+                ""
+            }
+        );
+    }
     if let Some(v) = &s.verdict {
         println!(
             "verdicts:  http://{}/verdict: {} allowed, {} challenged, {} blocked; {} pages, {} passes, {} solutions refused",

@@ -119,7 +119,7 @@ impl Default for DetectionConfig {
 }
 
 /// What the velocity-only policy does with a new heavy hitter.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum HeavyHitterAction {
     /// Block it for `hard_ttl` (velocity evidence alone may be spoofed: keep it short).

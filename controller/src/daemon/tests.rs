@@ -758,6 +758,13 @@ fn reload_names_every_change_it_cannot_apply() {
         f.state.engine.warnings().any(|w| w.contains("[[feeds]]")),
         "status shows it"
     );
+    // What did apply is confirmed in `status`.
+    std::fs::write(&path, "[detection]\npps_threshold = 777\n").unwrap();
+    f.ok(Request::Reload);
+    let Response::Status(s) = f.ok(Request::Status) else {
+        panic!()
+    };
+    assert_eq!(s.policy.map(|p| p.pps_threshold), Some(777));
 }
 
 // --- precedence, TTLs, recidive -------------------------------------------------------------

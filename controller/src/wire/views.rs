@@ -75,7 +75,27 @@ pub struct StatusView {
     pub feeds: Vec<FeedView>,
     /// The verdict endpoint, when `[verdict]` is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verdict: Option<VerdictView>,
+    pub verdict: Option<Box<VerdictView>>,
+    /// The thresholds and policy in force (what a reload changed can be confirmed here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Box<PolicyView>>,
+}
+
+/// The detection and scoring settings in force, in `status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyView {
+    pub poll_interval_ms: u64,
+    pub window_ms: u64,
+    pub pps_threshold: u64,
+    pub syn_pps_threshold: u64,
+    pub hard_pps_limit: u64,
+    /// What the velocity-only policy does with a heavy hitter: `block` or `observe`.
+    pub on_heavy_hitter: crate::config::HeavyHitterAction,
+    pub block_at: i32,
+    pub challenge_at: i32,
+    pub default_ttl_secs: u64,
+    /// Whether the data plane only counts what it would drop.
+    pub monitor: bool,
 }
 
 /// The verdict endpoint in `status`: what it answered since the start.

@@ -68,7 +68,8 @@ pub fn status(state: &State) -> StatusView {
         fleet: None,
         crowdsec: None,
         feeds: Vec::new(),
-        verdict: state.verdict.as_ref().map(|v| v.view()),
+        verdict: state.verdict.as_ref().map(|v| Box::new(v.view())),
+        policy: Some(Box::new(policy_view(engine.config()))),
     };
     for s in state.sources.statuses() {
         match s {
@@ -93,5 +94,22 @@ fn program_view(p: Program) -> ProgramView {
         layout: stamp.map_or(1, |s| s.layout),
         program_id: p.program_id,
         current: p.is_current(),
+    }
+}
+
+/// The thresholds and policy in force.
+fn policy_view(cfg: &crate::config::Config) -> crate::wire::PolicyView {
+    let d = &cfg.detection;
+    crate::wire::PolicyView {
+        poll_interval_ms: d.poll_interval.as_millis() as u64,
+        window_ms: d.window.as_millis() as u64,
+        pps_threshold: d.pps_threshold,
+        syn_pps_threshold: d.syn_pps_threshold,
+        hard_pps_limit: d.hard_pps_limit,
+        on_heavy_hitter: d.on_heavy_hitter,
+        block_at: cfg.scoring.block_at,
+        challenge_at: cfg.scoring.challenge_at,
+        default_ttl_secs: cfg.decisions.default_ttl.as_secs(),
+        monitor: cfg.dataplane.monitor,
     }
 }
