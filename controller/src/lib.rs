@@ -24,7 +24,7 @@ pub mod import;
 pub(crate) mod instruments;
 pub mod ipc;
 pub mod metrics;
-pub mod names;
+pub(crate) mod names;
 pub mod net;
 pub mod output;
 pub(crate) mod policy;

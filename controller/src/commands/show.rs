@@ -200,7 +200,7 @@ pub fn status(conn: &Conn, format: Format) -> anyhow::Result<()> {
             p.window_ms,
             p.pps_threshold,
             p.syn_pps_threshold,
-            ipwarden::names::of(&p.on_heavy_hitter),
+            p.on_heavy_hitter,
             p.hard_pps_limit,
             p.block_at,
             p.challenge_at,

@@ -90,7 +90,7 @@ pub struct PolicyView {
     pub syn_pps_threshold: u64,
     pub hard_pps_limit: u64,
     /// What the velocity-only policy does with a heavy hitter: `block` or `observe`.
-    pub on_heavy_hitter: crate::config::HeavyHitterAction,
+    pub on_heavy_hitter: String,
     pub block_at: i32,
     pub challenge_at: i32,
     pub default_ttl_secs: u64,

@@ -106,7 +106,7 @@ fn policy_view(cfg: &crate::config::Config) -> crate::wire::PolicyView {
         pps_threshold: d.pps_threshold,
         syn_pps_threshold: d.syn_pps_threshold,
         hard_pps_limit: d.hard_pps_limit,
-        on_heavy_hitter: d.on_heavy_hitter,
+        on_heavy_hitter: crate::names::of(&d.on_heavy_hitter).to_owned(),
         block_at: cfg.scoring.block_at,
         challenge_at: cfg.scoring.challenge_at,
         default_ttl_secs: cfg.decisions.default_ttl.as_secs(),
