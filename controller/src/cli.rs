@@ -401,6 +401,12 @@ pub enum ConfigAction {
     },
     /// Print the fully commented default configuration.
     Example,
+    /// Print the running daemon's configuration: defaults filled in, command-line overrides
+    /// applied, as TOML `config check` accepts (secrets live in files it only names).
+    Show {
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -21,6 +21,12 @@ pub fn run(action: ConfigAction) -> anyhow::Result<()> {
             check_memory(&cfg)?;
         }
         ConfigAction::Example => print!("{EXAMPLE}"),
+        ConfigAction::Show { conn } => {
+            match crate::commands::ask::call(&conn, ipwarden::wire::Request::ConfigShow)? {
+                ipwarden::wire::Response::Config { toml } => print!("{toml}"),
+                other => return crate::commands::ask::unexpected(&other),
+            }
+        }
     }
     Ok(())
 }

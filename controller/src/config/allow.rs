@@ -6,7 +6,7 @@ use serde::Deserialize;
 use super::ConfigError;
 
 /// `[allow]`: prefixes that are never blocked.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, serde::Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AllowConfig {
     /// Loopback and link-local are never blocked.

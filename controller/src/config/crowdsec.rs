@@ -8,7 +8,7 @@ use super::{ConfigError, url::Url};
 
 /// `[crowdsec]`: enforce a CrowdSec local API's decisions (ipwarden as its bouncer). Absent:
 /// no connection is made.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, serde::Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CrowdsecConfig {
     /// The LAPI, e.g. `http://127.0.0.1:8080`.

@@ -11,7 +11,7 @@ use crate::dataplane::DEFAULT_BPFFS;
 pub const DEFAULT_SOCKET: &str = "/run/ipwarden/ipwarden.sock";
 
 /// `[fingerprints]`: TCP SYN signature rules.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, serde::Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FingerprintsConfig {
     /// An operator's rule file, tried before the shipped rules (`dist/fingerprints.toml`).
@@ -19,7 +19,7 @@ pub struct FingerprintsConfig {
 }
 
 /// `[metrics]`: the Prometheus endpoint.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, serde::Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Where `/metrics` is served (e.g. `127.0.0.1:9720`); off when absent. Read at start only.
@@ -27,7 +27,7 @@ pub struct MetricsConfig {
 }
 
 /// `[daemon]`: where the daemon runs and what it attaches to.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, serde::Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DaemonConfig {
     pub ifaces: Vec<String>,

@@ -6,7 +6,7 @@ use super::ConfigError;
 use crate::dataplane::{AttachMode, Capacities};
 
 /// `[dataplane]`: how the XDP program is attached and sized.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, serde::Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataplaneSection {
     pub attach_mode: AttachModeConfig,
@@ -65,7 +65,7 @@ impl DataplaneSection {
 }
 
 /// `attach_mode` values.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum AttachModeConfig {
     #[default]

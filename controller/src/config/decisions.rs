@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::ConfigError;
 
 /// `[decisions]`: lifetimes and limits of decisions.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, serde::Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DecisionsConfig {
     #[serde(with = "humantime_serde")]

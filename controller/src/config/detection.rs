@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::ConfigError;
 
 /// `[detection]`: how heavy hitters are found.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, serde::Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectionConfig {
     #[serde(with = "humantime_serde")]
@@ -26,7 +26,7 @@ pub struct DetectionConfig {
 }
 
 /// `[detection.aggregate]`: floods spread over many sources of one network.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, serde::Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AggregateConfig {
     /// IPv4 prefix lengths judged as aggregates (of those the data plane counts: 24, 16).

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{ConfigError, url::Url};
 
 /// What a feed is used for.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum FeedUse {
     /// Its prefixes are blocked (held as `feed:<name>`).
@@ -33,7 +33,7 @@ impl Tag {
 }
 
 /// `[[feeds]]`: a threat feed or a published range list.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, serde::Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FeedConfig {
     /// Names the feed's decisions (`feed:<name>`) and its copy in the state directory.
@@ -145,7 +145,7 @@ impl FeedConfig {
 }
 
 /// What a feed looks like.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// One address or prefix per line; `#` and `;` start comments.

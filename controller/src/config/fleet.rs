@@ -9,7 +9,7 @@ use crate::decision::Origin;
 
 /// `[fleet]`: share decisions and IPASIS answers with the other hosts over NATS JetStream.
 /// Absent: nothing is shared and no connection is made.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, serde::Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FleetConfig {
     /// Server URLs (`nats://10.0.0.5:4222`); one string or a list (a cluster, or a local leaf
@@ -54,7 +54,7 @@ pub struct FleetConfig {
 }
 
 /// What a peer's shared IPASIS answer may decide.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PeerAnswers {
     /// At most a challenge: a peer's word alone never blocks here.

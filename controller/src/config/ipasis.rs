@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::{ConfigError, url::Url};
 
 /// `[ipasis]`: the IP-intelligence API.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, serde::Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IpasisConfig {
     pub enabled: bool,
@@ -65,7 +65,7 @@ impl Default for IpasisConfig {
 }
 
 /// What happens to a heavy hitter whose enrichment failed.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
     /// No enrichment decision; only the velocity rules apply.

@@ -44,7 +44,7 @@ pub const DEFAULT_PATH: &str = "/etc/ipwarden/ipwarden.toml";
 pub const EXAMPLE: &str = include_str!("../../dist/ipwarden.toml");
 
 /// The whole configuration.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, serde::Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub daemon: DaemonConfig,

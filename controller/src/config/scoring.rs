@@ -5,7 +5,7 @@ use serde::Deserialize;
 use super::ConfigError;
 
 /// `[scoring]`: the weighted model turning an answer into block / challenge / allow.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, serde::Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScoringConfig {
     pub hosting_or_crawler: i32,

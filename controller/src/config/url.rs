@@ -92,9 +92,15 @@ impl<'de> Deserialize<'de> for Url {
     }
 }
 
+/// As written, unless it carries credentials (which sections refuse): then its debug form, so
+/// that no serialized configuration or view can show them.
 impl Serialize for Url {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.text)
+        if self.has_credentials() {
+            s.serialize_str(&format!("{self:?}"))
+        } else {
+            s.serialize_str(&self.text)
+        }
     }
 }
 

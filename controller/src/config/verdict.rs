@@ -11,7 +11,7 @@ use super::ConfigError;
 /// `forward_auth`, Traefik ForwardAuth, HAProxy) with ipwarden's verdict on the client, serve a
 /// proof-of-work challenge to challenged clients and give those who solve it a pass. Absent:
 /// nothing listens.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, serde::Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct VerdictConfig {
     /// Where the endpoint listens (plain HTTP/1.1 for the proxy in front: keep it on loopback

@@ -1472,3 +1472,25 @@ fn bulk_unblock_lifts_by_range_and_by_holder_in_one_transaction_and_refuses_empt
     }
     assert_eq!(f.state.engine.book().len(), 1);
 }
+
+#[test]
+fn config_show_prints_the_configuration_in_force_as_a_file_that_loads_back_identically() {
+    let mut cfg = config();
+    cfg.detection.pps_threshold = 4321;
+    cfg.feeds.push(
+        Config::parse(
+            "[[feeds]]\nname = \"drop\"\nurl = \"https://192.0.2.1/drop.txt\"\nformat = \"spamhaus-drop\"\n",
+            "t",
+        )
+        .unwrap()
+        .feeds
+        .remove(0),
+    );
+    cfg.verdict = Some(Default::default());
+    let mut f = Fixture::with(cfg.clone(), 1);
+    let Response::Config { toml } = f.ok(Request::ConfigShow) else {
+        panic!()
+    };
+    assert!(toml.contains("pps_threshold = 4321"), "{toml}");
+    assert_eq!(Config::parse(&toml, "config show").unwrap(), cfg);
+}

@@ -105,6 +105,8 @@ pub enum Request {
         addr: IpAddr,
     },
     Reload,
+    /// The configuration in force, defaults filled in (`config show`).
+    ConfigShow,
     /// What IPASIS says about an address: the cached answer, or a fresh lookup.
     Lookup {
         addr: IpAddr,

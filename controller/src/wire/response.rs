@@ -38,6 +38,10 @@ pub enum Response {
         #[serde(default)]
         still: Vec<Decision>,
     },
+    /// The configuration in force, as TOML that `config check` accepts.
+    Config {
+        toml: String,
+    },
     /// How many decisions a bulk `unblock` lifted.
     LiftedMany {
         lifted: usize,

@@ -85,6 +85,7 @@ pub fn handle(state: &mut State, request: Request) -> Response {
         },
         Request::Explain { addr } => Response::Explain(explain::explain(state, addr)),
         Request::Reload => reload::reload(state),
+        Request::ConfigShow => reload::show(state),
         Request::Lookup { addr, .. } => match lookup_view(state, addr) {
             // The daemon answers fresh lookups itself, outside the lock; here only the cache
             // is consulted.

@@ -21,3 +21,15 @@ pub fn reload(state: &mut State) -> Response {
         }
     }
 }
+
+/// The configuration in force (command-line overrides included, every default filled in). It
+/// holds no secret: keys and credentials are read from files it names.
+pub fn show(state: &State) -> Response {
+    match toml::to_string(state.engine.config()) {
+        Ok(toml) => Response::Config { toml },
+        Err(e) => error(
+            ErrorKind::Internal,
+            format!("the configuration does not serialize: {e}"),
+        ),
+    }
+}
