@@ -8,6 +8,7 @@
 //! every send loop is bounded by a count and a deadline.
 
 pub mod bpffs;
+pub mod browser;
 pub mod cmd;
 pub mod cpu;
 pub mod crowdsec;

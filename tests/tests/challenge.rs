@@ -7,13 +7,12 @@
 
 use std::{
     net::IpAddr,
-    process::Command,
     time::{Duration, Instant},
 };
 
 use ipwarden_common::{Action, Reason};
 use ipwarden_tests::{
-    Daemon, DaemonEnv, eventually,
+    Daemon, DaemonEnv, browser, eventually,
     ipasis_stub::{self, IpasisStub, Reply, answers},
     nginx::{self, Nginx},
     topology::{CLIENT_V4, EDGE_V4},
@@ -187,23 +186,9 @@ fn nginx_asks_ipwarden_and_a_browser_solves_its_way_back_to_full_speed() {
     assert!(before <= 120, "challenged: {before} of 400 delivered");
 
     // A real browser runs the page, solves it and lands on the application.
-    let profile = tempfile::tempdir().unwrap();
     let url = format!("http://{EDGE_V4}:{}/app", nginx::PORT);
     let started = Instant::now();
-    let out = Command::new("timeout")
-        .args(["60", "ip", "netns", "exec", env.env.topo.client.name()])
-        .args([
-            "chromium-headless-shell",
-            "--no-sandbox",
-            "--headless",
-            "--disable-gpu",
-            "--virtual-time-budget=30000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(["--dump-dom", &url])
-        .env("HOME", profile.path())
-        .output()
-        .expect("running chromium-headless-shell");
+    let out = browser::dump_dom(&env.env.topo.client, &url);
     let dom = String::from_utf8_lossy(&out.stdout);
     assert!(
         dom.contains("upstream: action=allow"),

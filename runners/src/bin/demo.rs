@@ -16,7 +16,7 @@ use std::{
 use std::os::unix::fs::PermissionsExt as _;
 
 use ipwarden_tests::{
-    BpfFs, Daemon, DaemonHome, Ipwarden, Topology,
+    BpfFs, Daemon, DaemonHome, Ipwarden, Topology, browser,
     ipasis_stub::{IpasisStub, Reply, answers},
     nginx::{self, Nginx},
     require_privileges,
@@ -322,37 +322,14 @@ fn web(topo: &Topology, home: &DaemonHome) {
         ],
     );
     println!("{}", curl(topo, CLIENT_V4, "401"));
-    let on_path = std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| d.join("chromium-headless-shell").is_file())
-    });
-    if !on_path {
+    if !browser::installed() {
         println!("(chromium-headless-shell is not installed: `cargo xtask setup` installs it)");
         return;
     }
-    let profile = tempfile::tempdir().expect("a profile directory");
     let url = format!("http://{EDGE_V4}:{}/app", nginx::PORT);
     println!("$ chromium-headless-shell --headless --dump-dom {url}   # in the client's namespace");
     let started = std::time::Instant::now();
-    let out = std::process::Command::new("timeout")
-        .args([
-            "60",
-            "ip",
-            "netns",
-            "exec",
-            topo.client.name(),
-            "chromium-headless-shell",
-        ])
-        .args([
-            "--no-sandbox",
-            "--headless",
-            "--disable-gpu",
-            "--virtual-time-budget=30000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(["--dump-dom", &url])
-        .env("HOME", profile.path())
-        .output()
-        .expect("running chromium-headless-shell");
+    let out = browser::dump_dom(&topo.client, &url);
     let dom = String::from_utf8_lossy(&out.stdout);
     match dom
         .split("<p id=\"app\">")
