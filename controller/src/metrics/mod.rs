@@ -65,6 +65,10 @@ pub const NAMES: &[&str] = &[
     "ipwarden_ipasis_queue_length",
     "ipwarden_ipasis_quota_remaining",
     "ipwarden_link_up",
+    "ipwarden_dropped_packets_by_origin_total",
+    "ipwarden_dropped_bytes_total",
+    "ipwarden_verdicts_total",
+    "ipwarden_challenge_solutions_total",
 ];
 
 /// The metric names a Grafana dashboard's JSON queries, as families (a histogram's `_bucket`,
