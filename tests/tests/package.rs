@@ -94,6 +94,8 @@ fn the_package_installs_works_and_removes_its_pins() {
     let page = ok("man", &["-w", "ipwarden"]);
     assert!(page.trim().ends_with("man8/ipwarden.8.gz"), "{page}");
     ok("man", &["-w", "ipwarden-block"]);
+    let page = ok("man", &["-w", "5", "ipwarden.toml"]);
+    assert!(page.trim().ends_with("man5/ipwarden.toml.5.gz"), "{page}");
     assert!(Path::new("/usr/share/bash-completion/completions/ipwarden").is_file());
     assert!(Path::new("/usr/share/ipwarden/grafana-dashboard.json").is_file());
     // The conffile is the example configuration, which parses.
