@@ -59,6 +59,17 @@ pub const fn way_origin(until: u64) -> u32 {
     (until & ORIGIN_BITS) as u32
 }
 
+/// The expiry a way's `until` stands for: `u64::MAX` for a permanent entry, else the entry's
+/// `expires_at_ns` rounded down by at most 7 ns.
+#[inline(always)]
+pub const fn way_expiry(until: u64) -> u64 {
+    if way_permanent(until) {
+        u64::MAX
+    } else {
+        until & !ORIGIN_BITS
+    }
+}
+
 /// Whether a way's `until` is a permanent entry's.
 #[inline(always)]
 pub const fn way_permanent(until: u64) -> bool {

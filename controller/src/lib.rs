@@ -30,6 +30,7 @@ pub mod output;
 pub(crate) mod policy;
 pub mod record;
 pub(crate) mod score;
+pub mod secret;
 pub mod sources;
 pub mod store;
 pub(crate) mod sync;

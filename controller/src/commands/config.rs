@@ -73,11 +73,9 @@ fn check_files(cfg: &Config) -> anyhow::Result<()> {
 
 /// A secret file: readable, and by nobody but its owner.
 fn private(key: &str, path: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
     let meta =
         std::fs::metadata(path).map_err(|e| anyhow::anyhow!("{key} {}: {e}", path.display()))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    if let Some(mode) = ipwarden::secret::exposed_mode(&meta) {
         bail!(
             "{key} {} is readable by group or others (mode {mode:o}): chmod 600 it",
             path.display()

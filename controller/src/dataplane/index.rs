@@ -21,7 +21,7 @@ use ipnet::IpNet;
 use ipwarden_common::{
     Action, BlockEntry,
     index::{
-        INDEX_BUCKETS, INDEX_WAYS, IndexBucket, bucket, key_v4, key_v6, way_origin, way_permanent,
+        INDEX_BUCKETS, INDEX_WAYS, IndexBucket, bucket, key_v4, key_v6, way_expiry, way_origin,
         way_until,
     },
 };
@@ -175,12 +175,7 @@ impl Index {
         // SAFETY: as in `way`.
         Ok(way.map(|w| {
             let until = unsafe { std::ptr::read_volatile(&raw const (*b).until[w]) };
-            let expiry = if way_permanent(until) {
-                u64::MAX
-            } else {
-                until & !7
-            };
-            (expiry, way_origin(until))
+            (way_expiry(until), way_origin(until))
         }))
     }
 

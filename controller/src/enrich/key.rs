@@ -4,7 +4,6 @@
 
 use std::{
     fmt,
-    os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
 };
 
@@ -65,8 +64,7 @@ impl ApiKey {
             source,
         };
         let meta = std::fs::metadata(path).map_err(read)?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
+        if let Some(mode) = crate::secret::exposed_mode(&meta) {
             return Err(KeyError::WorldReadable {
                 path: path.to_owned(),
                 mode,
@@ -107,6 +105,8 @@ impl ApiKey {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     #[test]

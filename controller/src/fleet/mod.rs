@@ -73,13 +73,11 @@ pub struct Fleet {
 
 /// Reads a credentials file, refusing one that others can read.
 fn private_file(path: &std::path::Path) -> Result<String, FleetError> {
-    use std::os::unix::fs::PermissionsExt as _;
     let meta = std::fs::metadata(path).map_err(|source| FleetError::Credentials {
         path: path.to_owned(),
         source,
     })?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    if let Some(mode) = crate::secret::exposed_mode(&meta) {
         return Err(FleetError::Readable {
             path: path.to_owned(),
             mode,

@@ -8,7 +8,7 @@
 
 use std::{
     io::Write as _,
-    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
+    os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
 };
 
@@ -76,8 +76,7 @@ impl Key {
         };
         match std::fs::metadata(path) {
             Ok(meta) => {
-                let mode = meta.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
+                if let Some(mode) = crate::secret::exposed_mode(&meta) {
                     return Err(KeyError::Exposed {
                         path: path.to_owned(),
                         mode,
@@ -242,6 +241,8 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     fn key(b: u8) -> Key {
