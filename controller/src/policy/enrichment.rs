@@ -78,10 +78,8 @@ impl Policy {
         let Some(a) = engine.answer(source)? else {
             return Ok(None);
         };
-        let age = now_unix_ms().saturating_sub(a.fetched_unix_ms);
-        let rejected_here = a.record.is_none() && a.host.is_none();
-        let fresh = rejected_here || age < self.cfg.ipasis.cache_ttl.as_millis() as u64;
-        Ok(fresh.then_some(a))
+        Ok(a.is_fresh(now_unix_ms(), self.cfg.ipasis.cache_ttl)
+            .then_some(a))
     }
 
     /// Caches an answer: this host's own, fetched now (`peer`: `None`), or a fleet peer's,

@@ -19,6 +19,15 @@ pub struct CachedAnswer {
     pub host: Option<String>,
 }
 
+impl CachedAnswer {
+    /// Whether it may still decide at `now_ms`: within `ttl` of its fetch, or a 400 this host
+    /// got (which never expires).
+    pub fn is_fresh(&self, now_ms: u64, ttl: std::time::Duration) -> bool {
+        let rejected_here = self.record.is_none() && self.host.is_none();
+        rejected_here || now_ms.saturating_sub(self.fetched_unix_ms) < ttl.as_millis() as u64
+    }
+}
+
 impl Store {
     /// Caches an answer, durably (the cache survives restarts).
     pub fn put_answer(&self, source: IpNet, answer: &CachedAnswer) -> Result<(), StoreError> {

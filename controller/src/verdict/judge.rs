@@ -198,13 +198,10 @@ impl Endpoint {
                 None
             }
         };
-        let fresh = cached.as_ref().filter(|a| {
-            let rejected_here = a.record.is_none() && a.host.is_none();
-            rejected_here
-                || now.saturating_sub(a.fetched_unix_ms) < self.cache_ttl.as_millis() as u64
-        });
+        let fresh = cached.as_ref().filter(|a| a.is_fresh(now, self.cache_ttl));
         let record = fresh.and_then(|a| a.record.as_ref());
         let scored = record.map(|r| score::score(r, 0.0, self.velocity_pps, &self.scoring));
+        let score_verdict = scored.as_ref().map(|s| s.verdict);
         let mut labels = record.map(labels).unwrap_or_default();
         let enrichment = match (fresh, &cached, &self.parts.pipeline) {
             (Some(_), _, _) => "cached",
@@ -244,10 +241,8 @@ impl Endpoint {
                 }
             }
             Covered::Nothing => {
-                if let Some(s) =
-                    record.map(|r| score::score(r, 0.0, self.velocity_pps, &self.scoring))
-                {
-                    j.action = s.verdict;
+                if let Some(v) = score_verdict {
+                    j.action = v;
                     j.origin = Some("score".to_owned());
                 }
             }
