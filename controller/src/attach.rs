@@ -15,6 +15,10 @@ pub enum AttachKind {
     /// An attachment another build left pinned: its link now runs this build's program,
     /// swapped atomically (no moment without a filter), its maps kept.
     Upgraded,
+    /// An attachment of this build left pinned with maps of other sizes than configured: its
+    /// link now runs the program on maps of the configured sizes, filled from the old ones and
+    /// swapped in atomically.
+    Resized,
     /// Not a kernel attachment (the engine's in-memory enforcer, in tests and benchmarks).
     Memory,
 }

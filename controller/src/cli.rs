@@ -236,7 +236,8 @@ pub enum Command {
     /// Load the XDP program, attach it to an interface and pin it (without the daemon).
     ///
     /// Native (driver) mode is tried first; if the driver lacks XDP support ipwarden warns and
-    /// falls back to generic (skb) mode. Map sizes apply when the maps are created.
+    /// falls back to generic (skb) mode. Map sizes apply when the maps are created (a daemon started with
+    /// other sizes resizes them without a gap).
     Attach(AttachArgs),
     /// Detach the program from an interface and remove its pins (block set included).
     Detach {

@@ -208,3 +208,131 @@ fn an_index_way_a_release_without_the_index_left_stale_is_cleared_at_start() {
     );
     assert_eq!(env.delivered(ATTACKER.into(), 20), 20, "the source passes");
 }
+
+/// A configuration whose IPv4 prefix map holds `n` entries.
+fn prefixes_config(n: u32) -> String {
+    format!("{CONFIG}\n[dataplane]\nmax_block_prefixes = {n}\n")
+}
+
+fn block_net_v4(env: &DaemonEnv) -> serde_json::Value {
+    let status = env.home.json(&["status"]);
+    status["maps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["map"] == names::BLOCK_NET_V4)
+        .unwrap_or_else(|| panic!("no {} in {status}", names::BLOCK_NET_V4))
+        .clone()
+}
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn a_restart_with_other_map_sizes_resizes_the_pinned_maps_while_a_blocked_flood_gets_nothing_through()
+ {
+    let env = DaemonEnv::new(&prefixes_config(64), &[ATTACKER.into()]);
+    let daemon = env.start();
+    // The /24 holding the attacker, then 63 /30s with a TTL (weaker than the permanent /24):
+    // the 64-entry map is full and one more prefix is refused.
+    env.home.cli(&["block", "203.0.113.0/24", "--permanent"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("nets.txt");
+    let nets: String = (0..63)
+        .map(|i| format!("198.51.100.{}/30\n", i * 4))
+        .collect();
+    std::fs::write(&file, nets).unwrap();
+    env.home
+        .cli(&["import", file.to_str().unwrap(), "--ttl", "1h"]);
+    assert_eq!(block_net_v4(&env)["entries"], 64);
+    let refused = env.home.cli_output(&["block", "192.0.2.0/30"]);
+    assert_eq!(refused.status.code(), Some(1), "the map is full");
+    let before = program_id(&env);
+    assert!(daemon.stop().success());
+
+    // The operator raises the size and restarts, while the attacker floods.
+    std::fs::write(env.home.config(), prefixes_config(128)).unwrap();
+    let staging = env
+        .ipw
+        .pins()
+        .bpffs()
+        .join("ipwarden")
+        .join(format!("{EDGE_IF}:staged"));
+    let sink = UdpSink::bind(&env.topo.edge, (EDGE_V4, 7002).into());
+    let (sent, daemon) = std::thread::scope(|s| {
+        let flood = s.spawn(|| {
+            udp_flood(
+                &env.topo.client,
+                ATTACKER.into(),
+                (EDGE_V4, 7002).into(),
+                3000,
+                Duration::from_secs(3),
+            )
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let daemon = env.start();
+        (flood.join().unwrap(), daemon)
+    });
+    assert!(sent > 3000, "the flood ran ({sent} sent)");
+    let got = sink.drain(Duration::from_millis(300));
+    assert_eq!(
+        got.get(&ATTACKER.into()).copied().unwrap_or(0),
+        0,
+        "packets of the blocked source got through during the resize: {got:?}"
+    );
+    let log = env.home.log_text();
+    assert!(
+        log.contains("resized a pinned map") && log.contains("BLOCK_NET_V4"),
+        "{log}"
+    );
+    let status = env.home.json(&["status"]);
+    let iface = &status["interfaces"][0];
+    assert_eq!(iface["attach"], "resized", "{status}");
+    assert_eq!(iface["program"]["current"], true, "{status}");
+    assert_ne!(program_id(&env), before, "a new program runs on the link");
+    assert!(
+        !status["warnings"]
+            .to_string()
+            .contains("max_block_prefixes"),
+        "no size mismatch left: {status}"
+    );
+    let map = block_net_v4(&env);
+    assert_eq!(map["capacity"], 128, "{map}");
+    assert_eq!(map["entries"], 64, "{map}");
+    assert!(!staging.exists(), "the staging pins are gone");
+    assert!(env.ipw.pins().link().exists());
+    env.home.cli(&["block", "192.0.2.0/30"]);
+    assert_eq!(block_net_v4(&env)["entries"], 65, "room for more");
+    assert_eq!(env.delivered(ATTACKER.into(), 20), 0, "still blocked");
+    assert!(daemon.stop().success());
+
+    // Smaller again: 65 decisions, 64 slots. The weakest is left out and said; the permanent
+    // /24 is still enforced.
+    std::fs::write(env.home.config(), prefixes_config(64)).unwrap();
+    // A resize interrupted before its swap left a staged pin behind: removed at start, the
+    // map it names untouched.
+    std::fs::create_dir(&staging).unwrap();
+    std::fs::hard_link(
+        env.ipw.pins().map(names::BLOCK_V4),
+        staging.join(names::BLOCK_V4),
+    )
+    .unwrap();
+    let _daemon = env.start();
+    assert!(
+        env.home
+            .log_text()
+            .contains("removing the staged maps of a resize"),
+        "{}",
+        env.home.log_text()
+    );
+    let map = block_net_v4(&env);
+    assert_eq!(map["capacity"], 64, "{map}");
+    assert_eq!(map["entries"], 64, "{map}");
+    assert_eq!(map["left_out"], 1, "{map}");
+    assert_eq!(env.decisions().len(), 65, "the store keeps every decision");
+    assert_eq!(
+        env.enforced("203.0.113.0/24").map(|(action, _)| action),
+        Some(ipwarden_common::Action::BLOCK),
+        "the strongest decision is enforced"
+    );
+    assert_eq!(env.delivered(ATTACKER.into(), 20), 0, "still blocked");
+    assert!(!staging.exists(), "the staging pins are gone");
+}

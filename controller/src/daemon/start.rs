@@ -47,6 +47,9 @@ pub(super) fn attach_all(cfg: &Config) -> Result<Attachments, DaemonError> {
                     );
                     AttachKind::Adopted
                 }
+                Adoption::Replaced {
+                    same_build: true, ..
+                } => AttachKind::Resized,
                 Adoption::Replaced { .. } => AttachKind::Upgraded,
             }
         } else {
@@ -60,7 +63,10 @@ pub(super) fn attach_all(cfg: &Config) -> Result<Attachments, DaemonError> {
             attached.kind
         };
         let dp = Dataplane::open(&pins).map_err(err)?;
-        if matches!(attach, AttachKind::Adopted | AttachKind::Upgraded) {
+        if matches!(
+            attach,
+            AttachKind::Adopted | AttachKind::Upgraded | AttachKind::Resized
+        ) {
             warnings.extend(size_mismatches(iface, &opts.capacities, &dp.capacities()));
         }
         planes.push(Plane::new(iface.clone(), attach, Box::new(dp)));
@@ -73,9 +79,9 @@ pub(super) fn attach_all(cfg: &Config) -> Result<Attachments, DaemonError> {
     })
 }
 
-/// What an adopted attachment's maps hold that the configuration sizes otherwise: pinned maps
-/// keep the size they were created with (resizing them in place is not done yet), so a changed
-/// `[dataplane]` size is said, never silently ignored.
+/// What an adopted attachment's maps hold that the configuration sizes otherwise. `adopt`
+/// resizes every differing map, so this is empty unless that went wrong: then the size in
+/// force is said, never silently another than configured.
 fn size_mismatches(iface: &str, wanted: &Capacities, pinned: &Capacities) -> Vec<String> {
     [
         ("dataplane.max_blocks", "BLOCK_V4", wanted.block_v4, pinned.block_v4),
@@ -90,7 +96,7 @@ fn size_mismatches(iface: &str, wanted: &Capacities, pinned: &Capacities) -> Vec
     .filter(|(.., w, p)| w != p)
     .map(|(setting, map, w, p)| {
         format!(
-            "{iface}: {setting} = {w}, but the pinned {map} holds {p} entries: pinned maps keep their size; the new one applies when the program is attached afresh (`ipwarden detach {iface}`, then start: enforcement stops in between)"
+            "{iface}: {setting} = {w}, but the pinned {map} holds {p} entries: the resize at start did not take (see the log); the map keeps enforcing at its size"
         )
     })
     .collect()

@@ -213,7 +213,7 @@ impl State {
         let mut new_dp = cfg.dataplane.clone();
         new_dp.monitor = old.dataplane.monitor;
         if new_dp != old.dataplane {
-            notes.push("[dataplane] sizes and attach mode apply at the next attach".to_owned());
+            notes.push("[dataplane] sizes and attach mode apply at the next start (maps are resized without a gap; the attach mode needs a detach)".to_owned());
         }
         if cfg.ipasis != old.ipasis {
             notes.push("[ipasis] changes apply at the next start".to_owned());

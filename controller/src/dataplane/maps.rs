@@ -82,7 +82,7 @@ fn open_pinned(pins: &PinDir, name: &'static str) -> Result<MapData, DataplaneEr
         .map_err(|e| DataplaneError::map("opening pinned map", name, e))
 }
 
-fn open<T>(pins: &PinDir, name: &'static str) -> Result<T, DataplaneError>
+pub(super) fn open<T>(pins: &PinDir, name: &'static str) -> Result<T, DataplaneError>
 where
     T: TryFrom<Map, Error = MapError>,
 {

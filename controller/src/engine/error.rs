@@ -69,7 +69,7 @@ pub enum EngineError {
     #[error("the decision limit ({limit}, decisions.max_decisions) is reached")]
     Full { limit: usize },
     #[error(
-        "{map} is full ({capacity} entries): raise {setting} (applies at the next attach); what the map holds stays enforced"
+        "{map} is full ({capacity} entries): raise {setting} (applies at the next start, without a gap); what the map holds stays enforced"
     )]
     MapFull {
         map: &'static str,
