@@ -160,3 +160,56 @@ refresh = "1s"
     assert_eq!(stub.count("203.0.113.88"), 0, "an IPASIS request was made");
     let _ = IpAddr::from(CLOUD);
 }
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn a_reload_starts_an_added_feed_and_lifts_a_removed_one_in_xdp() {
+    let env = DaemonEnv::new("[detection]\npoll_interval = \"200ms\"\n", &[LISTED.into()]);
+    let dir = env.home.config().parent().unwrap().to_owned();
+    let drop_file = dir.join("drop.txt");
+    write(&drop_file, "203.0.113.0/28 ; SBL1\n");
+    let _daemon = env.start();
+    assert_eq!(env.delivered(LISTED.into(), 20), 20, "no feed yet");
+
+    let with_feed = format!(
+        "[detection]\npoll_interval = \"200ms\"\n\n[[feeds]]\nname = \"drop\"\nurl = \"file:{}\"\nformat = \"spamhaus-drop\"\nrefresh = \"1s\"\n",
+        drop_file.display()
+    );
+    std::fs::write(env.home.config(), with_feed).unwrap();
+    let answer = env.home.cli(&["reload"]);
+    assert!(answer.contains("feeds: started drop"), "{answer}");
+    assert!(!answer.contains("next start"), "{answer}");
+    eventually(
+        "the added feed's block reaches XDP",
+        Duration::from_secs(5),
+        || env.enforced("203.0.113.0/28") == Some((Action::BLOCK, Reason::FEED)),
+    );
+    assert_eq!(env.delivered(LISTED.into(), 20), 0, "blocked by the feed");
+    let status = env.home.json(&["status"]);
+    assert!(
+        status["feeds"].to_string().contains("\"drop\""),
+        "status shows the feed: {status}"
+    );
+
+    std::fs::write(
+        env.home.config(),
+        "[detection]\npoll_interval = \"200ms\"\n",
+    )
+    .unwrap();
+    let answer = env.home.cli(&["reload"]);
+    assert!(
+        answer.contains("feeds: stopped and lifted drop"),
+        "{answer}"
+    );
+    assert_eq!(env.enforced("203.0.113.0/28"), None, "lifted at once");
+    assert_eq!(env.delivered(LISTED.into(), 20), 20, "passes again");
+    // It stays lifted after what would have been its next refresh.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(env.enforced("203.0.113.0/28"), None);
+    assert!(
+        !env.home.json(&["status"])["feeds"]
+            .to_string()
+            .contains("\"drop\""),
+        "status no longer shows it"
+    );
+}

@@ -7,6 +7,7 @@
 //! enforcing) unless `daemon.detach_on_stop` is set.
 
 mod error;
+mod feeds;
 pub mod handlers;
 mod lookup;
 mod main_loop;

@@ -115,6 +115,8 @@ pub async fn serve(
             .sources
             .push(source.start(&mut ctx).await.map_err(DaemonError::Source)?);
     }
+    // A reload that adds or changes a feed starts it on the same channel.
+    state.set_feed_events(ctx.events.clone());
     for sink in std::mem::take(&mut ctx.sinks) {
         state.engine.add_sink(sink);
     }

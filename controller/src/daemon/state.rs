@@ -13,6 +13,7 @@ use thiserror::Error;
 
 use crate::{
     config::{Config, ConfigError, DEFAULT_PATH},
+    decision::Origin,
     detect::{Event, Snapshot},
     engine::{Applied, Engine, EngineError, Plane, SourceEvent},
     enrich::{Record, pipeline::Enriched},
@@ -43,6 +44,8 @@ pub struct State {
     /// `[daemon]` as the file said at start (before command-line overrides): what a reload's
     /// file is compared with, since the running section holds the overrides.
     pub daemon_in_file: Option<crate::config::DaemonConfig>,
+    /// Where feeds started by a reload send their sets (see `feeds`).
+    pub(super) feed_events: Option<tokio::sync::mpsc::Sender<SourceEvent>>,
     /// Sources already reported as stopped.
     stopped: std::collections::BTreeSet<String>,
     started: Instant,
@@ -62,6 +65,7 @@ impl State {
             sources: Sources::default(),
             verdict: None,
             daemon_in_file: None,
+            feed_events: None,
             stopped: Default::default(),
             started: Instant::now(),
             config_path,
@@ -117,6 +121,21 @@ impl State {
 
     /// Applies what a decision source sent: feed tags to the policy, the rest to the engine.
     pub fn apply(&mut self, event: SourceEvent) -> Result<Applied, EngineError> {
+        // A feed a reload removed may have sent its set just before it stopped: dropped, so
+        // that what the reload lifted stays lifted.
+        let feed = match &event {
+            SourceEvent::Tags { feed, .. } => Some(feed.as_str()),
+            SourceEvent::Replace { holder, .. } if holder.origin == Origin::Feed => {
+                holder.source.as_deref()
+            }
+            _ => None,
+        };
+        if let Some(feed) = feed
+            && !self.engine.config().feeds.iter().any(|f| f.name == feed)
+        {
+            tracing::info!(feed, "dropped a set sent by a feed no longer configured");
+            return Ok(Applied::default());
+        }
         match event {
             SourceEvent::Tags {
                 feed,
@@ -184,7 +203,8 @@ impl State {
         )
     }
 
-    /// Applies a new configuration; returns what applies only at the next start or attach.
+    /// Applies a new configuration; returns what it applied beyond the engine's settings (feeds
+    /// started or stopped) and what applies only at the next start.
     pub fn reload(&mut self, cfg: Config) -> Result<Vec<String>, ReloadError> {
         // Checked before anything changes: a bad rule file refuses the whole reload.
         let rules = Rules::load(cfg.fingerprints.rules.as_deref())?;
@@ -196,11 +216,8 @@ impl State {
         if cfg.metrics != old.metrics {
             notes.push("[metrics] changes apply at the next start".to_owned());
         }
-        if let Some(feeds) = feed_changes(&old.feeds, &cfg.feeds) {
-            notes.push(format!(
-                "[[feeds]] changes ({feeds}) apply at the next start"
-            ));
-        }
+        let feeds_changed = old.feeds != cfg.feeds;
+        let old_feeds = old.feeds.clone();
         if cfg.fleet != old.fleet {
             notes.push("[fleet] changes apply at the next start".to_owned());
         }
@@ -218,16 +235,33 @@ impl State {
         if cfg.ipasis != old.ipasis {
             notes.push("[ipasis] changes apply at the next start".to_owned());
         }
+        let new_feeds = cfg.feeds.clone();
         self.policy.reconfigure(cfg.clone(), rules);
         self.engine.reconfigure(cfg)?;
         tracing::info!("configuration reloaded");
+        let mut applied = Vec::new();
+        if feeds_changed {
+            match self.reload_feeds(&old_feeds, &new_feeds) {
+                Ok(done) => applied.extend(done),
+                Err(why) => {
+                    let changes = feed_changes(&old_feeds, &new_feeds).unwrap_or_default();
+                    notes.push(format!(
+                        "[[feeds]] changes ({changes}) apply at the next start ({why})"
+                    ));
+                }
+            }
+        }
         for n in &notes {
             // Said where an operator looks: the reload's answer, the log and `status`.
             tracing::warn!("reload: {n}: restart the daemon (systemctl restart ipwarden) to apply");
             self.engine
                 .warn(format!("reload: {n}: restart the daemon to apply"));
         }
-        Ok(notes)
+        for a in &applied {
+            tracing::info!("reload: {a}");
+        }
+        // What was applied beyond the engine's own settings is said in the answer too.
+        Ok(applied.into_iter().chain(notes).collect())
     }
 
     /// Reloads the file the configuration came from (or the default path); the message the

@@ -767,6 +767,74 @@ fn reload_names_every_change_it_cannot_apply() {
     assert_eq!(s.policy.map(|p| p.pps_threshold), Some(777));
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn a_reload_starts_a_feed_it_adds_and_lifts_one_it_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("drop.txt");
+    std::fs::write(&list, "203.0.113.0/24\n198.51.100.0/25\n").unwrap();
+    let path = dir.path().join("ipwarden.toml");
+    std::fs::write(&path, "").unwrap();
+    let mut cfg = Config::default();
+    cfg.daemon.state_dir = dir.path().join("state");
+    let mut f = Fixture::with(cfg, 1);
+    f.state.config_path = Some(path.clone());
+    let (events, mut sent) = tokio::sync::mpsc::channel(8);
+    f.state.set_feed_events(events);
+
+    let feed = format!(
+        "[[feeds]]\nname = \"drop\"\nurl = \"file:{}\"\nformat = \"cidr-list\"\n",
+        list.display()
+    );
+    std::fs::write(&path, &feed).unwrap();
+    let Response::Done { message } = f.ok(Request::Reload) else {
+        panic!()
+    };
+    assert!(message.contains("feeds: started drop"), "{message}");
+    assert!(!message.contains("next start"), "{message}");
+    let set = tokio::time::timeout(Duration::from_secs(5), sent.recv())
+        .await
+        .expect("the started feed sends its set")
+        .unwrap();
+    f.state.apply(set).unwrap();
+    assert_eq!(
+        f.entry(0, "203.0.113.0/24"),
+        Some((ipwarden_common::Action::BLOCK, Reason::FEED))
+    );
+    let Response::Status(s) = f.ok(Request::Status) else {
+        panic!()
+    };
+    assert!(
+        s.feeds.iter().any(|v| v.name == "drop"),
+        "status shows the feed: {:?}",
+        s.feeds
+    );
+
+    // Removed: stopped, and what it held is lifted at once.
+    std::fs::write(&path, "").unwrap();
+    let Response::Done { message } = f.ok(Request::Reload) else {
+        panic!()
+    };
+    assert!(
+        message.contains("feeds: stopped and lifted drop"),
+        "{message}"
+    );
+    assert_eq!(f.entry(0, "203.0.113.0/24"), None);
+    assert_eq!(f.entry(0, "198.51.100.0/25"), None);
+    // A set it sent just before it stopped does not bring it back.
+    let late = SourceEvent::Replace {
+        holder: Holder::named(Origin::Feed, "drop"),
+        decisions: vec![Decision::block(
+            net("203.0.113.0/24"),
+            Holder::named(Origin::Feed, "drop"),
+            "feed drop",
+            now_unix_ms(),
+            Some(Duration::from_secs(3600)),
+        )],
+    };
+    f.state.apply(late).unwrap();
+    assert_eq!(f.entry(0, "203.0.113.0/24"), None);
+}
+
 // --- precedence, TTLs, recidive -------------------------------------------------------------
 
 #[test]

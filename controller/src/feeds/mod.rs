@@ -12,7 +12,10 @@
 
 pub mod formats;
 
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -42,40 +45,80 @@ struct Meta {
 impl Start for FeedConfig {
     /// One feed: a task that fetches it every `refresh` and replaces its set.
     fn start<'a>(&'a self, ctx: &'a mut Context) -> Starting<'a> {
-        Box::pin(async move {
-            let view = Arc::new(StatusCell::new(FeedView {
-                name: self.name.clone(),
-                url: self.url.to_string(),
-                use_: match self.use_ {
-                    FeedUse::Block => "block".into(),
-                    FeedUse::Tag => self.tag.map(|t| t.name()).unwrap_or("tag").into(),
-                },
-                ..FeedView::default()
-            }));
-            let client = crate::http::client(crate::http::Options {
-                connect_timeout: self.timeout,
-                timeout: Some(self.timeout),
-                redirects: crate::http::Redirects::Follow(MAX_REDIRECTS),
-            })
-            .map_err(|e| SourceError::new(format!("feed {}", self.name), e))?;
-            let task = tokio::spawn(
-                Feed {
-                    cfg: self.clone(),
-                    dir: ctx.cfg.daemon.state_dir.join("feeds"),
-                    view: view.clone(),
-                    client,
-                    sources: ctx.events.clone(),
-                    in_force: None,
-                    shrinks: 0,
-                }
-                .run(),
-            );
-            Ok(Source::new(
-                format!("feed {}", self.name),
-                vec![task],
-                Arc::new(move || SourceStatus::Feed(view.view())),
-            ))
+        Box::pin(async move { self.spawn(&ctx.cfg.daemon.state_dir, ctx.events.clone()) })
+    }
+}
+
+impl FeedConfig {
+    /// Starts the feed's task (inside a tokio runtime): what [`Start::start`] does, and what a
+    /// reload that adds or changes the feed does.
+    pub fn spawn(
+        &self,
+        state_dir: &Path,
+        events: mpsc::Sender<SourceEvent>,
+    ) -> Result<Source, SourceError> {
+        let view = Arc::new(StatusCell::new(FeedView {
+            name: self.name.clone(),
+            url: self.url.to_string(),
+            use_: match self.use_ {
+                FeedUse::Block => "block".into(),
+                FeedUse::Tag => self.tag.map(|t| t.name()).unwrap_or("tag").into(),
+            },
+            ..FeedView::default()
+        }));
+        let client = crate::http::client(crate::http::Options {
+            connect_timeout: self.timeout,
+            timeout: Some(self.timeout),
+            redirects: crate::http::Redirects::Follow(MAX_REDIRECTS),
         })
+        .map_err(|e| SourceError::new(source_name(&self.name), e))?;
+        let task = tokio::spawn(
+            Feed {
+                cfg: self.clone(),
+                dir: copies(state_dir),
+                view: view.clone(),
+                client,
+                sources: events,
+                in_force: None,
+                shrinks: 0,
+            }
+            .run(),
+        );
+        Ok(Source::new(
+            source_name(&self.name),
+            vec![task],
+            Arc::new(move || SourceStatus::Feed(view.view())),
+        ))
+    }
+}
+
+/// The running source's name of feed `name`.
+pub fn source_name(name: &str) -> String {
+    format!("feed {name}")
+}
+
+/// Where the last good copies live.
+fn copies(state_dir: &Path) -> PathBuf {
+    state_dir.join("feeds")
+}
+
+/// The last good copy of feed `name` in `dir`: its body and its metadata.
+fn copy_files(dir: &Path, name: &str) -> [PathBuf; 2] {
+    [
+        dir.join(format!("{name}.body")),
+        dir.join(format!("{name}.meta.json")),
+    ]
+}
+
+/// Removes feed `name`'s last good copy: a feed whose URL or format changed must not start from
+/// (or send the validators of) another list.
+pub fn forget_copy(state_dir: &Path, name: &str) {
+    for path in copy_files(&copies(state_dir), name) {
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(feed = name, path = %path.display(), error = %e, "removing the feed's old copy");
+        }
     }
 }
 
@@ -120,11 +163,11 @@ struct Feed {
 
 impl Feed {
     fn body_path(&self) -> PathBuf {
-        self.dir.join(format!("{}.body", self.cfg.name))
+        copy_files(&self.dir, &self.cfg.name)[0].clone()
     }
 
     fn meta_path(&self) -> PathBuf {
-        self.dir.join(format!("{}.meta.json", self.cfg.name))
+        copy_files(&self.dir, &self.cfg.name)[1].clone()
     }
 
     fn stored(&self) -> Option<(String, Meta)> {

@@ -129,6 +129,19 @@ impl Sources {
         self.0.push(source);
     }
 
+    /// Stops and forgets the source named `name`; whether there was one.
+    pub fn stop_one(&mut self, name: &str) -> bool {
+        let before = self.0.len();
+        self.0.retain(|s| {
+            let this = s.name == name;
+            if this {
+                s.stop();
+            }
+            !this
+        });
+        self.0.len() != before
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Source> {
         self.0.iter()
     }
