@@ -52,6 +52,7 @@ impl State {
                 feeds::forget_copy(&state_dir, &was.name);
             }
             if now.is_none() {
+                self.removed_feeds.insert(was.name.clone());
                 stopped.push(was.name.clone());
             }
         }
@@ -62,6 +63,7 @@ impl State {
             }
             match feed.spawn(&state_dir, events.clone()) {
                 Ok(source) => {
+                    self.removed_feeds.remove(&feed.name);
                     self.sources.push(source);
                     if was.is_some() {
                         restarted.push(feed.name.clone());
@@ -91,8 +93,8 @@ impl State {
     /// Withdraws what a feed that stops (or changes its use) put in force: its decisions, or
     /// its tags.
     fn lift_feed(&mut self, feed: &FeedConfig) {
-        // Straight to the policy or the engine: `State::apply` drops sets of feeds no longer
-        // configured, this withdrawal included.
+        // Straight to the policy or the engine: `State::apply` drops sets of removed feeds,
+        // this withdrawal included.
         if let (FeedUse::Tag, Some(tag)) = (feed.use_, feed.tag) {
             self.policy.set_tags(feed.name.clone(), tag, Vec::new());
             tracing::info!(

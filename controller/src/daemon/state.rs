@@ -46,6 +46,9 @@ pub struct State {
     pub daemon_in_file: Option<crate::config::DaemonConfig>,
     /// Where feeds started by a reload send their sets (see `feeds`).
     pub(super) feed_events: Option<tokio::sync::mpsc::Sender<SourceEvent>>,
+    /// Feeds a reload stopped (until one of the name starts again): a set one sent just
+    /// before it stopped is dropped.
+    pub(super) removed_feeds: std::collections::BTreeSet<String>,
     /// Sources already reported as stopped.
     stopped: std::collections::BTreeSet<String>,
     started: Instant,
@@ -66,6 +69,7 @@ impl State {
             verdict: None,
             daemon_in_file: None,
             feed_events: None,
+            removed_feeds: Default::default(),
             stopped: Default::default(),
             started: Instant::now(),
             config_path,
@@ -131,7 +135,7 @@ impl State {
             _ => None,
         };
         if let Some(feed) = feed
-            && !self.engine.config().feeds.iter().any(|f| f.name == feed)
+            && self.removed_feeds.contains(feed)
         {
             tracing::info!(feed, "dropped a set sent by a feed no longer configured");
             return Ok(Applied::default());
