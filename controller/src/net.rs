@@ -131,6 +131,18 @@ pub fn v6_net(prefix_len: u32, data: [u8; 16]) -> Option<Ipv6Net> {
     Ipv6Net::new(Ipv6Addr::from(data), u8::try_from(prefix_len).ok()?).ok()
 }
 
+/// This machine's host name (`gethostname(2)`), if it has a non-empty UTF-8 one.
+pub fn host_name() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    match (r, std::str::from_utf8(&buf[..end])) {
+        (0, Ok(h)) if !h.is_empty() => Some(h.to_owned()),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

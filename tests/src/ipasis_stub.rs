@@ -72,6 +72,10 @@ pub struct Seen {
     pub ip: String,
     /// Header names lower-cased.
     pub headers: HashMap<String, String>,
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The body (as `Content-Length` gave it, at most 64 KiB), lossily as text.
+    pub body: String,
 }
 
 #[derive(Default)]
@@ -194,17 +198,41 @@ fn connection(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
             return;
         }
     }
+    let end = head
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete head")
+        + 4;
+    let mut body = head.split_off(end);
     let text = String::from_utf8_lossy(&head);
     let mut lines = text.split("\r\n");
-    let target = lines
+    let request_line = lines.next().unwrap_or("");
+    let method = request_line
+        .split_whitespace()
         .next()
-        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("")
+        .to_owned();
+    let target = request_line
+        .split_whitespace()
+        .nth(1)
         .unwrap_or("")
         .to_owned();
     let headers: HashMap<String, String> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
         .collect();
+    let length = headers
+        .get("content-length")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(64 * 1024);
+    while body.len() < length {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => body.extend_from_slice(&buf[..n]),
+        }
+    }
+    let body = String::from_utf8_lossy(&body).into_owned();
     let ip = target
         .split_once("ip=")
         .map(|(_, v)| v.split('&').next().unwrap_or("").to_owned())
@@ -215,6 +243,8 @@ fn connection(mut stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
             target: target.clone(),
             ip: ip.clone(),
             headers,
+            method,
+            body,
         });
         s.fixtures.get(&ip).cloned().or_else(|| s.fallback.clone())
     };

@@ -199,12 +199,8 @@ impl FleetConfig {
         if let Some(h) = &self.host_id {
             return h.clone();
         }
-        let mut buf = [0u8; 256];
-        // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
-        let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-        match (r, std::str::from_utf8(&buf[..end])) {
-            (0, Ok(h)) if !h.is_empty() => h
+        match crate::net::host_name() {
+            Some(h) => h
                 .chars()
                 .take(64)
                 .map(|c| {
@@ -215,7 +211,7 @@ impl FleetConfig {
                     }
                 })
                 .collect(),
-            _ => "unnamed-host".to_owned(),
+            None => "unnamed-host".to_owned(),
         }
     }
 }

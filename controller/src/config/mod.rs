@@ -17,6 +17,7 @@ mod error;
 mod feeds;
 mod fleet;
 mod ipasis;
+mod notify;
 mod scoring;
 mod url;
 mod verdict;
@@ -31,6 +32,7 @@ pub use error::ConfigError;
 pub use feeds::{FeedConfig, FeedUse, Format, Tag};
 pub use fleet::{FleetConfig, PeerAnswers};
 pub use ipasis::{IpasisConfig, OnError};
+pub use notify::NotifyConfig;
 pub use scoring::ScoringConfig;
 pub use url::Url;
 pub use verdict::VerdictConfig;
@@ -60,6 +62,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub fingerprints: FingerprintsConfig,
     pub verdict: Option<VerdictConfig>,
+    pub notify: Vec<NotifyConfig>,
 }
 
 impl Config {
@@ -116,6 +119,16 @@ impl Config {
                 return Err(invalid(
                     "feeds.name",
                     &format!("`{}` names two feeds", f.name),
+                ));
+            }
+        }
+        let mut hooks = std::collections::BTreeSet::new();
+        for n in &self.notify {
+            n.validate(&invalid)?;
+            if !hooks.insert(&n.name) {
+                return Err(invalid(
+                    "notify.name",
+                    &format!("`{}` names two hooks", n.name),
                 ));
             }
         }

@@ -57,6 +57,8 @@ pub enum DaemonError {
     Client(#[source] crate::enrich::client::ClientBuildError),
     #[error(transparent)]
     Source(crate::sources::SourceError),
+    #[error(transparent)]
+    Hook(crate::hooks::HookError),
     /// A bug: the daemon stops so that systemd starts it again from its store.
     #[error("{what} panicked: {message}; stopping (the XDP program keeps enforcing)")]
     Panicked { what: &'static str, message: String },

@@ -115,6 +115,13 @@ pub async fn serve(
             .sources
             .push(source.start(&mut ctx).await.map_err(DaemonError::Source)?);
     }
+    let host_name = crate::net::host_name().unwrap_or_default();
+    for hook in &cfg.notify {
+        let (sink, running) = crate::hooks::start(hook, &host_name).map_err(DaemonError::Hook)?;
+        tracing::info!(hook = hook.name, host = running.host, "notify hook on");
+        ctx.sinks.push(Box::new(sink));
+        state.hooks.push(running);
+    }
     // A reload that adds or changes a feed starts it on the same channel.
     state.set_feed_events(ctx.events.clone());
     for sink in std::mem::take(&mut ctx.sinks) {

@@ -39,6 +39,8 @@ pub struct State {
     pub policy: Policy,
     /// The running decision sources.
     pub sources: Sources,
+    /// The `[[notify]]` hooks.
+    pub hooks: Vec<crate::hooks::Running>,
     /// The verdict endpoint, when `[verdict]` is configured.
     pub verdict: Option<std::sync::Arc<crate::verdict::Endpoint>>,
     /// `[daemon]` as the file said at start (before command-line overrides): what a reload's
@@ -67,6 +69,7 @@ impl State {
             engine: Engine::new(cfg, store, planes),
             sources: Sources::default(),
             verdict: None,
+            hooks: Vec::new(),
             daemon_in_file: None,
             feed_events: None,
             removed_feeds: Default::default(),
@@ -227,6 +230,9 @@ impl State {
         }
         if cfg.crowdsec != old.crowdsec {
             notes.push("[crowdsec] changes apply at the next start".to_owned());
+        }
+        if cfg.notify != old.notify {
+            notes.push("[[notify]] changes apply at the next start".to_owned());
         }
         if cfg.verdict != old.verdict {
             notes.push("[verdict] changes apply at the next start".to_owned());

@@ -12,5 +12,5 @@ pub mod queue;
 
 pub use crate::record::{self, Record};
 pub use client::{EnrichError, IpasisClient};
-pub use key::ApiKey;
+pub use key::{ApiKey, KeyError};
 pub use pipeline::Pipeline;

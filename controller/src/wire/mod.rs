@@ -16,9 +16,9 @@ pub use response::ErrorKind;
 pub use response::Response;
 pub use views::{
     AggregateView, AllowView, CrowdsecView, EnrichStats, EnrichmentState, ExplainView, FeedView,
-    FingerprintView, FleetView, InterfaceStats, InterfaceView, LookupView, MapView, NotEnforced,
-    OriginCounts, OriginDrops, PipelineView, PolicyView, ProgramView, RefusalView, StatusView,
-    TopRow, Verdict, VerdictView,
+    FingerprintView, FleetView, HookView, InterfaceStats, InterfaceView, LookupView, MapView,
+    NotEnforced, OriginCounts, OriginDrops, PipelineView, PolicyView, ProgramView, RefusalView,
+    StatusView, TopRow, Verdict, VerdictView,
 };
 
 /// Bumped on incompatible changes; the daemon refuses other versions with a clear error.

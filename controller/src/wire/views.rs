@@ -73,6 +73,9 @@ pub struct StatusView {
     /// Every `[[feeds]]` entry's state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub feeds: Vec<FeedView>,
+    /// Every `[[notify]]` hook's counts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookView>,
     /// The verdict endpoint, when `[verdict]` is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<Box<VerdictView>>,
@@ -308,6 +311,22 @@ pub struct CrowdsecView {
     pub push_dropped: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push_error: Option<String>,
+}
+
+/// A `[[notify]]` hook, as `status` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookView {
+    pub name: String,
+    /// The host it posts to (never the whole URL: its path may be a secret).
+    pub host: String,
+    /// Notifications delivered (a 2xx answer).
+    pub sent: u64,
+    /// Given up after every retry.
+    pub failed: u64,
+    /// Dropped because its queue was full.
+    pub dropped: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// A feed's state, as `status` shows it.

@@ -68,6 +68,7 @@ pub fn status(state: &State) -> StatusView {
         fleet: None,
         crowdsec: None,
         feeds: Vec::new(),
+        hooks: state.hooks.iter().map(hook_view).collect(),
         verdict: state.verdict.as_ref().map(|v| Box::new(v.view())),
         policy: Some(Box::new(policy_view(engine.config()))),
     };
@@ -111,5 +112,17 @@ fn policy_view(cfg: &crate::config::Config) -> crate::wire::PolicyView {
         challenge_at: cfg.scoring.challenge_at,
         default_ttl_secs: cfg.decisions.default_ttl.as_secs(),
         monitor: cfg.dataplane.monitor,
+    }
+}
+
+fn hook_view(h: &crate::hooks::Running) -> crate::wire::HookView {
+    use std::sync::atomic::Ordering::Relaxed;
+    crate::wire::HookView {
+        name: h.name.clone(),
+        host: h.host.clone(),
+        sent: h.counts.sent.load(Relaxed),
+        failed: h.counts.failed.load(Relaxed),
+        dropped: h.counts.dropped.load(Relaxed),
+        last_error: crate::sync::lock(&h.counts.last_error).clone(),
     }
 }
