@@ -78,7 +78,7 @@ pub struct Target {
 /// Output format of listing commands.
 #[derive(Debug, Clone, Copy, Args)]
 pub struct Format {
-    /// Print JSON (stable schema, see README) instead of a table.
+    /// Print JSON (stable schema, see docs/json.md) instead of a table.
     #[arg(long)]
     pub json: bool,
 }

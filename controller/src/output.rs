@@ -1,4 +1,4 @@
-//! What the CLI prints: serde views (the `--json` schema, documented in the README) and aligned
+//! What the CLI prints: serde views (the `--json` schema, documented in docs/json.md) and aligned
 //! tables for people.
 
 use std::fmt::Write as _;

@@ -17,7 +17,7 @@ use ipwarden_tests::{
     nats::NatsServer,
 };
 
-/// The permissions of host `id` (README, "Fleet permissions"): its own decision keys and host
+/// The permissions of host `id` (docs/fleet.md, "Fleet permissions"): its own decision keys and host
 /// id, the shared answers and claims, and the JetStream API calls a link makes. Not
 /// `$JS.API.STREAM.PURGE`: a purge filter is in the request's body, so granting it would let a
 /// host remove every other host's keys.

@@ -24,7 +24,7 @@ pub struct FleetConfig {
     /// A NATS credentials file (JWT and NKey seed; mode 0600).
     pub creds_file: Option<PathBuf>,
     /// A file holding this host's NKey seed (`SU…`; mode 0600): the server's config names the
-    /// public key with the subjects this host may write (README, "Fleet permissions").
+    /// public key with the subjects this host may write (docs/fleet.md, "Fleet permissions").
     pub nkey_file: Option<PathBuf>,
     /// A CA bundle: the server must speak TLS with a certificate it signed.
     pub ca_file: Option<PathBuf>,
