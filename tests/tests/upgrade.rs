@@ -24,6 +24,25 @@ poll_interval = "200ms"
 /// Another build's stamp, as an older release would have left it.
 const OTHER_BUILD: u64 = 0x0bad_c0de_0000_0001;
 
+/// Runs `during` half a second into a 3-second flood of 3 000 datagrams a second from the
+/// blocked attacker to the edge's UDP port 7002; how many were sent, and what `during` gave.
+fn while_flooding<T: Send>(env: &DaemonEnv, during: impl FnOnce() -> T + Send) -> (u64, T) {
+    std::thread::scope(|s| {
+        let flood = s.spawn(|| {
+            udp_flood(
+                &env.topo.client,
+                ATTACKER.into(),
+                (EDGE_V4, 7002).into(),
+                3000,
+                Duration::from_secs(3),
+            )
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let got = during();
+        (flood.join().unwrap(), got)
+    })
+}
+
 fn program_id(env: &DaemonEnv) -> u64 {
     env.home.json(&["status"])["interfaces"][0]["program"]["program_id"]
         .as_u64()
@@ -53,17 +72,7 @@ fn a_daemon_swaps_another_builds_program_on_the_link_while_a_blocked_flood_gets_
     }
 
     let sink = UdpSink::bind(&env.topo.edge, (EDGE_V4, 7002).into());
-    let sent = std::thread::scope(|s| {
-        let flood = s.spawn(|| {
-            udp_flood(
-                &env.topo.client,
-                ATTACKER.into(),
-                (EDGE_V4, 7002).into(),
-                3000,
-                Duration::from_secs(3),
-            )
-        });
-        std::thread::sleep(Duration::from_millis(500));
+    let (sent, ()) = while_flooding(&env, || {
         let _daemon = env.start();
         let log = env.home.log_text();
         assert!(
@@ -82,7 +91,6 @@ fn a_daemon_swaps_another_builds_program_on_the_link_while_a_blocked_flood_gets_
             "the pins carry this build's stamp again"
         );
         assert_eq!(iface["program"]["version"], env!("CARGO_PKG_VERSION"));
-        flood.join().unwrap()
     });
     assert!(sent > 3000, "the flood ran ({sent} sent)");
     // The upgrade created the index maps and the restore filled them.
@@ -257,20 +265,7 @@ fn a_restart_with_other_map_sizes_resizes_the_pinned_maps_while_a_blocked_flood_
         .join("ipwarden")
         .join(format!("{EDGE_IF}:staged"));
     let sink = UdpSink::bind(&env.topo.edge, (EDGE_V4, 7002).into());
-    let (sent, daemon) = std::thread::scope(|s| {
-        let flood = s.spawn(|| {
-            udp_flood(
-                &env.topo.client,
-                ATTACKER.into(),
-                (EDGE_V4, 7002).into(),
-                3000,
-                Duration::from_secs(3),
-            )
-        });
-        std::thread::sleep(Duration::from_millis(500));
-        let daemon = env.start();
-        (flood.join().unwrap(), daemon)
-    });
+    let (sent, daemon) = while_flooding(&env, || env.start());
     assert!(sent > 3000, "the flood ran ({sent} sent)");
     let got = sink.drain(Duration::from_millis(300));
     assert_eq!(
