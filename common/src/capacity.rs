@@ -19,3 +19,7 @@ pub const SRC_V6: u32 = 262_144;
 pub const BUCKETS: u32 = 65_536;
 /// Distinct SYN signatures kept (per source and signature); the LRU evicts the oldest.
 pub const SIGS: u32 = 65_536;
+/// Dropped sources per family whose sampled drops are kept (hits per decision); the LRU evicts
+/// the sources least recently sampled. Not a setting: a hit table only informs `list` and
+/// `explain`.
+pub const HITS: u32 = 16_384;

@@ -59,8 +59,14 @@ pub const INDEX_V6: &str = "INDEX_V6";
 /// by `Reason` code ([`crate::stats::DROP_ORIGINS`] slots).
 pub const DROPS: &str = "DROPS";
 
+/// Sampled drops per dropped IPv4 source: `LRU_PERCPU_HASH<SrcV4, u64>` (see
+/// [`crate::stats::hit_sampled`]).
+pub const HITS_V4: &str = "HITS_V4";
+/// Sampled drops per dropped IPv6 /64: `LRU_PERCPU_HASH<SrcV6Prefix, u64>`.
+pub const HITS_V6: &str = "HITS_V6";
+
 /// Every map, for loaders that pin, size or check them all.
-pub const MAPS: [&str; 21] = [
+pub const MAPS: [&str; 23] = [
     BLOCK_V4,
     BLOCK_V6,
     BLOCK_NET_V4,
@@ -82,6 +88,8 @@ pub const MAPS: [&str; 21] = [
     INDEX_V4,
     INDEX_V6,
     DROPS,
+    HITS_V4,
+    HITS_V6,
 ];
 
 /// The kernel keeps `BPF_OBJ_NAME_LEN - 1` = 15 bytes of a name.

@@ -140,9 +140,58 @@ pub struct DropCount {
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for DropCount {}
 
+/// log2 of the drops per sample of the hit tables (`HITS_V4`, `HITS_V6`).
+pub const HIT_SAMPLE_BITS: u32 = 6;
+/// One dropped frame in this many is recorded against its source: each sample in a hit table
+/// stands for this many dropped packets.
+pub const HIT_SAMPLE: u64 = 1 << HIT_SAMPLE_BITS;
+
+/// Whether the drop that brought its origin's per-CPU count to `drops` is sampled into the hit
+/// tables, so that hits per decision cost one map update per [`HIT_SAMPLE`] drops instead of
+/// one per drop (a random-number helper per drop would cost more than the rest of the drop).
+///
+/// The count is one per-CPU array read away (inlined, no helper call) and moves with every drop;
+/// a Fibonacci hash of it picks one count in [`HIT_SAMPLE`], in gaps that vary (the three-gap
+/// theorem: here 34, 55 or 89 counts apart), so sources whose drops interleave in a fixed
+/// rhythm share the samples instead of one of them taking all (a plain `drops % 64` would give
+/// every sample of two alternating sources to one of them). Only a rhythm of exactly a
+/// Fibonacci number of sources (34, 55, 89, ...) would still skew it.
+/// Each sample is then an unbiased estimate of `HIT_SAMPLE` drops: a source with `n` drops has
+/// about `n / HIT_SAMPLE` samples, give or take `sqrt(n / HIT_SAMPLE)`.
+#[inline(always)]
+pub const fn hit_sampled(drops: u64) -> bool {
+    drops.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - HIT_SAMPLE_BITS) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_drop_in_hit_sample_is_sampled_and_interleaved_sources_share_the_samples() {
+        for start in [0u64, 1, 4_294_937_296, u64::MAX - 64_005] {
+            let n = 64_000u64;
+            let sampled = (1..=n).filter(|&d| hit_sampled(start + d)).count() as u64;
+            let expect = n / HIT_SAMPLE;
+            assert!(sampled.abs_diff(expect) <= expect / 50, "{sampled} of {n}");
+            // Two, three and five sources taking turns: each gets its share within 10 %.
+            for sources in [2u64, 3, 5] {
+                let mut per = [0u64; 5];
+                for d in 1..=n {
+                    if hit_sampled(start + d) {
+                        per[(d % sources) as usize] += 1;
+                    }
+                }
+                let share = expect / sources;
+                for (i, &got) in per.iter().take(sources as usize).enumerate() {
+                    assert!(
+                        got.abs_diff(share) <= share / 10,
+                        "source {i} of {sources}: {got} samples, expected about {share}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn merge_sums_counts_and_widens_the_time_span() {

@@ -101,3 +101,12 @@ const BPF_F_MMAPABLE: u32 = 1 << 10;
 // frames that pass.
 #[map]
 pub static DROPS: PerCpuArray<DropCount> = PerCpuArray::pinned(DROP_ORIGINS, 0);
+
+// Sampled drops per dropped source (see `ipwarden_common::stats::hit_sampled`): one update per
+// `HIT_SAMPLE` dropped frames, so `list` and `explain` can say what each decision dropped.
+#[map]
+pub static HITS_V4: LruPerCpuHashMap<SrcV4, u64> = LruPerCpuHashMap::pinned(capacity::HITS, 0);
+
+#[map]
+pub static HITS_V6: LruPerCpuHashMap<SrcV6Prefix, u64> =
+    LruPerCpuHashMap::pinned(capacity::HITS, 0);

@@ -7,7 +7,7 @@ use ipwarden_ebpf::frame::XdpFrame;
 
 use crate::{
     fingerprint,
-    maps::{CONFIG, DROPS},
+    maps::CONFIG,
     policy::Decision,
     source::{self, Packet, global},
 };
@@ -21,11 +21,11 @@ pub fn run(ctx: &XdpContext, passed: u32) -> u32 {
     // Read before any block-set lookup: the generation is what makes cached verdicts safe.
     let cfg = CONFIG.get(0).copied().unwrap_or_default();
     // One parse: the SYN signature reads the headers the parser found.
-    let (decision, origin) = match parse_syn(&frame) {
+    let decision = match parse_syn(&frame) {
         Parsed::V4 { src, syn } => {
             let d = source::ipv4(&src, packet(&frame, syn.is_some()), &cfg);
             if let Some(at) = syn
-                && d.0 != Decision::Block
+                && d != Decision::Block
             {
                 fingerprint::record(&frame, at);
             }
@@ -34,7 +34,7 @@ pub fn run(ctx: &XdpContext, passed: u32) -> u32 {
         Parsed::V6 { src, syn } => {
             let d = source::ipv6(&src, packet(&frame, syn.is_some()), &cfg);
             if let Some(at) = syn
-                && d.0 != Decision::Block
+                && d != Decision::Block
             {
                 fingerprint::record(&frame, at);
             }
@@ -42,26 +42,15 @@ pub fn run(ctx: &XdpContext, passed: u32) -> u32 {
         }
         Parsed::NotIp => {
             global(GlobalCounter::NotIp);
-            (Decision::Pass, 0)
+            Decision::Pass
         }
         Parsed::Malformed => {
             global(GlobalCounter::Malformed);
-            (Decision::Pass, 0)
+            Decision::Pass
         }
     };
-    verdict(decision, &cfg, passed, || dropped(origin, frame.bytes()))
-}
-
-/// Counts a dropped frame under the origin of the entry that dropped it.
-#[inline(always)]
-fn dropped(origin: u32, bytes: u64) {
-    if let Some(c) = DROPS.get_ptr_mut(origin) {
-        // SAFETY: a per-CPU array slot is only written by this CPU, and XDP does not nest.
-        unsafe {
-            (*c).packets += 1;
-            (*c).bytes += bytes;
-        }
-    }
+    // Drops are counted by origin (and sampled by source) in `source`, which knows both.
+    verdict(decision, &cfg, passed)
 }
 
 #[inline(always)]
@@ -74,7 +63,7 @@ fn packet(frame: &XdpFrame, syn: bool) -> Packet {
 
 /// The one place a decision becomes an XDP action, with monitor mode applied.
 #[inline(always)]
-fn verdict(decision: Decision, cfg: &DataplaneConfig, passed: u32, drop: impl FnOnce()) -> u32 {
+fn verdict(decision: Decision, cfg: &DataplaneConfig, passed: u32) -> u32 {
     match decision {
         Decision::Pass => {
             global(GlobalCounter::Passed);
@@ -97,7 +86,6 @@ fn verdict(decision: Decision, cfg: &DataplaneConfig, passed: u32, drop: impl Fn
                 } else {
                     GlobalCounter::Limited
                 });
-                drop();
                 xdp_action::XDP_DROP
             }
         }

@@ -29,11 +29,12 @@ use ipwarden_common::{
     aggregate::{cells_v4, cells_v6},
     front::{FLUSH_AT, slot_v4, slot_v6},
     key::v6_prefix,
+    stats::hit_sampled,
 };
 
 use crate::{
     clock::jiffies,
-    maps::{AGG, FRONT_V4, FRONT_V6, GLOBAL, SRC_V4, SRC_V6},
+    maps::{AGG, DROPS, FRONT_V4, FRONT_V6, GLOBAL, HITS_V4, HITS_V6, SRC_V4, SRC_V6},
     policy::{self, Decision, Judged},
 };
 
@@ -115,10 +116,59 @@ fn decide(
     (j.decision, j.at_ns, j.origin)
 }
 
-/// Counts and judges a packet of an IPv4 source; the decision and the origin of the entry
-/// that made it.
+/// Counts and judges a packet of an IPv4 source. A dropped frame is counted by that origin, and one in `HIT_SAMPLE` against
+/// the source.
 #[inline(always)]
-pub fn ipv4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32) {
+pub fn ipv4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> Decision {
+    let (decision, origin) = judged_v4(src, p, cfg);
+    dropped(decision, origin, p.bytes, cfg, || {
+        merge(&HITS_V4, src, |n: &mut u64| *n += 1, || 1)
+    });
+    decision
+}
+
+/// As [`ipv4`], for an IPv6 source, recorded under its /64.
+#[inline(always)]
+pub fn ipv6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> Decision {
+    let (decision, origin) = judged_v6(src, p, cfg);
+    dropped(decision, origin, p.bytes, cfg, || {
+        merge(&HITS_V6, &v6_prefix(src), |n: &mut u64| *n += 1, || 1)
+    });
+    decision
+}
+
+/// Counts a frame the program drops (outside monitor mode) under the origin of the entry that
+/// dropped it, and calls `record` for one in `HIT_SAMPLE` of them (see `hit_sampled`): the hit
+/// tables behind `list` and `explain`. Here, where the source is at hand: carrying the source to
+/// where the verdict is returned cost every IPv6 frame, passed ones too, about 4 ns (measured).
+#[inline(always)]
+fn dropped(
+    decision: Decision,
+    origin: u32,
+    bytes: u64,
+    cfg: &DataplaneConfig,
+    record: impl FnOnce(),
+) {
+    if !matches!(decision, Decision::Block | Decision::Limit) || cfg.monitor() {
+        return;
+    }
+    let Some(c) = DROPS.get_ptr_mut(origin) else {
+        return;
+    };
+    // SAFETY: a per-CPU array slot is only written by this CPU, and XDP does not nest.
+    let drops = unsafe {
+        (*c).packets += 1;
+        (*c).bytes += bytes;
+        (*c).packets
+    };
+    if hit_sampled(drops) {
+        record();
+    }
+}
+
+/// Counts and judges a packet of an IPv4 source.
+#[inline(always)]
+fn judged_v4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32) {
     let Some(slot) = FRONT_V4.get_ptr_mut(slot_v4(src)) else {
         // Unreachable: the index is below the table's size.
         let j = policy::ipv4(src);
@@ -160,7 +210,7 @@ pub fn ipv4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32) 
 
 /// Counts and judges a packet of an IPv6 source under its /64, remembering the full address.
 #[inline(always)]
-pub fn ipv6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32) {
+fn judged_v6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32) {
     let key = v6_prefix(src);
     let Some(slot) = FRONT_V6.get_ptr_mut(slot_v6(&key)) else {
         let j = policy::ipv6(src, &key);
@@ -257,11 +307,6 @@ fn flush_v6(key: &[u8; 8], pending: &mut Pending, last_addr: &[u8; 16], first_se
     *pending = Pending::default();
 }
 
-/// Adds flushed counts to this CPU's value in place, or creates the entry.
-///
-/// The insert uses `BPF_NOEXIST`: inserting into an LRU per-CPU hash replaces the whole element,
-/// zeroing other CPUs' values, so when another CPU created the entry first we look it up again
-/// and add in place rather than overwrite it. That keeps per-source counts exact.
 /// Adds flushed counts to the source's aggregate cells (its /24 and /16, or /48 and /32). Per-CPU
 /// array cells: the verifier inlines the lookups, no helper call. On the flush path only, so a
 /// source that keeps its front slot pays it once per `FLUSH_AT` packets.
@@ -277,6 +322,11 @@ fn aggregate(cells: [u32; 2], p: &Pending) {
     }
 }
 
+/// Adds to this CPU's value in place, or creates the entry (flushed counts, sampled hits).
+///
+/// The insert uses `BPF_NOEXIST`: inserting into an LRU per-CPU hash replaces the whole element,
+/// zeroing other CPUs' values, so when another CPU created the entry first we look it up again
+/// and add in place rather than overwrite it. That keeps per-source counts exact.
 #[inline(always)]
 fn merge<K, V>(
     map: &LruPerCpuHashMap<K, V>,

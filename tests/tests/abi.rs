@@ -40,6 +40,8 @@ mod aya_map_type {
                 4,
                 size_of::<ipwarden_common::stats::DropCount>(),
             ),
+            names::HITS_V4 => ("LruPerCpuHash", 4, 8),
+            names::HITS_V6 => ("LruPerCpuHash", 8, 8),
             names::INDEX_V4 | names::INDEX_V6 => {
                 ("Array", 4, size_of::<ipwarden_common::index::IndexBucket>())
             }
@@ -77,6 +79,10 @@ fn pinned_maps_match_the_common_abi() {
             names::FRONT_V4 | names::FRONT_V6 => assert_eq!(max, FRONT_SLOTS),
             // One slot per `Reason` code: the program indexes it by the code.
             names::DROPS => assert_eq!(max, ipwarden_common::stats::DROP_ORIGINS),
+            // Not a setting: the hit tables only inform `list` and `explain`.
+            names::HITS_V4 | names::HITS_V6 => {
+                assert_eq!(max, ipwarden_common::capacity::HITS)
+            }
             names::INDEX_V4 | names::INDEX_V6 => {
                 assert_eq!(max, ipwarden_common::index::INDEX_BUCKETS);
                 // BPF_F_MMAPABLE: page-aligned values, one cache line per bucket.

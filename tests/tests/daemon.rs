@@ -707,3 +707,50 @@ fn drops_are_counted_by_the_origin_of_the_decision_that_dropped_them() {
         .unwrap();
     assert_eq!(total, dropped, "every drop has an origin: {stats}");
 }
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn list_and_explain_say_what_each_decision_dropped() {
+    let neighbour = Ipv4Addr::new(203, 0, 113, 8);
+    let env = DaemonEnv::new(CONFIG, &[ATTACKER.into(), neighbour.into()]);
+    let _daemon = env.start();
+    env.home.cli(&["block", "203.0.113.0/24"]);
+    env.home.cli(&["block", "192.0.2.0/24"]);
+    assert_eq!(env.delivered(ATTACKER.into(), 4000), 0);
+    assert_eq!(env.delivered(neighbour.into(), 2000), 0);
+    let sample = ipwarden_common::stats::HIT_SAMPLE;
+    let within = |got: u64, sent: u64| {
+        got.is_multiple_of(sample) && got * 10 >= sent * 6 && got * 10 <= sent * 14
+    };
+    let list = env.home.json(&["list"]);
+    let hits = list["hits"].as_array().unwrap_or_else(|| panic!("{list}"));
+    let of = |hits: &[Value], p: &str| {
+        hits.iter()
+            .find(|h| h["prefix"] == p)
+            .and_then(|h| h["packets"].as_u64())
+    };
+    let net = of(hits, "203.0.113.0/24").unwrap_or_else(|| panic!("{list}"));
+    assert!(within(net, 6000), "the /24 dropped 6000, hits say {net}");
+    // A decision that dropped nothing has no hits.
+    assert_eq!(of(hits, "192.0.2.0/24"), None, "{list}");
+    let explain = env.home.json(&["explain", &ATTACKER.to_string()]);
+    let hits = explain["hits"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{explain}"));
+    let own = of(hits, "203.0.113.7/32").unwrap_or_else(|| panic!("{explain}"));
+    assert!(within(own, 4000), "the source sent 4000, hits say {own}");
+    assert_eq!(of(hits, "203.0.113.0/24"), Some(net), "{explain}");
+    eprintln!("hits: {net} under the /24 of 6000 dropped, {own} from one source of 4000");
+    let text = env.home.cli(&["list"]);
+    assert!(text.contains("DROPPED"), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("203.0.113.0/24"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(row.contains('~'), "{row}");
+    let explained = env.home.cli(&["explain", &ATTACKER.to_string()]);
+    assert!(
+        explained.contains("dropped from this source: about"),
+        "{explained}"
+    );
+}

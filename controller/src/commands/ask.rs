@@ -33,6 +33,6 @@ pub fn done(conn: &Conn, request: Request) -> anyhow::Result<()> {
     }
 }
 
-pub fn unexpected(r: &Response) -> anyhow::Result<()> {
+pub fn unexpected<T>(r: &Response) -> anyhow::Result<T> {
     anyhow::bail!("unexpected answer from the daemon: {r:?}")
 }

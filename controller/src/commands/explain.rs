@@ -72,6 +72,18 @@ pub fn run(addr: IpAddr, conn: &Conn, format: Format) -> anyhow::Result<()> {
             );
         }
     }
+    for h in &e.hits {
+        println!(
+            "  dropped {}: about {} packets (one dropped packet in {} is counted)",
+            if h.prefix == e.source {
+                "from this source".to_owned()
+            } else {
+                format!("under {}", h.prefix)
+            },
+            h.packets,
+            ipwarden_common::stats::HIT_SAMPLE
+        );
+    }
     if let Some(v) = &e.enrichment {
         super::lookup::print(v, "  ");
     }

@@ -7,7 +7,7 @@ use ipwarden::{
     cli::{ActionArg, Conn, Format, ImportArgs},
     decision::{Action, Decision, Origin, now_unix_ms},
     output::table,
-    wire::{Request, Response},
+    wire::{Hits, Request, Response},
 };
 
 /// `manual`, `velocity`, `feed:NAME`.
@@ -20,13 +20,15 @@ const PAGE: usize = 20_000;
 
 /// Every decision (of `origin`), page by page, handed to `each` in prefix order; stops after
 /// `limit`.
+/// Returns what each decision dropped (read with the first page).
 fn pages(
     conn: &Conn,
     origin: Option<Origin>,
     limit: Option<usize>,
     mut each: impl FnMut(Decision) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<Hits>> {
     let mut after = None;
+    let mut all_hits = Vec::new();
     let mut left = limit.unwrap_or(usize::MAX);
     loop {
         let request = Request::List {
@@ -35,19 +37,25 @@ fn pages(
             limit: Some(PAGE.min(left.max(1))),
         };
         let response = crate::commands::ask::call(conn, request)?;
-        let Response::Decisions { decisions, next } = response else {
+        let Response::Decisions {
+            decisions,
+            next,
+            hits,
+        } = response
+        else {
             return crate::commands::ask::unexpected(&response);
         };
+        all_hits.extend(hits);
         for d in decisions {
             if left == 0 {
-                return Ok(());
+                return Ok(all_hits);
             }
             left -= 1;
             each(d)?;
         }
         match next {
             Some(n) if left > 0 => after = Some(n),
-            _ => return Ok(()),
+            _ => return Ok(all_hits),
         }
     }
 }
@@ -58,6 +66,18 @@ pub fn run(
     action: Option<ActionArg>,
     origin: Option<Origin>,
     limit: Option<usize>,
+) -> anyhow::Result<()> {
+    listing(conn, format, action, origin, limit, true)
+}
+
+/// `list`, or `export` (`with_hits` false: the decisions alone, as `import` reads them).
+fn listing(
+    conn: &Conn,
+    format: Format,
+    action: Option<ActionArg>,
+    origin: Option<Origin>,
+    limit: Option<usize>,
+    with_hits: bool,
 ) -> anyhow::Result<()> {
     let want = action.map(|a| match a {
         ActionArg::Block => Action::Block,
@@ -70,26 +90,37 @@ pub fn run(
         let mut out = std::io::BufWriter::new(out.lock());
         write!(out, "{{\"type\":\"decisions\",\"decisions\":[")?;
         let mut first = true;
-        pages(conn, origin, limit, |d| {
+        let mut listed = std::collections::HashSet::new();
+        let hits = pages(conn, origin, limit, |d| {
             if keep(&d) {
                 if !first {
                     out.write_all(b",")?;
                 }
                 first = false;
                 serde_json::to_writer(&mut out, &d)?;
+                listed.insert(d.prefix);
             }
             Ok(())
         })?;
-        writeln!(out, "]}}")?;
+        write!(out, "]")?;
+        let hits: Vec<&Hits> = hits.iter().filter(|h| listed.contains(&h.prefix)).collect();
+        if with_hits && !hits.is_empty() {
+            write!(out, ",\"hits\":")?;
+            serde_json::to_writer(&mut out, &hits)?;
+        }
+        writeln!(out, "}}")?;
         return Ok(out.flush()?);
     }
     let mut decisions = Vec::new();
-    pages(conn, origin, limit, |d| {
+    let hits: std::collections::HashMap<IpNet, u64> = pages(conn, origin, limit, |d| {
         if keep(&d) {
             decisions.push(d);
         }
         Ok(())
-    })?;
+    })?
+    .into_iter()
+    .map(|h| (h.prefix, h.packets))
+    .collect();
     let now = now_unix_ms();
     let rows: Vec<Vec<String>> = decisions
         .iter()
@@ -100,6 +131,8 @@ pub fn run(
                 holder(d),
                 d.remaining(now)
                     .map_or_else(|| "never".to_owned(), crate::commands::print::human),
+                hits.get(&d.prefix)
+                    .map_or_else(|| "-".to_owned(), |&n| format!("~{}", count(n))),
                 d.reason.clone(),
             ]
         })
@@ -107,7 +140,14 @@ pub fn run(
     print!(
         "{}",
         table(
-            &["PREFIX", "ACTION", "ORIGIN", "EXPIRES IN", "REASON"],
+            &[
+                "PREFIX",
+                "ACTION",
+                "ORIGIN",
+                "EXPIRES IN",
+                "DROPPED",
+                "REASON"
+            ],
             &rows
         )
     );
@@ -233,5 +273,14 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
 }
 
 pub fn export(conn: &Conn, origin: Option<Origin>) -> anyhow::Result<()> {
-    run(conn, Format { json: true }, None, origin, None)
+    listing(conn, Format { json: true }, None, origin, None, false)
+}
+
+/// A packet count in a column: `640`, `12.8k`, `3.2M`.
+fn count(n: u64) -> String {
+    match n {
+        0..1_000 => n.to_string(),
+        1_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
+        _ => format!("{:.1}M", n as f64 / 1e6),
+    }
 }

@@ -377,19 +377,25 @@ fn an_import_is_one_batch_with_refusals_counted() {
         .clone();
     assert_eq!(d.ttl(), Some(Duration::from_secs(60)));
     // Pages: everything once, in prefix order.
-    let Response::Decisions { decisions, next } = f.ok(Request::List {
+    let Response::Decisions {
+        decisions, next, ..
+    } = f.ok(Request::List {
         origin: None,
         after: None,
         limit: Some(1),
-    }) else {
+    })
+    else {
         panic!()
     };
     assert_eq!((decisions.len(), next), (1, Some(net("198.51.100.3/32"))));
-    let Response::Decisions { decisions, next } = f.ok(Request::List {
+    let Response::Decisions {
+        decisions, next, ..
+    } = f.ok(Request::List {
         origin: None,
         after: next,
         limit: Some(1),
-    }) else {
+    })
+    else {
         panic!()
     };
     assert_eq!((decisions[0].prefix, next), (net("203.0.113.1/32"), None));

@@ -52,6 +52,8 @@ pub struct Dataplane {
             ipwarden_common::fingerprint::SigEntry,
         >,
     >,
+    /// Sampled drops per source (hits per decision); `None` for pins of a build before them.
+    pub(super) hits: Option<HitTables>,
     pub(super) config: Array<MapData, DataplaneConfig>,
     /// The block indexes, mapped (see `index`).
     pub(super) index: Indexes,
@@ -61,6 +63,26 @@ pub struct Dataplane {
     /// The aggregate cells summed over CPUs as last read, and the packet count they were read
     /// at: an idle host's poll does not read 2 MiB of cells per CPU again.
     pub(super) agg_memo: std::sync::Mutex<(Option<u64>, Vec<ipwarden_common::AggCell>)>,
+}
+
+/// Both families' hit tables (sampled drops per source, read by `hits`).
+pub(super) struct HitTables {
+    pub(super) v4: aya::maps::PerCpuHashMap<MapData, SrcV4, u64>,
+    pub(super) v6: aya::maps::PerCpuHashMap<MapData, SrcV6Prefix, u64>,
+}
+
+impl HitTables {
+    /// The pinned tables; `None` for pins of a build before them (until the daemon upgrades the
+    /// program, which creates them).
+    fn open(pins: &PinDir) -> Result<Option<Self>, DataplaneError> {
+        if !pins.map(names::HITS_V4).exists() || !pins.map(names::HITS_V6).exists() {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            v4: open(pins, names::HITS_V4)?,
+            v6: open(pins, names::HITS_V6)?,
+        }))
+    }
 }
 
 /// Opens a pinned map that is read raw, in batches, refusing it unless its type, key size and
@@ -141,6 +163,7 @@ impl Dataplane {
             } else {
                 None
             },
+            hits: HitTables::open(pins)?,
             config: open(pins, names::CONFIG)?,
             index: Indexes {
                 v4: open_index(pins, names::INDEX_V4)?,

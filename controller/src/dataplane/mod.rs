@@ -13,6 +13,7 @@ mod config;
 mod counters;
 mod error;
 mod front;
+mod hits;
 mod index;
 mod loader;
 mod maps;

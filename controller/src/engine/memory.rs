@@ -28,6 +28,8 @@ pub struct MemoryState {
     pub capacities: Option<crate::dataplane::Capacities>,
     /// SYN signatures, as a data plane would have kept them.
     pub signatures: Vec<(IpNet, ipwarden_common::fingerprint::SigEntry)>,
+    /// Estimated dropped packets by source, as a data plane's hit tables would say.
+    pub hits: Vec<(IpNet, u64)>,
 }
 
 impl MemoryState {
@@ -76,6 +78,10 @@ impl MemoryEnforcer {
 impl Enforcer for MemoryEnforcer {
     fn signatures(&self) -> Vec<(IpNet, ipwarden_common::fingerprint::SigEntry)> {
         self.state().signatures.clone()
+    }
+
+    fn hits(&self) -> Vec<(IpNet, u64)> {
+        self.state().hits.clone()
     }
 
     fn put_rules(&mut self, rules: &[(IpNet, BlockEntry)]) -> Result<(), DataplaneError> {

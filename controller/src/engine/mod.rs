@@ -10,13 +10,15 @@
 //! Modules: `state` (the engine and its one commit path), `book` (decisions by prefix and
 //! holder), `planes` (the enforcement trait and the every-interface wrapper), `memory` (an
 //! in-memory enforcer for tests), `events` (what sources send), `propose` (the rule set),
-//! `allow` (runtime allowlist changes), `sink` (where committed changes go besides planes).
+//! `allow` (runtime allowlist changes), `sink` (where committed changes go besides planes),
+//! `hits` (what the kernel dropped, credited to decisions).
 
 mod allow;
 mod book;
 pub mod bounds;
 mod error;
 mod events;
+mod hits;
 pub mod memory;
 pub mod planes;
 mod projection;

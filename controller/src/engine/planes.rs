@@ -37,6 +37,10 @@ pub trait Enforcer: Send {
     fn signatures(&self) -> Vec<(IpNet, ipwarden_common::fingerprint::SigEntry)> {
         Vec::new()
     }
+    /// Estimated dropped packets by source, from the data plane's sampled hit tables.
+    fn hits(&self) -> Vec<(IpNet, u64)> {
+        Vec::new()
+    }
     /// The program enforcing here, as `status` shows it; `None` where there is no kernel program.
     fn program(&self) -> Option<crate::dataplane::Program> {
         None
@@ -147,6 +151,13 @@ impl Enforcer for Dataplane {
     fn signatures(&self) -> Vec<(IpNet, ipwarden_common::fingerprint::SigEntry)> {
         Dataplane::signatures(self).unwrap_or_else(|e| {
             tracing::warn!(error = %error_chain(&e), "reading SYN signatures");
+            Vec::new()
+        })
+    }
+
+    fn hits(&self) -> Vec<(IpNet, u64)> {
+        Dataplane::hits(self).unwrap_or_else(|e| {
+            tracing::warn!(error = %error_chain(&e), "reading the hit tables");
             Vec::new()
         })
     }
@@ -267,6 +278,17 @@ impl Planes {
             .map(|p| p.enforcer.capacities())
             .reduce(|a, b| a.min(&b))
             .unwrap_or_else(Capacities::unlimited)
+    }
+
+    /// Estimated dropped packets by source, summed over every plane.
+    pub fn hits(&self) -> BTreeMap<IpNet, u64> {
+        let mut out = BTreeMap::new();
+        for p in &self.0 {
+            for (source, packets) in p.enforcer.hits() {
+                *out.entry(source).or_default() += packets;
+            }
+        }
+        out
     }
 
     /// The global counters of every plane, by interface.

@@ -464,3 +464,48 @@ fn a_pass_lifts_a_wider_challenge_in_the_kernel_but_never_a_block() {
         Some(ipwarden_common::Action::BLOCK)
     );
 }
+
+#[test]
+fn hits_are_credited_to_the_decision_the_kernel_enforces_on_each_source() {
+    let mut c = core(100);
+    c.engine
+        .propose(vec![
+            block("203.0.113.0/24", Origin::Feed, Some(3600)),
+            // Shadowed by the wider block: its source's drops are the /24's.
+            challenge("203.0.113.10/32", 20),
+            block("198.51.100.7", Origin::Manual, None),
+            challenge("192.0.2.0/24", 10),
+            block("2001:db8:1::/48", Origin::Manual, None),
+        ])
+        .unwrap();
+    c.plane.state().hits = vec![
+        (net("203.0.113.10/32"), 640),
+        (net("203.0.113.11/32"), 128),
+        (net("198.51.100.7/32"), 64),
+        (net("192.0.2.9/32"), 192),
+        (net("2001:db8:1:2::/64"), 256),
+        // No decision covers it any more: its drops belong to one that ended.
+        (net("198.51.100.8/32"), 64),
+    ];
+    // Two planes would add up; here one.
+    let by_source = c.engine.planes().hits();
+    assert_eq!(by_source.len(), 6);
+    let hits = c.engine.hits_by_decision(by_source.clone());
+    let expect: std::collections::BTreeMap<IpNet, u64> = [
+        ("203.0.113.0/24", 768),
+        ("198.51.100.7/32", 64),
+        ("192.0.2.0/24", 192),
+        ("2001:db8:1::/48", 256),
+    ]
+    .into_iter()
+    .map(|(p, n)| (net(p), n))
+    .collect();
+    assert_eq!(hits, expect);
+    // When the /24 ends, the challenge under it is enforced again and takes its source's hits.
+    c.engine
+        .withdraw(&Holder::of(Origin::Feed), &[net("203.0.113.0/24")])
+        .unwrap();
+    let hits = c.engine.hits_by_decision(by_source);
+    assert_eq!(hits.get(&net("203.0.113.10/32")), Some(&640));
+    assert_eq!(hits.get(&net("203.0.113.0/24")), None);
+}

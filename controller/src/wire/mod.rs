@@ -16,7 +16,7 @@ pub use response::ErrorKind;
 pub use response::Response;
 pub use views::{
     AggregateView, AllowView, CrowdsecView, EnrichStats, EnrichmentState, ExplainView, FeedView,
-    FingerprintView, FleetView, HookView, InterfaceStats, InterfaceView, LookupView, MapView,
+    FingerprintView, FleetView, Hits, HookView, InterfaceStats, InterfaceView, LookupView, MapView,
     NotEnforced, OriginCounts, OriginDrops, PipelineView, PolicyView, ProgramView, RefusalView,
     StatusView, TopRow, Verdict, VerdictView,
 };

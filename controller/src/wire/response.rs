@@ -3,7 +3,7 @@
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::views::{AllowView, ExplainView, InterfaceStats, LookupView, StatusView, TopRow};
+use super::views::{AllowView, ExplainView, Hits, InterfaceStats, LookupView, StatusView, TopRow};
 use crate::decision::{Decision, Ended};
 
 /// Every answer. Internally tagged by `type`.
@@ -54,6 +54,10 @@ pub enum Response {
         /// When paging: where the next page starts (`null` on the last page).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         next: Option<IpNet>,
+        /// On the first page only (the hit tables are read once per listing): what each
+        /// enforced decision of the listing dropped, for those that dropped anything.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        hits: Vec<Hits>,
     },
     /// What an import did; `reasons` says why entries were refused (entries refused for the
     /// same reason, such as a full map, once, with their count).

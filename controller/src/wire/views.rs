@@ -243,6 +243,20 @@ pub struct ExplainView {
     /// Prefixes above whose decision the kernel does not hold, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_enforced: Vec<NotEnforced>,
+    /// What the kernel dropped from the source itself (its /32 or /64) and under each covering
+    /// decision (all its sources), where anything was dropped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hits: Vec<Hits>,
+}
+
+/// Packets the kernel dropped under a prefix: estimated from one dropped frame in
+/// [`ipwarden_common::stats::HIT_SAMPLE`] (a multiple of it), counted since each source's first
+/// sampled drop while the source stays in the hit tables (the 16 384 most recently sampled
+/// sources per family).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hits {
+    pub prefix: IpNet,
+    pub packets: u64,
 }
 
 /// A held decision the kernel does not enforce.

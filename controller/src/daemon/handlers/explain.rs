@@ -7,7 +7,7 @@ use crate::daemon::state::State;
 use crate::{
     decision::{Action, Decision},
     net::host_prefix,
-    wire::{AllowView, ExplainView, NotEnforced, Verdict},
+    wire::{AllowView, ExplainView, Hits, NotEnforced, Verdict},
 };
 
 pub fn explain(state: &State, addr: IpAddr) -> ExplainView {
@@ -45,6 +45,27 @@ pub fn explain(state: &State, addr: IpAddr) -> ExplainView {
         (true, Some(Action::Pass)) => Verdict::Passed,
         (true, None) => Verdict::NoDecision,
     };
+    // The source's own drops, then what each covering decision dropped from all its sources.
+    let by_source = state.engine.planes().hits();
+    let mut hits: Vec<Hits> = by_source
+        .get(&source)
+        .map(|&packets| Hits {
+            prefix: source,
+            packets,
+        })
+        .into_iter()
+        .collect();
+    let by_decision = state.engine.hits_by_decision(by_source);
+    for d in &decisions {
+        if let Some(&packets) = by_decision.get(&d.prefix)
+            && !hits.iter().any(|h| h.prefix == d.prefix)
+        {
+            hits.push(Hits {
+                prefix: d.prefix,
+                packets,
+            });
+        }
+    }
     ExplainView {
         addr,
         source,
@@ -56,5 +77,6 @@ pub fn explain(state: &State, addr: IpAddr) -> ExplainView {
         aggregates: state.policy.aggregates().containing(addr),
         fingerprints: state.policy.fingerprints_of(&state.engine, source),
         not_enforced,
+        hits,
     }
 }
