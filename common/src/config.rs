@@ -6,8 +6,11 @@
 pub struct DataplaneConfig {
     /// Bit set of the `DataplaneConfig::*` flag consts.
     pub flags: u32,
-    /// Reserved; always zero.
-    pub _reserved: u32,
+    /// The low 32 bits of `generation` while user space vouches for the block index's rule
+    /// (see `crate::index`): every exact hash key has a way or its bucket is marked. 0, or any
+    /// other value (a writer that changed the generation without knowing the rule), vouches
+    /// for nothing. Zero in releases before it.
+    pub authority: u32,
     /// Changes to a fresh random value below 2^59 after every change to the block set or the
     /// allowlist: verdicts the program cached per source under another generation are
     /// recomputed (see [`crate::VerdictCache`]). 59 random bits make it practically impossible
@@ -35,9 +38,39 @@ impl DataplaneConfig {
         self.flags & Self::MONITOR != 0
     }
 
+    /// Whether a key without a way in an unmarked index bucket is in no exact hash (see
+    /// `crate::index`), so the hash need not be asked.
+    #[inline(always)]
+    pub const fn index_authoritative(&self) -> bool {
+        self.authority != 0 && self.authority == self.generation as u32
+    }
+
     /// Whether IPv6 verdicts may be cached per /64 (no entry longer than /64 exists).
     #[inline(always)]
     pub const fn v6_cacheable(&self) -> bool {
         self.flags & Self::V6_FINE == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authority_holds_only_for_the_generation_it_was_given_under() {
+        let mut c = DataplaneConfig {
+            generation: 0x1234_5678_9abc,
+            ..Default::default()
+        };
+        assert!(!c.index_authoritative());
+        c.authority = 0x5678_9abc;
+        assert!(c.index_authoritative());
+        // Another writer's new generation withdraws it.
+        c.generation = 0x1234_5678_9abd;
+        assert!(!c.index_authoritative());
+        // Zero never vouches, even for a generation whose low half is zero.
+        c.generation = 0x1_0000_0000;
+        c.authority = 0;
+        assert!(!c.index_authoritative());
     }
 }

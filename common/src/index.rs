@@ -7,12 +7,22 @@
 //! and the allowlist trie after it. An index bucket is one 64-byte line of an mmapable array
 //! (page-aligned values), holding up to [`INDEX_WAYS`] keys and their expiry: one miss.
 //!
-//! It is an accelerator, never the authority. The hashes keep every entry; an index way
-//! exists only for a live `Action::BLOCK` entry of the hash that no allowlisted prefix
-//! overlaps, so a hit may skip both the hash and the allowlist. A key that finds no way (a full
-//! bucket, a challenge entry, an allowlisted one, an index not yet filled after an upgrade) takes
-//! the full path, so an empty index changes nothing but speed. User space (the only writer)
-//! clears a way before the hash entry changes and fills it after.
+//! The hashes keep every entry; an index way exists only for a live `Action::BLOCK` entry of the
+//! hash that no allowlisted prefix overlaps, so a hit may skip both the hash and the allowlist.
+//! A key that finds no way (a full bucket, a challenge entry, an allowlisted one, an index not yet
+//! filled after an upgrade) takes the full path, so an empty index changes nothing but speed.
+//! User space (the only writer) clears a way before the hash entry changes and fills it after.
+//!
+//! **Authority.** Unblocked sources are most of the traffic, and for them the index would
+//! still leave a miss in a million-entry hash. So a bucket can also say "no other key of mine is
+//! in the hash": user space keeps every hash key either in a way of its bucket or its bucket
+//! *marked* (a way holding [`MARK`], set when a key of the bucket is in the hash without a way),
+//! and says the rule holds by writing `DataplaneConfig::authority` (see
+//! [`crate::DataplaneConfig::index_authoritative`]). While it holds, a key that finds no way in
+//! an unmarked bucket is not looked up in the hash at all. User space withdraws the authority
+//! before every change and gives it back after, only when it held before (or after a resync
+//! that rebuilt the index): a writer that does not know the rule (an older release) changes the
+//! generation without it, which withdraws the authority by itself.
 
 /// log2 of the buckets per family.
 pub const INDEX_BITS: u32 = 19;
@@ -36,6 +46,12 @@ pub struct IndexBucket {
 
 /// The low bits of a way's `until` that hold the entry's `Reason` code.
 const ORIGIN_BITS: u64 = 7;
+
+/// `until` of a marker way: a key of this bucket is in the hash without a way (see the module
+/// comment). No block's way has it (their `until` is at least 8 or [`PERMANENT`]), and a
+/// program that predates markers reads it as a way that lapsed at 1 ns, so it takes the full
+/// path as it should.
+pub const MARK: u64 = 1;
 
 /// `until` of a permanent entry, before its origin bits: at or above it means permanent (a
 /// release that wrote `u64::MAX` reads as permanent too).
@@ -70,6 +86,12 @@ pub const fn way_expiry(until: u64) -> u64 {
     }
 }
 
+/// Whether a way's `until` is a block's (not empty, not a [`MARK`]).
+#[inline(always)]
+pub const fn is_way(until: u64) -> bool {
+    until > ORIGIN_BITS
+}
+
 /// Whether a way's `until` is a permanent entry's.
 #[inline(always)]
 pub const fn way_permanent(until: u64) -> bool {
@@ -81,24 +103,31 @@ unsafe impl aya::Pod for IndexBucket {}
 const _: () = assert!(core::mem::size_of::<IndexBucket>() == 64);
 
 impl IndexBucket {
-    /// The expiry of `key`'s way, if it has one. Unrolled: four compares, no loop for the
-    /// verifier.
+    /// The expiry of `key`'s way, if it has one (markers are not ways). Unrolled: four
+    /// compares, no loop for the verifier.
     #[inline(always)]
     pub fn find(&self, key: u64) -> Option<u64> {
         let k = &self.keys;
         let u = &self.until;
-        let hit = if k[0] == key && u[0] != 0 {
+        let hit = if k[0] == key && is_way(u[0]) {
             u[0]
-        } else if k[1] == key && u[1] != 0 {
+        } else if k[1] == key && is_way(u[1]) {
             u[1]
-        } else if k[2] == key && u[2] != 0 {
+        } else if k[2] == key && is_way(u[2]) {
             u[2]
-        } else if k[3] == key && u[3] != 0 {
+        } else if k[3] == key && is_way(u[3]) {
             u[3]
         } else {
             0
         };
         (hit != 0).then_some(hit)
+    }
+
+    /// Whether some key of this bucket is in the hash without a way.
+    #[inline(always)]
+    pub fn marked(&self) -> bool {
+        let u = &self.until;
+        u[0] == MARK || u[1] == MARK || u[2] == MARK || u[3] == MARK
     }
 }
 
@@ -155,6 +184,20 @@ mod tests {
         assert_eq!(b.find(8), None);
         b.until[2] = 0;
         assert_eq!(b.find(7), None);
+    }
+
+    #[test]
+    fn a_marker_is_no_way_and_marks_its_bucket() {
+        let mut b = IndexBucket::default();
+        assert!(!b.marked());
+        b.keys[1] = 7;
+        b.until[1] = way_until(1_000, 3);
+        assert!(!b.marked());
+        // A way turned into a marker: its key no longer finds it, and the bucket is marked.
+        b.until[1] = MARK;
+        assert_eq!(b.find(7), None);
+        assert!(b.marked());
+        assert!(!is_way(MARK) && !is_way(0) && is_way(way_until(0, 0)) && is_way(8));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Allowlist and block set lookups, producing a [`Decision`].
 //!
 //! Order: the block index (one cache line: a live plain block of this exact source that no
-//! allowlisted prefix overlaps, see `ipwarden_common::index`), then the exact-match hash (/32, /64: the common case, O(1) whatever the set size), then the
+//! allowlisted prefix overlaps, see `ipwarden_common::index`), then the exact-match hash (/32,
+//! /64; skipped when the index is authoritative and the source's bucket unmarked: the common
+//! case of an unblocked source then costs one cache line instead of a hash miss), then the
 //! LPM trie of wider (or, for IPv6, longer than /64) prefixes. Only when an entry matches is the
 //! allowlist consulted (an allow entry beats any block entry): traffic that matches nothing, the
 //! bulk of it, never pays for the allowlist's LPM walk. An entry whose `expires_at_ns` has passed is ignored: the
@@ -11,7 +13,7 @@
 
 use aya_ebpf::maps::{Array, LruHashMap, lpm_trie::Key};
 use ipwarden_common::{
-    Action, BlockEntry, SrcV6Prefix, VerdictCache, gcra,
+    Action, BlockEntry, DataplaneConfig, SrcV6Prefix, VerdictCache, gcra,
     index::{IndexBucket, bucket, key_v4, key_v6, way_origin, way_permanent},
 };
 
@@ -162,16 +164,23 @@ fn admit<K>(
     }
 }
 
-/// A live block of exactly this source from the index: the hash and the allowlist need not be
-/// asked (user space indexes no entry an allowlisted prefix overlaps).
+/// A live block of exactly this source from its index bucket: the hash and the allowlist need
+/// not be asked (user space indexes no entry an allowlisted prefix overlaps).
 #[inline(always)]
-fn indexed(index: &Array<IndexBucket>, key: u64, now: Now) -> Option<Judged> {
-    let until = index.get(bucket(key))?.find(key)?;
+fn indexed(bucket: Option<&IndexBucket>, key: u64, now: Now) -> Option<Judged> {
+    let until = bucket?.find(key)?;
     let lapse = if way_permanent(until) { 0 } else { until };
     (now.ns < until).then(|| {
         now.cached(Decision::Block, VerdictCache::BLOCK, lapse)
             .by(way_origin(until))
     })
+}
+
+/// Whether the exact hash may hold the key, whose bucket found it no way: unless the index is
+/// authoritative and the bucket unmarked (see `ipwarden_common::index`).
+#[inline(always)]
+fn hash_may_hold(bucket: Option<&IndexBucket>, cfg: &DataplaneConfig) -> bool {
+    !cfg.index_authoritative() || bucket.is_none_or(IndexBucket::marked)
 }
 
 /// The origin of the index's live block of exactly this IPv4 source, if it holds one: the
@@ -197,16 +206,23 @@ fn index_blocks(index: &Array<IndexBucket>, key: u64) -> Option<u32> {
 
 /// Judges an IPv4 source.
 #[inline(always)]
-pub fn ipv4(src: &[u8; 4]) -> Judged {
+pub fn ipv4(src: &[u8; 4], cfg: &DataplaneConfig) -> Judged {
     let now = Now::read();
-    if let Some(j) = indexed(&INDEX_V4, key_v4(src), now) {
+    let ix = key_v4(src);
+    let b = INDEX_V4.get(bucket(ix));
+    if let Some(j) = indexed(b, ix, now) {
         return j;
     }
     let key = Key::new(32, *src);
     // SAFETY: the value is read at once; a concurrent update may tear it, which at worst
     // mis-times one packet's verdict.
+    let exact = if hash_may_hold(b, cfg) {
+        unsafe { BLOCK_V4.get(src) }
+    } else {
+        None
+    };
     // An expired exact entry must not hide a live prefix entry.
-    let entry = match unsafe { BLOCK_V4.get(src) }.filter(|e| e.is_live(now.ns)) {
+    let entry = match exact.filter(|e| e.is_live(now.ns)) {
         Some(e) => Some(e),
         None => BLOCK_NET_V4.get(&key),
     };
@@ -218,14 +234,21 @@ pub fn ipv4(src: &[u8; 4]) -> Judged {
 
 /// Judges an IPv6 source; the exact set is keyed by its /64 (`prefix`).
 #[inline(always)]
-pub fn ipv6(src: &[u8; 16], prefix: &SrcV6Prefix) -> Judged {
+pub fn ipv6(src: &[u8; 16], prefix: &SrcV6Prefix, cfg: &DataplaneConfig) -> Judged {
     let now = Now::read();
-    if let Some(j) = indexed(&INDEX_V6, key_v6(prefix), now) {
+    let ix = key_v6(prefix);
+    let b = INDEX_V6.get(bucket(ix));
+    if let Some(j) = indexed(b, ix, now) {
         return j;
     }
     let key = Key::new(128, *src);
     // SAFETY: as in `ipv4`.
-    let entry = match unsafe { BLOCK_V6.get(prefix) }.filter(|e| e.is_live(now.ns)) {
+    let exact = if hash_may_hold(b, cfg) {
+        unsafe { BLOCK_V6.get(prefix) }
+    } else {
+        None
+    };
+    let entry = match exact.filter(|e| e.is_live(now.ns)) {
         Some(e) => Some(e),
         None => BLOCK_NET_V6.get(&key),
     };

@@ -171,7 +171,7 @@ fn dropped(
 fn judged_v4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32) {
     let Some(slot) = FRONT_V4.get_ptr_mut(slot_v4(src)) else {
         // Unreachable: the index is below the table's size.
-        let j = policy::ipv4(src);
+        let j = policy::ipv4(src, cfg);
         return (j.decision, j.origin);
     };
     // SAFETY: a per-CPU array slot belongs to this CPU for the duration of the program.
@@ -195,7 +195,8 @@ fn judged_v4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32)
         // An empty cache: the source is judged below.
         slot.cache = VerdictCache::default();
     }
-    let (decision, judged_at, origin) = decide(&mut slot.cache, cfg, true, || policy::ipv4(src));
+    let (decision, judged_at, origin) =
+        decide(&mut slot.cache, cfg, true, || policy::ipv4(src, cfg));
     if claim {
         slot.first_seen_ns = judged_at;
     }
@@ -213,7 +214,7 @@ fn judged_v4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32)
 fn judged_v6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32) {
     let key = v6_prefix(src);
     let Some(slot) = FRONT_V6.get_ptr_mut(slot_v6(&key)) else {
-        let j = policy::ipv6(src, &key);
+        let j = policy::ipv6(src, &key, cfg);
         return (j.decision, j.origin);
     };
     // SAFETY: as in `ipv4`.
@@ -243,7 +244,7 @@ fn judged_v6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32
         slot.cache = VerdictCache::default();
     }
     let (decision, judged_at, origin) = decide(&mut slot.cache, cfg, cfg.v6_cacheable(), || {
-        policy::ipv6(src, &key)
+        policy::ipv6(src, &key, cfg)
     });
     if claim {
         slot.first_seen_ns = judged_at;

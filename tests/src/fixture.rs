@@ -39,6 +39,42 @@ impl Fixture {
         }
     }
 
+    /// Sends `n` UDP frames from `src` to the edge from the client's CPU 0 (so one CPU's front
+    /// table tells the story), waits until the program has seen them, and returns how much each
+    /// of `counters` moved.
+    pub fn send_counting<const N: usize>(
+        &self,
+        sock: &crate::frames::RawSocket,
+        src: IpAddr,
+        n: u64,
+        counters: [ipwarden_common::GlobalCounter; N],
+    ) -> [u64; N] {
+        use crate::topology::{CLIENT_MAC, EDGE_MAC};
+        let frame = match src {
+            IpAddr::V4(a) => crate::frames::udp4(EDGE_MAC, CLIENT_MAC, a, EDGE_V4, 32),
+            IpAddr::V6(a) => crate::frames::udp6(EDGE_MAC, CLIENT_MAC, a, EDGE_V6, 32),
+        };
+        let seen = || {
+            self.dp()
+                .globals()
+                .unwrap()
+                .get(ipwarden_common::GlobalCounter::Seen)
+        };
+        let read = || {
+            let g = self.dp().globals().unwrap();
+            counters.map(|c| g.get(c))
+        };
+        let (before, seen_before) = (read(), seen());
+        let sent = crate::cpu::on_cpu(0, || sock.send_many(n as usize, |_| frame.clone()));
+        assert_eq!(sent.unwrap(), n as usize);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while seen() < seen_before + n && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let after = read();
+        std::array::from_fn(|i| after[i] - before[i])
+    }
+
     /// The pinned maps, opened in this process.
     pub fn dp(&self) -> Dataplane {
         self.ipw.dataplane()

@@ -3,19 +3,12 @@
 //!
 //! Privileged: run with `cargo xtask test` (as root).
 
-use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    time::Duration,
-};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use ipwarden::{clock::monotonic_ns, net::host_prefix};
 use ipwarden_common::{BlockEntry, GlobalCounter, Reason};
-use ipwarden_tests::{
-    Fixture,
-    frames::{RawSocket, udp4, udp6},
-    topology::{CLIENT_IF, CLIENT_MAC, EDGE_MAC, EDGE_V4, EDGE_V6},
-};
+use ipwarden_tests::{Fixture, frames::RawSocket, topology::CLIENT_IF};
 
 fn v4(last: u8) -> Ipv4Addr {
     Ipv4Addr::new(203, 0, 113, last)
@@ -25,30 +18,10 @@ fn net(s: &str) -> IpNet {
     s.parse().unwrap()
 }
 
-/// Sends `n` frames from `src` and returns how the global counters moved.
+/// Sends `n` frames from `src` and returns how [dropped, allowed, seen] moved.
 fn send(fx: &Fixture, sock: &RawSocket, src: IpAddr, n: u64) -> [u64; 3] {
-    let frame = match src {
-        IpAddr::V4(a) => udp4(EDGE_MAC, CLIENT_MAC, a, EDGE_V4, 32),
-        IpAddr::V6(a) => udp6(EDGE_MAC, CLIENT_MAC, a, EDGE_V6, 32),
-    };
-    let read = || {
-        let g = fx.dp().globals().unwrap();
-        [
-            g.get(GlobalCounter::Dropped),
-            g.get(GlobalCounter::Allowed),
-            g.get(GlobalCounter::Seen),
-        ]
-    };
-    let before = read();
-    // From one CPU: the frames are then judged on it, and one CPU's front table tells the story.
-    let sent = ipwarden_tests::cpu::on_cpu(0, || sock.send_many(n as usize, |_| frame.clone()));
-    assert_eq!(sent.unwrap(), n as usize);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while read()[2] < before[2] + n && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let after = read();
-    [0, 1, 2].map(|i| after[i] - before[i])
+    use GlobalCounter::{Allowed, Dropped, Seen};
+    fx.send_counting(sock, src, n, [Dropped, Allowed, Seen])
 }
 
 #[test]

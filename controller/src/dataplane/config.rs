@@ -1,5 +1,6 @@
 //! The `CONFIG` map: one `DataplaneConfig` holding the generation (which invalidates the
-//! program's cached verdicts), monitor mode and the `V6_FINE` flag.
+//! program's cached verdicts), monitor mode, the `V6_FINE` flag and the block index's
+//! authority (see `ipwarden_common::index`).
 
 use aya::maps::lpm_trie::Key;
 use ipnet::IpNet;
@@ -26,6 +27,7 @@ impl Dataplane {
         adds: bool,
         change: impl FnOnce(&mut Self) -> Result<T, DataplaneError>,
     ) -> Result<T, DataplaneError> {
+        let vouched = self.withdraw_authority()?;
         let out = change(self);
         let fine = match net.trunc() {
             IpNet::V6(n) if n.prefix_len() > net::V6_SOURCE_PREFIX => {
@@ -37,8 +39,44 @@ impl Dataplane {
             }
             _ => None,
         };
-        self.new_generation(fine)?;
+        // The change kept the index's rule if it held before and the change went through.
+        self.new_generation(fine, vouched && out.is_ok())?;
         out
+    }
+
+    /// Withdraws the block index's authority for a change (the program asks the hash for every
+    /// key meanwhile); whether it was given, so that the change may give it back.
+    pub(super) fn withdraw_authority(&mut self) -> Result<bool, DataplaneError> {
+        let mut cfg = self.read_config()?;
+        if !cfg.index_authoritative() {
+            return Ok(false);
+        }
+        cfg.authority = 0;
+        self.config
+            .set(0, cfg, 0)
+            .map_err(|e| DataplaneError::map("writing", names::CONFIG, e))?;
+        Ok(true)
+    }
+
+    /// Gives the block index its authority (see `ipwarden_common::index`), with a new
+    /// generation. Only for maps whose every exact key this build placed: after a resync (which
+    /// empties the index and puts every entry again), or on maps only this build has written.
+    pub fn vouch_for_index(&mut self) -> Result<(), DataplaneError> {
+        if self.index.v4.is_none() || self.index.v6.is_none() {
+            return Ok(());
+        }
+        self.new_generation(None, true)
+    }
+
+    /// Whether the block index has its authority now.
+    pub fn index_vouched(&self) -> Result<bool, DataplaneError> {
+        Ok(self.read_config()?.index_authoritative())
+    }
+
+    fn read_config(&self) -> Result<DataplaneConfig, DataplaneError> {
+        self.config
+            .get(&0, 0)
+            .map_err(|e| DataplaneError::map("reading", names::CONFIG, e))
     }
 
     /// Whether any IPv6 block or allow entry is longer than /64 (see
@@ -60,19 +98,22 @@ impl Dataplane {
         Ok(false)
     }
 
-    /// Writes a fresh generation, and the `V6_FINE` flag when `fine` says what it must be.
-    pub(super) fn new_generation(&mut self, fine: Option<bool>) -> Result<(), DataplaneError> {
-        let mut cfg = self
-            .config
-            .get(&0, 0)
-            .map_err(|e| DataplaneError::map("reading", names::CONFIG, e))?;
+    /// Writes a fresh generation, the `V6_FINE` flag when `fine` says what it must be, and the
+    /// index's authority when `vouch` (else none).
+    pub(super) fn new_generation(
+        &mut self,
+        fine: Option<bool>,
+        vouch: bool,
+    ) -> Result<(), DataplaneError> {
+        let mut cfg = self.read_config()?;
         match fine {
             Some(true) => cfg.flags |= DataplaneConfig::V6_FINE,
             Some(false) => cfg.flags &= !DataplaneConfig::V6_FINE,
             None => {}
         }
         let mut fresh = cfg.generation;
-        while fresh == cfg.generation {
+        // A generation whose low half is 0 could not carry the authority.
+        while fresh == cfg.generation || fresh as u32 == 0 {
             let mut bytes = [0u8; 8];
             // SAFETY: the buffer is valid for its length; getrandom(2) writes at most that much.
             let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
@@ -86,6 +127,7 @@ impl Dataplane {
             fresh = u64::from_ne_bytes(bytes) >> 5;
         }
         cfg.generation = fresh;
+        cfg.authority = if vouch { fresh as u32 } else { 0 };
         self.config
             .set(0, cfg, 0)
             .map_err(|e| DataplaneError::map("writing", names::CONFIG, e))

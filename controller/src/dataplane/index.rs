@@ -6,6 +6,12 @@
 //! hash for that key, and no allowlisted prefix overlaps the key. So a way is emptied before the
 //! hash entry changes or an overlapping allow entry goes in, and filled only after the hash
 //! holds the block. Everything else only costs speed: a key without a way takes the full path.
+//!
+//! The rule the index's authority needs (see `ipwarden_common::index`): at the end of every
+//! change, a key in the hash without a way has its bucket marked. A key that keeps its hash
+//! entry but loses its way (a challenge replacing a block, an overlapping allow entry) has the
+//! way turned into a marker in one store; a key whose bucket is full marks it; markers go only
+//! when the whole index is emptied (a resync, which puts every key back).
 
 use std::{
     collections::HashSet,
@@ -21,8 +27,8 @@ use ipnet::IpNet;
 use ipwarden_common::{
     Action, BlockEntry,
     index::{
-        INDEX_BUCKETS, INDEX_WAYS, IndexBucket, bucket, key_v4, key_v6, way_expiry, way_origin,
-        way_until,
+        INDEX_BUCKETS, INDEX_WAYS, IndexBucket, MARK, bucket, is_way, key_v4, key_v6, way_expiry,
+        way_origin, way_until,
     },
 };
 
@@ -164,7 +170,7 @@ impl Index {
         // SAFETY: a valid, aligned bucket of the window; read volatile (another process may
         // write it).
         let seen = unsafe { std::ptr::read_volatile(b) };
-        let found = (0..INDEX_WAYS).find(|&w| seen.until[w] != 0 && seen.keys[w] == key);
+        let found = (0..INDEX_WAYS).find(|&w| is_way(seen.until[w]) && seen.keys[w] == key);
         Ok((b, found))
     }
 
@@ -181,8 +187,8 @@ impl Index {
 
     /// Indexes `key` until `expires_at_ns` (`BlockEntry`'s: `NEVER` is 0) with its origin
     /// (see `ipwarden_common::index::way_until`). `Ok(false)` when its bucket is full: the
-    /// key then takes the full path, which is correct, only slower. `pages`: the window to map
-    /// (writes sorted by bucket map [`BULK_PAGES`]).
+    /// bucket is then marked and the key takes the full path, which is correct, only slower.
+    /// `pages`: the window to map (writes sorted by bucket map [`BULK_PAGES`]).
     pub(super) fn put(
         &mut self,
         key: u64,
@@ -200,6 +206,7 @@ impl Index {
             }
             let seen = std::ptr::read_volatile(b);
             let Some(w) = (0..INDEX_WAYS).find(|&w| seen.until[w] == 0) else {
+                Self::mark(b);
                 return Ok(false);
             };
             // Key first: a reader that sees the key before the expiry sees an empty way.
@@ -221,6 +228,47 @@ impl Index {
         Ok(())
     }
 
+    /// Takes `key`'s way, if it has one, and marks its bucket: the key stays in the hash
+    /// without a way. The way becomes the marker in one store (the program sees the way or the
+    /// marker, never neither).
+    pub(super) fn unway(&mut self, key: u64) -> Result<(), DataplaneError> {
+        let (b, found) = self.way(key, 1)?;
+        // SAFETY: as in `put`.
+        unsafe {
+            match found {
+                Some(w) => std::ptr::write_volatile(&raw mut (*b).until[w], MARK),
+                None => Self::mark(b),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `key`'s bucket is marked.
+    pub(super) fn marked(&mut self, key: u64) -> Result<bool, DataplaneError> {
+        let (b, _) = self.way(key, 1)?;
+        // SAFETY: as in `way`.
+        Ok(unsafe { std::ptr::read_volatile(b) }.marked())
+    }
+
+    /// Marks the bucket, unless it is: in an empty way, else in the last way (whose key then
+    /// loses its way, which the marker allows).
+    ///
+    /// # Safety
+    /// `b` is a bucket of the window.
+    unsafe fn mark(b: *mut IndexBucket) {
+        // SAFETY: the caller's promise.
+        unsafe {
+            let seen = std::ptr::read_volatile(b);
+            if seen.marked() {
+                return;
+            }
+            let w = (0..INDEX_WAYS)
+                .find(|&w| seen.until[w] == 0)
+                .unwrap_or(INDEX_WAYS - 1);
+            std::ptr::write_volatile(&raw mut (*b).until[w], MARK);
+        }
+    }
+
     /// Expiry first, then the key: a reader never pairs a stale key with a later expiry.
     ///
     /// # Safety
@@ -234,8 +282,9 @@ impl Index {
         }
     }
 
-    /// Visits every bucket (a whole-index scan, [`BULK_PAGES`] at a time), emptying the ways
-    /// whose key `drop` selects; returns the filled ways left.
+    /// Visits every bucket (a whole-index scan, [`BULK_PAGES`] at a time), turning the ways
+    /// whose key `drop` selects into markers (their keys stay in the hash); returns the ways
+    /// left.
     pub(super) fn scan(&mut self, drop: impl Fn(u64) -> bool) -> Result<usize, DataplaneError> {
         let mut left = 0;
         for i in 0..INDEX_BUCKETS as usize {
@@ -243,12 +292,12 @@ impl Index {
             // SAFETY: a valid bucket of the window.
             let seen = unsafe { std::ptr::read_volatile(b) };
             for w in 0..INDEX_WAYS {
-                if seen.until[w] == 0 {
+                if !is_way(seen.until[w]) {
                     continue;
                 }
                 if drop(seen.keys[w]) {
                     // SAFETY: as above.
-                    unsafe { Self::empty(b, w) };
+                    unsafe { std::ptr::write_volatile(&raw mut (*b).until[w], MARK) };
                 } else {
                     left += 1;
                 }
@@ -256,6 +305,23 @@ impl Index {
         }
         self.release();
         Ok(left)
+    }
+
+    /// Empties every way and marker (the index's authority must be withdrawn first).
+    pub(super) fn clear(&mut self) -> Result<(), DataplaneError> {
+        for i in 0..INDEX_BUCKETS as usize {
+            let b = self.at(i, BULK_PAGES)?;
+            // SAFETY: a valid bucket of the window.
+            let seen = unsafe { std::ptr::read_volatile(b) };
+            for w in 0..INDEX_WAYS {
+                if seen.until[w] != 0 {
+                    // SAFETY: as above.
+                    unsafe { Self::empty(b, w) };
+                }
+            }
+        }
+        self.release();
+        Ok(())
     }
 }
 

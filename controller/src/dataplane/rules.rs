@@ -155,6 +155,7 @@ impl Dataplane {
         &mut self,
         entries: impl IntoIterator<Item = (IpNet, BlockEntry)>,
     ) -> Result<(), DataplaneError> {
+        let vouched = self.withdraw_authority()?;
         let mut fine = false;
         let mut out = Ok(());
         let mut allow = None;
@@ -170,8 +171,9 @@ impl Dataplane {
         // is mapped once for all of its buckets), even when a later entry failed.
         let indexed = self.index_all(later);
         self.release_index();
-        self.new_generation(fine.then_some(true))?;
-        out.and(indexed)
+        let out = out.and(indexed);
+        self.new_generation(fine.then_some(true), vouched && out.is_ok())?;
+        out
     }
 
     /// `allow`: the allowlist as the index needs it, read at the first exact entry of a change.
@@ -193,7 +195,8 @@ impl Dataplane {
             !allow.as_ref().is_some_and(|a| a.overlaps(net))
         };
         if !keep {
-            self.unindex(key)?;
+            // In the hash without a way: its bucket is marked.
+            self.unway(key)?;
         }
         self.hash_or_trie_insert(net, entry)?;
         if keep {
@@ -387,9 +390,18 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Empties the key's way: for a key leaving the hash.
     fn unindex(&mut self, (family, key): (Family, u64)) -> Result<(), DataplaneError> {
         match self.index_of(family) {
             Some(ix) => ix.remove(key),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes the key's way and marks its bucket: for a key that stays in the hash without a way.
+    fn unway(&mut self, (family, key): (Family, u64)) -> Result<(), DataplaneError> {
+        match self.index_of(family) {
+            Some(ix) => ix.unway(key),
             None => Ok(()),
         }
     }
@@ -400,7 +412,7 @@ impl Dataplane {
         if net.prefix_len() >= family.source_len() {
             let host = IpNet::new(net.addr(), family.source_len()).expect("a valid length");
             match index::exact_key(host) {
-                Some(key) => self.unindex(key),
+                Some(key) => self.unway(key),
                 None => Ok(()),
             }
         } else if let Some(ix) = self.index_of(family) {
@@ -414,11 +426,26 @@ impl Dataplane {
     /// Empties the block index (every lookup takes the full path until entries are put
     /// again: slower, never wrong). Resyncs start with it, so ways a release without the index
     /// left stale (it changed the hash without them) cannot outlive a daemon start.
+    /// The authority goes first (and comes back only with [`Self::vouch_for_index`]).
     pub fn clear_index(&mut self) -> Result<(), DataplaneError> {
+        self.withdraw_authority()?;
         for ix in self.index.each_mut().into_iter().flatten() {
-            ix.scan(|_| true)?;
+            ix.clear()?;
         }
         Ok(())
+    }
+
+    /// Whether the bucket of an exact prefix is marked (tests).
+    pub fn index_marked(&mut self, net: IpNet) -> Result<bool, DataplaneError> {
+        let Some((family, key)) = index::exact_key(net) else {
+            return Ok(false);
+        };
+        let Some(ix) = self.index_of(family) else {
+            return Ok(false);
+        };
+        let out = ix.marked(key);
+        ix.release();
+        out
     }
 
     /// The index's expiry for an exact prefix, if it has a way (tests).

@@ -82,13 +82,28 @@ pub trait Enforcer: Send {
             .collect();
         // Every entry is tried even when one fails: a rebuild is never all-or-nothing.
         let removed = self.remove_rules(&stale);
-        self.put_rules(rules).and(removed)
+        let out = self.put_rules(rules).and(removed);
+        if out.is_ok() {
+            self.resynced()?;
+        }
+        out
+    }
+
+    /// Called when a resync made the point equal to the book from a cleared start: what it
+    /// derives from its rules may be trusted again (the data plane's block index gets its
+    /// authority back).
+    fn resynced(&mut self) -> Result<(), DataplaneError> {
+        Ok(())
     }
 }
 
 impl Enforcer for Dataplane {
     fn clear_derived(&mut self) -> Result<(), DataplaneError> {
         self.clear_index()
+    }
+
+    fn resynced(&mut self) -> Result<(), DataplaneError> {
+        self.vouch_for_index()
     }
 
     fn put_rules(&mut self, rules: &[(IpNet, BlockEntry)]) -> Result<(), DataplaneError> {

@@ -283,6 +283,8 @@ fn ipwarden_variant(
         ]
     });
     dp.block_all(exact.chain(wider).map(|net| (net, entry)))?;
+    // As a daemon's resync leaves it: maps only this build wrote, so the index may vouch.
+    dp.vouch_for_index()?;
     warm_counters(&pins, warm)?;
     Ok(Subject {
         name,
