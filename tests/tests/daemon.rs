@@ -281,16 +281,24 @@ fn a_restart_removes_map_entries_the_store_does_not_have() {
     let env = env(CONFIG);
     let daemon = env.start();
     env.home.cli(&["block", "203.0.113.7"]);
+    // The daemon's resync at start left the block index vouching for unblocked sources.
+    let vouched = || env.ipw.dataplane().index_vouched().unwrap();
+    assert!(
+        vouched(),
+        "the index does not vouch after the daemon's start"
+    );
     daemon.stop();
     // Added behind the daemon's back while it was stopped.
     env.ipw
         .ok(None, &["map", "block", "192.0.2.99", "--iface", EDGE_IF]);
     assert!(env.kernel_blocks().contains("192.0.2.99/32"));
+    assert!(vouched(), "a change through the CLI kept the index's rule");
     let _daemon = env.start();
     assert_eq!(
         env.kernel_blocks(),
         BTreeSet::from(["203.0.113.7/32".to_owned()])
     );
+    assert!(vouched(), "the index does not vouch after a restart");
 }
 
 #[test]
