@@ -46,7 +46,9 @@ impl Pending {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FrontV4 {
     pub key: [u8; 4],
-    /// Non-zero once a source holds the slot.
+    /// 0 while the slot is free; then when its source claimed it or was last flushed, as a
+    /// `crate::loud::stamp` (never 0): how long the pending counts took (releases before it
+    /// wrote 1, which reads as long ago).
     pub used: u32,
     pub pending: Pending,
     pub cache: VerdictCache,
@@ -64,6 +66,7 @@ const _: () = assert!(core::mem::size_of::<FrontV4>() == 56);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FrontV6 {
     pub key: [u8; 8],
+    /// As in [`FrontV4`].
     pub used: u32,
     pub _pad: u32,
     pub pending: Pending,

@@ -18,6 +18,7 @@ pub mod fingerprint;
 pub mod front;
 pub mod index;
 pub mod key;
+pub mod loud;
 pub mod names;
 pub mod parse;
 pub mod stamp;

@@ -65,8 +65,16 @@ pub const HITS_V4: &str = "HITS_V4";
 /// Sampled drops per dropped IPv6 /64: `LRU_PERCPU_HASH<SrcV6Prefix, u64>`.
 pub const HITS_V6: &str = "HITS_V6";
 
+/// Loud-source hints (see [`crate::loud`]): `RINGBUF` of [`crate::loud::LOUD_RING_BYTES`].
+pub const LOUD: &str = "LOUD";
+/// The levels a flushed chunk is held against: one-slot `ARRAY<LoudLevels>`, written by user
+/// space.
+pub const LOUD_LEVELS: &str = "LOUD_LEVELS";
+/// Hints sent and lost: `PERCPU_ARRAY<u64>` of [`crate::loud::LOUD_STATS_SLOTS`].
+pub const LOUD_STATS: &str = "LOUD_STATS";
+
 /// Every map, for loaders that pin, size or check them all.
-pub const MAPS: [&str; 23] = [
+pub const MAPS: [&str; 26] = [
     BLOCK_V4,
     BLOCK_V6,
     BLOCK_NET_V4,
@@ -90,6 +98,9 @@ pub const MAPS: [&str; 23] = [
     DROPS,
     HITS_V4,
     HITS_V6,
+    LOUD,
+    LOUD_LEVELS,
+    LOUD_STATS,
 ];
 
 /// The kernel keeps `BPF_OBJ_NAME_LEN - 1` = 15 bytes of a name.

@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use ipwarden_common::{
     AggCell, BlockEntry, DataplaneConfig, FrontV4, FrontV6, GlobalCounter, SrcStats, SrcStatsV6,
@@ -14,6 +14,7 @@ use ipwarden_common::{
     fingerprint::{SigEntry, SigKey},
     front::FRONT_SLOTS,
     index::{INDEX_BUCKETS, IndexBucket},
+    loud::{LOUD_RING_BYTES, LOUD_STATS_SLOTS, LoudLevels},
     stats::{DROP_ORIGINS, DropCount},
 };
 
@@ -110,3 +111,14 @@ pub static HITS_V4: LruPerCpuHashMap<SrcV4, u64> = LruPerCpuHashMap::pinned(capa
 #[map]
 pub static HITS_V6: LruPerCpuHashMap<SrcV6Prefix, u64> =
     LruPerCpuHashMap::pinned(capacity::HITS, 0);
+
+// Loud-source hints (see `ipwarden_common::loud`): written at front-table flushes only, for a
+// chunk of packets that came faster than `LOUD_LEVELS` says.
+#[map]
+pub static LOUD: RingBuf = RingBuf::pinned(LOUD_RING_BYTES, 0);
+
+#[map]
+pub static LOUD_LEVELS: Array<LoudLevels> = Array::pinned(1, 0);
+
+#[map]
+pub static LOUD_STATS: PerCpuArray<u64> = PerCpuArray::pinned(LOUD_STATS_SLOTS, 0);

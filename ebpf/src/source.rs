@@ -29,12 +29,16 @@ use ipwarden_common::{
     aggregate::{cells_v4, cells_v6},
     front::{FLUSH_AT, slot_v4, slot_v6},
     key::v6_prefix,
+    loud::{LOUD_LOST, LOUD_MIN_PACKETS, LOUD_SENT, LoudEvent, stamp},
     stats::hit_sampled,
 };
 
 use crate::{
-    clock::jiffies,
-    maps::{AGG, DROPS, FRONT_V4, FRONT_V6, GLOBAL, HITS_V4, HITS_V6, SRC_V4, SRC_V6},
+    clock::{self, jiffies},
+    maps::{
+        AGG, DROPS, FRONT_V4, FRONT_V6, GLOBAL, HITS_V4, HITS_V6, LOUD, LOUD_LEVELS, LOUD_STATS,
+        SRC_V4, SRC_V6,
+    },
     policy::{self, Decision, Judged},
 };
 
@@ -187,6 +191,15 @@ fn judged_v4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32)
     }
     if claim {
         if slot.used != 0 {
+            if slot.pending.packets >= LOUD_MIN_PACKETS {
+                heard(
+                    &slot.pending,
+                    slot.used,
+                    clock::now(),
+                    || key_v4(&slot.key),
+                    4,
+                );
+            }
             flush_v4(&slot.key, &mut slot.pending, slot.first_seen_ns);
         }
         slot.key = *src;
@@ -199,10 +212,14 @@ fn judged_v4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32)
         decide(&mut slot.cache, cfg, true, || policy::ipv4(src, cfg));
     if claim {
         slot.first_seen_ns = judged_at;
+        slot.used = stamp(judged_at);
     }
     if counted(decision, cfg) {
         add(&mut slot.pending, p);
         if slot.pending.packets >= FLUSH_AT {
+            let now = clock::now();
+            heard(&slot.pending, slot.used, now, || key_v4(src), 4);
+            slot.used = stamp(now);
             flush_v4(src, &mut slot.pending, slot.first_seen_ns);
         }
     }
@@ -230,6 +247,15 @@ fn judged_v6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32
     }
     if claim {
         if slot.used != 0 {
+            if slot.pending.packets >= LOUD_MIN_PACKETS {
+                heard(
+                    &slot.pending,
+                    slot.used,
+                    clock::now(),
+                    || key_v6(&slot.key),
+                    6,
+                );
+            }
             flush_v6(
                 &slot.key,
                 &mut slot.pending,
@@ -248,15 +274,62 @@ fn judged_v6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32
     });
     if claim {
         slot.first_seen_ns = judged_at;
+        slot.used = stamp(judged_at);
     }
     if counted(decision, cfg) {
         add(&mut slot.pending, p);
         slot.last_addr = *src;
         if slot.pending.packets >= FLUSH_AT {
+            let now = clock::now();
+            heard(&slot.pending, slot.used, now, || key_v6(&key), 6);
+            slot.used = stamp(now);
             flush_v6(&key, &mut slot.pending, src, slot.first_seen_ns);
         }
     }
     (decision, origin)
+}
+
+/// Puts a hint into the `LOUD` ring when a chunk of `p` pending since stamp `since` came faster
+/// than `LOUD_LEVELS` says (see `ipwarden_common::loud`); counts it sent or lost.
+#[inline(always)]
+fn heard(p: &Pending, since: u32, now_ns: u64, key: impl FnOnce() -> [u8; 16], family: u32) {
+    let span = stamp(now_ns).wrapping_sub(since);
+    let Some(levels) = LOUD_LEVELS.get(0) else {
+        return;
+    };
+    if !levels.loud(p, span) {
+        return;
+    }
+    let event = LoudEvent {
+        key: key(),
+        family,
+        packets: p.packets as u32,
+        syn: p.syn as u32,
+        span,
+    };
+    let counter = if LOUD.output::<LoudEvent>(&event, 0).is_ok() {
+        LOUD_SENT
+    } else {
+        LOUD_LOST
+    };
+    if let Some(c) = LOUD_STATS.get_ptr_mut(counter) {
+        // SAFETY: a per-CPU array slot is only written by this CPU, and XDP does not nest.
+        unsafe { *c += 1 };
+    }
+}
+
+#[inline(always)]
+fn key_v4(a: &[u8; 4]) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..4].copy_from_slice(a);
+    k
+}
+
+#[inline(always)]
+fn key_v6(p: &[u8; 8]) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(p);
+    k
 }
 
 #[inline(always)]

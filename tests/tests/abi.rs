@@ -42,6 +42,10 @@ mod aya_map_type {
             ),
             names::HITS_V4 => ("LruPerCpuHash", 4, 8),
             names::HITS_V6 => ("LruPerCpuHash", 8, 8),
+            // A ring buffer has neither key nor value.
+            names::LOUD => ("RingBuf", 0, 0),
+            names::LOUD_LEVELS => ("Array", 4, size_of::<ipwarden_common::loud::LoudLevels>()),
+            names::LOUD_STATS => ("PerCpuArray", 4, 8),
             names::INDEX_V4 | names::INDEX_V6 => {
                 ("Array", 4, size_of::<ipwarden_common::index::IndexBucket>())
             }
@@ -83,6 +87,9 @@ fn pinned_maps_match_the_common_abi() {
             names::HITS_V4 | names::HITS_V6 => {
                 assert_eq!(max, ipwarden_common::capacity::HITS)
             }
+            // A ring buffer's size is its bytes.
+            names::LOUD => assert_eq!(max, ipwarden_common::loud::LOUD_RING_BYTES),
+            names::LOUD_STATS => assert_eq!(max, ipwarden_common::loud::LOUD_STATS_SLOTS),
             names::INDEX_V4 | names::INDEX_V6 => {
                 assert_eq!(max, ipwarden_common::index::INDEX_BUCKETS);
                 // BPF_F_MMAPABLE: page-aligned values, one cache line per bucket.

@@ -108,6 +108,28 @@ pub fn status(conn: &Conn, format: Format) -> anyhow::Result<()> {
             String::new()
         }
     );
+    if let Some(h) = &s.hints {
+        if h.fast_window_ms == 0 {
+            println!(
+                "hints:     off (detection.fast_window = 0): heavy hitters are found at polls"
+            );
+        } else {
+            println!(
+                "hints:     {} sent by the program ({} lost, ring full), {} sources measured over {} ms, {} loud, {} judged before their poll{}",
+                h.sent,
+                h.lost,
+                h.measured,
+                h.fast_window_ms,
+                h.loud,
+                h.decided,
+                if h.dropped + h.failed > 0 {
+                    format!(" ({} dropped, {} reads failed)", h.dropped, h.failed)
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
     if s.aggregates_tracked > 0 {
         println!(
             "networks:  {} tracked as aggregates, {} heavy",

@@ -22,6 +22,11 @@ pub struct DetectionConfig {
     pub hard_for: Duration,
     #[serde(with = "humantime_serde")]
     pub hard_ttl: Duration,
+    /// How long a source the program hints is loud (see `ipwarden_common::loud`) is measured
+    /// before it is judged against `pps_threshold` and `syn_pps_threshold`, without waiting for
+    /// the next poll. 0 turns hints off (polls only).
+    #[serde(with = "humantime_serde")]
+    pub fast_window: Duration,
     pub aggregate: AggregateConfig,
 }
 
@@ -113,6 +118,7 @@ impl Default for DetectionConfig {
             hard_pps_limit: 20_000,
             hard_for: Duration::from_secs(5),
             hard_ttl: Duration::from_secs(600),
+            fast_window: Duration::from_millis(50),
             aggregate: AggregateConfig::default(),
         }
     }
@@ -154,6 +160,15 @@ impl DetectionConfig {
         }
         if self.hard_ttl.is_zero() {
             return Err(invalid("detection.hard_ttl", "must be greater than 0"));
+        }
+        if !self.fast_window.is_zero()
+            && (self.fast_window < Duration::from_millis(10)
+                || self.fast_window > self.poll_interval)
+        {
+            return Err(invalid(
+                "detection.fast_window",
+                "must be 0 (off), or between 10ms and detection.poll_interval",
+            ));
         }
         self.aggregate.validate(invalid)
     }

@@ -32,6 +32,8 @@ pub struct Inbox {
     pub refresh: Arc<tokio::sync::Notify>,
     /// Panics of the control socket's handlers and the protection refresher.
     pub panics: mpsc::UnboundedReceiver<String>,
+    /// Hinted sources measured loud (see `loud`).
+    pub loud: mpsc::Receiver<super::loud::Measured>,
 }
 
 /// Runs until SIGTERM/SIGINT (`Ok`), a lost data plane or a panic (`Err`).
@@ -70,6 +72,9 @@ pub async fn run(
                     Ok(message) => tracing::info!("SIGHUP: {message}"),
                     Err(e) => tracing::error!("SIGHUP: {e}"),
                 }
+            }
+            Some(measured) = inbox.loud.recv() => {
+                locked(shared, "judging a loud source", move |s| s.on_loud(measured)).await?;
             }
             Some(enriched) = inbox.answers.recv() => {
                 // Scoring writes the cache and maybe a decision (fsync).

@@ -10,6 +10,7 @@ mod error;
 mod feeds;
 pub mod handlers;
 mod lookup;
+pub mod loud;
 mod main_loop;
 mod notify;
 pub mod poll;

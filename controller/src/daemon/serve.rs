@@ -184,6 +184,8 @@ pub async fn serve(
     tracing::info!(socket = %cfg.daemon.socket.display(), ifaces = ?cfg.daemon.ifaces, "ipwarden running");
     notify("READY=1");
 
+    let (loud_tx, loud) = mpsc::channel(256);
+    let listeners = listen_for_loud(&cfg, &shared, loud_tx);
     let inbox = main_loop::Inbox {
         answers,
         events,
@@ -191,6 +193,7 @@ pub async fn serve(
         protected,
         refresh,
         panics,
+        loud,
     };
     let result = main_loop::run(
         &shared,
@@ -206,7 +209,12 @@ pub async fn serve(
 
     notify("STOPPING=1");
     server.abort();
-    for task in refresher.into_iter().chain(metrics).chain(verdicts) {
+    for task in refresher
+        .into_iter()
+        .chain(metrics)
+        .chain(verdicts)
+        .chain(listeners)
+    {
         task.abort();
     }
     crate::sync::lock(&shared).sources.stop_all();
@@ -221,6 +229,37 @@ pub async fn serve(
         tracing::info!("stopped; the XDP program stays attached and keeps enforcing");
     }
     result
+}
+
+/// Starts a loud-source listener per interface whose program has the ring (see `loud`). An
+/// interface without one is warned about in `status`: its sources are found by polls only.
+fn listen_for_loud(
+    cfg: &Config,
+    shared: &Shared,
+    out: mpsc::Sender<super::loud::Measured>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let (hearing, heard) =
+        tokio::sync::watch::channel(super::loud::Hearing::from_config(&cfg.detection));
+    let mut state = crate::sync::lock(shared);
+    let mut tasks = Vec::new();
+    for iface in &cfg.daemon.ifaces {
+        match dataplane::Loud::open(&PinDir::new(&cfg.daemon.bpffs, iface)) {
+            Ok(Some(loud)) => tasks.push(tokio::spawn(super::loud::listen(
+                loud,
+                heard.clone(),
+                out.clone(),
+                state.hints.clone(),
+            ))),
+            Ok(None) => state.engine.warn_standing(format!(
+                "{iface}: the attached program has no loud-source ring: heavy hitters are found at polls only"
+            )),
+            Err(e) => state.engine.warn_standing(format!(
+                "{iface}: opening the loud-source ring: {e}: heavy hitters are found at polls only"
+            )),
+        }
+    }
+    state.hearing = Some(hearing);
+    tasks
 }
 
 /// Starts the verdict endpoint: its key, its mirror of the decisions (kept by the engine from

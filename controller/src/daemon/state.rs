@@ -51,6 +51,10 @@ pub struct State {
     /// Feeds a reload stopped (until one of the name starts again): a set one sent just
     /// before it stopped is dropped.
     pub(super) removed_feeds: std::collections::BTreeSet<String>,
+    /// What the loud-source listeners hold hints against (see `loud`); `None` before they start.
+    pub(super) hearing: Option<tokio::sync::watch::Sender<Option<super::loud::Hearing>>>,
+    /// What the loud-source listeners did.
+    pub hints: std::sync::Arc<super::loud::HintStats>,
     /// Sources already reported as stopped.
     stopped: std::collections::BTreeSet<String>,
     started: Instant,
@@ -73,6 +77,8 @@ impl State {
             daemon_in_file: None,
             feed_events: None,
             removed_feeds: Default::default(),
+            hearing: None,
+            hints: Default::default(),
             stopped: Default::default(),
             started: Instant::now(),
             config_path,
@@ -119,6 +125,18 @@ impl State {
     /// The current poll period (reloadable).
     pub fn poll_interval(&self) -> Duration {
         self.policy.poll_interval()
+    }
+
+    /// A hinted source measured at or above a threshold: judged now (see `loud`).
+    pub fn on_loud(&mut self, m: super::loud::Measured) {
+        if self
+            .policy
+            .loud(&mut self.engine, m.source, m.snapshot, m.rates, m.now_ns)
+        {
+            self.hints
+                .decided
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// An IPASIS answer (or failure) for a queued candidate.
@@ -246,6 +264,9 @@ impl State {
             notes.push("[ipasis] changes apply at the next start".to_owned());
         }
         let new_feeds = cfg.feeds.clone();
+        if let Some(h) = &self.hearing {
+            h.send_replace(super::loud::Hearing::from_config(&cfg.detection));
+        }
         self.policy.reconfigure(cfg.clone(), rules);
         self.engine.reconfigure(cfg)?;
         tracing::info!("configuration reloaded");

@@ -16,6 +16,7 @@ mod front;
 mod hits;
 mod index;
 mod loader;
+mod loud;
 mod maps;
 pub mod object;
 mod pins;
@@ -30,6 +31,7 @@ pub use error::{DataplaneError, MapLayout};
 pub use loader::{
     AttachKind, AttachMode, AttachOptions, Attached, attach, detach, error_chain, is_attached,
 };
+pub use loud::{Counted, HintCounts, Loud};
 pub use maps::{Dataplane, Program};
 pub use object::{OBJECT, object_is_stub};
 pub use pins::{Bpffs, DEFAULT_BPFFS, PinDir, ensure_bpffs};

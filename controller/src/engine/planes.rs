@@ -41,6 +41,10 @@ pub trait Enforcer: Send {
     fn hits(&self) -> Vec<(IpNet, u64)> {
         Vec::new()
     }
+    /// Loud-source hints the program sent and lost; `None` where there is no kernel program.
+    fn hint_counts(&self) -> Option<crate::dataplane::HintCounts> {
+        None
+    }
     /// The program enforcing here, as `status` shows it; `None` where there is no kernel program.
     fn program(&self) -> Option<crate::dataplane::Program> {
         None
@@ -174,6 +178,13 @@ impl Enforcer for Dataplane {
         Dataplane::hits(self).unwrap_or_else(|e| {
             tracing::warn!(error = %error_chain(&e), "reading the hit tables");
             Vec::new()
+        })
+    }
+
+    fn hint_counts(&self) -> Option<crate::dataplane::HintCounts> {
+        Dataplane::hint_counts(self).unwrap_or_else(|e| {
+            tracing::warn!(error = %error_chain(&e), "reading the loud-source hint counts");
+            None
         })
     }
 }

@@ -53,6 +53,28 @@ impl Policy {
         events
     }
 
+    /// A source the program hinted and the daemon measured at `rates` over
+    /// `detection.fast_window` (counters `s` at kernel time `now_ns`): judged now, as the next
+    /// poll would judge it. Whether it started an episode.
+    pub fn loud(
+        &mut self,
+        engine: &mut Engine,
+        source: IpNet,
+        s: Snapshot,
+        rates: Rates,
+        now_ns: u64,
+    ) -> bool {
+        let Some(event) = self.detector.loud(source, &s, rates, now_ns) else {
+            return false;
+        };
+        match self.on_event(engine, &event) {
+            Ok(Some(d)) => enact(engine, vec![d]),
+            Ok(None) => {}
+            Err(e) => engine.warn(format!("acting on {event:?}: {e}")),
+        }
+        true
+    }
+
     /// Sources whose last decision ended start a new episode: judged afresh if they flood
     /// again.
     pub fn new_episodes(&mut self, engine: &mut Engine) {

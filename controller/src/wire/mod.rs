@@ -16,9 +16,9 @@ pub use response::ErrorKind;
 pub use response::Response;
 pub use views::{
     AggregateView, AllowView, CrowdsecView, EnrichStats, EnrichmentState, ExplainView, FeedView,
-    FingerprintView, FleetView, Hits, HookView, InterfaceStats, InterfaceView, LookupView, MapView,
-    NotEnforced, OriginCounts, OriginDrops, PipelineView, PolicyView, ProgramView, RefusalView,
-    StatusView, TopRow, Verdict, VerdictView,
+    FingerprintView, FleetView, HintsView, Hits, HookView, InterfaceStats, InterfaceView,
+    LookupView, MapView, NotEnforced, OriginCounts, OriginDrops, PipelineView, PolicyView,
+    ProgramView, RefusalView, StatusView, TopRow, Verdict, VerdictView,
 };
 
 /// Bumped on incompatible changes; the daemon refuses other versions with a clear error.

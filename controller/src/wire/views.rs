@@ -82,6 +82,32 @@ pub struct StatusView {
     /// The thresholds and policy in force (what a reload changed can be confirmed here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<Box<PolicyView>>,
+    /// Loud-source hints: sources the program saw above a threshold between polls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hints: Option<Box<HintsView>>,
+}
+
+/// Loud-source hints in `status`: what the program sent, what the daemon measured and judged.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HintsView {
+    /// `detection.fast_window`; 0 when hints are off.
+    pub fast_window_ms: u64,
+    /// Hints the program sent, and lost because the ring was full (summed over interfaces).
+    pub sent: u64,
+    pub lost: u64,
+    /// Hints the daemon read.
+    pub received: u64,
+    /// Sources measured over the fast window, found at or above a threshold, and of those the
+    /// ones that started an episode (the others had one already).
+    pub measured: u64,
+    pub loud: u64,
+    pub decided: u64,
+    /// Hints for a source being measured or measured in the last poll interval.
+    pub repeated: u64,
+    /// Hints dropped because too many sources were being measured.
+    pub dropped: u64,
+    /// Counter reads that failed (the first is logged).
+    pub failed: u64,
 }
 
 /// The detection and scoring settings in force, in `status`.

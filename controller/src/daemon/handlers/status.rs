@@ -71,6 +71,7 @@ pub fn status(state: &State) -> StatusView {
         hooks: state.hooks.iter().map(hook_view).collect(),
         verdict: state.verdict.as_ref().map(|v| Box::new(v.view())),
         policy: Some(Box::new(policy_view(engine.config()))),
+        hints: Some(Box::new(hints_view(state))),
     };
     for s in state.sources.statuses() {
         match s {
@@ -113,6 +114,33 @@ fn policy_view(cfg: &crate::config::Config) -> crate::wire::PolicyView {
         default_ttl_secs: cfg.decisions.default_ttl.as_secs(),
         monitor: cfg.dataplane.monitor,
     }
+}
+
+/// What the loud-source hints did: the kernel's counts from every plane, the listeners' own.
+fn hints_view(state: &State) -> crate::wire::HintsView {
+    use std::sync::atomic::Ordering::Relaxed;
+    let h = &state.hints;
+    let mut view = crate::wire::HintsView {
+        fast_window_ms: state.engine.config().detection.fast_window.as_millis() as u64,
+        received: h.received.load(Relaxed),
+        measured: h.measured.load(Relaxed),
+        loud: h.loud.load(Relaxed),
+        decided: h.decided.load(Relaxed),
+        repeated: h.repeated.load(Relaxed),
+        dropped: h.dropped.load(Relaxed),
+        failed: h.failed.load(Relaxed),
+        ..Default::default()
+    };
+    for c in state
+        .engine
+        .planes()
+        .iter()
+        .filter_map(|p| p.enforcer.hint_counts())
+    {
+        view.sent += c.sent;
+        view.lost += c.lost;
+    }
+    view
 }
 
 fn hook_view(h: &crate::hooks::Running) -> crate::wire::HookView {
