@@ -23,6 +23,7 @@ pub mod nats;
 pub mod netns;
 pub mod nginx;
 pub mod privilege;
+pub mod spray;
 pub mod topology;
 pub mod traffic;
 

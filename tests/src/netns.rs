@@ -72,6 +72,23 @@ impl NetNs {
     }
 }
 
+impl NetNs {
+    /// As [`NetNs::run`], for a closure that borrows from the caller (a scoped thread).
+    pub fn scoped<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let file = File::open(&path).unwrap_or_else(|e| panic!("opening {path}: {e}"));
+                setns(&file, CloneFlags::CLONE_NEWNET)
+                    .unwrap_or_else(|e| panic!("setns({path}): {e}"));
+                f()
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+}
+
 impl Drop for NetNs {
     fn drop(&mut self) {
         let _ = cmd::output("ip", &["netns", "del", &self.name]);
