@@ -110,7 +110,7 @@ impl Spray {
         let mut sprayed = 0u32;
         let mut k = 0u64;
         while k < total && start.elapsed() < duration + Duration::from_secs(2) {
-            if k % PACE_EVERY == 0 {
+            if k.is_multiple_of(PACE_EVERY) {
                 let due = Duration::from_secs_f64(k as f64 / f64::from(shape.rate));
                 if let Some(wait) = due.checked_sub(start.elapsed()) {
                     std::thread::sleep(wait);
