@@ -152,3 +152,84 @@ fn pin_napi(iface: &str, cpu: usize) {
     }
     assert!(pinned > 0, "no threaded-NAPI thread for {iface}");
 }
+
+/// What a daemon made of a spray with hidden sources (see [`hidden`]).
+pub struct Hidden {
+    pub sent: u64,
+    /// Heavy sources decided, of `shape.heavy`.
+    pub heavy_found: usize,
+    pub heavy_missed: Vec<String>,
+    /// Decided prefixes that are not heavy sources.
+    pub others: Vec<String>,
+    /// Every decision's origin.
+    pub origins: Vec<String>,
+    /// From the spray's start to the last decision.
+    pub last_decided: Duration,
+    /// Medium sources still in the counter maps at the end (seen, and judged below the
+    /// threshold).
+    pub medium_counted: usize,
+    /// `status` at the end.
+    pub status: serde_json::Value,
+}
+
+/// Starts a daemon with `config` in a fresh test bed, sprays `shape` at it for `duration`, and
+/// says what it decided.
+pub fn hidden(config: &str, shape: Shape, duration: Duration) -> Hidden {
+    let unix_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("a clock after 1970")
+            .as_millis() as u64
+    };
+    let env = crate::DaemonEnv::new(config, &[]);
+    let _daemon = env.start();
+    let mut generator = Spray::new(&env.topo);
+    let start_ms = unix_ms();
+    let sent = generator.send(shape, duration);
+    let status = env.home.json(&["status"]);
+    let decisions = env.decisions();
+    let heavy_all: Vec<String> = (0..shape.heavy as u16).map(heavy).collect();
+    let decided: Vec<String> = decisions
+        .iter()
+        .map(|d| d["prefix"].as_str().expect("prefix").to_owned())
+        .collect();
+    let counted: std::collections::BTreeSet<String> = env
+        .ipw
+        .dataplane()
+        .sources_v6()
+        .expect("reading the counters")
+        .iter()
+        .map(|s| s.net.to_string())
+        .collect();
+    Hidden {
+        sent,
+        heavy_found: heavy_all.iter().filter(|h| decided.contains(h)).count(),
+        heavy_missed: heavy_all
+            .iter()
+            .filter(|h| !decided.contains(h))
+            .cloned()
+            .collect(),
+        others: decided
+            .iter()
+            .filter(|p| !heavy_all.contains(p))
+            .cloned()
+            .collect(),
+        origins: decisions
+            .iter()
+            .map(|d| d["origin"].as_str().unwrap_or("").to_owned())
+            .collect(),
+        last_decided: Duration::from_millis(
+            decisions
+                .iter()
+                .filter_map(|d| d["created_unix_ms"].as_u64())
+                .map(|t| t.saturating_sub(start_ms))
+                .max()
+                .unwrap_or(0),
+        ),
+        medium_counted: (0..shape.medium as u16)
+            .map(medium)
+            .filter(|m| counted.contains(m))
+            .count(),
+        status,
+    }
+}

@@ -10,12 +10,9 @@
 //!
 //! Privileged: run with `cargo xtask test` (as root).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use ipwarden_tests::{
-    DaemonEnv,
-    spray::{self, Shape, Spray},
-};
+use ipwarden_tests::spray::{self, Shape};
 
 /// 200 000 frames a second: one in 20 from a heavy source (200 pps each), one in 160 from a
 /// medium one (25 pps each), the rest from a million /64s in turn (0.19 pps each).
@@ -49,13 +46,6 @@ v6_levels = []
     )
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
 #[test]
 #[ignore = "privileged: run with `cargo xtask test`"]
 fn every_heavy_source_hidden_in_a_million_source_spray_is_found_and_no_other() {
@@ -75,64 +65,43 @@ fn polls_alone_find_every_hidden_heavy_source_too() {
 fn hidden_heavy_sources(fast_window: &str) -> serde_json::Value {
     assert!(SHAPE.heavy_pps() >= 2.5 * PPS_THRESHOLD as f64);
     assert!(SHAPE.medium_pps() <= 0.35 * PPS_THRESHOLD as f64);
-    let env = DaemonEnv::new(&config(fast_window), &[]);
-    let _daemon = env.start();
-    let mut generator = Spray::new(&env.topo);
-    let start_ms = unix_ms();
     // 6 s: the spray's million sources all come round once (5.3 s at this rate).
-    let sent = generator.send(SHAPE, Duration::from_secs(6));
-    let status = env.home.json(&["status"]);
+    let h = spray::hidden(&config(fast_window), SHAPE, Duration::from_secs(6));
     eprintln!(
-        "sent {sent} frames; tracked {}, last poll {} ms, hints {}",
-        status["tracked_sources"], status["last_poll_ms"], status["hints"]
+        "sent {} frames; tracked {}, last poll {} ms, hints {}; the last decision {} ms after the spray's start",
+        h.sent,
+        h.status["tracked_sources"],
+        h.status["last_poll_ms"],
+        h.status["hints"],
+        h.last_decided.as_millis()
     );
-    assert!(sent >= 1_100_000, "the spray fell short: {sent} frames");
-    let decisions = env.decisions();
-    let heavy: Vec<String> = (0..50).map(spray::heavy).collect();
-    let decided: Vec<&str> = decisions
-        .iter()
-        .map(|d| d["prefix"].as_str().unwrap())
-        .collect();
-    let missed: Vec<&String> = heavy
-        .iter()
-        .filter(|h| !decided.contains(&h.as_str()))
-        .collect();
-    let others: Vec<&&str> = decided
-        .iter()
-        .filter(|p| !heavy.iter().any(|h| h == **p))
-        .collect();
     assert!(
-        missed.is_empty(),
-        "{} of 50 heavy sources missed: {missed:?}",
-        missed.len()
+        h.sent >= 1_100_000,
+        "the spray fell short: {} frames",
+        h.sent
     );
-    assert!(others.is_empty(), "blocked though not heavy: {others:?}");
-    let mut latest = 0;
-    for d in &decisions {
-        assert_eq!(d["origin"], "velocity", "{d}");
-        latest = latest.max(d["created_unix_ms"].as_u64().unwrap() - start_ms);
-    }
-    eprintln!("the last heavy source was decided {latest} ms after the spray's start");
     assert!(
-        latest <= 3 * POLL.as_millis() as u64,
-        "a heavy source was decided {latest} ms after the spray's start, more than three polls"
+        h.heavy_missed.is_empty(),
+        "{} of 50 heavy sources missed: {:?}",
+        h.heavy_missed.len(),
+        h.heavy_missed
+    );
+    assert!(
+        h.others.is_empty(),
+        "blocked though not heavy: {:?}",
+        h.others
+    );
+    assert!(h.origins.iter().all(|o| o == "velocity"), "{:?}", h.origins);
+    assert!(
+        h.last_decided <= 3 * POLL,
+        "a heavy source was decided {} ms after the spray's start, more than three polls",
+        h.last_decided.as_millis()
     );
     // The medium sources were seen and counted: judged below the threshold, not missed.
-    let counted: std::collections::BTreeSet<String> = env
-        .ipw
-        .dataplane()
-        .sources_v6()
-        .unwrap()
-        .iter()
-        .map(|s| s.net.to_string())
-        .collect();
-    let medium_seen = (0..50)
-        .map(spray::medium)
-        .filter(|m| counted.contains(m))
-        .count();
     assert!(
-        medium_seen >= 45,
-        "only {medium_seen} of 50 medium sources still counted"
+        h.medium_counted >= 45,
+        "only {} of 50 medium sources still counted",
+        h.medium_counted
     );
-    status["hints"].clone()
+    h.status["hints"].clone()
 }

@@ -4,6 +4,7 @@
 //! taken in interleaved rounds against a baseline measured in the same run, and reported as
 //! medians, minima and ratios. Nothing here asserts a timing.
 
+pub mod accuracy;
 pub mod controller;
 pub mod daemon;
 pub mod fleet;

@@ -60,6 +60,12 @@ fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    if args.first().map(String::as_str) == Some("accuracy") {
+        let mut md = String::new();
+        bench::accuracy::accuracy_section(&mut md)?;
+        println!("{md}");
+        return Ok(());
+    }
     if args.first().map(String::as_str) == Some("daemon") {
         let mut md = String::new();
         daemon_section(&mut md, opts.quick)?;
@@ -348,6 +354,9 @@ fn run(opts: &bench::Options) -> anyhow::Result<()> {
 
     eprintln!("daemon: idle CPU and reaction time");
     daemon_section(&mut md, opts.quick)?;
+
+    eprintln!("detection under a spray: hidden heavy sources");
+    bench::accuracy::accuracy_section(&mut md)?;
 
     eprintln!("outside sources: CrowdSec and a feed");
     sources_section(&mut md, opts.quick)?;
