@@ -11,6 +11,20 @@ use crate::parse::{Frame, Parsed, Syn, parse_syn};
 /// Slots of the data plane's per-CPU memo of signatures recently kept (a power of two).
 pub const SIG_SEEN_SLOTS: u32 = 4096;
 
+/// New signatures one CPU records per jiffy at most (16 384 a second at `HZ=250`, 65 536 at
+/// `HZ=1000`): under a spoofed SYN flood every frame is a new source's first SYN, and inserting
+/// each into the LRU map (which that flood would churn through in seconds anyway) cost a SYN
+/// spray a quarter of its rate. Below the budget every new signature is recorded as before.
+pub const SIG_BUDGET_PER_JIFFY: u64 = 64;
+/// Slots of the per-CPU `SIG_BUDGET` array.
+pub const SIG_BUDGET_SLOTS: u32 = 3;
+/// `SIG_BUDGET` slot: the jiffy the budget is counted in.
+pub const SIG_BUDGET_JIFFY: u32 = 0;
+/// `SIG_BUDGET` slot: new signatures looked up in that jiffy.
+pub const SIG_BUDGET_USED: u32 = 1;
+/// `SIG_BUDGET` slot: new signatures not recorded because the budget was spent (ever).
+pub const SIG_BUDGET_SKIPPED: u32 = 2;
+
 /// Most options recorded in [`SynSignature::order`]; a SYN with more is flagged unparsed.
 pub const MAX_OPTIONS: usize = 12;
 

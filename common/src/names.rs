@@ -73,8 +73,12 @@ pub const LOUD_LEVELS: &str = "LOUD_LEVELS";
 /// Hints sent and lost: `PERCPU_ARRAY<u64>` of [`crate::loud::LOUD_STATS_SLOTS`].
 pub const LOUD_STATS: &str = "LOUD_STATS";
 
+/// The per-CPU budget of new SYN signatures: `PERCPU_ARRAY<u64>` of
+/// [`crate::fingerprint::SIG_BUDGET_SLOTS`].
+pub const SIG_BUDGET: &str = "SIG_BUDGET";
+
 /// Every map, for loaders that pin, size or check them all.
-pub const MAPS: [&str; 26] = [
+pub const MAPS: [&str; 27] = [
     BLOCK_V4,
     BLOCK_V6,
     BLOCK_NET_V4,
@@ -101,6 +105,7 @@ pub const MAPS: [&str; 26] = [
     LOUD,
     LOUD_LEVELS,
     LOUD_STATS,
+    SIG_BUDGET,
 ];
 
 /// The kernel keeps `BPF_OBJ_NAME_LEN - 1` = 15 bytes of a name.

@@ -11,7 +11,7 @@ use ipwarden_common::{
     SrcV4, SrcV6Prefix, Stamp,
     aggregate::AGG_TOTAL,
     capacity,
-    fingerprint::{SigEntry, SigKey},
+    fingerprint::{SIG_BUDGET_SLOTS, SigEntry, SigKey},
     front::FRONT_SLOTS,
     index::{INDEX_BUCKETS, IndexBucket},
     loud::{LOUD_RING_BYTES, LOUD_STATS_SLOTS, LoudLevels},
@@ -86,6 +86,11 @@ pub static SIGS: LruHashMap<SigKey, SigEntry> = LruHashMap::pinned(capacity::SIG
 #[map]
 pub static SIG_SEEN: PerCpuArray<u64> =
     PerCpuArray::pinned(ipwarden_common::fingerprint::SIG_SEEN_SLOTS, 0);
+
+// How many new signatures this CPU looked up in the current jiffy, and how many it left
+// unrecorded (see `ipwarden_common::fingerprint::SIG_BUDGET_PER_JIFFY`).
+#[map]
+pub static SIG_BUDGET: PerCpuArray<u64> = PerCpuArray::pinned(SIG_BUDGET_SLOTS, 0);
 
 // The block indexes (see `ipwarden_common::index`): mmapable so that their values are
 // page-aligned (a bucket is one cache line) and user space writes ways in a safe order.

@@ -46,6 +46,7 @@ mod aya_map_type {
             names::LOUD => ("RingBuf", 0, 0),
             names::LOUD_LEVELS => ("Array", 4, size_of::<ipwarden_common::loud::LoudLevels>()),
             names::LOUD_STATS => ("PerCpuArray", 4, 8),
+            names::SIG_BUDGET => ("PerCpuArray", 4, 8),
             names::INDEX_V4 | names::INDEX_V6 => {
                 ("Array", 4, size_of::<ipwarden_common::index::IndexBucket>())
             }
@@ -90,6 +91,9 @@ fn pinned_maps_match_the_common_abi() {
             // A ring buffer's size is its bytes.
             names::LOUD => assert_eq!(max, ipwarden_common::loud::LOUD_RING_BYTES),
             names::LOUD_STATS => assert_eq!(max, ipwarden_common::loud::LOUD_STATS_SLOTS),
+            names::SIG_BUDGET => {
+                assert_eq!(max, ipwarden_common::fingerprint::SIG_BUDGET_SLOTS)
+            }
             names::INDEX_V4 | names::INDEX_V6 => {
                 assert_eq!(max, ipwarden_common::index::INDEX_BUCKETS);
                 // BPF_F_MMAPABLE: page-aligned values, one cache line per bucket.

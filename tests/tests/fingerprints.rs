@@ -239,3 +239,82 @@ fn a_residential_linux_server_stack_is_challenged_and_a_windows_desktop_is_not()
     assert_eq!(e["fingerprints"][0]["os"], "windows", "{e}");
     let _ = IpAddr::from(desktop);
 }
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn a_syn_flood_from_new_sources_records_only_the_budget_and_counts_the_rest() {
+    use ipwarden_common::fingerprint::SIG_BUDGET_PER_JIFFY;
+    let fx = ipwarden_tests::fixture::Fixture::attached(&[]);
+    let sock = RawSocket::open(&fx.topo.client, CLIENT_IF);
+    let unrecorded = || fx.ipw.dataplane().globals().unwrap().2;
+    // A few new sources, well apart: each is recorded.
+    for i in 0..5u32 {
+        let src = Ipv4Addr::from(0xCB00_7100 + i);
+        sock.send(&syn4(src, 64, 64240, LINUX, 40000)).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(fx.ipw.dataplane().signatures().unwrap().len(), 5);
+    assert_eq!(unrecorded(), 0);
+    // 3 000 new sources as fast as one CPU sends them (far over 64 a jiffy): the program
+    // records a budget's worth a jiffy and counts every other one.
+    let n = 3000u32;
+    let started = Instant::now();
+    let sent = ipwarden_tests::cpu::on_cpu(0, || {
+        let mut sent = 0u32;
+        for i in 0..n {
+            // 203.0.113.0/24 and 192.0.2.0/24 in turn, ports varied: distinct (source, SYN).
+            let base = if i % 2 == 0 { 0xCB00_7100 } else { 0xC000_0200 };
+            let src = Ipv4Addr::from(base + (i / 2) % 256);
+            let frame = syn4(src, 64, 64240 - (i / 512) as u16, LINUX, 40000);
+            if sock.send(&frame).is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    })
+    .unwrap();
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_millis(200));
+    let recorded = fx.ipw.dataplane().signatures().unwrap().len() as u64 - 5;
+    let skipped = unrecorded();
+    eprintln!("{sent} SYNs in {took:?}: {recorded} recorded, {skipped} left unrecorded");
+    assert!(
+        skipped > 0,
+        "nothing left unrecorded: {recorded} recorded in {took:?}"
+    );
+    // Every new (source, signature) pair was either recorded or counted; a pair the memo saw
+    // twice is neither.
+    assert!(recorded + skipped <= u64::from(sent));
+    // At most the budget in each jiffy the flood lasted (HZ ≤ 1000), plus the jiffy it ended in.
+    let jiffies = took.as_millis() as u64 + 2;
+    assert!(
+        recorded <= SIG_BUDGET_PER_JIFFY * jiffies,
+        "{recorded} recorded in {took:?}"
+    );
+    // Sent again at a calm rate, the flood's first 40 SYNs are all recorded now: a SYN left
+    // unrecorded is not remembered as seen.
+    let frames: Vec<(Ipv4Addr, Vec<u8>)> = (0..40u32)
+        .map(|i| {
+            let base = if i % 2 == 0 { 0xCB00_7100 } else { 0xC000_0200 };
+            let src = Ipv4Addr::from(base + (i / 2) % 256);
+            (src, syn4(src, 64, 64240, LINUX, 40000))
+        })
+        .collect();
+    for (_, f) in &frames {
+        sock.send(f).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let kept: std::collections::BTreeSet<String> = fx
+        .ipw
+        .dataplane()
+        .signatures()
+        .unwrap()
+        .iter()
+        .map(|(net, _)| net.to_string())
+        .collect();
+    for (src, _) in &frames {
+        assert!(kept.contains(&format!("{src}/32")), "{src} not recorded");
+    }
+}

@@ -48,12 +48,14 @@ pub struct SourceV6 {
     pub stats: SrcStats,
 }
 
-/// Global counters summed over CPUs, indexed by [`GlobalCounter`], and the drops by the
-/// dropping entry's origin, indexed by `Reason` code.
+/// Global counters summed over CPUs, indexed by [`GlobalCounter`], the drops by the dropping
+/// entry's origin, indexed by `Reason` code, and the new SYN signatures left unrecorded under
+/// the program's budget (`ipwarden_common::fingerprint::SIG_BUDGET_PER_JIFFY`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GlobalCounters(
     pub [u64; GlobalCounter::COUNT as usize],
     pub [ipwarden_common::stats::DropCount; ipwarden_common::stats::DROP_ORIGINS as usize],
+    pub u64,
 );
 
 impl GlobalCounters {
@@ -367,6 +369,24 @@ impl Dataplane {
         for (code, count) in self.drops_by_origin()? {
             out.1[code as usize] = count;
         }
+        out.2 = self.unrecorded_signatures()?;
         Ok(out)
+    }
+}
+
+impl Dataplane {
+    /// New SYN signatures the program left unrecorded because its per-CPU budget was spent
+    /// (0 for pins of a build before the budget).
+    fn unrecorded_signatures(&self) -> Result<u64, DataplaneError> {
+        if !self.pins.map(names::SIG_BUDGET).exists() {
+            return Ok(0);
+        }
+        let map: aya::maps::PerCpuArray<MapData, u64> =
+            super::maps::open(&self.pins, names::SIG_BUDGET)?;
+        Ok(map
+            .get(&ipwarden_common::fingerprint::SIG_BUDGET_SKIPPED, 0)
+            .map_err(|e| DataplaneError::map("reading", names::SIG_BUDGET, e))?
+            .iter()
+            .sum())
     }
 }

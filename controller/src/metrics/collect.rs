@@ -116,6 +116,38 @@ impl Collector for StateCollector {
             "Frames the XDP program handled, by interface and verdict (allowed and monitored are sub-counts of passed)",
             &packets,
         )?;
+        let unrecorded: Vec<(Labels<'_>, u64)> = snap
+            .stats
+            .iter()
+            .map(|i| {
+                let n = i
+                    .counters
+                    .get(crate::wire::UNRECORDED_SIGNATURES)
+                    .copied()
+                    .unwrap_or(0);
+                (vec![("iface", i.iface.as_str())], n)
+            })
+            .collect();
+        counter(
+            &mut enc,
+            "ipwarden_syn_signatures_unrecorded",
+            "New SYN signatures the XDP program did not record because its per-CPU budget (64 a jiffy) was spent: a SYN flood from new sources",
+            &unrecorded,
+        )?;
+        if let Some(h) = &s.hints {
+            counter(
+                &mut enc,
+                "ipwarden_loud_hints",
+                "Loud-source hints: sent by the XDP program, lost (ring full), measured by the daemon, found loud, judged before their poll",
+                &[
+                    (vec![("outcome", "sent")], h.sent),
+                    (vec![("outcome", "lost")], h.lost),
+                    (vec![("outcome", "measured")], h.measured),
+                    (vec![("outcome", "loud")], h.loud),
+                    (vec![("outcome", "decided")], h.decided),
+                ],
+            )?;
+        }
         let mut drop_packets = Vec::new();
         let mut drop_bytes = Vec::new();
         for i in &snap.stats {

@@ -18,7 +18,7 @@ pub use views::{
     AggregateView, AllowView, CrowdsecView, EnrichStats, EnrichmentState, ExplainView, FeedView,
     FingerprintView, FleetView, HintsView, Hits, HookView, InterfaceStats, InterfaceView,
     LookupView, MapView, NotEnforced, OriginCounts, OriginDrops, PipelineView, PolicyView,
-    ProgramView, RefusalView, StatusView, TopRow, Verdict, VerdictView,
+    ProgramView, RefusalView, StatusView, TopRow, UNRECORDED_SIGNATURES, Verdict, VerdictView,
 };
 
 /// Bumped on incompatible changes; the daemon refuses other versions with a clear error.

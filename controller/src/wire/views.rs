@@ -229,12 +229,17 @@ pub struct TopRow {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InterfaceStats {
     pub iface: String,
+    /// Every `GlobalCounter` by name, and [`UNRECORDED_SIGNATURES`].
     pub counters: BTreeMap<String, u64>,
     /// Dropped (blocked or over a challenge's rate) packets and bytes by the origin of the
     /// entry that dropped them; origins without drops are left out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dropped_by_origin: Vec<OriginDrops>,
 }
+
+/// The `stats` counter of new SYN signatures the program left unrecorded because its per-CPU
+/// budget was spent (a SYN flood from new sources).
+pub const UNRECORDED_SIGNATURES: &str = "syn_signatures_unrecorded";
 
 /// Drops of one origin on one interface.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

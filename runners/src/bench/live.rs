@@ -66,6 +66,9 @@ pub enum Traffic {
     /// As `Spray`, from /64s no entry covers (2001:db8:2000::/44): a random-source flood of
     /// unblocked sources, which the counter maps must track.
     SprayUnblocked(u32),
+    /// As `SprayUnblocked`, as TCP SYNs (78-byte frames): a spoofed SYN flood, where every
+    /// frame is also a new SYN signature.
+    SpraySynUnblocked(u32),
 }
 
 /// One measured run.
@@ -87,6 +90,7 @@ pub struct Bed {
     generator: Ebpf,
     frame: Vec<u8>,
     frame_v6: Vec<u8>,
+    frame_syn6: Vec<u8>,
     gen_ifindex: u32,
     home: File,
     sender: NetNs,
@@ -162,10 +166,14 @@ impl Bed {
             frames::DST_V6,
             18,
         );
+        let mut frame_syn6 = frames::syn_v6(super::kernel::filler_v6(1));
+        frame_syn6[..6].copy_from_slice(&dut_mac);
+        frame_syn6[6..12].copy_from_slice(&gen_mac);
         Ok(Self {
             generator,
             frame,
             frame_v6,
+            frame_syn6,
             gen_ifindex,
             home: File::open("/proc/self/ns/net")?,
             sender,
@@ -236,7 +244,9 @@ impl Bed {
         self.pin_napi()?;
         let (program, frame) = match traffic {
             Traffic::OneSource => (TX_PROGRAM, &self.frame),
-            Traffic::Spray(sources) | Traffic::SprayUnblocked(sources) => {
+            Traffic::Spray(sources)
+            | Traffic::SprayUnblocked(sources)
+            | Traffic::SpraySynUnblocked(sources) => {
                 ensure!(sources > 0, "a spray needs at least one source");
                 let base = if matches!(traffic, Traffic::Spray(_)) {
                     0x8000
@@ -245,7 +255,12 @@ impl Bed {
                     0x2000
                 };
                 self.set_spray(sources, base)?;
-                (SPRAY_PROGRAM, &self.frame_v6)
+                let frame = if matches!(traffic, Traffic::SpraySynUnblocked(_)) {
+                    &self.frame_syn6
+                } else {
+                    &self.frame_v6
+                };
+                (SPRAY_PROGRAM, frame)
             }
         };
         let xdp: &Xdp = self

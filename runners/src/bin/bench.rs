@@ -143,7 +143,9 @@ fn main() -> anyhow::Result<()> {
                 }
                 let name = s.name.clone();
                 for &n in &counts {
-                    let traffic = if unblocked {
+                    let traffic = if unblocked && args.iter().any(|a| a == "--syn") {
+                        live::Traffic::SpraySynUnblocked(n)
+                    } else if unblocked {
                         live::Traffic::SprayUnblocked(n)
                     } else {
                         live::Traffic::Spray(n)

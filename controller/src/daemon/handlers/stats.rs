@@ -3,7 +3,7 @@
 use ipwarden_common::GlobalCounter;
 
 use crate::daemon::state::State;
-use crate::wire::{InterfaceStats, OriginDrops};
+use crate::wire::{InterfaceStats, OriginDrops, UNRECORDED_SIGNATURES};
 
 /// The counters of every interface, or which interface could not be read.
 pub fn stats(state: &State) -> Result<Vec<InterfaceStats>, String> {
@@ -21,6 +21,7 @@ pub fn stats(state: &State) -> Result<Vec<InterfaceStats>, String> {
             counters: GlobalCounter::ALL
                 .iter()
                 .map(|c| (c.name().to_owned(), g.get(*c)))
+                .chain([(UNRECORDED_SIGNATURES.to_owned(), g.2)])
                 .collect(),
             dropped_by_origin: g
                 .1
