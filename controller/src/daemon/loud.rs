@@ -111,6 +111,98 @@ struct Measuring {
     first: Sample,
 }
 
+/// What one listener keeps: the sources being measured (due in order: every measurement lasts
+/// the same window), and those measured lately.
+struct Ears {
+    iface: String,
+    stats: Arc<HintStats>,
+    measuring: VecDeque<Measuring>,
+    in_hand: foldhash::HashSet<IpNet>,
+    recent: foldhash::HashMap<IpNet, Instant>,
+}
+
+impl Ears {
+    /// Takes every hint in the ring: a source neither being measured nor measured lately gets
+    /// its first reading. Off (`None`), the ring is emptied and nothing is measured.
+    fn drain(&mut self, loud: &mut Loud, hearing: Option<Hearing>) {
+        while let Some(hint) = loud.next_hint() {
+            self.stats.received.fetch_add(1, Relaxed);
+            let (Some(h), Some(source)) = (hearing, hint) else {
+                continue;
+            };
+            let now = Instant::now();
+            if self.in_hand.contains(&source)
+                || self
+                    .recent
+                    .get(&source)
+                    .is_some_and(|t| now.duration_since(*t) < h.quiet)
+            {
+                self.stats.repeated.fetch_add(1, Relaxed);
+                continue;
+            }
+            if self.measuring.len() >= MAX_MEASURING {
+                self.stats.dropped.fetch_add(1, Relaxed);
+                continue;
+            }
+            let Some((first, _)) = read(loud, &source, &self.stats, &self.iface) else {
+                continue;
+            };
+            self.in_hand.insert(source);
+            self.measuring.push_back(Measuring {
+                due: now + h.window,
+                source,
+                first,
+            });
+        }
+    }
+
+    /// Takes the second reading of every measurement now due; the sources found at or above a
+    /// threshold.
+    fn due(&mut self, loud: &Loud, hearing: Option<Hearing>) -> Vec<Measured> {
+        let now = Instant::now();
+        let mut found = Vec::new();
+        while self.measuring.front().is_some_and(|m| m.due <= now) {
+            let Some(m) = self.measuring.pop_front() else {
+                break;
+            };
+            self.in_hand.remove(&m.source);
+            if self.recent.len() >= MAX_RECENT {
+                let quiet = hearing.map_or(Duration::ZERO, |h| h.quiet);
+                self.recent.retain(|_, t| now.duration_since(*t) < quiet);
+            }
+            self.recent.insert(m.source, now);
+            let Some(h) = hearing else { continue };
+            let Some((second, counted)) = read(loud, &m.source, &self.stats, &self.iface) else {
+                continue;
+            };
+            self.stats.measured.fetch_add(1, Relaxed);
+            let r = rates(&m.first, &second);
+            if r.pps < h.pps as f64 && r.syn_pps < h.syn_pps as f64 {
+                continue;
+            }
+            self.stats.loud.fetch_add(1, Relaxed);
+            let s = counted.stats;
+            found.push(Measured {
+                source: m.source,
+                snapshot: Snapshot {
+                    packets: s.packets,
+                    bytes: s.bytes,
+                    syn: s.syn,
+                    first_seen_ns: if s.first_seen_ns == 0 {
+                        second.t
+                    } else {
+                        s.first_seen_ns
+                    },
+                    addr: counted.addr,
+                },
+                rates: r,
+                now_ns: second.t,
+            });
+        }
+        found
+    }
+}
+
 /// Listens to one interface's hints until the task is aborted.
 pub async fn listen(
     loud: Loud,
@@ -133,70 +225,26 @@ pub async fn listen(
             return;
         }
     };
-    let mut measuring: VecDeque<Measuring> = VecDeque::new();
-    let mut in_hand: foldhash::HashSet<IpNet> = Default::default();
-    let mut recent: foldhash::HashMap<IpNet, Instant> = Default::default();
+    let mut ears = Ears {
+        iface: iface.clone(),
+        stats,
+        measuring: VecDeque::new(),
+        in_hand: Default::default(),
+        recent: Default::default(),
+    };
     loop {
-        let next = measuring.front().map(|m| m.due);
+        let next = ears.measuring.front().map(|m| m.due);
         tokio::select! {
             guard = ring.readable_mut() => {
                 let Ok(mut guard) = guard else { return };
-                let Some(h) = now_hearing else {
-                    // Off: empty the ring, measure nothing.
-                    while guard.get_inner_mut().loud.next_hint().is_some() {}
-                    guard.clear_ready();
-                    continue;
-                };
-                while let Some(hint) = guard.get_inner_mut().loud.next_hint() {
-                    stats.received.fetch_add(1, Relaxed);
-                    let Some(source) = hint else { continue };
-                    let now = Instant::now();
-                    if in_hand.contains(&source)
-                        || recent.get(&source).is_some_and(|t| now.duration_since(*t) < h.quiet)
-                    {
-                        stats.repeated.fetch_add(1, Relaxed);
-                        continue;
-                    }
-                    if measuring.len() >= MAX_MEASURING {
-                        stats.dropped.fetch_add(1, Relaxed);
-                        continue;
-                    }
-                    let Some(first) = read(&guard.get_inner().loud, &source, &stats, &iface) else {
-                        continue;
-                    };
-                    in_hand.insert(source);
-                    measuring.push_back(Measuring { due: now + h.window, source, first: first.0 });
-                }
+                ears.drain(&mut guard.get_inner_mut().loud, now_hearing);
+                // The ring wakes its reader only when it was caught up: a hint put in after the
+                // drain and before the readiness is cleared would wake no one. Drain again.
                 guard.clear_ready();
+                ears.drain(&mut guard.get_inner_mut().loud, now_hearing);
             }
             _ = async { tokio::time::sleep_until(next.unwrap_or_else(Instant::now).into()).await }, if next.is_some() => {
-                let now = Instant::now();
-                while measuring.front().is_some_and(|m| m.due <= now) {
-                    let Some(m) = measuring.pop_front() else { break };
-                    in_hand.remove(&m.source);
-                    if recent.len() >= MAX_RECENT {
-                        let quiet = now_hearing.map_or(Duration::ZERO, |h| h.quiet);
-                        recent.retain(|_, t| now.duration_since(*t) < quiet);
-                    }
-                    recent.insert(m.source, now);
-                    let Some(h) = now_hearing else { continue };
-                    let Some((second, counted)) = read(&ring.get_ref().loud, &m.source, &stats, &iface) else {
-                        continue;
-                    };
-                    stats.measured.fetch_add(1, Relaxed);
-                    let r = rates(&m.first, &second);
-                    if r.pps < h.pps as f64 && r.syn_pps < h.syn_pps as f64 {
-                        continue;
-                    }
-                    stats.loud.fetch_add(1, Relaxed);
-                    let snapshot = Snapshot {
-                        packets: counted.stats.packets,
-                        bytes: counted.stats.bytes,
-                        syn: counted.stats.syn,
-                        first_seen_ns: if counted.stats.first_seen_ns == 0 { second.t } else { counted.stats.first_seen_ns },
-                        addr: counted.addr,
-                    };
-                    let measured = Measured { source: m.source, snapshot, rates: r, now_ns: second.t };
+                for measured in ears.due(&ring.get_ref().loud, now_hearing) {
                     if out.send(measured).await.is_err() {
                         return;
                     }
@@ -209,8 +257,8 @@ pub async fn listen(
                 now_hearing = *hearing.borrow_and_update();
                 set_levels(ring.get_mut(), now_hearing, &iface);
                 if now_hearing.is_none() {
-                    measuring.clear();
-                    in_hand.clear();
+                    ears.measuring.clear();
+                    ears.in_hand.clear();
                 }
             }
         }
