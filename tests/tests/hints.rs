@@ -80,7 +80,7 @@ fn first_poll(env: &DaemonEnv) -> u64 {
 fn a_loud_source_is_judged_between_polls_and_a_quiet_one_is_not_measured() {
     let env = DaemonEnv::new(&config("50ms"), &[ATTACKER.into(), ATTACKER_V6.into()]);
     let _daemon = env.start();
-    let cpus = aya::util::nr_cpus().unwrap() as u32;
+    let cpus = aya::util::online_cpus().unwrap().len() as u32;
     assert_eq!(
         env.ipw.dataplane().loud_levels().unwrap(),
         LoudLevels::per_cpu(500, 200, cpus),
@@ -166,7 +166,7 @@ fn without_a_fast_window_the_program_sends_no_hint_and_the_poll_decides() {
     // A reload turns hints on: the program gets its levels.
     std::fs::write(env.home.config(), config("50ms")).unwrap();
     env.home.cli(&["reload"]);
-    let cpus = aya::util::nr_cpus().unwrap() as u32;
+    let cpus = aya::util::online_cpus().unwrap().len() as u32;
     let deadline = Instant::now() + Duration::from_secs(3);
     while env.ipw.dataplane().loud_levels().unwrap() != LoudLevels::per_cpu(500, 200, cpus) {
         assert!(Instant::now() < deadline, "the reload set no levels");

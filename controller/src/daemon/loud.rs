@@ -61,7 +61,8 @@ impl Hearing {
 
     /// The program's levels: a source's share on one CPU at the thresholds.
     fn levels(this: Option<Self>) -> LoudLevels {
-        let cpus = aya::util::nr_cpus().map_or(1, |n| n as u32);
+        // The CPUs traffic can land on: online ones (possible ones may be many more).
+        let cpus = aya::util::online_cpus().map_or(1, |c| c.len().max(1) as u32);
         this.map_or(LoudLevels::default(), |h| {
             LoudLevels::per_cpu(h.pps, h.syn_pps, cpus)
         })
