@@ -69,6 +69,8 @@ pub const NAMES: &[&str] = &[
     "ipwarden_dropped_bytes_total",
     "ipwarden_verdicts_total",
     "ipwarden_challenge_solutions_total",
+    "ipwarden_loud_hints_total",
+    "ipwarden_syn_signatures_unrecorded_total",
 ];
 
 /// The metric names a Grafana dashboard's JSON queries, as families (a histogram's `_bucket`,
