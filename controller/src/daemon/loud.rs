@@ -9,7 +9,6 @@
 
 use std::{
     collections::VecDeque,
-    os::fd::{AsRawFd, RawFd},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering::Relaxed},
@@ -94,17 +93,6 @@ pub struct HintStats {
     pub failed: AtomicU64,
 }
 
-impl AsRawFd for Listener {
-    fn as_raw_fd(&self) -> RawFd {
-        use std::os::fd::AsFd as _;
-        self.loud.as_fd().as_raw_fd()
-    }
-}
-
-struct Listener {
-    loud: Loud,
-}
-
 /// One source being measured: its first reading, and when to take the second.
 struct Measuring {
     due: Instant,
@@ -182,20 +170,9 @@ impl Ears {
                 continue;
             }
             self.stats.loud.fetch_add(1, Relaxed);
-            let s = counted.stats;
             found.push(Measured {
                 source: m.source,
-                snapshot: Snapshot {
-                    packets: s.packets,
-                    bytes: s.bytes,
-                    syn: s.syn,
-                    first_seen_ns: if s.first_seen_ns == 0 {
-                        second.t
-                    } else {
-                        s.first_seen_ns
-                    },
-                    addr: counted.addr,
-                },
+                snapshot: super::poll::snapshot(counted.addr, &counted.stats, second.t),
                 rates: r,
                 now_ns: second.t,
             });
@@ -212,13 +189,13 @@ pub async fn listen(
     stats: Arc<HintStats>,
 ) {
     let iface = loud.iface().to_owned();
-    let mut listener = Listener { loud };
+    let mut loud = loud;
     let mut now_hearing = *hearing.borrow_and_update();
-    set_levels(&mut listener, now_hearing, &iface);
-    // SAFETY: the ring's fd is owned by `listener`, which the `AsyncFd` owns: it stays open and
-    // the same for the `AsyncFd`'s whole life.
+    set_levels(&mut loud, now_hearing, &iface);
+    // SAFETY: the ring's fd is owned by `loud`, which the `AsyncFd` owns: it stays open and the
+    // same for the `AsyncFd`'s whole life.
     let registered =
-        unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) };
+        unsafe { AsyncFd::register_with_interest(loud, tokio::io::Interest::READABLE) };
     let mut ring = match registered {
         Ok(r) => r,
         Err(e) => {
@@ -238,14 +215,14 @@ pub async fn listen(
         tokio::select! {
             guard = ring.readable_mut() => {
                 let Ok(mut guard) = guard else { return };
-                ears.drain(&mut guard.get_inner_mut().loud, now_hearing);
+                ears.drain(guard.get_inner_mut(), now_hearing);
                 // The ring wakes its reader only when it was caught up: a hint put in after the
                 // drain and before the readiness is cleared would wake no one. Drain again.
                 guard.clear_ready();
-                ears.drain(&mut guard.get_inner_mut().loud, now_hearing);
+                ears.drain(guard.get_inner_mut(), now_hearing);
             }
             _ = async { tokio::time::sleep_until(next.unwrap_or_else(Instant::now).into()).await }, if next.is_some() => {
-                for measured in ears.due(&ring.get_ref().loud, now_hearing) {
+                for measured in ears.due(ring.get_ref(), now_hearing) {
                     if out.send(measured).await.is_err() {
                         return;
                     }
@@ -266,9 +243,9 @@ pub async fn listen(
     }
 }
 
-fn set_levels(l: &mut Listener, hearing: Option<Hearing>, iface: &str) {
+fn set_levels(l: &mut Loud, hearing: Option<Hearing>, iface: &str) {
     let levels = Hearing::levels(hearing);
-    match l.loud.set_levels(levels) {
+    match l.set_levels(levels) {
         Ok(()) => tracing::debug!(iface, ?levels, "loud-source levels set"),
         Err(e) => {
             tracing::warn!(iface, error = %e, "setting the loud-source levels: sources are found by polls only")

@@ -30,7 +30,8 @@ pub struct Poll {
     pub took: std::time::Duration,
 }
 
-fn snapshot(addr: IpAddr, s: &ipwarden_common::SrcStats, now_ns: u64) -> Snapshot {
+/// A source's counters as the detector takes them (a first-seen time of 0, never set, is now).
+pub(super) fn snapshot(addr: IpAddr, s: &ipwarden_common::SrcStats, now_ns: u64) -> Snapshot {
     Snapshot {
         packets: s.packets,
         bytes: s.bytes,

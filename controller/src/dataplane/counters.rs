@@ -378,11 +378,9 @@ impl Dataplane {
     /// New SYN signatures the program left unrecorded because its per-CPU budget was spent
     /// (0 for pins of a build before the budget).
     fn unrecorded_signatures(&self) -> Result<u64, DataplaneError> {
-        if !self.pins.map(names::SIG_BUDGET).exists() {
+        let Some(map) = &self.sig_budget else {
             return Ok(0);
-        }
-        let map: aya::maps::PerCpuArray<MapData, u64> =
-            super::maps::open(&self.pins, names::SIG_BUDGET)?;
+        };
         Ok(map
             .get(&ipwarden_common::fingerprint::SIG_BUDGET_SKIPPED, 0)
             .map_err(|e| DataplaneError::map("reading", names::SIG_BUDGET, e))?

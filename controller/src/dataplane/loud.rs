@@ -4,7 +4,7 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    os::fd::{AsFd, BorrowedFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd},
 };
 
 use aya::maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
@@ -207,6 +207,13 @@ impl Loud {
 impl AsFd for Loud {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.ring.as_fd()
+    }
+}
+
+/// For `tokio::io::unix::AsyncFd`, which waits on the ring.
+impl AsRawFd for Loud {
+    fn as_raw_fd(&self) -> RawFd {
+        self.ring.as_fd().as_raw_fd()
     }
 }
 

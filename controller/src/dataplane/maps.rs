@@ -54,6 +54,9 @@ pub struct Dataplane {
     >,
     /// Sampled drops per source (hits per decision); `None` for pins of a build before them.
     pub(super) hits: Option<HitTables>,
+    /// The new-signature budget (its unrecorded count is read with the global counters, on
+    /// every poll); `None` for pins of a build before it.
+    pub(super) sig_budget: Option<PerCpuArray<MapData, u64>>,
     pub(super) config: Array<MapData, DataplaneConfig>,
     /// The block indexes, mapped (see `index`).
     pub(super) index: Indexes,
@@ -164,6 +167,11 @@ impl Dataplane {
                 None
             },
             hits: HitTables::open(pins)?,
+            sig_budget: if pins.map(names::SIG_BUDGET).exists() {
+                Some(open(pins, names::SIG_BUDGET)?)
+            } else {
+                None
+            },
             config: open(pins, names::CONFIG)?,
             index: Indexes {
                 v4: open_index(pins, names::INDEX_V4)?,
