@@ -10,6 +10,7 @@
 //! converts endianness and user space uses `Ipv4Addr::octets()` / `Ipv6Addr::octets()`.
 #![no_std]
 
+pub mod admit;
 pub mod aggregate;
 pub mod block;
 pub mod capacity;

@@ -77,8 +77,20 @@ pub const LOUD_STATS: &str = "LOUD_STATS";
 /// [`crate::fingerprint::SIG_BUDGET_SLOTS`].
 pub const SIG_BUDGET: &str = "SIG_BUDGET";
 
+/// The admission sketch (see [`crate::admit`]): `PERCPU_ARRAY<SketchLine>` of
+/// [`crate::admit::SKETCH_LINES`] lines.
+pub const ADMIT_SKETCH: &str = "ADMIT_SKETCH";
+/// The admission level: one-slot `ARRAY<AdmitLevel>`, written by user space.
+pub const ADMIT_LEVEL: &str = "ADMIT_LEVEL";
+/// Aggregate cells whose members are admitted whatever their estimate: `ARRAY<u64>` bitmap of
+/// [`crate::admit::ADMIT_CELL_WORDS`] words, written by user space.
+pub const ADMIT_CELLS: &str = "ADMIT_CELLS";
+/// Flushes that admitted a source and flushes held in the sketch: `PERCPU_ARRAY<u64>` of
+/// [`crate::admit::ADMIT_STATS_SLOTS`].
+pub const ADMIT_STATS: &str = "ADMIT_STATS";
+
 /// Every map, for loaders that pin, size or check them all.
-pub const MAPS: [&str; 27] = [
+pub const MAPS: [&str; 31] = [
     BLOCK_V4,
     BLOCK_V6,
     BLOCK_NET_V4,
@@ -106,6 +118,10 @@ pub const MAPS: [&str; 27] = [
     LOUD_LEVELS,
     LOUD_STATS,
     SIG_BUDGET,
+    ADMIT_SKETCH,
+    ADMIT_LEVEL,
+    ADMIT_CELLS,
+    ADMIT_STATS,
 ];
 
 /// The kernel keeps `BPF_OBJ_NAME_LEN - 1` = 15 bytes of a name.

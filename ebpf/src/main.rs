@@ -6,6 +6,7 @@
 #![no_std]
 #![no_main]
 
+mod admit;
 mod clock;
 mod fingerprint;
 mod maps;

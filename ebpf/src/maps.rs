@@ -9,6 +9,7 @@ use aya_ebpf::{
 use ipwarden_common::{
     AggCell, BlockEntry, DataplaneConfig, FrontV4, FrontV6, GlobalCounter, SrcStats, SrcStatsV6,
     SrcV4, SrcV6Prefix, Stamp,
+    admit::{ADMIT_CELL_WORDS, ADMIT_STATS_SLOTS, AdmitLevel, SKETCH_LINES, SketchLine},
     aggregate::AGG_TOTAL,
     capacity,
     fingerprint::{SIG_BUDGET_SLOTS, SigEntry, SigKey},
@@ -127,3 +128,18 @@ pub static LOUD_LEVELS: Array<LoudLevels> = Array::pinned(1, 0);
 
 #[map]
 pub static LOUD_STATS: PerCpuArray<u64> = PerCpuArray::pinned(LOUD_STATS_SLOTS, 0);
+
+// Admission (see `ipwarden_common::admit`): the sketch a flush of an untracked source goes into,
+// the level at which it is admitted into `SRC_V4`/`SRC_V6`, the aggregate cells whose members are
+// admitted anyway, and the count of each outcome.
+#[map]
+pub static ADMIT_SKETCH: PerCpuArray<SketchLine> = PerCpuArray::pinned(SKETCH_LINES, 0);
+
+#[map]
+pub static ADMIT_LEVEL: Array<AdmitLevel> = Array::pinned(1, 0);
+
+#[map]
+pub static ADMIT_CELLS: Array<u64> = Array::pinned(ADMIT_CELL_WORDS, 0);
+
+#[map]
+pub static ADMIT_STATS: PerCpuArray<u64> = PerCpuArray::pinned(ADMIT_STATS_SLOTS, 0);

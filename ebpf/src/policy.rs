@@ -77,10 +77,11 @@ struct Now {
 }
 
 impl Now {
+    /// The clocks, with the kernel time the caller read already (`0`: read it here).
     #[inline(always)]
-    fn read() -> Self {
+    fn read(ns: u64) -> Self {
         Self {
-            ns: now(),
+            ns: if ns != 0 { ns } else { now() },
             jiffies: jiffies(),
         }
     }
@@ -204,10 +205,10 @@ fn index_blocks(index: &Array<IndexBucket>, key: u64) -> Option<u32> {
     (way_permanent(until) || now() < until).then_some(way_origin(until))
 }
 
-/// Judges an IPv4 source.
+/// Judges an IPv4 source at kernel time `now_ns` (0: read the clock).
 #[inline(always)]
-pub fn ipv4(src: &[u8; 4], cfg: &DataplaneConfig) -> Judged {
-    let now = Now::read();
+pub fn ipv4(src: &[u8; 4], cfg: &DataplaneConfig, now_ns: u64) -> Judged {
+    let now = Now::read(now_ns);
     let ix = key_v4(src);
     let b = INDEX_V4.get(bucket(ix));
     if let Some(j) = indexed(b, ix, now) {
@@ -232,10 +233,11 @@ pub fn ipv4(src: &[u8; 4], cfg: &DataplaneConfig) -> Judged {
     }
 }
 
-/// Judges an IPv6 source; the exact set is keyed by its /64 (`prefix`).
+/// Judges an IPv6 source; the exact set is keyed by its /64 (`prefix`). As [`ipv4`] for
+/// `now_ns`.
 #[inline(always)]
-pub fn ipv6(src: &[u8; 16], prefix: &SrcV6Prefix, cfg: &DataplaneConfig) -> Judged {
-    let now = Now::read();
+pub fn ipv6(src: &[u8; 16], prefix: &SrcV6Prefix, cfg: &DataplaneConfig, now_ns: u64) -> Judged {
+    let now = Now::read(now_ns);
     let ix = key_v6(prefix);
     let b = INDEX_V6.get(bucket(ix));
     if let Some(j) = indexed(b, ix, now) {

@@ -26,6 +26,7 @@
 use aya_ebpf::{bindings::BPF_NOEXIST, maps::LruPerCpuHashMap};
 use ipwarden_common::{
     DataplaneConfig, GlobalCounter, Pending, SrcStats, SrcStatsV6, VerdictCache,
+    admit::{Place, place_v4, place_v6},
     aggregate::{cells_v4, cells_v6},
     front::{FLUSH_AT, slot_v4, slot_v6},
     key::v6_prefix,
@@ -34,6 +35,7 @@ use ipwarden_common::{
 };
 
 use crate::{
+    admit,
     clock::{self, jiffies},
     maps::{
         AGG, DROPS, FRONT_V4, FRONT_V6, GLOBAL, HITS_V4, HITS_V6, LOUD, LOUD_LEVELS, LOUD_STATS,
@@ -175,7 +177,7 @@ fn dropped(
 fn judged_v4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32) {
     let Some(slot) = FRONT_V4.get_ptr_mut(slot_v4(src)) else {
         // Unreachable: the index is below the table's size.
-        let j = policy::ipv4(src, cfg);
+        let j = policy::ipv4(src, cfg, 0);
         return (j.decision, j.origin);
     };
     // SAFETY: a per-CPU array slot belongs to this CPU for the duration of the program.
@@ -189,18 +191,26 @@ fn judged_v4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32)
     {
         return (Decision::Block, origin);
     }
+    // A claim reads the clock once: for the occupant's flush (admission's epoch, the hint's
+    // span) and the newcomer's judgement.
+    let claimed_at = if claim { clock::now() } else { 0 };
     if claim {
         if slot.used != 0 {
-            if slot.pending.packets >= LOUD_MIN_PACKETS {
-                heard(
+            let loud = slot.pending.packets >= LOUD_MIN_PACKETS
+                && heard(
                     &slot.pending,
                     slot.used,
-                    clock::now(),
+                    claimed_at,
                     || key_v4(&slot.key),
                     4,
                 );
-            }
-            flush_v4(&slot.key, &mut slot.pending, slot.first_seen_ns);
+            flush_v4(
+                &slot.key,
+                &mut slot.pending,
+                slot.first_seen_ns,
+                loud,
+                claimed_at,
+            );
         }
         slot.key = *src;
         slot.used = 1;
@@ -208,8 +218,9 @@ fn judged_v4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32)
         // An empty cache: the source is judged below.
         slot.cache = VerdictCache::default();
     }
-    let (decision, judged_at, origin) =
-        decide(&mut slot.cache, cfg, true, || policy::ipv4(src, cfg));
+    let (decision, judged_at, origin) = decide(&mut slot.cache, cfg, true, || {
+        policy::ipv4(src, cfg, claimed_at)
+    });
     if claim {
         slot.first_seen_ns = judged_at;
         slot.used = stamp(judged_at);
@@ -218,9 +229,9 @@ fn judged_v4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32)
         add(&mut slot.pending, p);
         if slot.pending.packets >= FLUSH_AT {
             let now = clock::now();
-            heard(&slot.pending, slot.used, now, || key_v4(src), 4);
+            let loud = heard(&slot.pending, slot.used, now, || key_v4(src), 4);
             slot.used = stamp(now);
-            flush_v4(src, &mut slot.pending, slot.first_seen_ns);
+            flush_v4(src, &mut slot.pending, slot.first_seen_ns, loud, now);
         }
     }
     (decision, origin)
@@ -231,7 +242,7 @@ fn judged_v4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32)
 fn judged_v6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32) {
     let key = v6_prefix(src);
     let Some(slot) = FRONT_V6.get_ptr_mut(slot_v6(&key)) else {
-        let j = policy::ipv6(src, &key, cfg);
+        let j = policy::ipv6(src, &key, cfg, 0);
         return (j.decision, j.origin);
     };
     // SAFETY: as in `ipv4`.
@@ -245,22 +256,25 @@ fn judged_v6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32
     {
         return (Decision::Block, origin);
     }
+    // As in `judged_v4`: one clock reading for the flush and the judgement.
+    let claimed_at = if claim { clock::now() } else { 0 };
     if claim {
         if slot.used != 0 {
-            if slot.pending.packets >= LOUD_MIN_PACKETS {
-                heard(
+            let loud = slot.pending.packets >= LOUD_MIN_PACKETS
+                && heard(
                     &slot.pending,
                     slot.used,
-                    clock::now(),
+                    claimed_at,
                     || key_v6(&slot.key),
                     6,
                 );
-            }
             flush_v6(
                 &slot.key,
                 &mut slot.pending,
                 &slot.last_addr,
                 slot.first_seen_ns,
+                loud,
+                claimed_at,
             );
         }
         slot.key = key;
@@ -270,7 +284,7 @@ fn judged_v6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32
         slot.cache = VerdictCache::default();
     }
     let (decision, judged_at, origin) = decide(&mut slot.cache, cfg, cfg.v6_cacheable(), || {
-        policy::ipv6(src, &key, cfg)
+        policy::ipv6(src, &key, cfg, claimed_at)
     });
     if claim {
         slot.first_seen_ns = judged_at;
@@ -281,24 +295,31 @@ fn judged_v6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32
         slot.last_addr = *src;
         if slot.pending.packets >= FLUSH_AT {
             let now = clock::now();
-            heard(&slot.pending, slot.used, now, || key_v6(&key), 6);
+            let loud = heard(&slot.pending, slot.used, now, || key_v6(&key), 6);
             slot.used = stamp(now);
-            flush_v6(&key, &mut slot.pending, src, slot.first_seen_ns);
+            flush_v6(&key, &mut slot.pending, src, slot.first_seen_ns, loud, now);
         }
     }
     (decision, origin)
 }
 
 /// Puts a hint into the `LOUD` ring when a chunk of `p` pending since stamp `since` came faster
-/// than `LOUD_LEVELS` says (see `ipwarden_common::loud`); counts it sent or lost.
+/// than `LOUD_LEVELS` says (see `ipwarden_common::loud`); counts it sent or lost. Whether the
+/// chunk was loud: a loud source is admitted at once (see `admit`), sent or not.
 #[inline(always)]
-fn heard(p: &Pending, since: u32, now_ns: u64, key: impl FnOnce() -> [u8; 16], family: u32) {
+fn heard(
+    p: &Pending,
+    since: u32,
+    now_ns: u64,
+    key: impl FnOnce() -> [u8; 16],
+    family: u32,
+) -> bool {
     let span = stamp(now_ns).wrapping_sub(since);
     let Some(levels) = LOUD_LEVELS.get(0) else {
-        return;
+        return false;
     };
     if !levels.loud(p, span) {
-        return;
+        return false;
     }
     let event = LoudEvent {
         key: key(),
@@ -316,6 +337,7 @@ fn heard(p: &Pending, since: u32, now_ns: u64, key: impl FnOnce() -> [u8; 16], f
         // SAFETY: a per-CPU array slot is only written by this CPU, and XDP does not nest.
         unsafe { *c += 1 };
     }
+    true
 }
 
 #[inline(always)]
@@ -332,53 +354,122 @@ fn key_v6(p: &[u8; 8]) -> [u8; 16] {
     k
 }
 
+/// Adds a chunk to the source's aggregate cells and to its entry; a source without an entry
+/// gets one only when admitted (see `admit`).
 #[inline(always)]
-fn flush_v4(key: &[u8; 4], pending: &mut Pending, first_seen_ns: u64) {
+fn flush_v4(key: &[u8; 4], pending: &mut Pending, first_seen_ns: u64, loud: bool, now_ns: u64) {
     if pending.packets == 0 {
         return;
     }
     let p = *pending;
-    aggregate(cells_v4(key), &p);
-    merge(
-        &SRC_V4,
-        key,
-        |s: &mut SrcStats| s.add(&p),
-        || SrcStats {
-            packets: p.packets,
-            bytes: p.bytes,
-            syn: p.syn,
-            first_seen_ns,
-        },
-    );
     *pending = Pending::default();
+    let cells = cells_v4(key);
+    aggregate(cells, &p);
+    let chunk = Chunk {
+        p,
+        place: place_v4(key),
+        first_seen_ns,
+        loud,
+        cells,
+        now_ns,
+    };
+    count(&SRC_V4, key, &chunk, |v| v, |s| s, |_| {});
 }
 
+/// As [`flush_v4`], for an IPv6 /64 and the latest address counted.
 #[inline(always)]
-fn flush_v6(key: &[u8; 8], pending: &mut Pending, last_addr: &[u8; 16], first_seen_ns: u64) {
+fn flush_v6(
+    key: &[u8; 8],
+    pending: &mut Pending,
+    last_addr: &[u8; 16],
+    first_seen_ns: u64,
+    loud: bool,
+    now_ns: u64,
+) {
     if pending.packets == 0 {
         return;
     }
     let p = *pending;
+    *pending = Pending::default();
     let addr = *last_addr;
-    aggregate(cells_v6(key), &p);
-    merge(
+    let cells = cells_v6(key);
+    aggregate(cells, &p);
+    let chunk = Chunk {
+        p,
+        place: place_v6(key),
+        first_seen_ns,
+        loud,
+        cells,
+        now_ns,
+    };
+    count(
         &SRC_V6,
         key,
-        |s: &mut SrcStatsV6| {
-            s.stats.add(&p);
-            s.last_addr = addr;
-        },
-        || SrcStatsV6 {
-            stats: SrcStats {
-                packets: p.packets,
-                bytes: p.bytes,
-                syn: p.syn,
-                first_seen_ns,
-            },
+        &chunk,
+        |v: &mut SrcStatsV6| &mut v.stats,
+        |stats| SrcStatsV6 {
+            stats,
             last_addr: addr,
         },
+        |v| v.last_addr = addr,
     );
-    *pending = Pending::default();
+}
+
+/// A flushed chunk and what admission needs to know of its source.
+struct Chunk {
+    p: Pending,
+    place: Place,
+    first_seen_ns: u64,
+    loud: bool,
+    cells: [u32; 2],
+    /// The clock as the flush's caller read it.
+    now_ns: u64,
+}
+
+/// Adds a chunk to the source's entry in `map`, or creates the entry if the source is admitted.
+///
+/// This CPU's share of an entry another CPU created is zero (an insert into an LRU per-CPU hash
+/// zeroes the other CPUs' values) and starts from this CPU's sketch estimate. The insert uses
+/// `BPF_NOEXIST`, so that an entry another CPU created meanwhile is added to, not overwritten:
+/// counts of tracked sources stay exact.
+#[inline(always)]
+fn count<K, V>(
+    map: &LruPerCpuHashMap<K, V>,
+    key: &K,
+    c: &Chunk,
+    stats: impl Fn(&mut V) -> &mut SrcStats,
+    new: impl FnOnce(SrcStats) -> V,
+    touch: impl Fn(&mut V),
+) {
+    if let Some(v) = map.get_ptr_mut(key) {
+        // SAFETY: the per-CPU slot belongs to this CPU for the duration of the program.
+        let v = unsafe { &mut *v };
+        let s = stats(v);
+        if s.packets == 0 {
+            *s = admit::joined(&c.place, &c.p, c.first_seen_ns, c.now_ns);
+        } else {
+            s.add(&c.p);
+        }
+        touch(v);
+        return;
+    }
+    let Some(seed) = admit::untracked(&c.place, &c.p, c.first_seen_ns, c.loud, c.cells, c.now_ns)
+    else {
+        return;
+    };
+    if map.insert(key, new(seed), BPF_NOEXIST as u64).is_err()
+        && let Some(v) = map.get_ptr_mut(key)
+    {
+        // SAFETY: as above.
+        let v = unsafe { &mut *v };
+        let s = stats(v);
+        if s.packets == 0 {
+            *s = seed;
+        } else {
+            s.add(&c.p);
+        }
+        touch(v);
+    }
 }
 
 /// Adds flushed counts to the source's aggregate cells (its /24 and /16, or /48 and /32). Per-CPU

@@ -47,6 +47,14 @@ mod aya_map_type {
             names::LOUD_LEVELS => ("Array", 4, size_of::<ipwarden_common::loud::LoudLevels>()),
             names::LOUD_STATS => ("PerCpuArray", 4, 8),
             names::SIG_BUDGET => ("PerCpuArray", 4, 8),
+            names::ADMIT_SKETCH => (
+                "PerCpuArray",
+                4,
+                size_of::<ipwarden_common::admit::SketchLine>(),
+            ),
+            names::ADMIT_LEVEL => ("Array", 4, size_of::<ipwarden_common::admit::AdmitLevel>()),
+            names::ADMIT_CELLS => ("Array", 4, 8),
+            names::ADMIT_STATS => ("PerCpuArray", 4, 8),
             names::INDEX_V4 | names::INDEX_V6 => {
                 ("Array", 4, size_of::<ipwarden_common::index::IndexBucket>())
             }
@@ -94,6 +102,10 @@ fn pinned_maps_match_the_common_abi() {
             names::SIG_BUDGET => {
                 assert_eq!(max, ipwarden_common::fingerprint::SIG_BUDGET_SLOTS)
             }
+            // The program's line hash depends on this size: never resized.
+            names::ADMIT_SKETCH => assert_eq!(max, ipwarden_common::admit::SKETCH_LINES),
+            names::ADMIT_CELLS => assert_eq!(max, ipwarden_common::admit::ADMIT_CELL_WORDS),
+            names::ADMIT_STATS => assert_eq!(max, ipwarden_common::admit::ADMIT_STATS_SLOTS),
             names::INDEX_V4 | names::INDEX_V6 => {
                 assert_eq!(max, ipwarden_common::index::INDEX_BUCKETS);
                 // BPF_F_MMAPABLE: page-aligned values, one cache line per bucket.

@@ -5,6 +5,8 @@
 #![no_std]
 #![no_main]
 
+#[path = "../admit.rs"]
+mod admit;
 #[path = "../clock.rs"]
 mod clock;
 #[path = "../fingerprint.rs"]
