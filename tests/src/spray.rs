@@ -168,6 +168,8 @@ pub struct Hidden {
     /// Medium sources still in the counter maps at the end (seen, and judged below the
     /// threshold).
     pub medium_counted: usize,
+    /// Sources in the counter maps and front tables at the end.
+    pub counted: usize,
     /// `status` at the end.
     pub status: serde_json::Value,
 }
@@ -230,6 +232,7 @@ pub fn hidden(config: &str, shape: Shape, duration: Duration) -> Hidden {
             .map(medium)
             .filter(|m| counted.contains(m))
             .count(),
+        counted: counted.len(),
         status,
     }
 }

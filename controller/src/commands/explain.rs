@@ -96,7 +96,13 @@ pub fn run(addr: IpAddr, conn: &Conn, format: Format) -> anyhow::Result<()> {
             r.bytes,
             if r.heavy { ", heavy hitter" } else { "" }
         ),
-        None => println!("  no recent traffic"),
+        None => match &e.untracked {
+            Some(u) => println!(
+                "  not tracked (below admission): estimated at most {} packets in the last {} ms, at most {} pps; tracked from {} packets a CPU an epoch (the sketch only over-counts)",
+                u.packets_at_most, u.epoch_elapsed_ms, u.pps_at_most, u.level_packets_per_cpu
+            ),
+            None => println!("  no recent traffic"),
+        },
     }
     for f in &e.fingerprints {
         println!(

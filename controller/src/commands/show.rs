@@ -108,6 +108,25 @@ pub fn status(conn: &Conn, format: Format) -> anyhow::Result<()> {
             String::new()
         }
     );
+    if let Some(a) = &s.admission {
+        if a.level_packets_per_cpu == 0 {
+            println!("admission: off (detection.admission = 0): every source is tracked");
+        } else {
+            println!(
+                "admission: sources tracked from {} pps ({} packets a CPU an epoch); {} flushes admitted, {} held in the sketch; {} loud network cells admit all members{}",
+                a.level_pps,
+                a.level_packets_per_cpu,
+                a.admitted,
+                a.held,
+                a.flagged_cells,
+                if a.without.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (not on {}: an older program)", a.without.join(", "))
+                }
+            );
+        }
+    }
     if let Some(h) = &s.hints {
         if h.fast_window_ms == 0 {
             println!(

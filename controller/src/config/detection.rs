@@ -27,6 +27,11 @@ pub struct DetectionConfig {
     /// the next poll. 0 turns hints off (polls only).
     #[serde(with = "humantime_serde")]
     pub fast_window: Duration,
+    /// A source gets an exact per-source counter once its estimated rate (the data plane's
+    /// sketch, see `ipwarden_common::admit`) reaches this fraction of the lowest per-source
+    /// threshold; below it only the sketch and the aggregate cells count it, so a spray of
+    /// one-packet sources costs no table insert and no poll time. 0 tracks every source.
+    pub admission: f64,
     pub aggregate: AggregateConfig,
 }
 
@@ -119,6 +124,7 @@ impl Default for DetectionConfig {
             hard_for: Duration::from_secs(5),
             hard_ttl: Duration::from_secs(600),
             fast_window: Duration::from_millis(50),
+            admission: 0.5,
             aggregate: AggregateConfig::default(),
         }
     }
@@ -142,6 +148,12 @@ impl DetectionConfig {
     ) -> Result<(), ConfigError> {
         if self.poll_interval < Duration::from_millis(50) {
             return Err(invalid("detection.poll_interval", "must be at least 50ms"));
+        }
+        if !(0.0..=1.0).contains(&self.admission) {
+            return Err(invalid(
+                "detection.admission",
+                "must be between 0 (track every source) and 1 (a fraction of the lowest threshold)",
+            ));
         }
         if self.window < self.poll_interval {
             return Err(invalid(

@@ -135,7 +135,7 @@ async fn tick(
     })?;
     *readers = back;
     let poll = poll.map_err(DaemonError::Lost)?;
-    let (wanted, summary) = locked(shared, "a poll", move |s| {
+    let (wanted, summary, admission) = locked(shared, "a poll", move |s| {
         s.tick(poll.now_ns, poll.snapshots, poll.took);
         if let Some(reading) = poll.aggregates {
             s.judge_aggregates(poll.now_ns, reading.cells, reading.pending);
@@ -145,9 +145,22 @@ async fn tick(
         // late (the ticker delays rather than bursts) and `status` says so.
         let spent = started.elapsed();
         s.note_poll_time(spent, period);
-        (s.poll_interval(), (s.summary(), spent))
+        let (level, flags) = s.policy.admission();
+        (
+            s.poll_interval(),
+            (s.summary(), spent),
+            (level, flags.to_vec()),
+        )
     })
     .await?;
+    // A few map writes (the level, and the flag words that changed): the program admits by
+    // this poll's thresholds and loud networks from now on.
+    let (level, flags) = admission;
+    for dp in readers.iter_mut() {
+        if let Err(e) = dp.set_admission(level, &flags) {
+            tracing::warn!("setting admission on {}: {e}", dp.pins().iface());
+        }
+    }
     let (summary, spent) = summary;
     instruments.poll_duration.observe(spent.as_secs_f64());
     // The watchdog is fed from here only: a poll loop that stops turning gets the daemon

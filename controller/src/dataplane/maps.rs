@@ -58,6 +58,8 @@ pub struct Dataplane {
     /// every poll); `None` for pins of a build before it.
     pub(super) sig_budget: Option<PerCpuArray<MapData, u64>>,
     pub(super) config: Array<MapData, DataplaneConfig>,
+    /// Admission; `None` for pins of a build before it.
+    pub(super) admit: Option<AdmitMaps>,
     /// The block indexes, mapped (see `index`).
     pub(super) index: Indexes,
     /// The front tables as last read, and the packet count they were read at: an idle host's
@@ -84,6 +86,33 @@ impl HitTables {
         Ok(Some(Self {
             v4: open(pins, names::HITS_V4)?,
             v6: open(pins, names::HITS_V6)?,
+        }))
+    }
+}
+
+/// Handles on the admission maps of one attachment, and the cell flags last written there.
+pub(super) struct AdmitMaps {
+    pub(super) level: Array<MapData, ipwarden_common::admit::AdmitLevel>,
+    pub(super) cells: Array<MapData, u64>,
+    pub(super) stats: PerCpuArray<MapData, u64>,
+    pub(super) sketch: PerCpuArray<MapData, ipwarden_common::admit::SketchLine>,
+    pub(super) written: Vec<u64>,
+}
+
+impl AdmitMaps {
+    /// The maps; `None` for pins of a build before admission (until the daemon upgrades the
+    /// program, which creates them).
+    pub(super) fn open(pins: &PinDir) -> Result<Option<Self>, DataplaneError> {
+        if !pins.map(names::ADMIT_LEVEL).exists() {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            level: open(pins, names::ADMIT_LEVEL)?,
+            cells: open(pins, names::ADMIT_CELLS)?,
+            stats: open(pins, names::ADMIT_STATS)?,
+            sketch: open(pins, names::ADMIT_SKETCH)?,
+            // Unknown: the first write sets every word.
+            written: Vec::new(),
         }))
     }
 }
@@ -173,6 +202,7 @@ impl Dataplane {
                 None
             },
             config: open(pins, names::CONFIG)?,
+            admit: AdmitMaps::open(pins)?,
             index: Indexes {
                 v4: open_index(pins, names::INDEX_V4)?,
                 v6: open_index(pins, names::INDEX_V6)?,

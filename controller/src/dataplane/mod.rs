@@ -6,6 +6,7 @@
 //! exists only while a restart resizes the maps (see `resize`). The pinned link keeps
 //! the program attached when the loading process exits; removing it (`detach`) detaches.
 
+mod admit;
 mod adopt;
 mod batch;
 mod capacities;
@@ -24,6 +25,7 @@ mod resize;
 mod rules;
 pub mod stamp;
 
+pub use admit::AdmitCounts;
 pub use adopt::{Adoption, adopt};
 pub use capacities::Capacities;
 pub use counters::{GlobalCounters, READ_SLACK_PACKETS, SourceV4, SourceV6};

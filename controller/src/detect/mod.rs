@@ -5,6 +5,7 @@
 //! clock. Output: events, each emitted once per episode. Pure logic: no kernel, no I/O, so it
 //! is unit-tested exhaustively.
 
+pub mod admission;
 pub mod aggregate;
 mod detector;
 pub mod rates;

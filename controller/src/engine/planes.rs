@@ -45,6 +45,16 @@ pub trait Enforcer: Send {
     fn hint_counts(&self) -> Option<crate::dataplane::HintCounts> {
         None
     }
+    /// Flushes the program admitted and held (see `ipwarden_common::admit`); `None` where there
+    /// is no kernel program or it predates admission.
+    fn admit_counts(&self) -> Option<crate::dataplane::AdmitCounts> {
+        None
+    }
+    /// The admission sketch's estimate of a source's packets in the epoch of `now_ns` (see
+    /// `Dataplane::admit_estimate`); `None` where there is no sketch.
+    fn admit_estimate(&self, _source: &IpNet, _now_ns: u64) -> Option<u64> {
+        None
+    }
     /// The program enforcing here, as `status` shows it; `None` where there is no kernel program.
     fn program(&self) -> Option<crate::dataplane::Program> {
         None
@@ -184,6 +194,20 @@ impl Enforcer for Dataplane {
     fn hint_counts(&self) -> Option<crate::dataplane::HintCounts> {
         Dataplane::hint_counts(self).unwrap_or_else(|e| {
             tracing::warn!(error = %error_chain(&e), "reading the loud-source hint counts");
+            None
+        })
+    }
+
+    fn admit_estimate(&self, source: &IpNet, now_ns: u64) -> Option<u64> {
+        Dataplane::admit_estimate(self, source, now_ns).unwrap_or_else(|e| {
+            tracing::warn!(error = %error_chain(&e), "reading the admission sketch");
+            None
+        })
+    }
+
+    fn admit_counts(&self) -> Option<crate::dataplane::AdmitCounts> {
+        Dataplane::admit_counts(self).unwrap_or_else(|e| {
+            tracing::warn!(error = %error_chain(&e), "reading the admission counts");
             None
         })
     }

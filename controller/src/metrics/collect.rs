@@ -148,6 +148,17 @@ impl Collector for StateCollector {
                 ],
             )?;
         }
+        if let Some(a) = &s.admission {
+            counter(
+                &mut enc,
+                "ipwarden_admission",
+                "Front-table flushes of untracked sources: admitted into the per-source tables, or held in the sketch",
+                &[
+                    (vec![("outcome", "admitted")], a.admitted),
+                    (vec![("outcome", "held")], a.held),
+                ],
+            )?;
+        }
         let mut drop_packets = Vec::new();
         let mut drop_bytes = Vec::new();
         for i in &snap.stats {

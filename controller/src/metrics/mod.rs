@@ -71,6 +71,7 @@ pub const NAMES: &[&str] = &[
     "ipwarden_challenge_solutions_total",
     "ipwarden_loud_hints_total",
     "ipwarden_syn_signatures_unrecorded_total",
+    "ipwarden_admission_total",
 ];
 
 /// The metric names a Grafana dashboard's JSON queries, as families (a histogram's `_bucket`,

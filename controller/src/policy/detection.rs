@@ -168,6 +168,14 @@ impl Policy {
         pending: Vec<(IpNet, u64, u64)>,
     ) {
         let levels = self.aggregates.levels().to_vec();
+        let (fraction, agg) = (self.cfg.detection.admission, &self.cfg.detection.aggregate);
+        self.admit_flags.update(
+            now_ns,
+            &cells,
+            &levels,
+            agg.pps as f64 * fraction,
+            agg.syn_pps as f64 * fraction,
+        );
         let candidates = crate::detect::aggregate::members(&levels, self.detector.active());
         let pending = crate::detect::aggregate::pending_by_network(&levels, pending);
         let events = self

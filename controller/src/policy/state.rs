@@ -43,6 +43,10 @@ pub struct Policy {
     pub(super) retry_at: HashMap<IpNet, u64>,
     /// Feed tags (`hosting`, `tor`, `proxy`) by prefix.
     pub(super) tags: Tags,
+    /// Aggregate cells whose members the program admits (see `detect::admission`).
+    pub(super) admit_flags: crate::detect::admission::CellFlags,
+    /// The CPUs traffic can land on (online ones), which the admission level is split over.
+    pub(super) cpus: u32,
 }
 
 impl Policy {
@@ -62,6 +66,8 @@ impl Policy {
             enrichment_state: EnrichmentState::VelocityOnly,
             retry_at: HashMap::new(),
             tags: Tags::default(),
+            admit_flags: Default::default(),
+            cpus: aya::util::online_cpus().map_or(1, |c| c.len().max(1) as u32),
             cfg,
         }
     }
@@ -72,7 +78,25 @@ impl Policy {
         self.aggregates
             .reconfigure(cfg.detection.aggregate.clone(), cfg.detection.window);
         self.fingerprint_rules = rules;
+        if cfg.detection.aggregate.levels().is_empty() {
+            // No more aggregate polls to update them.
+            self.admit_flags.clear();
+        }
         self.cfg = cfg;
+    }
+
+    /// What the program admits into its per-source tables: the level, and the aggregate cells
+    /// whose members it admits whatever their rate (see `detect::admission`).
+    pub fn admission(&self) -> (ipwarden_common::admit::AdmitLevel, &[u64]) {
+        (
+            crate::detect::admission::level(&self.cfg.detection, self.cpus),
+            self.admit_flags.flags(),
+        )
+    }
+
+    /// Aggregate cells flagged for admission.
+    pub fn admission_flags(&self) -> u32 {
+        self.admit_flags.count()
     }
 
     /// The current poll period (reloadable).

@@ -15,10 +15,11 @@ pub use request::{ImportEntry, Request};
 pub use response::ErrorKind;
 pub use response::Response;
 pub use views::{
-    AggregateView, AllowView, CrowdsecView, EnrichStats, EnrichmentState, ExplainView, FeedView,
-    FingerprintView, FleetView, HintsView, Hits, HookView, InterfaceStats, InterfaceView,
-    LookupView, MapView, NotEnforced, OriginCounts, OriginDrops, PipelineView, PolicyView,
-    ProgramView, RefusalView, StatusView, TopRow, UNRECORDED_SIGNATURES, Verdict, VerdictView,
+    AdmissionView, AggregateView, AllowView, CrowdsecView, EnrichStats, EnrichmentState,
+    ExplainView, FeedView, FingerprintView, FleetView, HintsView, Hits, HookView, InterfaceStats,
+    InterfaceView, LookupView, MapView, NotEnforced, OriginCounts, OriginDrops, PipelineView,
+    PolicyView, ProgramView, RefusalView, StatusView, TopRow, UNRECORDED_SIGNATURES, UntrackedView,
+    Verdict, VerdictView,
 };
 
 /// Bumped on incompatible changes; the daemon refuses other versions with a clear error.

@@ -85,6 +85,31 @@ pub struct StatusView {
     /// Loud-source hints: sources the program saw above a threshold between polls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hints: Option<Box<HintsView>>,
+    /// Admission into the per-source tables (see `ipwarden_common::admit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admission: Option<Box<AdmissionView>>,
+}
+
+/// Admission in `status`: the level, and what the program admitted and held in its sketch.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AdmissionView {
+    /// `detection.admission`; 0 when every source is tracked.
+    pub fraction: f64,
+    /// The level: packets a source sends on one CPU in one epoch (about 1.07 s) before it is
+    /// tracked exactly; 0 when off.
+    pub level_packets_per_cpu: u32,
+    /// The rate that level stands for, over all CPUs: `fraction` of the lowest threshold.
+    pub level_pps: u64,
+    /// Front-table flushes that admitted a source, and flushes held in the sketch (summed over
+    /// interfaces).
+    pub admitted: u64,
+    pub held: u64,
+    /// Aggregate cells loud enough that their members are admitted whatever their rate.
+    pub flagged_cells: u32,
+    /// Interfaces whose program does not admit (a build before admission: it tracks every
+    /// source until the daemon upgrades it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub without: Vec<String>,
 }
 
 /// Loud-source hints in `status`: what the program sent, what the daemon measured and judged.
@@ -278,6 +303,23 @@ pub struct ExplainView {
     /// decision (all its sources), where anything was dropped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hits: Vec<Hits>,
+    /// For a source without an exact counter (not admitted, see `ipwarden_common::admit`):
+    /// what the admission sketch says of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub untracked: Option<UntrackedView>,
+}
+
+/// A source the program does not track exactly: its sketch estimate, an upper bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UntrackedView {
+    /// At most this many packets in the current epoch (summed over CPUs and interfaces)...
+    pub packets_at_most: u64,
+    /// ...which began this long ago (an epoch lasts about 1 074 ms)...
+    pub epoch_elapsed_ms: u64,
+    /// ...so at most this rate over it (0 within the epoch's first millisecond).
+    pub pps_at_most: u64,
+    /// The level at which the source would be tracked, packets per CPU and epoch.
+    pub level_packets_per_cpu: u32,
 }
 
 /// Packets the kernel dropped under a prefix: estimated from one dropped frame in

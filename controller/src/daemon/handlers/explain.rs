@@ -66,17 +66,49 @@ pub fn explain(state: &State, addr: IpAddr) -> ExplainView {
             });
         }
     }
+    let rates = state.policy.rates_of(addr).map(|s| row(state, s));
+    let untracked = if rates.is_none() {
+        untracked(state, &source)
+    } else {
+        None
+    };
     ExplainView {
         addr,
         source,
         verdict,
         allow,
         decisions,
-        rates: state.policy.rates_of(addr).map(|s| row(state, s)),
+        rates,
         enrichment: lookup_view(state, addr),
         aggregates: state.policy.aggregates().containing(addr),
         fingerprints: state.policy.fingerprints_of(&state.engine, source),
         not_enforced,
         hits,
+        untracked,
     }
+}
+
+/// The admission sketch's bound for a source the detector does not track; `None` when no plane
+/// has a sketch or admission is off.
+fn untracked(state: &State, source: &ipnet::IpNet) -> Option<crate::wire::UntrackedView> {
+    let (level, _) = state.policy.admission();
+    if !level.on() {
+        return None;
+    }
+    let now_ns = crate::clock::monotonic_ns();
+    let mut packets = None;
+    for p in state.engine.planes().iter() {
+        if let Some(n) = p.enforcer.admit_estimate(source, now_ns) {
+            *packets.get_or_insert(0) += n;
+        }
+    }
+    let packets = packets?;
+    let elapsed_ns = now_ns - ipwarden_common::admit::epoch_start(now_ns);
+    let elapsed_ms = elapsed_ns / 1_000_000;
+    Some(crate::wire::UntrackedView {
+        packets_at_most: packets,
+        epoch_elapsed_ms: elapsed_ms,
+        pps_at_most: (packets * 1000).checked_div(elapsed_ms).unwrap_or(0),
+        level_packets_per_cpu: level.packets,
+    })
 }

@@ -72,6 +72,7 @@ pub fn status(state: &State) -> StatusView {
         verdict: state.verdict.as_ref().map(|v| Box::new(v.view())),
         policy: Some(Box::new(policy_view(engine.config()))),
         hints: Some(Box::new(hints_view(state))),
+        admission: Some(Box::new(admission_view(state))),
     };
     for s in state.sources.statuses() {
         match s {
@@ -139,6 +140,39 @@ fn hints_view(state: &State) -> crate::wire::HintsView {
     {
         view.sent += c.sent;
         view.lost += c.lost;
+    }
+    view
+}
+
+/// What admission does: the level in force, the kernel's counts from every plane.
+fn admission_view(state: &State) -> crate::wire::AdmissionView {
+    let d = &state.engine.config().detection;
+    let (level, _) = state.policy.admission();
+    let lowest = [d.pps_threshold, d.syn_pps_threshold, d.hard_pps_limit]
+        .into_iter()
+        .filter(|&r| r > 0)
+        .min()
+        .unwrap_or(0);
+    let mut view = crate::wire::AdmissionView {
+        fraction: d.admission,
+        level_packets_per_cpu: level.packets,
+        level_pps: if level.on() {
+            (lowest as f64 * d.admission).round() as u64
+        } else {
+            0
+        },
+        flagged_cells: state.policy.admission_flags(),
+        ..Default::default()
+    };
+    for p in state.engine.planes().iter() {
+        match p.enforcer.admit_counts() {
+            Some(c) => {
+                view.admitted += c.admitted;
+                view.held += c.held;
+            }
+            None if p.enforcer.program().is_some() => view.without.push(p.iface.clone()),
+            None => {}
+        }
     }
     view
 }
