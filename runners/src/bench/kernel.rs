@@ -285,6 +285,8 @@ fn ipwarden_variant(
     dp.block_all(exact.chain(wider).map(|net| (net, entry)))?;
     // As a daemon's resync leaves it: maps only this build wrote, so the index may vouch.
     dp.vouch_for_index()?;
+    // As a daemon with the default `[detection]` sets it.
+    dp.set_admission(admission(), &[])?;
     warm_counters(&pins, warm)?;
     Ok(Subject {
         name,
@@ -293,6 +295,12 @@ fn ipwarden_variant(
         ebpf,
         program: program.into(),
     })
+}
+
+/// The admission level a daemon with the default `[detection]` sets on this machine.
+pub fn admission() -> ipwarden_common::admit::AdmitLevel {
+    let cpus = aya::util::online_cpus().map_or(1, |c| c.len().max(1) as u32);
+    ipwarden::detect::admission::level(&ipwarden::config::DetectionConfig::default(), cpus)
 }
 
 /// Fills the per-source counter maps with `n` sources per family, as traffic would.

@@ -22,12 +22,17 @@ pub fn many_unblocked(
     eprintln!("live, unblocked sources: loading the sink variant and xdp-filter deny");
     let mut sink = kernel::ipwarden_sink(bpffs, entries)?;
     let mut deny = kernel::xdp_filter_deny(bpffs, entries).ok();
-    let dp = ipwarden::dataplane::Dataplane::open(&ipwarden::dataplane::PinDir::new(
+    let mut dp = ipwarden::dataplane::Dataplane::open(&ipwarden::dataplane::PinDir::new(
         bpffs,
         format!("sink{entries}"),
     ))?;
-    let passed =
-        || -> anyhow::Result<u64> { Ok(dp.globals()?.get(ipwarden_common::GlobalCounter::Passed)) };
+    // The production level (see `kernel::admission`), and off: every source tracked, as before
+    // admission existed. The sink runs with admission except while measured as "off".
+    let on = kernel::admission();
+    let off = ipwarden_common::admit::AdmitLevel::default();
+    let passed = |dp: &ipwarden::dataplane::Dataplane| -> anyhow::Result<u64> {
+        Ok(dp.globals()?.get(ipwarden_common::GlobalCounter::Passed))
+    };
     let (rounds, frames) = if opts.quick {
         (5, 3_000_000)
     } else {
@@ -36,28 +41,30 @@ pub fn many_unblocked(
     let slots = ipwarden_common::front::FRONT_SLOTS;
     let capacity = ipwarden_common::capacity::SRC_V6;
     let counts = [1u32, slots / 4, slots * 4, 1_000_000];
-    // [count][subject: empty drop, ipwarden sink, xdp-filter deny]
-    let mut samples = vec![vec![Vec::<live::Sample>::new(); 3]; counts.len()];
+    // [count][subject: empty drop, ipwarden sink, xdp-filter deny, ipwarden sink without
+    // admission]
+    let mut samples = vec![vec![Vec::<live::Sample>::new(); 4]; counts.len()];
     for round in 0..rounds {
         eprintln!("live, unblocked sources: round {} of {rounds}", round + 1);
         for (c, &n) in counts.iter().enumerate() {
-            for k in 0..3 {
-                let which = (k + round + c) % 3;
+            for k in 0..4 {
+                let which = (k + round + c) % 4;
+                dp.set_admission(if which == 3 { off } else { on }, &[])?;
                 let mut receiver = match which {
                     0 => live::Receiver::Xdp(empty),
-                    1 => live::Receiver::Xdp(&mut sink),
+                    1 | 3 => live::Receiver::Xdp(&mut sink),
                     _ => match deny.as_mut() {
                         Some(d) => live::Receiver::Xdp(d),
                         None => continue,
                     },
                 };
-                let before = passed()?;
+                let before = passed(&dp)?;
                 let s = bed
                     .measure(&mut receiver, live::Traffic::SprayUnblocked(n), frames)
                     .with_context(|| format!("live, {n} unblocked sources"))?;
-                if which == 1 {
+                if which == 1 || which == 3 {
                     // Every sprayed source misses the block set: a drop would mean it did not.
-                    let got = passed()? - before;
+                    let got = passed(&dp)? - before;
                     anyhow::ensure!(
                         got * 100 >= s.processed * 99,
                         "ipwarden passed {got} of {} frames from {n} unblocked /64s",
@@ -71,11 +78,24 @@ pub fn many_unblocked(
     let rows = counts
         .iter()
         .zip(&samples)
-        .map(|(&n, s)| spray_row(n, &s[0], None, &s[1], &s[2]))
+        .map(|(&n, s)| {
+            let mut row = spray_row(n, &s[0], None, &s[1], &s[2]);
+            let r: Vec<f64> = s[1].iter().zip(&s[3]).map(|(a, b)| a.pps / b.pps).collect();
+            row.extend([
+                format!(
+                    "{:.2}",
+                    stats(&s[3].iter().map(|s| s.pps).collect::<Vec<_>>()).0 / 1e6
+                ),
+                format!("{:.2}", stats(&r).0),
+            ]);
+            row
+        })
         .collect::<Vec<_>>();
+    dp.set_admission(on, &[])?;
     let _ = writeln!(
         md,
-        "### Many unblocked sources\n\n{rounds} interleaved rounds of {frames} 80-byte IPv6 UDP frames per source count, each frame from the next of N /64s that no entry covers (2001:db8:2000::/44), against the same {entries}-entry sets. Passed frames would go up the kernel stack and measure it rather than the filters, so ipwarden runs as `bench-sink` (the product's program from the same source files, passed frames dropped) and xdp-filter as `xdpfilt_dny_ip` (deny by default: frames its rules miss are dropped). Beyond the front table ({slots} slots per CPU) every ipwarden frame flushes the slot's occupant into the per-source LRU map ({capacity} entries, evicting beyond) and into its aggregate cells, then looks the new source up (index, hash, prefix trie). Every sink run is checked to have passed ≥ 99 % of the frames.\n"
+        "### Many unblocked sources\n\n{rounds} interleaved rounds of {frames} 80-byte IPv6 UDP frames per source count, each frame from the next of N /64s that no entry covers (2001:db8:2000::/44), against the same {entries}-entry sets. Passed frames would go up the kernel stack and measure it rather than the filters, so ipwarden runs as `bench-sink` (the product's program from the same source files, passed frames dropped) and xdp-filter as `xdpfilt_dny_ip` (deny by default: frames its rules miss are dropped). Beyond the front table ({slots} slots per CPU) every ipwarden frame flushes the slot's occupant into its aggregate cells and, with admission at the production level ({} packets a CPU an epoch), into the admission sketch, then looks the new source up (index, hash, prefix trie); \"without admission\" is the same program with admission off, where every flush goes into the per-source LRU map ({capacity} entries, evicting beyond), interleaved with the others. Every sink run is checked to have passed ≥ 99 % of the frames.\n",
+        on.packets
     );
     // The same spray as TCP SYNs, against the same spray as UDP, interleaved: the SYN
     // signature path is on every frame of a spoofed SYN flood.
@@ -124,6 +144,8 @@ pub fn many_unblocked(
             "xdp-filter ns/frame",
             "ipwarden vs empty",
             "ipwarden vs xdp-filter",
+            "ipwarden without admission Mpps",
+            "with vs without admission",
         ],
         &rows,
     ));
@@ -243,6 +265,8 @@ pub fn many_sources(
             "xdp-filter ns/frame",
             "ipwarden vs empty",
             "ipwarden vs xdp-filter",
+            "ipwarden without admission Mpps",
+            "with vs without admission",
         ],
         &rows,
     ));

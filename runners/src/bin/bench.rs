@@ -136,6 +136,9 @@ fn main() -> anyhow::Result<()> {
             format!("{}{entries}", if unblocked { "sink" } else { "bench" }),
         ))?;
         eprintln!("index ways (v4, v6): {:?}", dp.index_len()?);
+        if args.iter().any(|a| a == "--no-admission") {
+            dp.set_admission(Default::default(), &[])?;
+        }
         for round in 0..if opts.quick { 3 } else { 7 } {
             for (i, s) in subjects.iter_mut().enumerate() {
                 if only.as_deref().is_some_and(|o| !s.name.starts_with(o)) {
