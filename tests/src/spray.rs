@@ -170,6 +170,8 @@ pub struct Hidden {
     pub medium_counted: usize,
     /// Sources in the counter maps and front tables at the end.
     pub counted: usize,
+    /// The daemon's peak resident memory (`VmHWM`), in KiB.
+    pub peak_rss_kib: u64,
     /// `status` at the end.
     pub status: serde_json::Value,
 }
@@ -233,6 +235,15 @@ pub fn hidden(config: &str, shape: Shape, duration: Duration) -> Hidden {
             .filter(|m| counted.contains(m))
             .count(),
         counted: counted.len(),
+        peak_rss_kib: status["pid"]
+            .as_u64()
+            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0),
         status,
     }
 }
