@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::{
     aggregate::Member,
     rates::{Rates, Sample, rates},
+    tracks::{Key, Tracks},
 };
 use crate::{config::DetectionConfig, dataplane::READ_SLACK_PACKETS};
 
@@ -51,7 +52,8 @@ pub struct SourceView {
     pub heavy: bool,
 }
 
-/// One source's state: about 120 bytes, so a million sources fit in the daemon's budget.
+/// One source's state: 112 bytes (128 with its key in the table), so a million sources fit in
+/// the daemon's budget.
 ///
 /// The sliding window is approximated with two baselines: `mid` is replaced every half window
 /// and `old` takes its place, so rates are measured from a point between half a window and a
@@ -62,7 +64,8 @@ struct Track {
     mid: Sample,
     old: Sample,
     bytes: u64,
-    addr: IpAddr,
+    /// The low 64 bits of a real address of the source (IPv6; the key holds the rest).
+    addr_low: u64,
     pps: f32,
     syn_pps: f32,
     /// Kernel time the rate first passed the hard limit in this run; 0 when below.
@@ -90,7 +93,7 @@ impl Track {
             mid: base,
             old: base,
             bytes: 0,
-            addr: s.addr,
+            addr_low: Key::low(&s.addr),
             pps: 0.0,
             syn_pps: 0.0,
             over_hard_since: 0,
@@ -125,7 +128,7 @@ impl Track {
             self.mid = self.now;
         }
         self.bytes = s.bytes;
-        self.addr = s.addr;
+        self.addr_low = Key::low(&s.addr);
         self.last_poll = poll;
         let r = rates(&self.old, &self.now);
         self.pps = r.pps as f32;
@@ -144,9 +147,8 @@ impl Track {
 #[derive(Debug)]
 pub struct Detector {
     cfg: DetectionConfig,
-    /// Keyed by sources a sender chooses, so seeded per process (foldhash's `RandomState`): a
-    /// fixed hash would let a flood of chosen addresses collide and make every poll quadratic.
-    tracks: foldhash::HashMap<IpNet, Track>,
+    /// Flat, by integer key (see `tracks`).
+    tracks: Tracks<Track>,
     polls: u32,
 }
 
@@ -154,7 +156,7 @@ impl Detector {
     pub fn new(cfg: DetectionConfig) -> Self {
         Self {
             cfg,
-            tracks: foldhash::HashMap::default(),
+            tracks: Tracks::default(),
             polls: 0,
         }
     }
@@ -183,12 +185,13 @@ impl Detector {
         let mut events = Vec::new();
         let mut fresh = Vec::new();
         for (source, s) in snapshots {
-            match self.tracks.get_mut(&source) {
+            let key = Key::of(&source);
+            match self.tracks.get_mut(&key) {
                 Some(track) => {
                     track.update(&s, now_ns, half, self.polls);
-                    judge(&self.cfg, track, source, now_ns, &mut events);
+                    judge(&self.cfg, track, key, now_ns, &mut events);
                 }
-                None => fresh.push((source, s)),
+                None => fresh.push((key, s)),
             }
         }
         // A source the kernel no longer reports was evicted from its LRU map: forget it at once,
@@ -196,7 +199,7 @@ impl Detector {
         // A heavy hitter is kept until its window is over, for `top` and `explain`.
         // One pass over the table: it is the size of the kernel's maps.
         let polls = self.polls;
-        self.tracks.retain(|_, t| {
+        self.tracks.retain(|t| {
             if t.last_poll == polls {
                 return true;
             }
@@ -214,31 +217,14 @@ impl Detector {
             }
             true
         });
-        let need = self.tracks.len() + fresh.len();
-        if self.tracks.capacity() / 4 > need.max(MIN_SHRINK) {
-            // Most sources went away: give the memory back.
-            self.tracks.shrink_to(need + need / 2);
-        } else if need > self.tracks.capacity() {
-            // Short of room, often only because of the removals above: inside a full probe
-            // group the table marks a removed slot deleted rather than empty, and `capacity()`
-            // does not count deleted slots as room. Under a random-source flood thousands pile
-            // up, and `reserve` would double the table though this poll's sources fit. Rebuild
-            // it instead, sized for what it must hold, which drops them; real growth still
-            // doubles (`capacity() + 1`).
-            let room = need.max(self.tracks.capacity() + 1);
-            let old = std::mem::replace(
-                &mut self.tracks,
-                foldhash::HashMap::with_capacity_and_hasher(room, Default::default()),
-            );
-            self.tracks.extend(old);
-        }
-        // One allocation of the final size, not a series of doublings.
-        self.tracks.reserve(fresh.len());
-        for (source, s) in fresh {
+        // One allocation of the final size, not a series of doublings; a table most of whose
+        // sources went away gives the memory back.
+        self.tracks.fit(fresh.len(), MIN_SHRINK);
+        for (key, s) in fresh {
             let mut track = Track::new(&s, now_ns, self.cfg.poll_interval.as_nanos() as u64);
             track.update(&s, now_ns, half, polls);
-            judge(&self.cfg, &mut track, source, now_ns, &mut events);
-            self.tracks.insert(source, track);
+            judge(&self.cfg, &mut track, key, now_ns, &mut events);
+            self.tracks.insert_new(key, track);
         }
         events
     }
@@ -264,8 +250,7 @@ impl Detector {
         let polls = self.polls;
         let track = self
             .tracks
-            .entry(source)
-            .or_insert_with(|| Track::new(s, now_ns, floor));
+            .get_or_insert_with(Key::of(&source), || Track::new(s, now_ns, floor));
         if track.heavy {
             return None;
         }
@@ -285,7 +270,7 @@ impl Detector {
     /// Ends a source's episode (its decision expired or was lifted), so continued abuse is
     /// detected again.
     pub fn reset(&mut self, source: &IpNet) {
-        if let Some(t) = self.tracks.get_mut(source) {
+        if let Some(t) = self.tracks.get_mut(&Key::of(source)) {
             t.heavy = false;
             t.over_hard_since = 0;
             t.hard_fired = false;
@@ -294,12 +279,13 @@ impl Detector {
 
     /// The current rates of one source.
     pub fn get(&self, source: &IpNet) -> Option<SourceView> {
-        self.tracks.get(source).map(|t| view(*source, t))
+        let key = Key::of(source);
+        self.tracks.get(&key).map(|t| view(&key, t))
     }
 
     /// The `n` busiest sources by packet rate.
     pub fn top(&self, n: usize) -> Vec<SourceView> {
-        let mut all: Vec<SourceView> = self.tracks.iter().map(|(s, t)| view(*s, t)).collect();
+        let mut all: Vec<SourceView> = self.tracks.iter().map(|(k, t)| view(k, t)).collect();
         all.sort_by(|a, b| {
             b.rates
                 .pps
@@ -317,9 +303,9 @@ impl Detector {
         self.tracks
             .iter()
             .filter(move |(_, t)| t.last_poll == polls && t.pps > 0.0)
-            .map(|(s, t)| Member {
-                source: *s,
-                addr: t.addr,
+            .map(|(k, t)| Member {
+                source: k.net(),
+                addr: k.addr(t.addr_low),
                 pps: f64::from(t.pps),
             })
     }
@@ -333,9 +319,9 @@ impl Detector {
     }
 }
 
-fn view(source: IpNet, t: &Track) -> SourceView {
+fn view(key: &Key, t: &Track) -> SourceView {
     SourceView {
-        source,
+        source: key.net(),
         rates: t.rates(),
         packets: t.now.packets,
         bytes: t.bytes,
@@ -346,19 +332,14 @@ fn view(source: IpNet, t: &Track) -> SourceView {
 
 /// Updates a source's episode state from its fresh rates and emits the events it earns. Works
 /// on the track in hand: one hash-table probe per source and poll, not two.
-fn judge(
-    cfg: &DetectionConfig,
-    track: &mut Track,
-    source: IpNet,
-    now_ns: u64,
-    out: &mut Vec<Event>,
-) {
+fn judge(cfg: &DetectionConfig, track: &mut Track, key: Key, now_ns: u64, out: &mut Vec<Event>) {
+    let source = key.net();
     let r = track.rates();
     let heavy = r.pps >= cfg.pps_threshold as f64 || r.syn_pps >= cfg.syn_pps_threshold as f64;
     if heavy && !track.heavy {
         out.push(Event::HeavyHitter {
             source,
-            addr: track.addr,
+            addr: key.addr(track.addr_low),
             rates: r,
         });
     }

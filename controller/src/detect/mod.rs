@@ -9,6 +9,7 @@ pub mod admission;
 pub mod aggregate;
 mod detector;
 pub mod rates;
+mod tracks;
 
 pub use detector::{Detector, Event, Snapshot, SourceView};
 pub use rates::Rates;
