@@ -51,6 +51,8 @@ pub enum Kind {
     XdpFilter,
     /// ipwarden with passed frames dropped (`bench-sink`).
     IpwardenSink,
+    /// The same with admission off: every source gets a counter.
+    IpwardenSinkAllTracked,
     /// xdp-filter's deny-by-default program: drops what its rules do not match.
     XdpFilterDeny,
 }
@@ -87,7 +89,9 @@ impl Subject {
     pub fn expects(&self, case: &Case) -> Option<u32> {
         match self.kind {
             Kind::EmptyPass => Some(XDP_PASS),
-            Kind::EmptyDrop | Kind::Touch | Kind::IpwardenSink => Some(XDP_DROP),
+            Kind::EmptyDrop | Kind::Touch | Kind::IpwardenSink | Kind::IpwardenSinkAllTracked => {
+                Some(XDP_DROP)
+            }
             Kind::XdpFilterDeny => None,
             Kind::Ipwarden => Some(if case.drop { XDP_DROP } else { XDP_PASS }),
             Kind::XdpFilter => {
@@ -223,6 +227,21 @@ pub fn ipwarden_sink(bpffs: &Path, entries: usize) -> anyhow::Result<Subject> {
     )
 }
 
+/// As [`ipwarden_sink`], with admission off (every source tracked), in maps of its own: a spray
+/// measured against it leaves nothing in the other sink's counters.
+pub fn ipwarden_sink_without_admission(bpffs: &Path, entries: usize) -> anyhow::Result<Subject> {
+    let s = ipwarden_variant(
+        bpffs,
+        entries,
+        0,
+        Capacities::default().src_v4,
+        Kind::IpwardenSinkAllTracked,
+    )?;
+    Dataplane::open(&PinDir::new(bpffs, format!("sinkall{entries}")))?
+        .set_admission(Default::default(), &[])?;
+    Ok(s)
+}
+
 fn ipwarden_variant(
     bpffs: &Path,
     entries: usize,
@@ -236,6 +255,12 @@ fn ipwarden_variant(
             "ipwarden_sink",
             format!("sink{entries}"),
             format!("ipwarden (passed frames dropped), {entries}"),
+        ),
+        Kind::IpwardenSinkAllTracked => (
+            object::baseline::SINK,
+            "ipwarden_sink",
+            format!("sinkall{entries}"),
+            format!("ipwarden (passed frames dropped, admission off), {entries}"),
         ),
         _ => (
             object::OBJECT,

@@ -21,15 +21,19 @@ pub fn many_unblocked(
 ) -> anyhow::Result<()> {
     eprintln!("live, unblocked sources: loading the sink variant and xdp-filter deny");
     let mut sink = kernel::ipwarden_sink(bpffs, entries)?;
+    let mut all_tracked = kernel::ipwarden_sink_without_admission(bpffs, entries)?;
     let mut deny = kernel::xdp_filter_deny(bpffs, entries).ok();
-    let mut dp = ipwarden::dataplane::Dataplane::open(&ipwarden::dataplane::PinDir::new(
-        bpffs,
-        format!("sink{entries}"),
-    ))?;
-    // The production level (see `kernel::admission`), and off: every source tracked, as before
-    // admission existed. The sink runs with admission except while measured as "off".
+    // The sink at the production admission level (see `kernel::admission`), and a second one
+    // with admission off (every source tracked, as before admission existed), in maps of its
+    // own so that neither's counters hold the other's spray.
     let on = kernel::admission();
-    let off = ipwarden_common::admit::AdmitLevel::default();
+    let open = |dir: &str| {
+        ipwarden::dataplane::Dataplane::open(&ipwarden::dataplane::PinDir::new(
+            bpffs,
+            format!("{dir}{entries}"),
+        ))
+    };
+    let (dp, dp_all) = (open("sink")?, open("sinkall")?);
     let passed = |dp: &ipwarden::dataplane::Dataplane| -> anyhow::Result<u64> {
         Ok(dp.globals()?.get(ipwarden_common::GlobalCounter::Passed))
     };
@@ -49,22 +53,23 @@ pub fn many_unblocked(
         for (c, &n) in counts.iter().enumerate() {
             for k in 0..4 {
                 let which = (k + round + c) % 4;
-                dp.set_admission(if which == 3 { off } else { on }, &[])?;
                 let mut receiver = match which {
                     0 => live::Receiver::Xdp(empty),
-                    1 | 3 => live::Receiver::Xdp(&mut sink),
+                    1 => live::Receiver::Xdp(&mut sink),
+                    3 => live::Receiver::Xdp(&mut all_tracked),
                     _ => match deny.as_mut() {
                         Some(d) => live::Receiver::Xdp(d),
                         None => continue,
                     },
                 };
-                let before = passed(&dp)?;
+                let counted = if which == 3 { &dp_all } else { &dp };
+                let before = passed(counted)?;
                 let s = bed
                     .measure(&mut receiver, live::Traffic::SprayUnblocked(n), frames)
                     .with_context(|| format!("live, {n} unblocked sources"))?;
                 if which == 1 || which == 3 {
                     // Every sprayed source misses the block set: a drop would mean it did not.
-                    let got = passed(&dp)? - before;
+                    let got = passed(counted)? - before;
                     anyhow::ensure!(
                         got * 100 >= s.processed * 99,
                         "ipwarden passed {got} of {} frames from {n} unblocked /64s",
@@ -91,10 +96,9 @@ pub fn many_unblocked(
             row
         })
         .collect::<Vec<_>>();
-    dp.set_admission(on, &[])?;
     let _ = writeln!(
         md,
-        "### Many unblocked sources\n\n{rounds} interleaved rounds of {frames} 80-byte IPv6 UDP frames per source count, each frame from the next of N /64s that no entry covers (2001:db8:2000::/44), against the same {entries}-entry sets. Passed frames would go up the kernel stack and measure it rather than the filters, so ipwarden runs as `bench-sink` (the product's program from the same source files, passed frames dropped) and xdp-filter as `xdpfilt_dny_ip` (deny by default: frames its rules miss are dropped). Beyond the front table ({slots} slots per CPU) every ipwarden frame flushes the slot's occupant into its aggregate cells and, with admission at the production level ({} packets a CPU an epoch), into the admission sketch, then looks the new source up (index, hash, prefix trie); \"without admission\" is the same program with admission off, where every flush goes into the per-source LRU map ({capacity} entries, evicting beyond), interleaved with the others. Every sink run is checked to have passed ≥ 99 % of the frames.\n",
+        "### Many unblocked sources\n\n{rounds} interleaved rounds of {frames} 80-byte IPv6 UDP frames per source count, each frame from the next of N /64s that no entry covers (2001:db8:2000::/44), against the same {entries}-entry sets. Passed frames would go up the kernel stack and measure it rather than the filters, so ipwarden runs as `bench-sink` (the product's program from the same source files, passed frames dropped) and xdp-filter as `xdpfilt_dny_ip` (deny by default: frames its rules miss are dropped). Beyond the front table ({slots} slots per CPU) every ipwarden frame flushes the slot's occupant into its aggregate cells and, with admission at the production level ({} packets a CPU an epoch), into the admission sketch, then looks the new source up (index, hash, prefix trie); \"without admission\" is the same program with admission off and maps of its own, where every flush goes into the per-source LRU map ({capacity} entries, evicting beyond), interleaved with the others. Every sink run is checked to have passed ≥ 99 % of the frames.\n",
         on.packets
     );
     // The same spray as TCP SYNs, against the same spray as UDP, interleaved: the SYN
