@@ -217,6 +217,65 @@ fn an_index_way_a_release_without_the_index_left_stale_is_cleared_at_start() {
     assert_eq!(env.delivered(ATTACKER.into(), 20), 20, "the source passes");
 }
 
+/// The swap itself, without a daemon after it: the index authority the last daemon gave its
+/// index maps does not carry over to the new program's (created empty here, as for pins a
+/// release before the index left), so the new program asks the hash until a resync vouches
+/// again. Before this was so, a change of generation between the swap and the daemon's resync
+/// let the program trust its empty index and pass a blocked source (312 packets of a flood in
+/// one run of the test above).
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn a_swapped_program_does_not_trust_an_index_it_was_not_vouched_for() {
+    let env = DaemonEnv::new(CONFIG, &[ATTACKER.into()]);
+    let daemon = env.start();
+    env.home.cli(&["block", "203.0.113.7", "--permanent"]);
+    assert!(daemon.stop().success());
+    let pins = env.ipw.pins();
+    assert!(
+        env.ipw.dataplane().index_vouched().unwrap(),
+        "the daemon vouched"
+    );
+    assert_eq!(
+        env.delivered(ATTACKER.into(), 20),
+        0,
+        "blocked before the swap"
+    );
+    stamp::write(&pins, &Stamp::new(OTHER_BUILD, "0.0.9")).unwrap();
+    for map in [names::INDEX_V4, names::INDEX_V6] {
+        std::fs::remove_file(pins.map(map)).unwrap();
+    }
+    let adopted = ipwarden::dataplane::adopt(&ipwarden::dataplane::AttachOptions {
+        pins: pins.clone(),
+        mode: ipwarden::dataplane::AttachMode::Auto,
+        capacities: ipwarden::dataplane::Capacities::default(),
+        build: stamp::this_build(),
+    })
+    .unwrap();
+    assert!(
+        matches!(adopted, ipwarden::dataplane::Adoption::Replaced { .. }),
+        "{adopted:?}"
+    );
+    let mut dp = env.ipw.dataplane();
+    assert!(
+        !dp.index_vouched().unwrap(),
+        "authority withdrawn at the swap"
+    );
+    // A change of generation (what any write of the daemon's start makes) keeps it withdrawn,
+    // and the blocked source is judged by the hash: dropped.
+    dp.block(
+        "198.51.100.99/32".parse().unwrap(),
+        ipwarden_common::BlockEntry::block(1, 0),
+    )
+    .unwrap();
+    assert!(!dp.index_vouched().unwrap());
+    assert_eq!(
+        dp.indexed(host_prefix(ATTACKER.into())).unwrap(),
+        None,
+        "empty index"
+    );
+    assert_eq!(env.delivered(ATTACKER.into(), 20), 0, "dropped by the hash");
+}
+
 /// A configuration whose IPv4 prefix map holds `n` entries.
 fn prefixes_config(n: u32) -> String {
     format!("{CONFIG}\n[dataplane]\nmax_block_prefixes = {n}\n")

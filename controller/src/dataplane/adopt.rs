@@ -93,6 +93,12 @@ pub fn adopt(opts: &AttachOptions) -> Result<Adoption, DataplaneError> {
     let link = XdpLink::try_from(link)
         .map_err(|e| link_err("reading the XDP link of", io::Error::other(e)))?;
 
+    // The new program may come with block index maps of its own (empty where the pins had
+    // none, as a release before the index leaves them, or resized): the authority the last
+    // daemon gave its index must not carry over to them, or the new program would skip the
+    // hash for a blocked source its empty index does not hold and pass it until the daemon's
+    // resync. Withdrawn before the swap; the resync at start gives it back (`vouch_for_index`).
+    super::Dataplane::open(pins)?.withdraw_authority()?;
     // New maps go to a staging directory; until the swap, nothing uses them.
     let staged = if differing.is_empty() {
         None
