@@ -358,22 +358,10 @@ fn key_v6(p: &[u8; 8]) -> [u8; 16] {
 /// gets one only when admitted (see `admit`).
 #[inline(always)]
 fn flush_v4(key: &[u8; 4], pending: &mut Pending, first_seen_ns: u64, loud: bool, now_ns: u64) {
-    if pending.packets == 0 {
-        return;
-    }
-    let p = *pending;
-    *pending = Pending::default();
     let cells = cells_v4(key);
-    aggregate(cells, &p);
-    let chunk = Chunk {
-        p,
-        place: place_v4(key),
-        first_seen_ns,
-        loud,
-        cells,
-        now_ns,
-    };
-    count(&SRC_V4, key, &chunk, |v| v, |s| s, |_| {});
+    if let Some(c) = Chunk::take(pending, place_v4(key), cells, first_seen_ns, loud, now_ns) {
+        count(&SRC_V4, key, &c, |v| v, |s| s, |_| {});
+    }
 }
 
 /// As [`flush_v4`], for an IPv6 /64 and the latest address counted.
@@ -386,26 +374,15 @@ fn flush_v6(
     loud: bool,
     now_ns: u64,
 ) {
-    if pending.packets == 0 {
-        return;
-    }
-    let p = *pending;
-    *pending = Pending::default();
-    let addr = *last_addr;
     let cells = cells_v6(key);
-    aggregate(cells, &p);
-    let chunk = Chunk {
-        p,
-        place: place_v6(key),
-        first_seen_ns,
-        loud,
-        cells,
-        now_ns,
+    let Some(c) = Chunk::take(pending, place_v6(key), cells, first_seen_ns, loud, now_ns) else {
+        return;
     };
+    let addr = *last_addr;
     count(
         &SRC_V6,
         key,
-        &chunk,
+        &c,
         |v: &mut SrcStatsV6| &mut v.stats,
         |stats| SrcStatsV6 {
             stats,
@@ -424,6 +401,35 @@ struct Chunk {
     cells: [u32; 2],
     /// The clock as the flush's caller read it.
     now_ns: u64,
+}
+
+impl Chunk {
+    /// Takes what `pending` holds (`None` when nothing) and adds it to the source's aggregate
+    /// cells, which count every flushed packet, admitted or not.
+    #[inline(always)]
+    fn take(
+        pending: &mut Pending,
+        place: Place,
+        cells: [u32; 2],
+        first_seen_ns: u64,
+        loud: bool,
+        now_ns: u64,
+    ) -> Option<Self> {
+        if pending.packets == 0 {
+            return None;
+        }
+        let p = *pending;
+        *pending = Pending::default();
+        aggregate(cells, &p);
+        Some(Self {
+            p,
+            place,
+            first_seen_ns,
+            loud,
+            cells,
+            now_ns,
+        })
+    }
 }
 
 /// Adds a chunk to the source's entry in `map`, or creates the entry if the source is admitted.
