@@ -269,8 +269,6 @@ pub fn many_sources(
             "xdp-filter ns/frame",
             "ipwarden vs empty",
             "ipwarden vs xdp-filter",
-            "ipwarden without admission Mpps",
-            "with vs without admission",
         ],
         &rows,
     ));
