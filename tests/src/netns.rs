@@ -73,6 +73,24 @@ impl NetNs {
 }
 
 impl NetNs {
+    /// Frames interface `ifname` in this namespace has transmitted (`/proc/net/dev`, read from a
+    /// thread inside the namespace).
+    pub fn transmitted(&self, ifname: &str) -> u64 {
+        let name = format!("{ifname}:");
+        let dev = self
+            .scoped(|| std::fs::read_to_string("/proc/thread-self/net/dev"))
+            .unwrap_or_else(|e| panic!("reading /proc/net/dev in {}: {e}", self.name));
+        dev.lines()
+            .find_map(|l| {
+                let l = l.trim_start();
+                let rest = l.strip_prefix(name.as_str())?;
+                // Receive: bytes packets errs drop fifo frame compressed multicast; then
+                // transmit: bytes packets …
+                rest.split_whitespace().nth(9)?.parse().ok()
+            })
+            .unwrap_or_else(|| panic!("{ifname} not in /proc/net/dev of {}", self.name))
+    }
+
     /// As [`NetNs::run`], for a closure that borrows from the caller (a scoped thread).
     pub fn scoped<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         let path = format!("/run/netns/{}", self.name);

@@ -55,6 +55,29 @@ pub struct SourceView {
 /// One source's state: 112 bytes (128 with its key in the table), so a million sources fit in
 /// the daemon's budget.
 ///
+/// The rates a hinted source is judged at (its score's velocity): the fast window's, but no
+/// more than its counters' since their first packet (over at least the fast window). The fast
+/// window starts at the loud burst that raised the hint, and a sender catching up after a stall
+/// fills 50 ms at twice its rate; a source first counted long ago and just turned loud reads
+/// lower, and its next poll measures it again.
+fn sustained(fast: Rates, s: &Snapshot, now_ns: u64, window_ns: u64) -> Rates {
+    let since = Sample {
+        t: s.first_seen_ns.min(now_ns.saturating_sub(window_ns)),
+        packets: 0,
+        syn: 0,
+    };
+    let now = Sample {
+        t: now_ns,
+        packets: s.packets,
+        syn: s.syn,
+    };
+    let lifetime = rates(&since, &now);
+    Rates {
+        pps: fast.pps.min(lifetime.pps),
+        syn_pps: fast.syn_pps.min(lifetime.syn_pps),
+    }
+}
+
 /// The sliding window is approximated with two baselines: `mid` is replaced every half window
 /// and `old` takes its place, so rates are measured from a point between half a window and a
 /// window ago. No per-source sample queue: O(1) memory and work per source and poll.
@@ -263,7 +286,7 @@ impl Detector {
         Some(Event::HeavyHitter {
             source,
             addr: s.addr,
-            rates,
+            rates: sustained(rates, s, now_ns, self.cfg.fast_window.as_nanos() as u64),
         })
     }
 

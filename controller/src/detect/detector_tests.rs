@@ -280,3 +280,30 @@ fn a_loud_source_starts_its_episode_at_once_and_only_once() {
     );
     assert!(matches!(e, Some(Event::HeavyHitter { .. })));
 }
+
+#[test]
+fn a_hinted_source_is_judged_at_no_more_than_its_rate_since_first_counted() {
+    let mut d = Detector::new(cfg());
+    // Counted for a second at 1 500 pps; the fast window caught a catch-up burst at 3 000.
+    let burst = Rates {
+        pps: 3000.0,
+        syn_pps: 0.0,
+    };
+    let Some(Event::HeavyHitter { rates, .. }) = d.loud(src(), &snap(1500, 0, S), burst, 2 * S)
+    else {
+        panic!("a source above the threshold starts an episode");
+    };
+    assert_eq!(rates.pps, 1500.0);
+    // A flood too young for that: its fast window stands (counted over the window at least).
+    let young: IpNet = "203.0.113.9/32".parse().unwrap();
+    let fast = Rates {
+        pps: 4000.0,
+        syn_pps: 0.0,
+    };
+    let Some(Event::HeavyHitter { rates, .. }) =
+        d.loud(young, &snap(400, 0, 2 * S - S / 100), fast, 2 * S)
+    else {
+        panic!("a young flood starts an episode");
+    };
+    assert_eq!(rates.pps, 4000.0);
+}
