@@ -24,6 +24,7 @@ pub mod names;
 pub mod parse;
 pub mod stamp;
 pub mod stats;
+pub mod synproxy;
 pub mod verdict;
 
 pub use aggregate::AggCell;

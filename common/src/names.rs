@@ -6,6 +6,9 @@
 
 /// The XDP entry point.
 pub const PROGRAM: &str = "ipwarden_xdp";
+/// The synproxy's program (see [`crate::synproxy`]), which the XDP program tail-calls through
+/// [`SYNPROXY_PROG`] for a SYN or an ACK to a protected port.
+pub const SYNACK_PROGRAM: &str = "ipwarden_synack";
 
 /// Exact IPv4 /32 block entries: `HASH<SrcV4, BlockEntry>`.
 pub const BLOCK_V4: &str = "BLOCK_V4";
@@ -89,8 +92,23 @@ pub const ADMIT_CELLS: &str = "ADMIT_CELLS";
 /// [`crate::admit::ADMIT_STATS_SLOTS`].
 pub const ADMIT_STATS: &str = "ADMIT_STATS";
 
+/// What the synproxy answers with (see [`crate::synproxy`]): one-slot
+/// `ARRAY<SynproxyConfig>`, written by user space.
+pub const SYNPROXY_CONFIG: &str = "SYNPROXY_CONFIG";
+/// The protected TCP ports: `ARRAY<u64>` bitmap of [`crate::synproxy::PORT_WORDS`] words.
+pub const SYNPROXY_PORTS: &str = "SYNPROXY_PORTS";
+/// SYNs answered, cookies accepted and refused: `PERCPU_ARRAY<u64>` of
+/// [`crate::synproxy::STATS_SLOTS`].
+pub const SYNPROXY_STATS: &str = "SYNPROXY_STATS";
+
+/// Where the program builds a SYN-ACK: `PERCPU_ARRAY<Scratch>` of one slot.
+pub const SYNPROXY_BUF: &str = "SYNPROXY_BUF";
+
+/// The synproxy's program, in slot 0: `PROG_ARRAY` of one slot, filled by the loader.
+pub const SYNPROXY_PROG: &str = "SYNPROXY_PROG";
+
 /// Every map, for loaders that pin, size or check them all.
-pub const MAPS: [&str; 31] = [
+pub const MAPS: [&str; 36] = [
     BLOCK_V4,
     BLOCK_V6,
     BLOCK_NET_V4,
@@ -122,6 +140,11 @@ pub const MAPS: [&str; 31] = [
     ADMIT_LEVEL,
     ADMIT_CELLS,
     ADMIT_STATS,
+    SYNPROXY_CONFIG,
+    SYNPROXY_PORTS,
+    SYNPROXY_STATS,
+    SYNPROXY_BUF,
+    SYNPROXY_PROG,
 ];
 
 /// The kernel keeps `BPF_OBJ_NAME_LEN - 1` = 15 bytes of a name.
@@ -129,6 +152,7 @@ pub const MAX_NAME_LEN: usize = 15;
 
 const _: () = {
     assert!(PROGRAM.len() <= MAX_NAME_LEN);
+    assert!(SYNACK_PROGRAM.len() <= MAX_NAME_LEN);
     let mut i = 0;
     while i < MAPS.len() {
         assert!(MAPS[i].len() <= MAX_NAME_LEN);

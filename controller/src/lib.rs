@@ -35,5 +35,6 @@ pub mod secret;
 pub mod sources;
 pub mod store;
 pub(crate) mod sync;
+pub mod synproxy;
 pub mod verdict;
 pub mod wire;

@@ -13,12 +13,19 @@ mod maps;
 mod policy;
 mod program;
 mod source;
+mod synproxy;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 
 #[xdp]
 pub fn ipwarden_xdp(ctx: XdpContext) -> u32 {
     program::run(&ctx, xdp_action::XDP_PASS)
+}
+
+/// The synproxy's program, tail-called by `ipwarden_xdp` (see `synproxy`).
+#[xdp]
+pub fn ipwarden_synack(ctx: XdpContext) -> u32 {
+    synproxy::run(&ctx)
 }
 
 #[cfg(not(test))]

@@ -4,7 +4,9 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
+    maps::{
+        Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, ProgramArray, RingBuf,
+    },
 };
 use ipwarden_common::{
     AggCell, BlockEntry, DataplaneConfig, FrontV4, FrontV6, GlobalCounter, SrcStats, SrcStatsV6,
@@ -17,6 +19,7 @@ use ipwarden_common::{
     index::{INDEX_BUCKETS, IndexBucket},
     loud::{LOUD_RING_BYTES, LOUD_STATS_SLOTS, LoudLevels},
     stats::{DROP_ORIGINS, DropCount},
+    synproxy::{PORT_WORDS, STATS_SLOTS, Scratch, SynproxyConfig},
 };
 
 #[map]
@@ -143,3 +146,20 @@ pub static ADMIT_CELLS: Array<u64> = Array::pinned(ADMIT_CELL_WORDS, 0);
 
 #[map]
 pub static ADMIT_STATS: PerCpuArray<u64> = PerCpuArray::pinned(ADMIT_STATS_SLOTS, 0);
+
+// The synproxy (see `ipwarden_common::synproxy`): what SYN-ACKs advertise, the protected ports,
+// and what happened to SYNs and handshake ACKs.
+#[map]
+pub static SYNPROXY_CONFIG: Array<SynproxyConfig> = Array::pinned(1, 0);
+
+#[map]
+pub static SYNPROXY_PORTS: Array<u64> = Array::pinned(PORT_WORDS, 0);
+
+#[map]
+pub static SYNPROXY_STATS: PerCpuArray<u64> = PerCpuArray::pinned(STATS_SLOTS, 0);
+
+#[map]
+pub static SYNPROXY_BUF: PerCpuArray<Scratch> = PerCpuArray::pinned(1, 0);
+
+#[map]
+pub static SYNPROXY_PROG: ProgramArray = ProgramArray::pinned(1, 0);

@@ -10,6 +10,7 @@ use crate::{
     maps::CONFIG,
     policy::Decision,
     source::{self, Packet, global},
+    synproxy,
 };
 
 /// Judges and counts one frame; frames that pass get `passed` (`XDP_PASS` in the product).
@@ -50,7 +51,17 @@ pub fn run(ctx: &XdpContext, passed: u32) -> u32 {
         }
     };
     // Drops are counted by origin (and sampled by source) in `source`, which knows both.
-    verdict(decision, &cfg, passed)
+    let action = verdict(decision, &cfg, passed);
+    // What the source policy passes, the synproxy may still answer (a SYN) or refuse (an ACK
+    // with no connection and no cookie), in its own program: its counters say which. Not in
+    // monitor mode.
+    if matches!(decision, Decision::Pass | Decision::Allow)
+        && !cfg.monitor()
+        && synproxy::wanted(ctx)
+    {
+        synproxy::hand_over(ctx);
+    }
+    action
 }
 
 #[inline(always)]

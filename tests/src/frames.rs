@@ -84,6 +84,82 @@ pub fn udp6(
     f
 }
 
+/// A TCP segment's header fields (no payload).
+#[derive(Clone, Copy, Debug)]
+pub struct Tcp<'a> {
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack: u32,
+    /// TCP flag bits (0x02 SYN, 0x10 ACK, …).
+    pub flags: u8,
+    /// Options, a multiple of 4 bytes long.
+    pub options: &'a [u8],
+}
+
+impl Tcp<'_> {
+    /// The header with its checksum over `pseudo` (the pseudo-header's bytes) filled in.
+    fn header(&self, pseudo: &[u8]) -> Vec<u8> {
+        assert!(self.options.len().is_multiple_of(4) && self.options.len() <= 40);
+        let mut t = Vec::with_capacity(20 + self.options.len());
+        t.extend_from_slice(&self.sport.to_be_bytes());
+        t.extend_from_slice(&self.dport.to_be_bytes());
+        t.extend_from_slice(&self.seq.to_be_bytes());
+        t.extend_from_slice(&self.ack.to_be_bytes());
+        t.push((((20 + self.options.len()) / 4) as u8) << 4);
+        t.push(self.flags);
+        t.extend_from_slice(&64240u16.to_be_bytes());
+        t.extend_from_slice(&[0, 0, 0, 0]);
+        t.extend_from_slice(self.options);
+        let mut all = pseudo.to_vec();
+        all.extend_from_slice(&(t.len() as u32).to_be_bytes());
+        all.extend_from_slice(&[0, 0, 0, 6]);
+        all.extend_from_slice(&t);
+        let c = checksum(&all);
+        t[16..18].copy_from_slice(&c.to_be_bytes());
+        t
+    }
+}
+
+/// An Ethernet + IPv4 + TCP frame with correct checksums.
+pub fn tcp4(dst_mac: [u8; 6], src_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, tcp: Tcp) -> Vec<u8> {
+    let mut pseudo = src.octets().to_vec();
+    pseudo.extend_from_slice(&dst.octets());
+    let t = tcp.header(&pseudo);
+    let mut f = ethernet(dst_mac, src_mac, 0x0800);
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&((20 + t.len()) as u16).to_be_bytes());
+    ip[6] = 0x40;
+    ip[8] = 64;
+    ip[9] = 6;
+    ip[12..16].copy_from_slice(&src.octets());
+    ip[16..20].copy_from_slice(&dst.octets());
+    let csum = checksum(&ip);
+    ip[10..12].copy_from_slice(&csum.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&t);
+    f
+}
+
+/// An Ethernet + IPv6 + TCP frame with a correct checksum.
+pub fn tcp6(dst_mac: [u8; 6], src_mac: [u8; 6], src: Ipv6Addr, dst: Ipv6Addr, tcp: Tcp) -> Vec<u8> {
+    let mut pseudo = src.octets().to_vec();
+    pseudo.extend_from_slice(&dst.octets());
+    let t = tcp.header(&pseudo);
+    let mut f = ethernet(dst_mac, src_mac, 0x86DD);
+    let mut ip = [0u8; 40];
+    ip[0] = 0x60;
+    ip[4..6].copy_from_slice(&(t.len() as u16).to_be_bytes());
+    ip[6] = 6;
+    ip[7] = 64;
+    ip[8..24].copy_from_slice(&src.octets());
+    ip[24..40].copy_from_slice(&dst.octets());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&t);
+    f
+}
+
 /// A frame of arbitrary ethertype and body.
 pub fn raw(dst_mac: [u8; 6], src_mac: [u8; 6], ethertype: u16, body: &[u8]) -> Vec<u8> {
     let mut f = ethernet(dst_mac, src_mac, ethertype);

@@ -55,6 +55,19 @@ mod aya_map_type {
             names::ADMIT_LEVEL => ("Array", 4, size_of::<ipwarden_common::admit::AdmitLevel>()),
             names::ADMIT_CELLS => ("Array", 4, 8),
             names::ADMIT_STATS => ("PerCpuArray", 4, 8),
+            names::SYNPROXY_CONFIG => (
+                "Array",
+                4,
+                size_of::<ipwarden_common::synproxy::SynproxyConfig>(),
+            ),
+            names::SYNPROXY_PORTS => ("Array", 4, 8),
+            names::SYNPROXY_STATS => ("PerCpuArray", 4, 8),
+            names::SYNPROXY_PROG => ("ProgramArray", 4, 4),
+            names::SYNPROXY_BUF => (
+                "PerCpuArray",
+                4,
+                size_of::<ipwarden_common::synproxy::Scratch>(),
+            ),
             names::INDEX_V4 | names::INDEX_V6 => {
                 ("Array", 4, size_of::<ipwarden_common::index::IndexBucket>())
             }

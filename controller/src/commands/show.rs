@@ -127,6 +127,37 @@ pub fn status(conn: &Conn, format: Format) -> anyhow::Result<()> {
             );
         }
     }
+    if let Some(p) = &s.synproxy {
+        let c = &p.counts;
+        println!(
+            "synproxy:  ports {} ({}): {}; {:.0} SYN/s; {} SYNs answered with cookies, {} handshakes proven, {} forged ACKs dropped, {} SYNs to existing connections, {} to no listener, {} unfit; MSS {}/{}, window scale {}",
+            p.ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            p.when,
+            match (&p.problem, p.answering) {
+                (Some(why), _) => format!("NOT ANSWERING: {why}"),
+                (None, true) => "answering SYNs".to_owned(),
+                (None, false) => "waiting (SYNs go to the listeners)".to_owned(),
+            },
+            p.syn_pps,
+            c.answered,
+            c.accepted,
+            c.refused,
+            c.existing,
+            c.no_listener,
+            c.unfit,
+            p.mss_v4,
+            p.mss_v6,
+            if p.wscale > 14 {
+                "none".to_owned()
+            } else {
+                p.wscale.to_string()
+            }
+        );
+    }
     if let Some(h) = &s.hints {
         if h.fast_window_ms == 0 {
             println!(

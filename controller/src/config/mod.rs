@@ -19,6 +19,7 @@ mod fleet;
 mod ipasis;
 mod notify;
 mod scoring;
+mod synproxy;
 mod url;
 mod verdict;
 
@@ -34,6 +35,7 @@ pub use fleet::{FleetConfig, PeerAnswers};
 pub use ipasis::{IpasisConfig, OnError};
 pub use notify::NotifyConfig;
 pub use scoring::ScoringConfig;
+pub use synproxy::{MAX_PORTS as SYNPROXY_MAX_PORTS, SynproxySection, SynproxyWhen};
 pub use url::Url;
 pub use verdict::VerdictConfig;
 
@@ -63,6 +65,7 @@ pub struct Config {
     pub fingerprints: FingerprintsConfig,
     pub verdict: Option<VerdictConfig>,
     pub notify: Vec<NotifyConfig>,
+    pub synproxy: Option<SynproxySection>,
 }
 
 impl Config {
@@ -111,6 +114,9 @@ impl Config {
         }
         if let Some(v) = &self.verdict {
             v.validate(&invalid)?;
+        }
+        if let Some(s) = &self.synproxy {
+            s.validate(&invalid)?;
         }
         let mut names = std::collections::BTreeSet::new();
         for f in &self.feeds {

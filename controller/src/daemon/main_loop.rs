@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     dataplane::Dataplane, engine::SourceEvent, enrich::pipeline::Enriched,
-    instruments::Instruments, sources::SnapshotRequest,
+    instruments::Instruments, sources::SnapshotRequest, synproxy::Guard,
 };
 
 /// What other tasks send the loop.
@@ -40,6 +40,7 @@ pub struct Inbox {
 pub async fn run(
     shared: &Shared,
     readers: &mut Vec<Dataplane>,
+    synproxy: &mut Option<Guard>,
     mut inbox: Inbox,
     mut period: Duration,
     instruments: &Instruments,
@@ -54,6 +55,9 @@ pub async fn run(
         tokio::select! {
             _ = ticker.tick() => {
                 let wanted = tick(shared, readers, period, instruments).await?;
+                if let Some(g) = synproxy.as_mut() {
+                    guard_synproxy(shared, readers, g).await?;
+                }
                 if wanted != period {
                     period = wanted;
                     ticker = tokio::time::interval(period);
@@ -112,6 +116,46 @@ pub async fn run(
             _ = int.recv() => return Ok(()),
         }
     }
+}
+
+/// The synproxy's turn after a poll: its table checked (now and then), its mode judged from the
+/// SYN rate, the program told when answering starts or stops, `status` given the view.
+async fn guard_synproxy(
+    shared: &Shared,
+    readers: &mut [Dataplane],
+    g: &mut Guard,
+) -> Result<(), DaemonError> {
+    let now = std::time::Instant::now();
+    let mut counts = crate::dataplane::SynproxyCounts::default();
+    for dp in readers.iter() {
+        match dp.synproxy_counts() {
+            Ok(Some(c)) => counts.add(&c),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                "reading the synproxy's counters on {}: {e}",
+                dp.pins().iface()
+            ),
+        }
+    }
+    // `nft list` every few seconds: a few milliseconds on this thread.
+    let lost = tokio::task::block_in_place(|| g.check_table(now));
+    let changed = g.observe(now, counts) | lost.is_some();
+    if changed {
+        let (program, ports) = g.program();
+        for dp in readers.iter_mut() {
+            if let Err(e) = dp.set_synproxy(program, ports) {
+                tracing::error!("setting the synproxy on {}: {e}", dp.pins().iface());
+            }
+        }
+    }
+    let view = g.view();
+    locked(shared, "the synproxy's view", move |s| {
+        if let Some(w) = lost {
+            s.engine.warn(w);
+        }
+        s.synproxy = Some(view);
+    })
+    .await
 }
 
 /// One poll: read the counters, detect, decide; the period wanted next (reloadable).

@@ -195,9 +195,11 @@ pub async fn serve(
         panics,
         loud,
     };
+    let mut synproxy = start::synproxy(&cfg, &mut readers).await;
     let result = main_loop::run(
         &shared,
         &mut readers,
+        &mut synproxy,
         inbox,
         cfg.detection.poll_interval,
         &instruments,

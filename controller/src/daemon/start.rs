@@ -151,6 +151,49 @@ pub(super) fn enrichment(cfg: &Config) -> Result<Option<Arc<Pipeline>>, DaemonEr
     Ok(Some(Arc::new(Pipeline::new(cfg.ipasis.clone(), client))))
 }
 
+/// The synproxy as `[synproxy]` says, its table installed and the program told; without the
+/// section, a program a previous configuration left answering is switched off and the table
+/// removed.
+pub(super) async fn synproxy(
+    cfg: &Config,
+    readers: &mut [Dataplane],
+) -> Option<crate::synproxy::Guard> {
+    let ifaces = cfg.daemon.ifaces.clone();
+    let Some(section) = cfg.synproxy.clone() else {
+        let mut was_on = false;
+        for dp in readers.iter_mut() {
+            if dp.synproxy_config().is_ok_and(|c| c.answering()) {
+                was_on = true;
+                if let Err(e) = dp.set_synproxy(Default::default(), &[]) {
+                    tracing::error!("switching the synproxy off on {}: {e}", dp.pins().iface());
+                }
+            }
+        }
+        if was_on {
+            let removed = tokio::task::spawn_blocking(crate::synproxy::nft::remove).await;
+            tracing::info!(
+                ?removed,
+                "synproxy: off ([synproxy] is gone from the configuration)"
+            );
+        }
+        return None;
+    };
+    let guard =
+        tokio::task::spawn_blocking(move || crate::synproxy::Guard::start(section, &ifaces))
+            .await
+            .ok()?;
+    let (program, ports) = guard.program();
+    for dp in readers.iter_mut() {
+        if !dp.has_synproxy() {
+            tracing::error!("synproxy: the program on {} predates it", dp.pins().iface());
+        }
+        if let Err(e) = dp.set_synproxy(program, ports) {
+            tracing::error!("setting the synproxy on {}: {e}", dp.pins().iface());
+        }
+    }
+    Some(guard)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

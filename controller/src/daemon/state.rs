@@ -55,6 +55,8 @@ pub struct State {
     pub(super) hearing: Option<tokio::sync::watch::Sender<Option<super::loud::Hearing>>>,
     /// What the loud-source listeners did.
     pub hints: std::sync::Arc<super::loud::HintStats>,
+    /// The synproxy at the last poll, when `[synproxy]` is configured.
+    pub synproxy: Option<crate::wire::SynproxyView>,
     /// Sources already reported as stopped.
     stopped: std::collections::BTreeSet<String>,
     started: Instant,
@@ -79,6 +81,7 @@ impl State {
             removed_feeds: Default::default(),
             hearing: None,
             hints: Default::default(),
+            synproxy: None,
             stopped: Default::default(),
             started: Instant::now(),
             config_path,

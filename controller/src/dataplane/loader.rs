@@ -227,16 +227,49 @@ pub(super) fn program_error(
     }
 }
 
-/// The XDP entry point of `ebpf`, verified and loaded into the kernel.
+/// The XDP entry point of `ebpf`, verified and loaded into the kernel, with the synproxy's
+/// program loaded into the slot it tail-calls.
 pub(super) fn xdp_program<'a>(
     ebpf: &'a mut Ebpf,
     iface: &str,
 ) -> Result<&'a mut Xdp, DataplaneError> {
+    // Without it the main program's tail call fails and frames go on as if the synproxy were
+    // off: a kernel without the cookie helpers loses the synproxy, not its protection.
+    if let Err(e) = synack_program(ebpf, iface) {
+        tracing::error!(iface, error = %error_chain(&e), "the synproxy's program could not be loaded: SYNs to protected ports go to the listeners");
+    }
     let program = loaded_xdp(ebpf, iface)?;
     program
         .load()
         .map_err(|e| program_error(iface)("verifying and loading", e))?;
     Ok(program)
+}
+
+/// Loads the synproxy's program and puts it in `SYNPROXY_PROG` (an object without either is a
+/// build before the synproxy: nothing to do).
+fn synack_program(ebpf: &mut Ebpf, iface: &str) -> Result<(), DataplaneError> {
+    let program_err = program_error(iface);
+    let Some(program) = ebpf.program_mut(names::SYNACK_PROGRAM) else {
+        return Ok(());
+    };
+    let program: &mut Xdp = program
+        .try_into()
+        .map_err(|e| program_err("reading program type", e))?;
+    program
+        .load()
+        .map_err(|e| program_err("verifying and loading the synproxy", e))?;
+    let fd = program
+        .fd()
+        .and_then(|fd| fd.try_clone().map_err(Into::into))
+        .map_err(|e| program_err("taking the synproxy's fd", e))?;
+    let Some(map) = ebpf.map_mut(names::SYNPROXY_PROG) else {
+        return Ok(());
+    };
+    let mut slots = aya::maps::ProgramArray::try_from(map)
+        .map_err(|e| DataplaneError::map("opening", names::SYNPROXY_PROG, e))?;
+    slots
+        .set(0, &fd, 0)
+        .map_err(|e| DataplaneError::map("filling", names::SYNPROXY_PROG, e))
 }
 
 /// The XDP entry point of `ebpf` (loaded or not).

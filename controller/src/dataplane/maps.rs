@@ -60,6 +60,8 @@ pub struct Dataplane {
     pub(super) config: Array<MapData, DataplaneConfig>,
     /// Admission; `None` for pins of a build before it.
     pub(super) admit: Option<AdmitMaps>,
+    /// The synproxy; `None` for pins of a build before it.
+    pub(super) synproxy: Option<SynproxyMaps>,
     /// The block indexes, mapped (see `index`).
     pub(super) index: Indexes,
     /// The front tables as last read, and the packet count they were read at: an idle host's
@@ -113,6 +115,28 @@ impl AdmitMaps {
             sketch: open(pins, names::ADMIT_SKETCH)?,
             // Unknown: the first write sets every word.
             written: Vec::new(),
+        }))
+    }
+}
+
+/// Handles on the synproxy's maps of one attachment.
+pub(super) struct SynproxyMaps {
+    pub(super) config: Array<MapData, ipwarden_common::synproxy::SynproxyConfig>,
+    pub(super) ports: Array<MapData, u64>,
+    pub(super) stats: PerCpuArray<MapData, u64>,
+}
+
+impl SynproxyMaps {
+    /// The maps; `None` for pins of a build before the synproxy (until the daemon upgrades the
+    /// program, which creates them).
+    pub(super) fn open(pins: &PinDir) -> Result<Option<Self>, DataplaneError> {
+        if !pins.map(names::SYNPROXY_CONFIG).exists() {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            config: open(pins, names::SYNPROXY_CONFIG)?,
+            ports: open(pins, names::SYNPROXY_PORTS)?,
+            stats: open(pins, names::SYNPROXY_STATS)?,
         }))
     }
 }
@@ -203,6 +227,7 @@ impl Dataplane {
             },
             config: open(pins, names::CONFIG)?,
             admit: AdmitMaps::open(pins)?,
+            synproxy: SynproxyMaps::open(pins)?,
             index: Indexes {
                 v4: open_index(pins, names::INDEX_V4)?,
                 v6: open_index(pins, names::INDEX_V6)?,

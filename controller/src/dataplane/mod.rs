@@ -24,6 +24,7 @@ mod pins;
 mod resize;
 mod rules;
 pub mod stamp;
+mod synproxy;
 
 pub use admit::AdmitCounts;
 pub use adopt::{Adoption, adopt};
@@ -39,3 +40,4 @@ pub use object::{OBJECT, object_is_stub};
 pub use pins::{Bpffs, DEFAULT_BPFFS, PinDir, ensure_bpffs};
 pub use resize::Resized;
 pub use rules::BlockRule;
+pub use synproxy::SynproxyCounts;

@@ -7,6 +7,7 @@
 
 mod request;
 mod response;
+mod synproxy;
 mod views;
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use request::{ImportEntry, Request};
 pub use response::ErrorKind;
 pub use response::Response;
+pub use synproxy::{SynproxyCountsView, SynproxyView};
 pub use views::{
     AdmissionView, AggregateView, AllowView, CrowdsecView, EnrichStats, EnrichmentState,
     ExplainView, FeedView, FingerprintView, FleetView, HintsView, Hits, HookView, InterfaceStats,

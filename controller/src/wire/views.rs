@@ -88,6 +88,9 @@ pub struct StatusView {
     /// Admission into the per-source tables (see `ipwarden_common::admit`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admission: Option<Box<AdmissionView>>,
+    /// SYN cookies in XDP, when `[synproxy]` is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synproxy: Option<Box<super::synproxy::SynproxyView>>,
 }
 
 /// Admission in `status`: the level, and what the program admitted and held in its sketch.

@@ -19,6 +19,10 @@ mod policy;
 mod program;
 #[path = "../source.rs"]
 mod source;
+// The sink hands frames to no synproxy program (its slot stays empty): its program goes unused.
+#[path = "../synproxy.rs"]
+#[allow(dead_code)]
+mod synproxy;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 

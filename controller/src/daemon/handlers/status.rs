@@ -73,6 +73,7 @@ pub fn status(state: &State) -> StatusView {
         policy: Some(Box::new(policy_view(engine.config()))),
         hints: Some(Box::new(hints_view(state))),
         admission: Some(Box::new(admission_view(state))),
+        synproxy: state.synproxy.clone().map(Box::new),
     };
     for s in state.sources.statuses() {
         match s {
