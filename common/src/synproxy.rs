@@ -76,6 +76,9 @@ const _: () = assert!(core::mem::size_of::<SynproxyConfig>() == 16);
 impl SynproxyConfig {
     /// SYNs to protected ports are answered, and ACKs without a connection are checked.
     pub const ANSWER: u32 = 1 << 0;
+    /// SYNs to protected ports are counted (`SYNS`), answered or not: the rate `under_attack`
+    /// is judged on. Set whenever `[synproxy]` is configured.
+    pub const COUNT: u32 = 1 << 1;
 
     /// Whether SYNs are answered now.
     #[inline(always)]

@@ -32,11 +32,15 @@ use crate::{
 const TCP_LISTEN: u32 = 10;
 
 /// Whether a frame the source policy passed is the synproxy's: a SYN, or an ACK without SYN,
-/// RST or FIN, to a protected port, while SYNs are answered. Inlined into the main program (a
-/// few loads); what follows runs in the synproxy's own program ([`run`]).
+/// RST or FIN, to a protected port, while SYNs are answered. SYNs to protected ports are
+/// counted here, answered or not (the rate `under_attack` mode is entered on). Inlined into the
+/// main program (a few loads); what follows runs in the synproxy's own program ([`run`]).
 #[inline(always)]
 pub fn wanted(ctx: &XdpContext) -> bool {
-    if !SYNPROXY_CONFIG.get(0).is_some_and(|c| c.answering()) {
+    let Some(cfg) = SYNPROXY_CONFIG.get(0) else {
+        return false;
+    };
+    if cfg.flags == 0 {
         return false;
     }
     let frame = XdpFrame(ctx);
@@ -47,11 +51,18 @@ pub fn wanted(ctx: &XdpContext) -> bool {
         return false;
     };
     let port = u16::from_be_bytes([tcp[2], tcp[3]]);
-    let flags = tcp[13];
-    SYNPROXY_PORTS
+    if !SYNPROXY_PORTS
         .get(port as u32 / 64)
         .is_some_and(|w| protected(*w, port))
-        && (flags & (SYN | ACK | RST | FIN) == SYN || flags & (SYN | RST | FIN | ACK) == ACK)
+    {
+        return false;
+    }
+    let flags = tcp[13];
+    let syn = flags & (SYN | ACK | RST | FIN) == SYN;
+    if syn {
+        bump(SYNS);
+    }
+    cfg.answering() && (syn || flags & (SYN | RST | FIN | ACK) == ACK)
 }
 
 /// Hands a frame [`wanted`] says is the synproxy's to its program. Returns only if the tail call
@@ -90,7 +101,6 @@ fn judge(ctx: &XdpContext) -> Option<u32> {
     }
     let flags = tcp[13];
     if flags & (SYN | ACK | RST | FIN) == SYN {
-        bump(SYNS);
         return match socket(ctx, &frame, &seg, &tcp) {
             Holder::Listener => answer(ctx, &seg, &tcp, cfg),
             Holder::Connection => {

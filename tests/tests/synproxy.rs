@@ -63,6 +63,9 @@ pps_threshold = 1000000000
 syn_pps_threshold = 1000000000
 hard_pps_limit = 1000000000
 
+[metrics]
+listen = "127.0.0.1:9720"
+
 [synproxy]
 ports = [8080, 8081]
 "#;
@@ -167,7 +170,14 @@ struct Bed {
 }
 
 fn bed() -> Bed {
-    let env = DaemonEnv::new(CONFIG, &[]);
+    let bed = bed_with(CONFIG);
+    bed.wait_until("the synproxy answers", |p| p["answering"] == true);
+    bed
+}
+
+/// A bed whose daemon runs `config` (up, not necessarily answering).
+fn bed_with(config: &str) -> Bed {
+    let env = DaemonEnv::new(config, &[]);
     // An empty XDP program on the client's veth: the frames the edge's program sends back with
     // `XDP_TX` need NAPI on this side (GRO alone did not give it on this kernel).
     let pass = tempfile::NamedTempFile::new().expect("a temporary file");
@@ -191,20 +201,25 @@ fn bed() -> Bed {
         _daemon: daemon,
         server,
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while bed.synproxy()["answering"] != true {
-        assert!(
-            Instant::now() < deadline,
-            "the synproxy did not start answering: {}\n{}",
-            bed.synproxy(),
-            bed.env.home.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    bed.wait_until("the synproxy's view", |p| !p.is_null());
     bed
 }
 
 impl Bed {
+    /// Waits (at most 15 s) until the synproxy's `status` view satisfies `f`.
+    fn wait_until(&self, what: &str, f: impl Fn(&serde_json::Value) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !f(&self.synproxy()) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {}\n{}",
+                self.synproxy(),
+                self.env.home.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn synproxy(&self) -> serde_json::Value {
         self.env.home.json(&["status"])["synproxy"].clone()
     }
@@ -423,11 +438,110 @@ fn forged_acks_are_dropped_and_counted_and_never_reach_the_listener() {
         resets,
         "the listener answered none of them with a reset: it never saw them"
     );
+    // The scrape says the same.
+    let scrape = bed.env.topo.edge.exec(
+        "curl",
+        &["-sS", "--max-time", "5", "http://127.0.0.1:9720/metrics"],
+    );
+    for line in [
+        format!("ipwarden_synproxy_total{{outcome=\"refused\"}} {FORGED}"),
+        "ipwarden_synproxy_answering 1".to_owned(),
+        "ipwarden_synproxy_mode_changes_total{to=\"answering\"} 1".to_owned(),
+    ] {
+        assert!(
+            scrape.lines().any(|l| l == line),
+            "no `{line}` in\n{scrape}"
+        );
+    }
     // A real connection still works.
     let want = bed.server.file("small", 64 << 10);
     assert_eq!(
         bed.download(&format!("http://{EDGE_V4}:{PORT}/small")),
         want
+    );
+}
+
+/// Spoofed SYNs to the protected port from sources all over 203.0.113.0/24 and 192.0.2.0/24
+/// (random ports) until `flooding` goes false; bounded at 400 000 SYNs and `most`. How many
+/// were sent.
+fn spoofed_syns(bed: &Bed, flooding: &std::sync::atomic::AtomicBool, most: Duration) -> usize {
+    let sock = RawSocket::open(&bed.env.topo.client, CLIENT_IF);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mss = [
+        2, 4, 0x05, 0xB4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+    ];
+    let mut sent = 0;
+    let start = Instant::now();
+    while flooding.load(std::sync::atomic::Ordering::Relaxed)
+        && sent < 400_000
+        && start.elapsed() < most
+    {
+        sent += sock.send_many(1000, |_| {
+            let r = rng.next();
+            let net = if r & 1 == 0 {
+                [203, 0, 113]
+            } else {
+                [192, 0, 2]
+            };
+            let src = Ipv4Addr::new(net[0], net[1], net[2], (r >> 8) as u8);
+            tcp4(
+                EDGE_MAC,
+                CLIENT_MAC,
+                src,
+                EDGE_V4,
+                Tcp {
+                    sport: 1024 + ((r >> 16) as u16 % 60000),
+                    dport: PORT,
+                    seq: (r >> 32) as u32,
+                    ack: 0,
+                    flags: 0x02,
+                    options: &mss,
+                },
+            )
+        });
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    sent
+}
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn under_attack_answers_only_while_syns_flood_the_port() {
+    let bed = bed_with(&CONFIG.replace(
+        "ports = [8080, 8081]",
+        "ports = [8080, 8081]\nwhen = \"under_attack\"\nsyn_pps = 2000\ncalm = \"3s\"",
+    ));
+    let want = bed.server.file("page", 64 << 10);
+    let url = format!("http://{EDGE_V4}:{PORT}/page");
+    // No flood: the listener answers its SYNs itself.
+    assert_eq!(bed.synproxy()["answering"], false);
+    assert_eq!(bed.download(&url), want);
+    assert_eq!(bed.count("answered"), 0, "{}", bed.synproxy());
+    assert!(bed.count("syns") >= 1, "SYNs are counted while waiting");
+
+    let flooding = std::sync::atomic::AtomicBool::new(true);
+    std::thread::scope(|s| {
+        let flood = s.spawn(|| spoofed_syns(&bed, &flooding, Duration::from_secs(12)));
+        bed.wait_until("answering under the flood", |p| p["answering"] == true);
+        assert_eq!(bed.download(&url), want, "a real client during the flood");
+        flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+        flood.join().expect("the flood");
+    });
+    assert!(bed.count("answered") > 0, "{}", bed.synproxy());
+    // Quiet for `calm`: back to the listeners.
+    bed.wait_until("the flood's end", |p| p["answering"] == false);
+    let p = bed.synproxy();
+    assert_eq!(
+        (p["entered"].as_u64(), p["left"].as_u64()),
+        (Some(1), Some(1)),
+        "{p}"
+    );
+    let answered = bed.count("answered");
+    assert_eq!(bed.download(&url), want);
+    assert_eq!(
+        bed.count("answered"),
+        answered,
+        "no cookie once the flood is over"
     );
 }
 
@@ -440,46 +554,7 @@ fn a_spoofed_syn_flood_is_answered_while_real_clients_get_through() {
     let (answered, syns) = (bed.count("answered"), bed.count("syns"));
     let flooding = std::sync::atomic::AtomicBool::new(true);
     let (flooded, fetched) = std::thread::scope(|s| {
-        let flood = s.spawn(|| {
-            let sock = RawSocket::open(&bed.env.topo.client, CLIENT_IF);
-            let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-            let mss = [
-                2, 4, 0x05, 0xB4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
-            ];
-            let mut sent = 0;
-            let start = Instant::now();
-            // Bounded: at most 400 000 SYNs or 8 s.
-            while flooding.load(std::sync::atomic::Ordering::Relaxed)
-                && sent < 400_000
-                && start.elapsed() < Duration::from_secs(8)
-            {
-                sent += sock.send_many(1000, |_| {
-                    let r = rng.next();
-                    // Sources all over 203.0.113.0/24 and 192.0.2.0/24, random ports.
-                    let net = if r & 1 == 0 {
-                        [203, 0, 113]
-                    } else {
-                        [192, 0, 2]
-                    };
-                    let src = Ipv4Addr::new(net[0], net[1], net[2], (r >> 8) as u8);
-                    tcp4(
-                        EDGE_MAC,
-                        CLIENT_MAC,
-                        src,
-                        EDGE_V4,
-                        Tcp {
-                            sport: 1024 + ((r >> 16) as u16 % 60000),
-                            dport: PORT,
-                            seq: (r >> 32) as u32,
-                            ack: 0,
-                            flags: 0x02,
-                            options: &mss,
-                        },
-                    )
-                });
-            }
-            sent
-        });
+        let flood = s.spawn(|| spoofed_syns(&bed, &flooding, Duration::from_secs(8)));
         std::thread::sleep(Duration::from_millis(300));
         let mut fetched = 0;
         for _ in 0..20 {

@@ -12,6 +12,7 @@ pub fn run(action: ConfigAction) -> anyhow::Result<()> {
             let cfg = Config::load(&file, true)?;
             check_files(&cfg)?;
             check_interfaces(&cfg, strict)?;
+            check_synproxy(&cfg)?;
             println!(
                 "{}: ok ({} interface(s), {} allowlisted prefix(es))",
                 file.display(),
@@ -106,6 +107,26 @@ fn check_interfaces(cfg: &Config, strict: bool) -> anyhow::Result<()> {
         println!("warning: {p}");
     }
     Ok(())
+}
+
+/// What `[synproxy]` needs of this host: the kernel's cookie helpers and `nft`. Without them
+/// the program would answer no SYN (and the daemon would only say so once running).
+fn check_synproxy(cfg: &Config) -> anyhow::Result<()> {
+    if cfg.synproxy.is_none() {
+        return Ok(());
+    }
+    ipwarden::synproxy::has_cookie_helpers().map_err(|e| anyhow::anyhow!("[synproxy]: {e}"))?;
+    match std::process::Command::new("nft")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+    {
+        Ok(s) if s.success() => Ok(()),
+        _ => bail!(
+            "[synproxy]: `nft` cannot be run: install nftables (the daemon installs an nftables table whose synproxy rule completes the handshakes)"
+        ),
+    }
 }
 
 /// The `[dataplane]` sizes against the memory this host has: maps that cannot be allocated

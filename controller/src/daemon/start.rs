@@ -162,7 +162,7 @@ pub(super) async fn synproxy(
     let Some(section) = cfg.synproxy.clone() else {
         let mut was_on = false;
         for dp in readers.iter_mut() {
-            if dp.synproxy_config().is_ok_and(|c| c.answering()) {
+            if dp.synproxy_config().is_ok_and(|c| c.flags != 0) {
                 was_on = true;
                 if let Err(e) = dp.set_synproxy(Default::default(), &[]) {
                     tracing::error!("switching the synproxy off on {}: {e}", dp.pins().iface());

@@ -159,6 +159,38 @@ impl Collector for StateCollector {
                 ],
             )?;
         }
+        if let Some(p) = &s.synproxy {
+            let c = &p.counts;
+            counter(
+                &mut enc,
+                "ipwarden_synproxy",
+                "What the synproxy did with SYNs and handshake ACKs to the protected ports: SYNs answered with a cookie, passed to an existing connection, to no listener, unfit; ACKs whose cookie was accepted or refused (dropped)",
+                &[
+                    (vec![("outcome", "answered")], c.answered),
+                    (vec![("outcome", "existing")], c.existing),
+                    (vec![("outcome", "no_listener")], c.no_listener),
+                    (vec![("outcome", "unfit")], c.unfit),
+                    (vec![("outcome", "accepted")], c.accepted),
+                    (vec![("outcome", "refused")], c.refused),
+                ],
+            )?;
+            gauge(
+                &mut enc,
+                "ipwarden_synproxy_answering",
+                "1 while SYNs to the protected ports are answered with cookies",
+                None,
+                &[(vec![], i64::from(p.answering))],
+            )?;
+            counter(
+                &mut enc,
+                "ipwarden_synproxy_mode_changes",
+                "Times the synproxy started and stopped answering SYNs",
+                &[
+                    (vec![("to", "answering")], p.entered),
+                    (vec![("to", "waiting")], p.left),
+                ],
+            )?;
+        }
         let mut drop_packets = Vec::new();
         let mut drop_bytes = Vec::new();
         for i in &snap.stats {

@@ -72,6 +72,9 @@ pub const NAMES: &[&str] = &[
     "ipwarden_loud_hints_total",
     "ipwarden_syn_signatures_unrecorded_total",
     "ipwarden_admission_total",
+    "ipwarden_synproxy_total",
+    "ipwarden_synproxy_answering",
+    "ipwarden_synproxy_mode_changes_total",
 ];
 
 /// The metric names a Grafana dashboard's JSON queries, as families (a histogram's `_bucket`,

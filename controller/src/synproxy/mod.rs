@@ -173,7 +173,7 @@ impl Guard {
     /// What to write to the program, and the protected ports.
     pub fn program(&self) -> (Program, &[u16]) {
         let mut p = self.program;
-        p.flags = if self.answering() { Program::ANSWER } else { 0 };
+        p.flags = Program::COUNT | if self.answering() { Program::ANSWER } else { 0 };
         (p, &self.section.ports)
     }
 

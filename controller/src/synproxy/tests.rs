@@ -42,14 +42,14 @@ fn under_attack_starts_at_the_rate_and_stops_after_the_calm() {
     assert!(!g.answering());
     assert!(g.observe(t0 + 2 * s, syns(2500)), "2000 SYN/s: answering");
     assert!(g.answering());
-    assert_eq!(g.program().0.flags, Program::ANSWER);
+    assert_eq!(g.program().0.flags, Program::COUNT | Program::ANSWER);
     // Quiet, but not for the whole calm yet.
     assert!(!g.observe(t0 + 12 * s, syns(2600)));
     assert!(g.answering());
     assert!(g.observe(t0 + 33 * s, syns(2700)), "30 s calm: stops");
     assert!(!g.answering());
     assert_eq!((g.entered, g.left), (1, 1));
-    assert_eq!(g.program().0.flags, 0);
+    assert_eq!(g.program().0.flags, Program::COUNT, "counted, not answered");
 }
 
 #[test]
@@ -59,6 +59,6 @@ fn always_answers_but_never_without_its_table() {
     assert!(!g.observe(Instant::now(), syns(0)));
     g.table = Err("nft: not found".into());
     assert!(!g.answering(), "no table: a cookie's ACK would be reset");
-    assert_eq!(g.program().0.flags, 0);
+    assert_eq!(g.program().0.flags, Program::COUNT);
     assert_eq!(g.view().problem.as_deref(), Some("nft: not found"));
 }

@@ -67,6 +67,51 @@ pub fn bench_spray(ctx: XdpContext) -> u32 {
     xdp_action::XDP_TX
 }
 
+/// Offset of the IPv6 source's last 16-bit group.
+const SOURCE_GROUP_8: usize = 14 + 8 + 14;
+
+/// As `bench_spray`, for TCP SYNs the receiving stack must accept: the source's last group is
+/// set so that the address's ones'-complement sum does not change, so the template's TCP
+/// checksum (computed with groups 3, 4 and 8 zero) stays valid for every source sprayed.
+#[xdp]
+pub fn bench_synspray(ctx: XdpContext) -> u32 {
+    let count = SPRAY.get(COUNT).copied().unwrap_or(0);
+    let base = match SPRAY.get(BASE).copied().unwrap_or(0) {
+        0 => 0x8000,
+        b => b,
+    };
+    let Some(next) = SPRAY.get_ptr_mut(NEXT) else {
+        return xdp_action::XDP_TX;
+    };
+    if count == 0 {
+        return xdp_action::XDP_TX;
+    }
+    // SAFETY: an array slot, valid for the program's run; one generator CPU writes it.
+    let i = unsafe { *next } % count;
+    unsafe { *next = i + 1 };
+    let n = i + 1;
+    let (g3, g4) = (base | (n >> 16), n & 0xffff);
+    let sum = g3 + g4;
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let g8 = !sum & 0xffff;
+    let start = ctx.data();
+    if start + SOURCE_GROUP_8 + 2 > ctx.data_end() {
+        return xdp_action::XDP_TX;
+    }
+    // SAFETY: the bytes lie inside the frame, checked above.
+    unsafe {
+        core::ptr::write_unaligned(
+            (start + SOURCE_GROUPS_3_4) as *mut [u8; 4],
+            (g3 << 16 | g4).to_be_bytes(),
+        );
+        core::ptr::write_unaligned(
+            (start + SOURCE_GROUP_8) as *mut [u8; 2],
+            (g8 as u16).to_be_bytes(),
+        );
+    }
+    xdp_action::XDP_TX
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

@@ -322,6 +322,55 @@ fn ipwarden_variant(
     })
 }
 
+/// The product's program with the synproxy answering SYNs to `port` (its program loaded into
+/// the slot the main program tail-calls), an empty block set, in maps of its own. The MSS and
+/// window scale are what a daemon would advertise on a 1500-byte link with this machine's
+/// sysctls.
+pub fn ipwarden_synproxy(bpffs: &Path, port: u16) -> anyhow::Result<Subject> {
+    let bytes = object::OBJECT;
+    if bytes.is_empty() {
+        bail!("this build has no XDP object (AYA_BUILD_SKIP); run `cargo xtask bench`");
+    }
+    let pins = PinDir::new(bpffs, "synproxy");
+    let mut ebpf = load(bytes, &pins.dir(), &[])?;
+    load_program(&mut ebpf, names::SYNACK_PROGRAM)?;
+    let fd = {
+        let p: &Xdp = ebpf
+            .program(names::SYNACK_PROGRAM)
+            .context("no synproxy program")?
+            .try_into()?;
+        p.fd()?.try_clone()?
+    };
+    let mut slots = aya::maps::ProgramArray::try_from(
+        ebpf.map_mut(names::SYNPROXY_PROG)
+            .context("no synproxy program slot")?,
+    )?;
+    slots.set(0, &fd, 0)?;
+    load_program(&mut ebpf, names::PROGRAM)?;
+    let mut dp = Dataplane::open(&pins)?;
+    dp.vouch_for_index()?;
+    dp.set_admission(admission(), &[])?;
+    dp.set_synproxy(
+        ipwarden_common::synproxy::SynproxyConfig {
+            flags: ipwarden_common::synproxy::SynproxyConfig::ANSWER
+                | ipwarden_common::synproxy::SynproxyConfig::COUNT,
+            mss_v4: 1460,
+            mss_v6: 1440,
+            wscale: 7,
+            ttl: 64,
+            _pad: [0; 6],
+        },
+        &[port],
+    )?;
+    Ok(Subject {
+        name: format!("ipwarden synproxy (port {port})"),
+        entries: 0,
+        kind: Kind::Ipwarden,
+        ebpf,
+        program: names::PROGRAM.into(),
+    })
+}
+
 /// The admission level a daemon with the default `[detection]` sets on this machine.
 pub fn admission() -> ipwarden_common::admit::AdmitLevel {
     let cpus = aya::util::online_cpus().map_or(1, |c| c.len().max(1) as u32);

@@ -35,6 +35,7 @@ use ipwarden_tests::{cmd, cpu::on_cpu, netns::NetNs};
 /// The generator's programs (`ebpf/src/bin/tx.rs`): one source, and many IPv6 /64s.
 const TX_PROGRAM: &str = "bench_tx";
 const SPRAY_PROGRAM: &str = "bench_spray";
+const SYN_SPRAY_PROGRAM: &str = "bench_synspray";
 const GEN_IF: &str = "lg0";
 const DUT_IF: &str = "ld0";
 const DUT_ADDR: Ipv4Addr = frames::DST_V4;
@@ -42,6 +43,8 @@ const GEN_ADDR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 /// The generator runs on this CPU, the receiver's NAPI thread on the other.
 const GEN_CPU: usize = 0;
 const DUT_CPU: usize = 1;
+/// The port [`Traffic::SynFlood`]'s SYNs go to.
+pub const SYN_PORT: u16 = 443;
 /// Frames per live-frames batch: the kernel's maximum.
 const BATCH: u32 = 256;
 
@@ -69,6 +72,10 @@ pub enum Traffic {
     /// As `SprayUnblocked`, as TCP SYNs (78-byte frames): a spoofed SYN flood, where every
     /// frame is also a new SYN signature.
     SpraySynUnblocked(u32),
+    /// A spoofed SYN flood the receiver's stack accepts: IPv6 SYNs to port 443 of the
+    /// receiver's address with a valid checksum and an MSS option, from this many /64s in
+    /// turn (2001:db8:2000::/44).
+    SynFlood(u32),
 }
 
 /// One measured run.
@@ -91,6 +98,7 @@ pub struct Bed {
     frame: Vec<u8>,
     frame_v6: Vec<u8>,
     frame_syn6: Vec<u8>,
+    frame_synflood: Vec<u8>,
     gen_ifindex: u32,
     home: File,
     sender: NetNs,
@@ -157,6 +165,11 @@ impl Bed {
             .context("no spray generator program")?
             .try_into()?;
         p.load().context("verifying the spray generator")?;
+        let p: &mut Xdp = generator
+            .program_mut(SYN_SPRAY_PROGRAM)
+            .context("no SYN spray generator program")?
+            .try_into()?;
+        p.load().context("verifying the SYN spray generator")?;
         // The destination is the receiver's own address, to a port nobody listens on.
         let frame = ipwarden_tests::frames::udp4(dut_mac, gen_mac, frames::DROP_V4, DUT_ADDR, 18);
         let frame_v6 = ipwarden_tests::frames::udp6(
@@ -169,16 +182,60 @@ impl Bed {
         let mut frame_syn6 = frames::syn_v6(super::kernel::filler_v6(1));
         frame_syn6[..6].copy_from_slice(&dut_mac);
         frame_syn6[6..12].copy_from_slice(&gen_mac);
+        // Groups 3, 4 and 8 of the source zero: `bench_synspray` fills them in keeping the
+        // address's checksum contribution, so this checksum holds for every source.
+        let frame_synflood = ipwarden_tests::frames::tcp6(
+            dut_mac,
+            gen_mac,
+            std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0x5e, 0, 0x1, 0),
+            frames::DST_V6,
+            ipwarden_tests::frames::Tcp {
+                sport: 40000,
+                dport: SYN_PORT,
+                seq: 0x1234_5678,
+                ack: 0,
+                flags: 0x02,
+                options: &[2, 4, 0x05, 0xA0],
+            },
+        );
         Ok(Self {
             generator,
             frame,
             frame_v6,
             frame_syn6,
+            frame_synflood,
             gen_ifindex,
             home: File::open("/proc/self/ns/net")?,
             sender,
             dut,
         })
+    }
+
+    /// The receiving namespace.
+    pub fn dut(&self) -> &NetNs {
+        &self.dut
+    }
+
+    /// The sending namespace.
+    pub fn sender(&self) -> &NetNs {
+        &self.sender
+    }
+
+    /// The receiving interface's name, in [`Bed::dut`].
+    pub fn dut_if(&self) -> &'static str {
+        DUT_IF
+    }
+
+    /// The sending interface's name, in [`Bed::sender`].
+    pub fn gen_if(&self) -> &'static str {
+        GEN_IF
+    }
+
+    /// A TCP listener on `addr` in the receiving namespace (it stays there when dropped into
+    /// this one's hands).
+    pub fn listen(&self, addr: std::net::SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+        self.inside(&self.dut, || std::net::TcpListener::bind(addr))?
+            .with_context(|| format!("listening on {addr} in the receiver's namespace"))
     }
 
     /// Runs `f` on this thread inside `ns`, then returns to the namespace it came from.
@@ -244,6 +301,11 @@ impl Bed {
         self.pin_napi()?;
         let (program, frame) = match traffic {
             Traffic::OneSource => (TX_PROGRAM, &self.frame),
+            Traffic::SynFlood(sources) => {
+                ensure!(sources > 0, "a flood needs at least one source");
+                self.set_spray(sources, 0x2000)?;
+                (SYN_SPRAY_PROGRAM, &self.frame_synflood)
+            }
             Traffic::Spray(sources)
             | Traffic::SprayUnblocked(sources)
             | Traffic::SpraySynUnblocked(sources) => {

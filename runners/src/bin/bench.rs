@@ -84,6 +84,14 @@ fn main() -> anyhow::Result<()> {
         println!("{md}");
         return Ok(());
     }
+    if args.first().map(String::as_str) == Some("syncookies") {
+        // SYN cookies under a spoofed SYN flood, printed.
+        let bpffs = BpfFs::new();
+        let mut md = String::new();
+        bench::synproxy_section::syn_cookies(&mut md, bpffs.path(), &opts)?;
+        println!("{md}");
+        return Ok(());
+    }
     if args.first().map(String::as_str) == Some("fleet") {
         // The fleet section alone, printed.
         let mut md = String::new();
@@ -290,6 +298,7 @@ fn run(opts: &bench::Options) -> anyhow::Result<()> {
     let largest = *sizes.last().expect("sizes");
     live_section(&mut md, bpffs.path(), &mut subjects, largest, opts)?;
     drop(subjects);
+    bench::synproxy_section::syn_cookies(&mut md, bpffs.path(), opts)?;
 
     // 3. Controller scale.
     eprintln!("controller: poll cost");

@@ -1,0 +1,255 @@
+//! SYN cookies under a spoofed SYN flood: SYN-ACKs the receiver's one CPU sends per second with
+//! ipwarden's synproxy answering in XDP, against the kernel's own SYN cookies (no XDP program,
+//! `tcp_syncookies = 2`: every SYN answered with a cookie by the stack), interleaved in the
+//! same bed (see `live`): the generator floods IPv6 SYNs from 65 536 /64s to port 443 of the
+//! receiver, where a listener waits.
+
+use std::fmt::Write as _;
+
+use anyhow::{Context as _, ensure};
+
+use super::{kernel, live, report, stats};
+
+/// What one run answered: SYN-ACKs per second, and the receiver's CPU share.
+struct Answered {
+    rate: f64,
+    cpu: f64,
+    processed: u64,
+    answered: u64,
+}
+
+/// The receiver's `TcpExtSyncookiesSent`.
+fn cookies_sent(bed: &live::Bed) -> anyhow::Result<u64> {
+    let text = bed.dut().exec("cat", &["/proc/net/netstat"]);
+    let lines: Vec<&str> = text.lines().collect();
+    for pair in lines.chunks(2) {
+        let [head, values] = pair else { continue };
+        let heads: Vec<&str> = head.split_whitespace().collect();
+        let vals: Vec<&str> = values.split_whitespace().collect();
+        if let Some(i) = heads.iter().position(|h| *h == "SyncookiesSent") {
+            return Ok(vals[i].parse()?);
+        }
+    }
+    anyhow::bail!("no SyncookiesSent in the receiver's /proc/net/netstat")
+}
+
+/// Section: SYN cookies.
+pub fn syn_cookies(
+    md: &mut String,
+    bpffs: &std::path::Path,
+    opts: &crate::bench::Options,
+) -> anyhow::Result<()> {
+    eprintln!("SYN cookies: building the bed");
+    let mut bed = live::Bed::new(ipwarden::dataplane::object::baseline::TX)?;
+    let dut_if = bed.dut_if();
+    // The receiver owns the SYNs' destination and routes the spoofed sources back through the
+    // pair (its own SYN-ACKs go out the way the SYNs came), through a neighbour that never
+    // needs resolving.
+    bed.dut().ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{}/64", super::frames::DST_V6),
+        "dev",
+        dut_if,
+        "nodad",
+    ]);
+    bed.dut().ip(&[
+        "-6",
+        "neigh",
+        "replace",
+        "2001:db8:1::2",
+        "lladdr",
+        "02:00:5e:00:00:fe",
+        "dev",
+        dut_if,
+        "nud",
+        "permanent",
+    ]);
+    bed.dut().ip(&[
+        "-6",
+        "route",
+        "add",
+        "2001:db8::/32",
+        "via",
+        "2001:db8:1::2",
+        "dev",
+        dut_if,
+    ]);
+    bed.dut()
+        .exec("sysctl", &["-qw", "net.ipv4.tcp_syncookies=2"]);
+    let _listener = bed.listen((std::net::Ipv6Addr::UNSPECIFIED, live::SYN_PORT).into())?;
+    let mut proxy = kernel::ipwarden_synproxy(bpffs, live::SYN_PORT)?;
+    let pins = ipwarden::dataplane::PinDir::new(bpffs, "synproxy");
+    let dp = ipwarden::dataplane::Dataplane::open(&pins)?;
+    let answered_xdp = || -> anyhow::Result<u64> {
+        Ok(dp
+            .synproxy_counts()?
+            .context("the synproxy's maps are missing")?
+            .answered)
+    };
+    let (rounds, frames) = if opts.quick {
+        (5, 2_000_000)
+    } else {
+        (9, 4_000_000)
+    };
+    const SOURCES: u32 = 65_536;
+    // [kernel, ipwarden]
+    let mut runs: [Vec<Answered>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        eprintln!("SYN cookies: round {} of {rounds}", round + 1);
+        for k in 0..2 {
+            let which = (k + round) % 2;
+            let (s, answered) = if which == 0 {
+                let before = cookies_sent(&bed)?;
+                let s = bed.measure(
+                    &mut live::Receiver::Stack,
+                    live::Traffic::SynFlood(SOURCES),
+                    frames,
+                )?;
+                (s, cookies_sent(&bed)? - before)
+            } else {
+                let before = answered_xdp()?;
+                let s = bed.measure(
+                    &mut live::Receiver::Xdp(&mut proxy),
+                    live::Traffic::SynFlood(SOURCES),
+                    frames,
+                )?;
+                (s, answered_xdp()? - before)
+            };
+            ensure!(
+                answered * 100 >= s.processed * 90,
+                "{} answered {answered} of {} SYNs it processed",
+                if which == 0 { "the kernel" } else { "ipwarden" },
+                s.processed
+            );
+            let secs = s.processed as f64 / s.pps;
+            runs[which].push(Answered {
+                rate: answered as f64 / secs,
+                cpu: s.cpu,
+                processed: s.processed,
+                answered,
+            });
+        }
+    }
+    let med =
+        |v: &[Answered], f: fn(&Answered) -> f64| stats(&v.iter().map(f).collect::<Vec<_>>()).0;
+    let ratios: Vec<f64> = runs[1]
+        .iter()
+        .zip(&runs[0])
+        .map(|(x, k)| x.rate / k.rate)
+        .collect();
+    let rows: Vec<Vec<String>> = [
+        ("kernel SYN cookies (no XDP, tcp_syncookies = 2)", &runs[0]),
+        ("ipwarden synproxy (XDP_TX)", &runs[1]),
+    ]
+    .iter()
+    .map(|(name, v)| {
+        vec![
+            (*name).to_owned(),
+            format!("{:.2}", med(v, |a| a.rate) / 1e6),
+            format!("{:.0}", med(v, |a| a.cpu) * 100.0),
+            format!("{:.2}", med(v, |a| a.rate / a.cpu.max(0.01)) / 1e6),
+            format!(
+                "{} / {}",
+                v.iter().map(|a| a.answered).sum::<u64>(),
+                v.iter().map(|a| a.processed).sum::<u64>()
+            ),
+        ]
+    })
+    .collect();
+    let _ = writeln!(
+        md,
+        "### SYN cookies under a spoofed SYN flood\n\n{rounds} interleaved rounds of {frames} IPv6 SYNs (valid checksums, an MSS option) to port 443 of the receiver, each from the next of {SOURCES} /64s, with a listener on port 443: the kernel's own SYN cookies (no XDP program, `net.ipv4.tcp_syncookies = 2`, counted by `TcpExtSyncookiesSent`) against ipwarden's synproxy (the product's program answering with `XDP_TX`, counted by its `answered` counter). The receiver's NAPI runs on one CPU; the SYN-ACKs go back out through the pair in both cases. Every run is checked to have answered ≥ 90 % of the SYNs it processed. **ipwarden / kernel: {:.2}× the SYN-ACKs per second** (median of per-round ratios).\n",
+        stats(&ratios).0
+    );
+    md.push_str(&report::table(
+        &[
+            "answering",
+            "SYN-ACKs (M/s)",
+            "receiver CPU %",
+            "M/s per busy CPU",
+            "answered / processed",
+        ],
+        &rows,
+    ));
+    md.push('\n');
+    cost_when_not_taken(md, &mut proxy, &pins, opts)
+}
+
+/// The in-kernel cost (BPF_PROG_TEST_RUN) of frames the synproxy does not take, with it off
+/// and with it answering on another port, interleaved: what protecting a port costs every other
+/// packet.
+fn cost_when_not_taken(
+    md: &mut String,
+    proxy: &mut kernel::Subject,
+    pins: &ipwarden::dataplane::PinDir,
+    opts: &crate::bench::Options,
+) -> anyhow::Result<()> {
+    use ipwarden_common::synproxy::SynproxyConfig;
+    let mut dp = ipwarden::dataplane::Dataplane::open(pins)?;
+    let on = SynproxyConfig {
+        flags: SynproxyConfig::ANSWER | SynproxyConfig::COUNT,
+        mss_v4: 1460,
+        mss_v6: 1440,
+        wscale: 7,
+        ttl: 64,
+        _pad: [0; 6],
+    };
+    let (rounds, repeat) = if opts.quick {
+        (5, 200_000)
+    } else {
+        (9, 1_000_000)
+    };
+    let cases: Vec<_> = super::frames::cases()
+        .into_iter()
+        .filter(|c| !c.drop)
+        .collect();
+    // [case][off, on]
+    let mut ns = vec![[Vec::new(), Vec::new()]; cases.len()];
+    for round in 0..rounds {
+        for k in 0..2 {
+            let which = (k + round) % 2;
+            if which == 0 {
+                dp.set_synproxy(SynproxyConfig::default(), &[])?;
+            } else {
+                dp.set_synproxy(on, &[8443])?;
+            }
+            for (i, case) in cases.iter().enumerate() {
+                let (verdict, t) = proxy.run(&case.frame, repeat)?;
+                // XDP_PASS: nothing here is blocked, and the synproxy takes none of them.
+                ensure!(verdict == 2, "{}: verdict {verdict}", case.name);
+                ns[i][which].push(t);
+            }
+        }
+    }
+    let rows: Vec<Vec<String>> = cases
+        .iter()
+        .zip(&ns)
+        .map(|(c, [off, on])| {
+            let deltas: Vec<f64> = on.iter().zip(off).map(|(a, b)| a - b).collect();
+            vec![
+                c.name.to_owned(),
+                format!("{:.1}", stats(off).0),
+                format!("{:.1}", stats(on).0),
+                format!("{:+.1}", stats(&deltas).0),
+            ]
+        })
+        .collect();
+    let _ = writeln!(
+        md,
+        "In-kernel cost (BPF_PROG_TEST_RUN, ns, {rounds} interleaved rounds of {repeat} runs) of frames the synproxy does not take (the SYNs go to port 443, the protected port is 8443), with the synproxy off and answering:\n"
+    );
+    md.push_str(&report::table(
+        &[
+            "frame",
+            "synproxy off",
+            "synproxy on",
+            "on − off (median of rounds)",
+        ],
+        &rows,
+    ));
+    md.push('\n');
+    dp.set_synproxy(on, &[live::SYN_PORT])?;
+    Ok(())
+}
