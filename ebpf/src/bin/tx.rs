@@ -70,6 +70,15 @@ pub fn bench_spray(ctx: XdpContext) -> u32 {
 /// Offset of the IPv6 source's last 16-bit group.
 const SOURCE_GROUP_8: usize = 14 + 8 + 14;
 
+/// Length of `bench_synspray`'s frames: Ethernet, IPv6, TCP with an MSS option.
+pub const SYN_FRAME_LEN: usize = 14 + 40 + 24;
+
+/// The SYN `bench_synspray` sends, written by user space. Every run rebuilds the frame from
+/// it: a receiver that answers in place (`XDP_TX`) and fails to transmit returns the page,
+/// SYN-ACK and all, to the generator's pool, and the next run would send that instead.
+#[map(name = "SYN_TEMPLATE")]
+static SYN_TEMPLATE: Array<[u8; SYN_FRAME_LEN]> = Array::with_max_entries(1, 0);
+
 /// As `bench_spray`, for TCP SYNs the receiving stack must accept: the source's last group is
 /// set so that the address's ones'-complement sum does not change, so the template's TCP
 /// checksum (computed with groups 3, 4 and 8 zero) stays valid for every source sprayed.
@@ -94,12 +103,16 @@ pub fn bench_synspray(ctx: XdpContext) -> u32 {
     let sum = g3 + g4;
     let sum = (sum & 0xffff) + (sum >> 16);
     let g8 = !sum & 0xffff;
+    let Some(template) = SYN_TEMPLATE.get(0) else {
+        return xdp_action::XDP_TX;
+    };
     let start = ctx.data();
-    if start + SOURCE_GROUP_8 + 2 > ctx.data_end() {
+    if start + SYN_FRAME_LEN > ctx.data_end() {
         return xdp_action::XDP_TX;
     }
     // SAFETY: the bytes lie inside the frame, checked above.
     unsafe {
+        core::ptr::write_unaligned(start as *mut [u8; SYN_FRAME_LEN], *template);
         core::ptr::write_unaligned(
             (start + SOURCE_GROUPS_3_4) as *mut [u8; 4],
             (g3 << 16 | g4).to_be_bytes(),

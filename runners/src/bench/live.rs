@@ -198,6 +198,15 @@ impl Bed {
                 options: &[2, 4, 0x05, 0xA0],
             },
         );
+        let template: [u8; 78] = frame_synflood
+            .as_slice()
+            .try_into()
+            .context("the SYN template is 78 bytes")?;
+        let mut map: Array<_, [u8; 78]> = generator
+            .map_mut("SYN_TEMPLATE")
+            .context("no SYN_TEMPLATE map in the generator")?
+            .try_into()?;
+        map.set(0, template, 0)?;
         Ok(Self {
             generator,
             frame,
@@ -209,6 +218,11 @@ impl Bed {
             sender,
             dut,
         })
+    }
+
+    /// The template frame of [`Traffic::SynFlood`].
+    pub fn synflood_frame(&self) -> &[u8] {
+        &self.frame_synflood
     }
 
     /// The receiving namespace.
@@ -247,31 +261,48 @@ impl Bed {
         Ok(out)
     }
 
-    /// Pins the receiver's NAPI thread (it exists once the interface is up) to [`DUT_CPU`].
-    fn pin_napi(&self) -> anyhow::Result<()> {
-        let prefix = format!("napi/{DUT_IF}-");
-        let mut pinned = 0;
-        for entry in std::fs::read_dir("/proc")? {
-            let entry = entry?;
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-            if comm.trim_end().starts_with(&prefix) {
-                let mut set = CpuSet::new();
-                set.set(DUT_CPU)?;
-                sched_setaffinity(Pid::from_raw(pid), &set)
-                    .with_context(|| format!("pinning {}", comm.trim_end()))?;
-                pinned += 1;
-            }
-        }
-        ensure!(
-            pinned > 0,
-            "no threaded-NAPI kernel thread for {DUT_IF}: threaded NAPI is not available"
+    /// Gives the sending veth a NAPI thread of its own on the generator's CPU (its NAPI must be
+    /// on: an XDP program attached): frames the receiver sends back are then received there,
+    /// not on the receiver's CPU, whose work is what is measured.
+    pub fn sender_napi_on_generator_cpu(&self) -> anyhow::Result<()> {
+        self.sender.exec(
+            "sh",
+            &["-c", &format!("echo 1 > /sys/class/net/{GEN_IF}/threaded")],
         );
-        Ok(())
+        pin_threads(&format!("napi/{GEN_IF}-"), GEN_CPU)
     }
 
+    /// Pins the receiver's NAPI thread (it exists once the interface is up) to [`DUT_CPU`].
+    fn pin_napi(&self) -> anyhow::Result<()> {
+        pin_threads(&format!("napi/{DUT_IF}-"), DUT_CPU)
+    }
+}
+
+/// Pins every kernel thread whose name starts with `prefix` to `cpu`; at least one must exist.
+fn pin_threads(prefix: &str, cpu: usize) -> anyhow::Result<()> {
+    let mut pinned = 0;
+    for entry in std::fs::read_dir("/proc")? {
+        let entry = entry?;
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.trim_end().starts_with(prefix) {
+            let mut set = CpuSet::new();
+            set.set(cpu)?;
+            sched_setaffinity(Pid::from_raw(pid), &set)
+                .with_context(|| format!("pinning {}", comm.trim_end()))?;
+            pinned += 1;
+        }
+    }
+    ensure!(
+        pinned > 0,
+        "no threaded-NAPI kernel thread {prefix}*: threaded NAPI is not available"
+    );
+    Ok(())
+}
+
+impl Bed {
     /// Receiver counters: processed and dropped-at-the-ring frames.
     fn rx(&self) -> anyhow::Result<(u64, u64)> {
         let out = self.dut.ip(&["-s", "-j", "link", "show", DUT_IF]);
