@@ -255,6 +255,9 @@ impl State {
         if cfg.notify != old.notify {
             notes.push("[[notify]] changes apply at the next start".to_owned());
         }
+        if cfg.synproxy != old.synproxy {
+            notes.push("[synproxy] changes apply at the next start".to_owned());
+        }
         if cfg.verdict != old.verdict {
             notes.push("[verdict] changes apply at the next start".to_owned());
         }
