@@ -16,7 +16,7 @@ const TOOLCHAIN: &str = "nightly";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// The newest cargo-deb that builds with our stable toolchain (checked when it was chosen).
 const CARGO_DEB_VERSION: &str = "3.8.0";
-const APT_PACKAGES: [(&str, &str); 10] = [
+const APT_PACKAGES: [(&str, &str); 11] = [
     ("ip", "iproute2"),
     ("ping", "iputils-ping"),
     ("mount", "mount"),
@@ -30,6 +30,8 @@ const APT_PACKAGES: [(&str, &str); 10] = [
     // The challenge test: a real browser runs the proof-of-work page.
     ("chromium-headless-shell", "chromium-headless-shell"),
     ("curl", "curl"),
+    // The synproxy tests and demo: netfilter's SYNPROXY completes the handshakes XDP proves.
+    ("nft", "nftables"),
 ];
 
 pub fn run() -> anyhow::Result<()> {
