@@ -13,8 +13,11 @@
 //! SACK and ECN in its low six bits, as netfilter's `synproxy_check_timestamp_cookie` decodes
 //! them from the echo.
 
-use crate::parse::{
-    ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, Frame, IPPROTO_TCP, VLAN_HLEN,
+use crate::{
+    fingerprint::kind,
+    parse::{
+        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, Frame, IPPROTO_TCP, VLAN_HLEN,
+    },
 };
 
 /// Words of the `SYNPROXY_PORTS` bitmap: one bit per TCP port.
@@ -147,16 +150,6 @@ pub struct Offered {
     pub sack: bool,
     /// The client's timestamp value, `None` when it sent no timestamps.
     pub tsval: Option<u32>,
-}
-
-/// TCP option kinds.
-mod kind {
-    pub const EOL: u8 = 0;
-    pub const NOP: u8 = 1;
-    pub const MSS: u8 = 2;
-    pub const WS: u8 = 3;
-    pub const SACK_OK: u8 = 4;
-    pub const TS: u8 = 8;
 }
 
 /// Reads the options of a SYN whose `len` (at most 40) option bytes start at `at` (the host's
@@ -323,12 +316,14 @@ pub struct Scratch {
     pub opts: [u8; 64],
     /// The walk through them (see [`Walk`]).
     pub walk: Walk,
+    /// The link header (up to two VLAN tags: 22 bytes), its addresses swapped for the reply.
+    pub l2: [u8; 32],
     pub _pad: [u8; 4],
 }
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for Scratch {}
 
-const _: () = assert!(core::mem::size_of::<Scratch>() == 160);
+const _: () = assert!(core::mem::size_of::<Scratch>() == 192);
 
 impl Default for Scratch {
     fn default() -> Self {
@@ -337,6 +332,7 @@ impl Default for Scratch {
             tcp: [0; SYNACK_TCP_LEN],
             opts: [0; 64],
             walk: Walk::start(),
+            l2: [0; 32],
             _pad: [0; 4],
         }
     }

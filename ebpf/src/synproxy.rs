@@ -8,8 +8,8 @@ use aya_ebpf::{
     helpers::{
         bpf_sk_release, bpf_skc_lookup_tcp, bpf_tcp_raw_check_syncookie_ipv4,
         bpf_tcp_raw_check_syncookie_ipv6, bpf_tcp_raw_gen_syncookie_ipv4,
-        bpf_tcp_raw_gen_syncookie_ipv6, bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
-        bpf_xdp_store_bytes,
+        bpf_tcp_raw_gen_syncookie_ipv6, bpf_xdp_adjust_head, bpf_xdp_adjust_tail,
+        bpf_xdp_load_bytes, bpf_xdp_store_bytes,
     },
     programs::XdpContext,
 };
@@ -281,12 +281,22 @@ fn build(ctx: &XdpContext, seg: &Segment, header_len: usize, cfg: &SynproxyConfi
         now_ms: (now() / 1_000_000) as u32,
     };
     synack(s, seg.v6, &o, &reply);
-    let frame = XdpFrame(ctx);
-    let eth = frame.load::<12>(0)?;
+    // The link header (addresses, VLAN tags, ethertype) is kept here too, with the addresses
+    // swapped, because a SYN shorter than its SYN-ACK may have to grow at the front.
+    let l2 = ((core::hint::black_box(seg.ip as u32) - 1) & 31) + 1;
+    // SAFETY: as above.
+    if unsafe { bpf_xdp_load_bytes(md, 0, s.l2.as_mut_ptr().cast(), l2) } != 0 {
+        return None;
+    }
+    let mut macs = [0u8; 12];
+    macs[..6].copy_from_slice(&s.l2[6..12]);
+    macs[6..].copy_from_slice(&s.l2[..6]);
+    s.l2[..12].copy_from_slice(&macs);
     resize(ctx, seg.tcp + SYNACK_TCP_LEN)?;
     // SAFETY: as above; the frame now ends right after the TCP header.
     unsafe {
-        if bpf_xdp_store_bytes(md, seg.ip as u32, s.ip.as_mut_ptr().cast(), ip_len) != 0
+        if bpf_xdp_store_bytes(md, 0, s.l2.as_mut_ptr().cast(), l2) != 0
+            || bpf_xdp_store_bytes(md, seg.ip as u32, s.ip.as_mut_ptr().cast(), ip_len) != 0
             || bpf_xdp_store_bytes(
                 md,
                 seg.tcp as u32,
@@ -297,10 +307,6 @@ fn build(ctx: &XdpContext, seg: &Segment, header_len: usize, cfg: &SynproxyConfi
             return None;
         }
     }
-    let mut macs = [0u8; 12];
-    macs[..6].copy_from_slice(&eth[6..12]);
-    macs[6..].copy_from_slice(&eth[..6]);
-    store(ctx, 0, &macs)?;
     Some(xdp_action::XDP_TX)
 }
 
@@ -368,7 +374,9 @@ fn cookie(ctx: &XdpContext, seg: &Segment, header_len: usize) -> Option<u32> {
     (r >= 0).then_some(r as u32)
 }
 
-/// Makes the frame exactly `len` bytes long.
+/// Makes the frame exactly `len` bytes long: at its tail, or, when a frame that must grow has
+/// no room there (a veth hands XDP buffers cut to the frame's size), at its head, where XDP
+/// always keeps 256 bytes (the caller rewrites every header).
 #[inline(always)]
 fn resize(ctx: &XdpContext, len: usize) -> Option<()> {
     let have = ctx.data_end() - ctx.data();
@@ -376,9 +384,14 @@ fn resize(ctx: &XdpContext, len: usize) -> Option<()> {
     if delta == 0 {
         return Some(());
     }
-    // SAFETY: the helper checks the new length against the frame's buffer.
-    let r = unsafe { bpf_xdp_adjust_tail(ctx.ctx as *mut xdp_md, delta as i32) };
-    (r == 0).then_some(())
+    let md = ctx.ctx as *mut xdp_md;
+    // SAFETY: the helpers check the new length against the frame's buffer.
+    let r = unsafe { bpf_xdp_adjust_tail(md, delta as i32) };
+    if r == 0 {
+        return Some(());
+    }
+    // SAFETY: as above.
+    (delta > 0 && unsafe { bpf_xdp_adjust_head(md, -delta as i32) } == 0).then_some(())
 }
 
 /// Writes `bytes` at `offset` of the frame.

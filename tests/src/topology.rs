@@ -137,6 +137,26 @@ impl Topology {
         topo
     }
 
+    /// Attaches an empty XDP program to the client's veth: frames the edge's program sends back
+    /// with `XDP_TX` (the synproxy's SYN-ACKs) need NAPI on this side to arrive, and GRO alone
+    /// did not turn it on here.
+    pub fn give_client_napi(&self) {
+        let pass = tempfile::NamedTempFile::new().expect("a temporary file");
+        std::fs::write(pass.path(), ipwarden::dataplane::object::baseline::PASS)
+            .expect("writing the empty program");
+        self.client.ip(&[
+            "link",
+            "set",
+            "dev",
+            CLIENT_IF,
+            "xdp",
+            "obj",
+            pass.path().to_str().expect("a UTF-8 path"),
+            "sec",
+            "xdp",
+        ]);
+    }
+
     /// Gives the client an extra source address (203.0.113.0/24 or 2001:db8:2::/48), reachable
     /// from the edge without neighbour discovery.
     pub fn add_source(&self, addr: IpAddr) {

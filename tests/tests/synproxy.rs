@@ -178,22 +178,7 @@ fn bed() -> Bed {
 /// A bed whose daemon runs `config` (up, not necessarily answering).
 fn bed_with(config: &str) -> Bed {
     let env = DaemonEnv::new(config, &[]);
-    // An empty XDP program on the client's veth: the frames the edge's program sends back with
-    // `XDP_TX` need NAPI on this side (GRO alone did not give it on this kernel).
-    let pass = tempfile::NamedTempFile::new().expect("a temporary file");
-    std::fs::write(pass.path(), ipwarden::dataplane::object::baseline::PASS)
-        .expect("writing the empty program");
-    env.topo.client.ip(&[
-        "link",
-        "set",
-        "dev",
-        CLIENT_IF,
-        "xdp",
-        "obj",
-        pass.path().to_str().expect("a UTF-8 path"),
-        "sec",
-        "xdp",
-    ]);
+    env.topo.give_client_napi();
     let server = Server::start(&env);
     let daemon = env.start();
     let bed = Bed {
@@ -467,9 +452,12 @@ fn forged_acks_are_dropped_and_counted_and_never_reach_the_listener() {
 fn spoofed_syns(bed: &Bed, flooding: &std::sync::atomic::AtomicBool, most: Duration) -> usize {
     let sock = RawSocket::open(&bed.env.topo.client, CLIENT_IF);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let mss = [
+    // A Linux client's options (a header as long as the SYN-ACK's), a bare MSS (hping3-like
+    // floods: the SYN-ACK is longer than the SYN) and none at all.
+    let full = [
         2, 4, 0x05, 0xB4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
     ];
+    let shapes: [&[u8]; 3] = [&full, &full[..4], &[]];
     let mut sent = 0;
     let start = Instant::now();
     while flooding.load(std::sync::atomic::Ordering::Relaxed)
@@ -495,7 +483,7 @@ fn spoofed_syns(bed: &Bed, flooding: &std::sync::atomic::AtomicBool, most: Durat
                     seq: (r >> 32) as u32,
                     ack: 0,
                     flags: 0x02,
-                    options: &mss,
+                    options: shapes[(r >> 48) as usize % shapes.len()],
                 },
             )
         });
@@ -571,10 +559,12 @@ fn a_spoofed_syn_flood_is_answered_while_real_clients_get_through() {
         bed.synproxy()
     );
     assert_eq!(fetched, 20);
-    // The veth may drop frames of a burst before the program sees them; every one it sees is
-    // answered (the downloads' own SYNs are among them).
+    // The veth drops frames of a burst before the program sees them when its ring is full (here
+    // 43 % to 60 % of them reach it); every one it sees is answered, whatever its options' length
+    // (the downloads' own SYNs are among them).
+    assert_eq!(bed.count("unfit"), 0, "{}", bed.synproxy());
     assert!(
-        syns as f64 >= flooded as f64 * 0.5,
+        syns as f64 >= flooded as f64 * 0.25,
         "{syns} of {flooded} spoofed SYNs reached the program"
     );
     assert!(
