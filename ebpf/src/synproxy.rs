@@ -394,19 +394,6 @@ fn resize(ctx: &XdpContext, len: usize) -> Option<()> {
     (delta > 0 && unsafe { bpf_xdp_adjust_head(md, -delta as i32) } == 0).then_some(())
 }
 
-/// Writes `bytes` at `offset` of the frame.
-#[inline(always)]
-fn store<const N: usize>(ctx: &XdpContext, offset: usize, bytes: &[u8; N]) -> Option<()> {
-    let (start, end) = (ctx.data(), ctx.data_end());
-    if start + offset + N > end {
-        return None;
-    }
-    // SAFETY: the bytes [start + offset, start + offset + N) lie inside the packet, checked
-    // above; packet data has no alignment guarantee, hence write_unaligned.
-    unsafe { core::ptr::write_unaligned((start + offset) as *mut [u8; N], *bytes) };
-    Some(())
-}
-
 #[inline(always)]
 fn bump(slot: u32) {
     if let Some(c) = SYNPROXY_STATS.get_ptr_mut(slot) {
