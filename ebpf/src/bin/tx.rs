@@ -5,6 +5,8 @@
 //! - `bench_spray` rewrites the IPv6 source's /64 on every frame, cycling through
 //!   `SPRAY[COUNT]` distinct /64s: many sources, to measure the data plane when sources do not
 //!   stay in its per-CPU front table, blocked ones or (with `SPRAY[BASE]`) unblocked ones.
+//! - `bench_synspray` does the same for TCP SYNs a receiving stack accepts (valid checksums),
+//!   rebuilding each frame from `SYN_TEMPLATE`: a spoofed SYN flood for the SYN cookie bench.
 #![no_std]
 #![no_main]
 
@@ -33,26 +35,33 @@ pub fn bench_tx(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_TX
 }
 
-#[xdp]
-pub fn bench_spray(ctx: XdpContext) -> u32 {
+/// The next source of a spray: its third and fourth 16-bit groups, `None` when the spray is
+/// off. Source i + 1 is 2001:db8:(base | i >> 16):(i & 0xffff)::/64, the encoding of the
+/// benchmark's filler block entries (`runners/src/bench/kernel.rs`, `filler_v6`).
+#[inline(always)]
+fn next_source() -> Option<(u32, u32)> {
     let count = SPRAY.get(COUNT).copied().unwrap_or(0);
     let base = match SPRAY.get(BASE).copied().unwrap_or(0) {
         0 => 0x8000,
         b => b,
     };
-    let Some(next) = SPRAY.get_ptr_mut(NEXT) else {
-        return xdp_action::XDP_TX;
-    };
+    let next = SPRAY.get_ptr_mut(NEXT)?;
     if count == 0 {
-        return xdp_action::XDP_TX;
+        return None;
     }
     // SAFETY: an array slot, valid for the program's run; one generator CPU writes it.
     let i = unsafe { *next } % count;
     unsafe { *next = i + 1 };
-    // Source i + 1 is 2001:db8:(0x8000 | i >> 16):(i & 0xffff)::/64, the encoding of the
-    // benchmark's filler block entries (`runners/src/bench/kernel.rs`, `filler_v6`).
     let n = i + 1;
-    let groups = (base | (n >> 16)) << 16 | (n & 0xffff);
+    Some((base | (n >> 16), n & 0xffff))
+}
+
+#[xdp]
+pub fn bench_spray(ctx: XdpContext) -> u32 {
+    let Some((g3, g4)) = next_source() else {
+        return xdp_action::XDP_TX;
+    };
+    let groups = g3 << 16 | g4;
     let start = ctx.data();
     if start + SOURCE_GROUPS_3_4 + 4 > ctx.data_end() {
         return xdp_action::XDP_TX;
@@ -84,22 +93,9 @@ static SYN_TEMPLATE: Array<[u8; SYN_FRAME_LEN]> = Array::with_max_entries(1, 0);
 /// checksum (computed with groups 3, 4 and 8 zero) stays valid for every source sprayed.
 #[xdp]
 pub fn bench_synspray(ctx: XdpContext) -> u32 {
-    let count = SPRAY.get(COUNT).copied().unwrap_or(0);
-    let base = match SPRAY.get(BASE).copied().unwrap_or(0) {
-        0 => 0x8000,
-        b => b,
-    };
-    let Some(next) = SPRAY.get_ptr_mut(NEXT) else {
+    let Some((g3, g4)) = next_source() else {
         return xdp_action::XDP_TX;
     };
-    if count == 0 {
-        return xdp_action::XDP_TX;
-    }
-    // SAFETY: an array slot, valid for the program's run; one generator CPU writes it.
-    let i = unsafe { *next } % count;
-    unsafe { *next = i + 1 };
-    let n = i + 1;
-    let (g3, g4) = (base | (n >> 16), n & 0xffff);
     let sum = g3 + g4;
     let sum = (sum & 0xffff) + (sum >> 16);
     let g8 = !sum & 0xffff;

@@ -6,7 +6,8 @@
 //! normal client keeps talking. Shows the daemon finding the floods (`top`), deciding
 //! (`list`, `explain`, `lookup`), what got through before and after, a web site behind nginx
 //! asking ipwarden about each client (a browser solving the challenge if
-//! chromium-headless-shell is installed), and that enforcement outlives the daemon.
+//! chromium-headless-shell is installed), a spoofed SYN flood at the web port answered with
+//! SYN cookies in XDP, and that enforcement outlives the daemon.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -57,6 +58,8 @@ challenge_burst = 10
 
 [verdict]
 difficulty = 18
+[synproxy]
+ports = [8080]
 "#;
 
 fn step(text: &str) {
@@ -110,6 +113,8 @@ fn main() {
     for a in ATTACKER_V6 {
         topo.add_source(a.into());
     }
+    // The synproxy's SYN-ACKs leave the edge with XDP_TX; the client's veth needs NAPI for them.
+    topo.give_client_napi();
     println!(
         "client {} ── veth ── edge {} ({EDGE_IF})",
         topo.client.name(),
@@ -259,6 +264,69 @@ fn main() {
     print!("{}", ipw.ok(None, &["detach", "--iface", EDGE_IF]));
 }
 
+/// The `synproxy:` line of `ipwarden status`.
+fn synproxy_line(home: &DaemonHome) -> String {
+    home.cli(&["status"])
+        .lines()
+        .find(|l| l.starts_with("synproxy:"))
+        .unwrap_or("synproxy: (not in status)")
+        .to_owned()
+}
+
+/// A spoofed SYN flood at the web site's port while the client browses: answered in XDP.
+fn syn_flood(topo: &Topology, home: &DaemonHome) {
+    use ipwarden_tests::{
+        frames::{RawSocket, Tcp, tcp4},
+        topology::{CLIENT_IF, CLIENT_MAC, EDGE_MAC},
+    };
+    step(
+        "a spoofed SYN flood at the web port ([synproxy] ports = [8080]): the XDP program answers every SYN with a SYN cookie, nginx never sees one, and real clients still get in",
+    );
+    println!("$ ipwarden status | grep synproxy");
+    println!("{}", synproxy_line(home));
+    let sock = RawSocket::open(&topo.client, CLIENT_IF);
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mss = [2, 4, 0x05, 0xB4];
+    std::thread::scope(|s| {
+        let flood = s.spawn(|| {
+            // 40 000 SYNs from random addresses in 203.0.113.128/25 and random ports.
+            sock.send_many(40_000, |_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                tcp4(
+                    EDGE_MAC,
+                    CLIENT_MAC,
+                    Ipv4Addr::new(203, 0, 113, 128 | (x as u8 & 0x7f)),
+                    EDGE_V4,
+                    Tcp {
+                        sport: 1024 + (x >> 8) as u16 % 60000,
+                        dport: nginx::PORT,
+                        seq: (x >> 32) as u32,
+                        ack: 0,
+                        flags: 0x02,
+                        options: &mss,
+                    },
+                )
+            })
+        });
+        println!("{}   # during the flood", curl(topo, CLIENT_V4, ""));
+        let sent = flood.join().expect("the flood");
+        println!("(sent {sent} spoofed SYNs)");
+    });
+    std::thread::sleep(Duration::from_millis(1200));
+    println!("$ ipwarden status | grep synproxy");
+    println!("{}", synproxy_line(home));
+    let overflows = topo
+        .edge
+        .exec("nstat", &["-az", "TcpExtListenOverflows"])
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned();
+    println!("$ nstat -az TcpExtListenOverflows   # on the edge\n{overflows}");
+}
+
 /// `curl` through nginx from `src`: the status line and the application's answer.
 fn curl(topo: &Topology, src: Ipv4Addr, extra: &str) -> String {
     let url = format!("http://{EDGE_V4}:{}/app", nginx::PORT);
@@ -306,6 +374,8 @@ fn web(topo: &Topology, home: &DaemonHome) {
         "{}",
         curl(topo, ATTACKER_V4, "").replace("HTTP 000 ", "no TCP handshake: XDP drops its SYNs")
     );
+
+    syn_flood(topo, home);
 
     step(
         "the client is challenged by hand; a real browser solves the page and gets its full speed back",
