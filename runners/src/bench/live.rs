@@ -278,6 +278,13 @@ impl Bed {
     }
 }
 
+/// Moves the calling thread into the namespace `name` for good (a thread of its own: see
+/// [`NetNs::name`]).
+pub fn enter_namespace(name: &str) -> anyhow::Result<()> {
+    let target = File::open(format!("/run/netns/{name}"))?;
+    setns(target.as_fd(), CloneFlags::CLONE_NEWNET).with_context(|| format!("entering {name}"))
+}
+
 /// Pins every kernel thread whose name starts with `prefix` to `cpu`; at least one must exist.
 fn pin_threads(prefix: &str, cpu: usize) -> anyhow::Result<()> {
     let mut pinned = 0;
@@ -410,11 +417,20 @@ impl Bed {
         traffic: Traffic,
         frames: u32,
     ) -> anyhow::Result<Sample> {
+        self.with_receiver(receiver, |bed| bed.send(traffic, frames))
+    }
+
+    /// Runs `f` with `receiver` installed on the receiving veth, then removes it.
+    pub fn with_receiver<T>(
+        &mut self,
+        receiver: &mut Receiver<'_>,
+        f: impl FnOnce(&mut Self) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
         match receiver {
-            Receiver::Stack => self.send(traffic, frames),
+            Receiver::Stack => f(self),
             Receiver::Nftables { entries } => {
                 self.nft_install(*entries)?;
-                let s = self.send(traffic, frames);
+                let s = f(self);
                 self.dut
                     .exec("nft", &["delete", "table", "netdev", "ipwbench"]);
                 s
@@ -424,11 +440,22 @@ impl Bed {
                 let link = self
                     .inside(&self.dut, || program.attach(DUT_IF, XdpMode::Driver))?
                     .with_context(|| format!("attaching {} natively", subject.name))?;
-                let s = self.send(traffic, frames);
+                let s = f(self);
                 subject.xdp_mut().detach(link)?;
                 s
             }
         }
+    }
+
+    /// Sends `frames` frames of `traffic` with whatever receiver is installed (see
+    /// [`Bed::with_receiver`]).
+    pub fn flood(&mut self, traffic: Traffic, frames: u32) -> anyhow::Result<Sample> {
+        self.send(traffic, frames)
+    }
+
+    /// The receiver's IPv4 address (the sender's stack reaches it directly, on the pair's /24).
+    pub fn dut_addr(&self) -> Ipv4Addr {
+        DUT_ADDR
     }
 
     /// An nftables netdev ingress chain on the receiving veth that drops sources in a set of

@@ -18,6 +18,7 @@ pub mod more_sections;
 pub mod report;
 pub mod sources;
 pub mod spray_section;
+pub mod synproxy_legit;
 pub mod synproxy_section;
 pub mod verdict;
 

@@ -18,19 +18,22 @@ struct Answered {
     answered: u64,
 }
 
-/// The receiver's `TcpExtSyncookiesSent`.
-fn cookies_sent(bed: &live::Bed) -> anyhow::Result<u64> {
+/// The receiver's `TcpExt` counter `name` (`SyncookiesSent`, `ListenDrops`, …).
+fn netstat(bed: &live::Bed, name: &str) -> anyhow::Result<u64> {
     let text = bed.dut().exec("cat", &["/proc/net/netstat"]);
     let lines: Vec<&str> = text.lines().collect();
     for pair in lines.chunks(2) {
         let [head, values] = pair else { continue };
         let heads: Vec<&str> = head.split_whitespace().collect();
         let vals: Vec<&str> = values.split_whitespace().collect();
-        if let Some(i) = heads.iter().position(|h| *h == "SyncookiesSent") {
+        if heads.first() != Some(&"TcpExt:") {
+            continue;
+        }
+        if let Some(i) = heads.iter().position(|h| *h == name) {
             return Ok(vals[i].parse()?);
         }
     }
-    anyhow::bail!("no SyncookiesSent in the receiver's /proc/net/netstat")
+    anyhow::bail!("no {name} in the receiver's /proc/net/netstat")
 }
 
 /// Section: SYN cookies.
@@ -95,7 +98,7 @@ pub fn syn_cookies(
         "xdp",
     ]);
     bed.sender_napi_on_generator_cpu()?;
-    let _listener = bed.listen((std::net::Ipv6Addr::UNSPECIFIED, live::SYN_PORT).into())?;
+    let listener = bed.listen((std::net::Ipv6Addr::UNSPECIFIED, live::SYN_PORT).into())?;
     let mut proxy = kernel::ipwarden_synproxy(bpffs, live::SYN_PORT)?;
     let pins = ipwarden::dataplane::PinDir::new(bpffs, "synproxy");
     let dp = ipwarden::dataplane::Dataplane::open(&pins)?;
@@ -126,13 +129,13 @@ pub fn syn_cookies(
         for k in 0..3 {
             let which = (k + round) % 3;
             let (s, answered) = if which == 0 {
-                let before = cookies_sent(&bed)?;
+                let before = netstat(&bed, "SyncookiesSent")?;
                 let s = bed.measure(
                     &mut live::Receiver::Stack,
                     live::Traffic::SynFlood(SOURCES),
                     frames,
                 )?;
-                (s, cookies_sent(&bed)? - before)
+                (s, netstat(&bed, "SyncookiesSent")? - before)
             } else {
                 let before = answered_xdp()?;
                 let s = bed.measure(
@@ -207,6 +210,20 @@ pub fn syn_cookies(
         &rows,
     ));
     md.push('\n');
+    super::synproxy_legit::legit_during_flood(
+        md,
+        &mut bed,
+        &listener,
+        &mut proxy,
+        (live::SYN_PORT, SOURCES),
+        (netstat, || {
+            Ok(dp
+                .synproxy_counts()?
+                .context("the synproxy's maps are missing")?
+                .accepted)
+        }),
+        opts,
+    )?;
     cost_when_not_taken(md, &mut proxy, &pins, opts)
 }
 
