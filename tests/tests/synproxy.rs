@@ -371,6 +371,32 @@ fn a_client_without_timestamps_or_with_a_small_mss_gets_a_working_connection() {
     );
 }
 
+/// The raw cookie helpers and netfilter's SYNPROXY check no sysctl: a host with the kernel's
+/// own SYN cookies off (`tcp_syncookies = 0`) is protected all the same, so `config check`
+/// has nothing to refuse there.
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn cookies_work_with_the_hosts_own_syn_cookies_off() {
+    let bed = bed();
+    bed.env
+        .topo
+        .edge
+        .exec("sysctl", &["-qw", "net.ipv4.tcp_syncookies=0"]);
+    let want = bed.server.file("small", 256 << 10);
+    for url in [
+        format!("http://{EDGE_V4}:{PORT}/small"),
+        format!("http://[{EDGE_V6}]:{PORT}/small"),
+    ] {
+        let accepted = bed.count("accepted");
+        assert_eq!(bed.download(&url), want, "{url}");
+        assert!(
+            bed.count("accepted") > accepted,
+            "{url}: through a cookie: {}",
+            bed.synproxy()
+        );
+    }
+}
+
 /// A small xorshift: forged numbers without a dependency.
 struct Rng(u64);
 
