@@ -464,6 +464,11 @@ fn forged_acks_are_dropped_and_counted_and_never_reach_the_listener() {
             "no `{line}` in\n{scrape}"
         );
     }
+    // And `stats`, on the interface.
+    let stats = bed.env.home.json(&["stats"]);
+    let counters = &stats["interfaces"][0]["counters"];
+    assert_eq!(counters["synproxy_refused"], FORGED as u64, "{stats}");
+    assert_eq!(counters["synproxy_accepted"], 0, "{stats}");
     // A real connection still works.
     let want = bed.server.file("small", 64 << 10);
     assert_eq!(

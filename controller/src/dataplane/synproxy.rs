@@ -31,6 +31,19 @@ pub struct SynproxyCounts {
 }
 
 impl SynproxyCounts {
+    /// Each counter with its name in `stats` (`synproxy_` and the field's name).
+    pub fn named(&self) -> [(&'static str, u64); 7] {
+        [
+            ("synproxy_syns", self.syns),
+            ("synproxy_answered", self.answered),
+            ("synproxy_existing", self.existing),
+            ("synproxy_no_listener", self.no_listener),
+            ("synproxy_accepted", self.accepted),
+            ("synproxy_refused", self.refused),
+            ("synproxy_unfit", self.unfit),
+        ]
+    }
+
     /// Adds another interface's counters.
     pub fn add(&mut self, o: &Self) {
         self.syns += o.syns;

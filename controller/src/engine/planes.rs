@@ -45,6 +45,11 @@ pub trait Enforcer: Send {
     fn hint_counts(&self) -> Option<crate::dataplane::HintCounts> {
         None
     }
+    /// The synproxy's counters; `None` where there is no kernel program or it predates the
+    /// synproxy.
+    fn synproxy_counts(&self) -> Option<crate::dataplane::SynproxyCounts> {
+        None
+    }
     /// Flushes the program admitted and held (see `ipwarden_common::admit`); `None` where there
     /// is no kernel program or it predates admission.
     fn admit_counts(&self) -> Option<crate::dataplane::AdmitCounts> {
@@ -188,6 +193,13 @@ impl Enforcer for Dataplane {
         Dataplane::hits(self).unwrap_or_else(|e| {
             tracing::warn!(error = %error_chain(&e), "reading the hit tables");
             Vec::new()
+        })
+    }
+
+    fn synproxy_counts(&self) -> Option<crate::dataplane::SynproxyCounts> {
+        Dataplane::synproxy_counts(self).unwrap_or_else(|e| {
+            tracing::warn!(error = %error_chain(&e), "reading the synproxy's counters");
+            None
         })
     }
 
