@@ -1,10 +1,13 @@
-//! `BPF_MAP_LOOKUP_BATCH` over per-CPU maps: the counter hashes and the front-table arrays.
+//! The batch commands: `BPF_MAP_LOOKUP_BATCH` over per-CPU maps (the counter hashes and the
+//! front-table arrays) and `BPF_MAP_UPDATE_BATCH` into the exact block hashes.
 //!
 //! aya 0.14 reads a hash map one `get_next_key` + one lookup per entry: two syscalls per source,
-//! two million for a million sources. The batch command returns thousands of entries per call,
-//! which is what makes polling the counter maps cheap. aya exposes no batch API, so this is the
-//! one hand-written syscall wrapper in the controller. Unlike aya's typed maps it gets no key and
-//! value size check for free, so it makes its own ([`check`]) before handing the kernel a buffer.
+//! two million for a million sources; it writes one syscall per entry. The batch commands move
+//! thousands of entries per call, which is what makes polling the counter maps and bulk loads
+//! of blocks cheap. aya exposes no batch API, so these are the hand-written syscall wrappers in
+//! the controller. The lookup gets no key and value size check for free, so it makes its own
+//! ([`check`]) before handing the kernel a buffer; the update takes aya's typed map, whose
+//! sizes aya checked when it opened the map.
 
 use std::{
     io,
@@ -15,13 +18,16 @@ use std::{
 
 use aya::{
     Pod,
-    maps::{MapData, MapType},
+    maps::{HashMap, IterableMap as _, MapData, MapType},
 };
 
 use super::{DataplaneError, MapLayout};
 
 /// `BPF_MAP_LOOKUP_BATCH` from `enum bpf_cmd` (include/uapi/linux/bpf.h, Linux 5.6+).
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+
+/// `BPF_MAP_UPDATE_BATCH` from `enum bpf_cmd` (Linux 5.6+).
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 
 /// Entries requested per call. Hash maps return whole buckets, so this must exceed the longest
 /// bucket; on `ENOSPC` it doubles.
@@ -208,6 +214,47 @@ pub(super) fn for_each_percpu<K: Pod, V: Pod>(
         token_in = token_out;
         first = false;
     }
+}
+
+/// Puts `keys[i] -> values[i]` into the hash `map` with one `BPF_MAP_UPDATE_BATCH` (`BPF_ANY`:
+/// add or replace, in order). The kernel stops at the first entry it cannot put and reports how
+/// many went in before it: on error, that count comes with the error.
+pub(super) fn update_hash<K: Pod, V: Pod>(
+    map: &HashMap<MapData, K, V>,
+    keys: &[K],
+    values: &[V],
+) -> Result<(), (usize, io::Error)> {
+    assert_eq!(keys.len(), values.len(), "one value per key");
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let count = u32::try_from(keys.len()).map_err(|_| (0, io::Error::other("batch too large")))?;
+    let mut attr = BatchAttr {
+        keys: keys.as_ptr() as u64,
+        values: values.as_ptr() as u64,
+        count,
+        map_fd: map.map().fd().as_fd().as_raw_fd() as u32,
+        ..Default::default()
+    };
+    // SAFETY: `keys` and `values` hold `count` keys and values of `K` and `V`, whose sizes aya
+    // checked against the map's when it opened it (`HashMap::try_from`); the kernel only reads
+    // them and writes back `count`.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_UPDATE_BATCH,
+            &mut attr as *mut BatchAttr,
+            size_of::<BatchAttr>(),
+        )
+    };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        // An error in the loop rewrote `count` to the entries before it (always fewer than
+        // asked); one before the loop (an old kernel, a bad map) left it as it was: none went in.
+        let done = if attr.count < count { attr.count } else { 0 };
+        return Err((done as usize, e));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ mod loader;
 mod loud;
 mod maps;
 pub mod object;
+mod pending;
 mod pins;
 mod resize;
 mod rules;

@@ -15,6 +15,7 @@ use super::{
     Dataplane, DataplaneError,
     index::{self, AllowOverlap},
     maps::max_entries,
+    pending::Pending,
 };
 use crate::net::{self, Family};
 
@@ -39,7 +40,7 @@ fn removed(result: Result<(), MapError>, map: &'static str) -> Result<bool, Data
 
 /// Maps the kernel's `E2BIG` (no room for a new key) to [`DataplaneError::MapFull`], which says
 /// how to raise the capacity.
-fn inserted(
+pub(super) fn inserted(
     result: Result<(), MapError>,
     map: &'static str,
     data: &MapData,
@@ -141,8 +142,10 @@ impl Dataplane {
     pub fn block(&mut self, net: IpNet, entry: BlockEntry) -> Result<(), DataplaneError> {
         let mut allow = None;
         let mut later = Vec::new();
+        let mut pending = Pending::default();
         let out = self.changing(net, true, |dp| {
-            dp.block_entry(net, entry, &mut allow, &mut later)?;
+            dp.block_entry(net, entry, &mut allow, &mut pending, &mut later)?;
+            dp.flush(&mut pending, &mut later)?;
             dp.index_all(later)
         });
         self.release_index();
@@ -160,13 +163,17 @@ impl Dataplane {
         let mut out = Ok(());
         let mut allow = None;
         let mut later = Vec::new();
+        let mut pending = Pending::default();
         for (net, entry) in entries {
             fine |= matches!(net.trunc(), IpNet::V6(n) if n.prefix_len() > net::V6_SOURCE_PREFIX);
-            out = self.block_entry(net, entry, &mut allow, &mut later);
+            out = self.block_entry(net, entry, &mut allow, &mut pending, &mut later);
             if out.is_err() {
                 break;
             }
         }
+        // What is queued goes in even after a failure: the entries before it are in the
+        // change as they were when each went in alone.
+        out = out.and(self.flush(&mut pending, &mut later));
         // The entries in the hash so far get their ways, in bucket order (a window of the index
         // is mapped once for all of its buckets), even when a later entry failed.
         let indexed = self.index_all(later);
@@ -177,12 +184,14 @@ impl Dataplane {
     }
 
     /// `allow`: the allowlist as the index needs it, read at the first exact entry of a change.
-    /// `later`: the ways to fill once the hash holds their entries ([`Self::index_all`]).
+    /// `pending`: exact entries queued for the hashes ([`Self::flush`]), which move their ways
+    /// to `later`, filled once the hash holds their entries ([`Self::index_all`]).
     fn block_entry(
         &mut self,
         net: IpNet,
         entry: BlockEntry,
         allow: &mut Option<AllowOverlap>,
+        pending: &mut Pending,
         later: &mut Vec<Way>,
     ) -> Result<(), DataplaneError> {
         let Some(key) = index::exact_key(net) else {
@@ -195,19 +204,24 @@ impl Dataplane {
             !allow.as_ref().is_some_and(|a| a.overlaps(net))
         };
         if !keep {
-            // In the hash without a way: its bucket is marked.
+            // In the hash without a way: its bucket is marked (before the entry is there).
             self.unway(key)?;
         }
-        self.hash_or_trie_insert(net, entry)?;
-        if keep {
-            later.push(Way {
-                family: key.0,
-                key: key.1,
-                expires_at_ns: entry.expires_at_ns,
-                reason: entry.reason,
-            });
+        let way = keep.then_some(Way {
+            family: key.0,
+            key: key.1,
+            expires_at_ns: entry.expires_at_ns,
+            reason: entry.reason,
+        });
+        if pending.push(net, entry, way) {
+            self.flush(pending, later)?;
         }
         Ok(())
+    }
+
+    /// Puts the queued exact entries into their hashes.
+    fn flush(&mut self, pending: &mut Pending, later: &mut Vec<Way>) -> Result<(), DataplaneError> {
+        pending.flush(&mut self.block_v4, &mut self.block_v6, later)
     }
 
     fn hash_or_trie_insert(&mut self, net: IpNet, entry: BlockEntry) -> Result<(), DataplaneError> {
@@ -348,7 +362,7 @@ impl Dataplane {
 }
 
 /// A way to fill once the hash holds its block.
-struct Way {
+pub(super) struct Way {
     family: Family,
     key: u64,
     expires_at_ns: u64,
