@@ -100,6 +100,14 @@ impl Book {
         self.holders(prefix).iter().find(|d| d.held_by(holder))
     }
 
+    /// The decision `d`'s holder already has on `d`'s prefix (without building a [`Holder`]:
+    /// asked once per proposed decision).
+    pub fn same_holder(&self, d: &Decision) -> Option<&Decision> {
+        self.holders(&d.prefix)
+            .iter()
+            .find(|x| x.origin == d.origin && x.source == d.source)
+    }
+
     /// Every holder's decision on exactly `prefix`.
     pub fn holders(&self, prefix: &IpNet) -> &[Decision] {
         self.by_prefix.get(prefix).map_or(&[], Vec::as_slice)

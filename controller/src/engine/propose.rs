@@ -49,7 +49,7 @@ impl Engine {
         d: &Decision,
         new: &mut std::collections::HashMap<String, usize>,
     ) -> Option<EngineError> {
-        if d.origin != Origin::Fleet || self.book.get(&d.prefix, &d.holder()).is_some() {
+        if d.origin != Origin::Fleet || self.book.same_holder(d).is_some() {
             return None;
         }
         let host = d.peer()?;
@@ -128,12 +128,12 @@ impl Engine {
     /// Returns the decisions as enacted and what was refused.
     pub fn propose(&mut self, decisions: Vec<Decision>) -> Result<Proposed, EngineError> {
         let mut out = Proposed::default();
-        out.enacted.reserve_exact(decisions.len());
+        let mut enacted = Vec::with_capacity(decisions.len());
         // What the first LOGGED decisions renewed, for their log lines (only those are logged).
         let mut earlier = Vec::with_capacity(LOGGED);
         let mut fresh = 0;
         // New prefixes of this proposal, per map: each needs a kernel entry.
-        let mut new_prefixes: std::collections::HashSet<IpNet> = Default::default();
+        let mut new_prefixes: foldhash::HashSet<IpNet> = foldhash::HashSet::default();
         let mut new_per_map = [0usize; 4];
         let mut new_per_peer: std::collections::HashMap<String, usize> = Default::default();
         let now = now_unix_ms();
@@ -175,10 +175,10 @@ impl Engine {
                 new_per_map[map as usize] += 1;
                 new_prefixes.insert(d.prefix);
             }
-            let renewal = self.book.get(&d.prefix, &d.holder());
+            let renewal = self.book.same_holder(&d);
             fresh += usize::from(renewal.is_none());
             let renewal = (earlier.len() < LOGGED).then(|| renewal.cloned());
-            out.enacted.push(self.with_recidive(d)?);
+            enacted.push(self.with_recidive(d)?);
             if let Some(r) = renewal {
                 earlier.push(r);
             }
@@ -186,25 +186,29 @@ impl Engine {
         self.room_for(fresh)?;
         for r in &mut self.replacing {
             r.kept.extend(
-                out.enacted
+                enacted
                     .iter()
                     .filter(|d| r.scope.covers(d))
                     .map(|d| (d.prefix, d.holder())),
             );
         }
-        self.commit(&out.enacted, Vec::new())?;
+        // The book takes the decisions themselves (a copy would double the memory a bulk load
+        // of a million needs): what is reported keeps the first few.
+        out.enacted = enacted.len();
+        out.first = enacted.iter().take(LOGGED).cloned().collect();
+        let origins: std::collections::BTreeSet<&'static str> =
+            enacted.iter().map(|d| d.origin.name()).collect();
+        self.commit(enacted, Vec::new())?;
         for (d, why) in out.refused.iter().take(LOGGED) {
             tracing::info!(prefix = %d.prefix, holder = %d.holder(), "refused: {why}");
         }
-        for (d, e) in out.enacted.iter().zip(&earlier).take(LOGGED) {
+        for (d, e) in out.first.iter().zip(&earlier) {
             log_decision(d, e.as_ref());
         }
-        let total = out.enacted.len() + out.refused.len();
+        let total = out.enacted + out.refused.len();
         if total > LOGGED {
-            let origins: std::collections::BTreeSet<&str> =
-                out.enacted.iter().map(|d| d.origin.name()).collect();
             tracing::info!(
-                enacted = out.enacted.len(),
+                enacted = out.enacted,
                 new = fresh,
                 refused = out.refused.len(),
                 origins = ?origins,
@@ -221,7 +225,7 @@ impl Engine {
         if let Some((_, why)) = p.refused.pop() {
             return Err(why);
         }
-        Ok(p.enacted.pop().expect("one decision proposed, not refused"))
+        Ok(p.first.pop().expect("one decision proposed, not refused"))
     }
 
     /// Withdraws `holder`'s decisions on exactly these prefixes (absent ones are skipped), in
@@ -242,7 +246,7 @@ impl Engine {
             })
             .collect();
         let gone: Vec<Decision> = ended.iter().map(|e| e.decision.clone()).collect();
-        self.commit(&[], ended)?;
+        self.commit(Vec::new(), ended)?;
         for d in gone.iter().take(LOGGED) {
             tracing::info!(prefix = %d.prefix, holder = %holder, action = d.action.name(), "decision lifted");
         }
@@ -275,7 +279,7 @@ impl Engine {
             })
             .collect();
         let n = ended.len();
-        self.commit(&[], ended)?;
+        self.commit(Vec::new(), ended)?;
         tracing::info!(
             lifted = n,
             range = ?range,
@@ -526,11 +530,12 @@ impl Engine {
     }
 }
 
-/// What a proposal did: the decisions as enacted (a repeat offender's TTL lengthened) and the
-/// refused ones with why.
+/// What a proposal did: how many decisions were enacted, the first few as enacted (a repeat
+/// offender's TTL lengthened; the rest are in the book), and the refused ones with why.
 #[derive(Debug, Default)]
 pub struct Proposed {
-    pub enacted: Vec<Decision>,
+    pub enacted: usize,
+    pub first: Vec<Decision>,
     pub refused: Vec<(Decision, EngineError)>,
 }
 
@@ -538,7 +543,7 @@ impl Proposed {
     /// The counts.
     pub fn counts(&self) -> Applied {
         Applied {
-            enacted: self.enacted.len(),
+            enacted: self.enacted,
             refused: self.refused.len(),
             withdrawn: 0,
         }

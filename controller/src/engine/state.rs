@@ -224,7 +224,7 @@ impl Engine {
                 if !self.book.contains_prefix(&d.prefix) {
                     self.projection.added(&d.prefix);
                 }
-                self.peer_count(&d, 1);
+                self.peer_count(d.peer(), 1);
                 self.book.insert(d);
             }
         }
@@ -314,24 +314,29 @@ impl Engine {
 
     /// The one path every change takes: `put` decisions (each replacing its holder's earlier
     /// one on the prefix) and `ended` ones, written to the store in one durable transaction,
-    /// then to the book, then what that changes of the kernel's projection (see `projection`)
-    /// to the planes. A plane that fails is marked out of sync (rebuilt at the next tick) and
-    /// warned about; the change stands, since it is stored.
+    /// told to the sinks, moved into the book (which owns them: no copy), then what that
+    /// changes of the kernel's projection (see `projection`) to the planes. A plane that fails
+    /// is marked out of sync (rebuilt at the next tick) and warned about; the change stands,
+    /// since it is stored.
     pub(super) fn commit(
         &mut self,
-        put: &[Decision],
+        put: Vec<Decision>,
         ended: Vec<Ended>,
     ) -> Result<(), EngineError> {
         if put.is_empty() && ended.is_empty() {
             return Ok(());
         }
         self.store.write(&put.iter().collect::<Vec<_>>(), &ended)?;
+        // The sinks hear of what is durable first: then the book takes the decisions.
+        for sink in &mut self.sinks {
+            sink.changed(&put, &ended);
+        }
         let now = now_unix_ms();
         let mut touched: Vec<IpNet> = Vec::with_capacity(put.len() + ended.len());
         for e in &ended {
             let d = &e.decision;
             if self.book.remove(&d.prefix, &d.holder()).is_some() {
-                self.peer_count(d, -1);
+                self.peer_count(d.peer(), -1);
             }
             if !self.book.contains_prefix(&d.prefix) {
                 self.projection.removed(&d.prefix);
@@ -343,10 +348,11 @@ impl Engine {
             if !self.book.contains_prefix(&d.prefix) {
                 self.projection.added(&d.prefix);
             }
-            if self.book.insert(d.clone()).is_none() {
-                self.peer_count(d, 1);
-            }
             touched.push(d.prefix);
+            let peer = d.peer().map(str::to_owned);
+            if self.book.insert(d).is_none() {
+                self.peer_count(peer.as_deref(), 1);
+            }
         }
         touched.sort();
         touched.dedup();
@@ -355,9 +361,6 @@ impl Engine {
             e.remove_rules(&removes)?;
             e.put_rules(&puts)
         });
-        for sink in &mut self.sinks {
-            sink.changed(put, &ended);
-        }
         Ok(())
     }
 
@@ -428,7 +431,7 @@ impl Engine {
             .iter()
             .map(|e| (e.decision.prefix, e.decision.holder()))
             .collect();
-        if let Err(e) = self.commit(&[], ended) {
+        if let Err(e) = self.commit(Vec::new(), ended) {
             self.warn(format!("removing expired decisions: {e}"));
             return;
         }
@@ -462,9 +465,9 @@ impl Engine {
         &self.allow
     }
 
-    /// Keeps the per-peer counts (fleet decisions only).
-    fn peer_count(&mut self, d: &Decision, by: isize) {
-        let Some(host) = d.peer() else {
+    /// Keeps the per-peer counts: `host` is a fleet decision's peer (`None` for any other).
+    fn peer_count(&mut self, host: Option<&str>, by: isize) {
+        let Some(host) = host else {
             return;
         };
         let n = self.per_peer.entry(host.to_owned()).or_default();

@@ -85,7 +85,7 @@ fn a_full_prefix_map_refuses_what_does_not_fit_and_keeps_everything_else() {
         .map(|i| block(&format!("198.51.{i}.0/31"), Origin::Feed, Some(3600)))
         .collect();
     let p = c.engine.propose(ranges).unwrap();
-    assert_eq!((p.enacted.len(), p.refused.len()), (4, 2));
+    assert_eq!((p.enacted, p.refused.len()), (4, 2));
     let why = p.refused[0].1.to_string();
     assert!(
         why.contains("BLOCK_NET_V4 is full (4 entries)")
@@ -388,19 +388,19 @@ fn one_fleet_peer_cannot_fill_the_table_for_the_others() {
         .engine
         .propose((0..15).map(|i| peer("edge-b", i)).collect())
         .unwrap();
-    assert_eq!((p.enacted.len(), p.refused.len()), (10, 5));
+    assert_eq!((p.enacted, p.refused.len()), (10, 5));
     assert!(p.refused[0].1.to_string().contains("fleet.max_share"));
     // Another peer has its own share; renewing what is held needs none.
     let p = c
         .engine
         .propose((20..25).map(|i| peer("edge-c", i)).collect())
         .unwrap();
-    assert_eq!(p.enacted.len(), 5);
+    assert_eq!(p.enacted, 5);
     let p = c
         .engine
         .propose((0..10).map(|i| peer("edge-b", i)).collect())
         .unwrap();
-    assert_eq!((p.enacted.len(), p.refused.len()), (10, 0));
+    assert_eq!((p.enacted, p.refused.len()), (10, 0));
     // A withdrawal frees the peer's room.
     c.engine
         .withdraw(

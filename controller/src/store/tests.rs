@@ -201,3 +201,27 @@ fn a_store_in_use_says_by_whom_and_never_suggests_a_rebuild() {
     );
     assert!(!said.contains("rebuild"), "{said}");
 }
+
+#[test]
+fn a_large_write_serialized_alongside_the_inserts_stores_every_decision_under_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    // Above the pipelining threshold, with a chunk left over, in no particular order.
+    let n = 3 * 4096 + 77;
+    let ds: Vec<Decision> = (0..n as u32)
+        .map(|i| {
+            let a = std::net::Ipv4Addr::from(0x0a00_0000 + i.wrapping_mul(7919) % (1 << 24));
+            let mut d = decision(&format!("{a}/32"));
+            d.reason = format!("reason {i}");
+            d
+        })
+        .collect();
+    s.put_decisions(&ds.iter().collect::<Vec<_>>()).unwrap();
+    let mut back = s.decisions().unwrap();
+    let mut want = ds.clone();
+    back.sort_by_key(|d| d.prefix);
+    want.sort_by_key(|d| d.prefix);
+    want.dedup_by_key(|d| d.prefix);
+    assert_eq!(back.len(), want.len());
+    assert!(back == want, "a decision came back other than written");
+}
