@@ -5,12 +5,18 @@
 
 use std::{
     fmt,
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use ipnet::IpNet;
 use ipwarden_common::{BlockEntry, Reason};
 use serde::{Deserialize, Serialize};
+
+/// Text many decisions share: a feed's million decisions carry one source name and one reason,
+/// so each holds a pointer to them, not a copy (a million copies were 64 MB), and naming a
+/// decision's holder costs no allocation.
+pub type Text = Arc<str>;
 
 /// What the data plane does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -149,7 +155,7 @@ pub struct Holder {
     pub origin: Origin,
     /// A feed's name, a fleet host; `None` for origins with one source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
+    pub source: Option<Text>,
 }
 
 impl Holder {
@@ -162,7 +168,7 @@ impl Holder {
     }
 
     /// A named source of an origin.
-    pub fn named(origin: Origin, source: impl Into<String>) -> Self {
+    pub fn named(origin: Origin, source: impl Into<Text>) -> Self {
         Self {
             origin,
             source: Some(source.into()),
@@ -198,9 +204,9 @@ pub struct Decision {
     pub origin: Origin,
     /// The source within the origin (a feed's name, a fleet host), if it has several.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
+    pub source: Option<Text>,
     /// Human-readable reason, e.g. "heavy hitter: 4200 pps".
-    pub reason: String,
+    pub reason: Text,
     /// Risk score when the scorer made the decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<i32>,
@@ -251,7 +257,7 @@ impl Decision {
         prefix: IpNet,
         action: Action,
         holder: Holder,
-        reason: impl Into<String>,
+        reason: impl Into<Text>,
         now_ms: u64,
         ttl: Option<Duration>,
     ) -> Self {
@@ -278,7 +284,7 @@ impl Decision {
     pub fn block(
         prefix: IpNet,
         holder: Holder,
-        reason: impl Into<String>,
+        reason: impl Into<Text>,
         now_ms: u64,
         ttl: Option<Duration>,
     ) -> Self {

@@ -133,7 +133,7 @@ fn listing(
                     .map_or_else(|| "never".to_owned(), crate::commands::print::human),
                 hits.get(&d.prefix)
                     .map_or_else(|| "-".to_owned(), |&n| format!("~{}", count(n))),
-                d.reason.clone(),
+                d.reason.to_string(),
             ]
         })
         .collect();
@@ -185,7 +185,7 @@ pub fn history(
                 ),
                 d.ttl()
                     .map_or_else(|| "permanent".to_owned(), crate::commands::print::human),
-                d.reason.clone(),
+                d.reason.to_string(),
             ]
         })
         .collect();

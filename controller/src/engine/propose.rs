@@ -11,7 +11,7 @@ use super::{
     BlockMap, Engine, EngineError,
     events::{Applied, BlockRequest, Lift, Replacement, Scope, SourceEvent},
 };
-use crate::decision::{Action, Decision, End, Ended, Holder, Origin, Recidive, now_unix_ms};
+use crate::decision::{Action, Decision, End, Ended, Holder, Origin, Recidive, Text, now_unix_ms};
 
 /// How many decisions of one proposal are logged one by one (the rest as a sum).
 const LOGGED: usize = 10;
@@ -421,7 +421,7 @@ impl Engine {
             });
         }
         let replace = req.replace;
-        let mut d = self.operator_block(req, &holder, now_unix_ms());
+        let mut d = self.operator_block(req, &holder, now_unix_ms(), &mut Reasons::default());
         let mut kept_longer = false;
         if !replace
             && let Some(old) = self.book.get(&d.prefix.trunc(), &holder)
@@ -441,8 +441,14 @@ impl Engine {
     }
 
     /// The decision an operator's block request makes: the default TTL unless given or
-    /// permanent, a reason naming the origin unless given.
-    fn operator_block(&self, req: BlockRequest, holder: &Holder, now_ms: u64) -> Decision {
+    /// permanent, a reason naming the origin unless given (from `reasons`, shared by a batch).
+    fn operator_block(
+        &self,
+        req: BlockRequest,
+        holder: &Holder,
+        now_ms: u64,
+        reasons: &mut Reasons,
+    ) -> Decision {
         let ttl = if req.permanent {
             None
         } else {
@@ -453,9 +459,7 @@ impl Engine {
         } else {
             "block"
         };
-        let reason = req
-            .reason
-            .unwrap_or_else(|| format!("{} {what}", holder.origin));
+        let reason = reasons.get(req.reason, holder, what);
         match req.challenge {
             Some(rate) => Decision::new(
                 req.prefix,
@@ -478,9 +482,10 @@ impl Engine {
         holder: Holder,
     ) -> Result<(usize, usize), EngineError> {
         let now = now_unix_ms();
+        let mut reasons = Reasons::default();
         let batch = requests
             .into_iter()
-            .map(|req| self.operator_block(req, &holder, now))
+            .map(|req| self.operator_block(req, &holder, now, &mut reasons))
             .collect();
         let applied = self.propose(batch)?.counts();
         Ok((applied.enacted, applied.refused))
@@ -547,6 +552,35 @@ impl Proposed {
             refused: self.refused.len(),
             withdrawn: 0,
         }
+    }
+}
+
+/// The reasons of a batch of operator blocks, each made once and shared by the decisions that
+/// give it (a bulk load of a million blocks: one reason, not a million copies).
+#[derive(Default)]
+struct Reasons {
+    /// The default reasons, `"<origin> block"` and `"<origin> challenge"`.
+    block: Option<Text>,
+    challenge: Option<Text>,
+    /// The last reason a request gave: runs of one reason share it.
+    given: Option<Text>,
+}
+
+impl Reasons {
+    fn get(&mut self, given: Option<String>, holder: &Holder, what: &'static str) -> Text {
+        if let Some(r) = given {
+            return match &self.given {
+                Some(last) if **last == *r => last.clone(),
+                _ => self.given.insert(r.into()).clone(),
+            };
+        }
+        let slot = if what == "challenge" {
+            &mut self.challenge
+        } else {
+            &mut self.block
+        };
+        slot.get_or_insert_with(|| format!("{} {what}", holder.origin).into())
+            .clone()
     }
 }
 

@@ -65,10 +65,10 @@ impl Shared {
             v: VERSION,
             host: host.to_owned(),
             origin: d.origin,
-            source: d.source.clone(),
+            source: d.source.as_deref().map(str::to_owned),
             prefix: d.prefix,
             action: d.action,
-            reason: d.reason.clone(),
+            reason: d.reason.to_string(),
             score: d.score,
             factors: d.factors.clone(),
             rate: d.rate,
@@ -174,7 +174,7 @@ mod tests {
             (d.created_unix_ms, d.expires_unix_ms),
             (1_000, Some(601_000))
         );
-        assert_eq!(d.reason, "fleet: edge-a velocity: heavy hitter: 4000 pps");
+        assert_eq!(&*d.reason, "fleet: edge-a velocity: heavy hitter: 4000 pps");
     }
 
     #[test]

@@ -81,7 +81,7 @@ pub enum HookError {
 pub struct Hook {
     origins: Vec<Origin>,
     actions: Vec<Action>,
-    told: HashSet<(IpNet, Action, Origin, Option<String>)>,
+    told: HashSet<(IpNet, Action, Origin, Option<crate::decision::Text>)>,
     tx: mpsc::Sender<Decision>,
     counts: Arc<Counts>,
 }

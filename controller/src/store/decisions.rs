@@ -4,7 +4,7 @@ use ipnet::IpNet;
 use redb::{ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _};
 
 use super::base::{DECISIONS, HISTORY, Store, StoreError, db, decode};
-use crate::decision::{Decision, Ended, Holder};
+use crate::decision::{Decision, Ended, Holder, Text};
 
 /// The key of a decision: its prefix and holder (`prefix|origin|source`). The prefix leads so
 /// that one prefix's holders are neighbours.
@@ -14,6 +14,28 @@ pub fn decision_key(prefix: &IpNet, holder: &Holder) -> String {
         holder.origin.name(),
         holder.source.as_deref().unwrap_or("")
     )
+}
+
+/// Distinct texts [`Interner`] keeps at most.
+const INTERNED: usize = 4096;
+
+/// Shares the text of the decisions read at a start: a feed's million decisions then hold its
+/// name and reason once, as they did when they were made (see [`Text`]). Bounded: reasons that
+/// differ per decision (a measured rate) stop being kept once [`INTERNED`] are, and stay as
+/// read.
+#[derive(Default)]
+struct Interner(std::collections::HashSet<Text>);
+
+impl Interner {
+    fn intern(&mut self, t: &mut Text) {
+        match self.0.get(&**t) {
+            Some(shared) => *t = shared.clone(),
+            None if self.0.len() < INTERNED => {
+                self.0.insert(t.clone());
+            }
+            None => {}
+        }
+    }
 }
 
 /// Writes from this many decisions on serialize on a second thread while the tree takes them
@@ -134,9 +156,15 @@ impl Store {
         let tx = db!("begin", self.db.begin_read())?;
         let t = db!("open table", tx.open_table(DECISIONS))?;
         let mut out = Vec::with_capacity(db!("read", t.len())? as usize);
+        let mut shared = Interner::default();
         for item in db!("read", t.iter())? {
             let (k, v) = db!("read", item)?;
-            out.push(decode("decision", k.value(), v.value())?);
+            let mut d: Decision = decode("decision", k.value(), v.value())?;
+            shared.intern(&mut d.reason);
+            if let Some(s) = &mut d.source {
+                shared.intern(s);
+            }
+            out.push(d);
         }
         Ok(out)
     }

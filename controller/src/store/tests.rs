@@ -212,7 +212,7 @@ fn a_large_write_serialized_alongside_the_inserts_stores_every_decision_under_it
         .map(|i| {
             let a = std::net::Ipv4Addr::from(0x0a00_0000 + i.wrapping_mul(7919) % (1 << 24));
             let mut d = decision(&format!("{a}/32"));
-            d.reason = format!("reason {i}");
+            d.reason = format!("reason {i}").into();
             d
         })
         .collect();
@@ -224,4 +224,36 @@ fn a_large_write_serialized_alongside_the_inserts_stores_every_decision_under_it
     want.dedup_by_key(|d| d.prefix);
     assert_eq!(back.len(), want.len());
     assert!(back == want, "a decision came back other than written");
+}
+
+#[test]
+fn decisions_read_back_share_their_source_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let ds: Vec<Decision> = (1..=20u8)
+        .map(|i| {
+            Decision::block(
+                format!("198.51.100.{i}/32").parse().unwrap(),
+                Holder::named(Origin::Feed, "spamhaus"),
+                if i % 2 == 0 { "feed block" } else { "listed" },
+                1,
+                None,
+            )
+        })
+        .collect();
+    s.put_decisions(&ds.iter().collect::<Vec<_>>()).unwrap();
+    let back = s.decisions().unwrap();
+    assert_eq!(back.len(), 20);
+    let first = &back[0];
+    for d in &back {
+        let (a, b) = (d.source.as_ref().unwrap(), first.source.as_ref().unwrap());
+        assert!(std::sync::Arc::ptr_eq(a, b), "one source name, shared");
+        let same = back
+            .iter()
+            .find(|x| x.reason == d.reason)
+            .expect("itself at least");
+        assert!(std::sync::Arc::ptr_eq(&d.reason, &same.reason));
+    }
+    let reasons: std::collections::HashSet<&str> = back.iter().map(|d| &*d.reason).collect();
+    assert_eq!(reasons.len(), 2);
 }

@@ -22,7 +22,7 @@ pub struct Held {
     pub prefix: IpNet,
     pub action: Action,
     pub origin: Origin,
-    pub source: Option<String>,
+    pub source: Option<crate::decision::Text>,
     pub expires_unix_ms: Option<u64>,
     pub score: Option<i32>,
     pub factors: Vec<Factor>,

@@ -46,6 +46,6 @@ pub fn kind_of(e: &EngineError) -> ErrorKind {
 pub fn holder(origin: Option<Origin>, source: Option<String>) -> Holder {
     Holder {
         origin: origin.unwrap_or(Origin::Manual),
-        source,
+        source: source.map(Into::into),
     }
 }
