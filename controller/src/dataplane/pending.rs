@@ -5,13 +5,41 @@
 
 use aya::{
     Pod,
-    maps::{HashMap, IterableMap as _, MapData},
+    maps::{HashMap, IterableMap as _, MapData, MapError},
 };
 use ipnet::IpNet;
 use ipwarden_common::{BlockEntry, SrcV4, SrcV6Prefix, names};
 
-use super::{DataplaneError, batch, rules::Way};
-use crate::net;
+use super::{DataplaneError, batch, maps::max_entries};
+use crate::net::{self, Family};
+
+/// A way to fill once the hash holds its block.
+pub(super) struct Way {
+    pub(super) family: Family,
+    pub(super) key: u64,
+    pub(super) expires_at_ns: u64,
+    /// The entry's origin, carried by the way so that index drops are counted by origin.
+    pub(super) reason: u32,
+}
+
+/// Maps the kernel's `E2BIG` (no room for a new key) to [`DataplaneError::MapFull`], which says
+/// how to raise the capacity.
+pub(super) fn inserted(
+    result: Result<(), MapError>,
+    map: &'static str,
+    data: &MapData,
+) -> Result<(), DataplaneError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::E2BIG) => {
+            Err(DataplaneError::MapFull {
+                map,
+                capacity: max_entries(data),
+            })
+        }
+        Err(e) => Err(DataplaneError::map("inserting entry", map, e)),
+    }
+}
 
 /// Entries per `BPF_MAP_UPDATE_BATCH`: large enough that the syscall is noise, small enough that
 /// the buffers stay a few hundred KiB.
@@ -65,7 +93,7 @@ impl<K: Pod> Queue<K> {
         let mut went_in = done;
         for i in done..self.keys.len() {
             let r = map.insert(self.keys[i], self.values[i], 0);
-            out = super::rules::inserted(r, name, map.map());
+            out = inserted(r, name, map.map());
             if out.is_err() {
                 break;
             }

@@ -14,8 +14,7 @@ use ipwarden_common::{BlockEntry, names};
 use super::{
     Dataplane, DataplaneError,
     index::{self, AllowOverlap},
-    maps::max_entries,
-    pending::Pending,
+    pending::{Pending, Way, inserted},
 };
 use crate::net::{self, Family};
 
@@ -35,25 +34,6 @@ fn removed(result: Result<(), MapError>, map: &'static str) -> Result<bool, Data
             Ok(false)
         }
         Err(e) => Err(DataplaneError::map("removing entry", map, e)),
-    }
-}
-
-/// Maps the kernel's `E2BIG` (no room for a new key) to [`DataplaneError::MapFull`], which says
-/// how to raise the capacity.
-pub(super) fn inserted(
-    result: Result<(), MapError>,
-    map: &'static str,
-    data: &MapData,
-) -> Result<(), DataplaneError> {
-    match result {
-        Ok(()) => Ok(()),
-        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::E2BIG) => {
-            Err(DataplaneError::MapFull {
-                map,
-                capacity: max_entries(data),
-            })
-        }
-        Err(e) => Err(DataplaneError::map("inserting entry", map, e)),
     }
 }
 
@@ -359,15 +339,6 @@ impl Dataplane {
         out.sort();
         Ok(out)
     }
-}
-
-/// A way to fill once the hash holds its block.
-pub(super) struct Way {
-    family: Family,
-    key: u64,
-    expires_at_ns: u64,
-    /// The entry's origin, carried by the way so that index drops are counted by origin.
-    reason: u32,
 }
 
 /// The block index's bookkeeping (see `index` for the rule it keeps).

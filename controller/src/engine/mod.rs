@@ -23,6 +23,7 @@ pub mod memory;
 pub mod planes;
 mod projection;
 mod propose;
+mod reasons;
 mod refusals;
 mod sink;
 mod state;

@@ -10,8 +10,9 @@ use ipnet::IpNet;
 use super::{
     BlockMap, Engine, EngineError,
     events::{Applied, BlockRequest, Lift, Replacement, Scope, SourceEvent},
+    reasons::Reasons,
 };
-use crate::decision::{Action, Decision, End, Ended, Holder, Origin, Recidive, Text, now_unix_ms};
+use crate::decision::{Action, Decision, End, Ended, Holder, Origin, Recidive, now_unix_ms};
 
 /// How many decisions of one proposal are logged one by one (the rest as a sum).
 const LOGGED: usize = 10;
@@ -552,35 +553,6 @@ impl Proposed {
             refused: self.refused.len(),
             withdrawn: 0,
         }
-    }
-}
-
-/// The reasons of a batch of operator blocks, each made once and shared by the decisions that
-/// give it (a bulk load of a million blocks: one reason, not a million copies).
-#[derive(Default)]
-struct Reasons {
-    /// The default reasons, `"<origin> block"` and `"<origin> challenge"`.
-    block: Option<Text>,
-    challenge: Option<Text>,
-    /// The last reason a request gave: runs of one reason share it.
-    given: Option<Text>,
-}
-
-impl Reasons {
-    fn get(&mut self, given: Option<String>, holder: &Holder, what: &'static str) -> Text {
-        if let Some(r) = given {
-            return match &self.given {
-                Some(last) if **last == *r => last.clone(),
-                _ => self.given.insert(r.into()).clone(),
-            };
-        }
-        let slot = if what == "challenge" {
-            &mut self.challenge
-        } else {
-            &mut self.block
-        };
-        slot.get_or_insert_with(|| format!("{} {what}", holder.origin).into())
-            .clone()
     }
 }
 
