@@ -7,6 +7,7 @@
 //!   stay in its per-CPU front table, blocked ones or (with `SPRAY[BASE]`) unblocked ones.
 //! - `bench_synspray` does the same for TCP SYNs a receiving stack accepts (valid checksums),
 //!   rebuilding each frame from `SYN_TEMPLATE`: a spoofed SYN flood for the SYN cookie bench.
+//! - `bench_drop_v6`, on the sending veth, drops what answers that flood (see there).
 #![no_std]
 #![no_main]
 
@@ -119,6 +120,24 @@ pub fn bench_synspray(ctx: XdpContext) -> u32 {
         );
     }
     xdp_action::XDP_TX
+}
+
+/// Drops IPv6 frames and passes the rest: on the sending veth, the SYN-ACKs answering a spoofed
+/// IPv6 flood end here, on the generator's CPU, instead of in the sender's stack, where IPv4
+/// clients share that CPU. Attached, it also gives the veth the NAPI `XDP_TX` answers need.
+#[xdp]
+pub fn bench_drop_v6(ctx: XdpContext) -> u32 {
+    let start = ctx.data();
+    if start + 14 > ctx.data_end() {
+        return xdp_action::XDP_PASS;
+    }
+    // SAFETY: the Ethernet header lies inside the frame, checked above.
+    let ethertype = unsafe { core::ptr::read_unaligned((start + 12) as *const [u8; 2]) };
+    if ethertype == [0x86, 0xdd] {
+        xdp_action::XDP_DROP
+    } else {
+        xdp_action::XDP_PASS
+    }
 }
 
 #[cfg(not(test))]

@@ -51,6 +51,9 @@ struct Series {
     /// Connections made, and handshakes the synproxy proved by cookie meanwhile.
     made: u64,
     proven: u64,
+    /// Busy shares of the receiver's and the sender's CPU during the floods.
+    cpu: Vec<f64>,
+    sender_cpu: Vec<f64>,
 }
 
 /// The `i`th client address.
@@ -77,11 +80,38 @@ fn connection(from: Ipv4Addr, to: SocketAddr) -> bool {
     s.take(16).read_to_end(&mut got).is_ok() && got == ANSWER
 }
 
+/// How the clients connect.
+#[derive(Clone, Copy)]
+enum Load {
+    /// Each client opens its next connection as soon as the last one ends: the rate measures
+    /// what the two CPUs have left for the clients and the server as much as the receiver.
+    Saturating,
+    /// Each client opens a connection every this often (or at once when late): whether the
+    /// connections a host's users open get in, at a rate the CPUs can serve.
+    Paced(Duration),
+}
+
+/// The loads measured.
+const LOADS: [Load; 2] = [Load::Saturating, Load::Paced(Duration::from_millis(10))];
+
+impl Load {
+    fn name(self) -> String {
+        match self {
+            Load::Saturating => "as fast as they can".into(),
+            Load::Paced(every) => format!(
+                "paced, {:.0}/s offered",
+                CLIENTS as f64 / every.as_secs_f64()
+            ),
+        }
+    }
+}
+
 /// Runs `during` while `CLIENTS` threads in the namespace `ns` connect to `to` one connection
-/// after another; what they completed and failed while it ran, and how long it ran.
+/// after another at `load`; what they completed and failed while it ran, and how long it ran.
 fn with_clients<T>(
     ns: &str,
     to: SocketAddr,
+    load: Load,
     during: impl FnOnce() -> anyhow::Result<T>,
 ) -> anyhow::Result<(T, Tally, Duration)> {
     let (run, counting) = (AtomicBool::new(true), AtomicBool::new(false));
@@ -94,7 +124,12 @@ fn with_clients<T>(
                 s.spawn(move || -> anyhow::Result<()> {
                     live::enter_namespace(ns)?;
                     let mut next = t;
+                    let mut due = Instant::now();
                     while run.load(Ordering::Relaxed) {
+                        if let Load::Paced(every) = load {
+                            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                            due = Instant::now() + every;
+                        }
                         let whole = connection(client_addr(next), to);
                         next += CLIENTS;
                         all.fetch_add(u64::from(whole), Ordering::Relaxed);
@@ -175,25 +210,34 @@ fn remove_nft(bed: &live::Bed) {
     );
 }
 
-/// The section's measurement, on the SYN cookie section's bed (its listener on `port`, the
-/// generator's SYN flood of `sources` sources), with the receiver's `TcpExt` counters and the
-/// synproxy's count of proven handshakes.
+/// Flood rates, as multiples of the kernel's own SYN cookie capacity measured just before: a
+/// flood the kernel keeps up with, and one it cannot (which ipwarden's answers should).
+const RATES: [f64; 2] = [0.5, 1.5];
+
+/// The section's measurement, on the SYN cookie section's bed (its listener on `port`, SYN
+/// floods from `sources` sources, paced at [`RATES`] times `kernel_rate`, the SYN-ACKs per
+/// second the kernel's own cookies sent in the section above), with the receiver's `TcpExt`
+/// counters and the synproxy's count of proven handshakes.
+///
+/// The floods are paced (`Bed::flood_paced`): a sender that waits whenever the veth's ring is
+/// full, as the unpaced generator does to measure capacity, also wins every slot of it from the
+/// clients, and the figure would be the test bed's, whoever answers.
 pub fn legit_during_flood(
     md: &mut String,
     bed: &mut live::Bed,
     listener: &TcpListener,
     proxy: &mut kernel::Subject,
-    (port, sources): (u16, u32),
+    (port, sources, kernel_rate): (u16, u32, f64),
     (netstat, proven): (
         impl Fn(&live::Bed, &str) -> anyhow::Result<u64>,
         impl Fn() -> anyhow::Result<u64>,
     ),
     opts: &crate::bench::Options,
 ) -> anyhow::Result<()> {
-    let (rounds, frames) = if opts.quick {
-        (4, 2_000_000)
+    let (rounds, flood_for) = if opts.quick {
+        (3, Duration::from_secs(3))
     } else {
-        (7, 4_000_000)
+        (5, Duration::from_secs(5))
     };
     let to = SocketAddr::from((bed.dut_addr(), port));
     let ns = bed.sender().name().to_owned();
@@ -213,44 +257,33 @@ pub fn legit_during_flood(
         ]);
     }
     let stop = AtomicBool::new(false);
-    // [kernel, ipwarden]
-    let mut series = [Series::default(), Series::default()];
+    // [load][rate][kernel, ipwarden]
+    let mut series: [[[Series; 2]; RATES.len()]; LOADS.len()] = Default::default();
+    let mut offered: [Vec<f64>; RATES.len()] = Default::default();
     std::thread::scope(|s| -> anyhow::Result<()> {
         let server = s.spawn(|| serve(listener, &stop));
         let result = (|| -> anyhow::Result<()> {
             for round in 0..rounds {
                 eprintln!("SYN cookies: connections, round {} of {rounds}", round + 1);
-                for k in 0..2 {
-                    let which = (k + round) % 2;
-                    let mut receiver = if which == 0 {
-                        live::Receiver::Stack
-                    } else {
-                        install_nft(bed, port)?;
-                        live::Receiver::Xdp(&mut *proxy)
-                    };
-                    let (drops, proven_before) = (netstat(bed, "ListenDrops")?, proven()?);
-                    let measured = bed.with_receiver(&mut receiver, |bed| {
-                        let (_, quiet, quiet_for) = with_clients(&ns, to, || {
-                            std::thread::sleep(Duration::from_millis(1500));
-                            Ok(())
-                        })?;
-                        let (_, flooded, flood_for) = with_clients(&ns, to, || {
-                            bed.flood(live::Traffic::SynFlood(sources), frames)
-                        })?;
-                        Ok((quiet, quiet_for, flooded, flood_for))
-                    });
-                    if which == 1 {
-                        remove_nft(bed);
+                for (l, load) in LOADS.iter().enumerate() {
+                    for (r, rate) in RATES.iter().enumerate() {
+                        let pps = rate * kernel_rate;
+                        let frames = (pps * flood_for.as_secs_f64()) as u32;
+                        for k in 0..2 {
+                            let which = (k + round) % 2;
+                            let v = &mut series[l][r][which];
+                            let sample = measure_once(
+                                bed,
+                                (to, &ns, *load),
+                                which,
+                                &mut *proxy,
+                                (sources, frames, pps),
+                                (&netstat, &proven),
+                                v,
+                            )?;
+                            offered[r].push(sample.sent as f64 / flood_secs(&sample));
+                        }
                     }
-                    let (quiet, quiet_for, flooded, flood_for) = measured?;
-                    let v = &mut series[which];
-                    v.quiet.push(quiet.done as f64 / quiet_for.as_secs_f64());
-                    v.flooded
-                        .push(flooded.done as f64 / flood_for.as_secs_f64());
-                    v.failed += flooded.failed + quiet.failed;
-                    v.listen_drops += netstat(bed, "ListenDrops")? - drops;
-                    v.made += quiet.all + flooded.all;
-                    v.proven += proven()? - proven_before;
                 }
             }
             Ok(())
@@ -261,6 +294,79 @@ pub fn legit_during_flood(
             .map_err(|_| anyhow::anyhow!("the server panicked"))??;
         result
     })?;
+    report_rows(
+        md,
+        &series,
+        &offered,
+        (rounds, flood_for, port, kernel_rate),
+    );
+    Ok(())
+}
+
+/// The flood's length in seconds, from what the receiver processed at its rate.
+fn flood_secs(s: &live::Sample) -> f64 {
+    s.processed as f64 / s.pps.max(1e-9)
+}
+
+/// One measurement of one receiver (`which`: 0 the kernel, 1 ipwarden): clients without the
+/// flood for 1.5 s, then during a flood of `frames` SYNs at `pps`; the flood's sample.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one measurement's bed, receiver, flood and counters, each already grouped"
+)]
+fn measure_once(
+    bed: &mut live::Bed,
+    (to, ns, load): (SocketAddr, &str, Load),
+    which: usize,
+    proxy: &mut kernel::Subject,
+    (sources, frames, pps): (u32, u32, f64),
+    (netstat, proven): (
+        &impl Fn(&live::Bed, &str) -> anyhow::Result<u64>,
+        &impl Fn() -> anyhow::Result<u64>,
+    ),
+    v: &mut Series,
+) -> anyhow::Result<live::Sample> {
+    let port = to.port();
+    let mut receiver = if which == 0 {
+        live::Receiver::Stack
+    } else {
+        install_nft(bed, port)?;
+        live::Receiver::Xdp(proxy)
+    };
+    let (drops, proven_before) = (netstat(bed, "ListenDrops")?, proven()?);
+    let measured = bed.with_receiver(&mut receiver, |bed| {
+        let (_, quiet, quiet_for) = with_clients(ns, to, load, || {
+            std::thread::sleep(Duration::from_millis(1500));
+            Ok(())
+        })?;
+        let (sample, flooded, flood_for) = with_clients(ns, to, load, || {
+            bed.flood_paced(live::Traffic::SynFlood(sources), frames, pps)
+        })?;
+        Ok((quiet, quiet_for, flooded, flood_for, sample))
+    });
+    if which == 1 {
+        remove_nft(bed);
+    }
+    let (quiet, quiet_for, flooded, flood_for, sample) = measured?;
+    v.quiet.push(quiet.done as f64 / quiet_for.as_secs_f64());
+    v.flooded
+        .push(flooded.done as f64 / flood_for.as_secs_f64());
+    v.failed += flooded.failed + quiet.failed;
+    v.listen_drops += netstat(bed, "ListenDrops")? - drops;
+    v.made += quiet.all + flooded.all;
+    v.proven += proven()? - proven_before;
+    v.cpu.push(sample.cpu);
+    v.sender_cpu.push(sample.sender_cpu.unwrap_or(f64::NAN));
+    Ok(sample)
+}
+
+/// The section's text and table.
+fn report_rows(
+    md: &mut String,
+    series: &[[[Series; 2]; RATES.len()]; LOADS.len()],
+    offered: &[Vec<f64>; RATES.len()],
+    (rounds, flood_for, port, kernel_rate): (usize, Duration, u16, f64),
+) {
     let kept = |v: &Series| -> f64 {
         let r: Vec<f64> = v
             .flooded
@@ -270,47 +376,65 @@ pub fn legit_during_flood(
             .collect();
         stats(&r).0
     };
-    let rows: Vec<Vec<String>> = [
-        (
-            "kernel SYN cookies (no XDP, tcp_syncookies = 2)",
-            &series[0],
-        ),
-        (
-            "ipwarden synproxy (XDP cookies + netfilter SYNPROXY)",
-            &series[1],
-        ),
-    ]
-    .iter()
-    .map(|(name, v)| {
-        vec![
-            (*name).to_owned(),
-            format!("{:.0}", stats(&v.quiet).0),
-            format!("{:.0}", stats(&v.flooded).0),
-            format!("{:.0} %", kept(v) * 100.0),
-            v.failed.to_string(),
-            v.listen_drops.to_string(),
-            format!("{} / {}", v.proven, v.made),
-        ]
-    })
-    .collect();
+    let names = [
+        "kernel SYN cookies (no XDP, tcp_syncookies = 2)",
+        "ipwarden synproxy (XDP cookies + netfilter SYNPROXY)",
+    ];
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut summary = Vec::new();
+    for ((l, load), (r, rate)) in LOADS
+        .iter()
+        .enumerate()
+        .flat_map(|l| RATES.iter().enumerate().map(move |r| (l, r)))
+    {
+        for (which, name) in names.iter().enumerate() {
+            let v = &series[l][r][which];
+            rows.push(vec![
+                (*name).to_owned(),
+                load.name(),
+                format!("{rate}× ({:.0} k/s)", stats(&offered[r]).0 / 1e3),
+                format!("{:.0}", stats(&v.quiet).0),
+                format!("{:.0}", stats(&v.flooded).0),
+                format!("{:.0} %", kept(v) * 100.0),
+                v.failed.to_string(),
+                v.listen_drops.to_string(),
+                format!("{} / {}", v.proven, v.made),
+                format!(
+                    "{:.0} / {:.0}",
+                    stats(&v.cpu).0 * 100.0,
+                    stats(&v.sender_cpu).0 * 100.0
+                ),
+            ]);
+        }
+        summary.push(format!(
+            "clients {}, flood at {rate}× the kernel's capacity: kernel {:.0} %, ipwarden {:.0} %",
+            load.name(),
+            kept(&series[l][r][0]) * 100.0,
+            kept(&series[l][r][1]) * 100.0
+        ));
+    }
     let _ = writeln!(
         md,
-        "#### Real connections during the flood\n\n{rounds} interleaved rounds: {CLIENTS} client threads in the sender's namespace open one IPv4 connection after another (from {ADDRESSES} addresses in turn, so that no 4-tuple repeats while the server holds it in TIME_WAIT) to the flooded listener (port {port}; a connection is whole when the server's two-byte answer and its close arrive within {PATIENCE:?}), for 1.5 s without the flood, then for as long as the generator sends {frames} spoofed SYNs (the flood above). ipwarden runs as the daemon sets it up: the program answers SYNs with cookies and the daemon's nftables table (netfilter's SYNPROXY, `nf_conntrack_tcp_loose = 0`) completes the handshakes they prove (the last column counts them: the rest found a socket for their 4-tuple, the server's TIME_WAIT from an earlier connection, and were passed to the stack). Everything shares the machine's 2 CPUs: the generator's, where the clients also run, and the receiver's, where its NAPI and the server run. **Connections kept during the flood: kernel {:.0} %, ipwarden {:.0} %** (median of per-round ratios; the goal is 90 %).\n",
-        kept(&series[0]) * 100.0,
-        kept(&series[1]) * 100.0,
+        "#### Real connections during the flood
+
+{rounds} interleaved rounds: {CLIENTS} client threads in the sender's namespace open one IPv4 connection after another, as fast as they can or each every 10 ms (from {ADDRESSES} addresses in turn, so that no 4-tuple repeats while the server holds it in TIME_WAIT) to the flooded listener (port {port}; a connection is whole when the server's two-byte answer and its close arrive within {PATIENCE:?}), for 1.5 s without the flood, then during {flood_for:?} of spoofed SYNs from the same sources as above, paced at {RATES:?} times the SYN-ACKs per second the kernel's own cookies sent above ({:.0} k/s): a flood the kernel keeps up with and one it cannot. The floods come from an `AF_PACKET` socket on the sender's veth, paced, and what the veth does not take is lost, as an attacker's frames are (an unpaced sender waits for the ring and so takes every slot of it from the clients, whoever answers). ipwarden runs as the daemon sets it up: the program answers SYNs with cookies and the daemon's nftables table (netfilter's SYNPROXY, `nf_conntrack_tcp_loose = 0`) completes the handshakes they prove (the last column counts them: the rest found a socket for their 4-tuple, the server's TIME_WAIT from an earlier connection, and were passed to the stack). Everything shares the machine's 2 CPUs: the generator's, where the clients also run (with the NAPI thread that drops the SYN-ACKs), and the receiver's, where its NAPI and the server run: the last column says how busy each was during the floods, and a busy sender's CPU leaves the clients less time whoever answers. **Connections kept during the flood: {}** (median of per-round ratios; the goal is 90 %).\n",
+        kernel_rate / 1e3,
+        summary.join("; "),
     );
     md.push_str(&report::table(
         &[
             "receiver",
+            "clients",
+            "flood (× kernel capacity, offered)",
             "connections/s, no flood",
             "connections/s, flood",
             "kept",
             "connections failed",
             "listen drops",
             "proven by cookie / made",
+            "CPU % in the flood: receiver / sender",
         ],
         &rows,
     ));
     md.push('\n');
-    Ok(())
 }

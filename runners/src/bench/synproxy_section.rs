@@ -82,21 +82,10 @@ pub fn syn_cookies(
     bed.dut()
         .exec("sysctl", &["-qw", "net.ipv4.tcp_syncookies=2"]);
     // The SYN-ACKs must arrive, in both cases: frames sent with `XDP_TX` need NAPI on the
-    // sending veth, which an empty XDP program gives it (the kernel's SYN-ACKs arrive as
-    // ordinary frames). Both are then received and discarded by the sender's stack.
-    let pass = tempfile::NamedTempFile::new()?;
-    std::fs::write(pass.path(), ipwarden::dataplane::object::baseline::PASS)?;
-    bed.sender().ip(&[
-        "link",
-        "set",
-        "dev",
-        bed.gen_if(),
-        "xdp",
-        "obj",
-        pass.path().to_str().context("a UTF-8 path")?,
-        "sec",
-        "xdp",
-    ]);
+    // sending veth, which an XDP program gives it (the kernel's SYN-ACKs arrive as ordinary
+    // frames). Both are then dropped there, in XDP: the IPv4 clients of the connection rows
+    // share the generator's CPU.
+    bed.drop_v6_at_sender()?;
     bed.sender_napi_on_generator_cpu()?;
     let listener = bed.listen((std::net::Ipv6Addr::UNSPECIFIED, live::SYN_PORT).into())?;
     let mut proxy = kernel::ipwarden_synproxy(bpffs, live::SYN_PORT)?;
@@ -195,7 +184,8 @@ pub fn syn_cookies(
     .collect();
     let _ = writeln!(
         md,
-        "### SYN cookies under a spoofed SYN flood\n\n{rounds} interleaved rounds of {frames} IPv6 SYNs (valid checksums, an MSS option) to port 443 of the receiver, each from the next of {SOURCES} /64s, with a listener on port 443: the kernel's own SYN cookies (no XDP program, `net.ipv4.tcp_syncookies = 2`, counted by `TcpExtSyncookiesSent`) against ipwarden's synproxy (the product's program answering with `XDP_TX`, counted by its `answered` counter). The receiver's NAPI runs on one CPU; the SYN-ACKs go back out through the pair in both cases and are received (and discarded) by the sender's stack, in a NAPI thread on the generator's CPU (as a NIC's transmit ring takes them off the receiver's CPU). A third series sends the same SYNs from 64 /64s only, which stay in ipwarden's front table: what the synproxy itself costs, without the source path's cost of a new source per frame. Every run is checked to have answered ≥ 90 % of the SYNs it processed. **ipwarden / kernel: {:.2}× the SYN-ACKs per second** (median of per-round ratios).\n",
+        "### SYN cookies under a spoofed SYN flood\n\n{rounds} interleaved rounds of {frames} IPv6 SYNs (valid checksums, an MSS option) to port 443 of the receiver, each from the next of {SOURCES} /64s, with a listener on port 443: the kernel's own SYN cookies (no XDP program, `net.ipv4.tcp_syncookies = 2`, counted by `TcpExtSyncookiesSent`) against ipwarden's synproxy (the product's program answering with `XDP_TX`, counted by its `answered` counter). The receiver's NAPI runs on one CPU; the SYN-ACKs go back out through the pair in both cases and are dropped by an XDP program on the sender's veth, in a NAPI thread on the generator's CPU (as a NIC's transmit ring takes them off the receiver's CPU). A third series sends the same SYNs from 64 /64s only, which stay in ipwarden's front table: what the synproxy itself costs, without the source path's cost of a new source per frame. Every run is checked to have answered ≥ 90 % of the SYNs it processed. The SYNs came from {}. **ipwarden / kernel: {:.2}× the SYN-ACKs per second** (median of per-round ratios).\n",
+        bed.flood_source(),
         stats(&ratios).0
     );
     md.push_str(&report::table(
@@ -215,7 +205,7 @@ pub fn syn_cookies(
         &mut bed,
         &listener,
         &mut proxy,
-        (live::SYN_PORT, SOURCES),
+        (live::SYN_PORT, SOURCES, med(&runs[0], |a| a.rate)),
         (netstat, || {
             Ok(dp
                 .synproxy_counts()?

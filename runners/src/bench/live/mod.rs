@@ -30,12 +30,16 @@ use nix::{
 };
 
 use super::{frames, kernel::Subject};
+
+mod packet_sender;
 use ipwarden_tests::{cmd, cpu::on_cpu, netns::NetNs};
+use packet_sender::refused;
 
 /// The generator's programs (`ebpf/src/bin/tx.rs`): one source, and many IPv6 /64s.
 const TX_PROGRAM: &str = "bench_tx";
 const SPRAY_PROGRAM: &str = "bench_spray";
 const SYN_SPRAY_PROGRAM: &str = "bench_synspray";
+const DROP_V6_PROGRAM: &str = "bench_drop_v6";
 const GEN_IF: &str = "lg0";
 const DUT_IF: &str = "ld0";
 const DUT_ADDR: Ipv4Addr = frames::DST_V4;
@@ -89,6 +93,9 @@ pub struct Sample {
     pub sent: u64,
     /// Frames the receiver processed.
     pub processed: u64,
+    /// Busy share of the sending CPU (0–1), where a flood from user space was made (`None`
+    /// for the in-kernel generator, which keeps its CPU busy by design).
+    pub sender_cpu: Option<f64>,
 }
 
 /// The two namespaces, the veth pair between them and the generator.
@@ -100,6 +107,9 @@ pub struct Bed {
     frame_syn6: Vec<u8>,
     frame_synflood: Vec<u8>,
     gen_ifindex: u32,
+    /// The kernel refused a live-frames run: SYN floods come from
+    /// `packet_sender::PacketSender`.
+    from_user_space: bool,
     home: File,
     sender: NetNs,
     dut: NetNs,
@@ -214,6 +224,7 @@ impl Bed {
             frame_syn6,
             frame_synflood,
             gen_ifindex,
+            from_user_space: false,
             home: File::open("/proc/self/ns/net")?,
             sender,
             dut,
@@ -254,11 +265,29 @@ impl Bed {
 
     /// Runs `f` on this thread inside `ns`, then returns to the namespace it came from.
     fn inside<T>(&self, ns: &NetNs, f: impl FnOnce() -> T) -> anyhow::Result<T> {
-        let target = File::open(format!("/run/netns/{}", ns.name()))?;
-        setns(target.as_fd(), CloneFlags::CLONE_NEWNET).context("entering a namespace")?;
-        let out = f();
-        setns(self.home.as_fd(), CloneFlags::CLONE_NEWNET).context("leaving a namespace")?;
-        Ok(out)
+        inside(&self.home, ns, f)
+    }
+
+    /// Attaches `bench_drop_v6` to the sending veth (see there), instead of whatever program
+    /// gave it NAPI: the answers to a spoofed IPv6 flood cost the generator's CPU an XDP drop,
+    /// not a trip through its stack.
+    pub fn drop_v6_at_sender(&mut self) -> anyhow::Result<()> {
+        self.sender
+            .ip(&["link", "set", "dev", GEN_IF, "xdp", "off"]);
+        let Self {
+            generator,
+            home,
+            sender,
+            ..
+        } = self;
+        let p: &mut Xdp = generator
+            .program_mut(DROP_V6_PROGRAM)
+            .context("no IPv6 drop program in the generator")?
+            .try_into()?;
+        p.load().context("verifying the IPv6 drop program")?;
+        inside(home, sender, || p.attach(GEN_IF, XdpMode::Driver))?
+            .context("attaching the IPv6 drop program to the sending veth")?;
+        Ok(())
     }
 
     /// Gives the sending veth a NAPI thread of its own on the generator's CPU (its NAPI must be
@@ -276,6 +305,15 @@ impl Bed {
     fn pin_napi(&self) -> anyhow::Result<()> {
         pin_threads(&format!("napi/{DUT_IF}-"), DUT_CPU)
     }
+}
+
+/// Runs `f` on this thread inside `ns`, then returns to `home`, the namespace it came from.
+fn inside<T>(home: &File, ns: &NetNs, f: impl FnOnce() -> T) -> anyhow::Result<T> {
+    let target = File::open(format!("/run/netns/{}", ns.name()))?;
+    setns(target.as_fd(), CloneFlags::CLONE_NEWNET).context("entering a namespace")?;
+    let out = f();
+    setns(home.as_fd(), CloneFlags::CLONE_NEWNET).context("leaving a namespace")?;
+    Ok(out)
 }
 
 /// Moves the calling thread into the namespace `name` for good (a thread of its own: see
@@ -363,6 +401,9 @@ impl Bed {
                 (SPRAY_PROGRAM, frame)
             }
         };
+        if self.from_user_space {
+            return self.send_from_user_space(traffic, frames);
+        }
         let xdp: &Xdp = self
             .generator
             .program(program)
@@ -391,7 +432,30 @@ impl Bed {
             (run, elapsed, cpu_times(DUT_CPU))
         })?;
         let cpu1 = cpu1?;
-        run?.context("live-frames run")?;
+        match run? {
+            Err(e) if refused(&e) && matches!(traffic, Traffic::SynFlood(_)) => {
+                eprintln!(
+                    "the kernel refuses live-frames test runs here ({e}): the SYN flood comes \
+                     from an AF_PACKET socket instead, slower (see `packet_sender`)"
+                );
+                self.from_user_space = true;
+                return self.send_from_user_space(traffic, frames);
+            }
+            run => run.context("live-frames run")?,
+        };
+        self.counted(rx0, cpu0, cpu1, elapsed, u64::from(frames))
+    }
+
+    /// The sample of a run that sent `sent` frames in `elapsed`, from the receiver's counters
+    /// and CPU times before it (`rx0`, `cpu0`) and at its end (`cpu1`).
+    fn counted(
+        &self,
+        rx0: u64,
+        cpu0: (u64, u64),
+        cpu1: (u64, u64),
+        elapsed: Duration,
+        sent: u64,
+    ) -> anyhow::Result<Sample> {
         std::thread::sleep(Duration::from_millis(50));
         let (rx1, _) = self.rx()?;
         let processed = rx1 - rx0;
@@ -404,8 +468,9 @@ impl Bed {
         Ok(Sample {
             pps: processed as f64 / elapsed.as_secs_f64(),
             cpu: if total > 0.0 { busy / total } else { 0.0 },
-            sent: u64::from(frames),
+            sent,
             processed,
+            sender_cpu: None,
         })
     }
 
