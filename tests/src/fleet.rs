@@ -7,7 +7,10 @@
 //!                                                         hub br0 192.0.2.1/24: nats-server
 //! ```
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::{Duration, Instant},
+};
 
 use crate::{DaemonEnv, cmd, nats::NatsServer, netns::NetNs};
 
@@ -63,6 +66,28 @@ impl Hub {
         env.topo.edge.ip(&["link", "set", edge_if, "up"]);
         self.ns.ip(&["link", "set", &hub_if, "master", "br0"]);
         self.ns.ip(&["link", "set", &hub_if, "up"]);
+    }
+
+    /// Waits until `env`'s daemon reports its fleet link up. The link opens four buckets and
+    /// claims the host id, each bounded by the daemon's 3 s operation timeout with retries, so
+    /// a slow first JetStream start can take more than a few seconds; after 30 s the panic
+    /// carries what the daemon said (`status` and its log) and what the server logged.
+    pub fn wait_linked(&self, env: &DaemonEnv) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let fleet = env.home.json(&["status"])["fleet"].clone();
+            if fleet["connected"] == true {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "the fleet link is not up within 30 s\n--- status.fleet ---\n{fleet:#}\n--- daemon log ---\n{}\n--- nats-server log ---\n{}",
+                    env.home.log_text(),
+                    self.nats.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

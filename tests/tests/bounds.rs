@@ -217,9 +217,7 @@ host_id = "edge-a"
     let env = DaemonEnv::new(&config, &[poisoned, rejected, bystander]);
     hub.link(&env, 0);
     let _daemon = env.start();
-    eventually("the fleet link is up", Duration::from_secs(10), || {
-        env.home.json(&["status"])["fleet"]["connected"] == true
-    });
+    hub.wait_linked(&env);
     // A peer writes the whole IPv4 half-space, a third of IPv6, and one real decision.
     rogue_put(
         &hub,

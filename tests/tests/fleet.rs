@@ -68,9 +68,7 @@ fn bed(extra: &str, sources: &[IpAddr]) -> Bed {
         .collect();
     let daemons = envs.iter().map(|e| Some(e.start())).collect();
     for env in &envs {
-        eventually("the fleet link is up", Duration::from_secs(10), || {
-            fleet_status(env)["connected"] == true
-        });
+        hub.wait_linked(env);
     }
     Bed { envs, daemons, hub }
 }
@@ -220,9 +218,7 @@ fn the_same_tor_source_flooding_every_host_costs_one_request() {
         .collect();
     let _daemons: Vec<Daemon> = envs.iter().map(|e| e.start()).collect();
     for env in &envs {
-        eventually("the fleet link is up", Duration::from_secs(10), || {
-            fleet_status(env)["connected"] == true
-        });
+        hub.wait_linked(env);
     }
     std::thread::scope(|s| {
         for env in &envs {
