@@ -95,7 +95,13 @@ pub fn live_section(
     }
     let _ = writeln!(
         md,
-        "{rounds} interleaved rounds of {frames} 64-byte UDP frames from one blocked IPv4 source, generated with BPF_PROG_TEST_RUN live frames (XDP_TX) on CPU 0; the receiving veth's threaded NAPI pinned to CPU 1; XDP programs attached in native mode. Rate = frames the receiver processed per second of generation (median, max in parentheses); receiver CPU = busy share of CPU 1 (jiffy resolution); ns/frame = receiver CPU time per processed frame; ratios are medians of the per-round ratios. The generator itself tops out near the empty XDP_DROP rate, so that rate is a lower bound of the receiver's capacity.\n"
+        "{rounds} interleaved rounds of {frames} 64-byte UDP frames from one blocked IPv4 source, generated on CPU 0 by {}; the receiving veth's threaded NAPI pinned to CPU 1; XDP programs attached in native mode. Rate = frames the receiver processed per second of generation (median, max in parentheses); receiver CPU = busy share of CPU 1 (jiffy resolution); ns/frame = receiver CPU time per processed frame; ratios are medians of the per-round ratios. The generator itself tops out near the empty XDP_DROP rate, so that rate is a lower bound of the receiver's capacity{}.\n",
+        bed.flood_source(),
+        if bed.from_user_space() {
+            ": here every fast receiver meets the generator's limit, and only ns/frame (the receiver's CPU time) tells them apart, each with the copy the skb costs"
+        } else {
+            ""
+        }
     );
     md.push_str(&report::table(
         &[

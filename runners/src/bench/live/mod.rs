@@ -32,8 +32,10 @@ use nix::{
 use super::{frames, kernel::Subject};
 
 mod packet_sender;
+mod traffic;
 use ipwarden_tests::{cmd, cpu::on_cpu, netns::NetNs};
 use packet_sender::refused;
+pub use traffic::{Spray, Traffic};
 
 /// The generator's programs (`ebpf/src/bin/tx.rs`): one source, and many IPv6 /64s.
 const TX_PROGRAM: &str = "bench_tx";
@@ -62,26 +64,6 @@ pub enum Receiver<'a> {
     Xdp(&'a mut Subject),
 }
 
-/// What the generator sends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Traffic {
-    /// One blocked IPv4 source ([`frames::DROP_V4`]), 64-byte frames.
-    OneSource,
-    /// IPv6 frames (80 bytes) from this many distinct /64s in turn, each one a filler entry
-    /// of the benchmark's block set (see [`super::kernel::filler_v6`]).
-    Spray(u32),
-    /// As `Spray`, from /64s no entry covers (2001:db8:2000::/44): a random-source flood of
-    /// unblocked sources, which the counter maps must track.
-    SprayUnblocked(u32),
-    /// As `SprayUnblocked`, as TCP SYNs (78-byte frames): a spoofed SYN flood, where every
-    /// frame is also a new SYN signature.
-    SpraySynUnblocked(u32),
-    /// A spoofed SYN flood the receiver's stack accepts: IPv6 SYNs to port 443 of the
-    /// receiver's address with a valid checksum and an MSS option, from this many /64s in
-    /// turn (2001:db8:2000::/44).
-    SynFlood(u32),
-}
-
 /// One measured run.
 #[derive(Clone, Debug)]
 pub struct Sample {
@@ -107,7 +89,7 @@ pub struct Bed {
     frame_syn6: Vec<u8>,
     frame_synflood: Vec<u8>,
     gen_ifindex: u32,
-    /// The kernel refused a live-frames run: SYN floods come from
+    /// The kernel refused a live-frames run: every flood comes from
     /// `packet_sender::PacketSender`.
     from_user_space: bool,
     home: File,
@@ -375,34 +357,13 @@ impl Bed {
     /// Sends `frames` frames of `traffic` and measures what the receiver processed.
     fn send(&mut self, traffic: Traffic, frames: u32) -> anyhow::Result<Sample> {
         self.pin_napi()?;
-        let (program, frame) = match traffic {
-            Traffic::OneSource => (TX_PROGRAM, &self.frame),
-            Traffic::SynFlood(sources) => {
-                ensure!(sources > 0, "a flood needs at least one source");
-                self.set_spray(sources, 0x2000)?;
-                (SYN_SPRAY_PROGRAM, &self.frame_synflood)
-            }
-            Traffic::Spray(sources)
-            | Traffic::SprayUnblocked(sources)
-            | Traffic::SpraySynUnblocked(sources) => {
-                ensure!(sources > 0, "a spray needs at least one source");
-                let base = if matches!(traffic, Traffic::Spray(_)) {
-                    0x8000
-                } else {
-                    // Clear of the filler entries (0x8000…) and the /48 fillers (0x4000…).
-                    0x2000
-                };
-                self.set_spray(sources, base)?;
-                let frame = if matches!(traffic, Traffic::SpraySynUnblocked(_)) {
-                    &self.frame_syn6
-                } else {
-                    &self.frame_v6
-                };
-                (SPRAY_PROGRAM, frame)
-            }
-        };
         if self.from_user_space {
             return self.send_from_user_space(traffic, frames);
+        }
+        let (program, frame, spray) = self.pattern(traffic)?;
+        let frame = frame.to_vec();
+        if let Some(s) = spray {
+            self.set_spray(s.sources, s.base)?;
         }
         let xdp: &Xdp = self
             .generator
@@ -419,7 +380,7 @@ impl Bed {
             let started = Instant::now();
             let run = self.inside(&self.sender, || {
                 xdp.test_run(TestRunOptions {
-                    data_in: Some(frame),
+                    data_in: Some(&frame),
                     ctx_in: Some(&ctx),
                     repeat: frames,
                     attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
@@ -433,9 +394,9 @@ impl Bed {
         })?;
         let cpu1 = cpu1?;
         match run? {
-            Err(e) if refused(&e) && matches!(traffic, Traffic::SynFlood(_)) => {
+            Err(e) if refused(&e) => {
                 eprintln!(
-                    "the kernel refuses live-frames test runs here ({e}): the SYN flood comes \
+                    "the kernel refuses live-frames test runs here ({e}): the frames come \
                      from an AF_PACKET socket instead, slower (see `packet_sender`)"
                 );
                 self.from_user_space = true;

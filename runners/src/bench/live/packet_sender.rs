@@ -1,8 +1,8 @@
-//! The spoofed SYN flood from user space, for machines whose kernel refuses live-frames test
+//! The benchmark's traffic from user space, for machines whose kernel refuses live-frames test
 //! runs (`BPF_PROG_TEST_RUN` with `BPF_F_TEST_XDP_LIVE_FRAMES` returns `EPERM` in some
 //! sandboxes): an `AF_PACKET` socket on the sending veth, bypassing the qdisc, sending the
-//! frames `bench_synspray` makes (the same template, the same sources in the same order) with
-//! `sendmmsg`, a batch per call.
+//! frames the in-kernel generators make (the same templates, the same sources in the same
+//! order) with `sendmmsg`, a batch per call.
 //!
 //! It is slower than the in-kernel generator (an skb and a copy per frame, a syscall per batch),
 //! so a section measured with it says so: a rate it could not exceed is the generator's, not
@@ -15,10 +15,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use ipwarden_tests::cpu::on_cpu;
 
-use super::{Bed, DUT_CPU, GEN_CPU, GEN_IF, Sample, Traffic, cpu_times};
+use super::{Bed, DUT_CPU, GEN_CPU, GEN_IF, Sample, Spray, Traffic, cpu_times};
 
 /// Frames per `sendmmsg`.
 const BATCH: usize = 64;
@@ -78,26 +78,28 @@ impl PacketSender {
         Ok(Self { fd })
     }
 
-    /// Sends `frames` SYNs made from `template` (groups 3, 4 and 8 of the source zero, its TCP
-    /// checksum computed so), source `i + 1` being 2001:db8:(base | i >> 16):(i & 0xffff)::/64
-    /// with the last group keeping the checksum (as `bench_synspray`), cycling through
-    /// `sources`. Stops at `limit`; how many the kernel took.
+    /// Sends `frames` frames made from `template`: all the same, or with `spray`'s sources in
+    /// turn (as `bench_spray` and `bench_synspray` make them; see [`Spray`]). Stops at `limit`;
+    /// how many the kernel took.
     ///
     /// Unpaced (`pps` `None`), a batch the transmit path does not take whole is made again with
     /// the next sources: the sender waits for the receiver, which measures the receiver's
     /// capacity. Paced, it sends at `pps` on average and what the path does not take is lost,
     /// as an attacker's frames are when a host falls behind (none of them waits for it).
-    pub fn syn_flood(
+    pub fn send(
         &self,
         template: &[u8],
-        (sources, base): (u32, u32),
+        spray: Option<Spray>,
         frames: u32,
         pps: Option<f64>,
         limit: Duration,
     ) -> io::Result<u64> {
-        assert!(sources > 0 && template.len() > SOURCE_GROUP_8 + 2);
+        assert!(spray.is_none_or(|s| s.sources > 0) && template.len() > SOURCE_GROUP_8 + 2);
         let len = template.len();
         let mut buf = vec![0u8; BATCH * len];
+        for frame in buf.chunks_exact_mut(len) {
+            frame.copy_from_slice(template);
+        }
         let mut next = 0u32;
         let (mut sent, mut made) = (0u64, 0u64);
         let started = Instant::now();
@@ -110,17 +112,20 @@ impl PacketSender {
                 }
             }
             let n = BATCH.min((goal - if pps.is_some() { made } else { sent }) as usize);
-            for frame in buf.chunks_exact_mut(len).take(n) {
-                let i = next % sources;
-                next = i + 1;
-                let (g3, g4) = (base | (next >> 16), next & 0xffff);
-                let sum = g3 + g4;
-                let g8 = !((sum & 0xffff) + (sum >> 16)) & 0xffff;
-                frame.copy_from_slice(template);
-                frame[SOURCE_GROUPS_3_4..SOURCE_GROUPS_3_4 + 4]
-                    .copy_from_slice(&(g3 << 16 | g4).to_be_bytes());
-                frame[SOURCE_GROUP_8..SOURCE_GROUP_8 + 2]
-                    .copy_from_slice(&(g8 as u16).to_be_bytes());
+            if let Some(s) = spray {
+                for frame in buf.chunks_exact_mut(len).take(n) {
+                    let i = next % s.sources;
+                    next = i + 1;
+                    let (g3, g4) = (s.base | (next >> 16), next & 0xffff);
+                    frame[SOURCE_GROUPS_3_4..SOURCE_GROUPS_3_4 + 4]
+                        .copy_from_slice(&(g3 << 16 | g4).to_be_bytes());
+                    if s.keep_checksum {
+                        let sum = g3 + g4;
+                        let g8 = !((sum & 0xffff) + (sum >> 16)) & 0xffff;
+                        frame[SOURCE_GROUP_8..SOURCE_GROUP_8 + 2]
+                            .copy_from_slice(&(g8 as u16).to_be_bytes());
+                    }
+                }
             }
             sent += self.send_batch(&mut buf, len, n)? as u64;
             made += n as u64;
@@ -164,18 +169,23 @@ impl PacketSender {
 }
 
 impl Bed {
-    /// Where this bed's SYN floods came from, for the report: the kernel's live-frames test
-    /// run, or the `AF_PACKET` socket when the kernel refused that.
+    /// Where this bed's frames came from, for the report: the kernel's live-frames test runs,
+    /// or the `AF_PACKET` socket when the kernel refused them.
     pub fn flood_source(&self) -> &'static str {
         if self.from_user_space {
             "an AF_PACKET socket on the sender's veth (`sendmmsg`, the qdisc bypassed: this kernel refuses live-frames test runs), which hands the receiver skbs, not XDP frames: the receiver's XDP program pays a copy per frame the in-kernel generator spares it"
         } else {
-            "the in-kernel generator (`bench_synspray`, live-frames test runs)"
+            "the in-kernel generators (`ebpf/src/bin/tx.rs`, live-frames test runs)"
         }
     }
 
-    /// [`Bed::send`] for a SYN flood from an `AF_PACKET` socket, as fast as the receiver takes
-    /// it (the kernel refused a live-frames run).
+    /// Whether the frames come from the `AF_PACKET` socket (the kernel refused live frames).
+    pub fn from_user_space(&self) -> bool {
+        self.from_user_space
+    }
+
+    /// [`Bed::send`] from an `AF_PACKET` socket, as fast as the receiver takes the frames (the
+    /// kernel refused a live-frames run).
     pub(super) fn send_from_user_space(
         &mut self,
         traffic: Traffic,
@@ -184,7 +194,7 @@ impl Bed {
         self.send_paced(traffic, frames, None)
     }
 
-    /// Sends a SYN flood of `frames` frames at `pps` on average from an `AF_PACKET` socket
+    /// Sends `frames` frames of `traffic` at `pps` on average from an `AF_PACKET` socket
     /// (live-frames runs cannot be paced: they send all their frames at once), whatever
     /// receiver is installed: a flood a host can keep up with, or not, by choice.
     pub fn flood_paced(
@@ -203,9 +213,8 @@ impl Bed {
         frames: u32,
         pps: Option<f64>,
     ) -> anyhow::Result<Sample> {
-        let Traffic::SynFlood(sources) = traffic else {
-            bail!("only the SYN flood has a user-space sender (live-frames runs send the rest)");
-        };
+        let (_, template, spray) = self.pattern(traffic)?;
+        let template = template.to_vec();
         // veth hands a socket's frames to the receiver's NAPI (its thread, on the receiver's
         // CPU) only when the sender has no TSO; otherwise the sending CPU would receive them.
         self.sender.exec("ethtool", &["-K", GEN_IF, "tso", "off"]);
@@ -216,13 +225,7 @@ impl Bed {
             let started = Instant::now();
             let sent = self.inside(&self.sender, || {
                 let socket = PacketSender::open(self.gen_ifindex)?;
-                socket.syn_flood(
-                    &self.frame_synflood,
-                    (sources, 0x2000),
-                    frames,
-                    pps,
-                    Duration::from_secs(120),
-                )
+                socket.send(&template, spray, frames, pps, Duration::from_secs(120))
             });
             (sent, started.elapsed(), cpu_times(DUT_CPU))
         })?;
