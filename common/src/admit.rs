@@ -68,6 +68,8 @@ pub struct Place {
     pub line: u32,
     pub a: usize,
     pub b: usize,
+    /// The source's mark (see [`crate::tracked`]), from the same hash's middle bits.
+    pub mark: u32,
 }
 
 /// The place of a source given as its key bits (an IPv4 address, or an IPv6 /64, as a big-endian
@@ -86,6 +88,7 @@ pub const fn place(bits: u64, v6: bool) -> Place {
         line: (h >> (64 - SKETCH_BITS)) as u32,
         a: 1 + (h & 7) as usize,
         b: 8 + ((h >> 3) & 7) as usize,
+        mark: ((h >> 8) as u32) & (crate::tracked::MARKS - 1),
     }
 }
 

@@ -32,6 +32,11 @@ impl DataplaneConfig {
     /// generation.
     pub const V6_FINE: u32 = 1 << 1;
 
+    /// Every entry of the per-source maps has its mark (see `crate::tracked`): a source whose
+    /// mark is clear needs no lookup there. Set by user space after it marked what it found,
+    /// withdrawn before a program swap.
+    pub const TRACKED_MARKED: u32 = 1 << 2;
+
     /// Whether monitor mode is on.
     #[inline(always)]
     pub const fn monitor(&self) -> bool {
@@ -43,6 +48,12 @@ impl DataplaneConfig {
     #[inline(always)]
     pub const fn index_authoritative(&self) -> bool {
         self.authority != 0 && self.authority == self.generation as u32
+    }
+
+    /// Whether a clear mark says that a source has no per-source entry.
+    #[inline(always)]
+    pub const fn tracked_marked(&self) -> bool {
+        self.flags & Self::TRACKED_MARKED != 0
     }
 
     /// Whether IPv6 verdicts may be cached per /64 (no entry longer than /64 exists).

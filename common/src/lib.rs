@@ -25,6 +25,7 @@ pub mod parse;
 pub mod stamp;
 pub mod stats;
 pub mod synproxy;
+pub mod tracked;
 pub mod verdict;
 
 pub use aggregate::AggCell;

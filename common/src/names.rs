@@ -92,6 +92,10 @@ pub const ADMIT_CELLS: &str = "ADMIT_CELLS";
 /// [`crate::admit::ADMIT_STATS_SLOTS`].
 pub const ADMIT_STATS: &str = "ADMIT_STATS";
 
+/// Marks of the sources that may have a per-source entry (see [`crate::tracked`]): mmapable
+/// `ARRAY<MarkLine>` of [`crate::tracked::MARK_LINES`] lines, shared by the CPUs.
+pub const TRACKED: &str = "TRACKED";
+
 /// What the synproxy answers with (see [`crate::synproxy`]): one-slot
 /// `ARRAY<SynproxyConfig>`, written by user space.
 pub const SYNPROXY_CONFIG: &str = "SYNPROXY_CONFIG";
@@ -108,7 +112,7 @@ pub const SYNPROXY_BUF: &str = "SYNPROXY_BUF";
 pub const SYNPROXY_PROG: &str = "SYNPROXY_PROG";
 
 /// Every map, for loaders that pin, size or check them all.
-pub const MAPS: [&str; 36] = [
+pub const MAPS: [&str; 37] = [
     BLOCK_V4,
     BLOCK_V6,
     BLOCK_NET_V4,
@@ -140,6 +144,7 @@ pub const MAPS: [&str; 36] = [
     ADMIT_LEVEL,
     ADMIT_CELLS,
     ADMIT_STATS,
+    TRACKED,
     SYNPROXY_CONFIG,
     SYNPROXY_PORTS,
     SYNPROXY_STATS,

@@ -14,6 +14,7 @@ mod policy;
 mod program;
 mod source;
 mod synproxy;
+mod tracked;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 

@@ -20,6 +20,7 @@ use ipwarden_common::{
     loud::{LOUD_RING_BYTES, LOUD_STATS_SLOTS, LoudLevels},
     stats::{DROP_ORIGINS, DropCount},
     synproxy::{PORT_WORDS, STATS_SLOTS, Scratch, SynproxyConfig},
+    tracked::{MARK_LINES, MarkLine},
 };
 
 #[map]
@@ -146,6 +147,12 @@ pub static ADMIT_CELLS: Array<u64> = Array::pinned(ADMIT_CELL_WORDS, 0);
 
 #[map]
 pub static ADMIT_STATS: PerCpuArray<u64> = PerCpuArray::pinned(ADMIT_STATS_SLOTS, 0);
+
+// Marks of the sources that may have an entry in `SRC_V4`/`SRC_V6` (see
+// `ipwarden_common::tracked`): shared by the CPUs, mmapable so that user space sets marks with
+// byte stores that never overwrite the program's.
+#[map]
+pub static TRACKED: Array<MarkLine> = Array::pinned(MARK_LINES, BPF_F_MMAPABLE);
 
 // The synproxy (see `ipwarden_common::synproxy`): what SYN-ACKs advertise, the protected ports,
 // and what happened to SYNs and handshake ACKs.

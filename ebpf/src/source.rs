@@ -42,6 +42,7 @@ use crate::{
         SRC_V4, SRC_V6,
     },
     policy::{self, Decision, Judged},
+    tracked,
 };
 
 /// Adds one to a global counter on this CPU.
@@ -210,6 +211,7 @@ fn judged_v4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32)
                 slot.first_seen_ns,
                 loud,
                 claimed_at,
+                cfg.tracked_marked(),
             );
         }
         slot.key = *src;
@@ -231,7 +233,15 @@ fn judged_v4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32)
             let now = clock::now();
             let loud = heard(&slot.pending, slot.used, now, || key_v4(src), 4);
             slot.used = stamp(now);
-            flush_v4(src, &mut slot.pending, slot.first_seen_ns, loud, now);
+            let marked = cfg.tracked_marked();
+            flush_v4(
+                src,
+                &mut slot.pending,
+                slot.first_seen_ns,
+                loud,
+                now,
+                marked,
+            );
         }
     }
     (decision, origin)
@@ -273,8 +283,8 @@ fn judged_v6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32
                 &mut slot.pending,
                 &slot.last_addr,
                 slot.first_seen_ns,
-                loud,
-                claimed_at,
+                (loud, claimed_at),
+                cfg.tracked_marked(),
             );
         }
         slot.key = key;
@@ -297,7 +307,15 @@ fn judged_v6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32
             let now = clock::now();
             let loud = heard(&slot.pending, slot.used, now, || key_v6(&key), 6);
             slot.used = stamp(now);
-            flush_v6(&key, &mut slot.pending, src, slot.first_seen_ns, loud, now);
+            let marked = cfg.tracked_marked();
+            flush_v6(
+                &key,
+                &mut slot.pending,
+                src,
+                slot.first_seen_ns,
+                (loud, now),
+                marked,
+            );
         }
     }
     (decision, origin)
@@ -355,11 +373,20 @@ fn key_v6(p: &[u8; 8]) -> [u8; 16] {
 }
 
 /// Adds a chunk to the source's aggregate cells and to its entry; a source without an entry
-/// gets one only when admitted (see `admit`).
+/// gets one only when admitted (see `admit`). `marked`: the marks may be trusted (see
+/// `ipwarden_common::tracked`).
 #[inline(always)]
-fn flush_v4(key: &[u8; 4], pending: &mut Pending, first_seen_ns: u64, loud: bool, now_ns: u64) {
+fn flush_v4(
+    key: &[u8; 4],
+    pending: &mut Pending,
+    first_seen_ns: u64,
+    loud: bool,
+    now_ns: u64,
+    marked: bool,
+) {
     let cells = cells_v4(key);
-    if let Some(c) = Chunk::take(pending, place_v4(key), cells, first_seen_ns, loud, now_ns) {
+    let place = place_v4(key);
+    if let Some(c) = Chunk::take(pending, place, cells, first_seen_ns, (loud, now_ns), marked) {
         count(&SRC_V4, key, &c, |v| v, |s| s, |_| {});
     }
 }
@@ -371,11 +398,12 @@ fn flush_v6(
     pending: &mut Pending,
     last_addr: &[u8; 16],
     first_seen_ns: u64,
-    loud: bool,
-    now_ns: u64,
+    (loud, now_ns): (bool, u64),
+    marked: bool,
 ) {
     let cells = cells_v6(key);
-    let Some(c) = Chunk::take(pending, place_v6(key), cells, first_seen_ns, loud, now_ns) else {
+    let place = place_v6(key);
+    let Some(c) = Chunk::take(pending, place, cells, first_seen_ns, (loud, now_ns), marked) else {
         return;
     };
     let addr = *last_addr;
@@ -401,6 +429,8 @@ struct Chunk {
     cells: [u32; 2],
     /// The clock as the flush's caller read it.
     now_ns: u64,
+    /// The marks may be trusted: a clear one means no entry.
+    marked: bool,
 }
 
 impl Chunk {
@@ -412,8 +442,8 @@ impl Chunk {
         place: Place,
         cells: [u32; 2],
         first_seen_ns: u64,
-        loud: bool,
-        now_ns: u64,
+        (loud, now_ns): (bool, u64),
+        marked: bool,
     ) -> Option<Self> {
         if pending.packets == 0 {
             return None;
@@ -428,6 +458,7 @@ impl Chunk {
             loud,
             cells,
             now_ns,
+            marked,
         })
     }
 }
@@ -447,7 +478,10 @@ fn count<K, V>(
     new: impl FnOnce(SrcStats) -> V,
     touch: impl Fn(&mut V),
 ) {
-    if let Some(v) = map.get_ptr_mut(key) {
+    // A clear mark: no entry, no lookup (the common case of a sprayed source).
+    if (!c.marked || tracked::marked(c.place.mark))
+        && let Some(v) = map.get_ptr_mut(key)
+    {
         // SAFETY: the per-CPU slot belongs to this CPU for the duration of the program.
         let v = unsafe { &mut *v };
         let s = stats(v);
@@ -463,6 +497,8 @@ fn count<K, V>(
     else {
         return;
     };
+    // Before the entry exists, so that no CPU finds the entry without the mark.
+    tracked::mark(c.place.mark);
     if map.insert(key, new(seed), BPF_NOEXIST as u64).is_err()
         && let Some(v) = map.get_ptr_mut(key)
     {

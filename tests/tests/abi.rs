@@ -71,6 +71,7 @@ mod aya_map_type {
             names::INDEX_V4 | names::INDEX_V6 => {
                 ("Array", 4, size_of::<ipwarden_common::index::IndexBucket>())
             }
+            names::TRACKED => ("Array", 4, size_of::<ipwarden_common::tracked::MarkLine>()),
             names::SIGS => (
                 "LruHash",
                 16,
@@ -122,6 +123,11 @@ fn pinned_maps_match_the_common_abi() {
             names::INDEX_V4 | names::INDEX_V6 => {
                 assert_eq!(max, ipwarden_common::index::INDEX_BUCKETS);
                 // BPF_F_MMAPABLE: page-aligned values, one cache line per bucket.
+                assert_ne!(info.map_flags() & (1 << 10), 0, "{name} is not mmapable");
+            }
+            // The program's mark hash depends on this size; user space marks through a mapping.
+            names::TRACKED => {
+                assert_eq!(max, ipwarden_common::tracked::MARK_LINES);
                 assert_ne!(info.map_flags() & (1 << 10), 0, "{name} is not mmapable");
             }
             _ => {}

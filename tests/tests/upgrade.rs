@@ -64,10 +64,10 @@ fn a_daemon_swaps_another_builds_program_on_the_link_while_a_blocked_flood_gets_
     assert!(daemon.stop().success());
 
     // The pins now say another build attached the program: what a package upgrade leaves. A
-    // release before the block index left no index pins either.
+    // release before the block index left no index pins either, nor marks of tracked sources.
     let pins = env.ipw.pins();
     stamp::write(&pins, &Stamp::new(OTHER_BUILD, "0.0.9")).unwrap();
-    for map in [names::INDEX_V4, names::INDEX_V6] {
+    for map in [names::INDEX_V4, names::INDEX_V6, names::TRACKED] {
         std::fs::remove_file(pins.map(map)).unwrap();
     }
 
@@ -93,10 +93,12 @@ fn a_daemon_swaps_another_builds_program_on_the_link_while_a_blocked_flood_gets_
         assert_eq!(iface["program"]["version"], env!("CARGO_PKG_VERSION"));
     });
     assert!(sent > 3000, "the flood ran ({sent} sent)");
-    // The upgrade created the index maps and the restore filled them.
-    for map in [names::INDEX_V4, names::INDEX_V6] {
+    // The upgrade created the index maps and the restore filled them; the start marked the
+    // tracked sources the old program left and let the new one trust the marks.
+    for map in [names::INDEX_V4, names::INDEX_V6, names::TRACKED] {
         assert!(pins.map(map).exists(), "{map} pinned again");
     }
+    assert!(env.ipw.dataplane().tracked_marked().unwrap());
     assert_eq!(
         env.ipw
             .dataplane()

@@ -29,8 +29,17 @@ pub fn run(args: &AttachArgs) -> anyhow::Result<()> {
     };
     let attached =
         dataplane::attach(&opts).with_context(|| format!("attaching to {}", args.target.iface))?;
+    let mut dp = Dataplane::open(&attached.pins)?;
     if args.monitor {
-        Dataplane::open(&attached.pins)?.set_monitor(true)?;
+        dp.set_monitor(true)?;
+    }
+    // As a daemon's start does: until the marks are trusted, every new source is looked up in
+    // the per-source maps (slower under a spray, never wrong), so a failure only warns.
+    if let Err(e) = dp.mark_tracked() {
+        eprintln!(
+            "warning: marking the tracked sources failed ({}): every new source is looked up in the per-source maps, slower under a spray",
+            dataplane::error_chain(&e)
+        );
     }
     println!(
         "attached to {} in {} mode{}; pins at {}",

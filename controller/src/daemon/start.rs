@@ -62,7 +62,23 @@ pub(super) fn attach_all(cfg: &Config) -> Result<Attachments, DaemonError> {
             }
             attached.kind
         };
-        let dp = Dataplane::open(&pins).map_err(err)?;
+        let mut dp = Dataplane::open(&pins).map_err(err)?;
+        // Until this holds, the program looks every new source up in the per-source maps:
+        // slower under a spray, never wrong, so a failure is a warning.
+        match dp.mark_tracked() {
+            Ok(Some(m)) => tracing::info!(
+                iface,
+                entries = m.entries,
+                cleared = m.cleared,
+                fill = format_args!("{:.3}", m.fill),
+                "marked the tracked sources: untracked ones skip the per-source lookup"
+            ),
+            Ok(None) => {}
+            Err(e) => warnings.push(format!(
+                "{iface}: marking the tracked sources failed ({}): every new source is looked up in the per-source maps, slower under a spray",
+                dataplane::error_chain(&e)
+            )),
+        }
         if matches!(
             attach,
             AttachKind::Adopted | AttachKind::Upgraded | AttachKind::Resized

@@ -98,7 +98,12 @@ pub fn adopt(opts: &AttachOptions) -> Result<Adoption, DataplaneError> {
     // daemon gave its index must not carry over to them, or the new program would skip the
     // hash for a blocked source its empty index does not hold and pass it until the daemon's
     // resync. Withdrawn before the swap; the resync at start gives it back (`vouch_for_index`).
-    super::Dataplane::open(pins)?.withdraw_authority()?;
+    // So do the marks of tracked sources (see `tracked`): a build before them left entries
+    // without marks, and the start marks them again (`mark_tracked`).
+    let mut old = super::Dataplane::open(pins)?;
+    old.withdraw_authority()?;
+    old.set_tracked_marked(false)?;
+    drop(old);
     // New maps go to a staging directory; until the swap, nothing uses them.
     let staged = if differing.is_empty() {
         None

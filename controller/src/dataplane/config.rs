@@ -73,7 +73,7 @@ impl Dataplane {
         Ok(self.read_config()?.index_authoritative())
     }
 
-    fn read_config(&self) -> Result<DataplaneConfig, DataplaneError> {
+    pub(super) fn read_config(&self) -> Result<DataplaneConfig, DataplaneError> {
         self.config
             .get(&0, 0)
             .map_err(|e| DataplaneError::map("reading", names::CONFIG, e))

@@ -62,6 +62,9 @@ pub struct Dataplane {
     pub(super) admit: Option<AdmitMaps>,
     /// The synproxy; `None` for pins of a build before it.
     pub(super) synproxy: Option<SynproxyMaps>,
+    /// Marks of sources that may have a per-source entry (see `tracked`), mapped only while
+    /// marking; `None` for pins of a build before them.
+    pub(super) tracked: Option<MapData>,
     /// The block indexes, mapped (see `index`).
     pub(super) index: Indexes,
     /// The front tables as last read, and the packet count they were read at: an idle host's
@@ -228,6 +231,11 @@ impl Dataplane {
             config: open(pins, names::CONFIG)?,
             admit: AdmitMaps::open(pins)?,
             synproxy: SynproxyMaps::open(pins)?,
+            tracked: if pins.map(names::TRACKED).exists() {
+                Some(open_pinned(pins, names::TRACKED)?)
+            } else {
+                None
+            },
             index: Indexes {
                 v4: open_index(pins, names::INDEX_V4)?,
                 v6: open_index(pins, names::INDEX_V6)?,

@@ -26,6 +26,7 @@ mod resize;
 mod rules;
 pub mod stamp;
 mod synproxy;
+mod tracked;
 
 pub use admit::AdmitCounts;
 pub use adopt::{Adoption, adopt};
@@ -42,3 +43,4 @@ pub use pins::{Bpffs, DEFAULT_BPFFS, PinDir, ensure_bpffs};
 pub use resize::Resized;
 pub use rules::BlockRule;
 pub use synproxy::SynproxyCounts;
+pub use tracked::Marked;

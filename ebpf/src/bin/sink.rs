@@ -19,6 +19,8 @@ mod policy;
 mod program;
 #[path = "../source.rs"]
 mod source;
+#[path = "../tracked.rs"]
+mod tracked;
 // The sink hands frames to no synproxy program (its slot stays empty): its program goes unused.
 #[path = "../synproxy.rs"]
 #[allow(dead_code)]

@@ -313,6 +313,8 @@ fn ipwarden_variant(
     // As a daemon with the default `[detection]` sets it.
     dp.set_admission(admission(), &[])?;
     warm_counters(&pins, warm)?;
+    // As a daemon's start leaves them: every entry marked, the marks trusted.
+    dp.mark_tracked()?;
     Ok(Subject {
         name,
         entries,
@@ -350,6 +352,7 @@ pub fn ipwarden_synproxy(bpffs: &Path, port: u16) -> anyhow::Result<Subject> {
     let mut dp = Dataplane::open(&pins)?;
     dp.vouch_for_index()?;
     dp.set_admission(admission(), &[])?;
+    dp.mark_tracked()?;
     dp.set_synproxy(
         ipwarden_common::synproxy::SynproxyConfig {
             flags: ipwarden_common::synproxy::SynproxyConfig::ANSWER
