@@ -209,8 +209,7 @@ fn judged_v4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32)
                 &slot.key,
                 &mut slot.pending,
                 slot.first_seen_ns,
-                loud,
-                claimed_at,
+                (loud, claimed_at),
                 cfg.tracked_marked(),
             );
         }
@@ -238,8 +237,7 @@ fn judged_v4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32)
                 src,
                 &mut slot.pending,
                 slot.first_seen_ns,
-                loud,
-                now,
+                (loud, now),
                 marked,
             );
         }
@@ -380,8 +378,7 @@ fn flush_v4(
     key: &[u8; 4],
     pending: &mut Pending,
     first_seen_ns: u64,
-    loud: bool,
-    now_ns: u64,
+    (loud, now_ns): (bool, u64),
     marked: bool,
 ) {
     let cells = cells_v4(key);

@@ -102,7 +102,7 @@ pub fn adopt(opts: &AttachOptions) -> Result<Adoption, DataplaneError> {
     // without marks, and the start marks them again (`mark_tracked`).
     let mut old = super::Dataplane::open(pins)?;
     old.withdraw_authority()?;
-    old.set_tracked_marked(false)?;
+    old.withdraw_tracked_marks()?;
     drop(old);
     // New maps go to a staging directory; until the swap, nothing uses them.
     let staged = if differing.is_empty() {

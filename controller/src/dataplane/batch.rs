@@ -174,15 +174,7 @@ pub(super) fn for_each_percpu<K: Pod, V: Pod>(
         // the map's key and value sizes (checked above against `K` and `V`; the kernel pads
         // per-CPU values to 8 bytes, as `stride` does); the kernel writes at most that much and
         // updates `count`.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                &mut attr as *mut BatchAttr,
-                size_of::<BatchAttr>(),
-            )
-        };
-        let err = (rc < 0).then(io::Error::last_os_error);
+        let err = unsafe { batch_command(BPF_MAP_LOOKUP_BATCH, &mut attr) }.err();
         if let Some(e) = &err
             && e.raw_os_error() == Some(libc::ENOSPC)
             && attr.count == 0
@@ -216,6 +208,28 @@ pub(super) fn for_each_percpu<K: Pod, V: Pod>(
     }
 }
 
+/// One batch command on `attr`; the kernel's error, if any.
+///
+/// # Safety
+/// `attr`'s buffers must be valid for what `cmd` reads and writes at `attr.count` entries of the
+/// map's key and value sizes.
+unsafe fn batch_command(cmd: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
+    // SAFETY: the caller vouches for the buffers; `attr` is a `union bpf_attr` prefix of the
+    // size given, which the kernel reads and updates (`count`, the batch token).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut BatchAttr,
+            size_of::<BatchAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Puts `keys[i] -> values[i]` into the hash `map` with one `BPF_MAP_UPDATE_BATCH` (`BPF_ANY`:
 /// add or replace, in order). The kernel stops at the first entry it cannot put and reports how
 /// many went in before it: on error, that count comes with the error.
@@ -239,16 +253,7 @@ pub(super) fn update_hash<K: Pod, V: Pod>(
     // SAFETY: `keys` and `values` hold `count` keys and values of `K` and `V`, whose sizes aya
     // checked against the map's when it opened it (`HashMap::try_from`); the kernel only reads
     // them and writes back `count`.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_MAP_UPDATE_BATCH,
-            &mut attr as *mut BatchAttr,
-            size_of::<BatchAttr>(),
-        )
-    };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
+    if let Err(e) = unsafe { batch_command(BPF_MAP_UPDATE_BATCH, &mut attr) } {
         // An error in the loop rewrote `count` to the entries before it (always fewer than
         // asked); one before the loop (an old kernel, a bad map) left it as it was: none went in.
         let done = if attr.count < count { attr.count } else { 0 };

@@ -52,9 +52,7 @@ impl Dataplane {
             return Ok(false);
         }
         cfg.authority = 0;
-        self.config
-            .set(0, cfg, 0)
-            .map_err(|e| DataplaneError::map("writing", names::CONFIG, e))?;
+        self.write_config(cfg)?;
         Ok(true)
     }
 
@@ -128,9 +126,7 @@ impl Dataplane {
         }
         cfg.generation = fresh;
         cfg.authority = if vouch { fresh as u32 } else { 0 };
-        self.config
-            .set(0, cfg, 0)
-            .map_err(|e| DataplaneError::map("writing", names::CONFIG, e))
+        self.write_config(cfg)
     }
 
     /// The data plane's current generation (changes with every block-set or allowlist change).
@@ -153,15 +149,21 @@ impl Dataplane {
 
     /// Switches monitor mode: when on, would-be drops are counted as `monitored` and passed.
     pub fn set_monitor(&mut self, on: bool) -> Result<(), DataplaneError> {
-        let mut cfg = self
-            .config
-            .get(&0, 0)
-            .map_err(|e| DataplaneError::map("reading", names::CONFIG, e))?;
+        self.set_flag(DataplaneConfig::MONITOR, on)
+    }
+
+    /// Sets or clears one `DataplaneConfig` flag, keeping the rest of the config.
+    pub(super) fn set_flag(&mut self, flag: u32, on: bool) -> Result<(), DataplaneError> {
+        let mut cfg = self.read_config()?;
         if on {
-            cfg.flags |= DataplaneConfig::MONITOR;
+            cfg.flags |= flag;
         } else {
-            cfg.flags &= !DataplaneConfig::MONITOR;
+            cfg.flags &= !flag;
         }
+        self.write_config(cfg)
+    }
+
+    fn write_config(&mut self, cfg: DataplaneConfig) -> Result<(), DataplaneError> {
         self.config
             .set(0, cfg, 0)
             .map_err(|e| DataplaneError::map("writing", names::CONFIG, e))

@@ -132,7 +132,7 @@ impl Dataplane {
             return Ok(None);
         };
         let marks = Marks::map(data)?;
-        self.set_tracked_marked(false)?;
+        self.withdraw_tracked_marks()?;
         let cleared = marks.count() as f64 > CLEAR_ABOVE * f64::from(MARKS);
         if cleared {
             marks.clear();
@@ -148,7 +148,7 @@ impl Dataplane {
             marks.set(place_v6(&k).mark);
             entries += 1;
         })?;
-        self.set_tracked_marked(true)?;
+        self.set_flag(DataplaneConfig::TRACKED_MARKED, true)?;
         Ok(Some(Marked {
             entries,
             cleared,
@@ -157,29 +157,14 @@ impl Dataplane {
     }
 
     /// Withdraws the marks' authority: the program looks every flushed source up until
-    /// [`Self::mark_tracked`] gives it back (the benchmark's comparison).
+    /// [`Self::mark_tracked`] gives it back (before a program swap, and for the benchmark's
+    /// comparison).
     pub fn withdraw_tracked_marks(&mut self) -> Result<(), DataplaneError> {
-        self.set_tracked_marked(false)
+        self.set_flag(DataplaneConfig::TRACKED_MARKED, false)
     }
 
     /// Whether the program trusts the marks now.
     pub fn tracked_marked(&self) -> Result<bool, DataplaneError> {
         Ok(self.read_config()?.tracked_marked())
-    }
-
-    /// Sets or withdraws `DataplaneConfig::TRACKED_MARKED`, keeping the rest of the config.
-    pub(super) fn set_tracked_marked(&mut self, on: bool) -> Result<(), DataplaneError> {
-        let mut cfg = self.read_config()?;
-        if cfg.tracked_marked() == on {
-            return Ok(());
-        }
-        if on {
-            cfg.flags |= DataplaneConfig::TRACKED_MARKED;
-        } else {
-            cfg.flags &= !DataplaneConfig::TRACKED_MARKED;
-        }
-        self.config
-            .set(0, cfg, 0)
-            .map_err(|e| DataplaneError::map("writing", names::CONFIG, e))
     }
 }
