@@ -210,9 +210,10 @@ pub struct Decision {
     /// Risk score when the scorer made the decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<i32>,
-    /// The score's contributions, for `explain`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub factors: Vec<Factor>,
+    /// The score's contributions, for `explain`. A boxed slice: most decisions have none, and
+    /// a million decisions are held in memory (see [`Decision`]'s size test).
+    #[serde(default, skip_serializing_if = "no_factors")]
+    pub factors: Box<[Factor]>,
     /// For `challenge`: the rate each covered source keeps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<ChallengeRate>,
@@ -220,13 +221,17 @@ pub struct Decision {
     pub created_unix_ms: u64,
     /// Wall-clock expiry, Unix milliseconds; `None` for a permanent decision.
     pub expires_unix_ms: Option<u64>,
-    /// Set when the TTL was lengthened for a repeat offender.
+    /// Set when the TTL was lengthened for a repeat offender (rare: boxed, one pointer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recidive: Option<Recidive>,
+    pub recidive: Option<Box<Recidive>>,
     /// The fleet host whose shared IPASIS answer this decision rests on (this host did not
     /// ask IPASIS itself): such a decision is never published as this host's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub answer_from: Option<String>,
+    pub answer_from: Option<Text>,
+}
+
+fn no_factors(f: &[Factor]) -> bool {
+    f.is_empty()
 }
 
 /// Wall-clock now in Unix milliseconds.
@@ -268,7 +273,7 @@ impl Decision {
             source: holder.source,
             reason: reason.into(),
             score: None,
-            factors: Vec::new(),
+            factors: Box::default(),
             rate: match action {
                 Action::Challenge => Some(ChallengeRate::DEFAULT),
                 Action::Block | Action::Pass => None,
@@ -294,7 +299,7 @@ impl Decision {
     /// The score that made the decision, with its factors.
     pub fn with_score(mut self, score: i32, factors: Vec<Factor>) -> Self {
         self.score = Some(score);
-        self.factors = factors;
+        self.factors = factors.into_boxed_slice();
         self
     }
 
@@ -448,6 +453,17 @@ mod tests {
         let left = crate::clock::remaining(e.expires_at_ns).unwrap();
         assert!(left > Duration::from_secs(59) && left <= Duration::from_secs(60));
         assert_eq!(d(None).kernel_entry(now).expires_at_ns, BlockEntry::NEVER);
+    }
+
+    /// A daemon holds every decision in memory (a million after a feed's bulk load): each byte
+    /// here is a megabyte there. Rare parts are boxed.
+    #[test]
+    fn a_decision_stays_small() {
+        assert!(
+            std::mem::size_of::<Decision>() <= 136,
+            "{}",
+            std::mem::size_of::<Decision>()
+        );
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub fn run(addr: IpAddr, conn: &Conn, format: Format) -> anyhow::Result<()> {
             expiry,
             d.reason,
         );
-        if let Some(r) = d.recidive {
+        if let Some(r) = &d.recidive {
             let ttl = d
                 .ttl()
                 .map_or_else(|| "permanent".to_owned(), crate::commands::print::human);

@@ -11,7 +11,8 @@
 //! holder), `planes` (the enforcement trait and the every-interface wrapper), `memory` (an
 //! in-memory enforcer for tests), `events` (what sources send), `propose` (the rule set),
 //! `allow` (runtime allowlist changes), `sink` (where committed changes go besides planes),
-//! `hits` (what the kernel dropped, credited to decisions).
+//! `hits` (what the kernel dropped, credited to decisions), `shed` (bulk moves that do not
+//! double memory).
 
 mod allow;
 mod book;
@@ -25,6 +26,7 @@ mod projection;
 mod propose;
 mod reasons;
 mod refusals;
+mod shed;
 mod sink;
 mod state;
 #[cfg(test)]

@@ -17,6 +17,15 @@ use crate::decision::{Action, Decision, End, Ended, Holder, Origin, Recidive, no
 /// How many decisions of one proposal are logged one by one (the rest as a sum).
 const LOGGED: usize = 10;
 
+/// What one proposal adds, for its limits: new prefixes (each needs a kernel entry), per map,
+/// and new holders per fleet peer.
+#[derive(Default)]
+struct Room {
+    prefixes: foldhash::HashSet<IpNet>,
+    per_map: [usize; 4],
+    per_peer: std::collections::HashMap<String, usize>,
+}
+
 impl Engine {
     /// Why `d` may not be enacted, if it may not: one rule set for every origin.
     fn refusal(&self, d: &Decision) -> Option<EngineError> {
@@ -77,16 +86,51 @@ impl Engine {
         Ok(())
     }
 
+    /// Normalizes `d` (and bounds a remote one), or says why it may not be enacted: the
+    /// refusal rules, a peer's share, and room in its map for a new prefix (`room` counts what
+    /// this proposal adds).
+    fn admissible(
+        &mut self,
+        d: &mut Decision,
+        now: u64,
+        room: &mut Room,
+    ) -> Result<(), EngineError> {
+        d.prefix = crate::net::unmap(d.prefix).trunc();
+        if d.origin.is_remote() {
+            *d = super::bounds::remote(&self.cfg.decisions, d.clone(), now)?;
+        }
+        if let Some(why) = self.refusal(d) {
+            return Err(why);
+        }
+        if let Some(why) = self.peer_refusal(d, &mut room.per_peer) {
+            return Err(why);
+        }
+        if !self.book.contains_prefix(&d.prefix) && !room.prefixes.contains(&d.prefix) {
+            let map = BlockMap::of(&d.prefix);
+            if !self.projection.has_room(map, room.per_map[map as usize]) {
+                self.projection.refused(map);
+                return Err(EngineError::MapFull {
+                    map: map.name(),
+                    capacity: self.projection.capacity(map),
+                    setting: map.setting(),
+                });
+            }
+            room.per_map[map as usize] += 1;
+            room.prefixes.insert(d.prefix);
+        }
+        Ok(())
+    }
+
     /// Lengthens a repeat offender's TTL: a velocity or IPASIS block of a prefix that such a
     /// block held within `decisions.recidive_window` lasts `recidive_factor` times longer per
     /// earlier block, up to `decisions.max_ttl`.
-    fn with_recidive(&self, mut d: Decision) -> Result<Decision, EngineError> {
+    fn recidive(&self, d: &mut Decision) -> Result<(), EngineError> {
         let dc = &self.cfg.decisions;
         let (Some(base), true) = (d.ttl(), d.origin.is_recidive_tracked()) else {
-            return Ok(d);
+            return Ok(());
         };
         if d.action != Action::Block || dc.recidive_factor <= 1 {
-            return Ok(d);
+            return Ok(());
         }
         let since = d
             .created_unix_ms
@@ -102,19 +146,19 @@ impl Engine {
             })
             .count() as u32;
         if earlier == 0 {
-            return Ok(d);
+            return Ok(());
         }
         let factor = u64::from(dc.recidive_factor).saturating_pow(earlier);
         let wanted = base.saturating_mul(u32::try_from(factor).unwrap_or(u32::MAX));
         let ttl = wanted.min(dc.max_ttl).max(base);
         d.expires_unix_ms = Some(crate::decision::deadline_ms(d.created_unix_ms, ttl));
-        d.recidive = Some(Recidive {
+        d.recidive = Some(Box::new(Recidive {
             earlier,
             base_ttl_secs: base.as_secs(),
             factor: dc.recidive_factor,
             capped: wanted > dc.max_ttl,
-        });
-        Ok(d)
+        }));
+        Ok(())
     }
 
     /// Enacts decisions, each under its own holder (replacing that holder's earlier one on the
@@ -127,63 +171,39 @@ impl Engine {
     /// - each decision is logged (renewals at debug), at most [`LOGGED`] a call, then a sum.
     ///
     /// Returns the decisions as enacted and what was refused.
-    pub fn propose(&mut self, decisions: Vec<Decision>) -> Result<Proposed, EngineError> {
+    pub fn propose(&mut self, mut decisions: Vec<Decision>) -> Result<Proposed, EngineError> {
         let mut out = Proposed::default();
-        let mut enacted = Vec::with_capacity(decisions.len());
         // What the first LOGGED decisions renewed, for their log lines (only those are logged).
         let mut earlier = Vec::with_capacity(LOGGED);
         let mut fresh = 0;
-        // New prefixes of this proposal, per map: each needs a kernel entry.
-        let mut new_prefixes: foldhash::HashSet<IpNet> = foldhash::HashSet::default();
-        let mut new_per_map = [0usize; 4];
-        let mut new_per_peer: std::collections::HashMap<String, usize> = Default::default();
+        let mut room = Room::default();
         let now = now_unix_ms();
-        for mut d in decisions {
-            d.prefix = crate::net::unmap(d.prefix).trunc();
-            if d.origin.is_remote() {
-                d = match super::bounds::remote(&self.cfg.decisions, d.clone(), now) {
-                    Ok(d) => d,
-                    Err(why) => {
-                        self.refusals.count(d.origin, &why);
-                        out.refused.push((d, why));
-                        continue;
-                    }
-                };
+        let mut failed = None;
+        // Filtered and completed in place: what is enacted stays in the vector it came in, so
+        // a bulk load of a million holds each decision once (a second vector doubled it).
+        decisions.retain_mut(|d| {
+            if failed.is_some() {
+                return false;
             }
-            if let Some(why) = self.refusal(&d) {
+            if let Err(why) = self.admissible(d, now, &mut room) {
                 self.refusals.count(d.origin, &why);
-                out.refused.push((d, why));
-                continue;
+                out.refused.push((d.clone(), why));
+                return false;
             }
-            if let Some(why) = self.peer_refusal(&d, &mut new_per_peer) {
-                self.refusals.count(d.origin, &why);
-                out.refused.push((d, why));
-                continue;
-            }
-            if !self.book.contains_prefix(&d.prefix) && !new_prefixes.contains(&d.prefix) {
-                let map = BlockMap::of(&d.prefix);
-                if !self.projection.has_room(map, new_per_map[map as usize]) {
-                    self.projection.refused(map);
-                    let why = EngineError::MapFull {
-                        map: map.name(),
-                        capacity: self.projection.capacity(map),
-                        setting: map.setting(),
-                    };
-                    self.refusals.count(d.origin, &why);
-                    out.refused.push((d, why));
-                    continue;
-                }
-                new_per_map[map as usize] += 1;
-                new_prefixes.insert(d.prefix);
-            }
-            let renewal = self.book.same_holder(&d);
+            let renewal = self.book.same_holder(d);
             fresh += usize::from(renewal.is_none());
-            let renewal = (earlier.len() < LOGGED).then(|| renewal.cloned());
-            enacted.push(self.with_recidive(d)?);
-            if let Some(r) = renewal {
-                earlier.push(r);
+            if earlier.len() < LOGGED {
+                earlier.push(renewal.cloned());
             }
+            if let Err(e) = self.recidive(d) {
+                failed = Some(e);
+            }
+            true
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
+        let enacted = decisions;
         self.room_for(fresh)?;
         for r in &mut self.replacing {
             r.kept.extend(
@@ -484,8 +504,7 @@ impl Engine {
     ) -> Result<(usize, usize), EngineError> {
         let now = now_unix_ms();
         let mut reasons = Reasons::default();
-        let batch = requests
-            .into_iter()
+        let batch = super::shed::shed(requests)
             .map(|req| self.operator_block(req, &holder, now, &mut reasons))
             .collect();
         let applied = self.propose(batch)?.counts();
@@ -566,7 +585,7 @@ fn log_decision(d: &Decision, earlier: Option<&Decision>) {
         .remaining(now_unix_ms())
         .map(|t| humantime::format_duration(Duration::from_secs(t.as_secs())).to_string())
         .unwrap_or_else(|| "permanent".into());
-    let recidive = d.recidive.map(|r| r.earlier).unwrap_or(0);
+    let recidive = d.recidive.as_ref().map_or(0, |r| r.earlier);
     tracing::info!(
         prefix = %d.prefix,
         origin = d.origin.name(),

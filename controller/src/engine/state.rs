@@ -37,6 +37,10 @@ const WARNINGS: usize = 20;
 /// How often expired history is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
+/// A commit of at least this many decisions, and at least a quarter of the book, compacts the
+/// book afterwards (see [`super::Book::compact`]).
+const COMPACT_FROM: usize = 65_536;
+
 pub struct Engine {
     pub(super) cfg: Config,
     pub(super) store: Store,
@@ -344,7 +348,8 @@ impl Engine {
             }
             touched.push(d.prefix);
         }
-        for d in put {
+        let bulk = put.len() >= COMPACT_FROM && put.len() * 4 >= self.book.len();
+        for d in super::shed::shed(put) {
             if !self.book.contains_prefix(&d.prefix) {
                 self.projection.added(&d.prefix);
             }
@@ -353,6 +358,9 @@ impl Engine {
             if self.book.insert(d).is_none() {
                 self.peer_count(peer.as_deref(), 1);
             }
+        }
+        if bulk {
+            self.book.compact();
         }
         touched.sort();
         touched.dedup();

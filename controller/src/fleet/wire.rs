@@ -70,7 +70,7 @@ impl Shared {
             action: d.action,
             reason: d.reason.to_string(),
             score: d.score,
-            factors: d.factors.clone(),
+            factors: d.factors.to_vec(),
             rate: d.rate,
             created_unix_ms: d.created_unix_ms,
             expires_unix_ms: d.expires_unix_ms,

@@ -242,7 +242,7 @@ impl Policy {
             Verdict::Challenge => Action::Challenge,
         };
         let mut d = self.scored(source, action, Holder::of(Origin::Ipasis), reason, sc);
-        d.answer_from = peer.map(str::to_owned);
+        d.answer_from = peer.map(Into::into);
         engine.propose_one(d).map(drop)
     }
 

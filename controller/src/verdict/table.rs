@@ -37,7 +37,7 @@ impl Held {
             source: d.source.clone(),
             expires_unix_ms: d.expires_unix_ms,
             score: d.score,
-            factors: d.factors.clone(),
+            factors: d.factors.to_vec(),
         }
     }
 
