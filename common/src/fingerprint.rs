@@ -90,6 +90,23 @@ unsafe impl aya::Pod for SigKey {}
 
 const _: () = assert!(core::mem::size_of::<SigKey>() == 16);
 
+impl SigKey {
+    /// The key of `source`'s signature `digest`, made from four words: a struct literal
+    /// compiled its three padding bytes into a call of the BPF build's `memset` on every SYN.
+    #[inline(always)]
+    pub fn new(source: [u8; 8], version: u8, digest: u32) -> Self {
+        let words = [
+            u32::from_ne_bytes([source[0], source[1], source[2], source[3]]),
+            u32::from_ne_bytes([source[4], source[5], source[6], source[7]]),
+            u32::from_ne_bytes([version, 0, 0, 0]),
+            digest,
+        ];
+        // SAFETY: `SigKey` is `repr(C)`, 16 bytes of plain integers with no padding (the
+        // assertion above), laid out as these words in memory order.
+        unsafe { core::mem::transmute::<[u32; 4], Self>(words) }
+    }
+}
+
 /// What the data plane keeps of a SYN: the IP fields and the TCP header's fixed fields, the
 /// option bytes as sent, and the full address that last sent it. The options are parsed in user
 /// space ([`SigEntry::signature`]): a walk of up to 40 bytes of options is many verifier states
@@ -384,6 +401,20 @@ fn options<F: Frame + ?Sized>(frame: &F, at: usize, len: usize, sig: &mut SynSig
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_key_made_from_words_is_the_key_of_its_fields() {
+        let k = super::SigKey::new([1, 2, 3, 4, 5, 6, 7, 8], 6, 0xdead_beef);
+        assert_eq!(
+            k,
+            super::SigKey {
+                source: [1, 2, 3, 4, 5, 6, 7, 8],
+                version: 6,
+                _pad: [0; 3],
+                digest: 0xdead_beef,
+            }
+        );
+    }
+
     extern crate std;
     use std::vec::Vec;
 

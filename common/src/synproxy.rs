@@ -356,7 +356,9 @@ pub fn answer(s: &mut Scratch, v6: bool, o: &Offered, r: &Reply) {
     let (sport, dport) = ([h[0], h[1]], [h[2], h[3]]);
     let seq = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
     let ecn = o.tsval.is_some() && h[13] & (ECE | CWR) == ECE | CWR;
-    *h = [0; SYNACK_TCP_LEN];
+    // Every byte is written below but the window (0), the checksum (0 while it is summed) and
+    // the urgent pointer (0): those are cleared one by one, see [`fill`].
+    fill(h, 14, 20, 0);
     h[0..2].copy_from_slice(&dport);
     h[2..4].copy_from_slice(&sport);
     h[4..8].copy_from_slice(&r.cookie.to_be_bytes());
@@ -382,7 +384,7 @@ pub fn answer(s: &mut Scratch, v6: bool, o: &Offered, r: &Reply) {
                 None => [nop; 4],
             });
         }
-        None => h[24..40].copy_from_slice(&[nop; 16]),
+        None => fill(h, 24, 40, nop),
     }
     let ip = &mut s.ip;
     let mut sum = IPPROTO_TCP as u64 + SYNACK_TCP_LEN as u64;
@@ -414,6 +416,19 @@ pub fn answer(s: &mut Scratch, v6: bool, o: &Offered, r: &Reply) {
     }
     let c = fold(sum_words(sum, &s.tcp, 0, SYNACK_TCP_LEN));
     s.tcp[16..18].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Sets `b[from..to]` to `v` with one volatile byte store each. An array literal or a slice fill
+/// here compiled to a call of the BPF build's `memset`, a loop of five instructions per byte, on
+/// every SYN-ACK; volatile stores cannot be merged back into one.
+#[inline(always)]
+fn fill<const N: usize>(b: &mut [u8; N], from: usize, to: usize, v: u8) {
+    let mut i = from;
+    while i < to && i < N {
+        // SAFETY: `i < N`.
+        unsafe { core::ptr::write_volatile(b.as_mut_ptr().add(i), v) };
+        i += 1;
+    }
 }
 
 /// Ones'-complement sum of `bytes[from..to]` (an even length) as big-endian 16-bit words,

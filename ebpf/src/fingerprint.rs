@@ -28,12 +28,7 @@ pub fn record(frame: &XdpFrame, at: Syn) {
     } else {
         source.copy_from_slice(&head.source()[..8]);
     }
-    let key = SigKey {
-        source,
-        version: head.version(),
-        _pad: [0; 3],
-        digest: head.digest(),
-    };
+    let key = SigKey::new(source, head.version(), head.digest());
     // A per-CPU direct-mapped memo of (source, signature) pairs recently kept: a SYN flood from
     // one source pays an inlined array probe per SYN, not a hash lookup.
     let tag = (u64::from(key.digest) << 32)

@@ -45,6 +45,21 @@ use crate::{
     tracked,
 };
 
+/// Zeroes `v` (a value of whole, aligned 64-bit words) one volatile word store at a time. A
+/// plain `= Default::default()` here compiled to a call of the BPF build's `memset`, a loop of
+/// five instructions per byte (40 bytes on every claim of a front-table slot, 24 on every
+/// flush); volatile stores cannot be merged back into one.
+#[inline(always)]
+fn zero<T>(v: &mut T) {
+    const { assert!(size_of::<T>() % 8 == 0 && align_of::<T>() == 8) };
+    let w = (v as *mut T).cast::<u64>();
+    for i in 0..size_of::<T>() / 8 {
+        // SAFETY: `i` words lie inside `*v`, which is aligned for them and all of whose bit
+        // patterns (plain integers) are valid.
+        unsafe { core::ptr::write_volatile(w.add(i), 0) };
+    }
+}
+
 /// Adds one to a global counter on this CPU.
 #[inline(always)]
 pub fn global(counter: GlobalCounter) {
@@ -215,9 +230,9 @@ fn judged_v4(src: &[u8; 4], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32)
         }
         slot.key = *src;
         slot.used = 1;
-        slot.pending = Pending::default();
+        zero(&mut slot.pending);
         // An empty cache: the source is judged below.
-        slot.cache = VerdictCache::default();
+        zero(&mut slot.cache);
     }
     let (decision, judged_at, origin) = decide(&mut slot.cache, cfg, true, || {
         policy::ipv4(src, cfg, claimed_at)
@@ -287,9 +302,9 @@ fn judged_v6(src: &[u8; 16], p: Packet, cfg: &DataplaneConfig) -> (Decision, u32
         }
         slot.key = key;
         slot.used = 1;
-        slot.pending = Pending::default();
+        zero(&mut slot.pending);
         // An empty cache: the source is judged below.
-        slot.cache = VerdictCache::default();
+        zero(&mut slot.cache);
     }
     let (decision, judged_at, origin) = decide(&mut slot.cache, cfg, cfg.v6_cacheable(), || {
         policy::ipv6(src, &key, cfg, claimed_at)
@@ -446,7 +461,7 @@ impl Chunk {
             return None;
         }
         let p = *pending;
-        *pending = Pending::default();
+        zero(pending);
         aggregate(cells, &p);
         Some(Self {
             p,

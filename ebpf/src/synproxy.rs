@@ -144,8 +144,12 @@ enum Holder {
 /// and request sockets first, then listeners). Its own BPF function, as [`judge`] is.
 #[inline(never)]
 fn socket(ctx: &XdpContext, frame: &XdpFrame, seg: &Segment, tcp: &[u8; 20]) -> Holder {
-    // SAFETY: a plain C union of byte arrays; all-zero is a valid value.
-    let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
+    // Not zeroed first: every byte the helper reads (`size`) is written below, and zeroing the
+    // union compiled to a call of the BPF build's `memset` (five instructions a byte) per SYN.
+    let mut tuple = core::mem::MaybeUninit::<bpf_sock_tuple>::uninit();
+    // SAFETY: a pointer to the union, whose members are plain integers; each branch writes one
+    // member's every field before the helper reads that member's size.
+    let tuple = unsafe { &mut *tuple.as_mut_ptr() };
     let size = if seg.v6 {
         let Some(ip) = frame.load::<40>(seg.ip) else {
             return Holder::Nobody;
@@ -173,7 +177,7 @@ fn socket(ctx: &XdpContext, frame: &XdpFrame, seg: &Segment, tcp: &[u8; 20]) -> 
     let sk = unsafe {
         bpf_skc_lookup_tcp(
             ctx.ctx as *mut _,
-            &mut tuple,
+            tuple,
             size as u32,
             BPF_F_CURRENT_NETNS as u64,
             0,

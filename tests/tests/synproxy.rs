@@ -590,12 +590,14 @@ fn a_spoofed_syn_flood_is_answered_while_real_clients_get_through() {
         bed.synproxy()
     );
     assert_eq!(fetched, 20);
-    // The veth drops frames of a burst before the program sees them when its ring is full (here
-    // 43 % to 60 % of them reach it); every one it sees is answered, whatever its options' length
-    // (the downloads' own SYNs are among them).
+    // The veth drops frames of a burst before the program sees them when its ring is full: how
+    // many depends on how fast the sender outruns it, which varies fivefold from run to run here
+    // (22 000 to 122 000 frames sent in the same downloads' time, 15 % to 60 % of them reaching
+    // the program), so the flood's size is asserted, not its share. Every SYN the program sees
+    // is answered, whatever its options' length (the downloads' own SYNs are among them).
     assert_eq!(bed.count("unfit"), 0, "{}", bed.synproxy());
     assert!(
-        syns as f64 >= flooded as f64 * 0.25,
+        syns >= 5_000,
         "{syns} of {flooded} spoofed SYNs reached the program"
     );
     assert!(
