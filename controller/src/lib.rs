@@ -19,6 +19,7 @@ pub mod enrich;
 pub mod feeds;
 pub mod fingerprint;
 pub mod fleet;
+pub mod heap;
 pub mod hooks;
 pub(crate) mod http;
 pub mod import;

@@ -72,6 +72,7 @@ pub fn load_config(opts: &RunOptions) -> Result<(Config, Option<PathBuf>), Daemo
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub fn run(opts: &RunOptions) -> Result<(), DaemonError> {
+    crate::heap::settle();
     let (cfg, path) = load_config(opts)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

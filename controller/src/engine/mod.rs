@@ -11,8 +11,8 @@
 //! holder), `planes` (the enforcement trait and the every-interface wrapper), `memory` (an
 //! in-memory enforcer for tests), `events` (what sources send), `propose` (the rule set),
 //! `allow` (runtime allowlist changes), `sink` (where committed changes go besides planes),
-//! `hits` (what the kernel dropped, credited to decisions), `shed` (bulk moves that do not
-//! double memory).
+//! `hits` (what the kernel dropped, credited to decisions), `holders` (one prefix's decisions),
+//! `shed` (bulk moves that do not double memory).
 
 mod allow;
 mod book;
@@ -20,6 +20,7 @@ pub mod bounds;
 mod error;
 mod events;
 mod hits;
+mod holders;
 pub mod memory;
 pub mod planes;
 mod projection;

@@ -39,7 +39,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// A commit of at least this many decisions, and at least a quarter of the book, compacts the
 /// book afterwards (see [`super::Book::compact`]).
-const COMPACT_FROM: usize = 65_536;
+const COMPACT_FROM: usize = super::book::COMPACT_FROM;
 
 pub struct Engine {
     pub(super) cfg: Config,
@@ -217,7 +217,7 @@ impl Engine {
         let now = now_unix_ms();
         let mut report = Restored::default();
         let mut ended = Vec::new();
-        for d in self.store.decisions()? {
+        for d in super::shed::shed(self.store.decisions()?) {
             if d.expired(now) {
                 ended.push(Ended {
                     decision: d,
@@ -369,6 +369,10 @@ impl Engine {
             e.remove_rules(&removes)?;
             e.put_rules(&puts)
         });
+        if bulk {
+            drop((puts, removes, touched));
+            crate::heap::give_back();
+        }
         Ok(())
     }
 
