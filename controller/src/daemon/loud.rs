@@ -172,7 +172,8 @@ impl Ears {
             self.stats.loud.fetch_add(1, Relaxed);
             found.push(Measured {
                 source: m.source,
-                snapshot: super::poll::snapshot(counted.addr, &counted.stats, second.t),
+                snapshot: super::poll::reading(&m.source, counted.addr, &counted.stats, second.t)
+                    .snapshot(),
                 rates: r,
                 now_ns: second.t,
             });

@@ -180,7 +180,7 @@ async fn tick(
     *readers = back;
     let poll = poll.map_err(DaemonError::Lost)?;
     let (wanted, summary, admission) = locked(shared, "a poll", move |s| {
-        s.tick(poll.now_ns, poll.snapshots, poll.took);
+        s.tick(poll.now_ns, poll.readings, poll.took);
         if let Some(reading) = poll.aggregates {
             s.judge_aggregates(poll.now_ns, reading.cells, reading.pending);
         }

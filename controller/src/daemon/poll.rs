@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use crate::{
     clock,
     dataplane::{Dataplane, DataplaneError},
-    detect::Snapshot,
+    detect::{Key, Reading},
     net::host_prefix,
 };
 
@@ -24,15 +24,21 @@ pub struct Poll {
     /// Kernel-clock time of the read.
     pub now_ns: u64,
     /// One entry per source (summed over attachments).
-    pub snapshots: Vec<(IpNet, Snapshot)>,
+    pub readings: Vec<Reading>,
     /// `None` when aggregates are off, or no attachment has the aggregate map yet.
     pub aggregates: Option<AggregateReading>,
     pub took: std::time::Duration,
 }
 
 /// A source's counters as the detector takes them (a first-seen time of 0, never set, is now).
-pub(super) fn snapshot(addr: IpAddr, s: &ipwarden_common::SrcStats, now_ns: u64) -> Snapshot {
-    Snapshot {
+pub(super) fn reading(
+    source: &IpNet,
+    addr: IpAddr,
+    s: &ipwarden_common::SrcStats,
+    now_ns: u64,
+) -> Reading {
+    Reading {
+        key: Key::of(source),
         packets: s.packets,
         bytes: s.bytes,
         syn: s.syn,
@@ -41,7 +47,7 @@ pub(super) fn snapshot(addr: IpAddr, s: &ipwarden_common::SrcStats, now_ns: u64)
         } else {
             s.first_seen_ns
         },
-        addr,
+        addr_low: Key::low(&addr),
     }
 }
 
@@ -73,35 +79,25 @@ pub fn read(readers: &[Dataplane], aggregates: bool) -> Result<Poll, DataplaneEr
             v4 as usize + v6 as usize
         })
         .sum();
-    let mut snapshots = Vec::with_capacity(room);
+    let mut readings = Vec::with_capacity(room);
     for dp in readers {
         dp.visit_sources_v4(|s| {
             let addr = IpAddr::V4(s.addr);
-            snapshots.push((host_prefix(addr), snapshot(addr, &s.stats, now_ns)));
+            readings.push(reading(&host_prefix(addr), addr, &s.stats, now_ns));
         })?;
         dp.visit_sources_v6(|s| {
-            snapshots.push((
-                IpNet::V6(s.net),
-                snapshot(IpAddr::V6(s.last_addr), &s.stats, now_ns),
-            ));
+            let addr = IpAddr::V6(s.last_addr);
+            readings.push(reading(&IpNet::V6(s.net), addr, &s.stats, now_ns));
         })?;
     }
     if readers.len() > 1 {
         // Keyed by sources a sender chooses: a seeded hasher, so that no flood of chosen
         // addresses can make the merge quadratic.
-        let mut merged: foldhash::HashMap<IpNet, Snapshot> = foldhash::HashMap::default();
-        for (k, s) in snapshots.drain(..) {
-            merged
-                .entry(k)
-                .and_modify(|m| {
-                    m.packets += s.packets;
-                    m.bytes += s.bytes;
-                    m.syn += s.syn;
-                    m.first_seen_ns = m.first_seen_ns.min(s.first_seen_ns);
-                })
-                .or_insert(s);
+        let mut merged: foldhash::HashMap<Key, Reading> = foldhash::HashMap::default();
+        for r in readings.drain(..) {
+            merged.entry(r.key).and_modify(|m| m.add(&r)).or_insert(r);
         }
-        snapshots = merged.into_iter().collect();
+        readings = merged.into_values().collect();
     }
     let aggregates = if have_cells {
         let mut pending = Vec::new();
@@ -116,7 +112,7 @@ pub fn read(readers: &[Dataplane], aggregates: bool) -> Result<Poll, DataplaneEr
     };
     Ok(Poll {
         now_ns,
-        snapshots,
+        readings,
         aggregates,
         took: start.elapsed(),
     })

@@ -14,7 +14,7 @@ use thiserror::Error;
 use crate::{
     config::{Config, ConfigError, DEFAULT_PATH},
     decision::Origin,
-    detect::{Event, Snapshot},
+    detect::{Event, Reading},
     engine::{Applied, Engine, EngineError, Plane, SourceEvent},
     enrich::{Record, pipeline::Enriched},
     fingerprint::{RuleError, Rules},
@@ -99,13 +99,8 @@ impl State {
     }
 
     /// One poll's worth of work (see [`Policy::tick`]).
-    pub fn tick(
-        &mut self,
-        now_ns: u64,
-        snapshots: Vec<(IpNet, Snapshot)>,
-        took: Duration,
-    ) -> Vec<Event> {
-        self.policy.tick(&mut self.engine, now_ns, snapshots, took)
+    pub fn tick(&mut self, now_ns: u64, readings: Vec<Reading>, took: Duration) -> Vec<Event> {
+        self.policy.tick(&mut self.engine, now_ns, readings, took)
     }
 
     /// Judges the networks of this poll's active sources (after [`State::tick`]).

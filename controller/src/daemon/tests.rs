@@ -168,8 +168,11 @@ fn flood(f: &mut Fixture, addr: &str, pps: u64, secs: u64) {
             first_seen_ns: 100 * S,
             addr: a,
         };
-        f.state
-            .tick((100 + i) * S, vec![(host_prefix(a), snap)], Duration::ZERO);
+        f.state.tick(
+            (100 + i) * S,
+            vec![(host_prefix(a), snap).into()],
+            Duration::ZERO,
+        );
     }
 }
 
@@ -178,7 +181,7 @@ fn flood(f: &mut Fixture, addr: &str, pps: u64, secs: u64) {
 #[test]
 fn one_polls_ten_thousand_decisions_cost_one_write_transaction() {
     let mut f = Fixture::new();
-    let sources: Vec<(IpNet, Snapshot)> = (0..10_000u32)
+    let sources: Vec<crate::detect::Reading> = (0..10_000u32)
         .map(|i| {
             let a = IpAddr::from(std::net::Ipv4Addr::from(0x0A00_0000 + i));
             let snap = Snapshot {
@@ -188,7 +191,7 @@ fn one_polls_ten_thousand_decisions_cost_one_write_transaction() {
                 first_seen_ns: 100 * S,
                 addr: a,
             };
-            (host_prefix(a), snap)
+            (host_prefix(a), snap).into()
         })
         .collect();
     // The first poll also prunes the history (one write of its own).

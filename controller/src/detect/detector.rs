@@ -9,24 +9,13 @@ use serde::Serialize;
 use super::{
     aggregate::Member,
     rates::{Rates, Sample, rates},
+    reading::{Reading, Snapshot},
     tracks::{Key, Tracks},
 };
 use crate::{config::DetectionConfig, dataplane::READ_SLACK_PACKETS};
 
 /// Below this many tracks the table is not worth shrinking.
 const MIN_SHRINK: usize = 4096;
-
-/// One source's cumulative counters at one poll.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Snapshot {
-    pub packets: u64,
-    pub bytes: u64,
-    pub syn: u64,
-    /// Kernel time of the source's first packet (the rate baseline of a new source).
-    pub first_seen_ns: u64,
-    /// A real address of the source: the address itself, or for an IPv6 /64 the last one seen.
-    pub addr: IpAddr,
-}
 
 /// What detection found.
 #[derive(Clone, Debug, PartialEq)]
@@ -197,24 +186,24 @@ impl Detector {
     /// table never holds last poll's sources and this poll's newcomers at once: under a
     /// random-source flood, where most of every poll is new, it stays the size of one poll
     /// instead of growing to two (and a table never shrinks by itself).
-    pub fn observe(
+    pub fn observe<R: Into<Reading>>(
         &mut self,
         now_ns: u64,
-        snapshots: impl IntoIterator<Item = (IpNet, Snapshot)>,
+        readings: impl IntoIterator<Item = R>,
     ) -> Vec<Event> {
         self.polls = self.polls.wrapping_add(1);
         let window_ns = self.cfg.window.as_nanos() as u64;
         let half = window_ns / 2;
         let mut events = Vec::new();
         let mut fresh = Vec::new();
-        for (source, s) in snapshots {
-            let key = Key::of(&source);
-            match self.tracks.get_mut(&key) {
+        for r in readings {
+            let r: Reading = r.into();
+            match self.tracks.get_mut(&r.key) {
                 Some(track) => {
-                    track.update(&s, now_ns, half, self.polls);
-                    judge(&self.cfg, track, key, now_ns, &mut events);
+                    track.update(&r.snapshot(), now_ns, half, self.polls);
+                    judge(&self.cfg, track, r.key, now_ns, &mut events);
                 }
-                None => fresh.push((key, s)),
+                None => fresh.push(r),
             }
         }
         // A source the kernel no longer reports was evicted from its LRU map: forget it at once,
@@ -243,7 +232,8 @@ impl Detector {
         // One allocation of the final size, not a series of doublings; a table most of whose
         // sources went away gives the memory back.
         self.tracks.fit(fresh.len(), MIN_SHRINK);
-        for (key, s) in fresh {
+        for r in fresh {
+            let (key, s) = (r.key, r.snapshot());
             let mut track = Track::new(&s, now_ns, self.cfg.poll_interval.as_nanos() as u64);
             track.update(&s, now_ns, half, polls);
             judge(&self.cfg, &mut track, key, now_ns, &mut events);

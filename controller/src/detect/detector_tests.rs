@@ -167,13 +167,13 @@ fn vanished_sources_are_forgotten_heavy_ones_after_the_window() {
             (heavy, snap(9000, 0, 100 * S)),
         ],
     );
-    d.observe(105 * S, []);
+    d.observe(105 * S, [] as [Reading; 0]);
     assert_eq!(
         d.counts(),
         (1, 1),
         "the quiet source is gone at once, the heavy hitter stays"
     );
-    d.observe(112 * S, []);
+    d.observe(112 * S, [] as [Reading; 0]);
     assert_eq!(d.counts().0, 0);
 }
 

@@ -10,7 +10,7 @@ use crate::{
     allowlist::overlaps,
     config::HeavyHitterAction,
     decision::{Action, Decision, Holder, Origin, now_unix_ms},
-    detect::{Event, Rates, Snapshot},
+    detect::{Event, Rates, Reading, Snapshot},
     engine::{Engine, EngineError},
     net::host_prefix,
 };
@@ -21,7 +21,7 @@ impl Policy {
         &mut self,
         engine: &mut Engine,
         now_ns: u64,
-        snapshots: Vec<(IpNet, Snapshot)>,
+        readings: Vec<Reading>,
         took: Duration,
     ) -> Vec<Event> {
         self.polls += 1;
@@ -40,7 +40,7 @@ impl Policy {
             // A new episode if it is still a heavy hitter: enrichment is tried again.
             self.detector.reset(&source);
         }
-        let events = self.detector.observe(now_ns, snapshots);
+        let events = self.detector.observe(now_ns, readings);
         let mut decided = Vec::new();
         for event in &events {
             match self.on_event(engine, event) {

@@ -61,6 +61,7 @@ pub struct PollCost {
 /// Child process body: `sources` IPv4 sources plus as many IPv6 /64s, three polls, the third
 /// measured (the first two build the tracks, as a running daemon has).
 pub fn probe_poll(bpffs: &Path, sources: usize) -> anyhow::Result<PollCost> {
+    ipwarden::heap::settle();
     let per_family = sources / 2;
     let subject = kernel::ipwarden_sized(bpffs, 1, per_family, (2 * per_family as u32).max(1024))?;
     let pins = PinDir::new(bpffs, "bench1");
@@ -68,14 +69,14 @@ pub fn probe_poll(bpffs: &Path, sources: usize) -> anyhow::Result<PollCost> {
     let mut detector = Detector::new(Config::default().detection);
     for _ in 0..2 {
         let p = poll::read(&readers, true)?;
-        detector.observe(p.now_ns, p.snapshots);
+        detector.observe(p.now_ns, p.readings);
     }
     let (user0, sys0, _) = usage_split();
     let t0 = Instant::now();
     let p = poll::read(&readers, true)?;
     let read = t0.elapsed();
-    let tracked = p.snapshots.len();
-    detector.observe(p.now_ns, p.snapshots);
+    let tracked = p.readings.len();
+    detector.observe(p.now_ns, p.readings);
     let wall = t0.elapsed();
     let (user1, sys1, rss) = usage_split();
     anyhow::ensure!(
@@ -112,6 +113,7 @@ pub fn probe_engine(
     decisions: usize,
     sources: usize,
 ) -> anyhow::Result<EngineScale> {
+    ipwarden::heap::settle();
     let per_family = sources / 2;
     let _subject = kernel::ipwarden_sized(bpffs, 1, per_family, (2 * per_family as u32).max(1024))?;
     let pins = PinDir::new(bpffs, "bench1");
@@ -148,7 +150,7 @@ pub fn probe_engine(
     let readers = vec![Dataplane::open(&pins)?];
     for _ in 0..2 {
         let p = poll::read(&readers, true)?;
-        engine.tick(p.now_ns, p.snapshots, Duration::ZERO);
+        engine.tick(p.now_ns, p.readings, Duration::ZERO);
     }
     let (_, rss) = usage();
     Ok(EngineScale {
@@ -262,7 +264,7 @@ pub fn enact(bpffs: &Path, state: &Path, n: usize) -> anyhow::Result<Enactment> 
     const S: u64 = 1_000_000_000;
     // A first, empty poll (it also prunes the history: a write of its own).
     engine.tick(100 * S, Vec::new(), Duration::ZERO);
-    let snapshots: Vec<_> = (0..n)
+    let snapshots: Vec<ipwarden::detect::Reading> = (0..n)
         .map(|i| {
             let addr = IpAddr::from(0x6440_0000u32.wrapping_add(i as u32).to_be_bytes());
             (
@@ -275,6 +277,7 @@ pub fn enact(bpffs: &Path, state: &Path, n: usize) -> anyhow::Result<Enactment> 
                     addr,
                 },
             )
+                .into()
         })
         .collect();
     let writes = engine.engine.store_writes();
