@@ -2,7 +2,7 @@
 //! `handlers`, except a fresh IPASIS lookup, which waits for the API without holding it. A
 //! panic while answering is reported to the main loop, which stops the daemon.
 
-use std::panic::AssertUnwindSafe;
+use std::{fmt::Write as _, panic::AssertUnwindSafe};
 
 use tokio::sync::mpsc;
 
@@ -19,7 +19,7 @@ pub fn answer(
     request: Request,
     panics: &mpsc::UnboundedSender<String>,
 ) -> Response {
-    let what = format!("{request:?}");
+    let what = describe(&request);
     match std::panic::catch_unwind(AssertUnwindSafe(|| handle(shared, pipeline, request))) {
         Ok(r) => r,
         Err(p) => {
@@ -35,6 +35,38 @@ pub fn answer(
             }
         }
     }
+}
+
+/// At most this many bytes of a request are kept to name it if answering it panics. An import
+/// carries up to a million entries: formatted whole before every answer, 134 MB.
+const DESCRIBED: usize = 256;
+
+/// A string that takes at most [`DESCRIBED`] bytes, then refuses more (which ends the
+/// formatting: the rest is never formatted).
+struct Bounded(String);
+
+impl std::fmt::Write for Bounded {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let room = DESCRIBED.saturating_sub(self.0.len());
+        if s.len() <= room {
+            self.0.push_str(s);
+            return Ok(());
+        }
+        let mut end = room;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.0.push_str(&s[..end]);
+        self.0.push('…');
+        Err(std::fmt::Error)
+    }
+}
+
+/// The request's debug form, cut at [`DESCRIBED`] bytes.
+fn describe(request: &Request) -> String {
+    let mut b = Bounded(String::new());
+    let _ = write!(b, "{request:?}");
+    b.0
 }
 
 fn handle(shared: &Shared, pipeline: Option<&Pipeline>, req: Request) -> Response {
@@ -89,5 +121,31 @@ fn handle(shared: &Shared, pipeline: Option<&Pipeline>, req: Request) -> Respons
             message: e.to_string(),
             kind: ErrorKind::Internal,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::ImportEntry;
+
+    #[test]
+    fn a_large_request_is_named_by_its_first_bytes() {
+        let entry = ImportEntry {
+            prefix: "2001:db8:1:2::/64".parse().unwrap(),
+            action: None,
+            ttl_secs: None,
+            reason: Some("é".repeat(40)),
+        };
+        let request = Request::Import {
+            decisions: vec![entry; 100_000],
+            origin: None,
+            source: None,
+            ttl_secs: None,
+        };
+        let what = describe(&request);
+        assert!(what.starts_with("Import { decisions: ["), "{what}");
+        assert!(what.ends_with('…') && what.len() <= DESCRIBED + '…'.len_utf8());
+        assert_eq!(describe(&Request::Status), format!("{:?}", Request::Status));
     }
 }

@@ -40,5 +40,6 @@ pub use memory::MemoryEnforcer;
 pub use planes::{AttachKind, Enforcer, Plane, PlaneFailure, Planes, error_chain};
 pub use projection::{BlockMap, MapFill};
 pub use propose::Proposed;
+pub use shed::shed;
 pub use sink::Sink;
 pub use state::{Engine, Restored};

@@ -153,7 +153,10 @@ async fn connection(stream: UnixStream, handler: Handler) {
             send(&mut w, &Response::Error { message, kind }).await;
             return;
         }
-        let response = match serde_json::from_slice::<Envelope>(&line) {
+        let parsed = Envelope::parse(&line);
+        // An import's line (tens of megabytes) is not kept while it is answered.
+        drop(line);
+        let response = match parsed {
             Ok(env) if env.version == PROTOCOL_VERSION => {
                 let h = handler.clone();
                 match tokio::task::spawn_blocking(move || h(env.request)).await {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::reply::engine_error;
 use crate::daemon::state::State;
 use crate::{
-    decision::{Action, ChallengeRate, Decision, Holder, Origin, now_unix_ms},
+    decision::{Action, ChallengeRate, Decision, Holder, Origin, Text, now_unix_ms},
     engine::EngineError,
     wire::{ImportEntry, Response},
 };
@@ -37,10 +37,12 @@ pub fn import(
         pps: cfg.scoring.challenge_pps,
         burst: cfg.scoring.challenge_burst,
     };
+    // One reason shared by the entries that give none (each its own: 40 MB at a million).
+    let imported: Text = format!("imported ({holder})").into();
     // An import is a remote source whatever origin it names: bounded in width as feeds are.
-    let (mut decisions, mut too_wide) = (Vec::new(), Vec::new());
-    for e in entries {
-        let d = decision(e, &holder, now, default_ttl, rate);
+    let (mut decisions, mut too_wide) = (Vec::with_capacity(entries.len()), Vec::new());
+    for e in crate::engine::shed(entries) {
+        let d = decision(e, &holder, &imported, now, default_ttl, rate);
         let width = crate::engine::bounds::remote(&cfg.decisions, d.clone(), now);
         match width {
             // The width, whatever the origin (a manual import's TTL stays the operator's).
@@ -101,12 +103,13 @@ fn reasons(refused: &[(Decision, EngineError)]) -> Vec<String> {
 fn decision(
     e: ImportEntry,
     holder: &Holder,
+    imported: &Text,
     now_ms: u64,
     default_ttl: Duration,
     rate: ChallengeRate,
 ) -> Decision {
     let ttl = e.ttl_secs.map_or(default_ttl, Duration::from_secs);
-    let reason = e.reason.unwrap_or_else(|| format!("imported ({holder})"));
+    let reason = e.reason.map_or_else(|| imported.clone(), Text::from);
     Decision::new(
         e.prefix,
         e.action.unwrap_or(Action::Block),
