@@ -133,20 +133,8 @@ impl Daemon {
         args: &[&str],
     ) -> Self {
         let daemon = Self::spawn_args(home, edge, env, args);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if UnixStream::connect(home.socket()).is_ok()
-                && home.cli_output(&["status"]).status.success()
-            {
-                return daemon;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the daemon did not come up within 15 s:\n{}",
-                home.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        daemon.until_up(home);
+        daemon
     }
 
     /// Spawns the daemon without waiting for it.
@@ -161,13 +149,26 @@ impl Daemon {
         env: &[(&str, &Path)],
         args: &[&str],
     ) -> Self {
-        Self::spawn_wrapped(home, edge, env, args, &[])
+        Self::spawn_wrapped(home, edge, env, args, &[], EDGE_IF)
+    }
+
+    /// As [`Daemon::start`], on interface `iface` of namespace `ns` (a bench's own bed).
+    pub fn start_on(home: &DaemonHome, ns: &NetNs, iface: &str) -> Self {
+        let daemon = Self::spawn_wrapped(home, ns, &[], &[], &[], iface);
+        daemon.until_up(home);
+        daemon
     }
 
     /// As [`Daemon::start`], with the whole command run through `wrapper` (a command that
     /// execs its arguments, e.g. one that mounts a different /proc first).
     pub fn start_wrapped(home: &DaemonHome, edge: &NetNs, wrapper: &[&str]) -> Self {
-        let daemon = Self::spawn_wrapped(home, edge, &[], &[], wrapper);
+        let daemon = Self::spawn_wrapped(home, edge, &[], &[], wrapper, EDGE_IF);
+        daemon.until_up(home);
+        daemon
+    }
+
+    /// Waits (bounded) until the daemon answers `status` on its socket.
+    fn until_up(&self, home: &DaemonHome) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while !(UnixStream::connect(home.socket()).is_ok()
             && home.cli_output(&["status"]).status.success())
@@ -179,7 +180,6 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        daemon
     }
 
     fn spawn_wrapped(
@@ -188,6 +188,7 @@ impl Daemon {
         env: &[(&str, &Path)],
         args: &[&str],
         wrapper: &[&str],
+        iface: &str,
     ) -> Self {
         let log = File::options()
             .create(true)
@@ -204,7 +205,7 @@ impl Daemon {
         };
         cmd.args(["netns", "exec", edge.name()])
             .arg(binary())
-            .args(["run", "--iface", EDGE_IF, "--config"])
+            .args(["run", "--iface", iface, "--config"])
             .arg(home.config())
             .arg("--socket")
             .arg(home.socket())

@@ -119,5 +119,6 @@ pub fn live_section(
     many_sources(md, bpffs, &mut bed, subjects, &mut touch, entries, opts)?;
     let drop_i = kernel::subject_index(subjects, kernel::Kind::EmptyDrop, entries)
         .context("no empty XDP_DROP subject")?;
-    many_unblocked(md, bpffs, &mut bed, &mut subjects[drop_i], entries, opts)
+    many_unblocked(md, bpffs, &mut bed, &mut subjects[drop_i], entries, opts)?;
+    super::deployed::deployed(md, &mut bed, subjects, entries, opts)
 }

@@ -7,6 +7,7 @@
 pub mod accuracy;
 pub mod controller;
 pub mod daemon;
+pub mod deployed;
 pub mod fleet;
 pub mod frames;
 pub mod kernel;

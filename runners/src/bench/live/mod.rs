@@ -62,6 +62,8 @@ pub enum Receiver<'a> {
     Nftables { entries: usize },
     /// An XDP program in native (driver) mode.
     Xdp(&'a mut Subject),
+    /// Whatever is attached already (a daemon's own program): nothing to install.
+    Attached,
 }
 
 /// One measured run.
@@ -453,7 +455,7 @@ impl Bed {
         f: impl FnOnce(&mut Self) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         match receiver {
-            Receiver::Stack => f(self),
+            Receiver::Stack | Receiver::Attached => f(self),
             Receiver::Nftables { entries } => {
                 self.nft_install(*entries)?;
                 let s = f(self);
