@@ -151,8 +151,6 @@ fn daemon_runs(
 pub fn deployed(
     md: &mut String,
     bed: &mut live::Bed,
-    subjects: &mut [kernel::Subject],
-    entries: usize,
     opts: &crate::bench::Options,
 ) -> anyhow::Result<()> {
     eprintln!("live, deployed daemon: baselines");
@@ -162,16 +160,22 @@ pub fn deployed(
         (9, 6_000_000)
     };
     let counts = [ipwarden_common::front::FRONT_SLOTS * 4, 1_000_000];
-    let Some(filter) = kernel::subject_index(subjects, kernel::Kind::XdpFilter, entries) else {
+    if !std::path::Path::new(kernel::XDP_FILTER_OBJECT).exists() {
         let _ = writeln!(
             md,
             "\nAs deployed: not measured, xdp-filter is not installed (`cargo xtask setup`).\n"
         );
         return Ok(());
-    };
-    let pass = kernel::subject_index(subjects, kernel::Kind::EmptyPass, 0)
-        .context("no empty XDP_PASS subject")?;
-    let pair = (pass, filter);
+    }
+    // The baselines on a bpffs of their own, xdp-filter with as many entries as the daemon
+    // holds blocks (the quick bench's other sets are smaller).
+    let entries = BLOCKS;
+    let bpffs = BpfFs::new();
+    let mut subjects = [
+        kernel::empty(bpffs.path(), false)?,
+        kernel::xdp_filter(bpffs.path(), entries)?,
+    ];
+    let (subjects, pair) = (&mut subjects[..], (0, 1));
     // The daemon holds the interface while it runs, so its rounds cannot interleave with the
     // others': the baselines are measured before and after it, and both are shown.
     let before = baselines(bed, subjects, pair, &counts, rounds, frames)?;

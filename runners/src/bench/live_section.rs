@@ -120,5 +120,5 @@ pub fn live_section(
     let drop_i = kernel::subject_index(subjects, kernel::Kind::EmptyDrop, entries)
         .context("no empty XDP_DROP subject")?;
     many_unblocked(md, bpffs, &mut bed, &mut subjects[drop_i], entries, opts)?;
-    super::deployed::deployed(md, &mut bed, subjects, entries, opts)
+    super::deployed::deployed(md, &mut bed, opts)
 }

@@ -41,15 +41,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.first().map(String::as_str) == Some("deployed") {
         // The deployed-daemon rows of the live section alone, printed.
-        let bpffs = BpfFs::new();
-        let n = 1_000_000;
-        let mut subjects = vec![
-            kernel::empty(bpffs.path(), false)?,
-            kernel::xdp_filter(bpffs.path(), n)?,
-        ];
         let mut bed = live::Bed::new(ipwarden::dataplane::object::baseline::TX)?;
         let mut md = String::new();
-        bench::deployed::deployed(&mut md, &mut bed, &mut subjects, n, &opts)?;
+        bench::deployed::deployed(&mut md, &mut bed, &opts)?;
         println!("{md}");
         return Ok(());
     }
@@ -192,7 +186,6 @@ fn main() -> anyhow::Result<()> {
         let n = 1_000_000;
         let mut subjects = vec![
             kernel::empty(bpffs.path(), true)?,
-            kernel::empty(bpffs.path(), false)?,
             kernel::ipwarden(bpffs.path(), n, 100_000)?,
             kernel::xdp_filter(bpffs.path(), n)?,
         ];
