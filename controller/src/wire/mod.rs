@@ -133,9 +133,9 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn an_import_line_starts_as_the_server_expects() {
-        let e = Envelope {
+    /// An import of nothing, as the CLI would send it.
+    fn empty_import() -> Envelope {
+        Envelope {
             version: PROTOCOL_VERSION,
             request: Request::Import {
                 decisions: Vec::new(),
@@ -143,7 +143,12 @@ mod tests {
                 source: None,
                 ttl_secs: None,
             },
-        };
+        }
+    }
+
+    #[test]
+    fn an_import_line_starts_as_the_server_expects() {
+        let e = empty_import();
         assert!(serde_json::to_vec(&e).unwrap().starts_with(IMPORT_START));
     }
 
@@ -168,15 +173,7 @@ mod tests {
                     ttl_secs: Some(600),
                 },
             },
-            Envelope {
-                version: PROTOCOL_VERSION,
-                request: Request::Import {
-                    decisions: Vec::new(),
-                    origin: None,
-                    source: None,
-                    ttl_secs: None,
-                },
-            },
+            empty_import(),
             Envelope {
                 version: PROTOCOL_VERSION,
                 request: Request::Status,
