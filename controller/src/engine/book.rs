@@ -11,7 +11,7 @@ use std::{
 
 use ipnet::IpNet;
 
-use super::holders::Holders;
+use super::{due::Due, holders::Holders};
 use crate::decision::{Action, Decision, Holder, Origin};
 
 /// The strongest of a prefix's holders.
@@ -40,6 +40,8 @@ pub struct Book {
     /// scrape read them under the engine's lock, where a scan of a million decisions would
     /// hold up the poll loop.
     counts: BTreeMap<(Origin, Action), usize>,
+    /// The earliest expiries, so a poll's [`Book::expired`] reads a few decisions, not all.
+    pub(super) due: Due,
 }
 
 impl Book {
@@ -52,10 +54,21 @@ impl Book {
         self.len == 0
     }
 
+    /// A book whose expiry lookahead keeps `keep` expiries (tests: small, to rescan often).
+    #[cfg(test)]
+    pub fn with_lookahead(keep: usize) -> Self {
+        Self {
+            due: Due::keeping(keep),
+            ..Self::default()
+        }
+    }
+
     /// Adds a decision, replacing its holder's earlier one on the prefix (returned).
     pub fn insert(&mut self, d: Decision) -> Option<Decision> {
         *self.counts.entry((d.origin, d.action)).or_default() += 1;
-        let holders = match self.by_prefix.entry(d.prefix) {
+        let (prefix, expires) = (d.prefix, d.expires_unix_ms);
+        self.due.added(expires, prefix);
+        let holders = match self.by_prefix.entry(prefix) {
             Entry::Vacant(v) => {
                 v.insert(Holders::One(d));
                 self.len += 1;
@@ -79,6 +92,11 @@ impl Book {
             }
         };
         if let Some(o) = &old {
+            let shares = holders
+                .as_slice()
+                .iter()
+                .any(|x| x.expires_unix_ms == o.expires_unix_ms);
+            self.due.removed(o.expires_unix_ms, prefix, shares);
             self.uncount(o);
         }
         old
@@ -107,6 +125,12 @@ impl Book {
         };
         let at = e.get().as_slice().iter().position(|d| d.held_by(holder))?;
         let (d, rest) = e.remove().remove(at);
+        let shares = rest.as_ref().is_some_and(|r| {
+            r.as_slice()
+                .iter()
+                .any(|x| x.expires_unix_ms == d.expires_unix_ms)
+        });
+        self.due.removed(d.expires_unix_ms, *prefix, shares);
         if let Some(rest) = rest {
             self.by_prefix.insert(*prefix, rest);
         }
@@ -247,9 +271,31 @@ impl Book {
         out
     }
 
-    /// Decisions expired at `now_ms`.
-    pub fn expired(&self, now_ms: u64) -> Vec<&Decision> {
-        self.iter().filter(|d| d.expired(now_ms)).collect()
+    /// Decisions expired at `now_ms`: from the expiry lookahead, or by one scan of the book
+    /// that refills it when its horizon has passed.
+    pub fn expired(&mut self, now_ms: u64) -> Vec<&Decision> {
+        if self.due.needs_scan(now_ms) {
+            self.due.restart();
+            let mut out = Vec::new();
+            for d in self.by_prefix.values().flat_map(Holders::as_slice) {
+                self.due.added(d.expires_unix_ms, d.prefix);
+                if d.expired(now_ms) {
+                    out.push(d);
+                }
+            }
+            return out;
+        }
+        let by_prefix = &self.by_prefix;
+        self.due
+            .due(now_ms)
+            .flat_map(|(e, p)| {
+                by_prefix
+                    .get(&p)
+                    .map_or(&[][..], Holders::as_slice)
+                    .iter()
+                    .filter(move |d| d.expires_unix_ms == Some(e))
+            })
+            .collect()
     }
 
     /// Held decisions by origin and action (every holder counts), for the metrics: kept, not

@@ -12,11 +12,13 @@
 //! in-memory enforcer for tests), `events` (what sources send), `propose` (the rule set),
 //! `allow` (runtime allowlist changes), `sink` (where committed changes go besides planes),
 //! `hits` (what the kernel dropped, credited to decisions), `holders` (one prefix's decisions),
-//! `shed` (bulk moves that do not double memory).
+//! `shed` (bulk moves that do not double memory), `due` (the earliest expiries, so a poll
+//! need not read every decision).
 
 mod allow;
 mod book;
 pub mod bounds;
+mod due;
 mod error;
 mod events;
 mod hits;
