@@ -13,8 +13,6 @@ use super::{
 
 /// The maps read raw, in batches, with their key and value types. `Dataplane::open` refuses a
 /// pinned map that differs; `batch::for_each_percpu` checks again before every read.
-/// The maps read raw, in batches, with their key and value types. `Dataplane::open` refuses a
-/// pinned map that differs; `batch::for_each_percpu` checks again before every read.
 pub(super) const SRC_V4: PercpuSpec<SrcV4, SrcStats> = PercpuSpec::lru_percpu_hash(names::SRC_V4);
 pub(super) const SRC_V6: PercpuSpec<SrcV6Prefix, SrcStatsV6> =
     PercpuSpec::lru_percpu_hash(names::SRC_V6);
@@ -61,13 +59,28 @@ impl Fronted {
 /// addresses could make every insert collide and turn each poll quadratic.
 pub(super) type FrontedBy<K> = foldhash::HashMap<K, Fronted>;
 
-/// The front tables as last read (see `Dataplane::front_memo`).
+/// One family's front table as last read.
+pub(super) struct FrontRead<K> {
+    /// The `Seen` count (packets finished) when the table was read.
+    pub(super) seen: Option<u64>,
+    pub(super) by: FrontedBy<K>,
+}
+
+impl<K> Default for FrontRead<K> {
+    fn default() -> Self {
+        Self {
+            seen: None,
+            by: FrontedBy::default(),
+        }
+    }
+}
+
+/// The front tables as last read (see `Dataplane::front_memo`), each family on its own: a poll
+/// reads a family's table just before and just after that family's LRU map, not the other's.
 #[derive(Default)]
 pub(super) struct FrontMemo {
-    /// The `Seen` count (packets finished) when the tables were read.
-    pub(super) seen: Option<u64>,
-    pub(super) v4: FrontedBy<SrcV4>,
-    pub(super) v6: FrontedBy<SrcV6Prefix>,
+    pub(super) v4: FrontRead<SrcV4>,
+    pub(super) v6: FrontRead<SrcV6Prefix>,
 }
 
 /// Sums one front table's slots over CPUs by source. `slot` gives an occupied slot's source,
