@@ -42,6 +42,41 @@ pub struct Book {
     counts: BTreeMap<(Origin, Action), usize>,
     /// The earliest expiries, so a poll's [`Book::expired`] reads a few decisions, not all.
     pub(super) due: Due,
+    /// Prefixes held by length: IPv4's 0–32, then IPv6's 0–128. A covering lookup tries only
+    /// the lengths held (an exact lookup each), where a scan of a million prefixes took 15 ms,
+    /// once per heavy hitter a poll found.
+    lengths: Lengths,
+}
+
+/// Prefixes held by family and length.
+#[derive(Debug)]
+struct Lengths([u32; 33 + 129]);
+
+impl Default for Lengths {
+    fn default() -> Self {
+        Self([0; 33 + 129])
+    }
+}
+
+impl Lengths {
+    fn at(prefix: &IpNet) -> usize {
+        let len = usize::from(prefix.prefix_len());
+        match prefix {
+            IpNet::V4(_) => len,
+            IpNet::V6(_) => 33 + len,
+        }
+    }
+
+    /// The lengths held for `addr`'s family, longest first.
+    fn held_for(&self, addr: IpAddr) -> impl Iterator<Item = u8> + '_ {
+        let (base, max) = match addr {
+            IpAddr::V4(_) => (0, 32u8),
+            IpAddr::V6(_) => (33, 128u8),
+        };
+        (0..=max)
+            .rev()
+            .filter(move |&l| self.0[base + usize::from(l)] > 0)
+    }
 }
 
 impl Book {
@@ -71,6 +106,7 @@ impl Book {
         let holders = match self.by_prefix.entry(prefix) {
             Entry::Vacant(v) => {
                 v.insert(Holders::One(d));
+                self.lengths.0[Lengths::at(&prefix)] += 1;
                 self.len += 1;
                 if self.len >= self.compact_at.max(COMPACT_FROM) {
                     self.compact();
@@ -131,8 +167,11 @@ impl Book {
                 .any(|x| x.expires_unix_ms == d.expires_unix_ms)
         });
         self.due.removed(d.expires_unix_ms, *prefix, shares);
-        if let Some(rest) = rest {
-            self.by_prefix.insert(*prefix, rest);
+        match rest {
+            Some(rest) => {
+                self.by_prefix.insert(*prefix, rest);
+            }
+            None => self.lengths.0[Lengths::at(prefix)] -= 1,
         }
         self.len -= 1;
         self.uncount(&d);
@@ -236,30 +275,25 @@ impl Book {
         self.by_prefix.contains_key(prefix)
     }
 
+    /// The holders of the prefixes containing `addr`, most specific first: one exact lookup
+    /// per prefix length the book holds.
+    fn containing(&self, addr: IpAddr) -> impl Iterator<Item = &[Decision]> + '_ {
+        self.lengths.held_for(addr).filter_map(move |len| {
+            let net = IpNet::new(addr, len).ok()?.trunc();
+            self.by_prefix.get(&net).map(Holders::as_slice)
+        })
+    }
+
     /// The enforced decisions of the prefixes containing `addr`, most specific first.
     pub fn covering(&self, addr: IpAddr) -> Vec<&Decision> {
-        let mut out: Vec<&Decision> = self
-            .by_prefix
-            .iter()
-            .filter(|(p, _)| p.contains(&addr))
-            .filter_map(|(_, h)| strongest(h.as_slice()))
-            .collect();
-        out.sort_by_key(|d| std::cmp::Reverse(d.prefix.prefix_len()));
-        out
+        self.containing(addr).filter_map(strongest).collect()
     }
 
     /// Every holder's decision on the prefixes containing `addr`, most specific prefix first,
     /// the enforced one first within a prefix.
     pub fn covering_all(&self, addr: IpAddr) -> Vec<&Decision> {
-        let mut prefixes: Vec<(&IpNet, &[Decision])> = self
-            .by_prefix
-            .iter()
-            .filter(|(p, _)| p.contains(&addr))
-            .map(|(p, h)| (p, h.as_slice()))
-            .collect();
-        prefixes.sort_by_key(|(p, _)| std::cmp::Reverse(p.prefix_len()));
         let mut out = Vec::new();
-        for (_, holders) in prefixes {
+        for holders in self.containing(addr) {
             let top = strongest(holders);
             out.extend(top);
             out.extend(
@@ -318,227 +352,5 @@ impl Book {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-    use crate::decision::Action;
-
-    fn net(s: &str) -> IpNet {
-        s.parse().unwrap()
-    }
-
-    fn block(p: &str, holder: Holder, ttl_s: Option<u64>) -> Decision {
-        Decision::block(net(p), holder, "r", 0, ttl_s.map(Duration::from_secs))
-    }
-
-    #[test]
-    fn one_decision_per_holder_and_prefix() {
-        let mut b = Book::default();
-        let m = Holder::of(Origin::Manual);
-        assert!(
-            b.insert(block("203.0.113.7/32", m.clone(), Some(60)))
-                .is_none()
-        );
-        let old = b.insert(block("203.0.113.7/32", m.clone(), Some(120)));
-        assert_eq!(old.unwrap().expires_unix_ms, Some(60_000));
-        assert_eq!(b.len(), 1);
-        b.insert(block(
-            "203.0.113.7/32",
-            Holder::named(Origin::Feed, "a"),
-            None,
-        ));
-        b.insert(block(
-            "203.0.113.7/32",
-            Holder::named(Origin::Feed, "b"),
-            None,
-        ));
-        assert_eq!(b.len(), 3);
-        assert_eq!(b.holders(&net("203.0.113.7/32")).len(), 3);
-        assert!(
-            b.remove(&net("203.0.113.7/32"), &Holder::named(Origin::Feed, "a"))
-                .is_some()
-        );
-        assert!(
-            b.remove(&net("203.0.113.7/32"), &Holder::of(Origin::Feed))
-                .is_none()
-        );
-        assert_eq!(b.len(), 2);
-        b.remove(&net("203.0.113.7/32"), &m);
-        b.remove(&net("203.0.113.7/32"), &Holder::named(Origin::Feed, "b"));
-        assert!(b.is_empty() && !b.contains_prefix(&net("203.0.113.7/32")));
-    }
-
-    #[test]
-    fn the_enforced_decision_falls_back_when_one_is_lifted() {
-        let mut b = Book::default();
-        let p = net("198.51.100.0/24");
-        let v = Holder::of(Origin::Velocity);
-        let m = Holder::of(Origin::Manual);
-        b.insert(block("198.51.100.0/24", v.clone(), Some(600)));
-        let mut ch = block("198.51.100.0/24", Holder::of(Origin::Ipasis), None);
-        ch.action = Action::Challenge;
-        b.insert(ch);
-        assert_eq!(b.effective(&p).unwrap().origin, Origin::Velocity);
-        let manual = block("198.51.100.0/24", m.clone(), Some(3600));
-        assert_eq!(b.effective_with(&manual).origin, Origin::Manual);
-        b.insert(manual);
-        assert_eq!(b.effective(&p).unwrap().origin, Origin::Manual);
-        assert_eq!(
-            b.effective_without(&p, &m).unwrap().origin,
-            Origin::Velocity
-        );
-        b.remove(&p, &m);
-        b.remove(&p, &v);
-        assert_eq!(b.effective(&p).unwrap().action, Action::Challenge);
-        assert_eq!(b.effective_without(&p, &Holder::of(Origin::Ipasis)), None);
-    }
-
-    #[test]
-    fn pages_cover_everything_once_and_never_split_a_prefix() {
-        let mut b = Book::default();
-        for i in 0..10u8 {
-            b.insert(block(
-                &format!("203.0.113.{i}/32"),
-                Holder::of(Origin::Manual),
-                None,
-            ));
-            b.insert(block(
-                &format!("203.0.113.{i}/32"),
-                Holder::of(Origin::Velocity),
-                Some(5),
-            ));
-        }
-        let mut seen = Vec::new();
-        let mut after = None;
-        loop {
-            let (page, next) = b.page(after, 3, |_| true);
-            assert!(page.len() >= 3 || next.is_none());
-            assert_eq!(page.len() % 2, 0, "a prefix's two holders stay together");
-            seen.extend(page.iter().map(|d| (d.prefix, d.origin)));
-            match next {
-                Some(n) => after = Some(n),
-                None => break,
-            }
-        }
-        assert_eq!(seen.len(), 20);
-        seen.dedup();
-        assert_eq!(seen.len(), 20);
-        let (velocity, _) = b.page(None, usize::MAX, |d| d.origin == Origin::Velocity);
-        assert_eq!(velocity.len(), 10);
-    }
-
-    #[test]
-    fn covering_is_most_specific_first_with_every_holder() {
-        let mut b = Book::default();
-        b.insert(block("203.0.113.0/24", Holder::of(Origin::Manual), None));
-        b.insert(block(
-            "203.0.113.7/32",
-            Holder::of(Origin::Velocity),
-            Some(5),
-        ));
-        b.insert(block(
-            "203.0.113.7/32",
-            Holder::of(Origin::Manual),
-            Some(50),
-        ));
-        b.insert(block("198.51.100.0/24", Holder::of(Origin::Manual), None));
-        let addr: IpAddr = "203.0.113.7".parse().unwrap();
-        let top: Vec<_> = b
-            .covering(addr)
-            .iter()
-            .map(|d| (d.prefix, d.origin))
-            .collect();
-        assert_eq!(
-            top,
-            vec![
-                (net("203.0.113.7/32"), Origin::Manual),
-                (net("203.0.113.0/24"), Origin::Manual)
-            ]
-        );
-        let all: Vec<_> = b.covering_all(addr).iter().map(|d| d.origin).collect();
-        assert_eq!(all, vec![Origin::Manual, Origin::Velocity, Origin::Manual]);
-        assert_eq!(b.effective_all().count(), 3);
-        assert_eq!(b.count_by_origin()[&Origin::Manual], 3);
-        assert_eq!(b.expired(5_000).len(), 1);
-    }
-
-    #[test]
-    fn compacting_keeps_every_holder() {
-        let mut b = Book::default();
-        for i in 0..300u32 {
-            let p = format!("10.{}.{}.0/24", i / 256, i % 256);
-            b.insert(block(&p, Holder::of(Origin::Manual), None));
-            if i % 7 == 0 {
-                b.insert(block(&p, Holder::of(Origin::Velocity), Some(60)));
-            }
-        }
-        let before: Vec<Decision> = b.iter().cloned().collect();
-        let counts = b.count_by_origin_action();
-        b.compact();
-        assert_eq!(b.iter().cloned().collect::<Vec<_>>(), before);
-        assert_eq!(b.len(), before.len());
-        assert_eq!(b.count_by_origin_action(), counts);
-        assert_eq!(b.holders(&net("10.0.7.0/24")).len(), 2);
-    }
-
-    /// Filled past the compaction sizes in an order that is not the tree's, the book compacts
-    /// on the way (its next size grows) and still finds every decision.
-    #[test]
-    fn a_growing_book_compacts_itself() {
-        let mut b = Book::default();
-        let n = COMPACT_FROM as u32 * 2;
-        let prefix = |i: u32| {
-            let a = 0x0A00_0000u32 | (i.wrapping_mul(2_654_435_761) >> 8);
-            IpNet::from(IpAddr::from(a.to_be_bytes()))
-        };
-        for i in 0..n {
-            b.insert(Decision::block(
-                prefix(i),
-                Holder::of(Origin::Feed),
-                "r",
-                0,
-                None,
-            ));
-        }
-        assert_eq!(b.len(), n as usize);
-        assert!(b.compact_at > n as usize, "{}", b.compact_at);
-        assert!(
-            (0..n)
-                .step_by(97)
-                .all(|i| b.effective(&prefix(i)).is_some())
-        );
-        let sorted: Vec<IpNet> = b.iter().map(|d| d.prefix).collect();
-        assert!(sorted.windows(2).all(|w| w[0] < w[1]));
-    }
-
-    #[test]
-    fn counts_follow_every_change() {
-        let mut b = Book::default();
-        let scan = |b: &Book| {
-            let mut out = BTreeMap::new();
-            for d in b.iter() {
-                *out.entry((d.origin, d.action.name())).or_default() += 1;
-            }
-            out
-        };
-        b.insert(block("203.0.113.1/32", Holder::of(Origin::Manual), None));
-        b.insert(block("203.0.113.2/32", Holder::of(Origin::Manual), None));
-        b.insert(block(
-            "203.0.113.1/32",
-            Holder::of(Origin::Velocity),
-            Some(60),
-        ));
-        // Replaced by a challenge of the same holder: the block's count goes.
-        let mut c = block("203.0.113.2/32", Holder::of(Origin::Manual), None);
-        c.action = Action::Challenge;
-        b.insert(c);
-        assert_eq!(b.count_by_origin_action(), scan(&b));
-        assert_eq!(b.count_by_origin_action().len(), 3);
-        b.remove(&net("203.0.113.1/32"), &Holder::of(Origin::Velocity));
-        b.remove(&net("203.0.113.2/32"), &Holder::of(Origin::Manual));
-        assert_eq!(b.count_by_origin_action(), scan(&b));
-        assert_eq!(b.count_by_origin()[&Origin::Manual], 1);
-        assert!(!b.count_by_origin().contains_key(&Origin::Velocity));
-    }
-}
+#[path = "book_tests.rs"]
+mod tests;

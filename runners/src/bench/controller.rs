@@ -102,6 +102,9 @@ pub struct EngineScale {
     pub sources: usize,
     /// Seconds to store (one transaction) and enforce all decisions.
     pub bulk_load_s: f64,
+    /// Microseconds to find the decisions covering an address (what each heavy hitter and
+    /// `explain` asks), IPv4 and IPv6 alike, with the decisions loaded.
+    pub covering_us: f64,
     pub peak_rss_mb: f64,
 }
 
@@ -147,6 +150,23 @@ pub fn probe_engine(
         n == decisions && refused == 0,
         "{n} enacted, {refused} refused"
     );
+    const LOOKUPS: u32 = 10_000;
+    let t0 = Instant::now();
+    let mut found = 0;
+    for i in 0..LOOKUPS {
+        let addr = if i % 2 == 0 {
+            IpAddr::from(0x6440_0000u32.wrapping_add(i * 97).to_be_bytes())
+        } else {
+            IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, i as u16])
+        };
+        found += engine
+            .engine
+            .book()
+            .covering(std::hint::black_box(addr))
+            .len();
+    }
+    let covering = t0.elapsed();
+    anyhow::ensure!(found > 0 || decisions == 0, "no lookup found its decision");
     let readers = vec![Dataplane::open(&pins)?];
     for _ in 0..2 {
         let p = poll::read(&readers, true)?;
@@ -157,6 +177,7 @@ pub fn probe_engine(
         decisions,
         sources: per_family * 2,
         bulk_load_s: bulk.as_secs_f64(),
+        covering_us: covering.as_secs_f64() * 1e6 / f64::from(LOOKUPS),
         peak_rss_mb: rss as f64 / 1e6,
     })
 }

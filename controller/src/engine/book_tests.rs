@@ -1,0 +1,283 @@
+//! The book's tests.
+use std::time::Duration;
+
+use super::*;
+use crate::decision::Action;
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+fn block(p: &str, holder: Holder, ttl_s: Option<u64>) -> Decision {
+    Decision::block(net(p), holder, "r", 0, ttl_s.map(Duration::from_secs))
+}
+
+#[test]
+fn one_decision_per_holder_and_prefix() {
+    let mut b = Book::default();
+    let m = Holder::of(Origin::Manual);
+    assert!(
+        b.insert(block("203.0.113.7/32", m.clone(), Some(60)))
+            .is_none()
+    );
+    let old = b.insert(block("203.0.113.7/32", m.clone(), Some(120)));
+    assert_eq!(old.unwrap().expires_unix_ms, Some(60_000));
+    assert_eq!(b.len(), 1);
+    b.insert(block(
+        "203.0.113.7/32",
+        Holder::named(Origin::Feed, "a"),
+        None,
+    ));
+    b.insert(block(
+        "203.0.113.7/32",
+        Holder::named(Origin::Feed, "b"),
+        None,
+    ));
+    assert_eq!(b.len(), 3);
+    assert_eq!(b.holders(&net("203.0.113.7/32")).len(), 3);
+    assert!(
+        b.remove(&net("203.0.113.7/32"), &Holder::named(Origin::Feed, "a"))
+            .is_some()
+    );
+    assert!(
+        b.remove(&net("203.0.113.7/32"), &Holder::of(Origin::Feed))
+            .is_none()
+    );
+    assert_eq!(b.len(), 2);
+    b.remove(&net("203.0.113.7/32"), &m);
+    b.remove(&net("203.0.113.7/32"), &Holder::named(Origin::Feed, "b"));
+    assert!(b.is_empty() && !b.contains_prefix(&net("203.0.113.7/32")));
+}
+
+#[test]
+fn the_enforced_decision_falls_back_when_one_is_lifted() {
+    let mut b = Book::default();
+    let p = net("198.51.100.0/24");
+    let v = Holder::of(Origin::Velocity);
+    let m = Holder::of(Origin::Manual);
+    b.insert(block("198.51.100.0/24", v.clone(), Some(600)));
+    let mut ch = block("198.51.100.0/24", Holder::of(Origin::Ipasis), None);
+    ch.action = Action::Challenge;
+    b.insert(ch);
+    assert_eq!(b.effective(&p).unwrap().origin, Origin::Velocity);
+    let manual = block("198.51.100.0/24", m.clone(), Some(3600));
+    assert_eq!(b.effective_with(&manual).origin, Origin::Manual);
+    b.insert(manual);
+    assert_eq!(b.effective(&p).unwrap().origin, Origin::Manual);
+    assert_eq!(
+        b.effective_without(&p, &m).unwrap().origin,
+        Origin::Velocity
+    );
+    b.remove(&p, &m);
+    b.remove(&p, &v);
+    assert_eq!(b.effective(&p).unwrap().action, Action::Challenge);
+    assert_eq!(b.effective_without(&p, &Holder::of(Origin::Ipasis)), None);
+}
+
+#[test]
+fn pages_cover_everything_once_and_never_split_a_prefix() {
+    let mut b = Book::default();
+    for i in 0..10u8 {
+        b.insert(block(
+            &format!("203.0.113.{i}/32"),
+            Holder::of(Origin::Manual),
+            None,
+        ));
+        b.insert(block(
+            &format!("203.0.113.{i}/32"),
+            Holder::of(Origin::Velocity),
+            Some(5),
+        ));
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, next) = b.page(after, 3, |_| true);
+        assert!(page.len() >= 3 || next.is_none());
+        assert_eq!(page.len() % 2, 0, "a prefix's two holders stay together");
+        seen.extend(page.iter().map(|d| (d.prefix, d.origin)));
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 20);
+    seen.dedup();
+    assert_eq!(seen.len(), 20);
+    let (velocity, _) = b.page(None, usize::MAX, |d| d.origin == Origin::Velocity);
+    assert_eq!(velocity.len(), 10);
+}
+
+#[test]
+fn covering_is_most_specific_first_with_every_holder() {
+    let mut b = Book::default();
+    b.insert(block("203.0.113.0/24", Holder::of(Origin::Manual), None));
+    b.insert(block(
+        "203.0.113.7/32",
+        Holder::of(Origin::Velocity),
+        Some(5),
+    ));
+    b.insert(block(
+        "203.0.113.7/32",
+        Holder::of(Origin::Manual),
+        Some(50),
+    ));
+    b.insert(block("198.51.100.0/24", Holder::of(Origin::Manual), None));
+    let addr: IpAddr = "203.0.113.7".parse().unwrap();
+    let top: Vec<_> = b
+        .covering(addr)
+        .iter()
+        .map(|d| (d.prefix, d.origin))
+        .collect();
+    assert_eq!(
+        top,
+        vec![
+            (net("203.0.113.7/32"), Origin::Manual),
+            (net("203.0.113.0/24"), Origin::Manual)
+        ]
+    );
+    let all: Vec<_> = b.covering_all(addr).iter().map(|d| d.origin).collect();
+    assert_eq!(all, vec![Origin::Manual, Origin::Velocity, Origin::Manual]);
+    assert_eq!(b.effective_all().count(), 3);
+    assert_eq!(b.count_by_origin()[&Origin::Manual], 3);
+    assert_eq!(b.expired(5_000).len(), 1);
+}
+
+#[test]
+fn compacting_keeps_every_holder() {
+    let mut b = Book::default();
+    for i in 0..300u32 {
+        let p = format!("10.{}.{}.0/24", i / 256, i % 256);
+        b.insert(block(&p, Holder::of(Origin::Manual), None));
+        if i % 7 == 0 {
+            b.insert(block(&p, Holder::of(Origin::Velocity), Some(60)));
+        }
+    }
+    let before: Vec<Decision> = b.iter().cloned().collect();
+    let counts = b.count_by_origin_action();
+    b.compact();
+    assert_eq!(b.iter().cloned().collect::<Vec<_>>(), before);
+    assert_eq!(b.len(), before.len());
+    assert_eq!(b.count_by_origin_action(), counts);
+    assert_eq!(b.holders(&net("10.0.7.0/24")).len(), 2);
+}
+
+/// Filled past the compaction sizes in an order that is not the tree's, the book compacts
+/// on the way (its next size grows) and still finds every decision.
+#[test]
+fn a_growing_book_compacts_itself() {
+    let mut b = Book::default();
+    let n = COMPACT_FROM as u32 * 2;
+    let prefix = |i: u32| {
+        let a = 0x0A00_0000u32 | (i.wrapping_mul(2_654_435_761) >> 8);
+        IpNet::from(IpAddr::from(a.to_be_bytes()))
+    };
+    for i in 0..n {
+        b.insert(Decision::block(
+            prefix(i),
+            Holder::of(Origin::Feed),
+            "r",
+            0,
+            None,
+        ));
+    }
+    assert_eq!(b.len(), n as usize);
+    assert!(b.compact_at > n as usize, "{}", b.compact_at);
+    assert!(
+        (0..n)
+            .step_by(97)
+            .all(|i| b.effective(&prefix(i)).is_some())
+    );
+    let sorted: Vec<IpNet> = b.iter().map(|d| d.prefix).collect();
+    assert!(sorted.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
+fn counts_follow_every_change() {
+    let mut b = Book::default();
+    let scan = |b: &Book| {
+        let mut out = BTreeMap::new();
+        for d in b.iter() {
+            *out.entry((d.origin, d.action.name())).or_default() += 1;
+        }
+        out
+    };
+    b.insert(block("203.0.113.1/32", Holder::of(Origin::Manual), None));
+    b.insert(block("203.0.113.2/32", Holder::of(Origin::Manual), None));
+    b.insert(block(
+        "203.0.113.1/32",
+        Holder::of(Origin::Velocity),
+        Some(60),
+    ));
+    // Replaced by a challenge of the same holder: the block's count goes.
+    let mut c = block("203.0.113.2/32", Holder::of(Origin::Manual), None);
+    c.action = Action::Challenge;
+    b.insert(c);
+    assert_eq!(b.count_by_origin_action(), scan(&b));
+    assert_eq!(b.count_by_origin_action().len(), 3);
+    b.remove(&net("203.0.113.1/32"), &Holder::of(Origin::Velocity));
+    b.remove(&net("203.0.113.2/32"), &Holder::of(Origin::Manual));
+    assert_eq!(b.count_by_origin_action(), scan(&b));
+    assert_eq!(b.count_by_origin()[&Origin::Manual], 1);
+    assert!(!b.count_by_origin().contains_key(&Origin::Velocity));
+}
+
+/// The covering lookups (one exact lookup per length held) against a scan of every prefix,
+/// through random inserts and removals of IPv4 and IPv6 prefixes of many lengths, holders
+/// sharing prefixes, and addresses of both families.
+#[test]
+fn covering_matches_a_scan_of_every_prefix() {
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move |below: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % below
+    };
+    let holders = [
+        Holder::of(Origin::Manual),
+        Holder::named(Origin::Feed, "a"),
+        Holder::of(Origin::Velocity),
+    ];
+    let mut b = Book::default();
+    let mut held: Vec<(IpNet, Holder)> = Vec::new();
+    for step in 0..4000 {
+        // Addresses from two small ranges, so that prefixes nest and cover them often.
+        let addr = |next: &mut dyn FnMut(u64) -> u64| -> IpAddr {
+            if next(2) == 0 {
+                IpAddr::from([192, 0, 2, next(8) as u8])
+            } else {
+                IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, next(8) as u16])
+            }
+        };
+        if next(3) > 0 || held.is_empty() {
+            let a = addr(&mut next);
+            let max = if a.is_ipv4() { 33 } else { 129 };
+            let len = [0, 8, 24, 29, 30, 31, 32, 48, 64, 125, 126, 127, 128][next(13) as usize];
+            let len = if len < max { len } else { next(max) } as u8;
+            let prefix = IpNet::new(a, len).unwrap().trunc();
+            let holder = holders[next(3) as usize].clone();
+            let d = Decision::block(prefix, holder.clone(), "r", 0, None);
+            if b.insert(d).is_none() {
+                held.push((prefix, holder));
+            }
+        } else {
+            let (p, h) = held.swap_remove(next(held.len() as u64) as usize);
+            b.remove(&p, &h).expect("held");
+        }
+        let a = addr(&mut next);
+        let mut want: Vec<(&IpNet, &[Decision])> = b
+            .by_prefix
+            .iter()
+            .filter(|(p, _)| p.contains(&a))
+            .map(|(p, h)| (p, h.as_slice()))
+            .collect();
+        want.sort_by_key(|(p, _)| std::cmp::Reverse(p.prefix_len()));
+        let strongest_of: Vec<&Decision> = want.iter().filter_map(|(_, h)| strongest(h)).collect();
+        assert_eq!(b.covering(a), strongest_of, "step {step}: {a}");
+        let all: usize = want.iter().map(|(_, h)| h.len()).sum();
+        let got = b.covering_all(a);
+        assert_eq!(got.len(), all, "step {step}: {a}");
+        assert!(got.iter().all(|d| d.prefix.contains(&a)));
+    }
+}
