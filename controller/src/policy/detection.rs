@@ -254,7 +254,10 @@ impl Policy {
     /// detection window (its traffic may still fill `net`'s rate).
     fn recent_aggregate_block_inside(&self, engine: &Engine, net: &IpNet) -> bool {
         let since = now_unix_ms().saturating_sub(self.cfg.detection.window.as_millis() as u64);
-        engine.book().iter().any(|d| {
+        // The prefixes inside `net` only: a scan of the whole book (a million decisions: 27 ms)
+        // for every heavy aggregate held the poll up.
+        let book = engine.book();
+        book.inside(net).flat_map(|p| book.holders(&p)).any(|d| {
             d.origin == Origin::Velocity
                 && d.prefix != *net
                 && d.prefix.prefix_len() > net.prefix_len()
