@@ -182,7 +182,7 @@ impl Dataplane {
     /// Family `C`'s front table, read again only when some packet was finished since its last
     /// read, lent to `with`. The counter is read first: a packet racing the read changes it, so
     /// the next call reads the table again. Only `C`'s table: a poll used to read both tables
-    /// at each of its four reads (16 MB copied a second on a 2-CPU host under a spray).
+    /// at each of its four reads (about 20 MB copied a second on a 2-CPU host under a spray).
     fn with_front<C: Counted, T>(
         &self,
         with: impl FnOnce(&FrontedBy<C::Key>) -> T,

@@ -43,7 +43,7 @@ pub struct Book {
     /// The earliest expiries, so a poll's [`Book::expired`] reads a few decisions, not all.
     pub(super) due: Due,
     /// Prefixes held by length: IPv4's 0–32, then IPv6's 0–128. A covering lookup tries only
-    /// the lengths held (an exact lookup each), where a scan of a million prefixes took 15 ms,
+    /// the lengths held (an exact lookup each), where a scan of a million prefixes took 27 ms,
     /// once per heavy hitter a poll found.
     lengths: Lengths,
 }
