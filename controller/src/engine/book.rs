@@ -44,7 +44,7 @@ pub struct Book {
     pub(super) due: Due,
     /// Prefixes held by length: IPv4's 0–32, then IPv6's 0–128. A covering lookup tries only
     /// the lengths held (an exact lookup each), where a scan of a million prefixes took 27 ms,
-    /// once per heavy hitter a poll found.
+    /// once per heavy hitter a poll found; the projection's shadowing check likewise.
     lengths: Lengths,
 }
 
@@ -67,13 +67,10 @@ impl Lengths {
         }
     }
 
-    /// The lengths held for `addr`'s family, longest first.
-    fn held_for(&self, addr: IpAddr) -> impl Iterator<Item = u8> + '_ {
-        let (base, max) = match addr {
-            IpAddr::V4(_) => (0, 32u8),
-            IpAddr::V6(_) => (33, 128u8),
-        };
-        (0..=max)
+    /// The lengths held below `below` in IPv4 (`v6` false) or IPv6, longest first.
+    fn held_below(&self, v6: bool, below: u8) -> impl Iterator<Item = u8> + '_ {
+        let base = if v6 { 33 } else { 0 };
+        (0..below)
             .rev()
             .filter(move |&l| self.0[base + usize::from(l)] > 0)
     }
@@ -278,10 +275,19 @@ impl Book {
     /// The holders of the prefixes containing `addr`, most specific first: one exact lookup
     /// per prefix length the book holds.
     fn containing(&self, addr: IpAddr) -> impl Iterator<Item = &[Decision]> + '_ {
-        self.lengths.held_for(addr).filter_map(move |len| {
-            let net = IpNet::new(addr, len).ok()?.trunc();
-            self.by_prefix.get(&net).map(Holders::as_slice)
-        })
+        let below = if addr.is_ipv6() { 129 } else { 33 };
+        self.lengths
+            .held_below(addr.is_ipv6(), below)
+            .filter_map(move |len| {
+                let net = IpNet::new(addr, len).ok()?.trunc();
+                self.by_prefix.get(&net).map(Holders::as_slice)
+            })
+    }
+
+    /// The lengths of the prefixes held that are wider than `prefix` and of its family.
+    pub fn wider_lengths(&self, prefix: &IpNet) -> impl Iterator<Item = u8> + '_ {
+        self.lengths
+            .held_below(matches!(prefix, IpNet::V6(_)), prefix.prefix_len())
     }
 
     /// The enforced decisions of the prefixes containing `addr`, most specific first.

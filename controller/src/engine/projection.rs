@@ -9,7 +9,7 @@
 //!   holds more than the maps were made for (smaller maps after a change of settings, an older
 //!   release's store): the daemon then starts and enforces what fits.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use ipnet::IpNet;
 use ipwarden_common::{BlockEntry, names};
@@ -104,9 +104,6 @@ pub struct Projection {
     /// Distinct prefixes in the book, per map: what admission counts (a shadowed prefix keeps
     /// its place, since it comes back).
     prefixes: [usize; 4],
-    /// The prefix lengths in the book, per family, with how many prefixes have each: the wider
-    /// prefixes that may cover one are looked up by these only.
-    lengths: BTreeMap<(Family, u8), usize>,
     shadowed: HashSet<IpNet>,
     left_out: HashSet<IpNet>,
     refused: [u64; 4],
@@ -118,7 +115,6 @@ impl Projection {
         Self {
             capacity: BlockMap::ALL.map(|m| m.capacity(capacities)),
             prefixes: [0; 4],
-            lengths: BTreeMap::new(),
             shadowed: HashSet::new(),
             left_out: HashSet::new(),
             refused: [0; 4],
@@ -128,23 +124,12 @@ impl Projection {
     /// A prefix entered the book.
     pub fn added(&mut self, prefix: &IpNet) {
         self.prefixes[BlockMap::of(prefix).index()] += 1;
-        *self
-            .lengths
-            .entry((Family::of(prefix), prefix.prefix_len()))
-            .or_default() += 1;
     }
 
     /// A prefix left the book.
     pub fn removed(&mut self, prefix: &IpNet) {
         let i = BlockMap::of(prefix).index();
         self.prefixes[i] = self.prefixes[i].saturating_sub(1);
-        let key = (Family::of(prefix), prefix.prefix_len());
-        if let Some(n) = self.lengths.get_mut(&key) {
-            *n -= 1;
-            if *n == 0 {
-                self.lengths.remove(&key);
-            }
-        }
         self.shadowed.remove(prefix);
         self.left_out.remove(prefix);
     }
@@ -164,12 +149,11 @@ impl Projection {
         self.capacity[map.index()]
     }
 
-    /// Whether a wider prefix's decision enforces more than `d`, the best on its own prefix.
+    /// Whether a wider prefix's decision enforces more than `d`, the best on its own prefix:
+    /// looked up at the lengths the book holds only.
     fn is_shadowed(&self, book: &Book, d: &Decision) -> bool {
-        let family = Family::of(&d.prefix);
-        self.lengths
-            .range((family, 0)..(family, d.prefix.prefix_len()))
-            .filter_map(|((_, len), _)| IpNet::new(d.prefix.addr(), *len).ok())
+        book.wider_lengths(&d.prefix)
+            .filter_map(|len| IpNet::new(d.prefix.addr(), len).ok())
             .filter_map(|w| book.effective(&w.trunc()))
             .any(|w| w.enforces_more_than(d))
     }
