@@ -34,7 +34,7 @@ def obj_info(fd, buf):
 
 
 # Offsets in struct bpf_prog_info (include/uapi/linux/bpf.h).
-JITED_LEN, JITED_INSNS, NAME, NR_KSYMS, KSYMS = 16, 24, 64, 104, 112
+NAME, NR_KSYMS, KSYMS = 64, 104, 112
 BTF_ID, NR_LINE_INFO, LINE_INFO, JITED_LINE_INFO = 128, 148, 152, 160
 NR_JITED_LINE_INFO, LINE_INFO_REC_SIZE, JITED_LINE_INFO_REC_SIZE = 168, 172, 176
 
@@ -67,6 +67,23 @@ def btf_strings(btf_id):
     os.close(fd)
     hdr_len, _, _, str_off, str_len = struct.unpack_from("IIIII", raw, 4)
     return raw.raw[hdr_len + str_off:hdr_len + str_off + str_len]
+
+
+def ranges(fd):
+    """The [start, end) addresses of the program's JIT-compiled functions (it and its
+    subprograms): samples elsewhere belong to other programs."""
+    info = ctypes.create_string_buffer(256)
+    obj_info(fd, info)
+    n = struct.unpack_from("I", info, NR_KSYMS)[0]
+    ksyms = ctypes.create_string_buffer(n * 8)
+    lens = ctypes.create_string_buffer(n * 4)
+    info = ctypes.create_string_buffer(256)
+    struct.pack_into("II", info, NR_KSYMS, n, n)
+    struct.pack_into("QQ", info, KSYMS, ctypes.addressof(ksyms), ctypes.addressof(lens))
+    obj_info(fd, info)
+    return [(struct.unpack_from("Q", ksyms, i * 8)[0],
+             struct.unpack_from("Q", ksyms, i * 8)[0] + struct.unpack_from("I", lens, i * 4)[0])
+            for i in range(n)]
 
 
 def line_table(fd):
@@ -109,7 +126,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=8)
     ap.add_argument("--top", type=int, default=15)
     a = ap.parse_args()
-    table = line_table(find_program(a.name))
+    fd = find_program(a.name)
+    table, funcs = line_table(fd), ranges(fd)
     addrs = [t[0] for t in table]
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "perf.data")
@@ -123,12 +141,12 @@ def main():
         if not parts:
             continue
         total += 1
-        if len(parts) > 1 and parts[1].startswith("bpf_prog_"):
-            ip = int(parts[0], 16)
+        ip = int(parts[0], 16)
+        if any(lo <= ip < hi for lo, hi in funcs):
             i = bisect.bisect_right(addrs, ip) - 1
             in_prog[table[i][1] if i >= 0 else "?"] += 1
     n = sum(in_prog.values())
-    print(f"{total} samples on CPU {a.cpu}, {n} ({100 * n / max(total, 1):.1f} %) in BPF programs")
+    print(f"{total} samples on CPU {a.cpu}, {n} ({100 * n / max(total, 1):.1f} %) in the program")
     for where, k in in_prog.most_common(a.top):
         print(f"{k:7d} {100 * k / max(n, 1):5.1f} %  {where}")
 
