@@ -254,14 +254,11 @@ impl Policy {
     /// detection window (its traffic may still fill `net`'s rate).
     fn recent_aggregate_block_inside(&self, engine: &Engine, net: &IpNet) -> bool {
         let since = now_unix_ms().saturating_sub(self.cfg.detection.window.as_millis() as u64);
-        // The prefixes inside `net` only: a scan of the whole book (a million decisions: 27 ms)
-        // for every heavy aggregate held the poll up.
+        // The prefixes strictly inside `net` only: a scan of the whole book (a million
+        // decisions: 27 ms) for every heavy aggregate held the poll up.
         let book = engine.book();
         book.inside(net).flat_map(|p| book.holders(&p)).any(|d| {
             d.origin == Origin::Velocity
-                && d.prefix != *net
-                && d.prefix.prefix_len() > net.prefix_len()
-                && net.contains(&d.prefix)
                 && d.created_unix_ms >= since
                 && self
                     .aggregates
