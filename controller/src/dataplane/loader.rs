@@ -110,7 +110,10 @@ pub fn attach(opts: &AttachOptions) -> Result<Attached, DataplaneError> {
 
 /// Whether `pins` holds any map pin.
 fn has_map_pins(pins: &PinDir) -> bool {
-    names::MAPS.iter().any(|name| pins.map(name).exists())
+    names::MAPS
+        .iter()
+        .chain(&names::RETIRED)
+        .any(|name| pins.map(name).exists())
 }
 
 /// Removes every map pin under `pins` and its directory (and `<bpffs>/ipwarden` when it is
@@ -119,7 +122,7 @@ fn remove_pins(pins: &PinDir) -> Result<usize, DataplaneError> {
     // A resize that never reached its swap leaves staged pins nothing uses.
     super::resize::discard(pins)?;
     let mut removed = 0;
-    for name in names::MAPS {
+    for name in names::MAPS.into_iter().chain(names::RETIRED) {
         let path = pins.map(name);
         match std::fs::remove_file(&path) {
             Ok(()) => removed += 1,
@@ -211,6 +214,7 @@ pub(super) fn load(dir: &std::path::Path, capacities: &Capacities) -> Result<Ebp
     for (name, size) in capacities.by_name() {
         loader.map_max_entries(name, size);
     }
+    loader.map_max_entries(names::AGG_BY_CPU, super::agg::entries()?);
     loader.load(OBJECT).map_err(|source| DataplaneError::Load {
         source: Box::new(source),
     })

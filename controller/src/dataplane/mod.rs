@@ -8,6 +8,7 @@
 
 mod admit;
 mod adopt;
+mod agg;
 mod batch;
 mod capacities;
 mod config;
