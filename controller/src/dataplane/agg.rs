@@ -23,19 +23,27 @@ use super::{DataplaneError, PinDir};
 /// `BPF_F_MMAPABLE`.
 const MMAPABLE: u32 = 1 << 10;
 
-/// The size the loader gives `AGG_BY_CPU`: one block per possible CPU (the program indexes its
-/// block by `bpf_get_smp_processor_id`, which is below the possible count).
+/// The size every loader must give `AGG_BY_CPU` (see `dataplane::machine_sizes`): one block per
+/// possible CPU (the program indexes its block by `bpf_get_smp_processor_id`, which is below the
+/// possible count).
 pub(super) fn entries() -> Result<u32, DataplaneError> {
-    let err = |source| DataplaneError::Syscall {
-        op: "sizing by the possible CPUs",
-        map: names::AGG_BY_CPU,
-        source,
-    };
-    let cpus = aya::util::nr_cpus().map_err(|(_, e)| err(e))?;
+    let cpus = possible_cpus()?;
     u32::try_from(cpus)
         .ok()
         .and_then(|c| c.checked_mul(AGG_TOTAL))
-        .ok_or_else(|| err(io::Error::other(format!("{cpus} possible CPUs"))))
+        .ok_or_else(|| sizing_err(io::Error::other(format!("{cpus} possible CPUs"))))
+}
+
+fn possible_cpus() -> Result<usize, DataplaneError> {
+    aya::util::nr_cpus().map_err(|(_, e)| sizing_err(e))
+}
+
+fn sizing_err(source: io::Error) -> DataplaneError {
+    DataplaneError::Syscall {
+        op: "sizing by the possible CPUs",
+        map: names::AGG_BY_CPU,
+        source,
+    }
 }
 
 /// The pinned `AGG_BY_CPU`, checked to have the shape this build reads.
@@ -47,7 +55,9 @@ pub(super) struct AggCells {
 
 impl AggCells {
     /// Refuses a map of another type, value size or size than the program writes: the mapping
-    /// below is sized from them.
+    /// below is sized from them. A map with fewer blocks than the machine has possible CPUs was
+    /// loaded without `machine_sizes`: the program's lookups beyond it fail and its cells would
+    /// silently miss what those CPUs count.
     pub(super) fn open(data: MapData) -> Result<Self, DataplaneError> {
         let info = data
             .info()
@@ -56,14 +66,14 @@ impl AggCells {
         if info.map_type().ok() != Some(MapType::Array)
             || info.value_size() as usize != size_of::<AggCell>()
             || info.map_flags() & MMAPABLE == 0
-            || max == 0
             || max % AGG_TOTAL != 0
+            || ((max / AGG_TOTAL) as usize) < possible_cpus()?
         {
             return Err(DataplaneError::Syscall {
                 op: "checking the aggregate cells",
                 map: names::AGG_BY_CPU,
                 source: io::Error::other(format!(
-                    "the pinned map has {max} values of {} bytes (flags {:#x}); this build expects an mmapable array of {AGG_TOTAL} values of {} bytes per CPU",
+                    "the pinned map has {max} values of {} bytes (flags {:#x}); this build expects an mmapable array of {AGG_TOTAL} values of {} bytes per possible CPU",
                     info.value_size(),
                     info.map_flags(),
                     size_of::<AggCell>()

@@ -214,10 +214,18 @@ pub(super) fn load(dir: &std::path::Path, capacities: &Capacities) -> Result<Ebp
     for (name, size) in capacities.by_name() {
         loader.map_max_entries(name, size);
     }
-    loader.map_max_entries(names::AGG_BY_CPU, super::agg::entries()?);
+    for (name, size) in machine_sizes()? {
+        loader.map_max_entries(name, size);
+    }
     loader.load(OBJECT).map_err(|source| DataplaneError::Load {
         source: Box::new(source),
     })
+}
+
+/// The sizes of the maps that follow the machine rather than the configuration (one block per
+/// possible CPU): every loader of the object must apply them besides the configured ones.
+pub fn machine_sizes() -> Result<[(&'static str, u32); 1], DataplaneError> {
+    Ok([(names::AGG_BY_CPU, super::agg::entries()?)])
 }
 
 /// Maps a program error on `iface` to a [`DataplaneError`] naming the operation.
