@@ -43,16 +43,8 @@ pub const BUCKET_V6: &str = "BUCKET_V6";
 /// [`crate::stamp`]). The program never reads it.
 pub const STAMP: &str = "STAMP";
 
-/// Aggregate counters: mmapable `ARRAY<AggCell>` of [`crate::aggregate::AGG_TOTAL`] cells per
-/// possible CPU, CPU `n`'s block at `n * AGG_TOTAL`.
-pub const AGG_BY_CPU: &str = "AGG_BY_CPU";
-
-/// The aggregate counters of releases before [`AGG_BY_CPU`]: `PERCPU_ARRAY<AggCell>` of
-/// `AGG_TOTAL` cells. No program reads it any more; an upgrade removes its pin.
+/// Aggregate counters: `PERCPU_ARRAY<AggCell>` of [`crate::aggregate::AGG_TOTAL`] cells.
 pub const AGG: &str = "AGG";
-
-/// Maps of earlier releases this build no longer has: removed with the pins (see [`AGG`]).
-pub const RETIRED: [&str; 1] = [AGG];
 
 /// TCP SYN signatures per source: `LRU_HASH<SigKey, SigEntry>`.
 pub const SIGS: &str = "SIGS";
@@ -136,7 +128,7 @@ pub const MAPS: [&str; 37] = [
     BUCKET_V4,
     BUCKET_V6,
     STAMP,
-    AGG_BY_CPU,
+    AGG,
     SIGS,
     SIG_SEEN,
     INDEX_V4,

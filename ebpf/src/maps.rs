@@ -77,13 +77,9 @@ pub static BUCKET_V6: LruHashMap<SrcV6Prefix, u64> = LruHashMap::pinned(capacity
 #[map]
 pub static STAMP: Array<Stamp> = Array::pinned(1, 0);
 
-// Aggregate counters (see `ipwarden_common::aggregate`): added to at front-table flushes only,
-// `AGG_TOTAL` cells per possible CPU (the loader sizes it), each CPU adding to its own block. A
-// plain array, not a per-CPU one: a per-CPU array's lookup loads the cell's address from a
-// pointer table first, a second dependent miss on the flush of every evicted occupant, which a
-// spoofed flood pays on every frame. Mmapable: the daemon sums it through a mapping.
+// Aggregate counters (see `ipwarden_common::aggregate`): added to at front-table flushes only.
 #[map]
-pub static AGG_BY_CPU: Array<AggCell> = Array::pinned(AGG_TOTAL, BPF_F_MMAPABLE);
+pub static AGG: PerCpuArray<AggCell> = PerCpuArray::pinned(AGG_TOTAL, 0);
 
 // TCP SYN signatures (see `ipwarden_common::fingerprint`): written for SYNs only, and only for a
 // signature the source has not shown before.

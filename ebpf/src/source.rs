@@ -38,8 +38,8 @@ use crate::{
     admit,
     clock::{self, jiffies},
     maps::{
-        AGG_BY_CPU, DROPS, FRONT_V4, FRONT_V6, GLOBAL, HITS_V4, HITS_V6, LOUD, LOUD_LEVELS,
-        LOUD_STATS, SRC_V4, SRC_V6,
+        AGG, DROPS, FRONT_V4, FRONT_V6, GLOBAL, HITS_V4, HITS_V6, LOUD, LOUD_LEVELS, LOUD_STATS,
+        SRC_V4, SRC_V6,
     },
     policy::{self, Decision, Judged},
     tracked,
@@ -526,21 +526,14 @@ fn count<K, V>(
     }
 }
 
-/// Adds flushed counts to the source's aggregate cells (its /24 and /16, or /48 and /32), in this
-/// CPU's block of `AGG_BY_CPU`. Array cells: the verifier inlines the lookups, no helper call. On
-/// the flush path only, so a source that keeps its front slot pays it once per `FLUSH_AT`
-/// packets.
+/// Adds flushed counts to the source's aggregate cells (its /24 and /16, or /48 and /32). Per-CPU
+/// array cells: the verifier inlines the lookups, no helper call. On the flush path only, so a
+/// source that keeps its front slot pays it once per `FLUSH_AT` packets.
 #[inline(always)]
 fn aggregate(cells: [u32; 2], p: &Pending) {
-    // SAFETY: a helper without arguments.
-    let block = unsafe { aya_ebpf::helpers::bpf_get_smp_processor_id() }
-        .wrapping_mul(ipwarden_common::aggregate::AGG_TOTAL);
     for c in cells {
-        // Out of range only if the loader sized the map for fewer CPUs than run the program: the
-        // lookup fails and the count is lost, never written into another CPU's block.
-        if let Some(cell) = AGG_BY_CPU.get_ptr_mut(block.wrapping_add(c)) {
-            // SAFETY: a cell of this CPU's block, written only by this CPU's program, which
-            // runs with preemption off.
+        if let Some(cell) = AGG.get_ptr_mut(c) {
+            // SAFETY: a per-CPU array slot, written only by this CPU's program.
             let cell = unsafe { &mut *cell };
             cell.packets += p.packets;
             cell.syn += p.syn;

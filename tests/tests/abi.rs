@@ -33,7 +33,7 @@ mod aya_map_type {
             names::BUCKET_V4 => ("LruHash", 4, 8),
             names::BUCKET_V6 => ("LruHash", 8, 8),
             names::STAMP => ("Array", 4, size_of::<ipwarden_common::Stamp>()),
-            names::AGG_BY_CPU => ("Array", 4, size_of::<ipwarden_common::AggCell>()),
+            names::AGG => ("PerCpuArray", 4, size_of::<ipwarden_common::AggCell>()),
             names::SIG_SEEN => ("PerCpuArray", 4, 8),
             names::DROPS => (
                 "PerCpuArray",
@@ -123,12 +123,6 @@ fn pinned_maps_match_the_common_abi() {
             names::INDEX_V4 | names::INDEX_V6 => {
                 assert_eq!(max, ipwarden_common::index::INDEX_BUCKETS);
                 // BPF_F_MMAPABLE: page-aligned values, one cache line per bucket.
-                assert_ne!(info.map_flags() & (1 << 10), 0, "{name} is not mmapable");
-            }
-            // One block of cells per possible CPU, summed through a mapping.
-            names::AGG_BY_CPU => {
-                let cpus = aya::util::nr_cpus().unwrap() as u32;
-                assert_eq!(max, ipwarden_common::aggregate::AGG_TOTAL * cpus);
                 assert_ne!(info.map_flags() & (1 << 10), 0, "{name} is not mmapable");
             }
             // The program's mark hash depends on this size; user space marks through a mapping.

@@ -11,7 +11,7 @@ use aya::programs::{
 use ipwarden_common::{LAYOUT_VERSION, Stamp};
 
 use super::{
-    DataplaneError, OBJECT, PinDir, agg,
+    DataplaneError, OBJECT, PinDir,
     loader::{AttachOptions, load, loaded_xdp, program_error, xdp_program},
     resize::{self, Resized},
     stamp,
@@ -73,8 +73,6 @@ pub fn adopt(opts: &AttachOptions) -> Result<Adoption, DataplaneError> {
     let differing = resize::differing(pins, &opts.capacities)?;
     let same_build = found.is_some_and(|s| s.build == opts.build);
     if same_build && differing.is_empty() {
-        // An earlier start may have swapped and stopped before removing them.
-        retire(pins);
         return Ok(Adoption::Kept);
     }
     if OBJECT.is_empty() {
@@ -153,7 +151,6 @@ pub fn adopt(opts: &AttachOptions) -> Result<Adoption, DataplaneError> {
         .map_err(|e| link_err("reading link info of", io::Error::other(e)))?
         .program_id();
     stamp::write(pins, &Stamp::new(opts.build, env!("CARGO_PKG_VERSION")))?;
-    retire(pins);
     for r in &resized {
         tracing::warn!(
             iface,
@@ -183,23 +180,4 @@ pub fn adopt(opts: &AttachOptions) -> Result<Adoption, DataplaneError> {
         new_program,
         resized,
     })
-}
-
-/// Removes the pins of maps an earlier release had and this build's program does not read. A
-/// pin left behind costs only its memory (it holds no decision), so a failure is logged and the
-/// start goes on; the next start tries again.
-fn retire(pins: &PinDir) {
-    match agg::retire(pins) {
-        Ok(0) => {}
-        Ok(removed) => tracing::info!(
-            iface = pins.iface(),
-            removed,
-            "removed the pins of maps an earlier release used"
-        ),
-        Err(e) => tracing::warn!(
-            iface = pins.iface(),
-            error = %super::error_chain(&e),
-            "the pins of maps an earlier release used could not be removed; they hold memory until detach"
-        ),
-    }
 }

@@ -15,7 +15,8 @@ use super::{
     Dataplane, DataplaneError,
     batch::{self, PercpuSpec},
     front::{
-        FRONT_V4, FRONT_V6, FrontMemo, FrontRead, Fronted, FrontedBy, SRC_V4, SRC_V6, fronted_in,
+        AGG, FRONT_V4, FRONT_V6, FrontMemo, FrontRead, Fronted, FrontedBy, SRC_V4, SRC_V6,
+        fronted_in,
     },
     maps::max_entries,
 };
@@ -299,7 +300,19 @@ impl Dataplane {
         let mut memo = crate::sync::lock(&self.agg_memo);
         if memo.0 != Some(seen) {
             let mut cells = vec![AggCell::default(); into.len()];
-            map.add_to(&mut cells)?;
+            batch::for_each_percpu(
+                map,
+                &AGG,
+                self.pins.iface(),
+                |index: u32, cpus: &[AggCell]| {
+                    if let Some(cell) = cells.get_mut(index as usize) {
+                        for c in cpus {
+                            cell.packets += c.packets;
+                            cell.syn += c.syn;
+                        }
+                    }
+                },
+            )?;
             *memo = (Some(seen), cells);
         }
         for (cell, c) in into.iter_mut().zip(&memo.1) {

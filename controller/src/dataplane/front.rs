@@ -2,7 +2,9 @@
 //! the per-CPU slots a source's packets wait in before they are flushed into the LRU map.
 
 use aya::maps::MapData;
-use ipwarden_common::{FrontV4, FrontV6, Pending, SrcStats, SrcStatsV6, SrcV4, SrcV6Prefix, names};
+use ipwarden_common::{
+    AggCell, FrontV4, FrontV6, Pending, SrcStats, SrcStatsV6, SrcV4, SrcV6Prefix, names,
+};
 
 use super::{
     DataplaneError,
@@ -17,6 +19,8 @@ pub(super) const SRC_V6: PercpuSpec<SrcV6Prefix, SrcStatsV6> =
 /// The front tables are indexed by slot.
 pub(super) const FRONT_V4: PercpuSpec<u32, FrontV4> = PercpuSpec::percpu_array(names::FRONT_V4);
 pub(super) const FRONT_V6: PercpuSpec<u32, FrontV6> = PercpuSpec::percpu_array(names::FRONT_V6);
+/// The aggregate cells, indexed by `ipwarden_common::aggregate::cell`.
+pub(super) const AGG: PercpuSpec<u32, AggCell> = PercpuSpec::percpu_array(names::AGG);
 
 /// What the front tables hold for one source, summed over CPUs.
 #[derive(Clone, Copy, Default)]

@@ -110,10 +110,7 @@ pub fn attach(opts: &AttachOptions) -> Result<Attached, DataplaneError> {
 
 /// Whether `pins` holds any map pin.
 fn has_map_pins(pins: &PinDir) -> bool {
-    names::MAPS
-        .iter()
-        .chain(&names::RETIRED)
-        .any(|name| pins.map(name).exists())
+    names::MAPS.iter().any(|name| pins.map(name).exists())
 }
 
 /// Removes every map pin under `pins` and its directory (and `<bpffs>/ipwarden` when it is
@@ -122,7 +119,7 @@ fn remove_pins(pins: &PinDir) -> Result<usize, DataplaneError> {
     // A resize that never reached its swap leaves staged pins nothing uses.
     super::resize::discard(pins)?;
     let mut removed = 0;
-    for name in names::MAPS.into_iter().chain(names::RETIRED) {
+    for name in names::MAPS {
         let path = pins.map(name);
         match std::fs::remove_file(&path) {
             Ok(()) => removed += 1,
@@ -214,18 +211,9 @@ pub(super) fn load(dir: &std::path::Path, capacities: &Capacities) -> Result<Ebp
     for (name, size) in capacities.by_name() {
         loader.map_max_entries(name, size);
     }
-    for (name, size) in machine_sizes()? {
-        loader.map_max_entries(name, size);
-    }
     loader.load(OBJECT).map_err(|source| DataplaneError::Load {
         source: Box::new(source),
     })
-}
-
-/// The sizes of the maps that follow the machine rather than the configuration (one block per
-/// possible CPU): every loader of the object must apply them besides the configured ones.
-pub fn machine_sizes() -> Result<[(&'static str, u32); 1], DataplaneError> {
-    Ok([(names::AGG_BY_CPU, super::agg::entries()?)])
 }
 
 /// Maps a program error on `iface` to a [`DataplaneError`] naming the operation.

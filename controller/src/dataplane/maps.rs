@@ -15,7 +15,6 @@ use ipwarden_common::{BlockEntry, DataplaneConfig, SrcV4, SrcV6Prefix, names};
 
 use super::{
     DataplaneError, PinDir,
-    agg::AggCells,
     batch::{self, PercpuSpec},
     front::{self, FrontMemo},
     index::{Index, Indexes},
@@ -42,9 +41,9 @@ pub struct Dataplane {
     /// Drops by origin; `None` for pins of a build before them (until the daemon upgrades the
     /// program, which creates the map).
     pub(super) drops: Option<PerCpuArray<MapData, ipwarden_common::stats::DropCount>>,
-    /// Aggregate counters; `None` for pins of a build before `AGG_BY_CPU` (until the daemon
+    /// Aggregate counters; `None` for pins of a build before aggregates (until the daemon
     /// upgrades the program, which creates the map).
-    pub(super) agg: Option<AggCells>,
+    pub(super) agg: Option<MapData>,
     /// TCP SYN signatures; `None` for pins of a build before them.
     pub(super) sigs: Option<
         HashMap<
@@ -72,7 +71,7 @@ pub struct Dataplane {
     /// poll does not read 2 × 16 384 slots per CPU again when no packet arrived since.
     pub(super) front_memo: std::sync::Mutex<FrontMemo>,
     /// The aggregate cells summed over CPUs as last read, and the packet count they were read
-    /// at: an idle host's poll does not sum 2 MiB of cells per CPU again.
+    /// at: an idle host's poll does not read 2 MiB of cells per CPU again.
     pub(super) agg_memo: std::sync::Mutex<(Option<u64>, Vec<ipwarden_common::AggCell>)>,
 }
 
@@ -218,8 +217,8 @@ impl Dataplane {
             } else {
                 None
             },
-            agg: if pins.map(names::AGG_BY_CPU).exists() {
-                Some(AggCells::open(open_pinned(pins, names::AGG_BY_CPU)?)?)
+            agg: if pins.map(names::AGG).exists() {
+                Some(open_raw(pins, &front::AGG)?)
             } else {
                 None
             },

@@ -8,7 +8,6 @@
 
 mod admit;
 mod adopt;
-mod agg;
 mod batch;
 mod capacities;
 mod config;
@@ -36,7 +35,6 @@ pub use counters::{GlobalCounters, READ_SLACK_PACKETS, SourceV4, SourceV6};
 pub use error::{DataplaneError, MapLayout};
 pub use loader::{
     AttachKind, AttachMode, AttachOptions, Attached, attach, detach, error_chain, is_attached,
-    machine_sizes,
 };
 pub use loud::{Counted, HintCounts, Loud};
 pub use maps::{Dataplane, Program};

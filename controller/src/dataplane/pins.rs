@@ -55,24 +55,6 @@ impl PinDir {
     pub fn link(&self) -> PathBuf {
         self.dir().join("link")
     }
-
-    /// The ids of the maps the program on this link reads (empty when it cannot be told).
-    pub(super) fn program_map_ids(&self) -> Vec<u32> {
-        use aya::programs::links::{FdLink, PinnedLink};
-        let Some(program_id) = PinnedLink::from_pin(self.link())
-            .ok()
-            .map(FdLink::from)
-            .and_then(|l| l.info().ok())
-            .map(|i| i.program_id())
-        else {
-            return Vec::new();
-        };
-        aya::programs::loaded_programs()
-            .flatten()
-            .find(|p| p.id() == program_id)
-            .and_then(|p| p.map_ids().ok().flatten())
-            .unwrap_or_default()
-    }
 }
 
 fn is_bpffs(path: &Path) -> io::Result<bool> {

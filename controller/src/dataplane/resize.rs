@@ -183,7 +183,7 @@ pub(super) fn recover(pins: &PinDir) -> Result<(), DataplaneError> {
     if !staged.dir().exists() {
         return Ok(());
     }
-    let in_use = pins.program_map_ids();
+    let in_use = program_map_ids(pins);
     let swapped = staged_names(&staged)?.iter().any(|name| {
         let id = |path: &Path| aya::maps::MapInfo::from_pin(path).ok().map(|i| i.id());
         let staged_id = id(&staged.map(name));
@@ -204,6 +204,24 @@ pub(super) fn recover(pins: &PinDir) -> Result<(), DataplaneError> {
         );
         discard(pins)
     }
+}
+
+/// The ids of the maps the program on `pins`'s link reads (empty when it cannot be told).
+fn program_map_ids(pins: &PinDir) -> Vec<u32> {
+    use aya::programs::links::{FdLink, PinnedLink};
+    let Some(program_id) = PinnedLink::from_pin(pins.link())
+        .ok()
+        .map(FdLink::from)
+        .and_then(|l| l.info().ok())
+        .map(|i| i.program_id())
+    else {
+        return Vec::new();
+    };
+    aya::programs::loaded_programs()
+        .flatten()
+        .find(|p| p.id() == program_id)
+        .and_then(|p| p.map_ids().ok().flatten())
+        .unwrap_or_default()
 }
 
 fn staged_names(staged: &PinDir) -> Result<Vec<String>, DataplaneError> {

@@ -274,14 +274,16 @@ fn ipwarden_variant(
     }
     let pins = PinDir::new(bpffs, dir);
     let caps = Capacities::default();
-    let mut sizes = vec![
-        (names::BLOCK_V4, caps.block_v4.max(entries as u32)),
-        (names::BLOCK_V6, caps.block_v6.max(entries as u32)),
-        (names::SRC_V4, src_capacity),
-        (names::SRC_V6, src_capacity),
-    ];
-    sizes.extend(ipwarden::dataplane::machine_sizes()?);
-    let mut ebpf = load(bytes, &pins.dir(), &sizes)?;
+    let mut ebpf = load(
+        bytes,
+        &pins.dir(),
+        &[
+            (names::BLOCK_V4, caps.block_v4.max(entries as u32)),
+            (names::BLOCK_V6, caps.block_v6.max(entries as u32)),
+            (names::SRC_V4, src_capacity),
+            (names::SRC_V6, src_capacity),
+        ],
+    )?;
     load_program(&mut ebpf, program)?;
     let mut dp = Dataplane::open(&pins)?;
     let prefixes = prefix_count(entries);
