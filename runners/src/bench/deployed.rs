@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use ipwarden::dataplane::{Dataplane, PinDir};
 use ipwarden_common::GlobalCounter;
 use ipwarden_tests::{BpfFs, Daemon, DaemonHome, Ipwarden};
+use nix::sys::signal::Signal;
 
 use super::{kernel, live, report, stats};
 
@@ -81,22 +82,19 @@ struct Run {
 
 /// The daemon stopped (`SIGSTOP`) while this lives: no poll, no hint read, the program on the
 /// interface as it was. Continued (`SIGCONT`) when dropped, whatever happened meanwhile.
-struct Paused(i32);
+struct Paused<'a>(&'a Daemon);
 
-impl Paused {
-    fn new(pid: i32) -> anyhow::Result<Self> {
-        // SAFETY: kill has no memory preconditions.
-        if unsafe { libc::kill(pid, libc::SIGSTOP) } != 0 {
-            return Err(std::io::Error::last_os_error()).context("pausing the daemon");
-        }
-        Ok(Self(pid))
+impl<'a> Paused<'a> {
+    fn new(daemon: &'a Daemon) -> Self {
+        daemon.signal(Signal::SIGSTOP);
+        Self(daemon)
     }
 }
 
-impl Drop for Paused {
+impl Drop for Paused<'_> {
     fn drop(&mut self) {
-        // SAFETY: as above.
-        unsafe { libc::kill(self.0, libc::SIGCONT) };
+        // Not `Daemon::signal`, which panics: a drop may run while an error unwinds.
+        let _ = nix::sys::signal::kill(self.0.pid(), Signal::SIGCONT);
     }
 }
 
@@ -139,7 +137,6 @@ fn daemon_runs(
         |dp: &Dataplane| -> anyhow::Result<u64> { Ok(dp.globals()?.get(GlobalCounter::Dropped)) };
     let mut samples = vec![Vec::new(); counts.len()];
     let mut paused = vec![Vec::new(); counts.len()];
-    let pid = daemon.pid().as_raw();
     let measured = (|| -> anyhow::Result<()> {
         for round in 0..rounds {
             eprintln!("live, deployed daemon: round {} of {rounds}", round + 1);
@@ -147,7 +144,7 @@ fn daemon_runs(
                 // Running and paused in turn, in an order that alternates with the round.
                 for k in 0..2 {
                     let pause = (k + round + c) % 2 == 1;
-                    let _paused = pause.then(|| Paused::new(pid)).transpose()?;
+                    let _paused = pause.then(|| Paused::new(&daemon));
                     let before = dropped(&dp)?;
                     let s = bed
                         .measure(
