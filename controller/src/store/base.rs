@@ -12,7 +12,9 @@ pub const FILE_NAME: &str = "ipwarden.redb";
 /// The schema this build writes. 1 (the first release, no `meta` table): decisions keyed by
 /// prefix alone. 2: decisions keyed by prefix and holder, a history table, a `meta` table.
 /// 3: sources' checkpoints in their own table (they shared `meta` with the schema version).
-pub const SCHEMA: u64 = 3;
+/// 4: plain decisions in a binary form (`value`), which schema 3 releases cannot read; the
+/// JSON values earlier schemas wrote are read as they are.
+pub const SCHEMA: u64 = 4;
 
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Schema 1's decisions, keyed by prefix: read once by the migration, then deleted.
@@ -67,6 +69,13 @@ pub enum StoreError {
         op: &'static str,
         #[source]
         source: Box<redb::Error>,
+    },
+    /// A stored record in ipwarden's own binary form does not decode.
+    #[error("state database holds an unreadable {table} record for {key}: {why}")]
+    Malformed {
+        table: &'static str,
+        key: String,
+        why: &'static str,
     },
     /// A stored record does not decode.
     #[error("state database holds an unreadable {table} record for {key}")]

@@ -38,48 +38,6 @@ impl Interner {
     }
 }
 
-/// Writes from this many decisions on serialize on a second thread while the tree takes them
-/// (a million: 0.33 s of JSON next to 1 s of inserts); below, a thread costs more than it saves.
-const PIPELINE_FROM: usize = 4096;
-
-/// Decisions serialized per chunk handed from the serializing thread to the writer.
-const PIPELINE_CHUNK: usize = 1024;
-
-/// Calls `insert(key, json)` for every decision of `keyed`, in order, while a scoped thread
-/// serializes the chunks ahead (at most two chunks in flight, so memory stays a few hundred KiB).
-fn pipelined(
-    keyed: &[(String, &Decision)],
-    mut insert: impl FnMut(&str, &[u8]) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
-    std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, Vec<usize>)>(2);
-        scope.spawn(move || {
-            for chunk in keyed.chunks(PIPELINE_CHUNK) {
-                let mut bytes = Vec::with_capacity(chunk.len() * 192);
-                let mut ends = Vec::with_capacity(chunk.len());
-                for (_, d) in chunk {
-                    serde_json::to_writer(&mut bytes, d).expect("decisions serialize");
-                    ends.push(bytes.len());
-                }
-                // The writer stopped on an error: nothing more to do.
-                if tx.send((bytes, ends)).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut keys = keyed.iter().map(|(k, _)| k.as_str());
-        for (bytes, ends) in rx {
-            let mut start = 0;
-            for end in ends {
-                let key = keys.next().expect("one serialized value per key");
-                insert(key, &bytes[start..end])?;
-                start = end;
-            }
-        }
-        Ok(())
-    })
-}
-
 /// The key of an ended decision: `prefix|ended ms (20 digits)|origin|source`, so a prefix's
 /// history is one range, in time order.
 pub(super) fn history_key(e: &Ended) -> String {
@@ -129,23 +87,17 @@ impl Store {
             }
             // In key order: a large write then walks the tree's pages once, in order, where
             // random order would evict dirty pages from the small page cache (`CACHE_BYTES`) and
-            // read them back (a million decisions: 1.7 s instead of 2.8 s for this loop).
+            // read them back (a million decisions as JSON: 1.7 s instead of 2.8 s for this loop).
             let mut keyed: Vec<(String, &Decision)> = put
                 .iter()
                 .map(|d| (decision_key(&d.prefix, &d.holder()), *d))
                 .collect();
             keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            if keyed.len() < PIPELINE_FROM {
-                let mut bytes = Vec::with_capacity(256);
-                for (key, d) in &keyed {
-                    bytes.clear();
-                    serde_json::to_writer(&mut bytes, d).expect("decisions serialize");
-                    db!("insert", t.insert(key.as_str(), bytes.as_slice()))?;
-                }
-            } else {
-                pipelined(&keyed, |key, bytes| {
-                    db!("insert", t.insert(key, bytes)).map(drop)
-                })?;
+            let mut bytes = Vec::with_capacity(256);
+            for (key, d) in &keyed {
+                bytes.clear();
+                super::value::encode(d, &mut bytes);
+                db!("insert", t.insert(key.as_str(), bytes.as_slice()))?;
             }
         }
         db!("commit", tx.commit())
@@ -159,7 +111,7 @@ impl Store {
         let mut shared = Interner::default();
         for item in db!("read", t.iter())? {
             let (k, v) = db!("read", item)?;
-            let mut d: Decision = decode("decision", k.value(), v.value())?;
+            let mut d = super::value::decode(k.value(), v.value())?;
             shared.intern(&mut d.reason);
             if let Some(s) = &mut d.source {
                 shared.intern(s);

@@ -14,6 +14,7 @@ mod decisions;
 mod open;
 #[cfg(test)]
 mod tests;
+mod value;
 
 pub use answers::{Answers, CachedAnswer};
 pub use base::{CACHE_BYTES, FILE_NAME, SCHEMA, Store, StoreError, holders_of};

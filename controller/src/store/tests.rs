@@ -3,7 +3,7 @@
 use ipnet::IpNet;
 
 use super::{
-    base::{ALLOW, DECISIONS_V1, META},
+    base::{ALLOW, DECISIONS, DECISIONS_V1, META},
     *,
 };
 use crate::{
@@ -159,6 +159,56 @@ fn a_schema_1_database_is_migrated_once_with_every_decision() {
     let again = Store::open(dir.path()).unwrap();
     assert_eq!(again.migrated(), None, "migrated once");
     assert_eq!(again.decisions().unwrap().len(), 2);
+}
+
+/// What schema 3 left: every decision as JSON. Read as it is, beside what schema 4 writes in
+/// its binary form, and the file is marked schema 4 (which a schema 3 release refuses).
+#[test]
+fn a_schema_3_database_keeps_its_json_decisions_beside_new_binary_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = decision("203.0.113.7/32");
+    {
+        let db = redb::Database::create(dir.path().join(FILE_NAME)).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut t = tx.open_table(DECISIONS).unwrap();
+            let bytes = serde_json::to_vec(&old).unwrap();
+            t.insert(
+                decision_key(&old.prefix, &old.holder()).as_str(),
+                bytes.as_slice(),
+            )
+            .unwrap();
+            tx.open_table(META).unwrap().insert("schema", 3).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let new = decision("2001:db8:2::/64");
+    {
+        let s = Store::open(dir.path()).unwrap();
+        s.put_decisions(&[&new]).unwrap();
+    }
+    let s = Store::open(dir.path()).unwrap();
+    let mut got = s.decisions().unwrap();
+    got.sort_by_key(|d| d.prefix);
+    assert_eq!(got, vec![old, new]);
+    use redb::{ReadableDatabase as _, ReadableTable as _};
+    let tx = s.db.begin_read().unwrap();
+    let schema = tx
+        .open_table(META)
+        .unwrap()
+        .get("schema")
+        .unwrap()
+        .unwrap()
+        .value();
+    assert_eq!(schema, 4);
+    let t = tx.open_table(DECISIONS).unwrap();
+    let firsts: Vec<u8> = t.iter().unwrap().map(|i| i.unwrap().1.value()[0]).collect();
+    // Keys in order: 2001:db8:2::/64 (new, binary), then 203.0.113.7/32 (old, JSON).
+    assert_eq!(
+        firsts,
+        vec![1, b'{'],
+        "the old value as it was, the new one binary"
+    );
 }
 
 #[test]

@@ -106,6 +106,9 @@ pub struct EngineScale {
     /// `explain` asks), IPv4 and IPv6 alike, with the decisions loaded.
     pub covering_us: f64,
     pub peak_rss_mb: f64,
+    /// Seconds a restart takes to read the decisions back from the store (after the peak
+    /// RSS is taken: a second copy is read while the first is dropped).
+    pub reload_s: f64,
 }
 
 /// Child process body: an engine with `decisions` bulk-loaded decisions, then `sources`
@@ -173,12 +176,21 @@ pub fn probe_engine(
         engine.tick(p.now_ns, p.readings, Duration::ZERO);
     }
     let (_, rss) = usage();
+    drop(engine);
+    let t0 = Instant::now();
+    let read = Store::open(state)?.decisions()?.len();
+    let reload = t0.elapsed();
+    anyhow::ensure!(
+        read == decisions,
+        "{read} decisions read back of {decisions}"
+    );
     Ok(EngineScale {
         decisions,
         sources: per_family * 2,
         bulk_load_s: bulk.as_secs_f64(),
         covering_us: covering.as_secs_f64() * 1e6 / f64::from(LOOKUPS),
         peak_rss_mb: rss as f64 / 1e6,
+        reload_s: reload.as_secs_f64(),
     })
 }
 
