@@ -104,7 +104,7 @@ async fn decisions_reach_peers_and_deletions_follow() {
         SourceEvent::ReplaceOrigin { origin: Origin::Fleet, ref decisions } if decisions.is_empty()
     ));
     let d = velocity("203.0.113.7/32");
-    a.fleet.outbox.changed(std::slice::from_ref(&d), &[]);
+    a.fleet.outbox.changed(&[&d], &[]);
     let got = proposed(b.next().await);
     assert_eq!(got.len(), 1);
     let f = &got[0];
@@ -136,7 +136,7 @@ async fn decisions_reach_peers_and_deletions_follow() {
     let mut hearsay = velocity("198.51.100.10/32");
     hearsay.origin = Origin::Ipasis;
     hearsay.answer_from = Some("edge-b".into());
-    a.fleet.outbox.changed(&[relayed, hearsay], &[]);
+    a.fleet.outbox.changed(&[&relayed, &hearsay], &[]);
     // The lift propagates as a withdrawal of that holder.
     a.fleet.outbox.changed(
         &[],
@@ -196,7 +196,7 @@ async fn a_joiner_takes_the_contents_and_a_restarted_host_resumes_after_its_revi
     drop(c);
     // While C is away, A makes another decision.
     let second = velocity("203.0.113.8/32");
-    a.fleet.outbox.changed(std::slice::from_ref(&second), &[]);
+    a.fleet.outbox.changed(&[&second], &[]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut c = host(&cfg, "edge-c", Some(rev), Vec::new()).await;
     let got = proposed(c.next().await);
@@ -235,7 +235,7 @@ async fn changes_made_while_the_server_is_down_reach_every_peer_within_the_bound
         }
         let heard_before = hosts[1].fleet.link.view().last_heard_unix_ms.unwrap();
         let d = velocity(&format!("192.0.2.{}/32", 70 + round));
-        hosts[0].fleet.outbox.changed(std::slice::from_ref(&d), &[]);
+        hosts[0].fleet.outbox.changed(&[&d], &[]);
         // The last outage is long enough for every backoff to reach its ceiling.
         let outage = if round == 2 { 4000 } else { 300 };
         tokio::time::sleep(Duration::from_millis(outage)).await;
@@ -435,9 +435,9 @@ async fn a_second_machine_with_a_held_host_id_publishes_and_applies_nothing() {
     // What it decides is not published (its key would be edge-a's) ...
     twin.fleet
         .outbox
-        .changed(&[velocity("203.0.113.66/32")], &[]);
+        .changed(&[&velocity("203.0.113.66/32")], &[]);
     // ... and peers' decisions are not applied under the borrowed id.
-    b.fleet.outbox.changed(&[velocity("203.0.113.77/32")], &[]);
+    b.fleet.outbox.changed(&[&velocity("203.0.113.77/32")], &[]);
     let got = proposed(a.next().await);
     assert_eq!(got[0].prefix, net("203.0.113.77/32"));
     assert!(
@@ -509,7 +509,7 @@ async fn deletion_markers_older_than_max_ttl_are_purged() {
     a.connected().await;
     let d = velocity("203.0.113.5/32");
     let key = fleet::keys::decision_key("edge-a", &d.holder(), &d.prefix);
-    a.fleet.outbox.changed(std::slice::from_ref(&d), &[]);
+    a.fleet.outbox.changed(&[&d], &[]);
     a.fleet.outbox.changed(
         &[],
         &[Ended {

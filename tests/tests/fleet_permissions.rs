@@ -109,7 +109,7 @@ async fn a_host_writes_only_its_own_keys() {
     assert!(matches!(ha.next().await, SourceEvent::ReplaceOrigin { .. }));
     assert!(matches!(hb.next().await, SourceEvent::ReplaceOrigin { .. }));
     let d = velocity("203.0.113.9/32");
-    hb.fleet.outbox.changed(std::slice::from_ref(&d), &[]);
+    hb.fleet.outbox.changed(&[&d], &[]);
     match ha.next().await {
         SourceEvent::Propose(got) => assert_eq!(got[0].prefix, d.prefix),
         other => panic!("expected B's decision, got {other:?}"),

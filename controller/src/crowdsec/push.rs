@@ -37,12 +37,12 @@ pub struct Pusher {
 }
 
 impl Sink for Pusher {
-    fn changed(&mut self, put: &[Decision], _ended: &[Ended]) {
+    fn changed(&mut self, put: &[&Decision], _ended: &[Ended]) {
         for d in put
             .iter()
             .filter(|d| matches!(d.origin, Origin::Velocity | Origin::Ipasis))
         {
-            if self.tx.try_send(d.clone()).is_err() {
+            if self.tx.try_send((*d).clone()).is_err() {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -7,7 +7,8 @@
 //! [`Engine::apply`]): a source proposes and withdraws decisions under its holder; the engine
 //! checks, stores, projects and logs, once.
 //!
-//! Modules: `state` (the engine and its one commit path), `book` (decisions by prefix and
+//! Modules: `state` (the engine and its one commit path), `bulk` (a large commit, the store
+//! writing beside the book and the planes), `book` (decisions by prefix and
 //! holder), `planes` (the enforcement trait and the every-interface wrapper), `memory` (an
 //! in-memory enforcer for tests), `events` (what sources send), `propose` (the rule set),
 //! `allow` (runtime allowlist changes), `sink` (where committed changes go besides planes),
@@ -18,6 +19,7 @@
 mod allow;
 mod book;
 pub mod bounds;
+mod bulk;
 mod due;
 mod error;
 mod events;

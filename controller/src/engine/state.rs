@@ -1,7 +1,8 @@
 //! The engine's state and the one path every change takes ([`Engine::commit`]): a change is
-//! written to the store (durably), then to the planes, then to memory, before the caller is
-//! answered. An acknowledged change survives a crash; a crash between store and planes is
-//! repaired by `restore`, and a plane that fails is rebuilt from the book at the next tick.
+//! written to the store (durably), then to memory and the planes, before the caller is
+//! answered (a large one is written to the store beside the others: `bulk`). An acknowledged
+//! change survives a crash; a crash between store and planes is repaired by `restore`, and a
+//! plane that fails is rebuilt from the book at the next tick.
 
 use std::{collections::VecDeque, time::Duration};
 
@@ -31,6 +32,21 @@ pub struct Restored {
     pub allow: usize,
 }
 
+/// What [`super::Engine::enter_book_and_planes`] did, for an undo.
+pub(super) struct Taken {
+    /// The prefixes touched, in order, once each.
+    pub touched: Vec<IpNet>,
+    /// The decisions the change replaced (only when asked to keep them).
+    pub replaced: Vec<Decision>,
+}
+
+/// A commit putting at least this many decisions takes the bulk path (`bulk`): below, a thread
+/// costs more than it saves. Unit tests take it from a few decisions, so that theirs cover it.
+#[cfg(not(test))]
+pub(super) const BULK_FROM: usize = super::book::COMPACT_FROM;
+#[cfg(test)]
+pub(super) const BULK_FROM: usize = 64;
+
 /// How many warnings `status` keeps.
 const WARNINGS: usize = 20;
 
@@ -43,7 +59,8 @@ const COMPACT_FROM: usize = super::book::COMPACT_FROM;
 
 pub struct Engine {
     pub(super) cfg: Config,
-    pub(super) store: Store,
+    /// Shared with the thread that writes a bulk change (see `bulk`).
+    pub(super) store: std::sync::Arc<Store>,
     pub(super) planes: Planes,
     pub(super) book: Book,
     pub(super) allow: Allowlist,
@@ -57,7 +74,7 @@ pub struct Engine {
     /// only).
     pub(super) restored: bool,
     last_prune_ms: u64,
-    sinks: Vec<Box<dyn Sink>>,
+    pub(super) sinks: Vec<Box<dyn Sink>>,
     /// What the kernel holds of the book (shadowed and left-out prefixes, map fill).
     pub(super) projection: Projection,
     /// Replacements in progress (`SourceEvent::ReplaceBegin`), with what they kept so far.
@@ -71,7 +88,7 @@ pub struct Engine {
     pub(super) checkpoint_held: Option<String>,
     /// Prefixes whose last decision ended since [`Engine::take_ended`]: a source there starts a
     /// new episode (detection judges it afresh if it floods again).
-    ended: Vec<IpNet>,
+    pub(super) ended: Vec<IpNet>,
 }
 
 impl Engine {
@@ -83,7 +100,7 @@ impl Engine {
         Self {
             projection,
             cfg,
-            store,
+            store: std::sync::Arc::new(store),
             planes,
             book: Book::default(),
             allow,
@@ -321,7 +338,8 @@ impl Engine {
     /// told to the sinks, moved into the book (which owns them: no copy), then what that
     /// changes of the kernel's projection (see `projection`) to the planes. A plane that fails
     /// is marked out of sync (rebuilt at the next tick) and warned about; the change stands,
-    /// since it is stored.
+    /// since it is stored. A large change takes [`Engine::commit_bulk`]: the same steps, with
+    /// the store's write beside the book's and the planes'.
     pub(super) fn commit(
         &mut self,
         put: Vec<Decision>,
@@ -330,14 +348,45 @@ impl Engine {
         if put.is_empty() && ended.is_empty() {
             return Ok(());
         }
-        self.store.write(&put.iter().collect::<Vec<_>>(), &ended)?;
-        // The sinks hear of what is durable first: then the book takes the decisions.
-        for sink in &mut self.sinks {
-            sink.changed(&put, &ended);
+        if put.len() >= BULK_FROM {
+            return self.commit_bulk(put, ended);
         }
+        self.commit_in_turn(put, ended)
+    }
+
+    /// [`Engine::commit`]'s ordinary path: the store, the sinks, the book and the planes in turn.
+    pub(super) fn commit_in_turn(
+        &mut self,
+        put: Vec<Decision>,
+        ended: Vec<Ended>,
+    ) -> Result<(), EngineError> {
+        let refs: Vec<&Decision> = put.iter().collect();
+        self.store.write(&refs, &ended)?;
+        // The sinks hear of what is durable first: then the book takes the decisions.
+        self.tell_sinks(&refs, &ended);
+        drop(refs);
+        self.enter_book_and_planes(put, &ended, false);
+        Ok(())
+    }
+
+    /// Tells every sink of a committed change.
+    pub(super) fn tell_sinks(&mut self, put: &[&Decision], ended: &[Ended]) {
+        for sink in &mut self.sinks {
+            sink.changed(put, ended);
+        }
+    }
+
+    /// A change's book and planes part (see [`Engine::commit`]): the decisions `put` replaced
+    /// when `keep_replaced` (to undo it), and the prefixes it touched, in order.
+    pub(super) fn enter_book_and_planes(
+        &mut self,
+        put: Vec<Decision>,
+        ended: &[Ended],
+        keep_replaced: bool,
+    ) -> Taken {
         let now = now_unix_ms();
         let mut touched: Vec<IpNet> = Vec::with_capacity(put.len() + ended.len());
-        for e in &ended {
+        for e in ended {
             let d = &e.decision;
             if self.book.remove(&d.prefix, &d.holder()).is_some() {
                 self.peer_count(d.peer(), -1);
@@ -349,14 +398,17 @@ impl Engine {
             touched.push(d.prefix);
         }
         let bulk = put.len() >= COMPACT_FROM && put.len() * 4 >= self.book.len();
+        let mut replaced = Vec::new();
         for d in super::shed::shed(put) {
             if !self.book.contains_prefix(&d.prefix) {
                 self.projection.added(&d.prefix);
             }
             touched.push(d.prefix);
             let peer = d.peer().map(str::to_owned);
-            if self.book.insert(d).is_none() {
-                self.peer_count(peer.as_deref(), 1);
+            match self.book.insert(d) {
+                None => self.peer_count(peer.as_deref(), 1),
+                Some(old) if keep_replaced => replaced.push(old),
+                Some(_) => {}
             }
         }
         if bulk {
@@ -370,10 +422,10 @@ impl Engine {
             e.put_rules(&puts)
         });
         if bulk {
-            drop((puts, removes, touched));
+            drop((puts, removes));
             crate::heap::give_back();
         }
-        Ok(())
+        Taken { touched, replaced }
     }
 
     /// Applies a new configuration: the decision limits, the configured allowlist and the
@@ -478,7 +530,7 @@ impl Engine {
     }
 
     /// Keeps the per-peer counts: `host` is a fleet decision's peer (`None` for any other).
-    fn peer_count(&mut self, host: Option<&str>, by: isize) {
+    pub(super) fn peer_count(&mut self, host: Option<&str>, by: isize) {
         let Some(host) = host else {
             return;
         };

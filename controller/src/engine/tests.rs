@@ -7,6 +7,8 @@ use ipnet::IpNet;
 use tempfile::TempDir;
 
 use super::*;
+
+mod bulk;
 use crate::{
     config::Config,
     dataplane::Capacities,

@@ -81,9 +81,9 @@ impl Outbox {
 }
 
 impl Sink for Outbox {
-    fn changed(&mut self, put: &[Decision], ended: &[Ended]) {
+    fn changed(&mut self, put: &[&Decision], ended: &[Ended]) {
         for d in put.iter().filter(|d| shared(&self.origins, d)) {
-            self.send(Change::Put(d.clone()));
+            self.send(Change::Put((*d).clone()));
         }
         for e in ended
             .iter()

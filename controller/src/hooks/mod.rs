@@ -87,7 +87,7 @@ pub struct Hook {
 }
 
 impl Sink for Hook {
-    fn changed(&mut self, put: &[Decision], ended: &[Ended]) {
+    fn changed(&mut self, put: &[&Decision], ended: &[Ended]) {
         for e in ended {
             let d = &e.decision;
             self.told
@@ -106,7 +106,7 @@ impl Sink for Hook {
             {
                 continue; // a renewal or an extension: told already
             }
-            if self.tx.try_send(d.clone()).is_err() {
+            if self.tx.try_send((*d).clone()).is_err() {
                 self.counts.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }

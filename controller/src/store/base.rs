@@ -123,6 +123,9 @@ pub struct Store {
     /// Write transactions committed or begun since opening: each is one fsync, and tests check
     /// that a poll's decisions cost one.
     pub(super) writes: std::sync::atomic::AtomicU64,
+    /// Tests: set, every write fails from its start, as on a full disk.
+    #[cfg(test)]
+    pub(crate) fail_writes: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -130,6 +133,12 @@ impl Store {
     pub(super) fn begin_write(&self) -> Result<redb::WriteTransaction, redb::TransactionError> {
         self.writes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        #[cfg(test)]
+        if self.fail_writes.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(redb::TransactionError::Storage(redb::StorageError::Io(
+                std::io::Error::other("injected by a test: no space left"),
+            )));
+        }
         self.db.begin_write()
     }
 

@@ -4,18 +4,22 @@
 //! survives a crash or a reboot.
 //!
 //! Modules: `base` (the file, tables, errors, transactions), `open` (opening and migrating
-//! what older releases left), one module per kind of record.
+//! what older releases left), `keys` (the tables' keys), `value` (a decision's stored form),
+//! `prepared` (a write encoded before the database is touched), one module per kind of record.
 
 mod allow;
 mod answers;
 mod base;
 mod checkpoints;
 mod decisions;
+mod keys;
 mod open;
+mod prepared;
 #[cfg(test)]
 mod tests;
 mod value;
 
 pub use answers::{Answers, CachedAnswer};
 pub use base::{CACHE_BYTES, FILE_NAME, SCHEMA, Store, StoreError, holders_of};
-pub use decisions::decision_key;
+pub use keys::decision_key;
+pub use prepared::Prepared;

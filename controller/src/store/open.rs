@@ -9,7 +9,7 @@ use super::{
         ALLOW, ANSWERS, CACHE_BYTES, CHECKPOINTS, DECISIONS, DECISIONS_V1, FILE_NAME, HISTORY,
         META, SCHEMA, Store, StoreError, db, decode,
     },
-    decisions::decision_key,
+    keys::decision_key,
 };
 use crate::decision::Decision;
 
@@ -41,6 +41,8 @@ impl Store {
             path,
             migrated: None,
             writes: std::sync::atomic::AtomicU64::new(0),
+            #[cfg(test)]
+            fail_writes: Default::default(),
         };
         let tx = db!("begin", store.db.begin_write())?;
         let found = {

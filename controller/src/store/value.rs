@@ -11,7 +11,8 @@
 //! reason's UTF-8 to the end. Integers are little endian.
 
 use super::base::StoreError;
-use crate::decision::{Action, ChallengeRate, Decision, Origin, Text};
+
+use crate::decision::{Action, ChallengeRate, Decision, Holder, Text};
 
 /// The first byte of the plain form. JSON values begin with `{`, so the two cannot be confused.
 const PLAIN: u8 = 1;
@@ -82,16 +83,7 @@ pub(super) fn decode(key: &str, bytes: &[u8]) -> Result<Decision, StoreError> {
 }
 
 fn plain(key: &str, b: &[u8]) -> Result<Decision, &'static str> {
-    let mut parts = key.splitn(3, '|');
-    let prefix = parts
-        .next()
-        .and_then(|p| p.parse().ok())
-        .ok_or("its key names no prefix")?;
-    let origin = parts
-        .next()
-        .and_then(|o| Origin::ALL.into_iter().find(|x| x.name() == o))
-        .ok_or("its key names no known origin")?;
-    let source = parts.next().ok_or("its key names no source")?;
+    let (prefix, Holder { origin, source }) = super::keys::key_parts(key)?;
     let (&action, b) = b.split_first().ok_or("it ends before its action")?;
     let action = action_of(action).ok_or("its action is unknown")?;
     let (created, b) = u64_at(b).ok_or("it ends before its creation time")?;
@@ -115,7 +107,7 @@ fn plain(key: &str, b: &[u8]) -> Result<Decision, &'static str> {
         prefix,
         action,
         origin,
-        source: (!source.is_empty()).then(|| Text::from(source)),
+        source,
         reason: Text::from(reason),
         score: None,
         factors: Box::default(),
@@ -143,7 +135,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        decision::{Holder, Recidive},
+        decision::{Origin, Recidive},
         store::decision_key,
     };
 

@@ -174,7 +174,7 @@ impl Inner {
 struct TableSink(Table);
 
 impl Sink for TableSink {
-    fn changed(&mut self, put: &[Decision], ended: &[Ended]) {
+    fn changed(&mut self, put: &[&Decision], ended: &[Ended]) {
         let mut inner = self.0.write();
         for e in ended {
             inner.end(&e.decision);
@@ -226,7 +226,7 @@ mod tests {
         assert_eq!(action(&t, "198.51.100.1", 2_000), None);
         let mut sink = t.sink();
         let block = d("203.0.0.0/16", Action::Block, Origin::Manual, None);
-        sink.changed(std::slice::from_ref(&block), &[]);
+        sink.changed(&[&block], &[]);
         assert_eq!(action(&t, "203.0.113.7", 2_000), Some(Action::Block));
         sink.changed(
             &[],
