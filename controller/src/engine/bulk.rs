@@ -9,7 +9,10 @@
 //! between store and planes in the ordinary path. If the store refuses the write, the book, the
 //! projection and the planes are put back as they were, and the error is the caller's.
 
-use super::{EngineError, state::Taken};
+use super::{
+    EngineError,
+    state::{Taken, tell},
+};
 use crate::{
     decision::{Decision, Ended, now_unix_ms},
     store::Prepared,
@@ -57,13 +60,8 @@ impl super::Engine {
             .put_holders()
             .filter_map(|(prefix, holder)| self.book.get(&prefix, &holder))
             .collect();
-        // The sinks are told from the book, which holds the decisions now: taken aside so that
-        // the book can be read while they are told.
-        let mut sinks = std::mem::take(&mut self.sinks);
-        for sink in &mut sinks {
-            sink.changed(&put, &ended);
-        }
-        self.sinks = sinks;
+        // The sinks are told from the book, which holds the decisions now.
+        tell(&mut self.sinks, &put, &ended);
         Ok(())
     }
 

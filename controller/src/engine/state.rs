@@ -47,6 +47,14 @@ pub(super) const BULK_FROM: usize = super::book::COMPACT_FROM;
 #[cfg(test)]
 pub(super) const BULK_FROM: usize = 64;
 
+/// Tells every sink of a committed change. A function of the sinks alone, so that a bulk
+/// commit can tell them of decisions it reads from the book.
+pub(super) fn tell(sinks: &mut [Box<dyn Sink>], put: &[&Decision], ended: &[Ended]) {
+    for sink in sinks {
+        sink.changed(put, ended);
+    }
+}
+
 /// How many warnings `status` keeps.
 const WARNINGS: usize = 20;
 
@@ -363,17 +371,10 @@ impl Engine {
         let refs: Vec<&Decision> = put.iter().collect();
         self.store.write(&refs, &ended)?;
         // The sinks hear of what is durable first: then the book takes the decisions.
-        self.tell_sinks(&refs, &ended);
+        tell(&mut self.sinks, &refs, &ended);
         drop(refs);
         self.enter_book_and_planes(put, &ended, false);
         Ok(())
-    }
-
-    /// Tells every sink of a committed change.
-    pub(super) fn tell_sinks(&mut self, put: &[&Decision], ended: &[Ended]) {
-        for sink in &mut self.sinks {
-            sink.changed(put, ended);
-        }
     }
 
     /// A change's book and planes part (see [`Engine::commit`]): the decisions `put` replaced
