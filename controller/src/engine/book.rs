@@ -23,16 +23,25 @@ pub fn strongest(holders: &[Decision]) -> Option<&Decision> {
 
 /// The book compacts its tree (see [`Book::compact`]) each time it has grown by half since the
 /// last compaction, from this many decisions on: a tree filled one insert at a time holds its
-/// decisions in nodes two-thirds full, 290 MB at a million instead of 160. Compacting at each
-/// half's growth moves each decision three times in all, and keeps the tree within a fifth of
-/// its compact size, whether a bulk load or a restart fills it.
+/// entries in nodes two-thirds full. Compacting at each half's growth moves each entry three
+/// times in all, and keeps the tree within a fifth of its compact size, whether a bulk load or
+/// a restart fills it. The tree holds slot numbers, not decisions, so those moves are cheap.
 pub const COMPACT_FROM: usize = 65_536;
 
-/// Live decisions by prefix; each prefix's holders inline in the tree when there is one (see
-/// [`Holders`]).
+/// Live decisions by prefix. The tree maps each prefix to a slot of `slots`, where its holders
+/// are (inline when there is one, see [`Holders`]).
+///
+/// Why not the holders in the tree itself: a tree node moves its entries on every insert into
+/// it, every split and every compaction, and a decision is 136 bytes. With 4-byte slot numbers
+/// in the tree, a million fresh decisions cost one move each into `slots` (a bulk load's
+/// took 0.75–0.98 s, most of it moving decisions between nodes), and the tree of a million
+/// prefixes is about 25 MB.
 #[derive(Debug, Default)]
 pub struct Book {
-    by_prefix: BTreeMap<IpNet, Holders>,
+    by_prefix: BTreeMap<IpNet, u32>,
+    /// Each prefix's holders; `None` for a free slot (listed in `free`).
+    slots: Vec<Option<Holders>>,
+    free: Vec<u32>,
     len: usize,
     /// The size at which the tree is next compacted (0: not yet set).
     compact_at: usize,
@@ -95,23 +104,57 @@ impl Book {
         }
     }
 
+    /// The holders in slot `at` (a slot the tree names is never free).
+    fn slot(&self, at: u32) -> &Holders {
+        self.slots[at as usize]
+            .as_ref()
+            .expect("the tree names held slots only")
+    }
+
+    /// A slot for a new prefix's holders: a free one, or a new one.
+    fn take_slot(slots: &mut Vec<Option<Holders>>, free: &mut Vec<u32>, holders: Holders) -> u32 {
+        match free.pop() {
+            Some(at) => {
+                slots[at as usize] = Some(holders);
+                at
+            }
+            None => {
+                let at = u32::try_from(slots.len()).expect("fewer than 2^32 prefixes");
+                slots.push(Some(holders));
+                at
+            }
+        }
+    }
+
     /// Adds a decision, replacing its holder's earlier one on the prefix (returned).
     pub fn insert(&mut self, d: Decision) -> Option<Decision> {
+        self.insert_noting(d).0
+    }
+
+    /// [`Book::insert`], and whether the prefix is new to the book.
+    pub fn insert_noting(&mut self, d: Decision) -> (Option<Decision>, bool) {
         *self.counts.entry((d.origin, d.action)).or_default() += 1;
         let (prefix, expires) = (d.prefix, d.expires_unix_ms);
         self.due.added(expires, prefix);
-        let holders = match self.by_prefix.entry(prefix) {
+        let at = match self.by_prefix.entry(prefix) {
             Entry::Vacant(v) => {
-                v.insert(Holders::One(d));
+                v.insert(Self::take_slot(
+                    &mut self.slots,
+                    &mut self.free,
+                    Holders::One(d),
+                ));
                 self.lengths.0[Lengths::at(&prefix)] += 1;
                 self.len += 1;
                 if self.len >= self.compact_at.max(COMPACT_FROM) {
                     self.compact();
                 }
-                return None;
+                return (None, true);
             }
-            Entry::Occupied(o) => o.into_mut(),
+            Entry::Occupied(o) => *o.get(),
         };
+        let holders = self.slots[at as usize]
+            .as_mut()
+            .expect("the tree names held slots only");
         let old = match holders
             .as_mut_slice()
             .iter_mut()
@@ -132,23 +175,37 @@ impl Book {
             self.due.removed(o.expires_unix_ms, prefix, shares);
             self.uncount(o);
         }
-        old
+        (old, false)
     }
 
     /// Rebuilds the prefix tree with full nodes. Inserted one by one, as a bulk load is, a
     /// B-tree's nodes end half full; rebuilt from its own sorted contents, full. Worth it after
-    /// a large batch only: O(n).
+    /// a large batch only: O(n). When most slots are free (a mass expiry), the slots are packed
+    /// too, so the memory of decisions long gone is given back.
     ///
     /// Through `append`, which builds the new tree from the old one's iterator and frees the
-    /// old nodes as it goes; `collect` would first gather every entry into one vector (150 MB
-    /// more at a million prefixes).
+    /// old nodes as it goes; `collect` would first gather every entry into one vector.
     pub fn compact(&mut self) {
         let mut old = std::mem::take(&mut self.by_prefix);
-        if let Some((prefix, holders)) = old.pop_first() {
-            self.by_prefix.insert(prefix, holders);
+        if let Some((prefix, at)) = old.pop_first() {
+            self.by_prefix.insert(prefix, at);
             self.by_prefix.append(&mut old);
         }
+        if self.free.len() > COMPACT_FROM && self.free.len() > self.slots.len() / 2 {
+            self.pack();
+        }
         self.compact_at = self.len.max(COMPACT_FROM) / 2 * 3;
+    }
+
+    /// Moves the held slots to the front, in prefix order, and frees the rest.
+    fn pack(&mut self) {
+        let mut packed = Vec::with_capacity(self.by_prefix.len());
+        for at in self.by_prefix.values_mut() {
+            packed.push(self.slots[*at as usize].take());
+            *at = u32::try_from(packed.len() - 1).expect("fewer than 2^32 prefixes");
+        }
+        self.slots = packed;
+        self.free = Vec::new();
     }
 
     /// Removes a holder's decision on exactly `prefix`.
@@ -156,8 +213,13 @@ impl Book {
         let Entry::Occupied(e) = self.by_prefix.entry(*prefix) else {
             return None;
         };
-        let at = e.get().as_slice().iter().position(|d| d.held_by(holder))?;
-        let (d, rest) = e.remove().remove(at);
+        let slot = *e.get();
+        let held = self.slots[slot as usize]
+            .as_ref()
+            .expect("the tree names held slots only");
+        let at = held.as_slice().iter().position(|d| d.held_by(holder))?;
+        let holders = self.slots[slot as usize].take().expect("held above");
+        let (d, rest) = holders.remove(at);
         let shares = rest.as_ref().is_some_and(|r| {
             r.as_slice()
                 .iter()
@@ -165,10 +227,12 @@ impl Book {
         });
         self.due.removed(d.expires_unix_ms, *prefix, shares);
         match rest {
-            Some(rest) => {
-                self.by_prefix.insert(*prefix, rest);
+            Some(rest) => self.slots[slot as usize] = Some(rest),
+            None => {
+                e.remove();
+                self.free.push(slot);
+                self.lengths.0[Lengths::at(prefix)] -= 1;
             }
-            None => self.lengths.0[Lengths::at(prefix)] -= 1,
         }
         self.len -= 1;
         self.uncount(&d);
@@ -199,7 +263,9 @@ impl Book {
 
     /// Every holder's decision on exactly `prefix`.
     pub fn holders(&self, prefix: &IpNet) -> &[Decision] {
-        self.by_prefix.get(prefix).map_or(&[], Holders::as_slice)
+        self.by_prefix
+            .get(prefix)
+            .map_or(&[], |&at| self.slot(at).as_slice())
     }
 
     /// What the data plane enforces for exactly `prefix`.
@@ -225,7 +291,9 @@ impl Book {
 
     /// Every decision, by prefix.
     pub fn iter(&self) -> impl Iterator<Item = &Decision> {
-        self.by_prefix.values().flat_map(Holders::as_slice)
+        self.by_prefix
+            .values()
+            .flat_map(|&at| self.slot(at).as_slice())
     }
 
     /// A page of decisions: those of the prefixes after `after`, stopping once `limit` is
@@ -241,8 +309,8 @@ impl Book {
         let start = after.map_or(Unbounded, Excluded);
         let mut out = Vec::new();
         let mut prefixes = self.by_prefix.range((start, Unbounded)).peekable();
-        while let Some((p, holders)) = prefixes.next() {
-            out.extend(holders.as_slice().iter().filter(|d| keep(d)));
+        while let Some((p, &at)) = prefixes.next() {
+            out.extend(self.slot(at).as_slice().iter().filter(|d| keep(d)));
             if out.len() >= limit && prefixes.peek().is_some() {
                 return (out, Some(*p));
             }
@@ -254,7 +322,7 @@ impl Book {
     pub fn effective_all(&self) -> impl Iterator<Item = &Decision> {
         self.by_prefix
             .values()
-            .filter_map(|h| strongest(h.as_slice()))
+            .filter_map(|&at| strongest(self.slot(at).as_slice()))
     }
 
     /// The prefixes with decisions strictly inside `net`.
@@ -280,7 +348,7 @@ impl Book {
             .held_below(addr.is_ipv6(), below)
             .filter_map(move |len| {
                 let net = IpNet::new(addr, len).ok()?.trunc();
-                self.by_prefix.get(&net).map(Holders::as_slice)
+                self.by_prefix.get(&net).map(|&at| self.slot(at).as_slice())
             })
     }
 
@@ -317,7 +385,12 @@ impl Book {
         if self.due.needs_scan(now_ms) {
             self.due.restart();
             let mut out = Vec::new();
-            for d in self.by_prefix.values().flat_map(Holders::as_slice) {
+            let slots = &self.slots;
+            let held = self
+                .by_prefix
+                .values()
+                .filter_map(|&at| slots[at as usize].as_ref());
+            for d in held.flat_map(Holders::as_slice) {
                 self.due.added(d.expires_unix_ms, d.prefix);
                 if d.expired(now_ms) {
                     out.push(d);
@@ -325,12 +398,13 @@ impl Book {
             }
             return out;
         }
-        let by_prefix = &self.by_prefix;
+        let (by_prefix, slots) = (&self.by_prefix, &self.slots);
         self.due
             .due(now_ms)
             .flat_map(|(e, p)| {
                 by_prefix
                     .get(&p)
+                    .and_then(|&at| slots[at as usize].as_ref())
                     .map_or(&[][..], Holders::as_slice)
                     .iter()
                     .filter(move |d| d.expires_unix_ms == Some(e))

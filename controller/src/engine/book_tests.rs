@@ -192,6 +192,41 @@ fn a_growing_book_compacts_itself() {
     assert!(sorted.windows(2).all(|w| w[0] < w[1]));
 }
 
+/// Removed prefixes free their slots for new ones, and once most slots are free a compaction
+/// packs them: the memory of a mass expiry comes back, and every decision is still found.
+#[test]
+fn freed_slots_are_reused_and_packed() {
+    let mut b = Book::default();
+    let n = COMPACT_FROM as u32 * 3;
+    let prefix = |i: u32| IpNet::from(IpAddr::from((0x0A00_0000u32 + i).to_be_bytes()));
+    let holder = Holder::of(Origin::Feed);
+    for i in 0..n {
+        b.insert(Decision::block(prefix(i), holder.clone(), "r", 0, None));
+    }
+    let full = b.slots.len();
+    for i in 0..100 {
+        b.remove(&prefix(i), &holder).expect("held");
+    }
+    for i in n..n + 100 {
+        b.insert(Decision::block(prefix(i), holder.clone(), "r", 0, None));
+    }
+    assert_eq!(b.slots.len(), full, "new prefixes took the freed slots");
+    let keep = |i: u32| i % 10 == 3;
+    for i in (100..n + 100).filter(|&i| !keep(i)) {
+        b.remove(&prefix(i), &holder).expect("held");
+    }
+    b.compact();
+    let kept: Vec<u32> = (100..n + 100).filter(|&i| keep(i)).collect();
+    assert_eq!(b.len(), kept.len());
+    assert_eq!(b.slots.len(), kept.len(), "packed");
+    assert!(b.free.is_empty());
+    assert!(kept.iter().all(|&i| b.holders(&prefix(i)).len() == 1));
+    let listed: Vec<IpNet> = b.iter().map(|d| d.prefix).collect();
+    assert_eq!(listed, kept.iter().map(|&i| prefix(i)).collect::<Vec<_>>());
+    b.insert(Decision::block(prefix(7), holder.clone(), "r", 0, None));
+    assert_eq!(b.holders(&prefix(7)).len(), 1);
+}
+
 #[test]
 fn counts_follow_every_change() {
     let mut b = Book::default();
@@ -270,7 +305,7 @@ fn covering_matches_a_scan_of_every_prefix() {
             .by_prefix
             .iter()
             .filter(|(p, _)| p.contains(&a))
-            .map(|(p, h)| (p, h.as_slice()))
+            .map(|(p, &at)| (p, b.slot(at).as_slice()))
             .collect();
         want.sort_by_key(|(p, _)| std::cmp::Reverse(p.prefix_len()));
         let strongest_of: Vec<&Decision> = want.iter().filter_map(|(_, h)| strongest(h)).collect();

@@ -1,9 +1,9 @@
-//! One prefix's holders in the book: usually one decision, held in the tree's node itself.
+//! One prefix's holders in the book: usually one decision, held in its book slot itself.
 //!
 //! A vector per prefix cost a heap allocation per decision (144 bytes with its header, a
 //! million of them interleaved with a bulk load's short-lived allocations, so the heap could
 //! not give the freed room back) and a pointer to follow on every lookup. Inline, a million
-//! single-holder prefixes cost their tree nodes only.
+//! single-holder prefixes cost their book slots only.
 
 use crate::decision::Decision;
 
@@ -74,6 +74,11 @@ mod tests {
         assert!(
             std::mem::size_of::<Holders>() <= std::mem::size_of::<Decision>() + 8,
             "{}",
+            std::mem::size_of::<Holders>()
+        );
+        // The book's free slots are `None`: that costs no room either.
+        assert_eq!(
+            std::mem::size_of::<Option<Holders>>(),
             std::mem::size_of::<Holders>()
         );
         let mut h = Holders::One(block("a"));

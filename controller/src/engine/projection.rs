@@ -9,7 +9,7 @@
 //!   holds more than the maps were made for (smaller maps after a change of settings, an older
 //!   release's store): the daemon then starts and enforces what fits.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 
 use ipnet::IpNet;
 use ipwarden_common::{BlockEntry, names};
@@ -160,21 +160,32 @@ impl Projection {
 
     /// The kernel entries to put and the prefixes to remove once the decisions of `touched`
     /// prefixes changed in `book` (already changed): theirs, and those of every prefix inside a
-    /// touched one, whose shadowing may have changed with it.
+    /// touched one, whose shadowing may have changed with it. `touched` is sorted, without
+    /// repeats.
     pub fn delta(
         &mut self,
         book: &Book,
         touched: &[IpNet],
         now_ms: u64,
     ) -> (Vec<(IpNet, BlockEntry)>, Vec<IpNet>) {
-        let mut candidates: BTreeSet<IpNet> = touched.iter().copied().collect();
-        for t in touched {
-            if t.prefix_len() < t.max_prefix_len() {
-                candidates.extend(book.inside(t));
-            }
-        }
-        let (mut puts, mut removes) = (Vec::new(), Vec::new());
-        for q in candidates {
+        debug_assert!(touched.is_sorted(), "touched prefixes come sorted");
+        // Most changes touch no prefix with decisions inside it (a bulk load of /32s: a set of
+        // a million candidates cost a tenth of a second): `touched` is then the list itself.
+        let mut inside: Vec<IpNet> = touched
+            .iter()
+            .filter(|t| t.prefix_len() < t.max_prefix_len())
+            .flat_map(|t| book.inside(t))
+            .collect();
+        let candidates: &[IpNet] = if inside.is_empty() {
+            touched
+        } else {
+            inside.extend_from_slice(touched);
+            inside.sort_unstable();
+            inside.dedup();
+            &inside
+        };
+        let (mut puts, mut removes) = (Vec::with_capacity(candidates.len()), Vec::new());
+        for &q in candidates {
             match book.effective(&q) {
                 None => removes.push(q),
                 // Out until a resync finds room (see `wants_resync`).

@@ -105,9 +105,10 @@ impl Engine {
         if let Some(why) = self.peer_refusal(d, &mut room.per_peer) {
             return Err(why);
         }
-        if !self.book.contains_prefix(&d.prefix) && !room.prefixes.contains(&d.prefix) {
+        if !self.book.contains_prefix(&d.prefix) && room.prefixes.insert(d.prefix) {
             let map = BlockMap::of(&d.prefix);
             if !self.projection.has_room(map, room.per_map[map as usize]) {
+                room.prefixes.remove(&d.prefix);
                 self.projection.refused(map);
                 return Err(EngineError::MapFull {
                     map: map.name(),
@@ -116,7 +117,6 @@ impl Engine {
                 });
             }
             room.per_map[map as usize] += 1;
-            room.prefixes.insert(d.prefix);
         }
         Ok(())
     }

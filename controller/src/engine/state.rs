@@ -401,12 +401,14 @@ impl Engine {
         let bulk = put.len() >= COMPACT_FROM && put.len() * 4 >= self.book.len();
         let mut replaced = Vec::new();
         for d in super::shed::shed(put) {
-            if !self.book.contains_prefix(&d.prefix) {
-                self.projection.added(&d.prefix);
-            }
-            touched.push(d.prefix);
+            let prefix = d.prefix;
+            touched.push(prefix);
             let peer = d.peer().map(str::to_owned);
-            match self.book.insert(d) {
+            let (old, fresh) = self.book.insert_noting(d);
+            if fresh {
+                self.projection.added(&prefix);
+            }
+            match old {
                 None => self.peer_count(peer.as_deref(), 1),
                 Some(old) if keep_replaced => replaced.push(old),
                 Some(_) => {}
