@@ -33,8 +33,8 @@ pub const COMPACT_FROM: usize = 65_536;
 ///
 /// Why not the holders in the tree itself: a tree node moves its entries on every insert into
 /// it, every split and every compaction, and a decision is 136 bytes. With 4-byte slot numbers
-/// in the tree, a million fresh decisions cost one move each into `slots` (a bulk load's
-/// took 0.75–0.98 s, most of it moving decisions between nodes), and the tree of a million
+/// in the tree, a million fresh decisions cost one move each into `slots` (a bulk load's book
+/// step took 0.75–0.98 s, most of it moving decisions between nodes), and the tree of a million
 /// prefixes is about 25 MB.
 #[derive(Debug, Default)]
 pub struct Book {
@@ -104,11 +104,9 @@ impl Book {
         }
     }
 
-    /// The holders in slot `at` (a slot the tree names is never free).
+    /// The holders in slot `at`.
     fn slot(&self, at: u32) -> &Holders {
-        self.slots[at as usize]
-            .as_ref()
-            .expect("the tree names held slots only")
+        held(&self.slots, at)
     }
 
     /// A slot for a new prefix's holders: a free one, or a new one.
@@ -152,9 +150,7 @@ impl Book {
             }
             Entry::Occupied(o) => *o.get(),
         };
-        let holders = self.slots[at as usize]
-            .as_mut()
-            .expect("the tree names held slots only");
+        let holders = held_mut(&mut self.slots, at);
         let old = match holders
             .as_mut_slice()
             .iter_mut()
@@ -214,10 +210,10 @@ impl Book {
             return None;
         };
         let slot = *e.get();
-        let held = self.slots[slot as usize]
-            .as_ref()
-            .expect("the tree names held slots only");
-        let at = held.as_slice().iter().position(|d| d.held_by(holder))?;
+        let at = held(&self.slots, slot)
+            .as_slice()
+            .iter()
+            .position(|d| d.held_by(holder))?;
         let holders = self.slots[slot as usize].take().expect("held above");
         let (d, rest) = holders.remove(at);
         let shares = rest.as_ref().is_some_and(|r| {
@@ -386,11 +382,8 @@ impl Book {
             self.due.restart();
             let mut out = Vec::new();
             let slots = &self.slots;
-            let held = self
-                .by_prefix
-                .values()
-                .filter_map(|&at| slots[at as usize].as_ref());
-            for d in held.flat_map(Holders::as_slice) {
+            let all = self.by_prefix.values().map(|&at| held(slots, at));
+            for d in all.flat_map(Holders::as_slice) {
                 self.due.added(d.expires_unix_ms, d.prefix);
                 if d.expired(now_ms) {
                     out.push(d);
@@ -404,8 +397,7 @@ impl Book {
             .flat_map(|(e, p)| {
                 by_prefix
                     .get(&p)
-                    .and_then(|&at| slots[at as usize].as_ref())
-                    .map_or(&[][..], Holders::as_slice)
+                    .map_or(&[][..], |&at| held(slots, at).as_slice())
                     .iter()
                     .filter(move |d| d.expires_unix_ms == Some(e))
             })
@@ -429,6 +421,20 @@ impl Book {
         }
         out
     }
+}
+
+/// The holders in slot `at` of `slots`: a slot the tree names is never free. (Free functions
+/// over the slots, so they borrow beside an entry of the tree.)
+fn held(slots: &[Option<Holders>], at: u32) -> &Holders {
+    slots[at as usize]
+        .as_ref()
+        .expect("the tree names held slots only")
+}
+
+fn held_mut(slots: &mut [Option<Holders>], at: u32) -> &mut Holders {
+    slots[at as usize]
+        .as_mut()
+        .expect("the tree names held slots only")
 }
 
 #[cfg(test)]
