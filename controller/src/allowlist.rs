@@ -41,9 +41,22 @@ impl fmt::Display for AllowOrigin {
     }
 }
 
-/// Whether two prefixes share any address.
+/// Whether two prefixes share any address: they agree on the shorter one's bits. Asked for
+/// every allowlist entry of every decision proposed, so it compares integers.
 pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
-    a.contains(&b.network()) || b.contains(&a.network())
+    let len = a.prefix_len().min(b.prefix_len());
+    match (a, b) {
+        (IpNet::V4(a), IpNet::V4(b)) => {
+            let differ = (a.addr().to_bits() ^ b.addr().to_bits()).checked_shr(32 - u32::from(len));
+            differ.unwrap_or(0) == 0
+        }
+        (IpNet::V6(a), IpNet::V6(b)) => {
+            let differ =
+                (a.addr().to_bits() ^ b.addr().to_bits()).checked_shr(128 - u32::from(len));
+            differ.unwrap_or(0) == 0
+        }
+        _ => false,
+    }
 }
 
 /// The addresses never to block right now (found by the daemon in the routes and DNS).
@@ -159,6 +172,41 @@ mod tests {
 
     fn net(s: &str) -> IpNet {
         s.parse().unwrap()
+    }
+
+    /// The integer comparison against containment of either network, for prefixes of both
+    /// families, every length class, host bits set or not, and near misses.
+    #[test]
+    fn overlaps_is_containment_either_way() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move |below: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % below
+        };
+        let prefix = |next: &mut dyn FnMut(u64) -> u64| -> IpNet {
+            let (addr, max) = match next(3) {
+                0 => (IpAddr::from([192, 0, 2, next(256) as u8]), 33),
+                1 => (IpAddr::from([192, 0, next(4) as u8, next(256) as u8]), 33),
+                _ => {
+                    let tail = [next(65536) as u16, next(4) as u16];
+                    (
+                        IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, tail[1], tail[0]]),
+                        129,
+                    )
+                }
+            };
+            IpNet::new(addr, next(max) as u8).unwrap()
+        };
+        let mut both = 0;
+        for _ in 0..20_000 {
+            let (a, b) = (prefix(&mut next), prefix(&mut next));
+            let want = a.contains(&b.network()) || b.contains(&a.network());
+            assert_eq!(overlaps(&a, &b), want, "{a} {b}");
+            both += usize::from(want);
+        }
+        assert!(both > 1000 && both < 19_000, "{both} of 20000 overlapped");
     }
 
     #[test]

@@ -11,20 +11,12 @@ use super::{
     BlockMap, Engine, EngineError,
     events::{Applied, BlockRequest, Lift, Replacement, Scope, SourceEvent},
     reasons::Reasons,
+    room::Room,
 };
 use crate::decision::{Action, Decision, End, Ended, Holder, Origin, Recidive, now_unix_ms};
 
 /// How many decisions of one proposal are logged one by one (the rest as a sum).
 const LOGGED: usize = 10;
-
-/// What one proposal adds, for its limits: new prefixes (each needs a kernel entry), per map,
-/// and new holders per fleet peer.
-#[derive(Default)]
-struct Room {
-    prefixes: foldhash::HashSet<IpNet>,
-    per_map: [usize; 4],
-    per_peer: std::collections::HashMap<String, usize>,
-}
 
 impl Engine {
     /// Why `d` may not be enacted, if it may not: one rule set for every origin.
@@ -105,7 +97,7 @@ impl Engine {
         if let Some(why) = self.peer_refusal(d, &mut room.per_peer) {
             return Err(why);
         }
-        if !self.book.contains_prefix(&d.prefix) && room.prefixes.insert(d.prefix) {
+        if !room.ample && !self.book.contains_prefix(&d.prefix) && room.prefixes.insert(d.prefix) {
             let map = BlockMap::of(&d.prefix);
             if !self.projection.has_room(map, room.per_map[map as usize]) {
                 room.prefixes.remove(&d.prefix);
@@ -176,7 +168,7 @@ impl Engine {
         // What the first LOGGED decisions renewed, for their log lines (only those are logged).
         let mut earlier = Vec::with_capacity(LOGGED);
         let mut fresh = 0;
-        let mut room = Room::default();
+        let mut room = Room::for_proposal(&decisions, &self.projection);
         let now = now_unix_ms();
         let mut failed = None;
         // Filtered and completed in place: what is enacted stays in the vector it came in, so
@@ -505,9 +497,12 @@ impl Engine {
     ) -> Result<(usize, usize), EngineError> {
         let now = now_unix_ms();
         let mut reasons = Reasons::default();
-        let batch = super::shed::shed(requests)
-            .map(|req| self.operator_block(req, &holder, now, &mut reasons))
-            .collect();
+        // Sized at once: collected from the shedding iterator, it grew by doubling.
+        let mut batch = Vec::with_capacity(requests.len());
+        batch.extend(
+            super::shed::shed(requests)
+                .map(|req| self.operator_block(req, &holder, now, &mut reasons)),
+        );
         let applied = self.propose(batch)?.counts();
         Ok((applied.enacted, applied.refused))
     }

@@ -122,6 +122,43 @@ fn a_full_prefix_map_refuses_what_does_not_fit_and_keeps_everything_else() {
 }
 
 #[test]
+fn prefixes_held_or_proposed_twice_take_no_more_room() {
+    let mut c = core(4);
+    // Six decisions, three prefixes: more decisions than the map holds, and all fit.
+    let twice: Vec<Decision> = (0..3)
+        .flat_map(|i| {
+            let p = format!("198.51.{i}.0/31");
+            [
+                block(&p, Origin::Feed, Some(3600)),
+                block(&p, Origin::Manual, None),
+            ]
+        })
+        .collect();
+    let p = c.engine.propose(twice).unwrap();
+    assert_eq!((p.enacted, p.refused.len()), (6, 0));
+    // One more new prefix fits (the fourth entry); a held one renewed beside it takes none.
+    let p = c
+        .engine
+        .propose(vec![
+            block("198.51.0.0/31", Origin::Feed, Some(7200)),
+            block("198.51.9.0/31", Origin::Feed, Some(3600)),
+            block("198.51.9.0/31", Origin::Manual, None),
+        ])
+        .unwrap();
+    assert_eq!((p.enacted, p.refused.len()), (3, 0));
+    // The map is full now: a new prefix is refused, a held one still renewed.
+    let p = c
+        .engine
+        .propose(vec![
+            block("198.51.1.0/31", Origin::Feed, Some(7200)),
+            block("198.51.10.0/31", Origin::Feed, Some(3600)),
+        ])
+        .unwrap();
+    assert_eq!((p.enacted, p.refused.len()), (1, 1));
+    assert_eq!(p.refused[0].0.prefix, net("198.51.10.0/31"));
+}
+
+#[test]
 fn a_store_larger_than_the_maps_starts_and_enforces_the_strongest_first() {
     let c = core(100);
     let mut ds = vec![
