@@ -22,10 +22,15 @@ pub fn monotonic_ns() -> u64 {
 
 /// The kernel deadline `ttl` from now; `None` (never) stays `0`, the kernel's "never".
 pub fn deadline_ns(ttl: Option<Duration>) -> u64 {
+    deadline_from(monotonic_ns(), ttl)
+}
+
+/// [`deadline_ns`] from `now_ns`, a [`monotonic_ns`] read once for many deadlines.
+pub fn deadline_from(now_ns: u64, ttl: Option<Duration>) -> u64 {
     match ttl {
         None => ipwarden_common::BlockEntry::NEVER,
         // Saturating: an absurd TTL becomes "practically never", not a wrap into the past.
-        Some(ttl) => monotonic_ns()
+        Some(ttl) => now_ns
             .saturating_add(u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX))
             .max(1),
     }

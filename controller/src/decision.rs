@@ -375,8 +375,9 @@ impl Decision {
 
     /// The kernel entry: the wall-clock expiry re-expressed on the kernel's monotonic clock.
     /// Done at every (re)insertion, so decisions restored after a reboot get correct deadlines.
-    pub fn kernel_entry(&self, now_ms: u64) -> BlockEntry {
-        let deadline = crate::clock::deadline_ns(self.remaining(now_ms));
+    /// `now_ms` is the wall clock and `now_ns` the monotonic one, both read once for a batch.
+    pub fn kernel_entry(&self, now_ms: u64, now_ns: u64) -> BlockEntry {
+        let deadline = crate::clock::deadline_from(now_ns, self.remaining(now_ms));
         match self.action {
             Action::Block => BlockEntry::block(self.origin.reason_code(), deadline),
             Action::Pass => BlockEntry::pass(self.origin.reason_code(), deadline),
@@ -448,11 +449,16 @@ mod tests {
     #[test]
     fn kernel_entries_carry_reason_and_a_monotonic_deadline() {
         let now = now_unix_ms();
-        let e = d(Some(now + 60_000)).kernel_entry(now);
+        let e = d(Some(now + 60_000)).kernel_entry(now, crate::clock::monotonic_ns());
         assert_eq!(e.reason, Reason::MANUAL);
         let left = crate::clock::remaining(e.expires_at_ns).unwrap();
         assert!(left > Duration::from_secs(59) && left <= Duration::from_secs(60));
-        assert_eq!(d(None).kernel_entry(now).expires_at_ns, BlockEntry::NEVER);
+        assert_eq!(
+            d(None)
+                .kernel_entry(now, crate::clock::monotonic_ns())
+                .expires_at_ns,
+            BlockEntry::NEVER
+        );
     }
 
     /// A daemon holds every decision in memory (a million after a feed's bulk load): each byte

@@ -316,3 +316,162 @@ fn covering_matches_a_scan_of_every_prefix() {
         assert!(got.iter().all(|d| d.prefix.contains(&a)));
     }
 }
+
+/// The walk beside a sorted list and the lookup each give the same answers, for lists of every
+/// size against the book (both paths), with prefixes held, absent, before and after all held.
+#[test]
+fn effective_each_is_effective_for_each() {
+    let mut x = 0xD1B5_4A32_D192_ED03u64;
+    let mut next = move |below: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % below
+    };
+    let mut b = Book::default();
+    let holders = [Holder::of(Origin::Manual), Holder::named(Origin::Feed, "a")];
+    let random = |next: &mut dyn FnMut(u64) -> u64| -> IpNet {
+        let p = if next(2) == 0 {
+            IpNet::new(
+                IpAddr::from([192, 0, 2, next(256) as u8]),
+                24 + next(9) as u8,
+            )
+        } else {
+            let a = IpAddr::from([0x2001, 0xdb8, 0, 0, next(64) as u16, 0, 0, 0]);
+            IpNet::new(a, 60 + next(5) as u8)
+        };
+        p.unwrap().trunc()
+    };
+    for _ in 0..600 {
+        let p = random(&mut next);
+        let holder = holders[next(2) as usize].clone();
+        b.insert(Decision::block(p, holder, "r", 0, None));
+    }
+    for size in [0, 1, 3, 20, 60, 200, 700] {
+        let mut list: Vec<IpNet> = (0..size).map(|_| random(&mut next)).collect();
+        list.sort();
+        list.dedup();
+        let mut got = Vec::new();
+        b.effective_each(&list, |p, d| got.push((p, d.cloned())));
+        let want: Vec<_> = list.iter().map(|p| (*p, b.effective(p).cloned())).collect();
+        assert_eq!(got, want, "a list of {size}");
+        assert!(size < 60 || got.iter().any(|(_, d)| d.is_some()));
+    }
+}
+
+/// A batch leaves the book as one insert at a time does, and reports the same for each
+/// decision: new prefixes in order (built at once), holders sharing a prefix, renewals, a
+/// prefix already held, order broken part way, and a batch too small to wait.
+#[test]
+fn a_batch_is_inserts_one_at_a_time() {
+    let n = COMPACT_FROM as u32 + 1000;
+    let v4 = |i: u32| IpNet::from(IpAddr::from((0xC000_0000 + 4 * i).to_be_bytes()));
+    let (m, f) = (Holder::of(Origin::Manual), Holder::named(Origin::Feed, "a"));
+    let d = |p: IpNet, h: &Holder, ttl: u64| {
+        Decision::block(p, h.clone(), "r", 0, Some(Duration::from_secs(ttl)))
+    };
+    let mut sorted: Vec<Decision> = Vec::new();
+    for i in 0..n {
+        sorted.push(d(v4(i), &f, 60 + u64::from(i % 7)));
+        if i % 5 == 0 {
+            sorted.push(d(v4(i), &m, 30));
+        }
+        if i % 11 == 0 {
+            sorted.push(d(v4(i), &f, 90)); // a renewal
+        }
+    }
+    let mut broken = sorted.clone();
+    broken.insert(broken.len() / 2, d(v4(7), &m, 45));
+    broken.push(d(v4(3), &f, 5));
+    let before = |b: &mut Book| {
+        b.insert(d(v4(10), &m, 20));
+        b.insert(d(
+            IpNet::new(IpAddr::from([192, 0, 0, 0]), 8).unwrap(),
+            &m,
+            20,
+        ));
+    };
+    for (name, batch, seed) in [
+        ("sorted", sorted.clone(), false),
+        ("sorted, into a book", sorted.clone(), true),
+        ("broken", broken, true),
+        ("small", sorted[..100].to_vec(), true),
+    ] {
+        let (mut a, mut b) = (Book::with_lookahead(64), Book::with_lookahead(64));
+        if seed {
+            before(&mut a);
+            before(&mut b);
+        }
+        let last = batch.iter().map(|x| x.prefix).max().unwrap();
+        let one: Vec<_> = batch.iter().map(|x| b.insert_noting(x.clone())).collect();
+        let mut all = a.batch(batch.len());
+        let got: Vec<_> = batch.into_iter().map(|x| all.insert_noting(x)).collect();
+        let built = all.finish();
+        assert_eq!(got, one, "{name}");
+        assert_eq!(built, name.starts_with("sorted"), "{name}");
+        assert_eq!(a.len(), b.len(), "{name}");
+        assert!(a.iter().eq(b.iter()), "{name}");
+        assert_eq!(
+            a.count_by_origin_action(),
+            b.count_by_origin_action(),
+            "{name}"
+        );
+        let addr = IpAddr::from([192, 0, 0, 40]);
+        assert_eq!(a.covering_all(addr), b.covering_all(addr), "{name}");
+        let soon = 61_000;
+        assert_eq!(a.expired(soon), b.expired(soon), "{name}");
+        // The book goes on as before: an insert and a removal after the batch.
+        assert_eq!(a.insert_noting(d(v4(n + 1), &m, 9)), (None, true), "{name}");
+        assert!(a.remove(&v4(5), &m).is_some(), "{name}");
+        assert!(
+            a.contains_prefix(&last) && a.contains_prefix(&v4(5)),
+            "{name}"
+        );
+    }
+}
+
+/// The lengths held below a length, longest first, against the counts, as prefixes of every
+/// length of both families come and go.
+#[test]
+fn lengths_held_below_follow_the_counts() {
+    let mut x = 0x0123_4567_89AB_CDEFu64;
+    let mut next = move |below: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % below
+    };
+    let mut l = Lengths::default();
+    let mut held: Vec<IpNet> = Vec::new();
+    for _ in 0..5000 {
+        if next(3) > 0 || held.is_empty() {
+            let p = if next(2) == 0 {
+                IpNet::new(IpAddr::from([192, 0, 2, 0]), next(33) as u8)
+            } else {
+                IpNet::new(
+                    IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0]),
+                    next(129) as u8,
+                )
+            };
+            let p = p.unwrap();
+            l.add(&p);
+            held.push(p);
+        } else {
+            let p = held.swap_remove(next(held.len() as u64) as usize);
+            l.remove(&p);
+        }
+        for (v6, max) in [(false, 33u8), (true, 129)] {
+            let below = next(u64::from(max) + 1) as u8;
+            let base = if v6 { 33 } else { 0 };
+            let want: Vec<u8> = (0..below)
+                .rev()
+                .filter(|&len| l.counts[base + usize::from(len)] > 0)
+                .collect();
+            assert_eq!(
+                l.held_below(v6, below).collect::<Vec<_>>(),
+                want,
+                "{v6} {below}"
+            );
+        }
+    }
+}

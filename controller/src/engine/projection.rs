@@ -185,21 +185,22 @@ impl Projection {
             &inside
         };
         let (mut puts, mut removes) = (Vec::with_capacity(candidates.len()), Vec::new());
-        for &q in candidates {
-            match book.effective(&q) {
-                None => removes.push(q),
-                // Out until a resync finds room (see `wants_resync`).
-                Some(_) if self.left_out.contains(&q) => {}
-                Some(d) if self.is_shadowed(book, d) => {
-                    self.shadowed.insert(q);
-                    removes.push(q);
-                }
-                Some(d) => {
-                    self.shadowed.remove(&q);
-                    puts.push((q, d.kernel_entry(now_ms)));
-                }
+        let now_ns = crate::clock::monotonic_ns();
+        book.effective_each(candidates, |q, effective| match effective {
+            None => removes.push(q),
+            // Out until a resync finds room (see `wants_resync`).
+            Some(_) if !self.left_out.is_empty() && self.left_out.contains(&q) => {}
+            Some(d) if self.is_shadowed(book, d) => {
+                self.shadowed.insert(q);
+                removes.push(q);
             }
-        }
+            Some(d) => {
+                if !self.shadowed.is_empty() {
+                    self.shadowed.remove(&q);
+                }
+                puts.push((q, d.kernel_entry(now_ms, now_ns)));
+            }
+        });
         (puts, removes)
     }
 
@@ -218,12 +219,13 @@ impl Projection {
         }
         wanted.sort_by_key(|d| priority(d));
         let mut used = [0usize; 4];
+        let now_ns = crate::clock::monotonic_ns();
         let mut out = Vec::with_capacity(wanted.len());
         for d in wanted {
             let i = BlockMap::of(&d.prefix).index();
             if used[i] < self.capacity[i] {
                 used[i] += 1;
-                out.push((d.prefix, d.kernel_entry(now_ms)));
+                out.push((d.prefix, d.kernel_entry(now_ms, now_ns)));
             } else {
                 self.left_out.insert(d.prefix);
             }

@@ -400,21 +400,23 @@ impl Engine {
         }
         let bulk = put.len() >= COMPACT_FROM && put.len() * 4 >= self.book.len();
         let mut replaced = Vec::new();
+        let mut batch = self.book.batch(put.len());
         for d in super::shed::shed(put) {
             let prefix = d.prefix;
             touched.push(prefix);
             let peer = d.peer().map(str::to_owned);
-            let (old, fresh) = self.book.insert_noting(d);
+            let (old, fresh) = batch.insert_noting(d);
             if fresh {
                 self.projection.added(&prefix);
             }
             match old {
-                None => self.peer_count(peer.as_deref(), 1),
+                None => super::peers::count_peer(&mut self.per_peer, peer.as_deref(), 1),
                 Some(old) if keep_replaced => replaced.push(old),
                 Some(_) => {}
             }
         }
-        if bulk {
+        let built = batch.finish();
+        if bulk && !built {
             self.book.compact();
         }
         touched.sort();
@@ -532,16 +534,9 @@ impl Engine {
         &self.allow
     }
 
-    /// Keeps the per-peer counts: `host` is a fleet decision's peer (`None` for any other).
+    /// Keeps the per-peer counts (see [`super::peers::count_peer`]).
     pub(super) fn peer_count(&mut self, host: Option<&str>, by: isize) {
-        let Some(host) = host else {
-            return;
-        };
-        let n = self.per_peer.entry(host.to_owned()).or_default();
-        *n = n.saturating_add_signed(by);
-        if *n == 0 {
-            self.per_peer.remove(host);
-        }
+        super::peers::count_peer(&mut self.per_peer, host, by);
     }
 
     /// Decisions refused since the start: (origin, why, count).
