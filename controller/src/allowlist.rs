@@ -178,13 +178,7 @@ mod tests {
     /// families, every length class, host bits set or not, and near misses.
     #[test]
     fn overlaps_is_containment_either_way() {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move |below: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % below
-        };
+        let mut next = crate::testing::below(0x9E37_79B9_7F4A_7C15u64);
         let prefix = |next: &mut dyn FnMut(u64) -> u64| -> IpNet {
             let (addr, max) = match next(3) {
                 0 => (IpAddr::from([192, 0, 2, next(256) as u8]), 33),

@@ -37,5 +37,7 @@ pub mod sources;
 pub mod store;
 pub(crate) mod sync;
 pub mod synproxy;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod verdict;
 pub mod wire;

@@ -262,13 +262,7 @@ fn counts_follow_every_change() {
 /// sharing prefixes, and addresses of both families.
 #[test]
 fn covering_matches_a_scan_of_every_prefix() {
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    let mut next = move |below: u64| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % below
-    };
+    let mut next = crate::testing::below(0x2545_F491_4F6C_DD1Du64);
     let holders = [
         Holder::of(Origin::Manual),
         Holder::named(Origin::Feed, "a"),
@@ -321,13 +315,7 @@ fn covering_matches_a_scan_of_every_prefix() {
 /// size against the book (both paths), with prefixes held, absent, before and after all held.
 #[test]
 fn effective_each_is_effective_for_each() {
-    let mut x = 0xD1B5_4A32_D192_ED03u64;
-    let mut next = move |below: u64| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % below
-    };
+    let mut next = crate::testing::below(0xD1B5_4A32_D192_ED03u64);
     let mut b = Book::default();
     let holders = [Holder::of(Origin::Manual), Holder::named(Origin::Feed, "a")];
     let random = |next: &mut dyn FnMut(u64) -> u64| -> IpNet {
@@ -447,13 +435,7 @@ fn a_batch_is_inserts_one_at_a_time() {
 /// length of both families come and go.
 #[test]
 fn lengths_held_below_follow_the_counts() {
-    let mut x = 0x0123_4567_89AB_CDEFu64;
-    let mut next = move |below: u64| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % below
-    };
+    let mut next = crate::testing::below(0x0123_4567_89AB_CDEFu64);
     let mut l = Lengths::default();
     let mut held: Vec<IpNet> = Vec::new();
     for _ in 0..5000 {

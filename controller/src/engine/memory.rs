@@ -34,16 +34,20 @@ pub struct MemoryState {
 
 impl MemoryState {
     /// Whether the map `prefix` goes to is at its capacity.
-    fn is_full(&self, prefix: &IpNet) -> bool {
-        let Some(c) = &self.capacities else {
-            return false;
-        };
-        let map = crate::engine::BlockMap::of(prefix);
-        self.rules
-            .keys()
-            .filter(|p| crate::engine::BlockMap::of(p) == map)
-            .count()
-            >= map.capacity(c)
+    /// The entries in each block map (counted once per change: counting per entry made a
+    /// change of many entries quadratic).
+    fn fills(&self) -> [usize; 4] {
+        let mut fills = [0; 4];
+        for p in self.rules.keys() {
+            fills[crate::engine::BlockMap::of(p) as usize] += 1;
+        }
+        fills
+    }
+
+    fn is_full(&self, map: crate::engine::BlockMap, fills: &[usize; 4]) -> bool {
+        self.capacities
+            .as_ref()
+            .is_some_and(|c| fills[map as usize] >= map.capacity(c))
     }
 }
 
@@ -88,11 +92,16 @@ impl Enforcer for MemoryEnforcer {
         // As the kernel: an entry that finds its map full fails, the others go in.
         let full = self.change(|s| {
             let mut full = None;
+            let mut fills = s.fills();
             for (p, e) in rules {
                 let p = p.trunc();
-                if !s.rules.contains_key(&p) && s.is_full(&p) {
-                    full.get_or_insert(p);
-                    continue;
+                let map = crate::engine::BlockMap::of(&p);
+                if !s.rules.contains_key(&p) {
+                    if s.is_full(map, &fills) {
+                        full.get_or_insert(p);
+                        continue;
+                    }
+                    fills[map as usize] += 1;
                 }
                 s.rules.insert(p, *e);
             }

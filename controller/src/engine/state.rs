@@ -242,7 +242,10 @@ impl Engine {
         let now = now_unix_ms();
         let mut report = Restored::default();
         let mut ended = Vec::new();
-        for d in super::shed::shed(self.store.decisions()?) {
+        let stored = self.store.decisions()?;
+        // In the store's order (its keys' text order, not the prefixes'): the batch sorts them.
+        let mut batch = self.book.batch(stored.len());
+        for d in super::shed::shed(stored) {
             if d.expired(now) {
                 ended.push(Ended {
                     decision: d,
@@ -250,13 +253,14 @@ impl Engine {
                     ended_unix_ms: now,
                 });
             } else {
-                if !self.book.contains_prefix(&d.prefix) {
-                    self.projection.added(&d.prefix);
+                super::peers::count_peer(&mut self.per_peer, d.peer(), 1);
+                let prefix = d.prefix;
+                if batch.insert_noting(d).1 {
+                    self.projection.added(&prefix);
                 }
-                self.peer_count(d.peer(), 1);
-                self.book.insert(d);
             }
         }
+        batch.finish();
         report.expired = ended.len();
         self.store.end_decisions(&ended)?;
         self.allow.set_runtime(self.store.allows()?);

@@ -548,3 +548,34 @@ fn hits_are_credited_to_the_decision_the_kernel_enforces_on_each_source() {
     assert_eq!(hits.get(&net("203.0.113.10/32")), Some(&640));
     assert_eq!(hits.get(&net("203.0.113.0/24")), None);
 }
+
+/// A restart reads a store larger than a batch's threshold (so the book takes it as one
+/// batch, in the store's text order of keys) back into the same book and the same kernel
+/// entries, with the prefix maps' fill counted once per prefix.
+#[test]
+fn a_restart_restores_a_large_store_as_it_was() {
+    let mut c = core(100);
+    let mut ds: Vec<Decision> = (0..70_000u32)
+        .map(|i| {
+            let p = IpNet::from(std::net::IpAddr::from(
+                (0x6440_0000u32 + i * 3).to_be_bytes(),
+            ));
+            Decision::block(p, Holder::of(Origin::Feed), "f", now_unix_ms(), None)
+        })
+        .collect();
+    ds.extend((0..50).map(|i| block(&format!("198.51.{i}.0/31"), Origin::Manual, Some(3600))));
+    ds.extend((0..30).map(|i| block(&format!("100.64.{i}.9/32"), Origin::Manual, Some(600))));
+    let p = c.engine.propose(ds).unwrap();
+    assert_eq!((p.enacted, p.refused.len()), (70_080, 0));
+    let fills = c.engine.map_fills();
+    let Core { engine, plane, dir } = c;
+    let before: Vec<Decision> = engine.book().iter().cloned().collect();
+    drop(engine);
+    let c = core_in(dir, 100, Config::default());
+    assert!(c.engine.book().iter().eq(before.iter()));
+    assert_eq!(c.engine.map_fills(), fills);
+    let keys = |p: &MemoryEnforcer| p.state().rules.keys().copied().collect::<Vec<_>>();
+    assert_eq!(keys(&c.plane), keys(&plane));
+    // 70 000 feed /32s (ten of the manual /32s among them) and 50 /31s, 20 manual /32s.
+    assert_eq!(keys(&c.plane).len(), 70_070);
+}
