@@ -33,7 +33,6 @@ pub struct MemoryState {
 }
 
 impl MemoryState {
-    /// Whether the map `prefix` goes to is at its capacity.
     /// The entries in each block map (counted once per change: counting per entry made a
     /// change of many entries quadratic).
     fn fills(&self) -> [usize; 4] {
@@ -44,6 +43,7 @@ impl MemoryState {
         fills
     }
 
+    /// Whether `map`, holding `fills`, is at its capacity.
     fn is_full(&self, map: crate::engine::BlockMap, fills: &[usize; 4]) -> bool {
         self.capacities
             .as_ref()
