@@ -307,3 +307,82 @@ fn decisions_read_back_share_their_source_and_reason() {
     let reasons: std::collections::HashSet<&str> = back.iter().map(|d| &*d.reason).collect();
     assert_eq!(reasons.len(), 2);
 }
+
+/// A /32 in 10.0.0.0/8 per `i`, with its own reason (so a replaced value is seen).
+fn numbered(i: u32, reason: &str) -> Decision {
+    let mut d = decision(&format!("{}/32", std::net::Ipv4Addr::from(0x0a00_0000 + i)));
+    d.reason = format!("{reason} {i}").into();
+    d
+}
+
+/// The store's decisions, by prefix.
+fn stored(s: &Store) -> std::collections::BTreeMap<IpNet, Decision> {
+    let back = s.decisions().unwrap();
+    let n = back.len();
+    let map: std::collections::BTreeMap<IpNet, Decision> =
+        back.into_iter().map(|d| (d.prefix, d)).collect();
+    assert_eq!(map.len(), n, "one holder per prefix in these tests");
+    map
+}
+
+#[test]
+fn a_write_that_names_a_decision_twice_keeps_the_later_one_as_the_book_does() {
+    for n in [3, super::decisions::MERGE_FROM + 5] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let mut ds: Vec<Decision> = (0..n as u32).map(|i| numbered(i, "first")).collect();
+        // Every third one again, later in the same write, changed.
+        ds.extend((0..n as u32).step_by(3).map(|i| numbered(i, "second")));
+        s.put_decisions(&ds.iter().collect::<Vec<_>>()).unwrap();
+        let back = stored(&s);
+        assert_eq!(back.len(), n);
+        for i in 0..n as u32 {
+            let want = numbered(i, if i % 3 == 0 { "second" } else { "first" });
+            assert_eq!(back[&want.prefix], want, "n = {n}, i = {i}");
+        }
+    }
+}
+
+#[test]
+fn a_large_write_beside_few_stored_decisions_merges_replacing_equal_keys_and_keeping_the_rest() {
+    let puts = super::decisions::MERGE_FROM + 1000;
+    let held = puts / 8;
+    assert!(super::decisions::merges(puts, held as u64));
+    assert!(!super::decisions::merges(puts, held as u64 + 1000));
+    assert!(!super::decisions::merges(
+        super::decisions::MERGE_FROM - 1,
+        0
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    // Stored first, spread over and around what is put: some equal to a put's key, some
+    // between puts, some before the first and after the last, as key text orders them.
+    let mut model = std::collections::BTreeMap::new();
+    let old: Vec<Decision> = (0..held as u32)
+        .map(|i| numbered(i * 37 % 9000 + 1, "old"))
+        .collect();
+    s.put_decisions(&old.iter().collect::<Vec<_>>()).unwrap();
+    model.extend(old.into_iter().map(|d| (d.prefix, d)));
+    // One of them ends in the same write as the puts.
+    let gone = model.values().nth(5).unwrap().clone();
+    let new: Vec<Decision> = (0..puts as u32).map(|i| numbered(i * 2, "new")).collect();
+    let ended = Ended {
+        decision: gone.clone(),
+        end: End::Lifted,
+        ended_unix_ms: 9,
+    };
+    s.write(
+        &new.iter().collect::<Vec<_>>(),
+        std::slice::from_ref(&ended),
+    )
+    .unwrap();
+    model.remove(&gone.prefix);
+    model.extend(new.into_iter().map(|d| (d.prefix, d)));
+    let back = stored(&s);
+    assert_eq!(back.len(), model.len());
+    assert!(back == model, "the merged table differs from the model");
+    assert_eq!(s.history(Some(gone.prefix), 10).unwrap(), vec![ended]);
+    // Reopened, it reads the same (the cursor's inserts were committed).
+    drop(s);
+    assert!(stored(&Store::open(dir.path()).unwrap()) == model);
+}
