@@ -55,6 +55,9 @@ pub enum Kind {
     IpwardenSinkAllTracked,
     /// xdp-filter's deny-by-default program: drops what its rules do not match.
     XdpFilterDeny,
+    /// Sends every frame back unchanged (`bench_tx`): what a live bed costs a frame that is
+    /// answered, with no work in the program.
+    Reflect,
 }
 
 impl Subject {
@@ -92,7 +95,7 @@ impl Subject {
             Kind::EmptyDrop | Kind::Touch | Kind::IpwardenSink | Kind::IpwardenSinkAllTracked => {
                 Some(XDP_DROP)
             }
-            Kind::XdpFilterDeny => None,
+            Kind::XdpFilterDeny | Kind::Reflect => None,
             Kind::Ipwarden => Some(if case.drop { XDP_DROP } else { XDP_PASS }),
             Kind::XdpFilter => {
                 case.xdp_filter
@@ -166,6 +169,24 @@ pub fn touch(bpffs: &Path) -> anyhow::Result<Subject> {
         kind: Kind::Touch,
         ebpf,
         program: "bench_touch".into(),
+    })
+}
+
+/// The answering floor: `bench_tx`, which sends every frame back out of the interface it came
+/// in on, unchanged (no parsing, no cookie, no checksum).
+pub fn reflector(bpffs: &Path) -> anyhow::Result<Subject> {
+    let bytes = object::baseline::TX;
+    if bytes.is_empty() {
+        bail!("this build has no baseline objects (AYA_BUILD_SKIP); run `cargo xtask bench`");
+    }
+    let mut ebpf = load(bytes, &bpffs.join("bench_reflect"), &[])?;
+    load_program(&mut ebpf, "bench_tx")?;
+    Ok(Subject {
+        name: "XDP_TX of every frame".into(),
+        entries: 0,
+        kind: Kind::Reflect,
+        ebpf,
+        program: "bench_tx".into(),
     })
 }
 

@@ -89,6 +89,7 @@ pub fn syn_cookies(
     bed.sender_napi_on_generator_cpu()?;
     let listener = bed.listen((std::net::Ipv6Addr::UNSPECIFIED, live::SYN_PORT).into())?;
     let mut proxy = kernel::ipwarden_synproxy(bpffs, live::SYN_PORT)?;
+    let mut floor = kernel::reflector(bpffs)?;
     let pins = ipwarden::dataplane::PinDir::new(bpffs, "synproxy");
     let dp = ipwarden::dataplane::Dataplane::open(&pins)?;
     let answered_xdp = || -> anyhow::Result<u64> {
@@ -111,13 +112,23 @@ pub fn syn_cookies(
     /// Few enough to stay in the front table: the synproxy's own cost, without the source
     /// path's for a new source per frame.
     const FEW: u32 = 64;
-    // [kernel, ipwarden, ipwarden with few sources]
-    let mut runs: [Vec<Answered>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    // [kernel, ipwarden, ipwarden with few sources, the bed's floor]
+    let mut runs: [Vec<Answered>; 4] = Default::default();
     for round in 0..rounds {
         eprintln!("SYN cookies: round {} of {rounds}", round + 1);
-        for k in 0..3 {
-            let which = (k + round) % 3;
-            let (s, answered) = if which == 0 {
+        for k in 0..runs.len() {
+            let which = (k + round) % runs.len();
+            let (s, answered) = if which == 3 {
+                // Every frame it processes it sends back: its answers are its verdicts, as
+                // the synproxy's `answered` counts its.
+                let s = bed.measure(
+                    &mut live::Receiver::Xdp(&mut floor),
+                    live::Traffic::SynFlood(SOURCES),
+                    frames,
+                )?;
+                let answered = s.processed;
+                (s, answered)
+            } else if which == 0 {
                 let before = netstat(&bed, "SyncookiesSent")?;
                 let s = bed.measure(
                     &mut live::Receiver::Stack,
@@ -137,7 +148,7 @@ pub fn syn_cookies(
             ensure!(
                 answered * 100 >= s.processed * 90,
                 "{} answered {answered} of {} SYNs it processed ({:?})",
-                if which == 0 { "the kernel" } else { "ipwarden" },
+                ["the kernel", "ipwarden", "ipwarden", "the reflector"][which],
                 s.processed,
                 dp.synproxy_counts()
             );
@@ -157,6 +168,11 @@ pub fn syn_cookies(
         .zip(&runs[0])
         .map(|(x, k)| x.rate / k.rate)
         .collect();
+    let per_cpu = |v: &[Answered]| med(v, |a| a.rate / a.cpu.max(0.01));
+    // Microseconds of a busy receiving CPU per answer.
+    let us = |v: &[Answered]| 1e6 / per_cpu(v).max(1e-9);
+    let (kernel_us, ipw_us, few_us, floor_us) =
+        (us(&runs[0]), us(&runs[1]), us(&runs[2]), us(&runs[3]));
     let rows: Vec<Vec<String>> = [
         ("kernel SYN cookies (no XDP, tcp_syncookies = 2)", &runs[0]),
         ("ipwarden synproxy (XDP_TX)", &runs[1]),
@@ -164,10 +180,13 @@ pub fn syn_cookies(
             "ipwarden synproxy, 64 sources (they stay in the front table)",
             &runs[2],
         ),
+        (
+            "the bed's floor: every SYN sent back unchanged (`bench_tx`)",
+            &runs[3],
+        ),
     ]
     .iter()
     .map(|(name, v)| {
-        let per_cpu = |v: &[Answered]| med(v, |a| a.rate / a.cpu.max(0.01));
         vec![
             (*name).to_owned(),
             format!("{:.2}", med(v, |a| a.rate) / 1e6),
@@ -184,9 +203,13 @@ pub fn syn_cookies(
     .collect();
     let _ = writeln!(
         md,
-        "### SYN cookies under a spoofed SYN flood\n\n{rounds} interleaved rounds of {frames} IPv6 SYNs (valid checksums, an MSS option) to port 443 of the receiver, each from the next of {SOURCES} /64s, with a listener on port 443: the kernel's own SYN cookies (no XDP program, `net.ipv4.tcp_syncookies = 2`, counted by `TcpExtSyncookiesSent`) against ipwarden's synproxy (the product's program answering with `XDP_TX`, counted by its `answered` counter). The receiver's NAPI runs on one CPU; the SYN-ACKs go back out through the pair in both cases and are dropped by an XDP program on the sender's veth, in a NAPI thread on the generator's CPU (as a NIC's transmit ring takes them off the receiver's CPU). A third series sends the same SYNs from 64 /64s only, which stay in ipwarden's front table: what the synproxy itself costs, without the source path's cost of a new source per frame. Every run is checked to have answered ≥ 90 % of the SYNs it processed. The SYNs came from {}. **ipwarden / kernel: {:.2}× the SYN-ACKs per second** (median of per-round ratios).\n",
+        "### SYN cookies under a spoofed SYN flood\n\n{rounds} interleaved rounds of {frames} IPv6 SYNs (valid checksums, an MSS option) to port 443 of the receiver, each from the next of {SOURCES} /64s, with a listener on port 443: the kernel's own SYN cookies (no XDP program, `net.ipv4.tcp_syncookies = 2`, counted by `TcpExtSyncookiesSent`) against ipwarden's synproxy (the product's program answering with `XDP_TX`, counted by its `answered` counter). The receiver's NAPI runs on one CPU; the SYN-ACKs go back out through the pair in both cases and are dropped by an XDP program on the sender's veth, in a NAPI thread on the generator's CPU (as a NIC's transmit ring takes them off the receiver's CPU). A third series sends the same SYNs from 64 /64s only, which stay in ipwarden's front table: what the synproxy itself costs, without the source path's cost of a new source per frame. Every run is checked to have answered ≥ 90 % of the SYNs it processed. The SYNs came from {}. **ipwarden / kernel: {:.2}× the SYN-ACKs per second** (median of per-round ratios). A fourth series measures the bed itself: a program that sends every SYN back unchanged, with no work at all, answers at {floor_us:.2} µs of a busy receiving CPU per frame (receiving the frame into XDP and sending it back through the pair), against {ipw_us:.2} µs for ipwarden ({few_us:.2} µs from 64 sources) and {kernel_us:.2} µs for the kernel: no XDP answer can beat the kernel by more than {:.1}× here, and ipwarden's own work per SYN-ACK above that floor is {:.2} µs against the kernel's {:.2} µs ({:.1}×).\n",
         bed.flood_source(),
-        stats(&ratios).0
+        stats(&ratios).0,
+        kernel_us / floor_us,
+        ipw_us - floor_us,
+        kernel_us - floor_us,
+        (kernel_us - floor_us) / (ipw_us - floor_us).max(1e-9),
     );
     md.push_str(&report::table(
         &[
