@@ -257,3 +257,62 @@ fn under_authority_sources_without_a_way_are_still_judged_by_the_hash() {
     dp.unblock(host(crowded)).unwrap();
     assert_eq!(send(&fx, &sock, crowded, 10), [0, 0, 10]);
 }
+
+#[test]
+#[ignore = "privileged: run with `cargo xtask test`"]
+fn a_large_batch_keeps_the_rule_the_later_of_a_repeated_key_and_stops_at_a_full_map() {
+    // Exact entries go in with `BPF_MAP_UPDATE_BATCH` (pending.rs), which stops at the first
+    // entry that does not fit; the rest then go one by one.
+    const V4: u32 = 5_000;
+    const V6: u16 = 1_000;
+    let fx = Fixture::attached(&["--blocks", "6000"]);
+    let mut dp = fx.dp();
+    dp.vouch_for_index().unwrap();
+    let now = ipwarden::clock::monotonic_ns();
+    let manual = BlockEntry::block(Reason::MANUAL, now + 3_600_000_000_000);
+    let feed = BlockEntry::block(Reason::FEED, BlockEntry::NEVER);
+    // Map keys only (10.0.0.0/8 and 2001:db8:7::/48): no frame is sent from them.
+    let v4 = |i: u32| host(Ipv4Addr::from(0x0A00_0000 | i));
+    let v6 =
+        |i: u16| IpNet::new(Ipv6Addr::new(0x2001, 0xdb8, 7, i, 0, 0, 0, 0).into(), 64).unwrap();
+    let mut batch: Vec<(IpNet, BlockEntry)> = (0..V4).map(|i| (v4(i), manual)).collect();
+    batch.extend((0..V6).map(|i| (v6(i), manual)));
+    // Every seventh key named again, later in the same batch, with another origin.
+    let again: Vec<IpNet> = (0..V4)
+        .step_by(7)
+        .map(v4)
+        .chain((0..V6).step_by(7).map(v6))
+        .collect();
+    batch.extend(again.iter().map(|n| (*n, feed)));
+    dp.block_all(batch).unwrap();
+    assert!(
+        dp.index_vouched().unwrap(),
+        "a batch that went in kept the authority"
+    );
+    assert_eq!(rule_holds(&mut dp), V4 as usize + usize::from(V6));
+    let held: BTreeMap<IpNet, BlockEntry> = dp
+        .blocks()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.net, r.entry))
+        .collect();
+    for n in &again {
+        assert_eq!(held[n].reason, Reason::FEED, "{n}: the later entry holds");
+    }
+    assert_eq!(held[&v4(1)].reason, Reason::MANUAL);
+
+    // 1 000 IPv4 entries more fit; 3 000 are asked for: the map fills, the change fails, and
+    // what went in (from both queues) still has its ways or marked buckets.
+    let more: Vec<(IpNet, BlockEntry)> = (V4..V4 + 3_000).map(|i| (v4(i), manual)).collect();
+    let err = dp.block_all(more).unwrap_err();
+    assert!(
+        matches!(err, ipwarden::dataplane::DataplaneError::MapFull { .. }),
+        "{err}"
+    );
+    let held = rule_holds(&mut dp);
+    assert_eq!(
+        held,
+        6_000 + usize::from(V6),
+        "the IPv4 map is full, the rest in"
+    );
+}
