@@ -124,23 +124,13 @@ fn load_program(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An empty baseline.
-pub fn empty(bpffs: &Path, drop: bool) -> anyhow::Result<Subject> {
-    let (bytes, prog, name, kind) = if drop {
-        (
-            object::baseline::DROP,
-            "bench_drop",
-            "empty XDP_DROP",
-            Kind::EmptyDrop,
-        )
-    } else {
-        (
-            object::baseline::PASS,
-            "bench_pass",
-            "empty XDP_PASS",
-            Kind::EmptyPass,
-        )
-    };
+/// A baseline program `prog` of the object `bytes`, loaded with maps of its own.
+fn baseline(
+    bpffs: &Path,
+    (bytes, prog): (&[u8], &str),
+    name: &str,
+    kind: Kind,
+) -> anyhow::Result<Subject> {
     if bytes.is_empty() {
         bail!("this build has no baseline objects (AYA_BUILD_SKIP); run `cargo xtask bench`");
     }
@@ -155,39 +145,28 @@ pub fn empty(bpffs: &Path, drop: bool) -> anyhow::Result<Subject> {
     })
 }
 
+/// An empty baseline.
+pub fn empty(bpffs: &Path, drop: bool) -> anyhow::Result<Subject> {
+    if drop {
+        let object = (object::baseline::DROP, "bench_drop");
+        baseline(bpffs, object, "empty XDP_DROP", Kind::EmptyDrop)
+    } else {
+        let object = (object::baseline::PASS, "bench_pass");
+        baseline(bpffs, object, "empty XDP_PASS", Kind::EmptyPass)
+    }
+}
+
 /// The parse-only baseline: ipwarden's parser reads the source, then `XDP_DROP`.
 pub fn touch(bpffs: &Path) -> anyhow::Result<Subject> {
-    let bytes = object::baseline::TOUCH;
-    if bytes.is_empty() {
-        bail!("this build has no baseline objects (AYA_BUILD_SKIP); run `cargo xtask bench`");
-    }
-    let mut ebpf = load(bytes, &bpffs.join("bench_touch"), &[])?;
-    load_program(&mut ebpf, "bench_touch")?;
-    Ok(Subject {
-        name: "parse-only XDP_DROP".into(),
-        entries: 0,
-        kind: Kind::Touch,
-        ebpf,
-        program: "bench_touch".into(),
-    })
+    let object = (object::baseline::TOUCH, "bench_touch");
+    baseline(bpffs, object, "parse-only XDP_DROP", Kind::Touch)
 }
 
 /// The answering floor: `bench_tx`, which sends every frame back out of the interface it came
 /// in on, unchanged (no parsing, no cookie, no checksum).
 pub fn reflector(bpffs: &Path) -> anyhow::Result<Subject> {
-    let bytes = object::baseline::TX;
-    if bytes.is_empty() {
-        bail!("this build has no baseline objects (AYA_BUILD_SKIP); run `cargo xtask bench`");
-    }
-    let mut ebpf = load(bytes, &bpffs.join("bench_reflect"), &[])?;
-    load_program(&mut ebpf, "bench_tx")?;
-    Ok(Subject {
-        name: "XDP_TX of every frame".into(),
-        entries: 0,
-        kind: Kind::Reflect,
-        ebpf,
-        program: "bench_tx".into(),
-    })
+    let object = (object::baseline::TX, "bench_tx");
+    baseline(bpffs, object, "XDP_TX of every frame", Kind::Reflect)
 }
 
 /// Filler keys for large block sets. The IPv4 ones are map keys only: no packet is ever sent to
