@@ -302,7 +302,7 @@ fn a_large_batch_keeps_the_rule_the_later_of_a_repeated_key_and_stops_at_a_full_
     assert_eq!(held[&v4(1)].reason, Reason::MANUAL);
 
     // 1 000 IPv4 entries more fit; 3 000 are asked for: the map fills, the change fails, and
-    // what went in (from both queues) still has its ways or marked buckets.
+    // what went in (by the batch, then one by one) still has its ways or marked buckets.
     let more: Vec<(IpNet, BlockEntry)> = (V4..V4 + 3_000).map(|i| (v4(i), manual)).collect();
     let err = dp.block_all(more).unwrap_err();
     assert!(
